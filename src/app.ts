@@ -1,0 +1,82 @@
+import { randomUUID } from 'node:crypto';
+import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import type { Config } from './config/schema';
+import type { RegistryContext } from './context';
+import { openDatabase } from './index/db';
+import { MetadataIndex } from './index/metadata-index';
+import { loggerOptions } from './logger';
+import { pingRoutes, v1Routes } from './routes/v1';
+import { BlobStore } from './storage/blob-store';
+import { createDriver } from './storage/factory';
+import { V1Registry } from './v1/registry';
+import { version } from './version';
+
+export interface BuildOptions {
+  /** Override fastify's logger (tests pass false). */
+  logger?: FastifyServerOptions['logger'];
+}
+
+/** Build the registry application (not listening). The caller owns listen() and close(). */
+export async function buildApp(config: Config, opts: BuildOptions = {}): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: opts.logger ?? loggerOptions(config),
+    logController: new LogController({ disableRequestLogging: true }),
+    trustProxy: config.http.trustProxy,
+    genReqId: () => randomUUID(),
+    requestTimeout: 0, // multi-GB layers take as long as they take
+    keepAliveTimeout: 75_000,
+    return503OnClosing: true,
+    bodyLimit: config.http.maxJsonBody,
+    routerOptions: { maxParamLength: 1024, ignoreTrailingSlash: true, ignoreDuplicateSlashes: true },
+  });
+
+  const driver = await createDriver(config);
+  const db = openDatabase(config.index.path);
+  const index = new MetadataIndex(db);
+  const blobs = new BlobStore(driver, index);
+  const ctx: RegistryContext = { config, index, blobs, v1: new V1Registry(index, blobs) };
+  app.decorate('registry', ctx);
+  app.addHook('onClose', async () => index.close());
+
+  // One log line per request: id, method, route, status, bytes, duration. Nothing else of the request.
+  app.addHook('onResponse', async (request, reply) => {
+    request.log.info(
+      {
+        method: request.method,
+        route: request.routeOptions.url ?? 'unmatched',
+        url: request.url.split('?')[0],
+        status: reply.statusCode,
+        bytesIn: Number(request.headers['content-length'] ?? 0) || undefined,
+        bytesOut: Number(reply.getHeader('content-length') ?? 0) || undefined,
+        ms: Math.round(reply.elapsedTime * 10) / 10,
+      },
+      'request',
+    );
+  });
+
+  if (config.protocols.v1) {
+    await app.register((instance) => pingRoutes(instance, version));
+    await app.register(v1Routes, { prefix: '/v1' });
+  }
+
+  await purgeStaleUploads(app);
+  return app;
+}
+
+/** Remove uploads abandoned longer than uploads.purgeAfter, now and then every few minutes. */
+async function purgeStaleUploads(app: FastifyInstance): Promise<void> {
+  const { blobs, config } = app.registry;
+  const maxAge = config.uploads.purgeAfter * 1000;
+  const run = async () => {
+    try {
+      const n = await blobs.purgeStaleUploads(maxAge);
+      if (n > 0) app.log.info({ purged: n }, 'purged stale uploads');
+    } catch (err) {
+      app.log.error({ err }, 'stale upload purge failed');
+    }
+  };
+  await run();
+  const timer = setInterval(run, Math.min(maxAge, 10 * 60 * 1000));
+  timer.unref();
+  app.addHook('onClose', async () => clearInterval(timer));
+}

@@ -1,0 +1,69 @@
+// The whole configuration, described once: every key with its type, default and meaning.
+// load.ts derives validation, defaults and REGISTRY_* environment overrides from this tree,
+// so a key cannot exist in one place and be forgotten in another.
+
+export type LeafType = 'string' | 'boolean' | 'integer' | 'enum';
+
+export interface Leaf {
+  readonly leaf: true;
+  readonly type: LeafType;
+  readonly default: string | number | boolean;
+  readonly values?: readonly string[];
+  readonly min?: number;
+  readonly doc: string;
+}
+
+export interface Branch {
+  readonly [key: string]: Leaf | Branch;
+}
+
+const str = (def: string, doc: string) => ({ leaf: true, type: 'string', default: def, doc }) as const;
+const bool = (def: boolean, doc: string) => ({ leaf: true, type: 'boolean', default: def, doc }) as const;
+const int = (def: number, doc: string, min = 0) => ({ leaf: true, type: 'integer', default: def, min, doc }) as const;
+const oneOf = <V extends string>(values: readonly V[], def: V, doc: string) =>
+  ({ leaf: true, type: 'enum', default: def, values, doc }) as const;
+
+export const schema = {
+  http: {
+    addr: str('127.0.0.1:5000', 'host:port to listen on'),
+    trustProxy: bool(false, 'trust X-Forwarded-Proto/Host/For from a reverse proxy in front of the registry'),
+    shutdownTimeout: int(30, 'seconds to let in-flight requests finish on SIGTERM/SIGINT before exiting', 1),
+    maxJsonBody: int(4 * 1024 * 1024, 'largest accepted JSON body (image json, manifests, image lists), in bytes', 1024),
+  },
+  storage: {
+    driver: oneOf(['local'], 'local', 'blob storage driver'),
+    local: {
+      root: str('./data/blobs', 'directory holding blob and upload files'),
+      fsync: bool(true, 'fsync every blob before it becomes visible (turn off only for throwaway test data)'),
+    },
+  },
+  index: {
+    path: str('./data/index.db', 'SQLite metadata index file'),
+  },
+  log: {
+    level: oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'info', 'log level'),
+  },
+  protocols: {
+    v1: bool(true, 'serve the Docker Registry v1 API under /v1/'),
+    v2: bool(true, 'serve the OCI Distribution (v2) API under /v2/; Docker >= 1.6 prefers v2 whenever /v2/ answers'),
+  },
+  uploads: {
+    purgeAfter: int(24 * 3600, 'seconds after which an unfinished upload is removed', 60),
+  },
+} as const satisfies Branch;
+
+export function isLeaf(node: Leaf | Branch): node is Leaf {
+  return (node as Leaf).leaf === true;
+}
+
+type ValueOf<L> = L extends { type: 'boolean' }
+  ? boolean
+  : L extends { type: 'integer' }
+    ? number
+    : L extends { type: 'enum'; values: readonly (infer V)[] }
+      ? V
+      : string;
+type ConfigOf<B> = { readonly [K in keyof B]: B[K] extends { leaf: true } ? ValueOf<B[K]> : ConfigOf<B[K]> };
+
+/** The validated configuration, typed from the schema above. */
+export type Config = ConfigOf<typeof schema>;

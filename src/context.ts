@@ -1,0 +1,18 @@
+import type { Config } from './config/schema';
+import type { MetadataIndex } from './index/metadata-index';
+import type { BlobStore } from './storage/blob-store';
+import type { V1Registry } from './v1/registry';
+
+/** Everything a route may use, built once in app.ts and decorated onto the fastify instance. */
+export interface RegistryContext {
+  config: Config;
+  index: MetadataIndex;
+  blobs: BlobStore;
+  v1: V1Registry;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    registry: RegistryContext;
+  }
+}

@@ -1,0 +1,65 @@
+// One table of error codes. Registry code throws RegistryError; each protocol's error handler
+// formats it: v2 as {"errors":[{code,message,detail}]}, v1 as {"error": message}.
+
+export const ERROR_TABLE = {
+  // OCI Distribution spec codes
+  BLOB_UNKNOWN: { status: 404, message: 'blob unknown to registry' },
+  BLOB_UPLOAD_INVALID: { status: 400, message: 'blob upload invalid' },
+  BLOB_UPLOAD_UNKNOWN: { status: 404, message: 'blob upload unknown to registry' },
+  DIGEST_INVALID: { status: 400, message: 'provided digest did not match uploaded content' },
+  MANIFEST_BLOB_UNKNOWN: { status: 404, message: 'manifest references a manifest or blob unknown to registry' },
+  MANIFEST_INVALID: { status: 400, message: 'manifest invalid' },
+  MANIFEST_UNKNOWN: { status: 404, message: 'manifest unknown to registry' },
+  NAME_INVALID: { status: 400, message: 'invalid repository name' },
+  NAME_UNKNOWN: { status: 404, message: 'repository name not known to registry' },
+  SIZE_INVALID: { status: 400, message: 'provided length did not match content length' },
+  UNAUTHORIZED: { status: 401, message: 'authentication required' },
+  DENIED: { status: 403, message: 'requested access to the resource is denied' },
+  UNSUPPORTED: { status: 405, message: 'the operation is unsupported' },
+  TOOMANYREQUESTS: { status: 429, message: 'too many requests' },
+  // Codes of our own, for conditions the spec leaves to HTTP
+  RANGE_INVALID: { status: 416, message: 'requested range not satisfiable' },
+  TOO_LARGE: { status: 413, message: 'request body too large' },
+  BAD_REQUEST: { status: 400, message: 'bad request' },
+  NOT_FOUND: { status: 404, message: 'not found' },
+  CONFLICT: { status: 409, message: 'conflict' },
+  PRECONDITION_FAILED: { status: 412, message: 'precondition failed' },
+  UNAVAILABLE: { status: 503, message: 'service unavailable' },
+  INTERNAL: { status: 500, message: 'internal error' },
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_TABLE;
+
+export class RegistryError extends Error {
+  override name = 'RegistryError';
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly detail?: unknown;
+  /** Extra response headers (e.g. Range on 416, WWW-Authenticate on 401). */
+  readonly headers?: Record<string, string>;
+
+  constructor(
+    code: ErrorCode,
+    message?: string,
+    opts: { status?: number; detail?: unknown; headers?: Record<string, string> } = {},
+  ) {
+    super(message ?? ERROR_TABLE[code].message);
+    this.code = code;
+    this.status = opts.status ?? ERROR_TABLE[code].status;
+    this.detail = opts.detail;
+    this.headers = opts.headers;
+  }
+}
+
+/** Map any thrown value to a RegistryError; unknown errors become INTERNAL (and are logged by the caller). */
+export function toRegistryError(err: unknown): RegistryError {
+  if (err instanceof RegistryError) return err;
+  const e = err as { statusCode?: number; code?: string; message?: string };
+  // Errors raised by fastify itself (bad content length, aborted body, ...) carry a 4xx statusCode.
+  if (typeof e?.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {
+    if (e.statusCode === 413) return new RegistryError('TOO_LARGE');
+    if (e.statusCode === 404) return new RegistryError('NOT_FOUND', e.message);
+    return new RegistryError('BAD_REQUEST', e.message, { status: e.statusCode });
+  }
+  return new RegistryError('INTERNAL');
+}

@@ -1,0 +1,71 @@
+// Versioned schema migrations, applied in order inside one transaction each.
+// Never edit a released migration: append a new one.
+
+export const MIGRATIONS: readonly string[] = [
+  // 1: the shared blob store, repositories, uploads, the v1 protocol and search.
+  `
+  CREATE TABLE blobs (
+    digest     TEXT PRIMARY KEY,          -- sha256:<hex>
+    size       INTEGER NOT NULL,
+    location   TEXT NOT NULL,             -- driver key of the object holding the bytes
+    created_at INTEGER NOT NULL
+  ) WITHOUT ROWID;
+
+  CREATE TABLE repositories (
+    name        TEXT PRIMARY KEY,         -- full name; v1 single names are stored as library/<name>
+    description TEXT NOT NULL DEFAULT '',
+    v1_private  INTEGER NOT NULL DEFAULT 0,
+    v1_indexed  INTEGER NOT NULL DEFAULT 0, -- announced through the v1 index (PUT /v1/repositories/<repo>/)
+    created_at  INTEGER NOT NULL
+  );
+
+  CREATE TABLE uploads (
+    id         TEXT PRIMARY KEY,
+    repo       TEXT,                      -- NULL for one-shot ingests (v1 layers, manifests)
+    size       INTEGER NOT NULL DEFAULT 0,
+    state      TEXT NOT NULL,             -- driver state, JSON
+    started_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  CREATE INDEX uploads_updated ON uploads(updated_at);
+
+  CREATE TABLE v1_images (
+    id          TEXT PRIMARY KEY,         -- 16 or 64 hex
+    parent      TEXT,
+    json_digest TEXT NOT NULL,            -- the image JSON exactly as uploaded, stored as a blob
+    layer_digest TEXT,                    -- the layer exactly as uploaded, stored as a blob
+    layer_size  INTEGER,
+    checksum    TEXT,                     -- "sha256:" + sha256(json + "\\n" + layer), computed at layer PUT
+    complete    INTEGER NOT NULL DEFAULT 0, -- 1 once the client's checksum matched (the old _inprogress rule)
+    created_at  INTEGER NOT NULL
+  ) WITHOUT ROWID;
+
+  CREATE TABLE v1_tags (
+    repo       TEXT NOT NULL,
+    tag        TEXT NOT NULL,
+    image_id   TEXT NOT NULL,
+    meta       TEXT NOT NULL,             -- tag json (arch, docker_version, ... from the User-Agent)
+    PRIMARY KEY (repo, tag)
+  ) WITHOUT ROWID;
+
+  CREATE TABLE v1_repo_images (           -- the index's image list (PUT /v1/repositories/<repo>/)
+    repo      TEXT NOT NULL,
+    image_id  TEXT NOT NULL,
+    checksum  TEXT,
+    position  INTEGER NOT NULL,
+    PRIMARY KEY (repo, image_id)
+  ) WITHOUT ROWID;
+
+  -- Substring search over repository names and descriptions (trigram FTS5 also speeds up LIKE).
+  CREATE VIRTUAL TABLE repo_search USING fts5(name, description, tokenize = 'trigram');
+  CREATE TRIGGER repositories_ai AFTER INSERT ON repositories BEGIN
+    INSERT INTO repo_search(rowid, name, description) VALUES (new.rowid, new.name, new.description);
+  END;
+  CREATE TRIGGER repositories_ad AFTER DELETE ON repositories BEGIN
+    DELETE FROM repo_search WHERE rowid = old.rowid;
+  END;
+  CREATE TRIGGER repositories_au AFTER UPDATE OF name, description ON repositories BEGIN
+    UPDATE repo_search SET name = new.name, description = new.description WHERE rowid = old.rowid;
+  END;
+  `,
+];

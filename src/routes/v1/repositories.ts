@@ -1,0 +1,114 @@
+import { randomBytes } from 'node:crypto';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { RegistryError } from '../../errors';
+import { readSmallBody } from '../../http/body';
+import { v1RepositoryName } from '../../v1/names';
+import { sendJson } from './http';
+
+// /v1/repositories/<repo>/... : repository names contain slashes, so one wildcard route per method
+// parses the path from the right: the last segments say what is asked, the rest is the name.
+
+type Resource =
+  | { kind: 'tagJson'; tag: string }
+  | { kind: 'tag'; tag: string }
+  | { kind: 'tags' }
+  | { kind: 'json' | 'images' | 'properties' | 'auth' }
+  | { kind: 'repository' };
+
+function parsePath(raw: string): { repo: string; res: Resource } {
+  const path = raw.replace(/\/+$/, '');
+  let m: RegExpExecArray | null;
+  if ((m = /^(.+)\/tags\/([^/]+)\/json$/.exec(path))) return { repo: v1RepositoryName(m[1]!), res: { kind: 'tagJson', tag: m[2]! } };
+  if ((m = /^(.+)\/tags\/([^/]+)$/.exec(path))) return { repo: v1RepositoryName(m[1]!), res: { kind: 'tag', tag: m[2]! } };
+  if ((m = /^(.+)\/tags$/.exec(path))) return { repo: v1RepositoryName(m[1]!), res: { kind: 'tags' } };
+  if ((m = /^(.+)\/(json|images|properties|auth)$/.exec(path))) {
+    return { repo: v1RepositoryName(m[1]!), res: { kind: m[2] as 'json' | 'images' | 'properties' | 'auth' } };
+  }
+  if (path === '') throw new RegistryError('NOT_FOUND', 'Repository not found');
+  return { repo: v1RepositoryName(path), res: { kind: 'repository' } };
+}
+
+type Access = 'read' | 'write' | 'delete';
+
+/** Index responses tell the client where the registry is and, when asked, hand out a token. */
+function indexHeaders(request: FastifyRequest, reply: FastifyReply, repo: string, access: Access): void {
+  reply.header('x-docker-endpoints', request.host);
+  if (String(request.headers['x-docker-token']).toLowerCase() === 'true') {
+    const token = `signature=${randomBytes(16).toString('hex')},repository="${repo}",access=${access}`;
+    reply.header('x-docker-token', token);
+    reply.header('www-authenticate', `Token ${token}`);
+  }
+}
+
+export async function repositoryRoutes(app: FastifyInstance): Promise<void> {
+  const { v1, config } = app.registry;
+  const body = (request: FastifyRequest) => readSmallBody(request.raw, config.http.maxJsonBody);
+  const notAllowed = () => new RegistryError('NOT_FOUND', 'Not found');
+
+  app.get('/repositories/*', async (request, reply) => {
+    const { repo, res } = parsePath((request.params as { '*': string })['*']);
+    switch (res.kind) {
+      case 'tags':
+        return sendJson(reply, v1.listTags(repo));
+      case 'tag':
+        return sendJson(reply, v1.getTag(repo, res.tag));
+      case 'tagJson':
+        return sendJson(reply, v1.tagJson(repo, res.tag));
+      case 'json':
+        return sendJson(reply, v1.tagJson(repo, 'latest'));
+      case 'images': {
+        const list = v1.getImageList(repo);
+        indexHeaders(request, reply, repo, 'read');
+        return sendJson(reply, list);
+      }
+      case 'properties':
+        return sendJson(reply, v1.getProperties(repo));
+      default:
+        throw notAllowed();
+    }
+  });
+
+  app.put('/repositories/*', async (request, reply) => {
+    const { repo, res } = parsePath((request.params as { '*': string })['*']);
+    switch (res.kind) {
+      case 'tag':
+        v1.putTag(repo, res.tag, await body(request), request.headers['user-agent']);
+        return sendJson(reply);
+      case 'repository':
+        v1.putImageList(repo, await body(request));
+        indexHeaders(request, reply, repo, 'write');
+        return sendJson(reply, '');
+      case 'images':
+        v1.putImageList(repo, await body(request));
+        indexHeaders(request, reply, repo, 'write');
+        return reply.code(204).send();
+      case 'properties':
+        v1.setProperties(repo, await body(request));
+        return sendJson(reply);
+      case 'auth':
+        request.raw.resume();
+        return sendJson(reply, 'OK');
+      default:
+        throw notAllowed();
+    }
+  });
+
+  app.delete('/repositories/*', async (request, reply) => {
+    const { repo, res } = parsePath((request.params as { '*': string })['*']);
+    switch (res.kind) {
+      case 'tag':
+        v1.deleteTag(repo, res.tag);
+        return sendJson(reply);
+      case 'tags':
+      case 'repository':
+        v1.deleteRepository(repo);
+        return sendJson(reply);
+      case 'images':
+        // The index's delete step; the registry delete above does the work.
+        indexHeaders(request, reply, repo, 'delete');
+        return reply.code(204).send();
+      default:
+        throw notAllowed();
+    }
+  });
+}

@@ -1,0 +1,49 @@
+import { buildApp } from './app';
+import { ConfigError, loadConfig, splitAddr } from './config/load';
+
+// Process entry: load config, serve, and shut down gracefully on SIGTERM/SIGINT.
+
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`registry: configuration error: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const app = await buildApp(config);
+  const { host, port } = splitAddr(config.http.addr);
+  await app.listen({ host, port });
+
+  let closing = false;
+  const shutdown = (signal: string) => {
+    if (closing) return;
+    closing = true;
+    app.log.info({ signal }, 'shutting down: no new connections, waiting for in-flight requests');
+    const force = setTimeout(() => {
+      app.log.warn('in-flight requests did not finish in time; exiting');
+      process.exit(1);
+    }, config.http.shutdownTimeout * 1000);
+    force.unref();
+    app.close().then(
+      () => {
+        app.log.info('stopped');
+        process.exit(0);
+      },
+      (err) => {
+        app.log.error({ err }, 'error during shutdown');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+}
+
+main().catch((err) => {
+  process.stderr.write(`registry: failed to start: ${err instanceof Error ? err.stack : String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,244 @@
+import { randomUUID } from 'node:crypto';
+import type { Hash } from 'node:crypto';
+import { Readable, Transform, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { RegistryError } from '../errors';
+import type { BlobRecord, MetadataIndex, UploadRecord } from '../index/metadata-index';
+import { digestOf, hexOf, newHash, type Digest } from './digest';
+import type { ByteRange, StorageDriver } from './driver';
+
+// The one content-addressed blob store, shared by v1 and v2 and by every driver.
+// Bytes are hashed while they stream to the driver's staging area, verified, then committed
+// atomically; only then does the index learn the digest. Nothing half-written is ever visible.
+
+export interface IngestOptions {
+  /** The digest the client announced: a mismatch is DIGEST_INVALID and nothing is stored. */
+  expected?: Digest;
+  /** Largest accepted size in bytes (TOO_LARGE beyond it). */
+  limit?: number;
+  /** Sees every chunk as it passes (v1 computes its payload checksum this way, in the same pass). */
+  tap?: (chunk: Buffer) => void;
+}
+
+interface LiveHash {
+  hash: Hash;
+  size: number;
+}
+
+export class BlobStore {
+  /** Running hashes of open uploads, so a commit never re-reads the bytes. Rebuilt from storage after a restart. */
+  private readonly hashes = new Map<string, LiveHash>();
+  /** Uploads with a request in flight: a second concurrent writer is refused. */
+  private readonly busy = new Set<string>();
+
+  constructor(
+    readonly driver: StorageDriver,
+    private readonly index: MetadataIndex,
+  ) {}
+
+  stat(digest: Digest): BlobRecord | undefined {
+    return this.index.getBlob(digest);
+  }
+
+  /** Stream a blob (or a range of it). BLOB_UNKNOWN if the index does not know it. */
+  async open(digest: Digest, range?: ByteRange): Promise<Readable> {
+    const blob = this.stat(digest);
+    if (!blob) throw new RegistryError('BLOB_UNKNOWN', undefined, { detail: { digest } });
+    return this.driver.read(blob.location, range);
+  }
+
+  /** Read a small blob whole (image JSON, manifests). */
+  async readBytes(digest: Digest): Promise<Buffer> {
+    const chunks: Buffer[] = [];
+    for await (const chunk of await this.open(digest)) chunks.push(chunk as Buffer);
+    return Buffer.concat(chunks);
+  }
+
+  /** Store a stream as one blob, in one pass. */
+  async ingest(body: Readable, opts: IngestOptions = {}): Promise<BlobRecord> {
+    const upload = await this.createUpload(null);
+    try {
+      await this.append(upload, body, opts);
+      return await this.commit(upload.id, opts.expected);
+    } finally {
+      await this.discard(upload.id);
+    }
+  }
+
+  async putBytes(data: Uint8Array, expected?: Digest): Promise<BlobRecord> {
+    return this.ingest(Readable.from([Buffer.from(data.buffer, data.byteOffset, data.byteLength)]), { expected });
+  }
+
+  // ---- resumable uploads (v2 chunked uploads build on these) ----
+
+  async startUpload(repo: string): Promise<UploadRecord> {
+    return this.createUpload(repo);
+  }
+
+  getUpload(id: string): UploadRecord | undefined {
+    return this.index.getUpload(id);
+  }
+
+  /**
+   * Append a chunk. `start`, if given, must equal the current size (else RANGE_INVALID with the
+   * current size in the error detail) so out-of-order or overlapping chunks are refused.
+   */
+  async appendUpload(id: string, body: Readable, opts: IngestOptions & { start?: number } = {}): Promise<UploadRecord> {
+    return this.exclusive(id, async (upload) => {
+      if (opts.start !== undefined && opts.start !== upload.size) {
+        throw new RegistryError('RANGE_INVALID', 'chunk does not start at the end of the upload', {
+          detail: { size: upload.size },
+        });
+      }
+      return this.append(upload, body, opts);
+    });
+  }
+
+  /** Finish an upload: optional last chunk, digest check, atomic commit. The upload is gone afterwards. */
+  async commitUpload(id: string, expected: Digest, last?: Readable, opts: IngestOptions = {}): Promise<BlobRecord> {
+    return this.exclusive(id, async (upload) => {
+      if (last) upload = await this.append(upload, last, opts);
+      const blob = await this.commit(upload.id, expected);
+      await this.discard(upload.id);
+      return blob;
+    });
+  }
+
+  async cancelUpload(id: string): Promise<void> {
+    await this.exclusive(id, async (upload) => {
+      await this.discard(upload.id);
+      return upload;
+    });
+  }
+
+  /** Remove uploads untouched for `maxAgeMs`; returns how many went. */
+  async purgeStaleUploads(maxAgeMs: number): Promise<number> {
+    let purged = 0;
+    for (const upload of this.index.staleUploads(Date.now() - maxAgeMs)) {
+      if (this.busy.has(upload.id)) continue;
+      await this.discard(upload.id);
+      purged++;
+    }
+    return purged;
+  }
+
+  // ---- internals ----
+
+  private async createUpload(repo: string | null): Promise<UploadRecord> {
+    const id = randomUUID();
+    // The row goes first: if we crash after the driver created the staging area, the purge still finds it.
+    this.index.createUpload(id, repo, {});
+    const state = await this.driver.startUpload(id);
+    this.index.updateUpload(id, 0, state);
+    this.hashes.set(id, { hash: newHash(), size: 0 });
+    return this.index.getUpload(id)!;
+  }
+
+  private async exclusive(id: string, fn: (u: UploadRecord) => Promise<UploadRecord | BlobRecord>): Promise<any> {
+    const upload = this.index.getUpload(id);
+    if (!upload || upload.repo === null) throw new RegistryError('BLOB_UPLOAD_UNKNOWN', undefined, { detail: { id } });
+    if (this.busy.has(id)) {
+      throw new RegistryError('RANGE_INVALID', 'another request is writing to this upload', {
+        detail: { size: upload.size },
+      });
+    }
+    this.busy.add(id);
+    try {
+      return await fn(upload);
+    } finally {
+      this.busy.delete(id);
+    }
+  }
+
+  /** The running hash for an upload, re-hashing the staged bytes if this process does not have it. */
+  private async liveHash(upload: UploadRecord): Promise<LiveHash> {
+    const live = this.hashes.get(upload.id);
+    if (live && live.size === upload.size) return live;
+    const hash = newHash();
+    if (upload.size > 0) {
+      for await (const chunk of await this.driver.readUpload(upload.id, upload.state, upload.size)) hash.update(chunk as Buffer);
+    }
+    const rebuilt = { hash, size: upload.size };
+    this.hashes.set(upload.id, rebuilt);
+    return rebuilt;
+  }
+
+  private async append(upload: UploadRecord, body: Readable, opts: IngestOptions): Promise<UploadRecord> {
+    const live = await this.liveHash(upload);
+    // Hash a copy: if the driver fails half-way, the staged bytes roll back and so must the hash.
+    const hash = live.hash.copy();
+    const meter = new HashMeter(hash, opts.limit === undefined ? Infinity : opts.limit - upload.size, opts.tap);
+    let state: Record<string, unknown>;
+    try {
+      state = await this.driver.appendUpload(upload.id, upload.state, upload.size, meterThrough(body, meter));
+    } catch (err) {
+      throw meter.error ?? err;
+    }
+    const size = upload.size + meter.bytes;
+    this.hashes.set(upload.id, { hash, size });
+    this.index.updateUpload(upload.id, size, state);
+    return { ...upload, size, state };
+  }
+
+  private async commit(id: string, expected: Digest | undefined): Promise<BlobRecord> {
+    const upload = this.index.getUpload(id)!;
+    const live = await this.liveHash(upload);
+    const digest = digestOf(live.hash.copy());
+    if (expected && expected !== digest) {
+      throw new RegistryError('DIGEST_INVALID', undefined, { detail: { expected, computed: digest } });
+    }
+    const known = this.index.getBlob(digest);
+    if (known) return known; // already stored: the staged copy is discarded by the caller
+    const location = await this.driver.commitUpload(id, upload.state, upload.size, hexOf(digest));
+    const stored = this.index.transaction(() => {
+      this.index.deleteUpload(id);
+      return this.index.putBlob({ digest, size: upload.size, location });
+    });
+    // Two identical uploads racing: the first record wins; drop our copy if it lives elsewhere.
+    if (stored.location !== location) await this.driver.delete(location);
+    return stored;
+  }
+
+  /** Forget an upload and its staged bytes (idempotent). */
+  private async discard(id: string): Promise<void> {
+    this.hashes.delete(id);
+    const upload = this.index.getUpload(id);
+    if (!upload) return;
+    await this.driver.abortUpload(id, upload.state);
+    this.index.deleteUpload(id);
+  }
+}
+
+/** Counts and hashes bytes on their way to storage; stops the stream past the size limit. */
+class HashMeter extends Transform {
+  bytes = 0;
+  error?: RegistryError;
+
+  constructor(
+    private readonly hash: Hash,
+    private readonly remaining: number,
+    private readonly tap?: (chunk: Buffer) => void,
+  ) {
+    super();
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.bytes += chunk.length;
+    if (this.bytes > this.remaining) {
+      this.error = new RegistryError('TOO_LARGE', 'blob exceeds the size limit');
+      cb(this.error);
+      return;
+    }
+    this.hash.update(chunk);
+    this.tap?.(chunk);
+    cb(null, chunk);
+  }
+}
+
+function meterThrough(body: Readable, meter: HashMeter): Readable {
+  // pipeline() propagates errors both ways and destroys the source on failure.
+  pipeline(body, meter).catch((err) => {
+    if (!meter.destroyed) meter.destroy(err);
+  });
+  return meter;
+}

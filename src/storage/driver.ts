@@ -1,0 +1,50 @@
+import type { Readable } from 'node:stream';
+
+// The storage driver: the only code that knows where bytes live. It knows nothing of digests,
+// repositories or protocols; the BlobStore above it holds every registry rule.
+
+/** Inclusive byte range. */
+export interface ByteRange {
+  start: number;
+  end: number;
+}
+
+/** Driver-specific, JSON-serialisable state of an upload (kept in the index, so uploads survive restarts). */
+export type UploadState = Record<string, unknown>;
+
+export interface StorageDriver {
+  readonly name: string;
+  /** Check that the backend answers (used at start and by readiness checks). */
+  ping(): Promise<void>;
+  /** Size of a committed object, or null if it does not exist. */
+  stat(key: string): Promise<{ size: number } | null>;
+  /** Stream a committed object, whole or a byte range. Throws StorageNotFoundError. */
+  read(key: string, range?: ByteRange): Promise<Readable>;
+  /** Remove a committed object; missing objects are not an error. */
+  delete(key: string): Promise<void>;
+
+  /** Open a staging area for upload `id`. Nothing in it is visible until commitUpload. */
+  startUpload(id: string): Promise<UploadState>;
+  /**
+   * Append `body` at offset `size` (the bytes committed to the staging area so far).
+   * Resolves with the new state once every byte is durable enough to be counted; on failure
+   * the staging area is left at `size` bytes (partial writes are discarded).
+   */
+  appendUpload(id: string, state: UploadState, size: number, body: Readable): Promise<UploadState>;
+  /** Read back the staged bytes (only for re-hashing after a restart). */
+  readUpload(id: string, state: UploadState, size: number): Promise<Readable>;
+  /**
+   * Make the staged bytes a permanent object for content `hex` (sha256) and return its key.
+   * Must be atomic: the object is either absent or complete.
+   */
+  commitUpload(id: string, state: UploadState, size: number, hex: string): Promise<string>;
+  /** Discard an upload's staging area (idempotent). */
+  abortUpload(id: string, state: UploadState): Promise<void>;
+}
+
+export class StorageNotFoundError extends Error {
+  override name = 'StorageNotFoundError';
+  constructor(readonly key: string) {
+    super(`storage object not found: ${key}`);
+  }
+}

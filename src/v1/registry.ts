@@ -1,0 +1,232 @@
+import type { Readable } from 'node:stream';
+import { RegistryError } from '../errors';
+import type { MetadataIndex, V1Image, V1ImageListEntry } from '../index/metadata-index';
+import type { BlobStore } from '../storage/blob-store';
+import { digestOf, newHash } from '../storage/digest';
+import type { ByteRange } from '../storage/driver';
+import { isTag } from '../names';
+import { assertImageId } from './names';
+
+// The v1 protocol's rules (section 2 and 4 of v1-protocol.md), over the shared blob store and index.
+// Routes translate HTTP to these calls; every guard and its order lives here.
+
+const IN_PROGRESS = 'Image is being uploaded, retry later';
+const NOT_FOUND = 'Image not found';
+const ALREADY_EXISTS = 'Image already exists';
+
+/** Tag metadata returned when a tag has none (DR's default, never a 404). */
+export const DEFAULT_TAG_JSON = {
+  arch: 'amd64',
+  docker_go_version: null,
+  docker_version: null,
+  kernel: null,
+  last_update: null,
+  os: 'linux',
+};
+
+export class V1Registry {
+  constructor(
+    private readonly index: MetadataIndex,
+    private readonly blobs: BlobStore,
+  ) {}
+
+  // ---- images ----
+
+  /** A complete image (checksum verified); in-progress images are never served. */
+  completeImage(id: string): V1Image {
+    assertImageId(id);
+    const image = this.index.getV1Image(id);
+    if (!image) throw new RegistryError('NOT_FOUND', NOT_FOUND);
+    if (!image.complete) throw new RegistryError('BAD_REQUEST', IN_PROGRESS);
+    return image;
+  }
+
+  /** The image JSON exactly as it was uploaded. */
+  readJson(image: V1Image): Promise<Buffer> {
+    return this.blobs.readBytes(image.jsonDigest);
+  }
+
+  /** Store the image JSON byte for byte (the checksum covers its exact bytes). */
+  async putImageJson(id: string, body: Buffer): Promise<void> {
+    assertImageId(id);
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(body.toString('utf8'));
+    } catch {
+      throw new RegistryError('BAD_REQUEST', 'Invalid JSON');
+    }
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+      throw new RegistryError('BAD_REQUEST', 'Invalid JSON');
+    }
+    const json = parsed as { id?: unknown; parent?: unknown };
+    if (!('id' in json)) throw new RegistryError('BAD_REQUEST', "Missing key `id' in JSON");
+    if (json.id !== id) throw new RegistryError('BAD_REQUEST', 'JSON data contains invalid id');
+    let parent: string | null = null;
+    if (json.parent !== undefined && json.parent !== null && json.parent !== '') {
+      if (typeof json.parent !== 'string' || !this.index.getV1Image(json.parent)) {
+        throw new RegistryError('BAD_REQUEST', 'Image depends on a non existing parent');
+      }
+      parent = json.parent;
+    }
+    if (this.index.getV1Image(id)?.complete) throw new RegistryError('CONFLICT', ALREADY_EXISTS);
+    const blob = await this.blobs.putBytes(body);
+    if (!this.index.putV1ImageJson(id, parent, blob.digest)) throw new RegistryError('CONFLICT', ALREADY_EXISTS);
+  }
+
+  /**
+   * Stream a layer into the blob store while computing the payload checksum
+   * sha256(json + "\n" + layer) in the same pass. The image stays in progress until PUT checksum.
+   */
+  async putImageLayer(id: string, body: Readable): Promise<void> {
+    assertImageId(id);
+    const image = this.index.getV1Image(id);
+    if (!image) throw new RegistryError('NOT_FOUND', NOT_FOUND);
+    if (image.complete) throw new RegistryError('CONFLICT', ALREADY_EXISTS);
+    const payload = newHash();
+    payload.update(await this.blobs.readBytes(image.jsonDigest));
+    payload.update('\n');
+    const layer = await this.blobs.ingest(body, { tap: (chunk) => payload.update(chunk) });
+    if (!this.index.setV1Layer(id, image.jsonDigest, layer.digest, layer.size, digestOf(payload))) {
+      // Completed or re-described by another request while we streamed.
+      const now = this.index.getV1Image(id);
+      if (now?.complete) throw new RegistryError('CONFLICT', ALREADY_EXISTS);
+      throw new RegistryError('BAD_REQUEST', 'Image JSON changed during the layer upload, retry');
+    }
+  }
+
+  /** Verify the client's payload checksum; a match makes the image visible. */
+  putImageChecksum(id: string, payloadHeader: string | undefined): void {
+    assertImageId(id);
+    if (payloadHeader === undefined) {
+      throw new RegistryError(
+        'PRECONDITION_FAILED',
+        'X-Docker-Checksum-Payload not set.  If you are using the Docker daemon, you should upgrade to version 0.10 or later',
+      );
+    }
+    if (payloadHeader.trim() === '') throw new RegistryError('BAD_REQUEST', "Missing Image's checksum");
+    const image = this.index.getV1Image(id);
+    if (!image) throw new RegistryError('NOT_FOUND', NOT_FOUND);
+    if (image.complete) throw new RegistryError('CONFLICT', 'Cannot set this image checksum');
+    if (!image.checksum) throw new RegistryError('BAD_REQUEST', 'Image layer not uploaded yet, upload the layer first');
+    const sums = payloadHeader.split(',').map((s) => s.trim());
+    if (!sums.includes(image.checksum) || !this.index.completeV1Image(id, image.checksum)) {
+      throw new RegistryError('BAD_REQUEST', 'Checksum mismatch');
+    }
+  }
+
+  /** The layer of a complete image; range already validated against layerSize by the caller. */
+  async openLayer(image: V1Image, range?: ByteRange): Promise<Readable> {
+    if (!image.layerDigest) throw new RegistryError('NOT_FOUND', NOT_FOUND);
+    return this.blobs.open(image.layerDigest, range);
+  }
+
+  ancestry(id: string): string[] {
+    this.completeImage(id);
+    return this.index.ancestry(id);
+  }
+
+  // ---- tags and repositories ----
+
+  listTags(repo: string): Record<string, string> {
+    if (!this.index.getRepository(repo)) throw new RegistryError('NOT_FOUND', 'Repository not found');
+    return this.index.listV1Tags(repo);
+  }
+
+  getTag(repo: string, tag: string): string {
+    const found = this.index.getV1Tag(repo, tag);
+    if (!found) throw new RegistryError('NOT_FOUND', 'Tag not found');
+    return found.imageId;
+  }
+
+  putTag(repo: string, tag: string, body: Buffer, userAgent: string | undefined): void {
+    if (!isTag(tag)) throw new RegistryError('BAD_REQUEST', 'Invalid tag name (must match ^[\\w][\\w.-]{0,127}$)');
+    let id: unknown;
+    try {
+      id = JSON.parse(body.toString('utf8'));
+    } catch {
+      throw new RegistryError('BAD_REQUEST', 'Invalid data');
+    }
+    if (typeof id !== 'string') throw new RegistryError('BAD_REQUEST', 'Invalid data');
+    assertImageId(id);
+    if (!this.index.getV1Image(id)) throw new RegistryError('NOT_FOUND', NOT_FOUND);
+    this.index.setV1Tag(repo, tag, id, JSON.stringify(tagJson(userAgent)));
+  }
+
+  deleteTag(repo: string, tag: string): void {
+    if (!this.index.deleteV1Tag(repo, tag)) throw new RegistryError('NOT_FOUND', `Tag not found: ${tag}`);
+  }
+
+  tagJson(repo: string, tag: string): object {
+    const found = this.index.getV1Tag(repo, tag);
+    return found ? JSON.parse(found.meta) : DEFAULT_TAG_JSON;
+  }
+
+  deleteRepository(repo: string): void {
+    if (!this.index.deleteV1Repository(repo)) throw new RegistryError('NOT_FOUND', 'Repository not found');
+  }
+
+  getProperties(repo: string): { access: 'private' | 'public' } {
+    const r = this.index.getRepository(repo);
+    if (!r) throw new RegistryError('NOT_FOUND', 'Repository not found');
+    return { access: r.v1Private ? 'private' : 'public' };
+  }
+
+  setProperties(repo: string, body: Buffer): void {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(body.toString('utf8'));
+    } catch {
+      throw new RegistryError('BAD_REQUEST', 'Invalid data');
+    }
+    const access = (parsed as { access?: unknown } | null)?.access;
+    if (access !== 'private' && access !== 'public') {
+      throw new RegistryError('BAD_REQUEST', 'Invalid data: "access" must be "private" or "public"');
+    }
+    this.index.ensureRepository(repo);
+    this.index.setV1Private(repo, access === 'private');
+  }
+
+  // ---- index (image lists) ----
+
+  /** PUT /v1/repositories/<repo>/ and .../images: merge the client's image list. */
+  putImageList(repo: string, body: Buffer): void {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(body.toString('utf8') || '[]');
+    } catch {
+      throw new RegistryError('BAD_REQUEST', 'Error Decoding JSON');
+    }
+    if (!Array.isArray(parsed)) throw new RegistryError('BAD_REQUEST', 'Invalid data');
+    const entries: V1ImageListEntry[] = [];
+    for (const item of parsed) {
+      const id = (item as { id?: unknown } | null)?.id;
+      if (typeof id !== 'string') throw new RegistryError('BAD_REQUEST', 'Invalid data: every entry needs an "id"');
+      assertImageId(id);
+      const checksum = (item as { checksum?: unknown }).checksum;
+      entries.push(typeof checksum === 'string' && checksum ? { id, checksum } : { id });
+    }
+    this.index.mergeV1RepoImages(repo, entries);
+  }
+
+  getImageList(repo: string): V1ImageListEntry[] {
+    const list = this.index.getV1RepoImages(repo);
+    if (!list) throw new RegistryError('NOT_FOUND', 'images not found');
+    return list;
+  }
+}
+
+/** Tag metadata from the pushing client's User-Agent ("docker/1.5.0 go/go1.4.1 kernel/... os/linux arch/amd64"). */
+export function tagJson(userAgent: string | undefined): Record<string, string | number> {
+  const out: Record<string, string | number> = {};
+  const fields: Record<string, string> = { docker: 'docker_version', go: 'docker_go_version', kernel: 'kernel', os: 'os', arch: 'arch' };
+  for (const part of (userAgent ?? '').split(/\s+/)) {
+    const slash = part.indexOf('/');
+    if (slash <= 0) continue;
+    const key = fields[part.slice(0, slash).toLowerCase()];
+    if (!key) continue;
+    const value = part.slice(slash + 1);
+    out[key] = key === 'kernel' ? value.toLowerCase() : value;
+  }
+  out.last_update = Math.floor(Date.now() / 1000);
+  return Object.fromEntries(Object.entries(out).sort(([a], [b]) => a.localeCompare(b)));
+}
