@@ -37,6 +37,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   const ctx: RegistryContext = { config, index, blobs, v1: new V1Registry(index, blobs) };
   app.decorate('registry', ctx);
   app.addHook('onClose', async () => index.close());
+  closeConnectionsAsTheyIdle(app);
 
   // One log line per request: id, method, route, status, bytes, duration. Nothing else of the request.
   app.addHook('onResponse', async (request, reply) => {
@@ -61,6 +62,20 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
 
   await purgeStaleUploads(app);
   return app;
+}
+
+/**
+ * On close, node closes the connections idle at that moment; keep-alive connections whose request
+ * finishes later would otherwise hold the close for the whole keep-alive timeout.
+ */
+function closeConnectionsAsTheyIdle(app: FastifyInstance): void {
+  let timer: NodeJS.Timeout | undefined;
+  app.addHook('preClose', async () => {
+    app.server.closeIdleConnections();
+    timer = setInterval(() => app.server.closeIdleConnections(), 50);
+    timer.unref();
+  });
+  app.addHook('onClose', async () => clearInterval(timer));
 }
 
 /** Remove uploads abandoned longer than uploads.purgeAfter, now and then every few minutes. */
