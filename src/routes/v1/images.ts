@@ -35,10 +35,15 @@ export async function imageRoutes(app: FastifyInstance): Promise<void> {
     return sendJson(reply);
   });
 
-  app.get('/images/:id/layer', async (request: ImageRequest, reply) => {
-    const image = v1.completeImage(request.params.id);
-    if (notModified(request, reply)) return reply;
-    return sendLayer(request, reply, image);
+  // HEAD is declared, not derived: fastify's derived HEAD would open the layer and zero Content-Length.
+  app.route({
+    method: ['GET', 'HEAD'],
+    url: '/images/:id/layer',
+    handler: async (request: ImageRequest, reply) => {
+      const image = v1.completeImage(request.params.id);
+      if (notModified(request, reply)) return reply;
+      return sendLayer(request, reply, image);
+    },
   });
 
   app.put('/images/:id/layer', async (request: ImageRequest, reply) => {
