@@ -1,0 +1,603 @@
+'use strict';
+// Benchmark: push and pull one large v1 layer through a real server process.
+//
+// Starts `node dist/server.js` on a free port with a throwaway storage root and index, then per run:
+//   PUT /v1/images/<id>/json -> PUT /v1/images/<id>/layer (chunked, timed) -> PUT .../checksum
+//   GET /v1/images/<id>/json -> GET /v1/images/<id>/layer (timed, hashed and verified)
+// while sampling the server's RSS from /proc/<pid>/status. Reports median push/pull throughput,
+// the server's peak RSS (sampled max VmRSS and the kernel's VmHWM), and for context the machine's
+// sha256 speed and the temp dir's write+fsync speed.
+//
+// Environment:
+//   BENCH_LAYER_MB        layer size in MiB (default 1024)
+//   BENCH_RUNS            push+pull rounds, each with a new image id and new layer bytes (default 3)
+//   BENCH_RSS_LIMIT_MB    peak RSS target in MiB, reported as PASS/FAIL (default 150; not an exit status)
+//   BENCH_SERVER_NODE_ARGS extra node flags for the server, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"
+//   TMPDIR                where the temp dir is created (os.tmpdir())
+//
+// Plain CommonJS, Node built-ins only, no build step. Results: bench/results/v1-layer.json.
+
+const crypto = require('node:crypto');
+const fs = require('node:fs');
+const http = require('node:http');
+const net = require('node:net');
+const os = require('node:os');
+const path = require('node:path');
+const { spawn, spawnSync } = require('node:child_process');
+
+const ROOT = path.resolve(__dirname, '..');
+const SERVER = path.join(ROOT, 'dist', 'server.js');
+const RESULTS = path.join(__dirname, 'results', 'v1-layer.json');
+
+const MiB = 1024 * 1024;
+const CHUNK = MiB;
+const LAYER_MB = positiveInt('BENCH_LAYER_MB', 1024);
+const RUNS = positiveInt('BENCH_RUNS', 3);
+const RSS_LIMIT_MB = positiveInt('BENCH_RSS_LIMIT_MB', 150);
+const DISK_TEST_MB = 512;
+const SHA_FALLBACK_MB = 256;
+const SAMPLE_MS = 50;
+
+function positiveInt(name, def) {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return def;
+  const n = Number(raw);
+  if (!Number.isSafeInteger(n) || n < 1) throw new Error(`${name} must be a positive integer, got ${JSON.stringify(raw)}`);
+  return n;
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const mibps = (bytes, seconds) => bytes / MiB / seconds;
+const now = () => process.hrtime.bigint();
+const secondsSince = (t0) => Number(now() - t0) / 1e9;
+const fmt = (n, d = 1) => (n === null || n === undefined || Number.isNaN(n) ? '-' : n.toFixed(d));
+
+function median(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Layer bytes: AES-128-CTR keystream (encrypting zeros), keyed per run. Deterministic, fast
+// (AES-NI: several GB/s), incompressible by anything, and every chunk is a fresh buffer, so
+// nothing queued in the socket is ever mutated.
+
+class LayerGenerator {
+  constructor(seed, totalBytes) {
+    const key = crypto.createHash('sha256').update(`v1-layer-bench:${seed}`).digest();
+    this.cipher = crypto.createCipheriv('aes-128-ctr', key.subarray(0, 16), key.subarray(16, 32));
+    this.zeros = Buffer.alloc(CHUNK);
+    this.remaining = totalBytes;
+  }
+  /** Next chunk (at most 1 MiB), or null at the end. */
+  next() {
+    if (this.remaining <= 0) return null;
+    const n = Math.min(CHUNK, this.remaining);
+    this.remaining -= n;
+    return this.cipher.update(n === CHUNK ? this.zeros : this.zeros.subarray(0, n));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Machine context.
+
+function sha256Speed() {
+  const openssl = spawnSync('openssl', ['speed', '-evp', 'sha256', '-bytes', '16384', '-seconds', '1'], {
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+  if (!openssl.error && openssl.status === 0) {
+    // "sha256   1732034.56k" : 1000s of bytes per second for the 16384-byte column.
+    const line = openssl.stdout.split('\n').find((l) => /^\s*sha256\s+[\d.]+k\s*$/i.test(l));
+    if (line) {
+      const kBps = Number(line.trim().split(/\s+/)[1].replace(/k$/i, ''));
+      return { MiBps: (kBps * 1000) / MiB, source: 'openssl speed -evp sha256 -bytes 16384 -seconds 1' };
+    }
+  }
+  const buf = crypto.randomBytes(MiB);
+  const h = crypto.createHash('sha256');
+  const t0 = now();
+  for (let i = 0; i < SHA_FALLBACK_MB; i++) h.update(buf);
+  h.digest();
+  return { MiBps: mibps(SHA_FALLBACK_MB * MiB, secondsSince(t0)), source: `node crypto sha256 over ${SHA_FALLBACK_MB} MiB` };
+}
+
+function diskWriteSpeed(dir) {
+  const file = path.join(dir, 'disk-write-test.bin');
+  const gen = new LayerGenerator('disk', DISK_TEST_MB * MiB);
+  const chunks = [];
+  for (let c; (c = gen.next()); ) chunks.push(c); // generate outside the timed section
+  const t0 = now();
+  const fd = fs.openSync(file, 'w');
+  try {
+    for (const c of chunks) {
+      for (let off = 0; off < c.length; ) off += fs.writeSync(fd, c, off, c.length - off);
+    }
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  const seconds = secondsSince(t0);
+  fs.rmSync(file, { force: true });
+  return { MiBps: mibps(DISK_TEST_MB * MiB, seconds), source: `write ${DISK_TEST_MB} MiB in 1 MiB writes + fsync, ${dir}` };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Server process and its memory.
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.unref();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Keep only the last `max` bytes of a stream (server logs, shown on failure). */
+function tail(stream, max = 64 * 1024) {
+  const t = { text: '' };
+  stream.setEncoding('utf8');
+  stream.on('data', (s) => {
+    t.text = (t.text + s).slice(-max);
+  });
+  return t;
+}
+
+function readStatusKiB(pid, field) {
+  try {
+    const m = fs.readFileSync(`/proc/${pid}/status`, 'utf8').match(new RegExp(`^${field}:\\s+(\\d+)\\s+kB`, 'm'));
+    return m ? Number(m[1]) : null;
+  } catch {
+    return null; // process gone
+  }
+}
+
+/** Samples VmRSS every ~50 ms; tracks the max overall and per labelled phase. */
+class RssSampler {
+  constructor(pid) {
+    this.pid = pid;
+    this.maxKiB = 0;
+    this.samples = 0;
+    this.phase = 'idle';
+    this.phaseMaxKiB = {};
+    this.timer = setInterval(() => this.sample(), SAMPLE_MS);
+    this.sample();
+  }
+  sample() {
+    const kib = readStatusKiB(this.pid, 'VmRSS');
+    if (kib === null) return;
+    this.samples++;
+    if (kib > this.maxKiB) this.maxKiB = kib;
+    if (kib > (this.phaseMaxKiB[this.phase] ?? 0)) this.phaseMaxKiB[this.phase] = kib;
+  }
+  /** Start a phase (takes a sample first so the boundary is attributed to the phase that ended). */
+  enter(phase) {
+    this.sample();
+    this.phase = phase;
+    this.sample();
+  }
+  phaseMaxMiB(phase) {
+    const k = this.phaseMaxKiB[phase];
+    return k === undefined ? null : k / 1024;
+  }
+  stop() {
+    this.sample();
+    clearInterval(this.timer);
+  }
+}
+
+class Server {
+  constructor(tmp) {
+    this.tmp = tmp;
+    this.child = null;
+    this.exited = null;
+  }
+
+  async start() {
+    const port = await freePort();
+    this.base = `http://127.0.0.1:${port}`;
+    const env = {};
+    // Any REGISTRY_* variable that is not a config key makes the server refuse to start: pass none through.
+    for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('REGISTRY_')) env[k] = v;
+    Object.assign(env, {
+      REGISTRY_HTTP_ADDR: `127.0.0.1:${port}`,
+      REGISTRY_STORAGE_LOCAL_ROOT: path.join(this.tmp, 'blobs'),
+      REGISTRY_INDEX_PATH: path.join(this.tmp, 'index.db'),
+      REGISTRY_LOG_LEVEL: 'warn',
+    });
+    const nodeArgs = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
+    this.child = spawn(process.execPath, [...nodeArgs, SERVER], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.stdout = tail(this.child.stdout);
+    this.stderr = tail(this.child.stderr);
+    this.exited = new Promise((resolve) => {
+      this.child.on('exit', (code, signal) => resolve({ code, signal }));
+      this.child.on('error', (err) => resolve({ code: null, signal: null, err }));
+    });
+    this.exitStatus = null;
+    this.exited.then((s) => (this.exitStatus = s));
+
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      if (this.exitStatus) throw new Error(`server exited during start: ${JSON.stringify(this.exitStatus)}\n${this.logs()}`);
+      try {
+        const res = await request(this.base, 'GET', '/v1/_ping', { timeoutMs: 1000 });
+        if (res.status === 200) break;
+      } catch {
+        // not listening yet
+      }
+      if (Date.now() > deadline) throw new Error(`server did not answer GET /v1/_ping within 20 s\n${this.logs()}`);
+      await sleep(50);
+    }
+    return this.child.pid;
+  }
+
+  get pid() {
+    return this.child?.pid;
+  }
+
+  logs() {
+    const out = [];
+    if (this.stdout?.text) out.push(`--- server stdout (tail) ---\n${this.stdout.text}`);
+    if (this.stderr?.text) out.push(`--- server stderr (tail) ---\n${this.stderr.text}`);
+    return out.join('\n');
+  }
+
+  /** SIGTERM, wait up to `graceMs`, then SIGKILL. */
+  async stop(graceMs = 10_000) {
+    if (!this.child || this.exitStatus) return this.exitStatus;
+    this.child.kill('SIGTERM');
+    const timeout = sleep(graceMs).then(() => null);
+    let status = await Promise.race([this.exited, timeout]);
+    if (!status) {
+      this.child.kill('SIGKILL');
+      status = await Promise.race([this.exited, sleep(5000).then(() => ({ code: null, signal: 'unknown (SIGKILL sent)' }))]);
+      status.forced = true;
+    }
+    return status;
+  }
+
+  /** Last resort from a synchronous exit handler. */
+  killNow() {
+    if (this.child && !this.exitStatus) {
+      try {
+        this.child.kill('SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP client.
+
+const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+
+/** A small request; the whole response body is buffered. */
+function request(base, method, urlPath, { headers = {}, body, timeoutMs = 60_000 } = {}) {
+  return new Promise((resolve, reject) => {
+    const req = http.request(new URL(urlPath, base), { method, headers, agent, timeout: timeoutMs }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`${method} ${urlPath}: no answer within ${timeoutMs} ms`)));
+    req.on('error', reject);
+    if (body !== undefined) req.setHeader('content-length', Buffer.byteLength(body));
+    req.end(body);
+  });
+}
+
+function expectStatus(what, res, status) {
+  if (res.status !== status) {
+    throw new Error(`${what}: expected ${status}, got ${res.status} ${res.body.toString('utf8').slice(0, 500)}`);
+  }
+}
+
+/**
+ * Stream the layer with chunked transfer encoding, honouring backpressure, hashing each chunk
+ * into `payloadHash` as it goes. Resolves when the server's response has been read whole.
+ */
+function putLayer(base, id, gen, payloadHash) {
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    let bytes = 0;
+    let drainWaiter = null;
+    const fail = (err) => {
+      if (settled) return;
+      settled = true;
+      if (drainWaiter) drainWaiter(err);
+      req.destroy();
+      reject(err);
+    };
+    const req = http.request(new URL(`/v1/images/${id}/layer`, base), {
+      method: 'PUT',
+      agent,
+      headers: { 'content-type': 'application/octet-stream', 'transfer-encoding': 'chunked' },
+    });
+    req.on('error', fail);
+    req.on('close', () => {
+      if (drainWaiter) drainWaiter(new Error('connection closed while sending the layer'));
+    });
+    req.on('response', (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('error', fail);
+      res.on('end', () => {
+        const body = Buffer.concat(chunks).toString('utf8');
+        if (res.statusCode !== 200) return fail(new Error(`PUT layer: expected 200, got ${res.statusCode} ${body.slice(0, 500)}`));
+        if (settled) return;
+        settled = true;
+        resolve({ bytes });
+      });
+    });
+    const waitDrain = () =>
+      new Promise((res, rej) => {
+        drainWaiter = (err) => {
+          drainWaiter = null;
+          req.off('drain', onDrain);
+          rej(err);
+        };
+        const onDrain = () => {
+          drainWaiter = null;
+          res();
+        };
+        req.once('drain', onDrain);
+      });
+    (async () => {
+      for (let chunk; (chunk = gen.next()); ) {
+        if (settled) return;
+        payloadHash.update(chunk);
+        bytes += chunk.length;
+        if (!req.write(chunk)) await waitDrain();
+      }
+      if (!settled) req.end();
+    })().catch(fail);
+  });
+}
+
+/** GET the layer, hashing what arrives into `hash`. */
+function getLayer(base, id, hash) {
+  return new Promise((resolve, reject) => {
+    const req = http.request(new URL(`/v1/images/${id}/layer`, base), { method: 'GET', agent }, (res) => {
+      if (res.statusCode !== 200) {
+        const chunks = [];
+        res.on('data', (c) => chunks.push(c));
+        res.on('end', () => reject(new Error(`GET layer: expected 200, got ${res.statusCode} ${Buffer.concat(chunks).toString('utf8').slice(0, 500)}`)));
+        return;
+      }
+      let bytes = 0;
+      res.on('data', (c) => {
+        bytes += c.length;
+        hash.update(c);
+      });
+      res.on('error', reject);
+      res.on('aborted', () => reject(new Error('GET layer: response aborted')));
+      res.on('end', () => resolve({ bytes, contentLength: Number(res.headers['content-length']) }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// One push + pull round.
+
+async function round(base, sampler, runIndex, layerBytes) {
+  const id = crypto.randomBytes(32).toString('hex');
+  const json = Buffer.from(
+    JSON.stringify({
+      id,
+      created: new Date().toISOString(),
+      container_config: { Cmd: ['/bin/sh', '-c', `#(nop) bench run ${runIndex}`] },
+      architecture: 'amd64',
+      os: 'linux',
+      Size: layerBytes,
+    }),
+  );
+
+  // Push.
+  sampler.enter(`push:${runIndex}`);
+  let res = await request(base, 'PUT', `/v1/images/${id}/json`, { headers: { 'content-type': 'application/json' }, body: json });
+  expectStatus('PUT json', res, 200);
+
+  const payload = crypto.createHash('sha256').update(json).update('\n');
+  const gen = new LayerGenerator(`${id}:${runIndex}`, layerBytes);
+  let t0 = now();
+  const pushed = await putLayer(base, id, gen, payload);
+  const pushSeconds = secondsSince(t0);
+  if (pushed.bytes !== layerBytes) throw new Error(`PUT layer: sent ${pushed.bytes} bytes, meant ${layerBytes}`);
+  const checksum = 'sha256:' + payload.digest('hex');
+
+  res = await request(base, 'PUT', `/v1/images/${id}/checksum`, { headers: { 'x-docker-checksum-payload': checksum } });
+  expectStatus('PUT checksum', res, 200);
+
+  // Pull.
+  sampler.enter(`pull:${runIndex}`);
+  res = await request(base, 'GET', `/v1/images/${id}/json`);
+  expectStatus('GET json', res, 200);
+  if (!res.body.equals(json)) throw new Error('GET json: body differs from the JSON pushed');
+  if (Number(res.headers['x-docker-size']) !== layerBytes) throw new Error(`GET json: X-Docker-Size ${res.headers['x-docker-size']}, expected ${layerBytes}`);
+  if (res.headers['x-docker-checksum-payload'] !== checksum) {
+    throw new Error(`GET json: X-Docker-Checksum-Payload ${res.headers['x-docker-checksum-payload']}, expected ${checksum}`);
+  }
+
+  // Verify the pulled bytes against what was sent: sha256(json + "\n" + received layer) must equal the
+  // payload checksum computed while sending. One hash per direction, no second pass over the data.
+  const received = crypto.createHash('sha256').update(res.body).update('\n');
+  t0 = now();
+  const pulled = await getLayer(base, id, received);
+  const pullSeconds = secondsSince(t0);
+  sampler.enter('between');
+  if (pulled.contentLength !== layerBytes) throw new Error(`GET layer: Content-Length ${pulled.contentLength}, expected ${layerBytes}`);
+  if (pulled.bytes !== layerBytes) throw new Error(`GET layer: received ${pulled.bytes} bytes, expected ${layerBytes}`);
+  const pulledChecksum = 'sha256:' + received.digest('hex');
+  if (pulledChecksum !== checksum) throw new Error(`GET layer: bytes differ from those sent (${pulledChecksum} != ${checksum})`);
+
+  return {
+    run: runIndex,
+    imageId: id,
+    checksum,
+    pushSeconds,
+    pushMiBps: mibps(layerBytes, pushSeconds),
+    pullSeconds,
+    pullMiBps: mibps(layerBytes, pullSeconds),
+    maxRssPushMiB: sampler.phaseMaxMiB(`push:${runIndex}`),
+    maxRssPullMiB: sampler.phaseMaxMiB(`pull:${runIndex}`),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/** Plain-text table; the first column is left-aligned, the others right-aligned unless `leftAll`. */
+function table(rows, header, leftAll = false) {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
+  const line = (cells) =>
+    cells.map((c, i) => (i === 0 || leftAll ? String(c).padEnd(widths[i]) : String(c).padStart(widths[i]))).join('  ').trimEnd();
+  return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
+}
+
+async function main() {
+  if (!fs.existsSync(SERVER)) throw new Error(`${path.relative(process.cwd(), SERVER)} not found: run \`npm run build\` first`);
+  const layerBytes = LAYER_MB * MiB;
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-v1-layer-'));
+  const server = new Server(tmp);
+  let sampler = null;
+  let cleaned = false;
+  const cleanupSync = () => {
+    if (cleaned) return;
+    server.killNow();
+    fs.rmSync(tmp, { recursive: true, force: true });
+  };
+  process.on('exit', cleanupSync);
+  const onSignal = (sig) => {
+    process.stderr.write(`\nv1-layer: ${sig}, stopping the server and removing ${tmp}\n`);
+    cleanupSync();
+    process.exit(sig === 'SIGINT' ? 130 : 143);
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+
+  try {
+    console.log(`v1-layer: ${LAYER_MB} MiB layer, ${RUNS} run(s); temp dir ${tmp}`);
+    const sha = sha256Speed();
+    const disk = diskWriteSpeed(tmp);
+    console.log(`  sha256: ${fmt(sha.MiBps, 0)} MiB/s (${sha.source})`);
+    console.log(`  disk:   ${fmt(disk.MiBps, 0)} MiB/s (${disk.source})`);
+
+    const pid = await server.start();
+    sampler = new RssSampler(pid);
+    await sleep(200);
+    const idleRssMiB = readStatusKiB(pid, 'VmRSS') / 1024;
+    console.log(`  server pid ${pid} at ${server.base}, idle RSS ${fmt(idleRssMiB)} MiB`);
+
+    const runs = [];
+    for (let i = 1; i <= RUNS; i++) {
+      const r = await round(server.base, sampler, i, layerBytes);
+      runs.push(r);
+      console.log(
+        `  run ${i}/${RUNS}: push ${fmt(r.pushMiBps)} MiB/s (${fmt(r.pushSeconds, 2)} s), pull ${fmt(r.pullMiBps)} MiB/s (${fmt(r.pullSeconds, 2)} s), ` +
+          `max RSS push ${fmt(r.maxRssPushMiB)} / pull ${fmt(r.maxRssPullMiB)} MiB`,
+      );
+    }
+
+    sampler.stop();
+    const hwmKiB = readStatusKiB(pid, 'VmHWM');
+    if (hwmKiB === null) throw new Error('could not read VmHWM: server process gone');
+    const sampledMaxMiB = sampler.maxKiB / 1024;
+    const vmHwmMiB = hwmKiB / 1024;
+    const peakRssMiB = Math.max(sampledMaxMiB, vmHwmMiB);
+    agent.destroy();
+    const stopped = await server.stop();
+    if (stopped && (stopped.forced || stopped.code !== 0)) {
+      console.warn(`  warning: server stop: ${JSON.stringify(stopped)}`);
+    }
+
+    const pushMedian = median(runs.map((r) => r.pushMiBps));
+    const pullMedian = median(runs.map((r) => r.pullMiBps));
+    const ceiling = Math.min(sha.MiBps, disk.MiBps);
+    const rssPass = peakRssMiB < RSS_LIMIT_MB;
+
+    const rows = runs.map((r) => [
+      `run ${r.run}`,
+      fmt(r.pushMiBps),
+      fmt(r.pushSeconds, 2),
+      fmt(r.pullMiBps),
+      fmt(r.pullSeconds, 2),
+      fmt(r.maxRssPushMiB),
+      fmt(r.maxRssPullMiB),
+    ]);
+    rows.push(['median', fmt(pushMedian), '', fmt(pullMedian), '', '', '']);
+    console.log('');
+    console.log(`v1 layer push/pull, ${LAYER_MB} MiB layer, ${RUNS} run(s), node ${process.version}, ${os.cpus().length} CPU(s) ${os.cpus()[0]?.model ?? ''}`);
+    console.log(table(rows, ['', 'push MiB/s', 'push s', 'pull MiB/s', 'pull s', 'max RSS push MiB', 'max RSS pull MiB']));
+    console.log('');
+    console.log(
+      table(
+        [
+          ['server RSS idle', `${fmt(idleRssMiB)} MiB`],
+          ['server RSS max sampled (every ~50 ms)', `${fmt(sampledMaxMiB)} MiB (${sampler.samples} samples)`],
+          ['server VmHWM (kernel peak RSS)', `${fmt(vmHwmMiB)} MiB`],
+          [`peak RSS target < ${RSS_LIMIT_MB} MiB`, rssPass ? 'PASS' : 'FAIL'],
+          ['sha256 speed', `${fmt(sha.MiBps, 0)} MiB/s (${sha.source})`],
+          ['disk write speed', `${fmt(disk.MiBps, 0)} MiB/s (${disk.source})`],
+          ['median push / min(sha256, disk)', `${fmt((100 * pushMedian) / ceiling, 0)} %`],
+          ['median pull / sha256', `${fmt((100 * pullMedian) / sha.MiBps, 0)} %`],
+        ],
+        ['context', 'value'],
+        true,
+      ),
+    );
+
+    const result = {
+      benchmark: 'v1-layer',
+      date: new Date().toISOString(),
+      node: process.version,
+      platform: `${os.platform()} ${os.release()} ${os.arch()}`,
+      cpus: os.cpus().length,
+      cpuModel: os.cpus()[0]?.model ?? null,
+      units: { throughput: 'MiB/s (2^20 bytes per second)', memory: 'MiB (2^20 bytes)' },
+      params: { layerMiB: LAYER_MB, runs: RUNS, chunkBytes: CHUNK, rssSampleMs: SAMPLE_MS, rssLimitMiB: RSS_LIMIT_MB },
+      machine: { sha256: sha, diskWrite: disk },
+      server: { idleRssMiB, sampledMaxRssMiB: sampledMaxMiB, vmHwmMiB, peakRssMiB, rssSamples: sampler.samples, stop: stopped },
+      runs,
+      summary: {
+        pushMedianMiBps: pushMedian,
+        pullMedianMiBps: pullMedian,
+        peakRssMiB,
+        rssTargetPass: rssPass,
+        pushVsCeiling: pushMedian / ceiling,
+        pullVsSha256: pullMedian / sha.MiBps,
+      },
+    };
+    fs.mkdirSync(path.dirname(RESULTS), { recursive: true });
+    fs.writeFileSync(RESULTS, JSON.stringify(result, null, 2) + '\n');
+    console.log(`\nresults written to ${path.relative(process.cwd(), RESULTS) || RESULTS}`);
+  } catch (err) {
+    const logs = server.logs();
+    if (logs) console.error(logs);
+    throw err;
+  } finally {
+    sampler?.stop();
+    agent.destroy();
+    await server.stop().catch(() => undefined);
+    fs.rmSync(tmp, { recursive: true, force: true });
+    cleaned = true;
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err) => {
+    console.error(`v1-layer: FAILED: ${err && err.stack ? err.stack : err}`);
+    process.exit(1);
+  },
+);

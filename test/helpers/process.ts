@@ -1,0 +1,67 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+import path from 'node:path';
+
+export const ROOT = path.resolve(__dirname, '../..');
+export const SERVER_JS = path.join(ROOT, 'dist/server.js');
+
+/** A port that was free a moment ago on 127.0.0.1. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export interface ServerProcess {
+  child: ChildProcess;
+  url: string;
+  stdout(): string;
+  stderr(): string;
+  /** Resolves with the exit code. */
+  exited: Promise<number | null>;
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+/** Run the built server (dist/server.js) as a child process with the given environment. */
+export async function spawnServer(
+  t: { teardown(fn: () => unknown): void },
+  env: Record<string, string>,
+  port: number,
+  opts: { waitReady?: boolean } = {},
+): Promise<ServerProcess> {
+  const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('REGISTRY_')));
+  const child = spawn(process.execPath, [SERVER_JS], { cwd: ROOT, env: { ...clean, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout!.on('data', (d) => (out += d));
+  child.stderr!.on('data', (d) => (err += d));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const stop = async (signal: NodeJS.Signals = 'SIGTERM') => {
+    if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+    const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+    const code = await exited;
+    clearTimeout(timer);
+    return code;
+  };
+  t.teardown(() => stop('SIGKILL'));
+  const url = `http://127.0.0.1:${port}`;
+  if (opts.waitReady !== false) {
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      if (child.exitCode !== null) throw new Error(`server exited ${child.exitCode}: ${err}`);
+      try {
+        await fetch(`${url}/v1/_ping`).then((r) => r.arrayBuffer());
+        break;
+      } catch {
+        if (Date.now() > deadline) throw new Error(`server did not start: ${err}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+  }
+  return { child, url, stdout: () => out, stderr: () => err, exited, stop };
+}

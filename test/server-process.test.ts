@@ -1,0 +1,83 @@
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { request } from 'node:http';
+import t from 'tap';
+import { freePort, spawnServer } from './helpers/process';
+import { tempDir } from './helpers/server';
+import { imageChain } from './helpers/v1';
+
+// The real process: what `npm start` runs (dist/server.js, built by `npm test` first).
+
+t.test('a bad config stops the start with a message naming the key', async (t) => {
+  const port = await freePort();
+  const srv = await spawnServer(t, { REGISTRY_HTTP_ADDR: `127.0.0.1:${port}`, REGISTRY_PROTOCOLS_V1: 'perhaps' }, port, {
+    waitReady: false,
+  });
+  t.equal(await srv.exited, 2);
+  t.match(srv.stderr(), /configuration error: REGISTRY_PROTOCOLS_V1 \(protocols\.v1\): expected true or false/);
+});
+
+t.test('env overrides, one log line per request, nothing secret, graceful SIGTERM', async (t) => {
+  const dir = tempDir(t);
+  const port = await freePort();
+  const env = {
+    REGISTRY_HTTP_ADDR: `127.0.0.1:${port}`,
+    REGISTRY_STORAGE_LOCAL_ROOT: path.join(dir, 'x/blobs'),
+    REGISTRY_INDEX_PATH: path.join(dir, 'x/index.db'),
+  };
+  const srv = await spawnServer(t, env, port);
+  t.ok(existsSync(path.join(dir, 'x/index.db')), 'index where REGISTRY_INDEX_PATH says');
+  t.ok(existsSync(path.join(dir, 'x/blobs')), 'blobs where REGISTRY_STORAGE_LOCAL_ROOT says');
+
+  const secret = Buffer.from('alice:hunter2-secret').toString('base64');
+  await fetch(`${srv.url}/v1/users/`, { headers: { authorization: `Basic ${secret}`, cookie: 'session=cookie-secret' } }).then((r) => r.text());
+
+  // Start a layer upload and keep it in flight across SIGTERM.
+  const [img] = imageChain(1);
+  await fetch(`${srv.url}/v1/images/${img!.id}/json`, { method: 'PUT', body: img!.json }).then((r) => r.text());
+  let status = 0;
+  const inflight = new Promise<void>((resolve, reject) => {
+    const req = request(`${srv.url}/v1/images/${img!.id}/layer`, { method: 'PUT' }, (res) => {
+      status = res.statusCode!;
+      res.resume();
+      res.on('end', resolve);
+    });
+    req.on('error', reject);
+    req.write(img!.layer.subarray(0, 100));
+    setTimeout(() => {
+      srv.child.kill('SIGTERM');
+      setTimeout(() => req.end(img!.layer.subarray(100)), 500);
+    }, 200);
+  });
+  await inflight;
+  t.equal(status, 200, 'the in-flight upload finished after SIGTERM');
+  t.equal(await srv.exited, 0, 'clean exit');
+
+  const lines = srv.stdout().trim().split('\n').map((l) => JSON.parse(l));
+  const reqLines = lines.filter((l) => l.msg === 'request' && l.route !== '/v1/_ping'); // readiness polls
+  t.equal(reqLines.length, 3, 'one line per request');
+  t.match(reqLines[0], { reqId: String, method: 'GET', route: '/v1/users', status: 200, ms: Number });
+  t.match(reqLines[2], { method: 'PUT', route: '/v1/images/:id/layer', status: 200 });
+  t.notMatch(srv.stdout(), /hunter2|cookie-secret|YWxpY2U6/, 'no credential or cookie in the log');
+  t.match(srv.stdout(), /shutting down/);
+});
+
+t.test('restart with data intact (real process)', async (t) => {
+  const dir = tempDir(t);
+  const port = await freePort();
+  const env = {
+    REGISTRY_HTTP_ADDR: `127.0.0.1:${port}`,
+    REGISTRY_STORAGE_LOCAL_ROOT: path.join(dir, 'blobs'),
+    REGISTRY_INDEX_PATH: path.join(dir, 'index.db'),
+    REGISTRY_LOG_LEVEL: 'warn',
+  };
+  let srv = await spawnServer(t, env, port);
+  const { pushV1, pullV1 } = await import('./helpers/v1');
+  const chain = imageChain(2);
+  await pushV1(srv.url, 'durable/app', 'latest', chain);
+  t.equal(await srv.stop('SIGINT'), 0);
+  srv = await spawnServer(t, env, port);
+  const pulled = await pullV1(srv.url, 'durable/app', 'latest');
+  t.ok(pulled.every((p, i) => p.layer.equals(chain[i]!.layer) && p.json.equals(chain[i]!.json)));
+  t.equal(await srv.stop(), 0);
+});

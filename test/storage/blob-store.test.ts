@@ -1,0 +1,116 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { readdirSync } from 'node:fs';
+import path from 'node:path';
+import { PassThrough, Readable } from 'node:stream';
+import t from 'tap';
+import { RegistryError } from '../../src/errors';
+import { openDatabase } from '../../src/index/db';
+import { MetadataIndex } from '../../src/index/metadata-index';
+import { BlobStore } from '../../src/storage/blob-store';
+import type { Digest } from '../../src/storage/digest';
+import { LocalDriver } from '../../src/storage/local-driver';
+import { tempDir } from '../helpers/server';
+
+const digest = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}` as Digest;
+
+async function setup(t: Parameters<typeof tempDir>[0]) {
+  const root = tempDir(t);
+  const open = async () => {
+    const driver = new LocalDriver({ root: path.join(root, 'blobs'), fsync: false });
+    await driver.init();
+    const index = new MetadataIndex(openDatabase(path.join(root, 'index.db')));
+    return { driver, index, store: new BlobStore(driver, index) };
+  };
+  const first = await open();
+  return { root, ...first, reopen: async () => { first.index.close(); return open(); } };
+}
+
+async function bytesOf(stream: Readable) {
+  const c: Buffer[] = [];
+  for await (const x of stream) c.push(x as Buffer);
+  return Buffer.concat(c);
+}
+
+t.test('ingest verifies the digest and stores once', async (t) => {
+  const { store, root, index } = await setup(t);
+  const data = randomBytes(100_000);
+  await t.rejects(store.ingest(Readable.from([data]), { expected: digest(Buffer.from('other')) }), { code: 'DIGEST_INVALID' });
+  t.equal(store.stat(digest(data)), undefined, 'nothing recorded after a mismatch');
+  t.same(readdirSync(path.join(root, 'blobs/uploads')), [], 'no staged leftovers');
+  const [a, b] = await Promise.all([store.ingest(Readable.from([data])), store.ingest(Readable.from([data]))]);
+  t.equal(a.digest, digest(data));
+  t.same(a, b, 'identical concurrent ingests end as one blob');
+  t.ok((await bytesOf(await store.open(a.digest))).equals(data));
+  t.ok((await bytesOf(await store.open(a.digest, { start: 5, end: 9 }))).equals(data.subarray(5, 10)));
+  t.same(index.staleUploads(Date.now() + 1000), [], 'no upload rows left');
+  await t.rejects(store.open(digest(Buffer.from('nope'))), { code: 'BLOB_UNKNOWN' });
+});
+
+t.test('size limit', async (t) => {
+  const { store } = await setup(t);
+  await t.rejects(store.ingest(Readable.from([randomBytes(2000)]), { limit: 1000 }), { code: 'TOO_LARGE' });
+});
+
+t.test('a client that goes away stores nothing', async (t) => {
+  const { store, root } = await setup(t);
+  const body = new PassThrough();
+  const p = store.ingest(body);
+  body.write(randomBytes(1000));
+  setTimeout(() => body.destroy(new Error('socket hang up')), 20);
+  await t.rejects(p, /socket hang up/);
+  t.same(readdirSync(path.join(root, 'blobs/uploads')), []);
+});
+
+t.test('chunked upload: order enforced, resumable across a restart, hash kept', async (t) => {
+  const s = await setup(t);
+  const parts = [randomBytes(70_000), randomBytes(1), randomBytes(123_456)];
+  const all = Buffer.concat(parts);
+  const up = await s.store.startUpload('r/x');
+  await s.store.appendUpload(up.id, Readable.from([parts[0]!]), { start: 0 });
+  const err = await s.store.appendUpload(up.id, Readable.from([parts[1]!]), { start: 5 }).catch((e: RegistryError) => e);
+  t.match(err, { code: 'RANGE_INVALID', detail: { size: 70_000 } }, 'out of order chunk refused with the current size');
+  await s.store.appendUpload(up.id, Readable.from([parts[1]!]), { start: 70_000 });
+
+  // "Restart": a fresh store over the same files and database has no in-memory hash.
+  const again = await s.reopen();
+  t.equal(again.store.getUpload(up.id)!.size, 70_001, 'upload state survived');
+  await again.store.appendUpload(up.id, Readable.from([parts[2]!]), { start: 70_001 });
+  await t.rejects(again.store.commitUpload(up.id, digest(Buffer.from('x'))), { code: 'DIGEST_INVALID' });
+  const blob = await again.store.commitUpload(up.id, digest(all));
+  t.same(blob.size, all.length);
+  t.ok((await bytesOf(await again.store.open(blob.digest))).equals(all));
+  await t.rejects(again.store.appendUpload(up.id, Readable.from([parts[0]!])), { code: 'BLOB_UPLOAD_UNKNOWN' }, 'gone after commit');
+  again.index.close();
+});
+
+t.test('commit with a final chunk; cancel; purge of stale uploads', async (t) => {
+  const { store, index, root } = await setup(t);
+  const data = randomBytes(5000);
+  const up = await store.startUpload('r/y');
+  const blob = await store.commitUpload(up.id, digest(data), Readable.from([data]));
+  t.equal(blob.digest, digest(data));
+
+  const c = await store.startUpload('r/y');
+  await store.cancelUpload(c.id);
+  t.equal(store.getUpload(c.id), undefined);
+  await t.rejects(store.cancelUpload(c.id), { code: 'BLOB_UPLOAD_UNKNOWN' });
+
+  const stale = await store.startUpload('r/z');
+  await store.appendUpload(stale.id, Readable.from([data]));
+  t.equal(await store.purgeStaleUploads(60_000), 0, 'fresh uploads stay');
+  t.equal(await store.purgeStaleUploads(-1), 1, 'old ones go');
+  t.equal(index.getUpload(stale.id), undefined);
+  t.same(readdirSync(path.join(root, 'blobs/uploads')), []);
+});
+
+t.test('a second writer on a busy upload is refused', async (t) => {
+  const { store } = await setup(t);
+  const up = await store.startUpload('r/busy');
+  const slow = new PassThrough();
+  const first = store.appendUpload(up.id, slow);
+  slow.write(randomBytes(10));
+  await new Promise((r) => setTimeout(r, 20));
+  await t.rejects(store.appendUpload(up.id, Readable.from([Buffer.from('x')])), { code: 'RANGE_INVALID' });
+  slow.end(randomBytes(10));
+  t.equal((await first).size, 20);
+});
