@@ -157,6 +157,29 @@ function readStatusKiB(pid, field) {
   }
 }
 
+const CLK_TCK = (() => {
+  const r = spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' });
+  const n = Number(r.stdout);
+  return !r.error && Number.isInteger(n) && n > 0 ? n : 100;
+})();
+
+/** CPU seconds (user + system, all threads) the process has used so far, from /proc/<pid>/stat. */
+function cpuSeconds(pid) {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // fields[0] is field 3 (state)
+    return (Number(fields[11]) + Number(fields[12])) / CLK_TCK; // utime, stime: fields 14 and 15
+  } catch {
+    return NaN;
+  }
+}
+
+/** CPU seconds of this (client) process. */
+function selfCpuSeconds() {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+}
+
 /** Samples VmRSS every ~50 ms; tracks the max overall and per labelled phase. */
 class RssSampler {
   constructor(pid) {
@@ -410,8 +433,12 @@ async function round(base, sampler, runIndex, layerBytes) {
   const payload = crypto.createHash('sha256').update(json).update('\n');
   const gen = new LayerGenerator(`${id}:${runIndex}`, layerBytes);
   let t0 = now();
+  let srvCpu0 = cpuSeconds(sampler.pid);
+  let cliCpu0 = selfCpuSeconds();
   const pushed = await putLayer(base, id, gen, payload);
   const pushSeconds = secondsSince(t0);
+  const pushServerCpu = cpuSeconds(sampler.pid) - srvCpu0;
+  const pushClientCpu = selfCpuSeconds() - cliCpu0;
   if (pushed.bytes !== layerBytes) throw new Error(`PUT layer: sent ${pushed.bytes} bytes, meant ${layerBytes}`);
   const checksum = 'sha256:' + payload.digest('hex');
 
@@ -432,8 +459,12 @@ async function round(base, sampler, runIndex, layerBytes) {
   // payload checksum computed while sending. One hash per direction, no second pass over the data.
   const received = crypto.createHash('sha256').update(res.body).update('\n');
   t0 = now();
+  srvCpu0 = cpuSeconds(sampler.pid);
+  cliCpu0 = selfCpuSeconds();
   const pulled = await getLayer(base, id, received);
   const pullSeconds = secondsSince(t0);
+  const pullServerCpu = cpuSeconds(sampler.pid) - srvCpu0;
+  const pullClientCpu = selfCpuSeconds() - cliCpu0;
   sampler.enter('between');
   if (pulled.contentLength !== layerBytes) throw new Error(`GET layer: Content-Length ${pulled.contentLength}, expected ${layerBytes}`);
   if (pulled.bytes !== layerBytes) throw new Error(`GET layer: received ${pulled.bytes} bytes, expected ${layerBytes}`);
@@ -446,8 +477,12 @@ async function round(base, sampler, runIndex, layerBytes) {
     checksum,
     pushSeconds,
     pushMiBps: mibps(layerBytes, pushSeconds),
+    pushServerCpuSeconds: pushServerCpu,
+    pushClientCpuSeconds: pushClientCpu,
     pullSeconds,
     pullMiBps: mibps(layerBytes, pullSeconds),
+    pullServerCpuSeconds: pullServerCpu,
+    pullClientCpuSeconds: pullClientCpu,
     maxRssPushMiB: sampler.phaseMaxMiB(`push:${runIndex}`),
     maxRssPullMiB: sampler.phaseMaxMiB(`pull:${runIndex}`),
   };
@@ -512,6 +547,7 @@ async function main() {
     if (hwmKiB === null) throw new Error('could not read VmHWM: server process gone');
     const sampledMaxMiB = sampler.maxKiB / 1024;
     const vmHwmMiB = hwmKiB / 1024;
+    // VmHWM is only refreshed by the kernel at some points (e.g. munmap), so it can trail the sampled max slightly.
     const peakRssMiB = Math.max(sampledMaxMiB, vmHwmMiB);
     agent.destroy();
     const stopped = await server.stop();
@@ -528,15 +564,17 @@ async function main() {
       `run ${r.run}`,
       fmt(r.pushMiBps),
       fmt(r.pushSeconds, 2),
+      `${fmt(r.pushServerCpuSeconds, 2)} / ${fmt(r.pushClientCpuSeconds, 2)}`,
       fmt(r.pullMiBps),
       fmt(r.pullSeconds, 2),
+      `${fmt(r.pullServerCpuSeconds, 2)} / ${fmt(r.pullClientCpuSeconds, 2)}`,
       fmt(r.maxRssPushMiB),
       fmt(r.maxRssPullMiB),
     ]);
-    rows.push(['median', fmt(pushMedian), '', fmt(pullMedian), '', '', '']);
+    rows.push(['median', fmt(pushMedian), '', '', fmt(pullMedian), '', '', '', '']);
     console.log('');
     console.log(`v1 layer push/pull, ${LAYER_MB} MiB layer, ${RUNS} run(s), node ${process.version}, ${os.cpus().length} CPU(s) ${os.cpus()[0]?.model ?? ''}`);
-    console.log(table(rows, ['', 'push MiB/s', 'push s', 'pull MiB/s', 'pull s', 'max RSS push MiB', 'max RSS pull MiB']));
+    console.log(table(rows, ['', 'push MiB/s', 'push s', 'CPU s srv/cli', 'pull MiB/s', 'pull s', 'CPU s srv/cli', 'max RSS push MiB', 'max RSS pull MiB']));
     console.log('');
     console.log(
       table(
@@ -544,6 +582,7 @@ async function main() {
           ['server RSS idle', `${fmt(idleRssMiB)} MiB`],
           ['server RSS max sampled (every ~50 ms)', `${fmt(sampledMaxMiB)} MiB (${sampler.samples} samples)`],
           ['server VmHWM (kernel peak RSS)', `${fmt(vmHwmMiB)} MiB`],
+          ['CPU s srv/cli', 'CPU seconds (user+sys) used by the server / this client during the timed request'],
           [`peak RSS target < ${RSS_LIMIT_MB} MiB`, rssPass ? 'PASS' : 'FAIL'],
           ['sha256 speed', `${fmt(sha.MiBps, 0)} MiB/s (${sha.source})`],
           ['disk write speed', `${fmt(disk.MiBps, 0)} MiB/s (${disk.source})`],

@@ -77,7 +77,7 @@ t.test('docker-registry-client v1 pulls an image pushed like Docker 1.x', async 
   );
   t.equal(found.result.query, 'drc', 'search echoes the query');
   t.same(found.result.results.map((r) => r.name), ['acme/drc-app'], 'search finds the repository');
-  t.equal(found.result.num_results, 1);
+  t.equal(found.result.num_results, 1, 'search counts one result');
 
   // The session step: GET /v1/repositories/<name>/images with X-Docker-Token: true.
   const imgs = await call<{ id: string }[]>((cb) => client.listRepoImgs(cb));
@@ -101,7 +101,7 @@ t.test('docker-registry-client v1 pulls an image pushed like Docker 1.x', async 
     t.same(json.result, JSON.parse(img.json.toString('utf8')), `json ${i} parses to the pushed object`);
     t.ok(Buffer.from(json.res.body ?? '', 'utf8').equals(img.json), `json ${i} byte for byte`);
     t.equal(json.res.headers['x-docker-size'], String(img.layer.length), `X-Docker-Size ${i}`);
-    t.equal(json.res.headers['x-docker-payload-checksum'], img.checksum, `X-Docker-Payload-Checksum ${i}`);
+    t.equal(json.res.headers['x-docker-checksum-payload'], img.checksum, `X-Docker-Checksum-Payload ${i}`);
 
     const layer = await layerBytes(client, img.id);
     t.equal(layer.res.statusCode, 200, `layer ${i} 200`);

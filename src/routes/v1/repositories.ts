@@ -1,5 +1,5 @@
-import { randomBytes } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { issueV1Token, type V1Access } from '../../auth/v1-token';
 import { RegistryError } from '../../errors';
 import { readSmallBody } from '../../http/body';
 import { v1RepositoryName } from '../../v1/names';
@@ -28,13 +28,11 @@ function parsePath(raw: string): { repo: string; res: Resource } {
   return { repo: v1RepositoryName(path), res: { kind: 'repository' } };
 }
 
-type Access = 'read' | 'write' | 'delete';
-
 /** Index responses tell the client where the registry is and, when asked, hand out a token. */
-function indexHeaders(request: FastifyRequest, reply: FastifyReply, repo: string, access: Access): void {
+function indexHeaders(request: FastifyRequest, reply: FastifyReply, repo: string, access: V1Access): void {
   reply.header('x-docker-endpoints', request.host);
   if (String(request.headers['x-docker-token']).toLowerCase() === 'true') {
-    const token = `signature=${randomBytes(16).toString('hex')},repository="${repo}",access=${access}`;
+    const token = issueV1Token(repo, access);
     reply.header('x-docker-token', token);
     reply.header('www-authenticate', `Token ${token}`);
   }
