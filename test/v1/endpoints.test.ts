@@ -5,7 +5,7 @@ import { imageChain, pushV1, type V1Image } from '../helpers/v1';
 
 // Every v1 endpoint and every error case of the v1 issue, over real HTTP.
 
-async function req(reg: TestRegistry, method: string, path: string, body?: BodyInit, headers: Record<string, string> = {}) {
+async function req(reg: TestRegistry, method: string, path: string, body?: RequestInit['body'], headers: Record<string, string> = {}) {
   const res = await fetch(reg.url + path, { method, body, headers });
   const buf = Buffer.from(await res.arrayBuffer());
   let json: unknown;
