@@ -4,6 +4,7 @@ import type { Config } from './config/schema';
 import type { RegistryContext } from './context';
 import { openDatabase } from './index/db';
 import { MetadataIndex } from './index/metadata-index';
+import { V1Index } from './index/v1-index';
 import { loggerOptions } from './logger';
 import { pingRoutes, v1Routes } from './routes/v1';
 import { BlobStore } from './storage/blob-store';
@@ -34,7 +35,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   const db = openDatabase(config.index.path);
   const index = new MetadataIndex(db);
   const blobs = new BlobStore(driver, index);
-  const ctx: RegistryContext = { config, index, blobs, v1: new V1Registry(index, blobs) };
+  const ctx: RegistryContext = { config, index, blobs, v1: new V1Registry(index, new V1Index(db, index), blobs) };
   app.decorate('registry', ctx);
   app.addHook('onClose', async () => index.close());
   closeConnectionsAsTheyIdle(app);

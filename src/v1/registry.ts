@@ -1,6 +1,7 @@
 import type { Readable } from 'node:stream';
 import { RegistryError } from '../errors';
-import type { MetadataIndex, V1Image, V1ImageListEntry } from '../index/metadata-index';
+import type { MetadataIndex } from '../index/metadata-index';
+import type { V1Image, V1ImageListEntry, V1Index } from '../index/v1-index';
 import type { BlobStore } from '../storage/blob-store';
 import { digestOf, newHash } from '../storage/digest';
 import type { ByteRange } from '../storage/driver';
@@ -26,7 +27,8 @@ export const DEFAULT_TAG_JSON = {
 
 export class V1Registry {
   constructor(
-    private readonly index: MetadataIndex,
+    private readonly core: MetadataIndex,
+    private readonly index: V1Index,
     private readonly blobs: BlobStore,
   ) {}
 
@@ -128,7 +130,7 @@ export class V1Registry {
   // ---- tags and repositories ----
 
   listTags(repo: string): Record<string, string> {
-    if (!this.index.getRepository(repo)) throw new RegistryError('NOT_FOUND', 'Repository not found');
+    if (!this.core.getRepository(repo)) throw new RegistryError('NOT_FOUND', 'Repository not found');
     return this.index.listV1Tags(repo);
   }
 
@@ -166,7 +168,7 @@ export class V1Registry {
   }
 
   getProperties(repo: string): { access: 'private' | 'public' } {
-    const r = this.index.getRepository(repo);
+    const r = this.core.getRepository(repo);
     if (!r) throw new RegistryError('NOT_FOUND', 'Repository not found');
     return { access: r.v1Private ? 'private' : 'public' };
   }
@@ -182,8 +184,8 @@ export class V1Registry {
     if (access !== 'private' && access !== 'public') {
       throw new RegistryError('BAD_REQUEST', 'Invalid data: "access" must be "private" or "public"');
     }
-    this.index.ensureRepository(repo);
-    this.index.setV1Private(repo, access === 'private');
+    this.core.ensureRepository(repo);
+    this.core.setV1Private(repo, access === 'private');
   }
 
   // ---- index (image lists) ----

@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { RegistryError } from '../../errors';
 import { readSmallBody } from '../../http/body';
 import { contentRange, parseRange } from '../../http/range';
-import type { V1Image } from '../../index/metadata-index';
+import type { V1Image } from '../../index/v1-index';
 import { assertImageId } from '../../v1/names';
 import { cacheForever, noCache, sendJson } from './http';
 

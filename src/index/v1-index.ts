@@ -1,0 +1,173 @@
+import type { Db } from './db';
+import type { MetadataIndex } from './metadata-index';
+import type { Digest } from '../storage/digest';
+
+// The v1 protocol's part of the index: images (json + layer blobs, checksum, completeness),
+// v1 tags and the index's per-repository image lists.
+
+export interface V1Image {
+  id: string;
+  parent: string | null;
+  jsonDigest: Digest;
+  layerDigest: Digest | null;
+  layerSize: number | null;
+  checksum: string | null;
+  complete: boolean;
+}
+
+export interface V1ImageListEntry {
+  id: string;
+  checksum?: string;
+}
+
+export class V1Index {
+  private readonly s;
+
+  constructor(
+    db: Db,
+    private readonly core: MetadataIndex,
+  ) {
+    const p = (sql: string) => db.prepare(sql);
+    this.s = {
+      setIndexed: p('UPDATE repositories SET v1_indexed = 1 WHERE name = ?'),
+      getV1Image: p(
+        'SELECT id, parent, json_digest, layer_digest, layer_size, checksum, complete FROM v1_images WHERE id = ?',
+      ),
+      putV1Json: p(
+        `INSERT INTO v1_images (id, parent, json_digest, created_at) VALUES (@id, @parent, @json, @now)
+         ON CONFLICT (id) DO UPDATE SET parent = @parent, json_digest = @json, layer_digest = NULL,
+           layer_size = NULL, checksum = NULL, complete = 0
+         WHERE complete = 0`,
+      ),
+      setV1Layer: p(
+        'UPDATE v1_images SET layer_digest = ?, layer_size = ?, checksum = ? WHERE id = ? AND complete = 0 AND json_digest = ?',
+      ),
+      completeV1: p('UPDATE v1_images SET complete = 1 WHERE id = ? AND complete = 0 AND checksum = ?'),
+      ancestry: p(
+        `WITH RECURSIVE chain(id, parent, depth) AS (
+           SELECT id, parent, 0 FROM v1_images WHERE id = ?
+           UNION ALL
+           SELECT i.id, i.parent, c.depth + 1 FROM v1_images i JOIN chain c ON i.id = c.parent WHERE c.depth < 10000
+         ) SELECT id FROM chain ORDER BY depth`,
+      ),
+
+      setV1Tag: p(
+        `INSERT INTO v1_tags (repo, tag, image_id, meta) VALUES (?, ?, ?, ?)
+         ON CONFLICT (repo, tag) DO UPDATE SET image_id = excluded.image_id, meta = excluded.meta`,
+      ),
+      getV1Tag: p('SELECT image_id, meta FROM v1_tags WHERE repo = ? AND tag = ?'),
+      listV1Tags: p('SELECT tag, image_id FROM v1_tags WHERE repo = ? ORDER BY tag'),
+      deleteV1Tag: p('DELETE FROM v1_tags WHERE repo = ? AND tag = ?'),
+      deleteV1Tags: p('DELETE FROM v1_tags WHERE repo = ?'),
+
+      getRepoImages: p('SELECT image_id, checksum FROM v1_repo_images WHERE repo = ? ORDER BY position'),
+      maxRepoImagePos: p('SELECT coalesce(max(position), -1) AS p FROM v1_repo_images WHERE repo = ?'),
+      addRepoImage: p(
+        `INSERT INTO v1_repo_images (repo, image_id, checksum, position) VALUES (?, ?, ?, ?)
+         ON CONFLICT (repo, image_id) DO UPDATE SET checksum = coalesce(v1_repo_images.checksum, excluded.checksum)`,
+      ),
+      deleteRepoImages: p('DELETE FROM v1_repo_images WHERE repo = ?'),
+    };
+  }
+
+  // ---- v1 images ----
+
+  getV1Image(id: string): V1Image | undefined {
+    const r = this.s.getV1Image.get(id) as V1Row | undefined;
+    return (
+      r && {
+        id: r.id,
+        parent: r.parent,
+        jsonDigest: r.json_digest,
+        layerDigest: r.layer_digest,
+        layerSize: r.layer_size,
+        checksum: r.checksum,
+        complete: r.complete === 1,
+      }
+    );
+  }
+
+  /** Store (or replace, while in progress) an image's JSON; returns false if the image is already complete. */
+  putV1ImageJson(id: string, parent: string | null, jsonDigest: Digest): boolean {
+    return this.s.putV1Json.run({ id, parent, json: jsonDigest, now: Date.now() }).changes === 1;
+  }
+
+  /** Attach an uploaded layer; only to an in-progress image whose JSON is still the one the checksum covered. */
+  setV1Layer(id: string, jsonDigest: Digest, layerDigest: Digest, size: number, checksum: string): boolean {
+    return this.s.setV1Layer.run(layerDigest, size, checksum, id, jsonDigest).changes === 1;
+  }
+
+  /** Mark an image complete if its computed checksum is `checksum`. */
+  completeV1Image(id: string, checksum: string): boolean {
+    return this.s.completeV1.run(id, checksum).changes === 1;
+  }
+
+  /** [id, parent, grandparent, ..., root]; empty if the image is unknown. */
+  ancestry(id: string): string[] {
+    return (this.s.ancestry.all(id) as { id: string }[]).map((r) => r.id);
+  }
+
+  // ---- v1 tags ----
+
+  setV1Tag(repo: string, tag: string, imageId: string, meta: string): void {
+    this.core.transaction(() => {
+      this.core.ensureRepository(repo);
+      this.s.setV1Tag.run(repo, tag, imageId, meta);
+    });
+  }
+
+  getV1Tag(repo: string, tag: string): { imageId: string; meta: string } | undefined {
+    const r = this.s.getV1Tag.get(repo, tag) as { image_id: string; meta: string } | undefined;
+    return r && { imageId: r.image_id, meta: r.meta };
+  }
+
+  listV1Tags(repo: string): Record<string, string> {
+    const out: Record<string, string> = {};
+    for (const r of this.s.listV1Tags.all(repo) as { tag: string; image_id: string }[]) out[r.tag] = r.image_id;
+    return out;
+  }
+
+  deleteV1Tag(repo: string, tag: string): boolean {
+    return this.s.deleteV1Tag.run(repo, tag).changes === 1;
+  }
+
+  /** Remove a repository's v1 tags and image list, and the repository itself. Image data stays (shared). */
+  deleteV1Repository(repo: string): boolean {
+    return this.core.transaction(() => {
+      this.s.deleteV1Tags.run(repo);
+      this.s.deleteRepoImages.run(repo);
+      return this.core.deleteRepository(repo);
+    });
+  }
+
+  // ---- v1 index image lists ----
+
+  /** Merge an image list into the repository's (keeping order of first sight and any known checksum). */
+  mergeV1RepoImages(repo: string, images: V1ImageListEntry[]): void {
+    this.core.transaction(() => {
+      this.core.ensureRepository(repo);
+      this.s.setIndexed.run(repo);
+      let pos = (this.s.maxRepoImagePos.get(repo) as { p: number }).p;
+      for (const img of images) this.s.addRepoImage.run(repo, img.id, img.checksum ?? null, ++pos);
+    });
+  }
+
+  /** The repository's image list, or undefined if it was never announced through the index. */
+  getV1RepoImages(repo: string): V1ImageListEntry[] | undefined {
+    const repoRow = this.core.getRepository(repo);
+    if (!repoRow?.v1Indexed) return undefined;
+    return (this.s.getRepoImages.all(repo) as { image_id: string; checksum: string | null }[]).map((r) =>
+      r.checksum ? { id: r.image_id, checksum: r.checksum } : { id: r.image_id },
+    );
+  }
+}
+
+interface V1Row {
+  id: string;
+  parent: string | null;
+  json_digest: Digest;
+  layer_digest: Digest | null;
+  layer_size: number | null;
+  checksum: string | null;
+  complete: number;
+}
