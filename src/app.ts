@@ -5,11 +5,14 @@ import type { RegistryContext } from './context';
 import { openDatabase } from './index/db';
 import { MetadataIndex } from './index/metadata-index';
 import { V1Index } from './index/v1-index';
+import { V2Index } from './index/v2-index';
 import { loggerOptions } from './logger';
 import { pingRoutes, v1Routes } from './routes/v1';
+import { v2Routes } from './routes/v2';
 import { BlobStore } from './storage/blob-store';
 import { createDriver } from './storage/factory';
 import { V1Registry } from './v1/registry';
+import { V2Registry } from './v2/registry';
 import { version } from './version';
 
 export interface BuildOptions {
@@ -35,7 +38,13 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   const db = openDatabase(config.index.path);
   const index = new MetadataIndex(db);
   const blobs = new BlobStore(driver, index);
-  const ctx: RegistryContext = { config, index, blobs, v1: new V1Registry(index, new V1Index(db, index), blobs) };
+  const ctx: RegistryContext = {
+    config,
+    index,
+    blobs,
+    v1: new V1Registry(index, new V1Index(db, index), blobs),
+    v2: new V2Registry(index, new V2Index(db, index), blobs),
+  };
   app.decorate('registry', ctx);
   app.addHook('onClose', async () => index.close());
   closeConnectionsAsTheyIdle(app);
@@ -60,6 +69,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     await app.register((instance) => pingRoutes(instance, version));
     await app.register(v1Routes, { prefix: '/v1' });
   }
+  if (config.protocols.v2) await app.register(v2Routes, { prefix: '/v2' });
 
   await purgeStaleUploads(app);
   return app;

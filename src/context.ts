@@ -2,6 +2,7 @@ import type { Config } from './config/schema';
 import type { MetadataIndex } from './index/metadata-index';
 import type { BlobStore } from './storage/blob-store';
 import type { V1Registry } from './v1/registry';
+import type { V2Registry } from './v2/registry';
 
 /** Everything a route may use, built once in app.ts and decorated onto the fastify instance. */
 export interface RegistryContext {
@@ -9,6 +10,7 @@ export interface RegistryContext {
   index: MetadataIndex;
   blobs: BlobStore;
   v1: V1Registry;
+  v2: V2Registry;
 }
 
 declare module 'fastify' {

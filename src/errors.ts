@@ -17,6 +17,7 @@ export const ERROR_TABLE = {
   DENIED: { status: 403, message: 'requested access to the resource is denied' },
   UNSUPPORTED: { status: 405, message: 'the operation is unsupported' },
   TOOMANYREQUESTS: { status: 429, message: 'too many requests' },
+  PAGINATION_NUMBER_INVALID: { status: 400, message: 'invalid number of results requested' },
   // Codes of our own, for conditions the spec leaves to HTTP
   RANGE_INVALID: { status: 416, message: 'requested range not satisfiable' },
   TOO_LARGE: { status: 413, message: 'request body too large' },

@@ -68,4 +68,42 @@ export const MIGRATIONS: readonly string[] = [
     UPDATE repo_search SET name = new.name, description = new.description WHERE rowid = old.rowid;
   END;
   `,
+  // 2: the v2 / OCI side: repository membership of blobs, manifests, tags, referrers.
+  `
+  CREATE TABLE repo_blobs (               -- blobs a repository may serve (uploads, mounts, manifests)
+    repo   TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    PRIMARY KEY (repo, digest)
+  ) WITHOUT ROWID;
+  CREATE INDEX repo_blobs_digest ON repo_blobs(digest);
+
+  CREATE TABLE manifests (
+    repo          TEXT NOT NULL,
+    digest        TEXT NOT NULL,          -- the manifest bytes are the blob with this digest
+    media_type    TEXT NOT NULL,
+    size          INTEGER NOT NULL,
+    artifact_type TEXT,                   -- artifactType, else config.mediaType (what referrers report)
+    subject       TEXT,                   -- OCI 1.1 subject digest
+    annotations   TEXT,                   -- JSON object, for referrers
+    created_at    INTEGER NOT NULL,
+    PRIMARY KEY (repo, digest)
+  ) WITHOUT ROWID;
+  CREATE INDEX manifests_subject ON manifests(repo, subject) WHERE subject IS NOT NULL;
+
+  CREATE TABLE manifest_refs (            -- what a manifest points at (blobs, child manifests), for GC
+    repo   TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    child  TEXT NOT NULL,
+    PRIMARY KEY (repo, digest, child)
+  ) WITHOUT ROWID;
+
+  CREATE TABLE tags (
+    repo       TEXT NOT NULL,
+    tag        TEXT NOT NULL,
+    digest     TEXT NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (repo, tag)
+  ) WITHOUT ROWID;
+  CREATE INDEX tags_digest ON tags(repo, digest);
+  `,
 ];

@@ -91,6 +91,14 @@ function alive(pid: number): boolean {
   }
 }
 
+function signal(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(pid, sig);
+  } catch {
+    /* already gone */
+  }
+}
+
 /** Mount points at or below dir (dockerd bind-mounts its data-root; a SIGKILL leaves that behind). */
 function mountsUnder(dir: string): string[] {
   try {
@@ -183,9 +191,9 @@ export async function startDockerd(t: { teardown(fn: () => void | Promise<void>)
         })();
         // The pid file is ours; still check the process is our containerd before killing it.
         if (cmdline.includes(dir)) {
-          process.kill(containerdPid, 'SIGTERM');
+          signal(containerdPid, 'SIGTERM');
           for (let i = 0; i < 50 && alive(containerdPid); i++) await new Promise((r) => setTimeout(r, 100));
-          if (alive(containerdPid)) process.kill(containerdPid, 'SIGKILL');
+          if (alive(containerdPid)) signal(containerdPid, 'SIGKILL');
         }
       }
       for (const m of mountsUnder(dir)) spawnSync('umount', ['-l', m]);

@@ -1,5 +1,6 @@
 import { accessSync, constants, statSync } from 'node:fs';
 import path from 'node:path';
+import type { Extra } from '@tapjs/core';
 
 // Gate for tests that drive real external programs (dockerd, skopeo, podman, nginx, ...).
 // A missing tool skips the test visibly on a developer machine and fails it in CI (CI=true),
@@ -26,8 +27,8 @@ export const DEBIAN_PACKAGES: Readonly<Record<string, string>> = {
 
 /** The minimal part of a tap Test used here, so any test object fits. */
 export interface ToolGate {
-  fail(message: string, extra?: Record<string, unknown>): boolean;
-  pass(message: string, extra?: Record<string, unknown>): boolean;
+  fail(...args: [message: string, extra: Extra]): boolean;
+  pass(...args: [message: string, extra: Extra]): boolean;
 }
 
 function isExecutableFile(file: string): boolean {

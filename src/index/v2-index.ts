@@ -1,0 +1,155 @@
+import type { Db } from './db';
+import type { MetadataIndex } from './metadata-index';
+import type { Digest } from '../storage/digest';
+
+// The v2 / OCI part of the index: which blobs a repository may serve, its manifests
+// (with what referrers need), and its tags. v1 tags live apart (v1-index.ts): the two
+// protocols name different things (image ids vs manifest digests).
+
+export interface ManifestRecord {
+  repo: string;
+  digest: Digest;
+  mediaType: string;
+  size: number;
+  artifactType: string | null;
+  subject: Digest | null;
+  annotations: Record<string, string> | null;
+}
+
+interface ManifestRow {
+  repo: string;
+  digest: Digest;
+  media_type: string;
+  size: number;
+  artifact_type: string | null;
+  subject: Digest | null;
+  annotations: string | null;
+}
+
+const fromRow = (r: ManifestRow): ManifestRecord => ({
+  repo: r.repo,
+  digest: r.digest,
+  mediaType: r.media_type,
+  size: r.size,
+  artifactType: r.artifact_type,
+  subject: r.subject,
+  annotations: r.annotations ? JSON.parse(r.annotations) : null,
+});
+
+const MANIFEST_COLUMNS = 'repo, digest, media_type, size, artifact_type, subject, annotations';
+
+export class V2Index {
+  private readonly s;
+
+  constructor(
+    db: Db,
+    private readonly core: MetadataIndex,
+  ) {
+    const p = (sql: string) => db.prepare(sql);
+    this.s = {
+      linkBlob: p('INSERT INTO repo_blobs (repo, digest) VALUES (?, ?) ON CONFLICT DO NOTHING'),
+      isLinked: p('SELECT 1 FROM repo_blobs WHERE repo = ? AND digest = ?'),
+      unlinkBlob: p('DELETE FROM repo_blobs WHERE repo = ? AND digest = ?'),
+
+      putManifest: p(
+        `INSERT INTO manifests (${MANIFEST_COLUMNS}, created_at)
+         VALUES (@repo, @digest, @mediaType, @size, @artifactType, @subject, @annotations, @now)
+         ON CONFLICT (repo, digest) DO NOTHING`,
+      ),
+      addRef: p('INSERT INTO manifest_refs (repo, digest, child) VALUES (?, ?, ?) ON CONFLICT DO NOTHING'),
+      getManifest: p(`SELECT ${MANIFEST_COLUMNS} FROM manifests WHERE repo = ? AND digest = ?`),
+      deleteManifest: p('DELETE FROM manifests WHERE repo = ? AND digest = ?'),
+      deleteRefs: p('DELETE FROM manifest_refs WHERE repo = ? AND digest = ?'),
+      deleteTagsOf: p('DELETE FROM tags WHERE repo = ? AND digest = ?'),
+      referrers: p(`SELECT ${MANIFEST_COLUMNS} FROM manifests WHERE repo = ? AND subject = ? ORDER BY created_at, digest`),
+
+      setTag: p(
+        `INSERT INTO tags (repo, tag, digest, updated_at) VALUES (?, ?, ?, ?)
+         ON CONFLICT (repo, tag) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at`,
+      ),
+      resolveTag: p('SELECT digest FROM tags WHERE repo = ? AND tag = ?'),
+      deleteTag: p('DELETE FROM tags WHERE repo = ? AND tag = ?'),
+      listTags: p('SELECT tag FROM tags WHERE repo = ? AND tag > ? ORDER BY tag LIMIT ?'),
+      catalog: p(
+        `SELECT name FROM repositories r
+          WHERE name > ? AND (EXISTS (SELECT 1 FROM manifests m WHERE m.repo = r.name)
+                           OR EXISTS (SELECT 1 FROM repo_blobs b WHERE b.repo = r.name))
+          ORDER BY name LIMIT ?`,
+      ),
+    };
+  }
+
+  // ---- blob membership: a repository serves only blobs pushed or mounted into it ----
+
+  linkBlob(repo: string, digest: Digest): void {
+    this.core.transaction(() => {
+      this.core.ensureRepository(repo);
+      this.s.linkBlob.run(repo, digest);
+    });
+  }
+
+  isBlobLinked(repo: string, digest: Digest): boolean {
+    return this.s.isLinked.get(repo, digest) !== undefined;
+  }
+
+  unlinkBlob(repo: string, digest: Digest): boolean {
+    return this.s.unlinkBlob.run(repo, digest).changes === 1;
+  }
+
+  // ---- manifests ----
+
+  /** Record a manifest (idempotent), its references, and optionally a tag, in one transaction. */
+  putManifest(rec: ManifestRecord, refs: Digest[], tag?: string): void {
+    this.core.transaction(() => {
+      this.core.ensureRepository(rec.repo);
+      this.s.putManifest.run({
+        ...rec,
+        annotations: rec.annotations ? JSON.stringify(rec.annotations) : null,
+        now: Date.now(),
+      });
+      this.s.linkBlob.run(rec.repo, rec.digest);
+      for (const child of refs) this.s.addRef.run(rec.repo, rec.digest, child);
+      if (tag !== undefined) this.s.setTag.run(rec.repo, tag, rec.digest, Date.now());
+    });
+  }
+
+  getManifest(repo: string, digest: Digest): ManifestRecord | undefined {
+    const row = this.s.getManifest.get(repo, digest) as ManifestRow | undefined;
+    return row && fromRow(row);
+  }
+
+  /** Delete a manifest and every tag pointing at it; false if it was not there. */
+  deleteManifest(repo: string, digest: Digest): boolean {
+    return this.core.transaction(() => {
+      if (this.s.deleteManifest.run(repo, digest).changes === 0) return false;
+      this.s.deleteRefs.run(repo, digest);
+      this.s.deleteTagsOf.run(repo, digest);
+      this.s.unlinkBlob.run(repo, digest);
+      return true;
+    });
+  }
+
+  referrers(repo: string, subject: Digest): ManifestRecord[] {
+    return (this.s.referrers.all(repo, subject) as ManifestRow[]).map(fromRow);
+  }
+
+  // ---- tags ----
+
+  resolveTag(repo: string, tag: string): Digest | undefined {
+    return (this.s.resolveTag.get(repo, tag) as { digest: Digest } | undefined)?.digest;
+  }
+
+  deleteTag(repo: string, tag: string): boolean {
+    return this.s.deleteTag.run(repo, tag).changes === 1;
+  }
+
+  /** Tags in byte order after `last`, at most `n`. */
+  listTags(repo: string, last: string, n: number): string[] {
+    return (this.s.listTags.all(repo, last, n) as { tag: string }[]).map((r) => r.tag);
+  }
+
+  /** Repositories with v2 content, in byte order after `last`, at most `n`. */
+  catalog(last: string, n: number): string[] {
+    return (this.s.catalog.all(last, n) as { name: string }[]).map((r) => r.name);
+  }
+}

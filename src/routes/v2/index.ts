@@ -1,0 +1,82 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { RegistryError, toRegistryError } from '../../errors';
+import { blobHandlers } from './blobs';
+import { manifestHandlers } from './manifests';
+import { parseV2Path, type V2Resource } from './paths';
+
+/** Every response of the v2 tree says which API it is (Docker decides v1 vs v2 on this header). */
+const API_VERSION = { 'docker-distribution-api-version': 'registry/2.0' };
+
+/**
+ * The OCI Distribution API under /v2. Repository names contain slashes, so one wildcard route
+ * takes every method, parses the path (paths.ts) and dispatches to the handler for
+ * (resource, method). Bodies are never parsed by fastify: blobs stream, manifests are kept byte for byte.
+ */
+export async function v2Routes(app: FastifyInstance): Promise<void> {
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', (_request, _payload, done) => done(null));
+  app.addHook('onRequest', async (_request, reply) => {
+    reply.headers(API_VERSION);
+  });
+
+  app.setErrorHandler((err, request, reply) => {
+    const e = toRegistryError(err);
+    if (e.status >= 500) request.log.error({ err }, 'v2 request failed');
+    if (!request.raw.complete) request.raw.resume(); // never leave a body unread on a kept-alive connection
+    if (e.headers) reply.headers(e.headers);
+    const body = { errors: [{ code: e.code, message: e.message, detail: e.detail ?? {} }] };
+    return reply.code(e.status).type('application/json').send(body);
+  });
+  app.setNotFoundHandler((_request, reply) =>
+    reply.code(404).type('application/json').send({ errors: [{ code: 'NOT_FOUND', message: 'no such API endpoint', detail: {} }] }),
+  );
+
+  const blobs = blobHandlers(app.registry);
+  const manifests = manifestHandlers(app.registry);
+
+  type Dispatch = (req: FastifyRequest, reply: FastifyReply, res: V2Resource) => Promise<unknown>;
+  const table: { [K in V2Resource['kind']]: Record<string, Dispatch> } = {
+    base: { GET: async (_q, reply) => reply.type('application/json').send({}) },
+    catalog: { GET: (q, r) => manifests.catalog(q, r) },
+    tags: { GET: (q, r, res) => manifests.tags(q, r, (res as Named).name) },
+    manifest: {
+      GET: (q, r, res) => manifests.getManifest(q, r, ...ref(res)),
+      PUT: (q, r, res) => manifests.putManifest(q, r, ...ref(res)),
+      DELETE: (q, r, res) => manifests.deleteManifest(q, r, ...ref(res)),
+    },
+    uploads: { POST: (q, r, res) => blobs.postUpload(q, r, (res as Named).name) },
+    upload: {
+      GET: (q, r, res) => blobs.getUpload(q, r, ...upload(res)),
+      PATCH: (q, r, res) => blobs.patchUpload(q, r, ...upload(res)),
+      PUT: (q, r, res) => blobs.putUpload(q, r, ...upload(res)),
+      DELETE: (q, r, res) => blobs.deleteUpload(q, r, ...upload(res)),
+    },
+    blob: {
+      GET: (q, r, res) => blobs.getBlob(q, r, ...digest(res)),
+      DELETE: (q, r, res) => blobs.deleteBlob(q, r, ...digest(res)),
+    },
+    referrers: { GET: (q, r, res) => manifests.referrers(q, r, ...digest(res)) },
+  };
+
+  const dispatch = async (request: FastifyRequest, reply: FastifyReply) => {
+    const res = parseV2Path((request.params as { '*'?: string })['*'] ?? '');
+    if (!res) throw new RegistryError('NOT_FOUND', 'no such API endpoint');
+    const handlers = table[res.kind];
+    // HEAD is GET without a body; handlers check request.method themselves.
+    const handler = handlers[request.method === 'HEAD' ? 'GET' : request.method];
+    if (!handler) {
+      reply.header('allow', Object.keys(handlers).flatMap((m) => (m === 'GET' ? ['GET', 'HEAD'] : [m])).join(', '));
+      throw new RegistryError('UNSUPPORTED', `${request.method} is not supported here`);
+    }
+    return handler(request, reply, res);
+  };
+
+  const methods = ['GET', 'HEAD', 'PUT', 'POST', 'PATCH', 'DELETE'];
+  app.route({ method: methods, url: '/', handler: dispatch });
+  app.route({ method: methods, url: '/*', handler: dispatch });
+}
+
+type Named = { name: string };
+const ref = (res: V2Resource) => [(res as Named).name, (res as { reference: string }).reference] as const;
+const upload = (res: V2Resource) => [(res as Named).name, (res as { id: string }).id] as const;
+const digest = (res: V2Resource) => [(res as Named).name, (res as { digest: string }).digest] as const;

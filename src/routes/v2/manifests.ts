@@ -1,0 +1,68 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { RegistryContext } from '../../context';
+import { readSmallBody } from '../../http/body';
+import { parseDigest } from '../../storage/digest';
+import { location, mediaTypeOf, nextLink, pagination, queryParam } from './http';
+
+// Manifests, tags, catalog and referrers.
+
+/** Largest page a listing returns, whatever `n` asks for. */
+const MAX_PAGE = 10_000;
+
+export function manifestHandlers(ctx: RegistryContext) {
+  const { v2, config } = ctx;
+
+  return {
+    async getManifest(request: FastifyRequest, reply: FastifyReply, name: string, reference: string) {
+      const manifest = v2.resolve(name, reference);
+      reply.headers({
+        'content-type': manifest.mediaType,
+        'docker-content-digest': manifest.digest,
+        etag: `"${manifest.digest}"`,
+        'content-length': String(manifest.size),
+      });
+      if (request.method === 'HEAD') return reply.send();
+      return reply.send(await v2.readManifest(manifest));
+    },
+
+    async putManifest(request: FastifyRequest, reply: FastifyReply, name: string, reference: string) {
+      const body = await readSmallBody(request.raw, config.http.maxJsonBody);
+      const { digest, subject } = await v2.putManifest(name, reference, body, mediaTypeOf(request));
+      if (subject) reply.header('oci-subject', subject);
+      return reply
+        .code(201)
+        .headers({
+          location: location(request, `/v2/${name}/manifests/${digest}`, config.http.trustProxy),
+          'docker-content-digest': digest,
+          'content-length': '0',
+        })
+        .send();
+    },
+
+    async deleteManifest(_request: FastifyRequest, reply: FastifyReply, name: string, reference: string) {
+      v2.deleteManifest(name, reference);
+      return reply.code(202).header('content-length', '0').send();
+    },
+
+    async tags(request: FastifyRequest, reply: FastifyReply, name: string) {
+      const { n, last } = pagination(request, MAX_PAGE);
+      const tags = v2.tags(name, last, n);
+      nextLink(reply, `/v2/${name}/tags/list`, tags, n);
+      return reply.type('application/json').send({ name, tags });
+    },
+
+    async catalog(request: FastifyRequest, reply: FastifyReply) {
+      const { n, last } = pagination(request, MAX_PAGE);
+      const repositories = v2.catalog(last, n);
+      nextLink(reply, '/v2/_catalog', repositories, n);
+      return reply.type('application/json').send({ repositories });
+    },
+
+    async referrers(request: FastifyRequest, reply: FastifyReply, name: string, digestRaw: string) {
+      const digest = parseDigest(digestRaw);
+      const artifactType = queryParam(request, 'artifactType');
+      if (artifactType !== undefined) reply.header('oci-filters-applied', 'artifactType');
+      return reply.type('application/vnd.oci.image.index.v1+json').send(v2.referrers(name, digest, artifactType));
+    },
+  };
+}

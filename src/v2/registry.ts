@@ -1,0 +1,199 @@
+import type { Readable } from 'node:stream';
+import { RegistryError } from '../errors';
+import type { BlobRecord, MetadataIndex, UploadRecord } from '../index/metadata-index';
+import type { ManifestRecord, V2Index } from '../index/v2-index';
+import { isTag } from '../names';
+import type { BlobStore } from '../storage/blob-store';
+import { digestBytes, parseDigest, type Digest } from '../storage/digest';
+import type { ByteRange } from '../storage/driver';
+import { MEDIA, parseManifest } from './manifest';
+
+// The OCI Distribution rules over the shared blob store and index. Routes only translate HTTP.
+
+export interface Descriptor {
+  mediaType: string;
+  digest: Digest;
+  size: number;
+  artifactType?: string;
+  annotations?: Record<string, string>;
+}
+
+export class V2Registry {
+  constructor(
+    private readonly core: MetadataIndex,
+    private readonly index: V2Index,
+    private readonly blobs: BlobStore,
+  ) {}
+
+  // ---- blobs ----
+
+  /** A blob this repository may serve; BLOB_UNKNOWN otherwise (even if another repository has it). */
+  blob(repo: string, digest: Digest): BlobRecord {
+    const blob = this.index.isBlobLinked(repo, digest) ? this.blobs.stat(digest) : undefined;
+    if (!blob) throw new RegistryError('BLOB_UNKNOWN', undefined, { detail: { digest } });
+    return blob;
+  }
+
+  openBlob(blob: BlobRecord, range?: ByteRange): Promise<Readable> {
+    return this.blobs.open(blob.digest, range);
+  }
+
+  /** Remove a blob from a repository; its bytes stay while anything else uses them. */
+  deleteBlob(repo: string, digest: Digest): void {
+    if (!this.index.unlinkBlob(repo, digest)) throw new RegistryError('BLOB_UNKNOWN', undefined, { detail: { digest } });
+  }
+
+  // ---- uploads ----
+
+  startUpload(repo: string): Promise<UploadRecord> {
+    return this.blobs.startUpload(repo);
+  }
+
+  /** Single-request upload (POST ?digest= with the body). */
+  async putMonolithic(repo: string, digest: Digest, body: Readable): Promise<BlobRecord> {
+    const blob = await this.blobs.ingest(body, { expected: digest });
+    this.index.linkBlob(repo, blob.digest);
+    return blob;
+  }
+
+  /** Cross-repository mount: only from a repository that has the blob. Undefined if not possible. */
+  mount(repo: string, digest: Digest, from: string): BlobRecord | undefined {
+    if (!this.index.isBlobLinked(from, digest)) return undefined;
+    const blob = this.blobs.stat(digest);
+    if (!blob) return undefined;
+    this.index.linkBlob(repo, digest);
+    return blob;
+  }
+
+  upload(repo: string, id: string): UploadRecord {
+    const upload = this.blobs.getUpload(id);
+    if (!upload || upload.repo !== repo) throw new RegistryError('BLOB_UPLOAD_UNKNOWN', undefined, { detail: { id } });
+    return upload;
+  }
+
+  appendUpload(repo: string, id: string, body: Readable, start?: number): Promise<UploadRecord> {
+    this.upload(repo, id);
+    return this.blobs.appendUpload(id, body, { start });
+  }
+
+  async finishUpload(repo: string, id: string, digest: Digest, last?: Readable, start?: number): Promise<BlobRecord> {
+    const upload = this.upload(repo, id);
+    if (last && start !== undefined && start !== upload.size) {
+      throw new RegistryError('RANGE_INVALID', 'chunk does not start at the end of the upload', { detail: { size: upload.size } });
+    }
+    const blob = await this.blobs.commitUpload(id, digest, last);
+    this.index.linkBlob(repo, blob.digest);
+    return blob;
+  }
+
+  async cancelUpload(repo: string, id: string): Promise<void> {
+    this.upload(repo, id);
+    await this.blobs.cancelUpload(id);
+  }
+
+  // ---- manifests ----
+
+  /** Resolve a tag or digest reference to a manifest of this repository. */
+  resolve(repo: string, reference: string): ManifestRecord {
+    const digest = this.referenceDigest(repo, reference);
+    const manifest = digest && this.index.getManifest(repo, digest);
+    if (!manifest) throw new RegistryError('MANIFEST_UNKNOWN', undefined, { detail: { reference } });
+    return manifest;
+  }
+
+  readManifest(manifest: ManifestRecord): Promise<Buffer> {
+    return this.blobs.readBytes(manifest.digest);
+  }
+
+  async putManifest(
+    repo: string,
+    reference: string,
+    body: Buffer,
+    contentType: string | undefined,
+  ): Promise<{ digest: Digest; subject: Digest | null }> {
+    const tag = referenceKind(reference) === 'tag' ? reference : undefined;
+    const digest = digestBytes(body);
+    if (!tag && reference !== digest) {
+      throw new RegistryError('DIGEST_INVALID', 'manifest digest does not match the reference', {
+        detail: { reference, computed: digest },
+      });
+    }
+    const parsed = parseManifest(body, contentType);
+    for (const blob of parsed.blobs) {
+      if (!this.index.isBlobLinked(repo, blob) || !this.blobs.stat(blob)) {
+        throw new RegistryError('MANIFEST_BLOB_UNKNOWN', `blob ${blob} is not in ${repo}`, { detail: { digest: blob } });
+      }
+    }
+    for (const child of parsed.manifests) {
+      if (!this.index.getManifest(repo, child)) {
+        throw new RegistryError('MANIFEST_BLOB_UNKNOWN', `manifest ${child} is not in ${repo}`, { detail: { digest: child } });
+      }
+    }
+    await this.blobs.putBytes(body, digest);
+    this.index.putManifest(
+      {
+        repo,
+        digest,
+        mediaType: parsed.mediaType,
+        size: body.length,
+        artifactType: parsed.artifactType,
+        subject: parsed.subject,
+        annotations: parsed.annotations,
+      },
+      [...parsed.blobs, ...parsed.manifests],
+      tag,
+    );
+    return { digest, subject: parsed.subject };
+  }
+
+  /** By digest: the manifest and every tag on it. By tag: only the tag. */
+  deleteManifest(repo: string, reference: string): void {
+    if (referenceKind(reference) === 'tag') {
+      if (!this.index.deleteTag(repo, reference)) throw new RegistryError('MANIFEST_UNKNOWN', undefined, { detail: { reference } });
+      return;
+    }
+    if (!this.index.deleteManifest(repo, reference as Digest)) {
+      throw new RegistryError('MANIFEST_UNKNOWN', undefined, { detail: { reference } });
+    }
+  }
+
+  // ---- listings ----
+
+  tags(repo: string, last: string, n: number): string[] {
+    if (!this.core.getRepository(repo)) throw new RegistryError('NAME_UNKNOWN', undefined, { detail: { name: repo } });
+    return this.index.listTags(repo, last, n);
+  }
+
+  catalog(last: string, n: number): string[] {
+    return this.index.catalog(last, n);
+  }
+
+  /** OCI 1.1 referrers of `subject` in this repository, optionally filtered by artifactType. */
+  referrers(repo: string, subject: Digest, artifactType?: string): object {
+    const manifests: Descriptor[] = this.index
+      .referrers(repo, subject)
+      .filter((m) => artifactType === undefined || m.artifactType === artifactType)
+      .map((m) => ({
+        mediaType: m.mediaType,
+        digest: m.digest,
+        size: m.size,
+        ...(m.artifactType ? { artifactType: m.artifactType } : {}),
+        ...(m.annotations ? { annotations: m.annotations } : {}),
+      }));
+    return { schemaVersion: 2, mediaType: MEDIA.ociIndex, manifests };
+  }
+
+  private referenceDigest(repo: string, reference: string): Digest | undefined {
+    return referenceKind(reference) === 'tag' ? this.index.resolveTag(repo, reference) : (reference as Digest);
+  }
+}
+
+/** A reference is a tag or a digest; anything else is a client error. */
+export function referenceKind(reference: string): 'tag' | 'digest' {
+  if (isTag(reference)) return 'tag';
+  if (reference.includes(':')) {
+    parseDigest(reference);
+    return 'digest';
+  }
+  throw new RegistryError('MANIFEST_INVALID', 'invalid tag', { status: 400, detail: { reference } });
+}
