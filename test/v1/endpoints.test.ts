@@ -1,21 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import t from 'tap';
 import { startRegistry, type TestRegistry } from '../helpers/server';
+import { http } from '../helpers/http';
 import { imageChain, pushV1, type V1Image } from '../helpers/v1';
 
 // Every v1 endpoint and every error case of the v1 issue, over real HTTP.
 
-async function req(reg: TestRegistry, method: string, path: string, body?: RequestInit['body'], headers: Record<string, string> = {}) {
-  const res = await fetch(reg.url + path, { method, body, headers });
-  const buf = Buffer.from(await res.arrayBuffer());
-  let json: unknown;
-  try {
-    json = JSON.parse(buf.toString());
-  } catch {
-    json = undefined;
-  }
-  return { status: res.status, headers: res.headers, buf, json };
-}
+const req = (reg: TestRegistry, method: string, path: string, body?: RequestInit['body'], headers: Record<string, string> = {}) =>
+  http(reg.url, method, path, body, headers);
 
 async function putImage(reg: TestRegistry, img: V1Image, opts: { checksum?: string } = {}) {
   const a = await req(reg, 'PUT', `/v1/images/${img.id}/json`, img.json);

@@ -62,7 +62,9 @@ export function manifestHandlers(ctx: RegistryContext) {
       const digest = parseDigest(digestRaw);
       const artifactType = queryParam(request, 'artifactType');
       if (artifactType !== undefined) reply.header('oci-filters-applied', 'artifactType');
-      return reply.type('application/vnd.oci.image.index.v1+json').send(v2.referrers(name, digest, artifactType));
+      // A Buffer, so the media type goes out exactly (fastify would append a charset to a JSON type).
+      const index = Buffer.from(JSON.stringify(v2.referrers(name, digest, artifactType)));
+      return reply.type('application/vnd.oci.image.index.v1+json').send(index);
     },
   };
 }
