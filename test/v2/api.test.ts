@@ -414,3 +414,17 @@ t.test('v1 and v2 share one blob store', async (t) => {
   const files = readdirSync(join(reg.dir, 'blobs/blobs/sha256', layerDigest.slice(7, 9)));
   t.same(files, [layerDigest.slice(7)], 'stored once');
 });
+
+t.test('Location behind a trusted TLS proxy', async (t) => {
+  const plain = await startRegistry(t);
+  const fwd = { 'x-forwarded-proto': 'https', 'x-forwarded-host': 'registry.example.com' };
+  let r = await http(plain.url, 'POST', '/v2/px/r/blobs/uploads/', undefined, fwd);
+  t.match(r.headers.get('location'), /^\/v2\/px\/r\/blobs\/uploads\//, 'untrusted: relative, forwarded headers ignored');
+
+  const proxied = await startRegistry(t, { http: { trustProxy: true } });
+  r = await http(proxied.url, 'POST', '/v2/px/r/blobs/uploads/', undefined, fwd);
+  t.match(r.headers.get('location'), /^https:\/\/registry\.example\.com\/v2\/px\/r\/blobs\/uploads\/[0-9a-f-]+$/);
+  const data = Buffer.from('through the proxy');
+  r = await http(proxied.url, 'PUT', `${new URL(r.headers.get('location')!).pathname}?digest=${sha256(data)}`, data, fwd);
+  t.equal(r.headers.get('location'), `https://registry.example.com/v2/px/r/blobs/${sha256(data)}`);
+});
