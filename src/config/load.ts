@@ -35,7 +35,7 @@ function coerce(leaf: Leaf, value: unknown, where: string): string | number | bo
       return value;
     case 'string':
       if (typeof value === 'number') return String(value);
-      if (typeof value !== 'string' || value === '') {
+      if (typeof value !== 'string' || (value === '' && !leaf.optional)) {
         throw new ConfigError(`${where}: expected a non-empty string, got ${JSON.stringify(value)}`);
       }
       return value;

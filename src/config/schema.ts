@@ -10,6 +10,7 @@ export interface Leaf {
   readonly default: string | number | boolean;
   readonly values?: readonly string[];
   readonly min?: number;
+  readonly optional?: boolean;
   readonly doc: string;
 }
 
@@ -18,6 +19,8 @@ export interface Branch {
 }
 
 const str = (def: string, doc: string) => ({ leaf: true, type: 'string', default: def, doc }) as const;
+/** A string that may be left empty (meaning: not set). */
+const optional = (doc: string) => ({ leaf: true, type: 'string', default: '', optional: true, doc }) as const;
 const bool = (def: boolean, doc: string) => ({ leaf: true, type: 'boolean', default: def, doc }) as const;
 const int = (def: number, doc: string, min = 0) => ({ leaf: true, type: 'integer', default: def, min, doc }) as const;
 const oneOf = <V extends string>(values: readonly V[], def: V, doc: string) =>
@@ -31,10 +34,23 @@ export const schema = {
     maxJsonBody: int(4 * 1024 * 1024, 'largest accepted JSON body (image json, manifests, image lists), in bytes', 1024),
   },
   storage: {
-    driver: oneOf(['local'], 'local', 'blob storage driver'),
+    driver: oneOf(['local', 's3'], 'local', 'blob storage driver'),
     local: {
       root: str('./data/blobs', 'directory holding blob and upload files'),
       fsync: bool(true, 'fsync every blob before it becomes visible (turn off only for throwaway test data)'),
+    },
+    s3: {
+      bucket: optional('bucket name (required with driver s3)'),
+      region: str('us-east-1', 'region'),
+      endpoint: optional('endpoint URL of an S3-compatible service (empty: AWS)'),
+      forcePathStyle: bool(false, 'path-style addressing (most S3-compatible services need it)'),
+      prefix: optional('key prefix inside the bucket, e.g. "registry/"'),
+      accessKeyId: optional('access key (empty: the SDK default credential chain)'),
+      secretAccessKey: optional('secret key (empty: the SDK default credential chain)'),
+      partSize: int(16 * 1024 * 1024, 'multipart part size in bytes (at least 5 MiB)', 5 * 1024 * 1024),
+      concurrency: int(4, 'parts uploaded in parallel per blob', 1),
+      redirect: bool(false, 'answer blob GETs with a redirect to a presigned URL'),
+      redirectExpiry: int(900, 'lifetime of presigned URLs, in seconds', 1),
     },
   },
   index: {
