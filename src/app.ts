@@ -1,5 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import { AccessControl } from './auth/access-control';
+import { authPlugin } from './auth/plugin';
 import type { Config } from './config/schema';
 import type { RegistryContext } from './context';
 import { openDatabase } from './index/db';
@@ -8,6 +10,7 @@ import { V1Index } from './index/v1-index';
 import { V2Index } from './index/v2-index';
 import { loggerOptions } from './logger';
 import { pingRoutes, v1Routes } from './routes/v1';
+import { tokenRoutes } from './routes/token';
 import { v2Routes } from './routes/v2';
 import { BlobStore } from './storage/blob-store';
 import { createDriver } from './storage/factory';
@@ -38,14 +41,17 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   const db = openDatabase(config.index.path);
   const index = new MetadataIndex(db);
   const blobs = new BlobStore(driver, index);
+  const access = new AccessControl(config, app.log);
   const ctx: RegistryContext = {
     config,
+    access,
     index,
     blobs,
     v1: new V1Registry(index, new V1Index(db, index), blobs),
     v2: new V2Registry(index, new V2Index(db, index), blobs),
   };
   app.decorate('registry', ctx);
+  await app.register(authPlugin, { access });
   app.addHook('onClose', async () => index.close());
   closeConnectionsAsTheyIdle(app);
 
@@ -70,6 +76,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     await app.register(v1Routes, { prefix: '/v1' });
   }
   if (config.protocols.v2) await app.register(v2Routes, { prefix: '/v2' });
+  if (access.tokensEnabled) await app.register(tokenRoutes);
 
   await purgeStaleUploads(app);
   return app;

@@ -1,3 +1,4 @@
+import type { AccessControl } from './auth/access-control';
 import type { Config } from './config/schema';
 import type { MetadataIndex } from './index/metadata-index';
 import type { BlobStore } from './storage/blob-store';
@@ -7,6 +8,7 @@ import type { V2Registry } from './v2/registry';
 /** Everything a route may use, built once in app.ts and decorated onto the fastify instance. */
 export interface RegistryContext {
   config: Config;
+  access: AccessControl;
   index: MetadataIndex;
   blobs: BlobStore;
   v1: V1Registry;

@@ -35,6 +35,10 @@ export class RegistryError extends Error {
   override name = 'RegistryError';
   readonly code: ErrorCode;
   readonly status: number;
+  /** The same as `status`, under the name fastify and its plugins read. */
+  get statusCode(): number {
+    return this.status;
+  }
   readonly detail?: unknown;
   /** Extra response headers (e.g. Range on 416, WWW-Authenticate on 401). */
   readonly headers?: Record<string, string>;
@@ -60,6 +64,7 @@ export function toRegistryError(err: unknown): RegistryError {
   if (typeof e?.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {
     if (e.statusCode === 413) return new RegistryError('TOO_LARGE');
     if (e.statusCode === 404) return new RegistryError('NOT_FOUND', e.message);
+    if (e.statusCode === 401) return new RegistryError('UNAUTHORIZED');
     return new RegistryError('BAD_REQUEST', e.message, { status: e.statusCode });
   }
   return new RegistryError('INTERNAL');

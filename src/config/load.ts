@@ -2,9 +2,9 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { schema, isLeaf, type Branch, type Leaf, type Config } from './schema';
 
-export class ConfigError extends Error {
-  override name = 'ConfigError';
-}
+import { ConfigError } from './errors';
+
+export { ConfigError };
 
 /** Environment variable name for a key path: http.trustProxy -> REGISTRY_HTTP_TRUST_PROXY. */
 export function envName(path: readonly string[]): string {
@@ -14,8 +14,19 @@ export function envName(path: readonly string[]): string {
 /** Environment variables that are not configuration keys. */
 const NOT_KEYS = new Set(['REGISTRY_CONFIG']);
 
-function coerce(leaf: Leaf, value: unknown, where: string): string | number | boolean {
+function coerce(leaf: Leaf, value: unknown, where: string, fromEnv = false): unknown {
   switch (leaf.type) {
+    case 'custom': {
+      let v = value;
+      if (fromEnv) {
+        try {
+          v = parseYaml(String(value));
+        } catch (err) {
+          throw new ConfigError(`${where}: invalid YAML/JSON value: ${(err as Error).message}`);
+        }
+      }
+      return leaf.parse!(v, where);
+    }
     case 'boolean':
       if (typeof value === 'boolean') return value;
       if (typeof value === 'string' && /^(true|false)$/i.test(value)) return value.toLowerCase() === 'true';
@@ -71,7 +82,7 @@ function resolve(
     if (isLeaf(node)) {
       const name = envName(keyPath);
       usedEnv.add(name);
-      if (env[name] !== undefined) out[key] = coerce(node, env[name], `${name} (${keyPath.join('.')})`);
+      if (env[name] !== undefined) out[key] = coerce(node, env[name], `${name} (${keyPath.join('.')})`, true);
       else if (given[key] !== undefined && given[key] !== null) out[key] = coerce(node, given[key], keyPath.join('.'));
       else out[key] = node.default;
     } else {

@@ -2,12 +2,16 @@
 // load.ts derives validation, defaults and REGISTRY_* environment overrides from this tree,
 // so a key cannot exist in one place and be forgotten in another.
 
-export type LeafType = 'string' | 'boolean' | 'integer' | 'enum';
+import { parseGroups, parseRules } from '../auth/rules';
+
+export type LeafType = 'string' | 'boolean' | 'integer' | 'enum' | 'custom';
 
 export interface Leaf {
   readonly leaf: true;
   readonly type: LeafType;
-  readonly default: string | number | boolean;
+  readonly default: unknown;
+  /** For 'custom' leaves: validate and convert (throws ConfigError naming `where`). */
+  readonly parse?: (value: unknown, where: string) => unknown;
   readonly values?: readonly string[];
   readonly min?: number;
   readonly optional?: boolean;
@@ -23,6 +27,8 @@ const str = (def: string, doc: string) => ({ leaf: true, type: 'string', default
 const optional = (doc: string) => ({ leaf: true, type: 'string', default: '', optional: true, doc }) as const;
 const bool = (def: boolean, doc: string) => ({ leaf: true, type: 'boolean', default: def, doc }) as const;
 const int = (def: number, doc: string, min = 0) => ({ leaf: true, type: 'integer', default: def, min, doc }) as const;
+const custom = <T>(def: T, parse: (value: unknown, where: string) => T, doc: string) =>
+  ({ leaf: true, type: 'custom', default: def, parse, doc }) as const;
 const oneOf = <V extends string>(values: readonly V[], def: V, doc: string) =>
   ({ leaf: true, type: 'enum', default: def, values, doc }) as const;
 
@@ -66,13 +72,33 @@ export const schema = {
   uploads: {
     purgeAfter: int(24 * 3600, 'seconds after which an unfinished upload is removed', 60),
   },
+  auth: {
+    htpasswd: {
+      path: optional('htpasswd file (bcrypt entries, as `htpasswd -B` writes); empty: no authentication'),
+      realm: str('registry', 'realm named in Basic challenges'),
+    },
+    token: {
+      enabled: bool(false, 'issue Docker registry tokens at /token and challenge v2 clients with Bearer'),
+      service: str('registry', 'service name in Bearer challenges and tokens'),
+      expiry: int(300, 'token lifetime in seconds', 30),
+      secretFile: str('./data/token.key', 'HMAC key for tokens (created if missing; share it between replicas)'),
+    },
+    groups: custom<Record<string, string[]>>({}, parseGroups, 'named groups of users: {group: [user, ...]}'),
+    rules: custom<import('../auth/rules').AccessRule[]>([], parseRules, 'access rules: [{repository, who, actions}]'),
+    failedLogins: {
+      limit: int(10, 'failed logins per client and user name before further attempts are refused for `window`', 1),
+      window: int(300, 'seconds over which failed logins are counted', 1),
+    },
+  },
 } as const satisfies Branch;
 
 export function isLeaf(node: Leaf | Branch): node is Leaf {
   return (node as Leaf).leaf === true;
 }
 
-type ValueOf<L> = L extends { type: 'boolean' }
+type ValueOf<L> = L extends { type: 'custom'; default: infer T }
+  ? T
+  : L extends { type: 'boolean' }
   ? boolean
   : L extends { type: 'integer' }
     ? number

@@ -125,9 +125,16 @@ export class MetadataIndex {
     this.s.setV1Private.run(priv ? 1 : 0, name);
   }
 
-  /** Substring search on names and descriptions, case-insensitive for ASCII. */
-  search(query: string, limit: number, offset: number): { total: number; hits: SearchHit[] } {
+  /**
+   * Substring search on names and descriptions, case-insensitive for ASCII. With `visible`, only
+   * repositories it accepts count (pagination and totals then run over the filtered list).
+   */
+  search(query: string, limit: number, offset: number, visible?: (name: string) => boolean): { total: number; hits: SearchHit[] } {
     const q = '%' + query.replace(/[\\%_]/g, (c) => '\\' + c) + '%';
+    if (visible) {
+      const all = (this.s.search.all({ q, limit: -1, offset: 0 }) as SearchHit[]).filter((h) => visible(h.name));
+      return { total: all.length, hits: all.slice(offset, offset + limit) };
+    }
     const total = (this.s.searchCount.get({ q }) as { n: number }).n;
     const hits = this.s.search.all({ q, limit, offset }) as SearchHit[];
     return { total, hits };

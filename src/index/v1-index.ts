@@ -60,6 +60,7 @@ export class V1Index {
       deleteV1Tag: p('DELETE FROM v1_tags WHERE repo = ? AND tag = ?'),
       deleteV1Tags: p('DELETE FROM v1_tags WHERE repo = ?'),
 
+      reposWithImage: p('SELECT repo FROM v1_repo_images WHERE image_id = ?'),
       getRepoImages: p('SELECT image_id, checksum FROM v1_repo_images WHERE repo = ? ORDER BY position'),
       maxRepoImagePos: p('SELECT coalesce(max(position), -1) AS p FROM v1_repo_images WHERE repo = ?'),
       addRepoImage: p(
@@ -150,6 +151,11 @@ export class V1Index {
       let pos = (this.s.maxRepoImagePos.get(repo) as { p: number }).p;
       for (const img of images) this.s.addRepoImage.run(repo, img.id, img.checksum ?? null, ++pos);
     });
+  }
+
+  /** Repositories whose image list names this image (v1 image URLs carry no repository). */
+  reposWithImage(id: string): string[] {
+    return (this.s.reposWithImage.all(id) as { repo: string }[]).map((r) => r.repo);
   }
 
   /** The repository's image list, or undefined if it was never announced through the index. */

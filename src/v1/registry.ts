@@ -122,6 +122,11 @@ export class V1Registry {
     return this.blobs.open(image.layerDigest, range);
   }
 
+  /** Repositories whose index image list names this image: v1 image URLs carry no repository. */
+  repositoriesOf(id: string): string[] {
+    return this.index.reposWithImage(id);
+  }
+
   ancestry(id: string): string[] {
     this.completeImage(id);
     return this.index.ancestry(id);

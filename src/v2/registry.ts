@@ -164,8 +164,19 @@ export class V2Registry {
     return this.index.listTags(repo, last, n);
   }
 
-  catalog(last: string, n: number): string[] {
-    return this.index.catalog(last, n);
+  /** Up to `n` repositories after `last` that `visible` accepts (the caller may pull), in byte order. */
+  catalog(last: string, n: number, visible: (name: string) => boolean = () => true): string[] {
+    const out: string[] = [];
+    while (out.length < n) {
+      const batch = this.index.catalog(last, Math.max(n, 100));
+      for (const name of batch) {
+        if (visible(name)) out.push(name);
+        if (out.length === n) break;
+      }
+      if (batch.length === 0 || out.length === n) break;
+      last = batch[batch.length - 1]!;
+    }
+    return out;
   }
 
   /** OCI 1.1 referrers of `subject` in this repository, optionally filtered by artifactType. */

@@ -4,6 +4,7 @@ import { readSmallBody } from '../../http/body';
 import { contentRange, parseRange } from '../../http/range';
 import type { V1Image } from '../../index/v1-index';
 import { assertImageId } from '../../v1/names';
+import { v1Authorizer } from './auth';
 import { cacheForever, noCache, sendJson } from './http';
 
 type ImageRequest = FastifyRequest<{ Params: { id: string } }>;
@@ -11,6 +12,7 @@ type ImageRequest = FastifyRequest<{ Params: { id: string } }>;
 /** /v1/images/<id>/{json,layer,checksum,ancestry} */
 export async function imageRoutes(app: FastifyInstance): Promise<void> {
   const { v1, config } = app.registry;
+  const auth = v1Authorizer(app);
 
   /** Guard shared by every cacheable GET: If-Modified-Since on a complete image is always "not modified". */
   const notModified = (request: FastifyRequest, reply: FastifyReply): boolean => {
@@ -20,6 +22,7 @@ export async function imageRoutes(app: FastifyInstance): Promise<void> {
   };
 
   app.get('/images/:id/json', async (request: ImageRequest, reply) => {
+    await auth.image(request, reply, assertImageId(request.params.id), 'pull');
     const image = v1.completeImage(request.params.id);
     if (notModified(request, reply)) return reply;
     const json = await v1.readJson(image);
@@ -29,7 +32,7 @@ export async function imageRoutes(app: FastifyInstance): Promise<void> {
   });
 
   app.put('/images/:id/json', async (request: ImageRequest, reply) => {
-    assertImageId(request.params.id);
+    await auth.image(request, reply, assertImageId(request.params.id), 'push');
     const body = await readSmallBody(request.raw, config.http.maxJsonBody);
     await v1.putImageJson(request.params.id, body);
     return sendJson(reply);
@@ -40,6 +43,7 @@ export async function imageRoutes(app: FastifyInstance): Promise<void> {
     method: ['GET', 'HEAD'],
     url: '/images/:id/layer',
     handler: async (request: ImageRequest, reply) => {
+      await auth.image(request, reply, assertImageId(request.params.id), 'pull');
       const image = v1.completeImage(request.params.id);
       if (notModified(request, reply)) return reply;
       return sendLayer(request, reply, image);
@@ -47,18 +51,21 @@ export async function imageRoutes(app: FastifyInstance): Promise<void> {
   });
 
   app.put('/images/:id/layer', async (request: ImageRequest, reply) => {
+    await auth.image(request, reply, assertImageId(request.params.id), 'push');
     await v1.putImageLayer(request.params.id, request.raw);
     return sendJson(reply);
   });
 
   app.put('/images/:id/checksum', async (request: ImageRequest, reply) => {
     request.raw.resume(); // no body is expected; never leave one unread on a kept-alive connection
+    await auth.image(request, reply, assertImageId(request.params.id), 'push');
     const header = request.headers['x-docker-checksum-payload'];
     v1.putImageChecksum(request.params.id, Array.isArray(header) ? header.join(',') : header);
     return sendJson(reply);
   });
 
   app.get('/images/:id/ancestry', async (request: ImageRequest, reply) => {
+    await auth.image(request, reply, assertImageId(request.params.id), 'pull');
     const ancestry = v1.ancestry(request.params.id);
     if (notModified(request, reply)) return reply;
     return cacheForever(reply).type('application/json').send(JSON.stringify(ancestry));

@@ -16,6 +16,7 @@ export async function v1Routes(app: FastifyInstance): Promise<void> {
   app.setErrorHandler((err, request, reply) => {
     const e = toRegistryError(err);
     if (e.status >= 500) request.log.error({ err }, 'v1 request failed');
+    if (!request.raw.complete) request.raw.resume(); // never leave a body unread on a kept-alive connection
     if (e.headers) reply.headers(e.headers);
     return sendJson(reply, { error: e.message }, e.status);
   });

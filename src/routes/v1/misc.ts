@@ -1,10 +1,12 @@
 import type { FastifyInstance } from 'fastify';
 import { RegistryError } from '../../errors';
+import { v1Authorizer } from './auth';
 import { sendJson } from './http';
 
 /** /v1/search and /v1/users (login as Docker 1.x performs it, v1-protocol.md 6.4). */
 export async function miscRoutes(app: FastifyInstance): Promise<void> {
-  const { index } = app.registry;
+  const { index, access } = app.registry;
+  const auth = v1Authorizer(app);
 
   app.get('/search', async (request, reply) => {
     const query = request.query as Record<string, string | undefined>;
@@ -13,7 +15,9 @@ export async function miscRoutes(app: FastifyInstance): Promise<void> {
     const page = query.page === undefined || query.page === '' ? 1 : Number(query.page);
     if (!Number.isInteger(n) || n < 1 || n > 100) throw new RegistryError('BAD_REQUEST', 'n must be an integer from 1 to 100');
     if (!Number.isInteger(page) || page < 1) throw new RegistryError('BAD_REQUEST', 'page must be a positive integer');
-    const { total, hits } = index.search(q, n, (page - 1) * n);
+    const identity = await app.identify(request, reply);
+    const visible = access.enabled ? (name: string) => access.allows(identity, name, 'pull') : undefined;
+    const { total, hits } = index.search(q, n, (page - 1) * n, visible);
     return sendJson(reply, {
       num_pages: Math.max(1, Math.ceil(total / n)),
       num_results: total,
@@ -36,7 +40,10 @@ export async function miscRoutes(app: FastifyInstance): Promise<void> {
     request.raw.resume();
     return sendJson(reply, { error: 'Account creation is disabled on this registry; ask an administrator' }, 401);
   });
-  app.get('/users', async (_request, reply) => sendJson(reply, 'OK'));
+  app.get('/users', async (request, reply) => {
+    await auth.login(request, reply);
+    return sendJson(reply, 'OK');
+  });
   app.put('/users/:username', async (request, reply) => {
     request.raw.resume();
     return sendJson(reply, { error: 'Accounts are managed by the registry administrator' }, 401);

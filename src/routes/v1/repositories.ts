@@ -1,8 +1,10 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { issueV1Token, type V1Access } from '../../auth/v1-token';
+import type { Identity } from '../../auth/access-control';
+import type { V1Access } from '../../auth/tokens';
 import { RegistryError } from '../../errors';
 import { readSmallBody } from '../../http/body';
 import { v1RepositoryName } from '../../v1/names';
+import { v1Authorizer } from './auth';
 import { sendJson } from './http';
 
 // /v1/repositories/<repo>/... : repository names contain slashes, so one wildcard route per method
@@ -28,23 +30,26 @@ function parsePath(raw: string): { repo: string; res: Resource } {
   return { repo: v1RepositoryName(path), res: { kind: 'repository' } };
 }
 
-/** Index responses tell the client where the registry is and, when asked, hand out a token. */
-function indexHeaders(request: FastifyRequest, reply: FastifyReply, repo: string, access: V1Access): void {
-  reply.header('x-docker-endpoints', request.host);
-  if (String(request.headers['x-docker-token']).toLowerCase() === 'true') {
-    const token = issueV1Token(repo, access);
-    reply.header('x-docker-token', token);
-    reply.header('www-authenticate', `Token ${token}`);
-  }
-}
 
 export async function repositoryRoutes(app: FastifyInstance): Promise<void> {
-  const { v1, config } = app.registry;
+  const { v1, config, access } = app.registry;
+  const auth = v1Authorizer(app);
   const body = (request: FastifyRequest) => readSmallBody(request.raw, config.http.maxJsonBody);
   const notAllowed = () => new RegistryError('NOT_FOUND', 'Not found');
 
+  /** Index responses tell the client where the registry is and, when asked, hand out a token. */
+  const indexHeaders = (request: FastifyRequest, reply: FastifyReply, repo: string, level: V1Access) => {
+    reply.header('x-docker-endpoints', request.host);
+    if (String(request.headers['x-docker-token']).toLowerCase() === 'true') {
+      const token = access.v1Token(request.identity as Identity, repo, level);
+      reply.header('x-docker-token', token);
+      reply.header('www-authenticate', `Token ${token}`);
+    }
+  };
+
   app.get('/repositories/*', async (request, reply) => {
     const { repo, res } = parsePath((request.params as { '*': string })['*']);
+    await auth.repository(request, reply, repo, 'pull');
     switch (res.kind) {
       case 'tags':
         return sendJson(reply, v1.listTags(repo));
@@ -68,6 +73,8 @@ export async function repositoryRoutes(app: FastifyInstance): Promise<void> {
 
   app.put('/repositories/*', async (request, reply) => {
     const { repo, res } = parsePath((request.params as { '*': string })['*']);
+    // PUT .../auth is the index's token check (v1-protocol.md 3.9): no repository access needed.
+    if (res.kind !== 'auth') await auth.repository(request, reply, repo, 'push');
     switch (res.kind) {
       case 'tag':
         v1.putTag(repo, res.tag, await body(request), request.headers['user-agent']);
@@ -93,6 +100,7 @@ export async function repositoryRoutes(app: FastifyInstance): Promise<void> {
 
   app.delete('/repositories/*', async (request, reply) => {
     const { repo, res } = parsePath((request.params as { '*': string })['*']);
+    await auth.repository(request, reply, repo, 'delete');
     switch (res.kind) {
       case 'tag':
         v1.deleteTag(repo, res.tag);

@@ -9,7 +9,7 @@ import { hasBody, location, queryParam } from './http';
 // Blob reads and the upload protocol: POST (start, monolithic, mount), PATCH, PUT, GET, DELETE.
 
 export function blobHandlers(ctx: RegistryContext) {
-  const { v2, config } = ctx;
+  const { v2, config, access } = ctx;
   const trust = config.http.trustProxy;
 
   const blobUrl = (request: FastifyRequest, name: string, digest: Digest) =>
@@ -84,7 +84,9 @@ export function blobHandlers(ctx: RegistryContext) {
       const from = queryParam(request, 'from');
       if (mount !== undefined) {
         const digest = parseDigest(mount);
-        const mounted = from ? v2.mount(name, digest, from) : undefined;
+        // Mounting reads from `from`: only for callers who may pull it.
+        const mayRead = from !== undefined && access.allows(request.identity!, from, 'pull');
+        const mounted = mayRead ? v2.mount(name, digest, from) : undefined;
         if (mounted) {
           request.raw.resume();
           return created(request, reply, name, mounted.digest);

@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Action } from '../../auth/rules';
 import { RegistryError, toRegistryError } from '../../errors';
 import { blobHandlers } from './blobs';
 import { manifestHandlers } from './manifests';
@@ -58,22 +59,62 @@ export async function v2Routes(app: FastifyInstance): Promise<void> {
     referrers: { GET: (q, r, res) => manifests.referrers(q, r, ...digest(res)) },
   };
 
+  const { access } = app.registry;
   const dispatch = async (request: FastifyRequest, reply: FastifyReply) => {
     const res = parseV2Path((request.params as { '*'?: string })['*'] ?? '');
     if (!res) throw new RegistryError('NOT_FOUND', 'no such API endpoint');
     const handlers = table[res.kind];
     // HEAD is GET without a body; handlers check request.method themselves.
-    const handler = handlers[request.method === 'HEAD' ? 'GET' : request.method];
+    const method = request.method === 'HEAD' ? 'GET' : request.method;
+    const handler = handlers[method];
     if (!handler) {
       reply.header('allow', Object.keys(handlers).flatMap((m) => (m === 'GET' ? ['GET', 'HEAD'] : [m])).join(', '));
       throw new RegistryError('UNSUPPORTED', `${request.method} is not supported here`);
     }
+    const identity = await app.identify(request, reply);
+    const need = requiredAccess(res, method);
+    const challenge = () => challengeFor(request, need && 'name' in res ? { name: res.name, action: need } : undefined);
+    if (res.kind === 'base' && access.enabled && identity.user === null && !identity.bearer) {
+      throw new RegistryError('UNAUTHORIZED', undefined, { headers: challenge() });
+    }
+    if (need && 'name' in res) {
+      access.require(identity, res.name, need, challenge, res.kind === 'upload');
+      if ((need === 'push' && res.kind === 'manifest') || need === 'delete') {
+        request.audit = { action: need, repository: res.name, reference: 'reference' in res ? res.reference : 'digest' in res ? res.digest : undefined };
+      }
+    }
     return handler(request, reply, res);
+  };
+
+  /** WWW-Authenticate for a 401: Bearer with the scope when the token service is on, else Basic. */
+  const challengeFor = (request: FastifyRequest, scope?: { name: string; action: Action }): Record<string, string> => {
+    if (!access.tokensEnabled) return { 'www-authenticate': `Basic realm="${access.realm}"` };
+    const actions = scope?.action === 'push' ? 'pull,push' : scope?.action;
+    const realm = `${request.protocol}://${request.host}/token`;
+    const scopePart = scope ? `,scope="repository:${scope.name}:${actions}"` : '';
+    return { 'www-authenticate': `Bearer realm="${realm}",service="${access.service}"${scopePart}` };
   };
 
   const methods = ['GET', 'HEAD', 'PUT', 'POST', 'PATCH', 'DELETE'];
   app.route({ method: methods, url: '/', handler: dispatch });
   app.route({ method: methods, url: '/*', handler: dispatch });
+}
+
+/** The action a request needs on its repository (undefined: none, e.g. base and catalog). */
+function requiredAccess(res: V2Resource, method: string): Action | undefined {
+  switch (res.kind) {
+    case 'base':
+    case 'catalog':
+      return undefined;
+    case 'uploads':
+    case 'upload':
+      return 'push';
+    case 'manifest':
+    case 'blob':
+      return method === 'GET' ? 'pull' : method === 'DELETE' ? 'delete' : 'push';
+    default:
+      return 'pull';
+  }
 }
 
 type Named = { name: string };

@@ -10,7 +10,7 @@ import { location, mediaTypeOf, nextLink, pagination, queryParam } from './http'
 const MAX_PAGE = 10_000;
 
 export function manifestHandlers(ctx: RegistryContext) {
-  const { v2, config } = ctx;
+  const { v2, config, access } = ctx;
 
   return {
     async getManifest(request: FastifyRequest, reply: FastifyReply, name: string, reference: string) {
@@ -53,7 +53,8 @@ export function manifestHandlers(ctx: RegistryContext) {
 
     async catalog(request: FastifyRequest, reply: FastifyReply) {
       const { n, last } = pagination(request, MAX_PAGE);
-      const repositories = v2.catalog(last, n);
+      const identity = request.identity!;
+      const repositories = v2.catalog(last, n, (name) => access.allows(identity, name, 'pull'));
       nextLink(reply, '/v2/_catalog', repositories, n);
       return reply.type('application/json').send({ repositories });
     },

@@ -1,0 +1,164 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { readFileSync, statSync, watchFile, unwatchFile } from 'node:fs';
+import bcrypt from 'bcryptjs';
+
+// An htpasswd file: bcrypt entries ($2y$, $2a$, $2b$, as `htpasswd -B` writes); apr1-MD5 and
+// {SHA} entries of older files are accepted with a warning; plaintext entries are refused.
+// The file is re-read when it changes, without a restart.
+
+export interface HtpasswdLog {
+  warn(obj: object, msg: string): void;
+  info(obj: object, msg: string): void;
+}
+
+type Scheme = 'bcrypt' | 'apr1' | 'sha';
+
+interface Entry {
+  scheme: Scheme;
+  hash: string;
+}
+
+function schemeOf(hash: string): Scheme | undefined {
+  if (/^\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}$/.test(hash)) return 'bcrypt';
+  if (hash.startsWith('$apr1$')) return 'apr1';
+  if (hash.startsWith('{SHA}')) return 'sha';
+  return undefined;
+}
+
+export function parseHtpasswd(text: string, log?: HtpasswdLog): Map<string, Entry> {
+  const users = new Map<string, Entry>();
+  for (const [i, raw] of text.split(/\r?\n/).entries()) {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) continue;
+    const colon = line.indexOf(':');
+    if (colon <= 0) {
+      log?.warn({ line: i + 1 }, 'htpasswd: ignoring a malformed line');
+      continue;
+    }
+    const user = line.slice(0, colon);
+    const hash = line.slice(colon + 1);
+    const scheme = schemeOf(hash);
+    if (!scheme) {
+      log?.warn({ line: i + 1, user }, 'htpasswd: refusing an entry that is not bcrypt, apr1 or {SHA} (plaintext?)');
+      continue;
+    }
+    if (scheme !== 'bcrypt') log?.warn({ user, scheme }, 'htpasswd: weak legacy hash accepted; re-create it with htpasswd -B');
+    users.set(user, { scheme, hash });
+  }
+  return users;
+}
+
+function safeEqual(a: string, b: string): boolean {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
+}
+
+function verifyEntry(password: string, entry: Entry): boolean {
+  switch (entry.scheme) {
+    case 'bcrypt':
+      // bcryptjs understands $2a$/$2b$; $2y$ is the same algorithm under PHP's name.
+      return bcrypt.compareSync(password, entry.hash.replace(/^\$2y\$/, '$2b$'));
+    case 'sha':
+      return safeEqual(entry.hash, '{SHA}' + createHash('sha1').update(password).digest('base64'));
+    case 'apr1':
+      return safeEqual(entry.hash, apr1(password, entry.hash.split('$')[2] ?? ''));
+  }
+}
+
+/** A bcrypt hash that no password matches, so unknown users cost as much time as known ones. */
+const DUMMY: Entry = { scheme: 'bcrypt', hash: bcrypt.hashSync('not a password', 5) };
+
+export class Htpasswd {
+  private users = new Map<string, Entry>();
+  /** Successful verifications (sha256 of user and password), so bcrypt runs once per credential, not per request. */
+  private verified = new Set<string>();
+  private mtimeMs = 0;
+
+  constructor(
+    private readonly path: string,
+    private readonly log?: HtpasswdLog,
+  ) {
+    this.load();
+    // Polling stat is reliable across editors that replace the file, bind mounts and network filesystems.
+    watchFile(this.path, { interval: 1000, persistent: false }, () => this.reloadIfChanged());
+  }
+
+  close(): void {
+    unwatchFile(this.path);
+  }
+
+  /** Re-read the file if its modification time changed. Also called before each verification. */
+  reloadIfChanged(): void {
+    let mtime: number;
+    try {
+      mtime = statSync(this.path).mtimeMs;
+    } catch {
+      return; // keep the last good copy while the file is being replaced
+    }
+    if (mtime !== this.mtimeMs) this.load();
+  }
+
+  private load(): void {
+    const text = readFileSync(this.path, 'utf8');
+    this.mtimeMs = statSync(this.path).mtimeMs;
+    this.users = parseHtpasswd(text, this.log);
+    this.verified = new Set();
+    this.log?.info({ users: this.users.size }, 'htpasswd loaded');
+  }
+
+  has(user: string): boolean {
+    return this.users.has(user);
+  }
+
+  verify(user: string, password: string): boolean {
+    this.reloadIfChanged();
+    const key = createHash('sha256').update(user).update('\0').update(password).digest('hex');
+    const entry = this.users.get(user);
+    if (entry && this.verified.has(key)) return true;
+    const ok = verifyEntry(password, entry ?? DUMMY) && entry !== undefined;
+    if (ok) this.verified.add(key);
+    return ok;
+  }
+}
+
+// ---- Apache's apr1 MD5-crypt, for reading old files only ----
+
+const ITOA64 = './0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
+
+function to64(v: number, n: number): string {
+  let s = '';
+  while (n-- > 0) {
+    s += ITOA64[v & 0x3f];
+    v >>= 6;
+  }
+  return s;
+}
+
+export function apr1(password: string, salt: string): string {
+  const magic = '$apr1$';
+  salt = salt.slice(0, 8);
+  const pw = Buffer.from(password);
+  let ctx = createHash('md5').update(pw).update(magic).update(salt);
+  let fin = createHash('md5').update(pw).update(salt).update(pw).digest();
+  for (let i = pw.length; i > 0; i -= 16) ctx.update(fin.subarray(0, Math.min(16, i)));
+  for (let i = pw.length; i; i >>= 1) ctx.update(i & 1 ? Buffer.alloc(1) : pw.subarray(0, 1));
+  fin = ctx.digest();
+  for (let i = 0; i < 1000; i++) {
+    ctx = createHash('md5');
+    ctx.update(i & 1 ? pw : fin);
+    if (i % 3) ctx.update(salt);
+    if (i % 7) ctx.update(pw);
+    ctx.update(i & 1 ? fin : pw);
+    fin = ctx.digest();
+  }
+  const f = fin;
+  const out =
+    to64((f[0]! << 16) | (f[6]! << 8) | f[12]!, 4) +
+    to64((f[1]! << 16) | (f[7]! << 8) | f[13]!, 4) +
+    to64((f[2]! << 16) | (f[8]! << 8) | f[14]!, 4) +
+    to64((f[3]! << 16) | (f[9]! << 8) | f[15]!, 4) +
+    to64((f[4]! << 16) | (f[10]! << 8) | f[5]!, 4) +
+    to64(f[11]!, 2);
+  return `${magic}${salt}$${out}`;
+}

@@ -1,0 +1,47 @@
+import { ConfigError } from '../config/errors';
+
+// Access rules as written in config.yml (auth.groups, auth.rules), validated at start.
+
+export const ACTIONS = ['pull', 'push', 'delete'] as const;
+export type Action = (typeof ACTIONS)[number];
+
+export interface AccessRule {
+  /** Repository glob: `*` stays within one path component, `**` spans any; `$user` is the caller's name. */
+  repository: string;
+  /** Users, group names (`@group` or the bare name of a group), `$anonymous`, `$authenticated`. */
+  who: string[];
+  actions: Action[];
+}
+
+const isStringList = (v: unknown): v is string[] => Array.isArray(v) && v.every((x) => typeof x === 'string' && x !== '');
+
+export function parseGroups(value: unknown, where: string): Record<string, string[]> {
+  if (value === null || value === undefined) return {};
+  if (typeof value !== 'object' || Array.isArray(value)) throw new ConfigError(`${where}: expected a mapping of group name to a list of users`);
+  for (const [name, members] of Object.entries(value)) {
+    if (!isStringList(members)) throw new ConfigError(`${where}.${name}: expected a list of user names`);
+  }
+  return value as Record<string, string[]>;
+}
+
+export function parseRules(value: unknown, where: string): AccessRule[] {
+  if (value === null || value === undefined) return [];
+  if (!Array.isArray(value)) throw new ConfigError(`${where}: expected a list of rules`);
+  return value.map((rule, i) => {
+    const at = `${where}[${i}]`;
+    if (typeof rule !== 'object' || rule === null || Array.isArray(rule)) throw new ConfigError(`${at}: expected a mapping`);
+    for (const key of Object.keys(rule)) {
+      if (!['repository', 'who', 'actions'].includes(key)) throw new ConfigError(`unknown configuration key "${at}.${key}" (known keys here: repository, who, actions)`);
+    }
+    const r = rule as Record<string, unknown>;
+    if (typeof r.repository !== 'string' || r.repository === '') throw new ConfigError(`${at}.repository: expected a repository glob`);
+    if (!isStringList(r.who) || r.who.length === 0) throw new ConfigError(`${at}.who: expected a non-empty list of users, groups, $anonymous or $authenticated`);
+    if (!isStringList(r.actions) || r.actions.some((a) => !(ACTIONS as readonly string[]).includes(a))) {
+      throw new ConfigError(`${at}.actions: expected a list of ${ACTIONS.join(', ')}`);
+    }
+    for (const w of r.who) {
+      if (w.startsWith('$') && w !== '$anonymous' && w !== '$authenticated') throw new ConfigError(`${at}.who: unknown keyword ${w}`);
+    }
+    return { repository: r.repository, who: r.who, actions: r.actions as Action[] };
+  });
+}
