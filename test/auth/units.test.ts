@@ -1,0 +1,155 @@
+import { execFileSync } from 'node:child_process';
+import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import t from 'tap';
+import { AccessPolicy } from '../../src/auth/access';
+import { apr1, Htpasswd, parseHtpasswd } from '../../src/auth/htpasswd';
+import { FailedLoginLimiter } from '../../src/auth/limiter';
+import { parseRules } from '../../src/auth/rules';
+import { grantsAllow, signJwt, signV1Token, verifyJwt, verifyV1Token } from '../../src/auth/tokens';
+import { parseConfig } from '../../src/config/load';
+import { tempDir } from '../helpers/server';
+import { requireTools } from '../helpers/tools';
+
+t.test('htpasswd formats, as Apache htpasswd writes them', async (t) => {
+  if (!requireTools(t, ['htpasswd'])) return;
+  const dir = tempDir(t);
+  const file = path.join(dir, 'htpasswd');
+  execFileSync('htpasswd', ['-Bbc', file, 'bcrypt', 'b-pass']);
+  execFileSync('htpasswd', ['-mb', file, 'md5', 'm-pass']);
+  execFileSync('htpasswd', ['-sb', file, 'sha', 's-pass']);
+  execFileSync('htpasswd', ['-pb', file, 'plain', 'p-pass']);
+  const warnings: object[] = [];
+  const log = { warn: (o: object) => warnings.push(o), info: () => undefined };
+  const h = new Htpasswd(file, log);
+  t.teardown(() => h.close());
+  t.match(readFileSync(file, 'utf8'), /^bcrypt:\$2y\$/m, 'htpasswd -B writes $2y$');
+  t.ok(h.verify('bcrypt', 'b-pass'), 'bcrypt $2y$');
+  t.notOk(h.verify('bcrypt', 'wrong'));
+  t.ok(h.verify('bcrypt', 'b-pass'), 'cached success still succeeds');
+  t.ok(h.verify('md5', 'm-pass'), 'apr1');
+  t.notOk(h.verify('md5', 'x'));
+  t.ok(h.verify('sha', 's-pass'), '{SHA}');
+  t.notOk(h.verify('sha', 'x'));
+  t.notOk(h.verify('plain', 'p-pass'), 'plaintext refused');
+  t.notOk(h.verify('nobody', 'x'));
+  t.ok(warnings.some((w) => (w as { scheme?: string }).scheme === 'apr1'), 'legacy hashes warned about');
+  t.ok(warnings.some((w) => (w as { user?: string }).user === 'plain'), 'plaintext entry warned about');
+
+  // $2a$ and $2b$ prefixes too.
+  const b = readFileSync(file, 'utf8').split('\n')[0]!.split(':')[1]!;
+  const m = parseHtpasswd(`x:${b.replace('$2y$', '$2a$')}\ny:${b.replace('$2y$', '$2b$')}\n`);
+  t.equal(m.get('x')?.scheme, 'bcrypt');
+  t.equal(m.get('y')?.scheme, 'bcrypt');
+
+  // Reload on change, without a restart.
+  t.notOk(h.verify('late', 'l-pass'));
+  await new Promise((r) => setTimeout(r, 20));
+  execFileSync('htpasswd', ['-Bb', file, 'late', 'l-pass']);
+  t.ok(h.verify('late', 'l-pass'), 'a user added to the file works at once');
+  execFileSync('htpasswd', ['-D', file, 'bcrypt']);
+  t.notOk(h.verify('bcrypt', 'b-pass'), 'a removed user is refused even with a cached success');
+});
+
+t.test('apr1 matches a known vector', async (t) => {
+  // openssl passwd -apr1 -salt saltsalt password
+  t.equal(apr1('password', 'saltsalt'), execFileSync('openssl', ['passwd', '-apr1', '-salt', 'saltsalt', 'password']).toString().trim());
+});
+
+t.test('access policy', async (t) => {
+  const rules = parseRules(
+    [
+      { repository: 'team-a/**', who: ['@team-a'], actions: ['pull', 'push'] },
+      { repository: 'team-a/**', who: ['carol'], actions: ['delete'] },
+      { repository: '$user/**', who: ['$authenticated'], actions: ['pull', 'push', 'delete'] },
+      { repository: 'public/*', who: ['$anonymous', '$authenticated'], actions: ['pull'] },
+    ],
+    'auth.rules',
+  );
+  const p = new AccessPolicy(true, rules, { 'team-a': ['alice', 'carol'] });
+  t.same([...p.actions('alice', 'team-a/x')].sort(), ['pull', 'push']);
+  t.same([...p.actions('alice', 'team-a/x/y')].sort(), ['pull', 'push'], '** spans components');
+  t.same([...p.actions('carol', 'team-a/x')].sort(), ['delete', 'pull', 'push'], 'rules add up');
+  t.same([...p.actions('bob', 'team-a/x')], [], 'not in the group');
+  t.same([...p.actions('alice', 'team-b/x')], []);
+  t.same([...p.actions('bob', 'bob/tools')].sort(), ['delete', 'pull', 'push'], '$user namespace');
+  t.same([...p.actions('bob', 'alice/tools')], []);
+  t.same([...p.actions(null, 'public/img')], ['pull'], 'anonymous');
+  t.same([...p.actions(null, 'public/a/b')], [], '* stays in one component');
+  t.same([...p.actions(null, 'team-a/x')], []);
+
+  const noRules = new AccessPolicy(true, [], {});
+  t.same([...noRules.actions('anyone', 'x/y')].sort(), ['delete', 'pull', 'push'], 'no rules: authenticated may do everything');
+  t.same([...noRules.actions(null, 'x/y')], [], 'no rules: anonymous nothing');
+  const open = new AccessPolicy(false, rules, {});
+  t.ok(open.can(null, 'team-a/x', 'delete'), 'no htpasswd: open registry');
+
+  // Glob characters are literal except * and **.
+  const dots = new AccessPolicy(true, parseRules([{ repository: 'a.b/*', who: ['$anonymous'], actions: ['pull'] }], 'r'), {});
+  t.ok(dots.can(null, 'a.b/c', 'pull'));
+  t.notOk(dots.can(null, 'aXb/c', 'pull'));
+});
+
+t.test('rules and groups are validated with the key named', async (t) => {
+  const bad: [string, RegExp][] = [
+    ['auth:\n  rules: {}\n', /auth\.rules: expected a list of rules/],
+    ['auth:\n  rules:\n    - repository: x\n      who: [a]\n      actions: [fly]\n', /auth\.rules\[0\]\.actions: expected a list of pull, push, delete/],
+    ['auth:\n  rules:\n    - repository: x\n      who: []\n      actions: [pull]\n', /auth\.rules\[0\]\.who/],
+    ['auth:\n  rules:\n    - repository: x\n      who: [$everyone]\n      actions: [pull]\n', /unknown keyword \$everyone/],
+    ['auth:\n  rules:\n    - repo: x\n', /unknown configuration key "auth\.rules\[0\]\.repo"/],
+    ['auth:\n  groups:\n    a: b\n', /auth\.groups\.a: expected a list of user names/],
+  ];
+  for (const [yaml, re] of bad) t.throws(() => parseConfig(yaml, {}), re, re.source);
+  const env = parseConfig('', { REGISTRY_AUTH_RULES: '[{repository: "x/**", who: [$anonymous], actions: [pull]}]' });
+  t.same(env.auth.rules, [{ repository: 'x/**', who: ['$anonymous'], actions: ['pull'] }], 'rules from the environment (YAML/JSON)');
+});
+
+t.test('tokens', async (t) => {
+  const key = Buffer.alloc(32, 7);
+  const now = Math.floor(Date.now() / 1000);
+  const claims = { iss: 's', sub: 'alice', aud: 's', exp: now + 60, nbf: now, iat: now, jti: 'x', access: [{ type: 'repository' as const, name: 'a/b', actions: ['pull'] }] };
+  const jwt = signJwt(claims, key);
+  t.same(verifyJwt(jwt, key), claims);
+  t.equal(verifyJwt(jwt, Buffer.alloc(32, 8)), undefined, 'another key');
+  const [h, , s] = jwt.split('.');
+  const forged = Buffer.from(JSON.stringify({ ...claims, access: [{ type: 'repository', name: 'a/b', actions: ['push'] }] })).toString('base64url');
+  t.equal(verifyJwt(`${h}.${forged}.${s}`, key), undefined, 'tampered claims');
+  t.equal(verifyJwt('a.b', key), undefined);
+  const none = Buffer.from(JSON.stringify({ alg: 'none' })).toString('base64url');
+  t.equal(verifyJwt(`${none}.${jwt.split('.')[1]}.`, key), undefined, 'alg none refused');
+  t.ok(grantsAllow(claims.access, 'a/b', 'pull'));
+  t.notOk(grantsAllow(claims.access, 'a/b', 'push'));
+  t.notOk(grantsAllow(claims.access, 'a/c', 'pull'));
+
+  const v1 = signV1Token({ user: 'alice', repo: 'ns/r', access: 'write', exp: now + 60 }, key);
+  t.match(v1, /^signature=[\w-]+\.[\w-]+,repository="ns\/r",access=write$/);
+  t.same(verifyV1Token(`Token ${v1}`, key), { user: 'alice', repo: 'ns/r', access: 'write', exp: now + 60 });
+  t.same(verifyV1Token(`Token Token ${v1}`, key)?.repo, 'ns/r', 'Docker may repeat the word Token');
+  t.equal(verifyV1Token(`Token ${v1.replace('access=write', 'access=write').replace(/signature=(\w)/, 'signature=X')}`, key), undefined);
+});
+
+t.test('failed login limiter', async (t) => {
+  const l = new FailedLoginLimiter(3, 1000);
+  for (let i = 0; i < 3; i++) {
+    t.notOk(l.blocked('ip', 'alice', 0));
+    l.fail('ip', 'alice', 0);
+  }
+  t.ok(l.blocked('ip', 'alice', 10), 'blocked after the limit');
+  t.notOk(l.blocked('ip2', 'alice', 10), 'another client is not');
+  t.notOk(l.blocked('ip', 'bob', 10), 'another user is not');
+  t.notOk(l.blocked('ip', 'alice', 1001), 'the window passes');
+});
+
+t.test('token key is created once, private', async (t) => {
+  const { loadTokenKey } = await import('../../src/auth/tokens');
+  const dir = tempDir(t);
+  const file = path.join(dir, 'sub/token.key');
+  const a = loadTokenKey(file);
+  const b = loadTokenKey(file);
+  t.ok(a.equals(b));
+  const { statSync } = await import('node:fs');
+  t.equal(statSync(file).mode & 0o777, 0o600);
+  writeFileSync(file, 'c2hvcnQ=\n');
+  t.throws(() => loadTokenKey(file), /too short/);
+  appendFileSync(file, '');
+});
