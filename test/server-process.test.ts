@@ -81,3 +81,49 @@ t.test('restart with data intact (real process)', async (t) => {
   t.ok(pulled.every((p, i) => p.layer.equals(chain[i]!.layer) && p.json.equals(chain[i]!.json)));
   t.equal(await srv.stop(), 0);
 });
+
+t.test('with authentication: an audit line names the user, no secret is logged', async (t) => {
+  const { authConfig, basic } = await import('./helpers/auth');
+  const dir = tempDir(t);
+  const port = await freePort();
+  const { htpasswd, dir: authDir } = authConfig(t, { alice: 'alice-secret-pw' });
+  const srv = await spawnServer(
+    t,
+    {
+      REGISTRY_HTTP_ADDR: `127.0.0.1:${port}`,
+      REGISTRY_STORAGE_LOCAL_ROOT: path.join(dir, 'blobs'),
+      REGISTRY_INDEX_PATH: path.join(dir, 'index.db'),
+      REGISTRY_AUTH_HTPASSWD_PATH: htpasswd,
+      REGISTRY_AUTH_TOKEN_ENABLED: 'true',
+      REGISTRY_AUTH_TOKEN_SECRET_FILE: path.join(authDir, 'token.key'),
+    },
+    port,
+  );
+  const alice = { authorization: basic('alice', 'alice-secret-pw') };
+  const { buildImage, sha256 } = await import('./helpers/v2');
+  const img = buildImage({ layers: 1 });
+  for (const b of [img.config, ...img.layers]) {
+    const r = await fetch(`${srv.url}/v2/team/app/blobs/uploads/?digest=${b.digest}`, { method: 'POST', body: b.data, headers: alice });
+    t.equal(r.status, 201);
+  }
+  let r = await fetch(`${srv.url}/v2/team/app/manifests/v1`, { method: 'PUT', body: img.manifest, headers: { ...alice, 'content-type': img.mediaType } });
+  t.equal(r.status, 201);
+  r = await fetch(`${srv.url}/token?service=registry&scope=repository:team/app:pull`, { headers: alice });
+  const { token } = (await r.json()) as { token: string };
+  r = await fetch(`${srv.url}/v2/team/app/manifests/v1`, { headers: { authorization: `Bearer ${token}` } });
+  t.equal(r.status, 200);
+  await r.arrayBuffer();
+  r = await fetch(`${srv.url}/v2/team/app/manifests/${sha256(img.manifest)}`, { method: 'DELETE', headers: alice });
+  t.equal(r.status, 202);
+  await fetch(`${srv.url}/v2/`, { headers: { authorization: 'Basic ' + Buffer.from('alice:wrong-guess-pw').toString('base64') } }).then((x) => x.text());
+  t.equal(await srv.stop(), 0);
+
+  const lines = srv.stdout().trim().split('\n').map((l) => JSON.parse(l));
+  const audits = lines.filter((l) => l.msg === 'audit').map((l) => l.audit);
+  t.match(audits, [
+    { action: 'push', repository: 'team/app', reference: 'v1', user: 'alice', status: 201 },
+    { action: 'delete', repository: 'team/app', user: 'alice', status: 202 },
+  ]);
+  t.equal(audits.length, 2, 'pushes and deletes only');
+  t.notMatch(srv.stdout() + srv.stderr(), /alice-secret-pw|wrong-guess-pw|YWxpY2U6|Bearer|eyJ/, 'no password, Authorization header or token logged');
+});
