@@ -3,6 +3,7 @@ import { closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync,
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { findTool } from './tools';
+import { alive, exited, mountsUnder, shortTempRoot, waitExit } from './daemon';
 
 // A private standalone containerd (Debian package containerd, 1.6) for one test, started as
 // real-clients.md section 5 does: its own config.toml, root, state and a short unix socket, all under one
@@ -38,43 +39,6 @@ export interface Containerd {
 const READY_TIMEOUT_MS = 30_000;
 const STOP_TIMEOUT_MS = 15_000;
 
-function exited(child: ChildProcess): boolean {
-  return child.exitCode !== null || child.signalCode !== null;
-}
-
-function waitExit(child: ChildProcess, ms: number): Promise<boolean> {
-  if (exited(child)) return Promise.resolve(true);
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(false), ms);
-    child.once('exit', () => {
-      clearTimeout(timer);
-      resolve(true);
-    });
-  });
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** Mount points at or below dir (snapshot and temp mounts a killed daemon may leave), deepest first. */
-function mountsUnder(dir: string): string[] {
-  try {
-    return readFileSync('/proc/mounts', 'utf8')
-      .split('\n')
-      .map((line) => line.split(' ')[1]?.replace(/\\040/g, ' '))
-      .filter((m): m is string => !!m && (m === dir || m.startsWith(dir + '/')))
-      .sort((a, b) => b.length - a.length);
-  } catch {
-    return [];
-  }
-}
-
 /** PIDs other than `except` whose command line names `dir` (shims of this daemon, should any exist). */
 function processesUsing(dir: string, except: number | undefined): number[] {
   const pids: number[] = [];
@@ -88,12 +52,6 @@ function processesUsing(dir: string, except: number | undefined): number[] {
     }
   }
   return pids;
-}
-
-/** Short temp root: the socket path must stay under 108 bytes. */
-function shortTempRoot(): string {
-  const candidate = tmpdir();
-  return candidate.length <= 40 ? candidate : '/tmp';
 }
 
 function run(file: string, args: string[], timeoutMs: number): Promise<CtrResult> {

@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statfsSync, w
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { findTool } from './tools';
+import { mountsUnder, shortTempRoot } from './daemon';
 
 // skopeo, podman and buildah (containers/image clients) run hermetically for one test
 // (real-clients.md sections 2 and 3):
@@ -90,25 +91,6 @@ function defaultStorageDriver(dir: string): string {
     return 'vfs';
   }
   return 'overlay';
-}
-
-/** Mount points at or below dir, deepest first. */
-function mountsUnder(dir: string): string[] {
-  try {
-    return readFileSync('/proc/mounts', 'utf8')
-      .split('\n')
-      .map((line) => line.split(' ')[1]?.replace(/\\040/g, ' '))
-      .filter((m): m is string => !!m && (m === dir || m.startsWith(dir + '/')))
-      .sort((a, b) => b.length - a.length);
-  } catch {
-    return [];
-  }
-}
-
-/** Short temp root: overlay mount options (lowerdir lists) have a page-size limit. */
-function shortTempRoot(): string {
-  const candidate = tmpdir();
-  return candidate.length <= 40 ? candidate : '/tmp';
 }
 
 export function runCommand(bin: string, args: string[], env: NodeJS.ProcessEnv, opts: RunOptions = {}): Promise<ToolResult> {

@@ -4,6 +4,7 @@ import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { findTool } from './tools';
+import { alive, exited, mountsUnder, shortTempRoot, signal, waitExit } from './daemon';
 
 // A private Debian dockerd (docker.io 20.10) for one test, started as real-clients.md section 4 does:
 // vfs storage, no iptables/bridge/forwarding changes, everything under one fresh temp dir.
@@ -65,57 +66,6 @@ function ping(socketPath: string): Promise<boolean> {
     req.on('error', () => resolve(false));
     req.end();
   });
-}
-
-function exited(child: ChildProcess): boolean {
-  return child.exitCode !== null || child.signalCode !== null;
-}
-
-function waitExit(child: ChildProcess, ms: number): Promise<boolean> {
-  if (exited(child)) return Promise.resolve(true);
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(false), ms);
-    child.once('exit', () => {
-      clearTimeout(timer);
-      resolve(true);
-    });
-  });
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function signal(pid: number, sig: NodeJS.Signals): void {
-  try {
-    process.kill(pid, sig);
-  } catch {
-    /* already gone */
-  }
-}
-
-/** Mount points at or below dir (dockerd bind-mounts its data-root; a SIGKILL leaves that behind). */
-function mountsUnder(dir: string): string[] {
-  try {
-    return readFileSync('/proc/mounts', 'utf8')
-      .split('\n')
-      .map((line) => line.split(' ')[1]?.replace(/\\040/g, ' '))
-      .filter((m): m is string => !!m && (m === dir || m.startsWith(dir + '/')))
-      .sort((a, b) => b.length - a.length);
-  } catch {
-    return [];
-  }
-}
-
-/** Short temp root: unix socket paths (containerd's included) must stay under 108 bytes. */
-function shortTempRoot(): string {
-  const candidate = tmpdir();
-  return candidate.length <= 40 ? candidate : '/tmp';
 }
 
 /**
