@@ -3,6 +3,7 @@ import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions
 import { AccessControl } from './auth/access-control';
 import { authPlugin } from './auth/plugin';
 import type { Config } from './config/schema';
+import { RegistryError, v1ErrorBody, v2ErrorBody } from './errors';
 import type { RegistryContext } from './context';
 import { openDatabase } from './index/db';
 import { MetadataIndex } from './index/metadata-index';
@@ -35,6 +36,12 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     return503OnClosing: true,
     bodyLimit: config.http.maxJsonBody,
     routerOptions: { maxParamLength: 1024, ignoreTrailingSlash: true, ignoreDuplicateSlashes: true },
+    // A URL that does not even decode: answer in the error format of the protocol asked for.
+    frameworkErrors: (error, request, reply) => {
+      const e = new RegistryError('BAD_REQUEST', `malformed URL: ${error.message}`);
+      const body = request.url.startsWith('/v2') ? v2ErrorBody(e) : v1ErrorBody(e);
+      reply.code(400 as never).type('application/json').send(body as never);
+    },
   });
 
   const driver = await createDriver(config);

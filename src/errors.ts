@@ -69,3 +69,13 @@ export function toRegistryError(err: unknown): RegistryError {
   }
   return new RegistryError('INTERNAL');
 }
+
+/** The OCI error body: {"errors":[{code, message, detail}]}. */
+export function v2ErrorBody(e: RegistryError): object {
+  return { errors: [{ code: e.code, message: e.message, detail: e.detail ?? {} }] };
+}
+
+/** The v1 error body: {"error": message}. */
+export function v1ErrorBody(e: RegistryError): object {
+  return { error: e.message };
+}

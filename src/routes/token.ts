@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { RegistryError } from '../errors';
+import { RegistryError, v2ErrorBody } from '../errors';
 
 /**
  * GET /token: Docker's token authentication (distribution docs "Token Authentication
@@ -24,6 +24,6 @@ export async function tokenRoutes(app: FastifyInstance): Promise<void> {
     const e = err instanceof RegistryError ? err : new RegistryError('UNAUTHORIZED');
     if (e.status === 401) reply.header('www-authenticate', `Basic realm="${access.realm}"`);
     if (e.status >= 500) request.log.error({ err }, 'token request failed');
-    return reply.code(e.status).type('application/json').send({ errors: [{ code: e.code, message: e.message, detail: e.detail ?? {} }] });
+    return reply.code(e.status).type('application/json').send(v2ErrorBody(e));
   });
 }

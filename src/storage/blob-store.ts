@@ -150,13 +150,20 @@ export class BlobStore {
     }
   }
 
-  /** The running hash for an upload, re-hashing the staged bytes if this process does not have it. */
-  private async liveHash(upload: UploadRecord): Promise<LiveHash> {
+  /**
+   * The running hash for an upload, re-hashing the staged bytes if this process does not have it.
+   * null when it cannot: the driver has no readUpload (S3), so the bytes are hashed after commit.
+   */
+  private async liveHash(upload: UploadRecord): Promise<LiveHash | null> {
     const live = this.hashes.get(upload.id);
     if (live && live.size === upload.size) return live;
+    if (upload.size > 0 && !this.driver.readUpload) {
+      this.hashes.delete(upload.id);
+      return null;
+    }
     const hash = newHash();
     if (upload.size > 0) {
-      for await (const chunk of await this.driver.readUpload(upload.id, upload.state, upload.size)) hash.update(chunk as Buffer);
+      for await (const chunk of await this.driver.readUpload!(upload.id, upload.state, upload.size)) hash.update(chunk as Buffer);
     }
     const rebuilt = { hash, size: upload.size };
     this.hashes.set(upload.id, rebuilt);
@@ -166,7 +173,8 @@ export class BlobStore {
   private async append(upload: UploadRecord, body: Readable, opts: IngestOptions): Promise<UploadRecord> {
     const live = await this.liveHash(upload);
     // Hash a copy: if the driver fails half-way, the staged bytes roll back and so must the hash.
-    const hash = live.hash.copy();
+    // No hash at all when the staged bytes cannot be re-read (see commitUnhashed).
+    const hash = live ? live.hash.copy() : null;
     const meter = new HashMeter(hash, opts.limit === undefined ? Infinity : opts.limit - upload.size, opts.tap);
     let state: Record<string, unknown>;
     try {
@@ -175,7 +183,7 @@ export class BlobStore {
       throw meter.error ?? err;
     }
     const size = upload.size + meter.bytes;
-    this.hashes.set(upload.id, { hash, size });
+    if (hash) this.hashes.set(upload.id, { hash, size });
     this.index.updateUpload(upload.id, size, state);
     return { ...upload, size, state };
   }
@@ -183,6 +191,7 @@ export class BlobStore {
   private async commit(id: string, expected: Digest | undefined): Promise<BlobRecord> {
     const upload = this.index.getUpload(id)!;
     const live = await this.liveHash(upload);
+    if (!live) return this.commitUnhashed(upload, expected);
     const digest = digestOf(live.hash.copy());
     if (expected && expected !== digest) {
       throw new RegistryError('DIGEST_INVALID', undefined, { detail: { expected, computed: digest } });
@@ -195,6 +204,40 @@ export class BlobStore {
       return this.index.putBlob({ digest, size: upload.size, location });
     });
     // Two identical uploads racing: the first record wins; drop our copy if it lives elsewhere.
+    if (stored.location !== location) await this.driver.delete(location);
+    return stored;
+  }
+
+  /**
+   * Commit an upload whose running hash was lost (a restart) on a driver that cannot read staged bytes:
+   * commit first (the driver's key is unique to the upload, so nothing content-addressed is overwritten),
+   * then hash the committed object, verify digest and size, and only then record it. On a mismatch the
+   * object is deleted and the upload is gone with it (its bytes became that object): DIGEST_INVALID.
+   */
+  private async commitUnhashed(upload: UploadRecord, expected: Digest | undefined): Promise<BlobRecord> {
+    const location = await this.driver.commitUpload(upload.id, upload.state, upload.size, expected ? hexOf(expected) : '');
+    let digest: Digest;
+    try {
+      const hash = newHash();
+      let bytes = 0;
+      for await (const chunk of await this.driver.read(location)) {
+        hash.update(chunk as Buffer);
+        bytes += (chunk as Buffer).length;
+      }
+      if (bytes !== upload.size) throw new Error(`upload ${upload.id}: committed object holds ${bytes} bytes, ${upload.size} expected`);
+      digest = digestOf(hash);
+      if (expected && expected !== digest) {
+        throw new RegistryError('DIGEST_INVALID', undefined, { detail: { expected, computed: digest } });
+      }
+    } catch (err) {
+      await this.driver.delete(location).catch(() => undefined);
+      await this.discard(upload.id).catch(() => undefined);
+      throw err;
+    }
+    const stored = this.index.transaction(() => {
+      this.index.deleteUpload(upload.id);
+      return this.index.putBlob({ digest, size: upload.size, location });
+    });
     if (stored.location !== location) await this.driver.delete(location);
     return stored;
   }
@@ -215,7 +258,7 @@ class HashMeter extends Transform {
   error?: RegistryError;
 
   constructor(
-    private readonly hash: Hash,
+    private readonly hash: Hash | null,
     private readonly remaining: number,
     private readonly tap?: (chunk: Buffer) => void,
   ) {
@@ -229,7 +272,7 @@ class HashMeter extends Transform {
       cb(this.error);
       return;
     }
-    this.hash.update(chunk);
+    this.hash?.update(chunk);
     this.tap?.(chunk);
     cb(null, chunk);
   }

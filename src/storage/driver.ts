@@ -31,15 +31,25 @@ export interface StorageDriver {
    * the staging area is left at `size` bytes (partial writes are discarded).
    */
   appendUpload(id: string, state: UploadState, size: number, body: Readable): Promise<UploadState>;
-  /** Read back the staged bytes (only for re-hashing after a restart). */
-  readUpload(id: string, state: UploadState, size: number): Promise<Readable>;
   /**
-   * Make the staged bytes a permanent object for content `hex` (sha256) and return its key.
+   * Read back the staged bytes (only for re-hashing after a restart). Optional: a driver that cannot
+   * read an unfinished upload (S3 multipart) leaves it out, and must then commit every upload to a key
+   * of its own that does not depend on `hex`; the BlobStore hashes such an upload after its commit.
+   */
+  readUpload?(id: string, state: UploadState, size: number): Promise<Readable>;
+  /**
+   * Make the staged bytes a permanent object and return its key. `hex` is the content's sha256, or
+   * '' when the caller does not know it yet (only for drivers without readUpload, which must ignore it).
    * Must be atomic: the object is either absent or complete.
    */
   commitUpload(id: string, state: UploadState, size: number, hex: string): Promise<string>;
   /** Discard an upload's staging area (idempotent). */
   abortUpload(id: string, state: UploadState): Promise<void>;
+  /**
+   * Optional: a short-lived URL from which a client can GET a committed object directly
+   * (S3: a presigned GetObject URL). Routes may redirect blob downloads to it.
+   */
+  redirectUrl?(key: string, expiresInSeconds: number): Promise<string>;
 }
 
 export class StorageNotFoundError extends Error {

@@ -428,3 +428,12 @@ t.test('Location behind a trusted TLS proxy', async (t) => {
   r = await http(proxied.url, 'PUT', `${new URL(r.headers.get('location')!).pathname}?digest=${sha256(data)}`, data, fwd);
   t.equal(r.headers.get('location'), `https://registry.example.com/v2/px/r/blobs/${sha256(data)}`);
 });
+
+t.test('malformed URLs answer in each protocol's error format', async (t) => {
+  const reg = await startRegistry(t);
+  let r = await http(reg.url, 'GET', '/v2/%ff/tags/list');
+  t.same([r.status, errCode(r)], [400, 'BAD_REQUEST']);
+  r = await http(reg.url, 'GET', '/v1/images/%ff/json');
+  t.equal(r.status, 400);
+  t.match(r.json, { error: /malformed URL/ });
+});

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { toRegistryError } from '../../errors';
+import { toRegistryError, v1ErrorBody } from '../../errors';
 import { imageRoutes } from './images';
 import { miscRoutes } from './misc';
 import { repositoryRoutes } from './repositories';
@@ -18,7 +18,7 @@ export async function v1Routes(app: FastifyInstance): Promise<void> {
     if (e.status >= 500) request.log.error({ err }, 'v1 request failed');
     if (!request.raw.complete) request.raw.resume(); // never leave a body unread on a kept-alive connection
     if (e.headers) reply.headers(e.headers);
-    return sendJson(reply, { error: e.message }, e.status);
+    return sendJson(reply, v1ErrorBody(e), e.status);
   });
   app.setNotFoundHandler((_request, reply) => sendJson(reply, { error: 'Not found' }, 404));
 

@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Action } from '../../auth/rules';
-import { RegistryError, toRegistryError } from '../../errors';
+import { RegistryError, toRegistryError, v2ErrorBody } from '../../errors';
 import { blobHandlers } from './blobs';
 import { manifestHandlers } from './manifests';
 import { parseV2Path, type V2Resource } from './paths';
@@ -25,11 +25,10 @@ export async function v2Routes(app: FastifyInstance): Promise<void> {
     if (e.status >= 500) request.log.error({ err }, 'v2 request failed');
     if (!request.raw.complete) request.raw.resume(); // never leave a body unread on a kept-alive connection
     if (e.headers) reply.headers(e.headers);
-    const body = { errors: [{ code: e.code, message: e.message, detail: e.detail ?? {} }] };
-    return reply.code(e.status).type('application/json').send(body);
+    return reply.code(e.status).type('application/json').send(v2ErrorBody(e));
   });
   app.setNotFoundHandler((_request, reply) =>
-    reply.code(404).type('application/json').send({ errors: [{ code: 'NOT_FOUND', message: 'no such API endpoint', detail: {} }] }),
+    reply.code(404).type('application/json').send(v2ErrorBody(new RegistryError('NOT_FOUND', 'no such API endpoint'))),
   );
 
   const blobs = blobHandlers(app.registry);
