@@ -429,7 +429,7 @@ t.test('Location behind a trusted TLS proxy', async (t) => {
   t.equal(r.headers.get('location'), `https://registry.example.com/v2/px/r/blobs/${sha256(data)}`);
 });
 
-t.test('malformed URLs answer in each protocol's error format', async (t) => {
+t.test('malformed URLs answer in the error format of their protocol', async (t) => {
   const reg = await startRegistry(t);
   let r = await http(reg.url, 'GET', '/v2/%ff/tags/list');
   t.same([r.status, errCode(r)], [400, 'BAD_REQUEST']);
