@@ -121,6 +121,19 @@ export class AccessControl {
     return this.policy.can(id.user, repo, action);
   }
 
+  /**
+   * May `id` see `repo` in the catalog or search? Tokens name repositories, so a Bearer caller
+   * needs the registry:catalog grant and is then judged by the rules, as a Basic caller is.
+   */
+  listable(id: Identity, repo: string): boolean {
+    if (!this.enabled) return true;
+    if (id.bearer) {
+      const catalog = !id.bearer.expired && id.bearer.access.some((g) => g.type === 'registry' && g.name === 'catalog');
+      return catalog && this.policy.can(id.user, repo, 'pull');
+    }
+    return this.allows(id, repo, 'pull');
+  }
+
   /** Throw 401 (anonymous or expired) or 403 (known but not allowed) unless allowed. */
   require(id: Identity, repo: string, action: Action, challenge: () => Record<string, string>, uploadContinuation = false): void {
     if (this.allows(id, repo, action, uploadContinuation)) return;

@@ -1,23 +1,49 @@
 import type { FastifyInstance } from 'fastify';
 import { RegistryError, v2ErrorBody } from '../errors';
 
+type Params = Record<string, string | string[] | undefined>;
+
 /**
- * GET /token: Docker's token authentication (distribution docs "Token Authentication
- * Specification"). Basic credentials or none; the token grants what the access rules allow of the
- * requested scopes (possibly nothing: the registry then answers 401/403 itself).
+ * Docker's token authentication (distribution docs "Token Authentication Specification"):
+ * GET /token with Basic credentials or none, and the OAuth2 form, POST /token with
+ * grant_type=password (containerd tries it first). The token grants what the access rules allow
+ * of the requested scopes, possibly nothing: the registry then answers 401/403 itself.
  */
 export async function tokenRoutes(app: FastifyInstance): Promise<void> {
   const { access } = app.registry;
+
+  const checkService = (params: Params) => {
+    const service = typeof params.service === 'string' ? params.service : undefined;
+    if (service !== undefined && service !== access.service) throw new RegistryError('BAD_REQUEST', `unknown service ${service}`);
+  };
+  const scopesOf = (params: Params) =>
+    ([] as string[]).concat(params.scope ?? []).flatMap((s) => s.split(' ')).filter(Boolean);
+
   app.get('/token', async (request, reply) => {
-    const query = request.query as Record<string, string | string[] | undefined>;
-    const service = typeof query.service === 'string' ? query.service : undefined;
-    if (service !== undefined && service !== access.service) {
-      throw new RegistryError('BAD_REQUEST', `unknown service ${service}`);
-    }
-    const scopes = ([] as string[]).concat(query.scope ?? []).flatMap((s) => s.split(' ')).filter(Boolean);
+    const query = request.query as Params;
+    checkService(query);
     const identity = await app.identify(request, reply);
     reply.header('cache-control', 'no-store');
-    return reply.type('application/json').send(access.issueToken(identity.bearer ? null : identity.user, scopes));
+    return reply.type('application/json').send(access.issueToken(identity.bearer ? null : identity.user, scopesOf(query)));
+  });
+
+  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: 64 * 1024 }, (_req, body, done) =>
+    done(null, Object.fromEntries(new URLSearchParams(body as string))),
+  );
+  app.post('/token', async (request, reply) => {
+    const form = (request.body ?? {}) as Params;
+    checkService(form);
+    if (form.grant_type !== 'password') {
+      throw new RegistryError('BAD_REQUEST', 'unsupported grant_type (only "password"; no refresh tokens are issued)');
+    }
+    const user = typeof form.username === 'string' ? form.username : '';
+    const password = typeof form.password === 'string' ? form.password : '';
+    if (!user || !(await access.checkPassword(user, password, request.ip))) {
+      throw new RegistryError('UNAUTHORIZED', 'invalid username or password');
+    }
+    const issued = access.issueToken(user, scopesOf(form));
+    reply.header('cache-control', 'no-store');
+    return reply.type('application/json').send({ ...issued, scope: scopesOf(form).join(' ') });
   });
 
   app.setErrorHandler((err, request, reply) => {

@@ -258,3 +258,32 @@ t.test('htpasswd reload and failed-login limiting over HTTP', async (t) => {
   t.equal((await as('alice', USERS.alice)).status, 200, 'other users are not affected');
   t.ok(Date.now() - t0 < 250, 'and not slowed down');
 });
+
+t.test('token service: OAuth2 password grant and catalog tokens', async (t) => {
+  const { overrides } = authConfig(t, USERS, { rules: RULES as never, groups: GROUPS, token: { enabled: true } as never });
+  const reg = await startRegistry(t, overrides);
+  const form = (fields: Record<string, string>) =>
+    http(reg.url, 'POST', '/token', new URLSearchParams(fields).toString(), { 'content-type': 'application/x-www-form-urlencoded' });
+  let r = await form({ grant_type: 'password', service: 'registry', client_id: 'ctr', username: 'alice', password: USERS.alice, scope: 'repository:team-a/x:pull,push' });
+  t.equal(r.status, 200);
+  t.match(r.json, { access_token: String, expires_in: 300, scope: 'repository:team-a/x:pull,push' });
+  t.equal((await http(reg.url, 'POST', '/v2/team-a/x/blobs/uploads/', undefined, { authorization: `Bearer ${r.json.access_token}` })).status, 202);
+  r = await form({ grant_type: 'password', service: 'registry', username: 'alice', password: 'nope', scope: 'repository:team-a/x:pull' });
+  t.equal(r.status, 401, 'wrong password');
+  r = await form({ grant_type: 'refresh_token', service: 'registry', refresh_token: 'x' });
+  t.equal(r.status, 400, 'no refresh tokens');
+
+  // A catalog token lists what the rules let its user pull.
+  const carol = { authorization: basic('carol', USERS.carol) };
+  const img = buildImage({ layers: 1 });
+  for (const repo of ['team-a/x', 'team-b/x']) {
+    for (const b of [img.config, ...img.layers]) await http(reg.url, 'POST', `/v2/${repo}/blobs/uploads/?digest=${b.digest}`, b.data, carol);
+    await http(reg.url, 'PUT', `/v2/${repo}/manifests/v1`, img.manifest, { ...carol, 'content-type': img.mediaType });
+  }
+  r = await http(reg.url, 'GET', '/token?service=registry&scope=registry:catalog:*', undefined, { authorization: basic('alice', USERS.alice) });
+  r = await http(reg.url, 'GET', '/v2/_catalog', undefined, { authorization: `Bearer ${r.json.token}` });
+  t.same(r.json.repositories, ['team-a/x'], 'alice sees team-a, not team-b');
+  r = await http(reg.url, 'GET', '/token?service=registry&scope=repository:team-a/x:pull', undefined, { authorization: basic('alice', USERS.alice) });
+  r = await http(reg.url, 'GET', '/v2/_catalog', undefined, { authorization: `Bearer ${r.json.token}` });
+  t.same(r.json.repositories, [], 'without the catalog grant a token lists nothing');
+});

@@ -54,7 +54,7 @@ export function manifestHandlers(ctx: RegistryContext) {
     async catalog(request: FastifyRequest, reply: FastifyReply) {
       const { n, last } = pagination(request, MAX_PAGE);
       const identity = request.identity!;
-      const repositories = v2.catalog(last, n, (name) => access.allows(identity, name, 'pull'));
+      const repositories = v2.catalog(last, n, (name) => access.listable(identity, name));
       nextLink(reply, '/v2/_catalog', repositories, n);
       return reply.type('application/json').send({ repositories });
     },
