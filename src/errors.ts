@@ -59,7 +59,9 @@ export class RegistryError extends Error {
 /** Map any thrown value to a RegistryError; unknown errors become INTERNAL (and are logged by the caller). */
 export function toRegistryError(err: unknown): RegistryError {
   if (err instanceof RegistryError) return err;
-  const e = err as { statusCode?: number; code?: string; message?: string };
+  const e = err as { statusCode?: number; code?: string; message?: string; name?: string };
+  // The index knows a blob whose bytes are gone: a client error to the caller, an alarm in the log.
+  if (e?.name === 'StorageNotFoundError') return new RegistryError('BLOB_UNKNOWN', 'blob data missing from storage', { status: 404 });
   // Errors raised by fastify itself (bad content length, aborted body, ...) carry a 4xx statusCode.
   if (typeof e?.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {
     if (e.statusCode === 413) return new RegistryError('TOO_LARGE');

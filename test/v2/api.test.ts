@@ -437,3 +437,14 @@ t.test('malformed URLs answer in the error format of their protocol', async (t) 
   t.equal(r.status, 400);
   t.match(r.json, { error: /malformed URL/ });
 });
+
+t.test('a blob whose bytes vanished from storage is a 404, not a 500', async (t) => {
+  const reg = await startRegistry(t);
+  const img = buildImage({ layers: 1 });
+  await pushImage(reg.url, 'lost/r', 'v1', img);
+  const { rmSync } = await import('node:fs');
+  const hex = img.layers[0]!.digest.slice(7);
+  rmSync(`${reg.dir}/blobs/blobs/sha256/${hex.slice(0, 2)}/${hex}`);
+  const r = await http(reg.url, 'GET', `/v2/lost/r/blobs/${img.layers[0]!.digest}`);
+  t.same([r.status, errCode(r)], [404, 'BLOB_UNKNOWN']);
+});

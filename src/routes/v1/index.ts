@@ -15,7 +15,7 @@ export async function v1Routes(app: FastifyInstance): Promise<void> {
 
   app.setErrorHandler((err, request, reply) => {
     const e = toRegistryError(err);
-    if (e.status >= 500) request.log.error({ err }, 'v1 request failed');
+    if (e.status >= 500 || (err as Error).name === 'StorageNotFoundError') request.log.error({ err }, 'v1 request failed');
     if (!request.raw.complete) request.raw.resume(); // never leave a body unread on a kept-alive connection
     if (e.headers) reply.headers(e.headers);
     return sendJson(reply, v1ErrorBody(e), e.status);

@@ -22,7 +22,7 @@ export async function v2Routes(app: FastifyInstance): Promise<void> {
 
   app.setErrorHandler((err, request, reply) => {
     const e = toRegistryError(err);
-    if (e.status >= 500) request.log.error({ err }, 'v2 request failed');
+    if (e.status >= 500 || (err as Error).name === 'StorageNotFoundError') request.log.error({ err }, 'v2 request failed');
     if (!request.raw.complete) request.raw.resume(); // never leave a body unread on a kept-alive connection
     if (e.headers) reply.headers(e.headers);
     return reply.code(e.status).type('application/json').send(v2ErrorBody(e));
