@@ -53,7 +53,7 @@ export const schema = {
       prefix: optional('key prefix inside the bucket, e.g. "registry/"'),
       accessKeyId: optional('access key (empty: the SDK default credential chain)'),
       secretAccessKey: optional('secret key (empty: the SDK default credential chain)'),
-      partSize: int(16 * 1024 * 1024, 'multipart part size in bytes (at least 5 MiB)', 5 * 1024 * 1024),
+      partSize: int(8 * 1024 * 1024, 'multipart part size in bytes (at least 5 MiB)', 5 * 1024 * 1024),
       concurrency: int(4, 'parts uploaded in parallel per blob', 1),
       redirect: bool(false, 'answer blob GETs with a redirect to a presigned URL'),
       redirectExpiry: int(900, 'lifetime of presigned URLs, in seconds', 1),

@@ -34,7 +34,15 @@ export class BlobStore {
   constructor(
     readonly driver: StorageDriver,
     private readonly index: MetadataIndex,
+    /** Seconds a redirect URL stays valid; 0: never redirect (serve the bytes ourselves). */
+    private readonly redirectExpiry = 0,
   ) {}
+
+  /** A URL the client may fetch the blob from directly (presigned S3 GET), if redirects are on. */
+  async redirectUrl(blob: BlobRecord): Promise<string | undefined> {
+    if (!this.redirectExpiry || !this.driver.redirectUrl || blob.size === 0) return undefined;
+    return this.driver.redirectUrl(blob.location, this.redirectExpiry);
+  }
 
   stat(digest: Digest): BlobRecord | undefined {
     return this.index.getBlob(digest);

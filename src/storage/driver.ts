@@ -50,6 +50,8 @@ export interface StorageDriver {
    * (S3: a presigned GetObject URL). Routes may redirect blob downloads to it.
    */
   redirectUrl?(key: string, expiresInSeconds: number): Promise<string>;
+  /** Release connections and timers (optional). */
+  close?(): void;
 }
 
 export class StorageNotFoundError extends Error {

@@ -40,7 +40,7 @@ async function createS3Driver(s3: Config['storage']['s3']): Promise<S3Driver> {
   try {
     await driver.ping();
   } catch (err) {
-    driver.destroy();
+    driver.close();
     const where = s3.endpoint ? `endpoint ${s3.endpoint}` : `AWS S3 (region ${s3.region})`;
     throw new Error(`cannot reach bucket ${s3.bucket} at ${where}: ${describeS3Error(err)}`);
   }

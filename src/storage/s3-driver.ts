@@ -15,6 +15,9 @@ import {
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { StorageNotFoundError, type ByteRange, type StorageDriver, type UploadState } from './driver';
 
+// The SDK warns on every start that it will soon need Node 22; the registry supports Node 20 on purpose.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+
 // S3 and S3-compatible object storage. The driver stays dumb (design-examples.md, "Drivers stay dumb"):
 //
 //  - Key layout (relative to `prefix`):
@@ -22,11 +25,12 @@ import { StorageNotFoundError, type ByteRange, type StorageDriver, type UploadSt
 //                                  copies; the index maps digest -> this key. Identical concurrent uploads
 //                                  make two objects; the BlobStore keeps the first record and deletes the other.
 //      uploads/<uploadId>/tail.<n> a staged remainder under 5 MiB (see below)
-//  - An append streams the body into parts of `partSize` bytes, up to `concurrency` part uploads in
-//    flight (so at most concurrency + 1 part buffers per append); the multipart upload is created with the
-//    first full part. A remainder of 5 MiB or more at the end of an append becomes a part of its own; a
-//    smaller one cannot (every part but the last must be >= 5 MiB), so it is parked as a small object and
-//    prepended to the next append, or uploaded as the last part (or the whole blob) at commit.
+//  - An append streams the body into parts of `partSize` bytes with at most `concurrency` part buffers
+//    (one filling while up to concurrency - 1 upload; all of them uploading once the body has ended),
+//    reused from part to part; the multipart upload is created with the first full part. A remainder of
+//    5 MiB or more at the end of an append becomes a part of its own; a smaller one cannot (every part but
+//    the last must be >= 5 MiB), so it is parked as a small object and prepended to the next append, or
+//    uploaded as the last part (or the whole blob) at commit.
 //  - The UploadId, the parts (number, ETag, size) and the tail live in the JSON upload state the caller
 //    keeps in the index: nothing needs ListParts or ListMultipartUploads, and any process can continue.
 //  - A failed append returns nothing, so the state from before stays valid: parts written meanwhile are
@@ -146,7 +150,7 @@ export class S3Driver implements StorageDriver {
   }
 
   /** Close the clients' connections. */
-  destroy(): void {
+  close(): void {
     this.client.destroy();
     this.reader.destroy();
   }
@@ -241,7 +245,7 @@ export class S3Driver implements StorageDriver {
     const spare: Buffer[] = [];
     const take = () => spare.pop() ?? Buffer.allocUnsafe(this.partSize);
 
-    /** Upload buf[0, length) as the next part; waits while `concurrency` parts are in flight. */
+    /** Upload buf[0, length) as the next part; returns once fewer than `concurrency` parts are in flight. */
     const submit = async (buf: Buffer, length: number) => {
       const n = nextPart++;
       if (n > MAX_PARTS) {
@@ -352,7 +356,8 @@ export class S3Driver implements StorageDriver {
         if (errorName(err) !== 'NoSuchUpload' || (await this.stat(rel))?.size !== size) throw err;
       }
     }
-    await this.deleteTails(id, st.gen);
+    // Best effort: the blob is complete; a stray tail object is garbage, not a reason to fail the commit.
+    await this.deleteTails(id, st.gen).catch(() => undefined);
     return rel;
   }
 

@@ -29,7 +29,8 @@ export function tempDir(t: { teardown(fn: () => void): void }, prefix = 'registr
 
 /**
  * Start a registry in this process on 127.0.0.1 and a free port, with its data in a temp dir.
- * Stopped and removed at teardown.
+ * Stopped and removed at teardown. With TEST_STORAGE=s3 (and no storage.driver override) the blobs go
+ * to an s3rver started for this registry, so the same tests prove both drivers.
  */
 export async function startRegistry(
   t: { teardown(fn: () => void | Promise<void>): void },
@@ -37,6 +38,11 @@ export async function startRegistry(
   dir?: string,
   port = 0,
 ): Promise<TestRegistry> {
+  if (process.env.TEST_STORAGE === 's3' && overrides.storage?.driver === undefined) {
+    const { startS3rver } = await import('./s3rver');
+    const s3 = await startS3rver(t);
+    overrides = { ...overrides, storage: { ...overrides.storage, ...s3.overrides.storage } };
+  }
   const root = dir ?? tempDir(t);
   const config = defaultConfig({
     ...overrides,

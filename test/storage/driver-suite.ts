@@ -45,7 +45,7 @@ export function driverSuite(t: Test, make: (t: Test) => Promise<StorageDriver>):
       state = await d.appendUpload(id, state, size, Readable.from([p]));
       size += p.length;
     }
-    t.ok((await collect(await d.readUpload(id, state, size))).equals(all), 'staged bytes read back');
+    if (d.readUpload) t.ok((await collect(await d.readUpload(id, state, size))).equals(all), 'staged bytes read back');
     const hex = hexOf(all);
     const key = await d.commitUpload(id, state, size, hex);
     t.same(await d.stat(key), { size: all.length });
@@ -76,7 +76,7 @@ export function driverSuite(t: Test, make: (t: Test) => Promise<StorageDriver>):
     const second = randomBytes(100);
     state = await d.appendUpload('fail1', state, first.length, Readable.from([second]));
     const all = Buffer.concat([first, second]);
-    t.ok((await collect(await d.readUpload('fail1', state, all.length))).equals(all), 'no trace of the failed chunk');
+    if (d.readUpload) t.ok((await collect(await d.readUpload('fail1', state, all.length))).equals(all), 'no trace of the failed chunk');
     const key = await d.commitUpload('fail1', state, all.length, hexOf(all));
     t.ok((await collect(await d.read(key))).equals(all));
   });

@@ -400,7 +400,7 @@ t.test('management: deletes', async (t) => {
 });
 
 t.test('v1 and v2 share one blob store', async (t) => {
-  const reg = await startRegistry(t);
+  const reg = await startRegistry(t, { storage: { driver: 'local' } });
   const { imageChain, pushV1 } = await import('../helpers/v1');
   const [img] = imageChain(1);
   await pushV1(reg.url, 'shared/one', 'latest', [img!]);
@@ -439,7 +439,7 @@ t.test('malformed URLs answer in the error format of their protocol', async (t) 
 });
 
 t.test('a blob whose bytes vanished from storage is a 404, not a 500', async (t) => {
-  const reg = await startRegistry(t);
+  const reg = await startRegistry(t, { storage: { driver: 'local' } });
   const img = buildImage({ layers: 1 });
   await pushImage(reg.url, 'lost/r', 'v1', img);
   const { rmSync } = await import('node:fs');

@@ -74,6 +74,9 @@ export async function imageRoutes(app: FastifyInstance): Promise<void> {
   async function sendLayer(request: FastifyRequest, reply: FastifyReply, image: V1Image) {
     const size = image.layerSize;
     if (size === null) throw new RegistryError('NOT_FOUND', 'Image not found');
+    const blob = request.method === 'GET' && image.layerDigest ? app.registry.blobs.stat(image.layerDigest) : undefined;
+    const redirect = blob && (await app.registry.blobs.redirectUrl(blob));
+    if (redirect) return noCache(reply).code(302).headers({ location: redirect, 'content-length': '0' }).send();
     cacheForever(reply).headers({ 'content-type': 'application/octet-stream', 'accept-ranges': 'bytes' });
     const range = parseRange(request.headers.range, size);
     if (range.kind === 'unsatisfiable') {

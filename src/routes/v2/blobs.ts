@@ -63,6 +63,9 @@ export function blobHandlers(ctx: RegistryContext) {
         'accept-ranges': 'bytes',
         'cache-control': 'max-age=31536000',
       });
+      // Object storage may serve the bytes itself (storage.s3.redirect): the client follows the 307.
+      const redirect = request.method === 'GET' ? await ctx.blobs.redirectUrl(blob) : undefined;
+      if (redirect) return reply.code(307).headers({ location: redirect, 'content-length': '0' }).send();
       const range = parseRange(request.headers.range, blob.size);
       if (range.kind === 'unsatisfiable') {
         return reply.code(416).headers({ 'content-range': `bytes */${blob.size}`, 'content-length': '0' }).send();
