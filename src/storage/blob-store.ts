@@ -5,6 +5,7 @@ import { pipeline } from 'node:stream/promises';
 import { RegistryError } from '../errors';
 import type { BlobRecord, MetadataIndex, UploadRecord } from '../index/metadata-index';
 import { digestOf, hexOf, newHash, type Digest } from './digest';
+import { ByteCache } from './byte-cache';
 import type { ByteRange, StorageDriver } from './driver';
 
 // The one content-addressed blob store, shared by v1 and v2 and by every driver.
@@ -28,6 +29,8 @@ interface LiveHash {
 export class BlobStore {
   /** Running hashes of open uploads, so a commit never re-reads the bytes. Rebuilt from storage after a restart. */
   private readonly hashes = new Map<string, LiveHash>();
+  /** Manifests and image JSON are read on every pull: keep the hot ones in memory (16 MiB at most). */
+  private readonly small = new ByteCache(16 * 1024 * 1024);
   /** Uploads with a request in flight: a second concurrent writer is refused. */
   private readonly busy = new Set<string>();
 
@@ -55,11 +58,15 @@ export class BlobStore {
     return this.driver.read(blob.location, range);
   }
 
-  /** Read a small blob whole (image JSON, manifests). */
+  /** Read a small blob whole (image JSON, manifests); recently read ones come from memory. */
   async readBytes(digest: Digest): Promise<Buffer> {
+    const cached = this.small.get(digest);
+    if (cached) return cached;
     const chunks: Buffer[] = [];
     for await (const chunk of await this.open(digest)) chunks.push(chunk as Buffer);
-    return Buffer.concat(chunks);
+    const bytes = Buffer.concat(chunks);
+    this.small.set(digest, bytes);
+    return bytes;
   }
 
   /** Store a stream as one blob, in one pass. */
