@@ -8,6 +8,8 @@ const { spawnSync } = require('node:child_process');
 
 const BENCHMARKS = [
   'v1-layer.js',
+  's3-blob.js',
+  'side-by-side.js',
 ];
 
 const wanted = process.argv.slice(2).map((n) => (n.endsWith('.js') ? n : `${n}.js`));

@@ -16,6 +16,7 @@
 //   TMPDIR                where the temp dir is created (os.tmpdir())
 //
 // Plain CommonJS, Node built-ins only, no build step. Results: bench/results/v1-layer.json.
+// Run directly; when required (bench/side-by-side.js) it only exports its helpers.
 
 const crypto = require('node:crypto');
 const fs = require('node:fs');
@@ -633,10 +634,15 @@ async function main() {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (err) => {
-    console.error(`v1-layer: FAILED: ${err && err.stack ? err.stack : err}`);
-    process.exit(1);
-  },
-);
+// bench/side-by-side.js reuses the round, the sampler and the machine measurements.
+module.exports = { LayerGenerator, RssSampler, round, sha256Speed, agent, readStatusKiB, cpuSeconds };
+
+if (require.main === module) {
+  main().then(
+    () => process.exit(0),
+    (err) => {
+      console.error(`v1-layer: FAILED: ${err && err.stack ? err.stack : err}`);
+      process.exit(1);
+    },
+  );
+}

@@ -1,0 +1,621 @@
+'use strict';
+// Benchmark: push and pull one large blob over the v2 API through the S3 storage driver.
+//
+// Starts s3rver (the npm devDependency, real-clients.md 7a) on 127.0.0.1 with a throwaway data dir and
+// one bucket, then `node dist/server.js` on a free port with REGISTRY_STORAGE_DRIVER=s3 and the
+// REGISTRY_STORAGE_S3_* variables pointing at it. Per run:
+//   POST /v2/bench/s3/blobs/uploads/ -> one streamed PATCH with the whole blob (chunked, timed)
+//   -> PUT ?digest= with an empty body (the commit: CompleteMultipartUpload, timed)
+//   -> GET /v2/bench/s3/blobs/<digest> (timed, hashed and verified)
+// while sampling the registry's RSS from /proc/<pid>/status (and s3rver's, for context). Reports
+// push/pull throughput and the registry's peak RSS (sampled max VmRSS and the kernel's VmHWM).
+//
+// Environment:
+//   BENCH_BLOB_MB          blob size in MiB (default 1024)
+//   BENCH_RUNS             push+pull rounds, each with new blob bytes (default 2)
+//   BENCH_RSS_LIMIT_MB     peak RSS target in MiB, reported as PASS/FAIL (default 200; not an exit status)
+//   BENCH_S3_PART_MB       storage.s3.partSize in MiB (default: the registry's default, 16)
+//   BENCH_S3_CONCURRENCY   storage.s3.concurrency (default: the registry's default, 4)
+//   BENCH_SERVER_NODE_ARGS extra node flags for the registry, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"
+//   TMPDIR                 where the temp dir (s3rver data, index) is created (os.tmpdir())
+//
+// Plain CommonJS, Node built-ins only, no build step (run `npm run build` first). Results: bench/results/s3-blob.json.
+
+const crypto = require('node:crypto');
+const fs = require('node:fs');
+const http = require('node:http');
+const net = require('node:net');
+const os = require('node:os');
+const path = require('node:path');
+const { spawn, spawnSync } = require('node:child_process');
+
+const ROOT = path.resolve(__dirname, '..');
+const SERVER = path.join(ROOT, 'dist', 'server.js');
+const S3RVER = path.join(ROOT, 'node_modules', 's3rver', 'bin', 's3rver.js');
+const RESULTS = path.join(__dirname, 'results', 's3-blob.json');
+
+const MiB = 1024 * 1024;
+const CHUNK = MiB;
+const BLOB_MB = positiveInt('BENCH_BLOB_MB', 1024);
+const RUNS = positiveInt('BENCH_RUNS', 2);
+const RSS_LIMIT_MB = positiveInt('BENCH_RSS_LIMIT_MB', 200);
+const PART_MB = optionalPositiveInt('BENCH_S3_PART_MB');
+const CONCURRENCY = optionalPositiveInt('BENCH_S3_CONCURRENCY');
+const SHA_FALLBACK_MB = 256;
+const SAMPLE_MS = 50;
+const BUCKET = 'registry';
+const REPO = 'bench/s3';
+
+function positiveInt(name, def) {
+  const v = optionalPositiveInt(name);
+  return v === undefined ? def : v;
+}
+
+function optionalPositiveInt(name) {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return undefined;
+  const n = Number(raw);
+  if (!Number.isSafeInteger(n) || n < 1) throw new Error(`${name} must be a positive integer, got ${JSON.stringify(raw)}`);
+  return n;
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const mibps = (bytes, seconds) => bytes / MiB / seconds;
+const now = () => process.hrtime.bigint();
+const secondsSince = (t0) => Number(now() - t0) / 1e9;
+const fmt = (n, d = 1) => (n === null || n === undefined || Number.isNaN(n) ? '-' : n.toFixed(d));
+
+function median(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Blob bytes: AES-128-CTR keystream (encrypting zeros), keyed per run: fast, incompressible, and
+// every chunk is a fresh buffer, so nothing queued in the socket is ever mutated.
+
+class BlobGenerator {
+  constructor(seed, totalBytes) {
+    const key = crypto.createHash('sha256').update(`s3-blob-bench:${seed}`).digest();
+    this.cipher = crypto.createCipheriv('aes-128-ctr', key.subarray(0, 16), key.subarray(16, 32));
+    this.zeros = Buffer.alloc(CHUNK);
+    this.remaining = totalBytes;
+  }
+  next() {
+    if (this.remaining <= 0) return null;
+    const n = Math.min(CHUNK, this.remaining);
+    this.remaining -= n;
+    return this.cipher.update(n === CHUNK ? this.zeros : this.zeros.subarray(0, n));
+  }
+}
+
+function sha256Speed() {
+  const openssl = spawnSync('openssl', ['speed', '-evp', 'sha256', '-bytes', '16384', '-seconds', '1'], {
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+  if (!openssl.error && openssl.status === 0) {
+    const line = openssl.stdout.split('\n').find((l) => /^\s*sha256\s+[\d.]+k\s*$/i.test(l));
+    if (line) {
+      const kBps = Number(line.trim().split(/\s+/)[1].replace(/k$/i, ''));
+      return { MiBps: (kBps * 1000) / MiB, source: 'openssl speed -evp sha256 -bytes 16384 -seconds 1' };
+    }
+  }
+  const buf = crypto.randomBytes(MiB);
+  const h = crypto.createHash('sha256');
+  const t0 = now();
+  for (let i = 0; i < SHA_FALLBACK_MB; i++) h.update(buf);
+  h.digest();
+  return { MiBps: mibps(SHA_FALLBACK_MB * MiB, secondsSince(t0)), source: `node crypto sha256 over ${SHA_FALLBACK_MB} MiB` };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes and their memory.
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.unref();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function tail(stream, max = 64 * 1024) {
+  const t = { text: '' };
+  stream.setEncoding('utf8');
+  stream.on('data', (s) => {
+    t.text = (t.text + s).slice(-max);
+  });
+  return t;
+}
+
+function readStatusKiB(pid, field) {
+  try {
+    const m = fs.readFileSync(`/proc/${pid}/status`, 'utf8').match(new RegExp(`^${field}:\\s+(\\d+)\\s+kB`, 'm'));
+    return m ? Number(m[1]) : null;
+  } catch {
+    return null;
+  }
+}
+
+const CLK_TCK = (() => {
+  const r = spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' });
+  const n = Number(r.stdout);
+  return !r.error && Number.isInteger(n) && n > 0 ? n : 100;
+})();
+
+function cpuSeconds(pid) {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
+  } catch {
+    return NaN;
+  }
+}
+
+/** Samples VmRSS of several processes every ~50 ms; max overall and per labelled phase. */
+class RssSampler {
+  constructor(pids) {
+    this.pids = pids; // { name: pid }
+    this.maxKiB = {};
+    this.phaseMaxKiB = {};
+    this.samples = 0;
+    this.phase = 'idle';
+    this.timer = setInterval(() => this.sample(), SAMPLE_MS);
+    this.sample();
+  }
+  sample() {
+    this.samples++;
+    for (const [name, pid] of Object.entries(this.pids)) {
+      const kib = readStatusKiB(pid, 'VmRSS');
+      if (kib === null) continue;
+      if (kib > (this.maxKiB[name] ?? 0)) this.maxKiB[name] = kib;
+      const key = `${name}:${this.phase}`;
+      if (kib > (this.phaseMaxKiB[key] ?? 0)) this.phaseMaxKiB[key] = kib;
+    }
+  }
+  enter(phase) {
+    this.sample();
+    this.phase = phase;
+    this.sample();
+  }
+  maxMiB(name) {
+    return (this.maxKiB[name] ?? 0) / 1024;
+  }
+  phaseMaxMiB(name, phase) {
+    const k = this.phaseMaxKiB[`${name}:${phase}`];
+    return k === undefined ? null : k / 1024;
+  }
+  stop() {
+    this.sample();
+    clearInterval(this.timer);
+  }
+}
+
+/** A child process with log tails, exit status and SIGTERM-then-SIGKILL stop. */
+class Child {
+  constructor(name) {
+    this.name = name;
+    this.child = null;
+    this.exitStatus = null;
+  }
+  spawn(args, env) {
+    this.child = spawn(process.execPath, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.stdout = tail(this.child.stdout);
+    this.stderr = tail(this.child.stderr);
+    this.exited = new Promise((resolve) => {
+      this.child.on('exit', (code, signal) => resolve({ code, signal }));
+      this.child.on('error', (err) => resolve({ code: null, signal: null, err }));
+    });
+    this.exited.then((s) => (this.exitStatus = s));
+  }
+  get pid() {
+    return this.child?.pid;
+  }
+  logs() {
+    const out = [];
+    if (this.stdout?.text) out.push(`--- ${this.name} stdout (tail) ---\n${this.stdout.text}`);
+    if (this.stderr?.text) out.push(`--- ${this.name} stderr (tail) ---\n${this.stderr.text}`);
+    return out.join('\n');
+  }
+  async stop(graceMs = 10_000) {
+    if (!this.child || this.exitStatus) return this.exitStatus;
+    this.child.kill('SIGTERM');
+    let status = await Promise.race([this.exited, sleep(graceMs).then(() => null)]);
+    if (!status) {
+      this.child.kill('SIGKILL');
+      status = await Promise.race([this.exited, sleep(5000).then(() => ({ code: null, signal: 'unknown (SIGKILL sent)' }))]);
+      status.forced = true;
+    }
+    return status;
+  }
+  killNow() {
+    if (this.child && !this.exitStatus) {
+      try {
+        this.child.kill('SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+  }
+}
+
+async function startS3rver(s3rver, dir) {
+  const env = { ...process.env, NODE_OPTIONS: '--openssl-legacy-provider' };
+  s3rver.spawn([S3RVER, '-d', dir, '-a', '127.0.0.1', '-p', '0', '--silent', '--configure-bucket', BUCKET], env);
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const m = /listening on [^\s:]+:(\d+)/.exec(s3rver.stdout.text);
+    if (m) return `http://127.0.0.1:${m[1]}`;
+    if (s3rver.exitStatus) throw new Error(`s3rver exited during start: ${JSON.stringify(s3rver.exitStatus)}`);
+    if (Date.now() > deadline) throw new Error('s3rver did not start within 20 s');
+    await sleep(50);
+  }
+}
+
+async function startRegistry(server, tmp, endpoint) {
+  const port = await freePort();
+  const base = `http://127.0.0.1:${port}`;
+  const env = {};
+  // Any REGISTRY_* variable that is not a config key makes the server refuse to start: pass none through.
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('REGISTRY_')) env[k] = v;
+  Object.assign(env, {
+    REGISTRY_HTTP_ADDR: `127.0.0.1:${port}`,
+    REGISTRY_INDEX_PATH: path.join(tmp, 'index.db'),
+    REGISTRY_LOG_LEVEL: 'warn',
+    REGISTRY_STORAGE_DRIVER: 's3',
+    REGISTRY_STORAGE_S3_ENDPOINT: endpoint,
+    REGISTRY_STORAGE_S3_BUCKET: BUCKET,
+    REGISTRY_STORAGE_S3_REGION: 'us-east-1',
+    REGISTRY_STORAGE_S3_FORCE_PATH_STYLE: 'true',
+    REGISTRY_STORAGE_S3_ACCESS_KEY_ID: 'S3RVER',
+    REGISTRY_STORAGE_S3_SECRET_ACCESS_KEY: 'S3RVER',
+  });
+  if (PART_MB !== undefined) env.REGISTRY_STORAGE_S3_PART_SIZE = String(PART_MB * MiB);
+  if (CONCURRENCY !== undefined) env.REGISTRY_STORAGE_S3_CONCURRENCY = String(CONCURRENCY);
+  const nodeArgs = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
+  server.spawn([...nodeArgs, SERVER], env);
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (server.exitStatus) throw new Error(`registry exited during start: ${JSON.stringify(server.exitStatus)}`);
+    try {
+      const res = await request(base, 'GET', '/v2/', { timeoutMs: 1000 });
+      if (res.status === 200 || res.status === 401) return base;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) throw new Error('registry did not answer GET /v2/ within 30 s');
+    await sleep(50);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP client.
+
+const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+
+function request(base, method, urlPath, { headers = {}, body, timeoutMs = 600_000 } = {}) {
+  return new Promise((resolve, reject) => {
+    const req = http.request(new URL(urlPath, base), { method, headers, agent, timeout: timeoutMs }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`${method} ${urlPath}: no answer within ${timeoutMs} ms`)));
+    req.on('error', reject);
+    req.setHeader('content-length', body === undefined ? 0 : Buffer.byteLength(body));
+    req.end(body);
+  });
+}
+
+function expectStatus(what, res, status) {
+  if (res.status !== status) {
+    throw new Error(`${what}: expected ${status}, got ${res.status} ${res.body.toString('utf8').slice(0, 500)}`);
+  }
+}
+
+/** One streamed PATCH (chunked transfer encoding, no Content-Range: like docker and skopeo), hashing as it goes. */
+function patchBlob(base, location, gen, hash) {
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    let bytes = 0;
+    let drainWaiter = null;
+    const fail = (err) => {
+      if (settled) return;
+      settled = true;
+      if (drainWaiter) drainWaiter(err);
+      req.destroy();
+      reject(err);
+    };
+    const req = http.request(new URL(location, base), {
+      method: 'PATCH',
+      agent,
+      headers: { 'content-type': 'application/octet-stream', 'transfer-encoding': 'chunked' },
+    });
+    req.on('error', fail);
+    req.on('close', () => {
+      if (drainWaiter) drainWaiter(new Error('connection closed while sending the blob'));
+    });
+    req.on('response', (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('error', fail);
+      res.on('end', () => {
+        const body = Buffer.concat(chunks).toString('utf8');
+        if (res.statusCode !== 202) return fail(new Error(`PATCH: expected 202, got ${res.statusCode} ${body.slice(0, 500)}`));
+        if (settled) return;
+        settled = true;
+        resolve({ bytes, location: res.headers.location, range: res.headers.range });
+      });
+    });
+    const waitDrain = () =>
+      new Promise((res, rej) => {
+        drainWaiter = (err) => {
+          drainWaiter = null;
+          req.off('drain', onDrain);
+          rej(err);
+        };
+        const onDrain = () => {
+          drainWaiter = null;
+          res();
+        };
+        req.once('drain', onDrain);
+      });
+    (async () => {
+      for (let chunk; (chunk = gen.next()); ) {
+        if (settled) return;
+        hash.update(chunk);
+        bytes += chunk.length;
+        if (!req.write(chunk)) await waitDrain();
+      }
+      if (!settled) req.end();
+    })().catch(fail);
+  });
+}
+
+/** GET the blob, hashing what arrives. */
+function getBlob(base, urlPath, hash) {
+  return new Promise((resolve, reject) => {
+    const req = http.request(new URL(urlPath, base), { method: 'GET', agent }, (res) => {
+      if (res.statusCode !== 200) {
+        const chunks = [];
+        res.on('data', (c) => chunks.push(c));
+        res.on('end', () => reject(new Error(`GET blob: expected 200, got ${res.statusCode} ${Buffer.concat(chunks).toString('utf8').slice(0, 500)}`)));
+        return;
+      }
+      let bytes = 0;
+      res.on('data', (c) => {
+        bytes += c.length;
+        hash.update(c);
+      });
+      res.on('error', reject);
+      res.on('aborted', () => reject(new Error('GET blob: response aborted')));
+      res.on('end', () => resolve({ bytes, contentLength: Number(res.headers['content-length']) }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// One push + pull round.
+
+async function round(base, sampler, registryPid, runIndex, blobBytes) {
+  sampler.enter(`push:${runIndex}`);
+  let t0 = now();
+  let cpu0 = cpuSeconds(registryPid);
+  let res = await request(base, 'POST', `/v2/${REPO}/blobs/uploads/`);
+  expectStatus('POST uploads', res, 202);
+  const location = res.headers.location;
+  if (!location) throw new Error('POST uploads: no Location');
+
+  const sent = crypto.createHash('sha256');
+  const patched = await patchBlob(base, location, new BlobGenerator(`${runIndex}:${Date.now()}`, blobBytes), sent);
+  const patchSeconds = secondsSince(t0);
+  if (patched.bytes !== blobBytes) throw new Error(`PATCH: sent ${patched.bytes} bytes, meant ${blobBytes}`);
+  if (patched.range !== `0-${blobBytes - 1}`) throw new Error(`PATCH: Range ${patched.range}, expected 0-${blobBytes - 1}`);
+  const digest = 'sha256:' + sent.digest('hex');
+
+  const t1 = now();
+  const putUrl = new URL(patched.location ?? location, base);
+  putUrl.searchParams.set('digest', digest);
+  res = await request(base, 'PUT', putUrl.pathname + putUrl.search);
+  expectStatus('PUT ?digest=', res, 201);
+  if (res.headers['docker-content-digest'] !== digest) throw new Error(`PUT: Docker-Content-Digest ${res.headers['docker-content-digest']}, expected ${digest}`);
+  const commitSeconds = secondsSince(t1);
+  const pushSeconds = secondsSince(t0);
+  const pushCpu = cpuSeconds(registryPid) - cpu0;
+
+  sampler.enter(`pull:${runIndex}`);
+  const received = crypto.createHash('sha256');
+  t0 = now();
+  cpu0 = cpuSeconds(registryPid);
+  const pulled = await getBlob(base, `/v2/${REPO}/blobs/${digest}`, received);
+  const pullSeconds = secondsSince(t0);
+  const pullCpu = cpuSeconds(registryPid) - cpu0;
+  sampler.enter('between');
+  if (pulled.contentLength !== blobBytes) throw new Error(`GET blob: Content-Length ${pulled.contentLength}, expected ${blobBytes}`);
+  if (pulled.bytes !== blobBytes) throw new Error(`GET blob: received ${pulled.bytes} bytes, expected ${blobBytes}`);
+  const pulledDigest = 'sha256:' + received.digest('hex');
+  if (pulledDigest !== digest) throw new Error(`GET blob: bytes differ from those sent (${pulledDigest} != ${digest})`);
+
+  return {
+    run: runIndex,
+    digest,
+    patchSeconds,
+    commitSeconds,
+    pushSeconds,
+    pushMiBps: mibps(blobBytes, pushSeconds),
+    pushServerCpuSeconds: pushCpu,
+    pullSeconds,
+    pullMiBps: mibps(blobBytes, pullSeconds),
+    pullServerCpuSeconds: pullCpu,
+    maxRssPushMiB: sampler.phaseMaxMiB('registry', `push:${runIndex}`),
+    maxRssPullMiB: sampler.phaseMaxMiB('registry', `pull:${runIndex}`),
+  };
+}
+
+function table(rows, header, leftAll = false) {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
+  const line = (cells) =>
+    cells.map((c, i) => (i === 0 || leftAll ? String(c).padEnd(widths[i]) : String(c).padStart(widths[i]))).join('  ').trimEnd();
+  return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
+}
+
+async function main() {
+  if (!fs.existsSync(SERVER)) throw new Error(`${path.relative(process.cwd(), SERVER)} not found: run \`npm run build\` first`);
+  if (!fs.existsSync(S3RVER)) throw new Error(`${path.relative(process.cwd(), S3RVER)} not found: run \`npm install\` (s3rver is a devDependency)`);
+  const blobBytes = BLOB_MB * MiB;
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-s3-blob-'));
+  const s3dir = path.join(tmp, 's3rver');
+  fs.mkdirSync(s3dir);
+  const s3rver = new Child('s3rver');
+  const server = new Child('registry');
+  let sampler = null;
+  let cleaned = false;
+  const cleanupSync = () => {
+    if (cleaned) return;
+    server.killNow();
+    s3rver.killNow();
+    fs.rmSync(tmp, { recursive: true, force: true });
+  };
+  process.on('exit', cleanupSync);
+  const onSignal = (sig) => {
+    process.stderr.write(`\ns3-blob: ${sig}, stopping the registry and s3rver, removing ${tmp}\n`);
+    cleanupSync();
+    process.exit(sig === 'SIGINT' ? 130 : 143);
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+
+  try {
+    console.log(`s3-blob: ${BLOB_MB} MiB blob, ${RUNS} run(s); temp dir ${tmp}`);
+    const sha = sha256Speed();
+    console.log(`  sha256: ${fmt(sha.MiBps, 0)} MiB/s (${sha.source})`);
+    const endpoint = await startS3rver(s3rver, s3dir);
+    const base = await startRegistry(server, tmp, endpoint);
+    sampler = new RssSampler({ registry: server.pid, s3rver: s3rver.pid });
+    await sleep(200);
+    const idleRssMiB = readStatusKiB(server.pid, 'VmRSS') / 1024;
+    const settings = `partSize ${PART_MB ?? 16} MiB, concurrency ${CONCURRENCY ?? 4}`;
+    console.log(`  s3rver pid ${s3rver.pid} at ${endpoint}; registry pid ${server.pid} at ${base} (${settings}), idle RSS ${fmt(idleRssMiB)} MiB`);
+
+    const runs = [];
+    for (let i = 1; i <= RUNS; i++) {
+      const r = await round(base, sampler, server.pid, i, blobBytes);
+      runs.push(r);
+      console.log(
+        `  run ${i}/${RUNS}: push ${fmt(r.pushMiBps)} MiB/s (${fmt(r.pushSeconds, 2)} s: PATCH ${fmt(r.patchSeconds, 2)} s + PUT ${fmt(r.commitSeconds, 2)} s), ` +
+          `pull ${fmt(r.pullMiBps)} MiB/s (${fmt(r.pullSeconds, 2)} s), max RSS push ${fmt(r.maxRssPushMiB)} / pull ${fmt(r.maxRssPullMiB)} MiB`,
+      );
+    }
+
+    sampler.stop();
+    const hwmKiB = readStatusKiB(server.pid, 'VmHWM');
+    if (hwmKiB === null) throw new Error('could not read VmHWM: registry process gone');
+    const sampledMaxMiB = sampler.maxMiB('registry');
+    const vmHwmMiB = hwmKiB / 1024;
+    const peakRssMiB = Math.max(sampledMaxMiB, vmHwmMiB);
+    const s3rverPeakMiB = Math.max(sampler.maxMiB('s3rver'), (readStatusKiB(s3rver.pid, 'VmHWM') ?? 0) / 1024);
+    agent.destroy();
+    const stopped = await server.stop();
+    if (stopped && (stopped.forced || stopped.code !== 0)) console.warn(`  warning: registry stop: ${JSON.stringify(stopped)}`);
+    await s3rver.stop();
+
+    const pushMedian = median(runs.map((r) => r.pushMiBps));
+    const pullMedian = median(runs.map((r) => r.pullMiBps));
+    const rssPass = peakRssMiB < RSS_LIMIT_MB;
+    const rows = runs.map((r) => [
+      `run ${r.run}`,
+      fmt(r.pushMiBps),
+      fmt(r.pushSeconds, 2),
+      fmt(r.patchSeconds, 2),
+      fmt(r.commitSeconds, 2),
+      fmt(r.pushServerCpuSeconds, 2),
+      fmt(r.pullMiBps),
+      fmt(r.pullSeconds, 2),
+      fmt(r.pullServerCpuSeconds, 2),
+      fmt(r.maxRssPushMiB),
+      fmt(r.maxRssPullMiB),
+    ]);
+    rows.push(['median', fmt(pushMedian), '', '', '', '', fmt(pullMedian), '', '', '', '']);
+    console.log('');
+    console.log(`v2 blob push/pull on S3 (s3rver), ${BLOB_MB} MiB blob, ${RUNS} run(s), ${settings}, node ${process.version}, ${os.cpus().length} CPU(s) ${os.cpus()[0]?.model ?? ''}`);
+    console.log(
+      table(rows, ['', 'push MiB/s', 'push s', 'PATCH s', 'PUT s', 'srv CPU s', 'pull MiB/s', 'pull s', 'srv CPU s', 'max RSS push MiB', 'max RSS pull MiB']),
+    );
+    console.log('');
+    console.log(
+      table(
+        [
+          ['registry RSS idle', `${fmt(idleRssMiB)} MiB`],
+          ['registry RSS max sampled (every ~50 ms)', `${fmt(sampledMaxMiB)} MiB (${sampler.samples} samples)`],
+          ['registry VmHWM (kernel peak RSS)', `${fmt(vmHwmMiB)} MiB`],
+          [`peak RSS target < ${RSS_LIMIT_MB} MiB`, rssPass ? 'PASS' : 'FAIL'],
+          ['s3rver peak RSS (context)', `${fmt(s3rverPeakMiB)} MiB`],
+          ['PUT s', 'the commit: CompleteMultipartUpload (s3rver concatenates the parts on disk)'],
+          ['sha256 speed', `${fmt(sha.MiBps, 0)} MiB/s (${sha.source})`],
+        ],
+        ['context', 'value'],
+        true,
+      ),
+    );
+
+    const result = {
+      benchmark: 's3-blob',
+      date: new Date().toISOString(),
+      node: process.version,
+      platform: `${os.platform()} ${os.release()} ${os.arch()}`,
+      cpus: os.cpus().length,
+      cpuModel: os.cpus()[0]?.model ?? null,
+      units: { throughput: 'MiB/s (2^20 bytes per second)', memory: 'MiB (2^20 bytes)' },
+      params: {
+        blobMiB: BLOB_MB,
+        runs: RUNS,
+        chunkBytes: CHUNK,
+        partSizeMiB: PART_MB ?? 16,
+        concurrency: CONCURRENCY ?? 4,
+        rssSampleMs: SAMPLE_MS,
+        rssLimitMiB: RSS_LIMIT_MB,
+      },
+      machine: { sha256: sha },
+      server: { idleRssMiB, sampledMaxRssMiB: sampledMaxMiB, vmHwmMiB, peakRssMiB, rssSamples: sampler.samples, stop: stopped },
+      s3rver: { peakRssMiB: s3rverPeakMiB },
+      runs,
+      summary: { pushMedianMiBps: pushMedian, pullMedianMiBps: pullMedian, peakRssMiB, rssTargetPass: rssPass },
+    };
+    fs.mkdirSync(path.dirname(RESULTS), { recursive: true });
+    fs.writeFileSync(RESULTS, JSON.stringify(result, null, 2) + '\n');
+    console.log(`\nresults written to ${path.relative(process.cwd(), RESULTS) || RESULTS}`);
+  } catch (err) {
+    for (const c of [server, s3rver]) {
+      const logs = c.logs();
+      if (logs) console.error(logs);
+    }
+    throw err;
+  } finally {
+    sampler?.stop();
+    agent.destroy();
+    await server.stop().catch(() => undefined);
+    await s3rver.stop().catch(() => undefined);
+    fs.rmSync(tmp, { recursive: true, force: true });
+    cleaned = true;
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err) => {
+    console.error(`s3-blob: FAILED: ${err && err.stack ? err.stack : err}`);
+    process.exit(1);
+  },
+);

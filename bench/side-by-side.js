@@ -1,0 +1,1542 @@
+'use strict';
+// Benchmark: our registry and the Go reference registry (Debian `docker-registry`, distribution
+// 2.8.2) side by side, in one run, on the same machine and disk (issue 7).
+//
+// Starts `node dist/server.js` (ours) and `docker-registry serve <config>` (theirs) on 127.0.0.1,
+// free ports, local storage in one temp dir, then for every measurement runs ours and theirs
+// alternately (A B A B ..., BENCH_PAIRS pairs) so machine drift hits both alike, and reports
+// medians, min/max and the ratio ours/theirs:
+//   1. blob push of a BENCH_BLOB_MB random blob: monolithic (POST, PUT ?digest= with the body,
+//      Content-Length) and chunked (POST, one streamed PATCH, PUT ?digest= without a body);
+//   2. blob pull of that blob (GET, hashed and verified);
+//   3. skopeo push and pull of a BENCH_SKOPEO_MB image (OCI layout made here: gzip layer of random
+//      data + 2 small layers), blob-info cache wiped before each skopeo run, fresh repository and
+//      fresh oci: directory each run;
+//   4. BENCH_PAR_BLOBS parallel monolithic pushes of distinct BENCH_PAR_MB blobs (one repository per run);
+//   5. manifest GET and HEAD (by tag) requests per second at BENCH_CONNECTIONS connections (wrk);
+//   6. tags/list requests per second on a repository with BENCH_TAGS tags (wrk);
+//   7. ours only: v1 layer PUT and GET (bench/v1-layer.js's round) against the machine's limits,
+//      sha256 speed (openssl speed -evp sha256) and disk write speed (1 GiB + fsync in the temp dir),
+//      each measured once per pair, interleaved with the v1 runs;
+//   8. peak RSS (VmHWM, reset through /proc/<pid>/clear_refs before row 1) of both servers during 1,
+//      and ours over the whole run (VmRSS after every pair, to show it does not grow).
+// Also the server CPU seconds per run and how much CPU other processes took meanwhile
+// (/proc/stat minus this process tree and the two servers).
+//
+// Request rates use wrk (Debian package `wrk`): a C load generator costs far less CPU per request than
+// a Node one (autocannon), and on a 2-core machine the generator shares the cores with the server under
+// test. wrk 4.1 (and autocannon) stall on HEAD (they wait for Content-Length bytes of body), so HEAD
+// uses a small raw-socket loop here (runHeadLoad).
+//
+// Needs: `npm run build`; apt-get install -y --no-install-recommends docker-registry wrk (skopeo and
+// openssl for rows 3 and 7). Writes BENCHMARKS.md (BENCH_MD, default <repo>/BENCHMARKS.md; "-" to skip)
+// and bench/results/side-by-side.json.
+//
+// Environment (quick run: BENCH_PAIRS=1 BENCH_BLOB_MB=64 BENCH_SKOPEO_MB=32 BENCH_PAR_MB=1 BENCH_SECONDS=2):
+//   BENCH_PAIRS            A/B pairs per measurement (default 5)
+//   BENCH_BLOB_MB          blob size for rows 1-2, MiB (default 1024)
+//   BENCH_V1_MB            v1 layer size for row 7, MiB (default BENCH_BLOB_MB)
+//   BENCH_DISK_MB          disk write test size, MiB (default 1024)
+//   BENCH_SKOPEO_MB        big layer of the skopeo image, MiB (default 200)
+//   BENCH_PAR_BLOBS        parallel pushes in row 4 (default 64)
+//   BENCH_PAR_MB           size of each parallel blob, MiB (default 16)
+//   BENCH_CONNECTIONS      wrk connections for rows 5-6 (default 64)
+//   BENCH_THREADS          wrk threads (default: number of CPUs)
+//   BENCH_SECONDS          wrk duration per run, seconds (default 10)
+//   BENCH_TAGS             tags in the tags/list repository (default 100)
+//   BENCH_RSS_LIMIT_MB     peak RSS target during a blob push, MiB (default 150)
+//   BENCH_ONLY             comma list of groups to run: push,pull,skopeo,parallel,manifest,tags,v1 (default all)
+//   BENCH_NOTE             free text put at the top of BENCHMARKS.md (e.g. "busy machine")
+//   BENCH_MD               where to write the Markdown report ("-": nowhere)
+//   BENCH_JSON             where to write the JSON results ("-": nowhere; default bench/results/side-by-side.json)
+//   BENCH_SERVER_NODE_ARGS extra node flags for our server, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"
+//   TMPDIR                 where the temp dir is created (os.tmpdir()); both registries store there
+//
+// Plain CommonJS, Node built-ins only (plus the tools above), no build step.
+
+const crypto = require('node:crypto');
+const fs = require('node:fs');
+const http = require('node:http');
+const net = require('node:net');
+const os = require('node:os');
+const path = require('node:path');
+const zlib = require('node:zlib');
+const { Readable, Transform } = require('node:stream');
+const { pipeline } = require('node:stream/promises');
+const { spawn, spawnSync } = require('node:child_process');
+const v1 = require('./v1-layer.js');
+
+const ROOT = path.resolve(__dirname, '..');
+const SERVER = path.join(ROOT, 'dist', 'server.js');
+const RESULTS = process.env.BENCH_JSON === '-' ? null : path.resolve(process.env.BENCH_JSON || path.join(__dirname, 'results', 'side-by-side.json'));
+const SKOPEO_CACHE = '/var/lib/containers/cache/blob-info-cache-v1.boltdb';
+
+const MiB = 1024 * 1024;
+const CHUNK = MiB;
+const PAIRS = positiveInt('BENCH_PAIRS', 5);
+const BLOB_MB = positiveInt('BENCH_BLOB_MB', 1024);
+const V1_MB = positiveInt('BENCH_V1_MB', BLOB_MB);
+const DISK_MB = positiveInt('BENCH_DISK_MB', 1024);
+const SKOPEO_MB = positiveInt('BENCH_SKOPEO_MB', 200);
+const PAR_BLOBS = positiveInt('BENCH_PAR_BLOBS', 64);
+const PAR_MB = positiveInt('BENCH_PAR_MB', 16);
+const CONNECTIONS = positiveInt('BENCH_CONNECTIONS', 64);
+const THREADS = positiveInt('BENCH_THREADS', Math.max(1, os.cpus().length));
+const SECONDS = positiveInt('BENCH_SECONDS', 10);
+const TAGS = positiveInt('BENCH_TAGS', 100);
+const RSS_LIMIT_MB = positiveInt('BENCH_RSS_LIMIT_MB', 150);
+const GROUPS = ['push', 'pull', 'skopeo', 'parallel', 'manifest', 'tags', 'v1'];
+const ONLY = (process.env.BENCH_ONLY ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+const MD_PATH = process.env.BENCH_MD === '-' ? null : path.resolve(process.env.BENCH_MD || path.join(ROOT, 'BENCHMARKS.md'));
+const SAMPLE_MS = 50;
+const TARGET_SPEEDUP = 1.2;
+const TARGET_CEILING = 0.7;
+const GROWTH_TOLERANCE = { MiB: 16, fraction: 0.1 };
+const ACCEPT_MANIFEST = [
+  'application/vnd.oci.image.manifest.v1+json',
+  'application/vnd.oci.image.index.v1+json',
+  'application/vnd.docker.distribution.manifest.v2+json',
+  'application/vnd.docker.distribution.manifest.list.v2+json',
+].join(', ');
+
+function positiveInt(name, def) {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return def;
+  const n = Number(raw);
+  if (!Number.isSafeInteger(n) || n < 1) throw new Error(`${name} must be a positive integer, got ${JSON.stringify(raw)}`);
+  return n;
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const mibps = (bytes, seconds) => bytes / MiB / seconds;
+const now = () => process.hrtime.bigint();
+const secondsSince = (t0) => Number(now() - t0) / 1e9;
+const fmt = (n, d = 1) => (n === null || n === undefined || Number.isNaN(n) ? '-' : n.toFixed(d));
+const sha256hex = (buf) => crypto.createHash('sha256').update(buf).digest('hex');
+
+function median(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length === 0 ? NaN : s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+const wants = (group) => ONLY.length === 0 || ONLY.includes(group);
+
+// ---------------------------------------------------------------------------------------------
+// Random bytes: AES-128-CTR keystream (encrypting zeros) keyed by a seed, in 1 MiB chunks.
+
+function keystream(seed, totalBytes) {
+  const key = crypto.createHash('sha256').update(`side-by-side-bench:${seed}`).digest();
+  const cipher = crypto.createCipheriv('aes-128-ctr', key.subarray(0, 16), key.subarray(16, 32));
+  const zeros = Buffer.alloc(CHUNK);
+  let remaining = totalBytes;
+  return {
+    next() {
+      if (remaining <= 0) return null;
+      const n = Math.min(CHUNK, remaining);
+      remaining -= n;
+      return cipher.update(n === CHUNK ? zeros : zeros.subarray(0, n));
+    },
+  };
+}
+
+/** A blob made in memory before the timed part (so the client spends no CPU making it): chunks + digest. */
+function makeBlob(seed, bytes) {
+  const gen = keystream(seed, bytes);
+  const hash = crypto.createHash('sha256');
+  const chunks = [];
+  for (let c; (c = gen.next()); ) {
+    hash.update(c);
+    chunks.push(c);
+  }
+  return { chunks, bytes, digest: `sha256:${hash.digest('hex')}` };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes, ports, /proc.
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.unref();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Keep only the last `max` bytes of a stream (server logs, shown on failure). */
+function tail(stream, max = 64 * 1024) {
+  const t = { text: '' };
+  stream.setEncoding('utf8');
+  stream.on('data', (s) => {
+    t.text = (t.text + s).slice(-max);
+  });
+  return t;
+}
+
+const readStatusKiB = v1.readStatusKiB;
+const cpuSeconds = v1.cpuSeconds;
+
+const CLK_TCK = (() => {
+  const r = spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' });
+  const n = Number(r.stdout);
+  return !r.error && Number.isInteger(n) && n > 0 ? n : 100;
+})();
+
+/** Reset the kernel's peak RSS (VmHWM) of a process to its current RSS (Linux >= 4.0). */
+function resetPeakRss(pid) {
+  try {
+    fs.writeFileSync(`/proc/${pid}/clear_refs`, '5');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** CPU seconds of this process and of its children it has waited for (skopeo, wrk, openssl). */
+function selfTreeCpuSeconds() {
+  const stat = fs.readFileSync('/proc/self/stat', 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / CLK_TCK;
+}
+
+/** Busy CPU seconds of the whole machine (all cores), from /proc/stat. */
+function machineBusySeconds() {
+  const line = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0];
+  const [user, nice, system, , , irq, softirq, steal] = line.trim().split(/\s+/).slice(1).map(Number);
+  return (user + nice + system + irq + softirq + (steal || 0)) / CLK_TCK;
+}
+
+function loadavg() {
+  return os.loadavg().map((x) => Number(x.toFixed(2)));
+}
+
+/**
+ * CPU bookkeeping for one measurement: what our server, theirs, this benchmark (with its finished
+ * children) and everything else on the machine used, in core-seconds. "others" includes kernel threads
+ * (e.g. writeback) and other users of the machine.
+ */
+class CpuMeter {
+  constructor(registries) {
+    this.registries = registries;
+    this.start = this.snap();
+  }
+  snap() {
+    const s = { t: now(), busy: machineBusySeconds(), self: selfTreeCpuSeconds() };
+    for (const r of this.registries) s[r.id] = cpuSeconds(r.pid);
+    return s;
+  }
+  stop() {
+    const end = this.snap();
+    const wall = Number(end.t - this.start.t) / 1e9;
+    const d = { wallSeconds: wall, busy: end.busy - this.start.busy, bench: end.self - this.start.self };
+    let servers = 0;
+    for (const r of this.registries) {
+      d[r.id] = end[r.id] - this.start[r.id];
+      servers += d[r.id];
+    }
+    d.others = Math.max(0, d.busy - d.bench - servers);
+    d.othersCores = wall > 0 ? d.others / wall : NaN;
+    return d;
+  }
+}
+
+function tryVersion(cmd, args) {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 20_000 });
+  if (r.error) return null;
+  return `${r.stdout}${r.stderr}`.split('\n').find((l) => l.trim())?.trim() ?? null;
+}
+
+function requireTool(cmd, args, apt) {
+  const v = tryVersion(cmd, args);
+  if (!v) throw new Error(`${cmd} not found: apt-get install -y --no-install-recommends ${apt}`);
+  return v;
+}
+
+/** Run a command to completion; resolves with wall seconds, stdout and stderr; rejects on failure. */
+function run(cmd, args, { timeoutMs = 600_000, env } = {}) {
+  return new Promise((resolve, reject) => {
+    const t0 = now();
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: env ?? process.env });
+    const out = tail(child.stdout);
+    const err = tail(child.stderr);
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      const seconds = secondsSince(t0);
+      if (code !== 0) {
+        reject(new Error(`${cmd} ${args.join(' ')}: ${signal ? `signal ${signal}` : `exit ${code}`}\n${err.text}${out.text}`));
+      } else resolve({ seconds, stdout: out.text, stderr: err.text });
+    });
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// The two registries.
+
+/** Environment without any REGISTRY_* variable: both registries read them as configuration. */
+function cleanEnv() {
+  const env = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('REGISTRY_')) env[k] = v;
+  return env;
+}
+
+class Registry {
+  /** @param id 'ours' | 'theirs' */
+  constructor(id, dir) {
+    this.id = id;
+    this.dir = dir;
+    this.child = null;
+    this.exitStatus = null;
+  }
+
+  get pid() {
+    return this.child?.pid;
+  }
+
+  url(p) {
+    return new URL(p, this.base);
+  }
+
+  async start() {
+    fs.mkdirSync(this.dir, { recursive: true });
+    const port = await freePort();
+    this.host = `127.0.0.1:${port}`;
+    this.base = `http://${this.host}`;
+    const env = cleanEnv();
+    if (this.id === 'ours') {
+      // cwd is the temp dir: no config.yml there, so the defaults plus these overrides.
+      Object.assign(env, {
+        REGISTRY_HTTP_ADDR: this.host,
+        REGISTRY_STORAGE_LOCAL_ROOT: path.join(this.dir, 'blobs'),
+        REGISTRY_INDEX_PATH: path.join(this.dir, 'index.db'),
+        REGISTRY_LOG_LEVEL: 'warn',
+      });
+      const nodeArgs = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
+      this.child = spawn(process.execPath, [...nodeArgs, SERVER], { cwd: this.dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    } else {
+      // Our own config (the Debian default one is broken): filesystem storage, delete on, no access log.
+      const config = path.join(this.dir, 'config.yml');
+      fs.writeFileSync(
+        config,
+        [
+          'version: 0.1',
+          'log:',
+          '  level: warn',
+          '  accesslog:',
+          '    disabled: true',
+          'storage:',
+          '  filesystem:',
+          `    rootdirectory: ${path.join(this.dir, 'data')}`,
+          '  delete:',
+          '    enabled: true',
+          '  cache:',
+          '    blobdescriptor: inmemory',
+          '  maintenance:',
+          '    uploadpurging:',
+          '      enabled: false',
+          'http:',
+          `  addr: ${this.host}`,
+          `  secret: ${crypto.randomBytes(16).toString('hex')}`,
+          '',
+        ].join('\n'),
+      );
+      this.child = spawn('docker-registry', ['serve', config], { cwd: this.dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    }
+    this.stdout = tail(this.child.stdout);
+    this.stderr = tail(this.child.stderr);
+    this.exited = new Promise((resolve) => {
+      this.child.on('exit', (code, signal) => resolve({ code, signal }));
+      this.child.on('error', (err) => resolve({ code: null, signal: null, err: err.message }));
+    });
+    this.exited.then((s) => (this.exitStatus = s));
+    this.agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      if (this.exitStatus) throw new Error(`${this.id} registry exited during start: ${JSON.stringify(this.exitStatus)}\n${this.logs()}`);
+      try {
+        const res = await send(this.url('/v2/'), { agent: this.agent, timeoutMs: 1000 });
+        if (res.status === 200) break;
+      } catch {
+        // not listening yet
+      }
+      if (Date.now() > deadline) throw new Error(`${this.id} registry did not answer GET /v2/ within 20 s\n${this.logs()}`);
+      await sleep(50);
+    }
+    this.sampler = new v1.RssSampler(this.pid);
+    return this.pid;
+  }
+
+  /**
+   * Remove a blob's bytes from this registry's storage directory behind its back, once a run no longer
+   * needs them, so a full run does not fill the shared disk (~40 GiB otherwise). The digests are never
+   * used again, so neither registry notices. Returns false if the file was not where expected.
+   */
+  dropBlobFile(digest) {
+    const hex = digest.replace(/^sha256:/, '');
+    const file =
+      this.id === 'ours'
+        ? path.join(this.dir, 'blobs', 'blobs', 'sha256', hex.slice(0, 2), hex)
+        : path.join(this.dir, 'data', 'docker', 'registry', 'v2', 'blobs', 'sha256', hex.slice(0, 2), hex, 'data');
+    if (!fs.existsSync(file)) {
+      if (!this.warnedDrop) console.warn(`    warning: ${this.id}: blob file not found at ${file}; not freeing disk space`);
+      this.warnedDrop = true;
+      return false;
+    }
+    fs.rmSync(file, { force: true });
+    return true;
+  }
+
+  rssMiB() {
+    const k = readStatusKiB(this.pid, 'VmRSS');
+    return k === null ? null : k / 1024;
+  }
+
+  hwmMiB() {
+    const k = readStatusKiB(this.pid, 'VmHWM');
+    return k === null ? null : k / 1024;
+  }
+
+  logs() {
+    const out = [];
+    if (this.stdout?.text) out.push(`--- ${this.id} stdout (tail) ---\n${this.stdout.text}`);
+    if (this.stderr?.text) out.push(`--- ${this.id} stderr (tail) ---\n${this.stderr.text}`);
+    return out.join('\n');
+  }
+
+  /** SIGTERM, wait up to `graceMs`, then SIGKILL. */
+  async stop(graceMs = 15_000) {
+    this.sampler?.stop();
+    this.agent?.destroy();
+    if (!this.child || this.exitStatus) return this.exitStatus;
+    this.child.kill('SIGTERM');
+    let status = await Promise.race([this.exited, sleep(graceMs).then(() => null)]);
+    if (!status) {
+      this.child.kill('SIGKILL');
+      status = await Promise.race([this.exited, sleep(5000).then(() => ({ code: null, signal: 'unknown (SIGKILL sent)' }))]);
+      status.forced = true;
+    }
+    return status;
+  }
+
+  killNow() {
+    if (this.child && !this.exitStatus) {
+      try {
+        this.child.kill('SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP client.
+
+/**
+ * One request. `chunks` (array of Buffers) streams a body honouring backpressure; `body` sends a small
+ * one. Resolves with the whole (small) response once it has been read.
+ */
+function send(url, { method = 'GET', headers = {}, agent, chunks, body, timeoutMs = 600_000 } = {}) {
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    let drainWaiter = null;
+    const fail = (err) => {
+      if (settled) return;
+      settled = true;
+      if (drainWaiter) drainWaiter(err);
+      req.destroy();
+      reject(err);
+    };
+    const req = http.request(url, { method, headers, agent, timeout: timeoutMs });
+    req.on('timeout', () => fail(new Error(`${method} ${url}: no progress within ${timeoutMs} ms`)));
+    req.on('error', fail);
+    req.on('close', () => {
+      if (drainWaiter) drainWaiter(new Error('connection closed while sending the body'));
+    });
+    req.on('response', (res) => {
+      const parts = [];
+      res.on('data', (c) => parts.push(c));
+      res.on('error', fail);
+      res.on('end', () => {
+        if (settled) return;
+        settled = true;
+        resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(parts) });
+      });
+    });
+    if (!chunks) {
+      if (body !== undefined) req.setHeader('content-length', Buffer.byteLength(body));
+      req.end(body);
+      return;
+    }
+    const waitDrain = () =>
+      new Promise((res, rej) => {
+        const onDrain = () => {
+          drainWaiter = null;
+          res();
+        };
+        drainWaiter = (err) => {
+          drainWaiter = null;
+          req.off('drain', onDrain);
+          rej(err);
+        };
+        req.once('drain', onDrain);
+      });
+    (async () => {
+      for (const c of chunks) {
+        if (settled) return;
+        if (!req.write(c)) await waitDrain();
+      }
+      if (!settled) req.end();
+    })().catch(fail);
+  });
+}
+
+function expectStatus(what, res, status) {
+  if (res.status !== status) {
+    throw new Error(`${what}: expected ${status}, got ${res.status} ${res.body.toString('utf8').slice(0, 500)}`);
+  }
+}
+
+/** GET a blob, hashing and counting what arrives. */
+function pullBlob(url, agent) {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method: 'GET', agent }, (res) => {
+      if (res.statusCode !== 200) {
+        const parts = [];
+        res.on('data', (c) => parts.push(c));
+        res.on('end', () => reject(new Error(`GET ${url}: expected 200, got ${res.statusCode} ${Buffer.concat(parts).toString('utf8').slice(0, 500)}`)));
+        return;
+      }
+      const hash = crypto.createHash('sha256');
+      let bytes = 0;
+      res.on('data', (c) => {
+        bytes += c.length;
+        hash.update(c);
+      });
+      res.on('error', reject);
+      res.on('aborted', () => reject(new Error(`GET ${url}: response aborted`)));
+      res.on('end', () => resolve({ bytes, digest: `sha256:${hash.digest('hex')}`, contentLength: Number(res.headers['content-length']) }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** Upload URL with ?digest= appended, keeping whatever state the registry put in the query (Go: _state). */
+function withDigest(location, digest) {
+  return `${location}${location.includes('?') ? '&' : '?'}digest=${encodeURIComponent(digest)}`;
+}
+
+async function startUpload(reg, repo, agent) {
+  const res = await send(reg.url(`/v2/${repo}/blobs/uploads/`), { method: 'POST', agent, headers: { 'content-length': '0' } });
+  expectStatus(`${reg.id} POST uploads`, res, 202);
+  if (!res.headers.location) throw new Error(`${reg.id} POST uploads: no Location`);
+  return new URL(res.headers.location, reg.base).href;
+}
+
+/** POST, then PUT ?digest= with the whole body (Content-Length). */
+async function pushMonolithic(reg, repo, blob, agent = reg.agent) {
+  const location = await startUpload(reg, repo, agent);
+  const res = await send(withDigest(location, blob.digest), {
+    method: 'PUT',
+    agent,
+    chunks: blob.chunks,
+    headers: { 'content-type': 'application/octet-stream', 'content-length': String(blob.bytes) },
+  });
+  expectStatus(`${reg.id} PUT (monolithic)`, res, 201);
+  if (res.headers['docker-content-digest'] && res.headers['docker-content-digest'] !== blob.digest) {
+    throw new Error(`${reg.id} PUT: Docker-Content-Digest ${res.headers['docker-content-digest']}, expected ${blob.digest}`);
+  }
+}
+
+/** POST, one streamed PATCH (chunked transfer encoding, as docker and skopeo send it), PUT ?digest= without a body. */
+async function pushChunked(reg, repo, blob, agent = reg.agent) {
+  const location = await startUpload(reg, repo, agent);
+  let res = await send(location, {
+    method: 'PATCH',
+    agent,
+    chunks: blob.chunks,
+    headers: { 'content-type': 'application/octet-stream', 'transfer-encoding': 'chunked' },
+  });
+  expectStatus(`${reg.id} PATCH`, res, 202);
+  const next = new URL(res.headers.location ?? location, reg.base).href;
+  res = await send(withDigest(next, blob.digest), { method: 'PUT', agent, headers: { 'content-length': '0' } });
+  expectStatus(`${reg.id} PUT (after PATCH)`, res, 201);
+}
+
+async function headBlob(reg, repo, digest) {
+  const res = await send(reg.url(`/v2/${repo}/blobs/${digest}`), { method: 'HEAD', agent: reg.agent });
+  expectStatus(`${reg.id} HEAD blob`, res, 200);
+  return Number(res.headers['content-length']);
+}
+
+// ---------------------------------------------------------------------------------------------
+// A small OCI image (rows 5-6) and a big OCI image layout on disk (row 3, for skopeo).
+
+const MT_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
+const MT_CONFIG = 'application/vnd.oci.image.config.v1+json';
+const MT_LAYER_GZIP = 'application/vnd.oci.image.layer.v1.tar+gzip';
+
+/** ustar header for one regular file. */
+function tarHeader(name, size) {
+  const h = Buffer.alloc(512);
+  h.write(name, 0, 100, 'utf8');
+  h.write('0000644\0', 100);
+  h.write('0000000\0', 108);
+  h.write('0000000\0', 116);
+  h.write(size.toString(8).padStart(11, '0') + '\0', 124);
+  h.write('00000000000\0', 136);
+  h.write('        ', 148);
+  h.write('0', 156);
+  h.write('ustar\0', 257);
+  h.write('00', 263);
+  let sum = 0;
+  for (const b of h) sum += b;
+  h.write(sum.toString(8).padStart(6, '0') + '\0 ', 148);
+  return h;
+}
+
+function tarPadding(size) {
+  return Buffer.alloc((512 - (size % 512)) % 512);
+}
+
+/** A gzip'd tar holding one small file, in memory: {blob, diffId}. */
+function smallLayer(name, content) {
+  const tar = Buffer.concat([tarHeader(name, content.length), content, tarPadding(content.length), Buffer.alloc(1024)]);
+  return { blob: zlib.gzipSync(tar, { level: 1 }), diffId: `sha256:${sha256hex(tar)}` };
+}
+
+function imageConfig(diffIds) {
+  return Buffer.from(
+    JSON.stringify({
+      created: '2024-01-01T00:00:00Z',
+      architecture: 'amd64',
+      os: 'linux',
+      config: { Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], Cmd: ['/bin/sh'] },
+      rootfs: { type: 'layers', diff_ids: diffIds },
+      history: diffIds.map(() => ({ created: '2024-01-01T00:00:00Z', created_by: 'bench/side-by-side.js' })),
+    }),
+  );
+}
+
+function ociManifest(config, layers) {
+  return Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: MT_MANIFEST,
+      config: { mediaType: MT_CONFIG, digest: `sha256:${sha256hex(config)}`, size: config.length },
+      layers: layers.map((l) => ({ mediaType: MT_LAYER_GZIP, digest: l.digest, size: l.size })),
+    }),
+  );
+}
+
+/** The small image of rows 5-6: one 4 KiB layer, config, manifest. */
+function smallImage() {
+  const layer = smallLayer('hello.txt', crypto.randomBytes(4096));
+  const config = imageConfig([layer.diffId]);
+  const layerDesc = { digest: `sha256:${sha256hex(layer.blob)}`, size: layer.blob.length };
+  const manifest = ociManifest(config, [layerDesc]);
+  return {
+    blobs: [
+      { chunks: [layer.blob], bytes: layer.blob.length, digest: layerDesc.digest },
+      { chunks: [config], bytes: config.length, digest: `sha256:${sha256hex(config)}` },
+    ],
+    manifest,
+    manifestDigest: `sha256:${sha256hex(manifest)}`,
+  };
+}
+
+async function pushSmallImage(reg, repo, image, tags) {
+  for (const blob of image.blobs) await pushMonolithic(reg, repo, blob);
+  for (const tag of tags) {
+    const res = await send(reg.url(`/v2/${repo}/manifests/${tag}`), {
+      method: 'PUT',
+      agent: reg.agent,
+      headers: { 'content-type': MT_MANIFEST },
+      body: image.manifest,
+    });
+    expectStatus(`${reg.id} PUT manifest ${repo}:${tag}`, res, 201);
+  }
+}
+
+/** Hashes (and counts) what passes. */
+function hasher() {
+  const t = new Transform({
+    transform(chunk, _enc, cb) {
+      t.hash.update(chunk);
+      t.bytes += chunk.length;
+      cb(null, chunk);
+    },
+  });
+  t.hash = crypto.createHash('sha256');
+  t.bytes = 0;
+  return t;
+}
+
+/**
+ * An OCI image layout like make-oci-layout.py --layers 2 --big-layer-mb N writes: two small gzip layers
+ * and one gzip layer holding N MiB of random bytes (incompressible), config, manifest, index.json (tag v1).
+ */
+async function makeOciLayout(dir, bigMiB, seed) {
+  const blobDir = path.join(dir, 'blobs', 'sha256');
+  fs.mkdirSync(blobDir, { recursive: true });
+  const putBlob = (buf) => {
+    const hex = sha256hex(buf);
+    fs.writeFileSync(path.join(blobDir, hex), buf);
+    return { digest: `sha256:${hex}`, size: buf.length };
+  };
+  const layers = [];
+  const diffIds = [];
+  for (let i = 0; i < 2; i++) {
+    const gen = keystream(`${seed}:small:${i}`, 4096);
+    const l = smallLayer(`layer${i}.txt`, gen.next());
+    layers.push(putBlob(l.blob));
+    diffIds.push(l.diffId);
+  }
+  const size = bigMiB * MiB;
+  async function* tarStream() {
+    yield tarHeader('big.bin', size);
+    const gen = keystream(`${seed}:big`, size);
+    for (let c; (c = gen.next()); ) yield c;
+    yield tarPadding(size);
+    yield Buffer.alloc(1024);
+  }
+  const inner = hasher();
+  const outer = hasher();
+  const tmpFile = path.join(blobDir, 'big.tmp');
+  await pipeline(Readable.from(tarStream()), inner, zlib.createGzip({ level: 1 }), outer, fs.createWriteStream(tmpFile));
+  const hex = outer.hash.digest('hex');
+  fs.renameSync(tmpFile, path.join(blobDir, hex));
+  layers.push({ digest: `sha256:${hex}`, size: outer.bytes });
+  diffIds.push(`sha256:${inner.hash.digest('hex')}`);
+
+  const config = imageConfig(diffIds);
+  putBlob(config);
+  const manifest = ociManifest(config, layers);
+  const m = putBlob(manifest);
+  const index = {
+    schemaVersion: 2,
+    mediaType: 'application/vnd.oci.image.index.v1+json',
+    manifests: [{ mediaType: MT_MANIFEST, digest: m.digest, size: m.size, annotations: { 'org.opencontainers.image.ref.name': 'v1' }, platform: { architecture: 'amd64', os: 'linux' } }],
+  };
+  fs.writeFileSync(path.join(dir, 'index.json'), JSON.stringify(index));
+  fs.writeFileSync(path.join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+  return { dir, manifestDigest: m.digest, bytes: layers.reduce((a, l) => a + l.size, 0) + config.length + manifest.length };
+}
+
+function blobList(layoutDir) {
+  return fs.readdirSync(path.join(layoutDir, 'blobs', 'sha256')).sort();
+}
+
+// ---------------------------------------------------------------------------------------------
+// wrk.
+
+const WRK_UNITS = { us: 1e-3, ms: 1, s: 1e3, m: 60e3 };
+
+function parseWrk(out) {
+  const num = (re) => {
+    const m = re.exec(out);
+    return m ? Number(m[1]) : null;
+  };
+  const lat = (pct) => {
+    const m = new RegExp(`^\\s*${pct}%\\s+([\\d.]+)(us|ms|s|m)\\s*$`, 'm').exec(out);
+    return m ? Number(m[1]) * WRK_UNITS[m[2]] : null;
+  };
+  const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+  return {
+    rps: num(/^Requests\/sec:\s+([\d.]+)/m),
+    requests: num(/^\s*(\d+) requests in/m),
+    non2xx: num(/Non-2xx or 3xx responses: (\d+)/) ?? 0,
+    socketErrors: sock ? { connect: +sock[1], read: +sock[2], write: +sock[3], timeout: +sock[4] } : null,
+    p50ms: lat(50),
+    p99ms: lat(99),
+  };
+}
+
+async function runWrk(url, script) {
+  const args = ['-t', String(THREADS), '-c', String(CONNECTIONS), '-d', `${SECONDS}s`, '--latency', '-s', script, url];
+  const r = await run('wrk', args, { timeoutMs: (SECONDS + 60) * 1000 });
+  const w = parseWrk(r.stdout);
+  if (w.rps === null) throw new Error(`could not parse wrk output:\n${r.stdout}\n${r.stderr}`);
+  if (w.non2xx > 0) throw new Error(`wrk ${url}: ${w.non2xx} non-2xx answers, the run is not valid\n${r.stdout}`);
+  const errs = w.socketErrors ? w.socketErrors.connect + w.socketErrors.read + w.socketErrors.write + w.socketErrors.timeout : 0;
+  if (errs > 0) console.warn(`    warning: wrk socket errors ${JSON.stringify(w.socketErrors)} against ${url}`);
+  return w;
+}
+
+/**
+ * HEAD load: wrk 4.1 (Debian) and autocannon both wait for Content-Length bytes of body after a HEAD
+ * answer and stall, so HEAD uses this loop instead: `connections` kept-alive sockets, one request in
+ * flight on each, answers parsed up to the end of their headers (HEAD has no body). Single-threaded;
+ * checked against wrk on GET (see BENCHMARKS.md) so it is not the bottleneck at these rates.
+ * Same result shape as runWrk.
+ */
+function runHeadLoad(url, accept) {
+  const u = new URL(url);
+  const reqBuf = Buffer.from(
+    `HEAD ${u.pathname}${u.search} HTTP/1.1\r\nHost: ${u.host}\r\nUser-Agent: side-by-side-bench\r\n` + (accept ? `Accept: ${accept}\r\n` : '') + '\r\n',
+  );
+  const latencies = [];
+  let done = 0;
+  let non2xx = 0;
+  const errors = { connect: 0, read: 0, write: 0, timeout: 0 };
+  return new Promise((resolve) => {
+    const start = now();
+    const deadline = start + BigInt(SECONDS) * 1_000_000_000n;
+    const sockets = [];
+    let open = 0;
+    let finished = false;
+    const finish = () => {
+      if (finished) return;
+      finished = true;
+      const seconds = secondsSince(start);
+      for (const s of sockets) s.destroy();
+      latencies.sort((a, b) => a - b);
+      const pct = (p) => (latencies.length ? latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))] : null);
+      resolve({ rps: done / seconds, requests: done, non2xx, socketErrors: errors, p50ms: pct(50), p99ms: pct(99) });
+    };
+    const openOne = () => {
+      const s = net.connect({ host: u.hostname, port: Number(u.port) });
+      sockets.push(s);
+      open++;
+      s.setNoDelay(true);
+      let buf = Buffer.alloc(0);
+      let sentAt = 0n;
+      const fire = () => {
+        if (now() >= deadline) {
+          s.end();
+          return;
+        }
+        sentAt = now();
+        s.write(reqBuf);
+      };
+      s.on('connect', fire);
+      s.on('data', (chunk) => {
+        buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
+        for (;;) {
+          const end = buf.indexOf('\r\n\r\n');
+          if (end < 0) return;
+          const status = Number(buf.toString('latin1', 9, 12));
+          if (status < 200 || status > 399) non2xx++;
+          buf = buf.subarray(end + 4);
+          const t = now();
+          if (t <= deadline) {
+            done++;
+            latencies.push(Number(t - sentAt) / 1e6);
+          }
+          fire();
+        }
+      });
+      s.on('error', (err) => {
+        if (err.code === 'ECONNREFUSED') errors.connect++;
+        else errors.read++;
+      });
+      s.on('close', () => {
+        if (--open === 0) finish();
+      });
+    };
+    for (let i = 0; i < CONNECTIONS; i++) openOne();
+    setTimeout(finish, (SECONDS + 30) * 1000).unref();
+  }).then((w) => {
+    if (w.non2xx > 0) throw new Error(`HEAD ${url}: ${w.non2xx} answers outside 2xx/3xx, the run is not valid`);
+    const errs = w.socketErrors.connect + w.socketErrors.read;
+    if (errs > 0) console.warn(`    warning: socket errors ${JSON.stringify(w.socketErrors)} against ${url}`);
+    return w;
+  });
+}
+
+function wrkScript(file, method, accept) {
+  const lines = [`wrk.method = "${method}"`];
+  if (accept) lines.push(`wrk.headers["Accept"] = "${accept}"`);
+  fs.writeFileSync(file, lines.join('\n') + '\n');
+  return file;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Machine limits (row 7).
+
+/** Write `mb` MiB (made beforehand) in 1 MiB writes + fsync, in `dir`. */
+function diskWriteSpeed(dir, mb) {
+  const file = path.join(dir, 'disk-write-test.bin');
+  const gen = keystream(`disk:${Date.now()}`, mb * MiB);
+  const chunks = [];
+  for (let c; (c = gen.next()); ) chunks.push(c);
+  const t0 = now();
+  const fd = fs.openSync(file, 'w');
+  try {
+    for (const c of chunks) {
+      for (let off = 0; off < c.length; ) off += fs.writeSync(fd, c, off, c.length - off);
+    }
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  const seconds = secondsSince(t0);
+  fs.rmSync(file, { force: true });
+  return mibps(mb * MiB, seconds);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Measurements. Each row: `fn(reg, pair)` returns {value, ...extra}; ours and theirs alternate.
+
+/** Row definitions, in the order they run. `better`: 'higher' (throughput) or 'lower' (seconds). */
+function rowDefs() {
+  return [
+    { id: 'push-mono', group: 'push', title: `1a. blob push ${BLOB_MB} MiB, monolithic (POST + PUT with body)`, unit: 'MiB/s', better: 'higher' },
+    { id: 'push-chunked', group: 'push', title: `1b. blob push ${BLOB_MB} MiB, chunked (POST + one PATCH + PUT)`, unit: 'MiB/s', better: 'higher' },
+    { id: 'pull', group: 'pull', title: `2. blob pull ${BLOB_MB} MiB (GET, hashed, verified)`, unit: 'MiB/s', better: 'higher' },
+    { id: 'skopeo-push', group: 'skopeo', title: `3a. skopeo push, ${SKOPEO_MB} MiB image`, unit: 's', better: 'lower' },
+    { id: 'skopeo-pull', group: 'skopeo', title: `3b. skopeo pull, ${SKOPEO_MB} MiB image (to a fresh oci: dir)`, unit: 's', better: 'lower' },
+    { id: 'parallel', group: 'parallel', title: `4. ${PAR_BLOBS} parallel pushes of ${PAR_MB} MiB blobs (monolithic)`, unit: 'MiB/s', better: 'higher' },
+    { id: 'manifest-get', group: 'manifest', title: `5a. manifest GET by tag, ${CONNECTIONS} connections`, unit: 'req/s', better: 'higher' },
+    { id: 'manifest-head', group: 'manifest', title: `5b. manifest HEAD by tag, ${CONNECTIONS} connections`, unit: 'req/s', better: 'higher' },
+    { id: 'tags', group: 'tags', title: `6. tags/list (${TAGS} tags), ${CONNECTIONS} connections`, unit: 'req/s', better: 'higher' },
+  ];
+}
+
+async function main() {
+  for (const g of ONLY) if (!GROUPS.includes(g)) throw new Error(`BENCH_ONLY: unknown group ${g}; known: ${GROUPS.join(', ')}`);
+  if (!fs.existsSync(SERVER)) throw new Error(`${path.relative(process.cwd(), SERVER)} not found: run \`npm run build\` first`);
+
+  const versions = {
+    node: process.version,
+    ours: JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')).version,
+    dockerRegistry: requireTool('docker-registry', ['--version'], 'docker-registry'),
+    skopeo: wants('skopeo') ? requireTool('skopeo', ['--version'], 'skopeo') : tryVersion('skopeo', ['--version']),
+    wrk: wants('manifest') || wants('tags') ? requireTool('wrk', ['--version'], 'wrk') : tryVersion('wrk', ['--version']),
+    openssl: tryVersion('openssl', ['version']),
+    kernel: `${os.type()} ${os.release()} ${os.arch()}`,
+  };
+  const gitRev = tryVersion('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD']);
+  const gitDirty = (spawnSync('git', ['-C', ROOT, 'status', '--porcelain', '--', 'src'], { encoding: 'utf8' }).stdout || '').trim() !== '';
+  versions.oursGit = gitRev ? `${gitRev}${gitDirty ? ' (+ uncommitted changes in src/)' : ''}` : null;
+
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-side-by-side-'));
+  const fsType = tryVersion('stat', ['-f', '-c', '%T', tmp]);
+  const machine = machineInfo(tmp, fsType);
+  const ours = new Registry('ours', path.join(tmp, 'ours'));
+  const theirs = new Registry('theirs', path.join(tmp, 'theirs'));
+  const regs = [ours, theirs];
+  let cleaned = false;
+  const cleanupSync = () => {
+    if (cleaned) return;
+    for (const r of regs) r.killNow();
+    fs.rmSync(tmp, { recursive: true, force: true });
+  };
+  process.on('exit', cleanupSync);
+  const onSignal = (sig) => {
+    process.stderr.write(`\nside-by-side: ${sig}, stopping both registries and removing ${tmp}\n`);
+    cleanupSync();
+    process.exit(sig === 'SIGINT' ? 130 : 143);
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+
+  const started = new Date();
+  const t0 = now();
+  const load0 = loadavg();
+  const rows = [];
+  const rssAfterPair = [];
+  const peak = {};
+  let v1Result = null;
+  let runCpu = null;
+  try {
+    console.log(`side-by-side: ${PAIRS} pair(s), blob ${BLOB_MB} MiB, temp dir ${tmp} (${fsType}), ${machine.cpus} CPU(s) ${machine.cpuModel}`);
+    console.log(`  ours: node ${versions.node}, tsregistry ${versions.ours} ${versions.oursGit ?? ''}; theirs: ${versions.dockerRegistry}`);
+    for (const r of regs) {
+      await r.start();
+      console.log(`  ${r.id.padEnd(6)} pid ${r.pid} at ${r.base}, idle RSS ${fmt(r.rssMiB())} MiB`);
+    }
+    const cpuAll = new CpuMeter(regs);
+
+    // Runs `fn` for ours and theirs alternately, PAIRS times; records values, server CPU and RSS.
+    const measure = async (def, fn, { perPairSetup } = {}) => {
+      const row = { ...def, runs: { ours: [], theirs: [] } };
+      rows.push(row);
+      console.log(`\n${def.title}`);
+      const cpu = new CpuMeter(regs);
+      for (let pair = 1; pair <= PAIRS; pair++) {
+        const setup = perPairSetup ? await perPairSetup(pair) : undefined;
+        for (const reg of regs) {
+          reg.sampler.enter(`${def.id}:${pair}`);
+          const c0 = cpuSeconds(reg.pid);
+          const r = await fn(reg, pair, setup);
+          r.serverCpuSeconds = cpuSeconds(reg.pid) - c0;
+          r.maxRssMiB = reg.sampler.phaseMaxMiB(`${def.id}:${pair}`);
+          reg.sampler.enter('between');
+          row.runs[reg.id].push(r);
+          console.log(
+            `  pair ${pair}/${PAIRS} ${reg.id.padEnd(6)} ${fmt(r.value, def.unit === 's' ? 2 : 1).padStart(9)} ${def.unit}` +
+              `  (server CPU ${fmt(r.serverCpuSeconds, 2)} s${r.note ? `, ${r.note}` : ''})`,
+          );
+        }
+        rssAfterPair.push({ row: def.id, pair, ours: ours.rssMiB(), theirs: theirs.rssMiB() });
+      }
+      row.cpu = cpu.stop();
+      summarize(row);
+      console.log(
+        `  median ours ${fmt(row.ours.median, 2)} / theirs ${fmt(row.theirs.median, 2)} ${def.unit}: ours/theirs ${fmt(row.ratio, 2)}, ` +
+          `ours ${fmt(row.speedup, 2)}x as fast (target ${TARGET_SPEEDUP}x: ${row.pass ? 'PASS' : 'FAIL'}); others' CPU ${fmt(row.cpu.othersCores, 2)} cores`,
+      );
+      return row;
+    };
+
+    const defs = Object.fromEntries(rowDefs().map((d) => [d.id, d]));
+    const blobBytes = BLOB_MB * MiB;
+    const pushed = { ours: [], theirs: [] }; // per pair: {repo, digest}
+
+    // ---- 1. blob push (and 8: peak RSS during it) ----
+    if (wants('push')) {
+      const hwmReset = regs.map((r) => resetPeakRss(r.pid));
+      for (const [id, push] of [
+        ['push-mono', pushMonolithic],
+        ['push-chunked', pushChunked],
+      ]) {
+        await measure(defs[id], async (reg, pair) => {
+          const blob = makeBlob(`${id}:${reg.id}:${pair}:${Date.now()}`, blobBytes);
+          const repo = `bench/${id}-${pair}`;
+          const t = now();
+          await push(reg, repo, blob);
+          const seconds = secondsSince(t);
+          const size = await headBlob(reg, repo, blob.digest);
+          if (size !== blobBytes) throw new Error(`${reg.id} HEAD blob after push: size ${size}, expected ${blobBytes}`);
+          if (id === 'push-mono' && wants('pull')) pushed[reg.id][pair] = { repo, digest: blob.digest };
+          else reg.dropBlobFile(blob.digest);
+          return { value: mibps(blobBytes, seconds), seconds };
+        });
+      }
+      for (const r of regs) {
+        peak[r.id] = { push: { vmHwmMiB: r.hwmMiB(), sampledMaxMiB: maxPhase(r.sampler, 'push-'), hwmReset: hwmReset[regs.indexOf(r)] } };
+        resetPeakRss(r.pid);
+      }
+    }
+
+    // ---- 2. blob pull ----
+    if (wants('pull')) {
+      await measure(defs.pull, async (reg, pair) => {
+        let target = pushed[reg.id][pair];
+        if (!target) {
+          const blob = makeBlob(`pull:${reg.id}:${pair}:${Date.now()}`, blobBytes);
+          target = { repo: `bench/pull-${pair}`, digest: blob.digest };
+          await pushMonolithic(reg, target.repo, blob);
+        }
+        const t = now();
+        const got = await pullBlob(reg.url(`/v2/${target.repo}/blobs/${target.digest}`), reg.agent);
+        const seconds = secondsSince(t);
+        if (got.bytes !== blobBytes) throw new Error(`${reg.id} GET blob: ${got.bytes} bytes, expected ${blobBytes}`);
+        if (got.digest !== target.digest) throw new Error(`${reg.id} GET blob: bytes hash to ${got.digest}, expected ${target.digest}`);
+        reg.dropBlobFile(target.digest);
+        return { value: mibps(blobBytes, seconds), seconds };
+      });
+    }
+
+    // ---- 3. skopeo push and pull ----
+    if (wants('skopeo')) {
+      const layoutDir = path.join(tmp, 'oci-big');
+      const tl = now();
+      const layout = await makeOciLayout(layoutDir, SKOPEO_MB, `${Date.now()}`);
+      console.log(`\n  OCI layout ${layoutDir}: ${fmt(layout.bytes / MiB)} MiB of blobs, made in ${fmt(secondsSince(tl), 1)} s`);
+      const want = blobList(layoutDir);
+      const stamp = Date.now();
+      const repoOf = (reg, pair) => `bench/skopeo-${stamp}-${pair}`;
+      const clearCache = () => fs.rmSync(SKOPEO_CACHE, { force: true });
+      await measure(defs['skopeo-push'], async (reg, pair) => {
+        clearCache();
+        const r = await run('skopeo', ['copy', '-q', '--dest-tls-verify=false', `oci:${layoutDir}:v1`, `docker://${reg.host}/${repoOf(reg, pair)}:v1`]);
+        return { value: r.seconds, seconds: r.seconds };
+      });
+      await measure(defs['skopeo-pull'], async (reg, pair) => {
+        clearCache();
+        const dest = path.join(tmp, `pulled-${reg.id}-${pair}`);
+        const r = await run('skopeo', ['copy', '-q', '--src-tls-verify=false', `docker://${reg.host}/${repoOf(reg, pair)}:v1`, `oci:${dest}:v1`]);
+        const got = blobList(dest);
+        fs.rmSync(dest, { recursive: true, force: true });
+        if (got.join() !== want.join()) throw new Error(`${reg.id} skopeo round trip: blobs differ\n  pushed ${want.join(' ')}\n  pulled ${got.join(' ')}`);
+        return { value: r.seconds, seconds: r.seconds };
+      });
+      fs.rmSync(layoutDir, { recursive: true, force: true });
+    }
+
+    // ---- 4. parallel pushes ----
+    if (wants('parallel')) {
+      await measure(defs.parallel, async (reg, pair) => {
+        const blobs = [];
+        for (let i = 0; i < PAR_BLOBS; i++) blobs.push(makeBlob(`par:${reg.id}:${pair}:${i}:${Date.now()}`, PAR_MB * MiB));
+        const agent = new http.Agent({ keepAlive: true, maxSockets: PAR_BLOBS });
+        const repo = `bench/parallel-${pair}`;
+        try {
+          const t = now();
+          await Promise.all(blobs.map((b) => pushMonolithic(reg, repo, b, agent)));
+          const seconds = secondsSince(t);
+          for (const b of blobs) reg.dropBlobFile(b.digest);
+          const total = PAR_BLOBS * PAR_MB * MiB;
+          return { value: mibps(total, seconds), seconds };
+        } finally {
+          agent.destroy();
+        }
+      });
+    }
+
+    // ---- 5. manifest GET / HEAD, 6. tags/list ----
+    if (wants('manifest') || wants('tags')) {
+      const image = smallImage();
+      const tagNames = Array.from({ length: TAGS }, (_, i) => `t${String(i).padStart(4, '0')}`);
+      for (const reg of regs) {
+        if (wants('manifest')) await pushSmallImage(reg, 'bench/small', image, ['v1']);
+        if (wants('tags')) await pushSmallImage(reg, 'bench/tags', image, tagNames);
+      }
+      const getScript = wrkScript(path.join(tmp, 'manifest-get.lua'), 'GET', ACCEPT_MANIFEST);
+      const tagsScript = wrkScript(path.join(tmp, 'tags.lua'), 'GET', null);
+      for (const reg of regs) {
+        // Check once what wrk will hammer: a wrong answer would be measured just as fast.
+        if (wants('manifest')) {
+          let res = await send(reg.url('/v2/bench/small/manifests/v1'), { agent: reg.agent, headers: { accept: ACCEPT_MANIFEST } });
+          expectStatus(`${reg.id} GET manifest`, res, 200);
+          if (!res.body.equals(image.manifest)) throw new Error(`${reg.id} GET manifest: body differs from what was pushed`);
+          res = await send(reg.url('/v2/bench/small/manifests/v1'), { method: 'HEAD', agent: reg.agent, headers: { accept: ACCEPT_MANIFEST } });
+          expectStatus(`${reg.id} HEAD manifest`, res, 200);
+          if (res.headers['docker-content-digest'] !== image.manifestDigest) throw new Error(`${reg.id} HEAD manifest: digest ${res.headers['docker-content-digest']}`);
+        }
+        if (wants('tags')) {
+          const res = await send(reg.url('/v2/bench/tags/tags/list'), { agent: reg.agent });
+          expectStatus(`${reg.id} GET tags/list`, res, 200);
+          const tags = JSON.parse(res.body.toString('utf8')).tags;
+          if (!Array.isArray(tags) || tags.length !== TAGS) throw new Error(`${reg.id} tags/list: ${tags?.length} tags, expected ${TAGS}`);
+        }
+      }
+      const wrkRow = (script, urlPath) => async (reg) => {
+        const c0 = selfTreeCpuSeconds();
+        const w = script === 'HEAD' ? await runHeadLoad(reg.url(urlPath).href, ACCEPT_MANIFEST) : await runWrk(reg.url(urlPath).href, script);
+        const clientCpuSeconds = selfTreeCpuSeconds() - c0; // this process + wrk
+        return {
+          value: w.rps,
+          requests: w.requests,
+          p50ms: w.p50ms,
+          p99ms: w.p99ms,
+          socketErrors: w.socketErrors,
+          clientCpuSeconds,
+          note: `p50 ${fmt(w.p50ms, 2)} ms, p99 ${fmt(w.p99ms, 2)} ms, client CPU ${fmt(clientCpuSeconds, 2)} s`,
+        };
+      };
+      if (wants('manifest')) {
+        await measure(defs['manifest-get'], wrkRow(getScript, '/v2/bench/small/manifests/v1'));
+        await measure(defs['manifest-head'], wrkRow('HEAD', '/v2/bench/small/manifests/v1'));
+      }
+      if (wants('tags')) await measure(defs.tags, wrkRow(tagsScript, '/v2/bench/tags/tags/list'));
+    }
+
+    // ---- 7. v1 layer, ours only, interleaved with the machine's limits ----
+    if (wants('v1')) {
+      console.log(`\n7. v1 layer PUT/GET ${V1_MB} MiB (ours only) vs sha256 speed and disk write speed (${DISK_MB} MiB + fsync)`);
+      const cpu = new CpuMeter(regs);
+      const runs = [];
+      for (let pair = 1; pair <= PAIRS; pair++) {
+        const sha = v1.sha256Speed();
+        const disk = diskWriteSpeed(tmp, DISK_MB);
+        const r = await v1.round(ours.base, ours.sampler, pair, V1_MB * MiB);
+        ours.sampler.enter('between');
+        runs.push({ pair, sha256MiBps: sha.MiBps, sha256Source: sha.source, diskMiBps: disk, ...r });
+        rssAfterPair.push({ row: 'v1', pair, ours: ours.rssMiB(), theirs: theirs.rssMiB() });
+        console.log(
+          `  pair ${pair}/${PAIRS}: sha256 ${fmt(sha.MiBps, 0)} MiB/s, disk ${fmt(disk, 0)} MiB/s, ` +
+            `v1 PUT ${fmt(r.pushMiBps)} MiB/s (server CPU ${fmt(r.pushServerCpuSeconds, 2)} s), GET ${fmt(r.pullMiBps)} MiB/s`,
+        );
+      }
+      v1.agent.destroy();
+      const put = median(runs.map((r) => r.pushMiBps));
+      const get = median(runs.map((r) => r.pullMiBps));
+      const sha = median(runs.map((r) => r.sha256MiBps));
+      const disk = median(runs.map((r) => r.diskMiBps));
+      const ceiling = Math.min(sha, disk);
+      v1Result = {
+        layerMiB: V1_MB,
+        diskTestMiB: DISK_MB,
+        runs,
+        cpu: cpu.stop(),
+        median: { putMiBps: put, getMiBps: get, sha256MiBps: sha, diskMiBps: disk, ceilingMiBps: ceiling },
+        min: { putMiBps: Math.min(...runs.map((r) => r.pushMiBps)), getMiBps: Math.min(...runs.map((r) => r.pullMiBps)) },
+        max: { putMiBps: Math.max(...runs.map((r) => r.pushMiBps)), getMiBps: Math.max(...runs.map((r) => r.pullMiBps)) },
+        putVsCeiling: put / ceiling,
+        getVsCeiling: get / ceiling,
+        putPass: put / ceiling >= TARGET_CEILING,
+        getPass: get / ceiling >= TARGET_CEILING,
+      };
+      console.log(
+        `  median PUT ${fmt(put)} MiB/s = ${fmt(100 * v1Result.putVsCeiling, 0)} % of min(sha256 ${fmt(sha, 0)}, disk ${fmt(disk, 0)}) ` +
+          `(${v1Result.putPass ? 'PASS' : 'FAIL'}); GET ${fmt(get)} MiB/s = ${fmt(100 * v1Result.getVsCeiling, 0)} % (${v1Result.getPass ? 'PASS' : 'FAIL'})`,
+      );
+    }
+
+    runCpu = cpuAll.stop();
+    for (const r of regs) {
+      r.sampler.stop();
+      peak[r.id] = { ...(peak[r.id] ?? {}), wholeRun: { sampledMaxMiB: r.sampler.maxKiB / 1024, vmHwmSinceLastResetMiB: r.hwmMiB(), finalRssMiB: r.rssMiB() } };
+    }
+    for (const r of regs) {
+      const st = await r.stop();
+      if (st && (st.forced || (r.id === 'ours' && st.code !== 0))) console.warn(`  warning: ${r.id} stop: ${JSON.stringify(st)}`);
+    }
+  } catch (err) {
+    for (const r of regs) {
+      const logs = r.logs();
+      if (logs) console.error(logs);
+    }
+    throw err;
+  } finally {
+    for (const r of regs) await r.stop().catch(() => undefined);
+    fs.rmSync(tmp, { recursive: true, force: true });
+    cleaned = true;
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+
+  const growth = rssGrowth(rssAfterPair);
+  const rss = {
+    limitMiB: RSS_LIMIT_MB,
+    push: peak.ours?.push ? { ours: peak.ours.push, theirs: peak.theirs.push } : null,
+    oursWholeRunPeakMiB: Math.max(peak.ours?.push?.vmHwmMiB ?? 0, peak.ours?.wholeRun?.vmHwmSinceLastResetMiB ?? 0, peak.ours?.wholeRun?.sampledMaxMiB ?? 0),
+    theirsWholeRunPeakMiB: Math.max(peak.theirs?.push?.vmHwmMiB ?? 0, peak.theirs?.wholeRun?.vmHwmSinceLastResetMiB ?? 0, peak.theirs?.wholeRun?.sampledMaxMiB ?? 0),
+    afterEachPair: rssAfterPair,
+    growth,
+  };
+  if (rss.push) {
+    const oursPeak = Math.max(rss.push.ours.vmHwmMiB ?? 0, rss.push.ours.sampledMaxMiB ?? 0);
+    rss.pushPeakOursMiB = oursPeak;
+    rss.pushPeakTheirsMiB = Math.max(rss.push.theirs.vmHwmMiB ?? 0, rss.push.theirs.sampledMaxMiB ?? 0);
+    rss.pushPass = oursPeak < RSS_LIMIT_MB;
+  }
+  const result = {
+    benchmark: 'side-by-side',
+    date: started.toISOString(),
+    durationSeconds: secondsSince(t0),
+    note: process.env.BENCH_NOTE || null,
+    machine,
+    versions,
+    load: { loadavgStart: load0, loadavgEnd: loadavg(), cpu: runCpu },
+    params: {
+      pairs: PAIRS,
+      blobMiB: BLOB_MB,
+      v1LayerMiB: V1_MB,
+      diskTestMiB: DISK_MB,
+      skopeoBigLayerMiB: SKOPEO_MB,
+      parallelBlobs: PAR_BLOBS,
+      parallelBlobMiB: PAR_MB,
+      wrkConnections: CONNECTIONS,
+      wrkThreads: THREADS,
+      wrkSeconds: SECONDS,
+      tags: TAGS,
+      only: ONLY.length ? ONLY : GROUPS,
+      serverNodeArgs: process.env.BENCH_SERVER_NODE_ARGS || null,
+      order: 'per measurement: pair 1 ours, pair 1 theirs, pair 2 ours, ...',
+    },
+    units: { throughput: 'MiB/s (2^20 bytes per second)', memory: 'MiB (2^20 bytes)', cpu: 'core-seconds (user+sys)' },
+    rows,
+    v1: v1Result,
+    rss,
+  };
+  if (RESULTS) {
+    fs.mkdirSync(path.dirname(RESULTS), { recursive: true });
+    fs.writeFileSync(RESULTS, JSON.stringify(result, null, 2) + '\n');
+  }
+
+  const md = markdown(result);
+  console.log('\n' + summaryText(result));
+  if (MD_PATH) {
+    fs.writeFileSync(MD_PATH, md);
+    console.log(`\nreport written to ${path.relative(process.cwd(), MD_PATH) || MD_PATH}`);
+  }
+  if (RESULTS) console.log(`results written to ${path.relative(process.cwd(), RESULTS) || RESULTS}`);
+}
+
+/** Largest sampled RSS over the phases whose name starts with `prefix`. */
+function maxPhase(sampler, prefix) {
+  let max = null;
+  for (const [phase, kib] of Object.entries(sampler.phaseMaxKiB)) {
+    if (phase.startsWith(prefix) && (max === null || kib / 1024 > max)) max = kib / 1024;
+  }
+  return max;
+}
+
+function summarize(row) {
+  for (const id of ['ours', 'theirs']) {
+    const vs = row.runs[id].map((r) => r.value);
+    row[id] = {
+      median: median(vs),
+      min: Math.min(...vs),
+      max: Math.max(...vs),
+      serverCpuSecondsMedian: median(row.runs[id].map((r) => r.serverCpuSeconds)),
+    };
+  }
+  row.ratio = row.ours.median / row.theirs.median;
+  row.speedup = row.better === 'higher' ? row.ratio : 1 / row.ratio;
+  row.pass = row.speedup >= TARGET_SPEEDUP;
+}
+
+/** Per measurement: ours' RSS after its first and its last pair; growth beyond the tolerance is flagged. */
+function rssGrowth(samples) {
+  const byRow = new Map();
+  for (const s of samples) {
+    if (!byRow.has(s.row)) byRow.set(s.row, []);
+    byRow.get(s.row).push(s);
+  }
+  const perRow = [];
+  for (const [row, ss] of byRow) {
+    const first = ss[0].ours;
+    const last = ss[ss.length - 1].ours;
+    const max = Math.max(...ss.map((s) => s.ours));
+    const allowed = Math.max(GROWTH_TOLERANCE.MiB, GROWTH_TOLERANCE.fraction * first);
+    perRow.push({ row, pairs: ss.length, firstMiB: first, lastMiB: last, maxMiB: max, growthMiB: last - first, grew: ss.length > 1 && last - first > allowed });
+  }
+  const all = samples.map((s) => s.ours);
+  return {
+    tolerance: `last - first <= max(${GROWTH_TOLERANCE.MiB} MiB, ${GROWTH_TOLERANCE.fraction * 100} % of first), per measurement`,
+    perRow,
+    firstMiB: all[0] ?? null,
+    lastMiB: all[all.length - 1] ?? null,
+    maxMiB: all.length ? Math.max(...all) : null,
+    pass: perRow.every((r) => !r.grew),
+  };
+}
+
+function machineInfo(tmp, fsType) {
+  const cpuinfo = fs.readFileSync('/proc/cpuinfo', 'utf8');
+  const model = /^model name\s*:\s*(.+)$/m.exec(cpuinfo)?.[1]?.trim() ?? os.cpus()[0]?.model ?? 'unknown';
+  const memKiB = Number(/^MemTotal:\s+(\d+)/m.exec(fs.readFileSync('/proc/meminfo', 'utf8'))?.[1] ?? 0);
+  const nproc = Number(tryVersion('nproc', [])) || os.cpus().length;
+  return { cpus: nproc, cpuModel: model, memGiB: Number((memKiB / 1024 / 1024).toFixed(1)), tmpDir: path.dirname(tmp), tmpFs: fsType };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reports.
+
+function table(rows, header, leftAll = false) {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
+  const line = (cells) =>
+    cells.map((c, i) => (i === 0 || leftAll ? String(c).padEnd(widths[i]) : String(c).padStart(widths[i]))).join('  ').trimEnd();
+  return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
+}
+
+function mdTable(header, rows, align) {
+  const a = align ?? header.map((_, i) => (i === 0 ? 'l' : 'r'));
+  return [
+    `| ${header.join(' | ')} |`,
+    `| ${a.map((x) => (x === 'r' ? '---:' : '---')).join(' | ')} |`,
+    ...rows.map((r) => `| ${r.join(' | ')} |`),
+  ].join('\n');
+}
+
+const digits = (row) => (row.unit === 's' ? 2 : row.unit === 'req/s' ? 0 : 1);
+
+function targetLines(result) {
+  const out = [];
+  for (const row of result.rows) {
+    out.push([
+      row.title,
+      `ours ≥ ${TARGET_SPEEDUP}× as fast`,
+      `${fmt(row.speedup, 2)}×`,
+      row.pass ? 'PASS' : 'FAIL',
+    ]);
+  }
+  if (result.v1) {
+    const v = result.v1;
+    out.push([`7. v1 layer PUT ${v.layerMiB} MiB`, `≥ ${TARGET_CEILING * 100} % of min(sha256, disk)`, `${fmt(100 * v.putVsCeiling, 0)} %`, v.putPass ? 'PASS' : 'FAIL']);
+    out.push([`7. v1 layer GET ${v.layerMiB} MiB`, `≥ ${TARGET_CEILING * 100} % of min(sha256, disk)`, `${fmt(100 * v.getVsCeiling, 0)} %`, v.getPass ? 'PASS' : 'FAIL']);
+  }
+  if (result.rss.push) {
+    out.push([`8. ours peak RSS during the ${result.params.blobMiB} MiB pushes`, `< ${result.rss.limitMiB} MiB`, `${fmt(result.rss.pushPeakOursMiB)} MiB`, result.rss.pushPass ? 'PASS' : 'FAIL']);
+  }
+  out.push(['8. ours RSS, no growth over the run', result.rss.growth.tolerance, `${fmt(result.rss.growth.firstMiB)} → ${fmt(result.rss.growth.lastMiB)} MiB (max ${fmt(result.rss.growth.maxMiB)})`, result.rss.growth.pass ? 'PASS' : 'FAIL']);
+  return out;
+}
+
+function summaryText(result) {
+  const rows = result.rows.map((r) => [
+    r.title,
+    `${fmt(r.ours.median, digits(r))} ${r.unit}`,
+    `${fmt(r.theirs.median, digits(r))} ${r.unit}`,
+    fmt(r.ratio, 2),
+    `${fmt(r.speedup, 2)}x`,
+    r.pass ? 'PASS' : 'FAIL',
+  ]);
+  const parts = [
+    `side-by-side, ${result.params.pairs} pair(s), medians (ours = tsregistry ${result.versions.ours}, theirs = ${result.versions.dockerRegistry})`,
+    table(rows, ['measurement', 'ours', 'theirs', 'ours/theirs', 'ours as fast', `>=${TARGET_SPEEDUP}x`]),
+    '',
+    table(targetLines(result), ['target', 'wanted', 'measured', 'verdict']),
+  ];
+  if (result.rss.push) {
+    parts.push(`peak RSS during row 1: ours ${fmt(result.rss.pushPeakOursMiB)} MiB, theirs ${fmt(result.rss.pushPeakTheirsMiB)} MiB`);
+  }
+  const c = result.load.cpu;
+  if (c) parts.push(`other processes used ${fmt(c.others, 0)} core-s (${fmt(c.othersCores, 2)} cores on average) during the ${fmt(c.wallSeconds, 0)} s run; loadavg ${result.load.loadavgStart.join(' ')} -> ${result.load.loadavgEnd.join(' ')}`);
+  return parts.join('\n');
+}
+
+function markdown(result) {
+  const p = result.params;
+  const m = result.machine;
+  const v = result.versions;
+  const c = result.load.cpu;
+  const L = [];
+  L.push('# Benchmarks: tsregistry vs the Go reference registry (distribution 2.8.2)');
+  L.push('');
+  L.push(`Generated by \`bench/side-by-side.js\` (\`npm run bench\`, or \`npm run build && node bench/side-by-side.js\`); raw numbers in \`bench/results/side-by-side.json\`. This file is overwritten by every run.`);
+  L.push('');
+  if (result.note) {
+    L.push(`> **Note:** ${result.note}`);
+    L.push('');
+  }
+  if (c) {
+    L.push(
+      `Other processes on the machine used **${fmt(c.othersCores, 2)} of ${m.cpus} cores** on average during this run ` +
+        `(${fmt(c.others, 0)} core-seconds over ${fmt(c.wallSeconds, 0)} s, from /proc/stat minus the benchmark, its tools and both registries; ` +
+        `includes kernel writeback threads). Load average ${result.load.loadavgStart.join(' / ')} at the start, ${result.load.loadavgEnd.join(' / ')} at the end.`,
+    );
+    L.push('');
+  }
+  L.push('## Run');
+  L.push('');
+  L.push(
+    mdTable(
+      ['', ''],
+      [
+        ['date', result.date],
+        ['duration', `${fmt(result.durationSeconds / 60, 1)} min`],
+        ['machine', `${m.cpus} cores, ${m.cpuModel}, ${m.memGiB} GiB RAM, temp dir ${m.tmpDir} (${m.tmpFs}), ${v.kernel}`],
+        ['ours', `tsregistry ${v.ours} (git ${v.oursGit ?? '?'}), \`node dist/server.js\`, node ${v.node}, local storage (fsync on, the default), SQLite index, log level warn${p.serverNodeArgs ? `, node flags \`${p.serverNodeArgs}\`` : ''}`],
+        ['theirs', `${v.dockerRegistry} (Debian package docker-registry), filesystem storage, delete enabled, blobdescriptor cache inmemory, log level warn, access log off`],
+        [
+          'clients',
+          `Node http (rows 1, 2, 4, 7); ${v.skopeo ?? 'skopeo'} (row 3); ${v.wrk?.split(' [')[0] ?? 'wrk'} for GET in rows 5a and 6 (${p.wrkThreads} threads, ${p.wrkConnections} connections, ${p.wrkSeconds} s per run); ` +
+            `for HEAD (5b) a raw-socket loop in the benchmark (${p.wrkConnections} connections, ${p.wrkSeconds} s), because wrk 4.1 and autocannon wait for a body after a HEAD answer and stall; ${v.openssl ?? 'openssl'} (row 7). ` +
+            'wrk rather than autocannon: on 2 cores the load generator shares the CPU with the server under test, and wrk (C, epoll) spends far less CPU per request than a Node generator.',
+        ],
+        ['method', `${p.pairs} pair(s) per measurement, ours then theirs in each pair (A B A B ...); median, min and max over the pairs. Both registries on 127.0.0.1, storage in the same temp dir. Server CPU is user+sys of the server process (all threads) during the timed part.`],
+      ],
+      ['l', 'l'],
+    ),
+  );
+  L.push('');
+  L.push('## Summary (medians)');
+  L.push('');
+  L.push(
+    mdTable(
+      ['measurement', 'ours', 'theirs', 'ours / theirs', 'ours is ×as fast', `target ≥ ${TARGET_SPEEDUP}×`],
+      result.rows.map((r) => [
+        r.title,
+        `${fmt(r.ours.median, digits(r))} ${r.unit}`,
+        `${fmt(r.theirs.median, digits(r))} ${r.unit}`,
+        fmt(r.ratio, 2),
+        `${fmt(r.speedup, 2)}×`,
+        r.pass ? 'PASS' : '**FAIL**',
+      ]),
+    ),
+  );
+  L.push('');
+  L.push('"ours / theirs" is the ratio of the medians as measured (for seconds, below 1 means ours is faster); "×as fast" turns it into a speed ratio.');
+  L.push('');
+  L.push('## Targets (issue 7)');
+  L.push('');
+  L.push(mdTable(['target', 'wanted', 'measured', 'verdict'], targetLines(result).map((r) => [r[0], r[1], r[2], r[3] === 'PASS' ? 'PASS' : '**FAIL**']), ['l', 'l', 'r', 'l']));
+  L.push('');
+  L.push('## Per measurement');
+  for (const r of result.rows) {
+    const d = digits(r);
+    L.push('');
+    L.push(`### ${r.title}`);
+    L.push('');
+    const extra = r.unit === 'req/s' ? ['p50 ms (median)', 'p99 ms (median)', 'client CPU s (median)'] : [];
+    const row = (id) => {
+      const s = r[id];
+      const runs = r.runs[id];
+      const cells = [id, `${fmt(s.median, d)}`, `${fmt(s.min, d)}`, `${fmt(s.max, d)}`, runs.map((x) => fmt(x.value, d)).join(', '), fmt(s.serverCpuSecondsMedian, 2)];
+      if (extra.length) cells.push(fmt(median(runs.map((x) => x.p50ms)), 2), fmt(median(runs.map((x) => x.p99ms)), 2), fmt(median(runs.map((x) => x.clientCpuSeconds)), 2));
+      return cells;
+    };
+    L.push(mdTable(['', `median ${r.unit}`, 'min', 'max', 'runs in order', 'server CPU s (median)', ...extra], [row('ours'), row('theirs')]));
+    L.push('');
+    L.push(`ours / theirs ${fmt(r.ratio, 2)}, ours ${fmt(r.speedup, 2)}× as fast: **${r.pass ? 'PASS' : 'FAIL'}** (target ≥ ${TARGET_SPEEDUP}×). Other processes: ${fmt(r.cpu.othersCores, 2)} cores on average during this measurement.`);
+  }
+  if (result.v1) {
+    const x = result.v1;
+    L.push('');
+    L.push(`### 7. v1 layer PUT and GET, ${x.layerMiB} MiB (ours only) vs the machine's limits`);
+    L.push('');
+    L.push(
+      mdTable(
+        ['', 'median MiB/s', 'min', 'max', '% of min(sha256, disk)', 'target'],
+        [
+          ['v1 layer PUT', fmt(x.median.putMiBps), fmt(x.min.putMiBps), fmt(x.max.putMiBps), `${fmt(100 * x.putVsCeiling, 0)} %`, `≥ ${TARGET_CEILING * 100} %: ${x.putPass ? 'PASS' : '**FAIL**'}`],
+          ['v1 layer GET', fmt(x.median.getMiBps), fmt(x.min.getMiBps), fmt(x.max.getMiBps), `${fmt(100 * x.getVsCeiling, 0)} %`, `≥ ${TARGET_CEILING * 100} %: ${x.getPass ? 'PASS' : '**FAIL**'}`],
+          ['sha256 speed', fmt(x.median.sha256MiBps, 0), fmt(Math.min(...x.runs.map((r) => r.sha256MiBps)), 0), fmt(Math.max(...x.runs.map((r) => r.sha256MiBps)), 0), '', x.runs[0]?.sha256Source ?? ''],
+          ['disk write speed', fmt(x.median.diskMiBps, 0), fmt(Math.min(...x.runs.map((r) => r.diskMiBps)), 0), fmt(Math.max(...x.runs.map((r) => r.diskMiBps)), 0), '', `${x.diskTestMiB} MiB in 1 MiB writes + fsync, temp dir`],
+        ],
+      ),
+    );
+    L.push('');
+    L.push(
+      `Per pair (limits measured right before each v1 run): ` +
+        x.runs.map((r) => `sha256 ${fmt(r.sha256MiBps, 0)} / disk ${fmt(r.diskMiBps, 0)} / PUT ${fmt(r.pushMiBps)} (server CPU ${fmt(r.pushServerCpuSeconds, 2)} s) / GET ${fmt(r.pullMiBps)}`).join('; ') +
+        `. Note: a v1 layer PUT hashes every byte twice on the server (blob digest and v1 payload checksum).`,
+    );
+  }
+  L.push('');
+  L.push('## Memory');
+  L.push('');
+  const rss = result.rss;
+  const rrows = [];
+  if (rss.push) {
+    rrows.push(['peak RSS during row 1 (VmHWM, reset before row 1)', `${fmt(rss.push.ours.vmHwmMiB)} MiB`, `${fmt(rss.push.theirs.vmHwmMiB)} MiB`]);
+    rrows.push(['max sampled VmRSS during row 1 (every 50 ms)', `${fmt(rss.push.ours.sampledMaxMiB)} MiB`, `${fmt(rss.push.theirs.sampledMaxMiB)} MiB`]);
+  }
+  rrows.push(['peak RSS over the whole run', `${fmt(rss.oursWholeRunPeakMiB)} MiB`, `${fmt(rss.theirsWholeRunPeakMiB)} MiB`]);
+  L.push(mdTable(['', 'ours', 'theirs'], rrows));
+  L.push('');
+  L.push(`Ours' RSS after each pair (MiB), per measurement (growth check: ${rss.growth.tolerance}; **${rss.growth.pass ? 'PASS' : 'FAIL'}**):`);
+  L.push('');
+  const byRow = new Map();
+  for (const s of rss.afterEachPair) {
+    if (!byRow.has(s.row)) byRow.set(s.row, []);
+    byRow.get(s.row).push(s);
+  }
+  L.push(
+    mdTable(
+      ['measurement', 'ours after each pair', 'theirs after each pair', 'ours growth first → last'],
+      [...byRow.entries()].map(([row, ss]) => {
+        const g = rss.growth.perRow.find((x) => x.row === row);
+        return [row, ss.map((s) => fmt(s.ours, 0)).join(', '), ss.map((s) => fmt(s.theirs, 0)).join(', '), `${fmt(g.growthMiB, 1)} MiB${g.grew ? ' (**grew**)' : ''}`];
+      }),
+    ),
+  );
+  L.push('');
+  L.push('## How to run');
+  L.push('');
+  L.push('```sh');
+  L.push('apt-get install -y --no-install-recommends docker-registry wrk   # skopeo and openssl too, if missing');
+  L.push('npm run build && node bench/side-by-side.js                       # full run, 10-20 min on 2 cores');
+  L.push('BENCH_PAIRS=1 BENCH_BLOB_MB=64 BENCH_SKOPEO_MB=32 BENCH_PAR_MB=1 BENCH_SECONDS=2 BENCH_DISK_MB=64 BENCH_MD=- node bench/side-by-side.js  # quick check');
+  L.push('BENCH_ONLY=pull BENCH_PAIRS=2 BENCH_MD=- BENCH_JSON=- BENCH_SERVER_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" node bench/side-by-side.js  # profile ours');
+  L.push('node bench/cpuprofile-top.js /tmp/prof/*.cpuprofile                # top self-time functions, GC share');
+  L.push('```');
+  L.push('');
+  L.push('All knobs are listed at the top of `bench/side-by-side.js`.');
+  L.push('');
+  return L.join('\n');
+}
+
+main().then(
+  () => process.exit(0),
+  (err) => {
+    console.error(`side-by-side: FAILED: ${err && err.stack ? err.stack : err}`);
+    process.exit(1);
+  },
+);
