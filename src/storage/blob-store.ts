@@ -71,12 +71,12 @@ export class BlobStore {
 
   /** Store a stream as one blob, in one pass. */
   async ingest(body: Readable, opts: IngestOptions = {}): Promise<BlobRecord> {
-    const upload = await this.createUpload(null);
+    let upload = await this.createUpload(null);
     try {
-      await this.append(upload, body, opts);
-      return await this.commit(upload.id, opts.expected);
+      upload = await this.append(upload, body, opts);
+      return await this.commit(upload, opts.expected);
     } finally {
-      await this.discard(upload.id);
+      await this.discard(upload);
     }
   }
 
@@ -113,15 +113,15 @@ export class BlobStore {
   async commitUpload(id: string, expected: Digest, last?: Readable, opts: IngestOptions = {}): Promise<BlobRecord> {
     return this.exclusive(id, async (upload) => {
       if (last) upload = await this.append(upload, last, opts);
-      const blob = await this.commit(upload.id, expected);
-      await this.discard(upload.id);
+      const blob = await this.commit(upload, expected);
+      await this.discard(upload);
       return blob;
     });
   }
 
   async cancelUpload(id: string): Promise<void> {
     await this.exclusive(id, async (upload) => {
-      await this.discard(upload.id);
+      await this.discard(upload);
       return upload;
     });
   }
@@ -131,7 +131,7 @@ export class BlobStore {
     let purged = 0;
     for (const upload of this.index.staleUploads(Date.now() - maxAgeMs)) {
       if (this.busy.has(upload.id)) continue;
-      await this.discard(upload.id);
+      await this.discard(upload);
       purged++;
     }
     return purged;
@@ -144,9 +144,10 @@ export class BlobStore {
     // The row goes first: if we crash after the driver created the staging area, the purge still finds it.
     this.index.createUpload(id, repo, {});
     const state = await this.driver.startUpload(id);
-    this.index.updateUpload(id, 0, state);
+    if (Object.keys(state).length > 0) this.index.updateUpload(id, 0, state); // each write is an fsync
     this.hashes.set(id, { hash: newHash(), size: 0 });
-    return this.index.getUpload(id)!;
+    const now = Date.now();
+    return { id, repo, size: 0, state, startedAt: now, updatedAt: now };
   }
 
   private async exclusive(id: string, fn: (u: UploadRecord) => Promise<UploadRecord | BlobRecord>): Promise<any> {
@@ -199,12 +200,14 @@ export class BlobStore {
     }
     const size = upload.size + meter.bytes;
     if (hash) this.hashes.set(upload.id, { hash, size });
-    this.index.updateUpload(upload.id, size, state);
+    // A one-shot ingest is never resumed: its progress stays in memory (the row only lets a purge
+    // find the staging area after a crash). Client uploads persist it, so they survive a restart.
+    if (upload.repo !== null) this.index.updateUpload(upload.id, size, state);
     return { ...upload, size, state };
   }
 
-  private async commit(id: string, expected: Digest | undefined): Promise<BlobRecord> {
-    const upload = this.index.getUpload(id)!;
+  private async commit(upload: UploadRecord, expected: Digest | undefined): Promise<BlobRecord> {
+    const id = upload.id;
     const live = await this.liveHash(upload);
     if (!live) return this.commitUnhashed(upload, expected);
     const digest = digestOf(live.hash.copy());
@@ -246,7 +249,7 @@ export class BlobStore {
       }
     } catch (err) {
       await this.driver.delete(location).catch(() => undefined);
-      await this.discard(upload.id).catch(() => undefined);
+      await this.discard(upload).catch(() => undefined);
       throw err;
     }
     const stored = this.index.transaction(() => {
@@ -257,13 +260,12 @@ export class BlobStore {
     return stored;
   }
 
-  /** Forget an upload and its staged bytes (idempotent). */
-  private async discard(id: string): Promise<void> {
-    this.hashes.delete(id);
-    const upload = this.index.getUpload(id);
-    if (!upload) return;
-    await this.driver.abortUpload(id, upload.state);
-    this.index.deleteUpload(id);
+  /** Forget an upload and its staged bytes (idempotent: a committed upload has no row left). */
+  private async discard(upload: UploadRecord): Promise<void> {
+    this.hashes.delete(upload.id);
+    if (!this.index.getUpload(upload.id)) return;
+    await this.driver.abortUpload(upload.id, upload.state);
+    this.index.deleteUpload(upload.id);
   }
 }
 
