@@ -14,7 +14,7 @@
 //   BENCH_BLOB_MB          blob size in MiB (default 1024)
 //   BENCH_RUNS             push+pull rounds, each with new blob bytes (default 2)
 //   BENCH_RSS_LIMIT_MB     peak RSS target in MiB, reported as PASS/FAIL (default 200; not an exit status)
-//   BENCH_S3_PART_MB       storage.s3.partSize in MiB (default: the registry's default, 16)
+//   BENCH_S3_PART_MB       storage.s3.partSize in MiB (default: the registry's default, 8)
 //   BENCH_S3_CONCURRENCY   storage.s3.concurrency (default: the registry's default, 4)
 //   BENCH_SERVER_NODE_ARGS extra node flags for the registry, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"
 //   TMPDIR                 where the temp dir (s3rver data, index) is created (os.tmpdir())
