@@ -6,7 +6,7 @@ import { recordRequests, type RequestLog } from '../helpers/request-log';
 import { startRegistry, tempDir, type TestRegistry } from '../helpers/server';
 import { requireTools } from '../helpers/tools';
 import { tarOf } from '../helpers/v1';
-import { blobOf, buildImage, pushImage, putManifest, sha256, type BuiltImage } from '../helpers/v2';
+import { buildImage, pushImage, putManifest, sha256, type BuiltImage } from '../helpers/v2';
 
 // Acceptance: a standalone containerd 1.6 (Debian package) driven by `ctr` pulls and pushes through the
 // v2 API over plain HTTP (real-clients.md section 5): OCI and Docker schema2 images, a multi-arch OCI
