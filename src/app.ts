@@ -10,6 +10,7 @@ import { MetadataIndex } from './index/metadata-index';
 import { V1Index } from './index/v1-index';
 import { V2Index } from './index/v2-index';
 import { loggerOptions } from './logger';
+import { healthRoutes } from './routes/health';
 import { pingRoutes, v1Routes } from './routes/v1';
 import { tokenRoutes } from './routes/token';
 import { v2Routes } from './routes/v2';
@@ -47,7 +48,9 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   const driver = await createDriver(config);
   const db = openDatabase(config.index.path);
   const index = new MetadataIndex(db);
-  const blobs = new BlobStore(driver, index);
+  const s3 = config.storage.s3;
+  const blobs = new BlobStore(driver, index, config.storage.driver === 's3' && s3.redirect ? s3.redirectExpiry : 0);
+  app.addHook('onClose', async () => driver.close?.());
   const access = new AccessControl(config, app.log);
   const ctx: RegistryContext = {
     config,
@@ -64,7 +67,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
 
   // One log line per request: id, method, route, status, bytes, duration. Nothing else of the request.
   app.addHook('onResponse', async (request, reply) => {
-    request.log.info(
+    request.log[request.routeOptions.config?.requestLogLevel ?? 'info'](
       {
         method: request.method,
         route: request.routeOptions.url ?? 'unmatched',
@@ -78,6 +81,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     );
   });
 
+  await app.register(healthRoutes); // /healthz, /readyz: no auth, logged at debug
   if (config.protocols.v1) {
     await app.register((instance) => pingRoutes(instance, version));
     await app.register(v1Routes, { prefix: '/v1' });

@@ -23,6 +23,7 @@ export const DEBIAN_PACKAGES: Readonly<Record<string, string>> = {
   busybox: 'busybox-static',
   openssl: 'openssl',
   curl: 'curl',
+  mmdebstrap: 'mmdebstrap',
 };
 
 /** The minimal part of a tap Test used here, so any test object fits. */
