@@ -65,6 +65,7 @@ const { Readable, Transform } = require('node:stream');
 const { pipeline } = require('node:stream/promises');
 const { spawn, spawnSync } = require('node:child_process');
 const v1 = require('./v1-layer.js');
+const { positiveInt, freePort, tail, sleep, mibps, now, secondsSince, fmt } = require('./lib');
 
 const ROOT = path.resolve(__dirname, '..');
 const SERVER = path.join(ROOT, 'dist', 'server.js');
@@ -99,19 +100,6 @@ const ACCEPT_MANIFEST = [
   'application/vnd.docker.distribution.manifest.list.v2+json',
 ].join(', ');
 
-function positiveInt(name, def) {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return def;
-  const n = Number(raw);
-  if (!Number.isSafeInteger(n) || n < 1) throw new Error(`${name} must be a positive integer, got ${JSON.stringify(raw)}`);
-  return n;
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const mibps = (bytes, seconds) => bytes / MiB / seconds;
-const now = () => process.hrtime.bigint();
-const secondsSince = (t0) => Number(now() - t0) / 1e9;
-const fmt = (n, d = 1) => (n === null || n === undefined || Number.isNaN(n) ? '-' : n.toFixed(d));
 const sha256hex = (buf) => crypto.createHash('sha256').update(buf).digest('hex');
 
 function median(xs) {
@@ -154,28 +142,6 @@ function makeBlob(seed, bytes) {
 
 // ---------------------------------------------------------------------------------------------
 // Processes, ports, /proc.
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.unref();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-/** Keep only the last `max` bytes of a stream (server logs, shown on failure). */
-function tail(stream, max = 64 * 1024) {
-  const t = { text: '' };
-  stream.setEncoding('utf8');
-  stream.on('data', (s) => {
-    t.text = (t.text + s).slice(-max);
-  });
-  return t;
-}
 
 const readStatusKiB = v1.readStatusKiB;
 const cpuSeconds = v1.cpuSeconds;

@@ -25,6 +25,7 @@ const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
 const { spawn, spawnSync } = require('node:child_process');
+const { positiveInt, freePort, tail, sleep, mibps, now, secondsSince, fmt } = require('./lib');
 
 const ROOT = path.resolve(__dirname, '..');
 const SERVER = path.join(ROOT, 'dist', 'server.js');
@@ -39,19 +40,6 @@ const DISK_TEST_MB = 512;
 const SHA_FALLBACK_MB = 256;
 const SAMPLE_MS = 50;
 
-function positiveInt(name, def) {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return def;
-  const n = Number(raw);
-  if (!Number.isSafeInteger(n) || n < 1) throw new Error(`${name} must be a positive integer, got ${JSON.stringify(raw)}`);
-  return n;
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const mibps = (bytes, seconds) => bytes / MiB / seconds;
-const now = () => process.hrtime.bigint();
-const secondsSince = (t0) => Number(now() - t0) / 1e9;
-const fmt = (n, d = 1) => (n === null || n === undefined || Number.isNaN(n) ? '-' : n.toFixed(d));
 
 function median(xs) {
   const s = [...xs].sort((a, b) => a - b);
@@ -126,28 +114,6 @@ function diskWriteSpeed(dir) {
 
 // ---------------------------------------------------------------------------------------------
 // Server process and its memory.
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.unref();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-/** Keep only the last `max` bytes of a stream (server logs, shown on failure). */
-function tail(stream, max = 64 * 1024) {
-  const t = { text: '' };
-  stream.setEncoding('utf8');
-  stream.on('data', (s) => {
-    t.text = (t.text + s).slice(-max);
-  });
-  return t;
-}
 
 function readStatusKiB(pid, field) {
   try {
