@@ -177,6 +177,8 @@ t.test('token service (Docker token authentication)', async (t) => {
   const old = { authorization: `Bearer ${expired}` };
   r = await http(reg.url, 'GET', '/v2/team-a/app/tags/list', undefined, old);
   t.equal(r.status, 401, 'expired token refused');
+  t.equal((await http(reg.url, 'GET', '/v2/', undefined, old)).status, 401, '/v2/ tells the client its token expired');
+  t.equal((await http(reg.url, 'GET', '/v2/', undefined, alice)).status, 200, '/v2/ with a valid token');
   t.equal((await http(reg.url, 'POST', '/v2/team-a/app/blobs/uploads/', undefined, old)).status, 401, 'no new upload with it');
   r = await http(reg.url, 'POST', '/v2/team-a/app/blobs/uploads/', undefined, alice);
   const up = r.headers.get('location')!;

@@ -73,7 +73,8 @@ export async function v2Routes(app: FastifyInstance): Promise<void> {
     const identity = await app.identify(request, reply);
     const need = requiredAccess(res, method);
     const challenge = () => challengeFor(request, need && 'name' in res ? { name: res.name, action: need } : undefined);
-    if (res.kind === 'base' && access.enabled && identity.user === null && !identity.bearer) {
+    // /v2/ is where clients check their credentials: anonymous or expired means 401 and a challenge.
+    if (res.kind === 'base' && access.enabled && ((identity.user === null && !identity.bearer) || identity.bearer?.expired)) {
       throw new RegistryError('UNAUTHORIZED', undefined, { headers: challenge() });
     }
     if (need && 'name' in res) {
