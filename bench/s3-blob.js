@@ -28,7 +28,7 @@ const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
 const { spawn, spawnSync } = require('node:child_process');
-const { freePort, tail, sleep, mibps, now, secondsSince, fmt } = require('./lib');
+const { freePort, tail, sleep, mibps, now, secondsSince, fmt, LayerGenerator, sha256Speed, readStatusKiB, cpuSeconds } = require('./lib');
 
 const ROOT = path.resolve(__dirname, '..');
 const SERVER = path.join(ROOT, 'dist', 'server.js');
@@ -42,7 +42,6 @@ const RUNS = positiveInt('BENCH_RUNS', 2);
 const RSS_LIMIT_MB = positiveInt('BENCH_RSS_LIMIT_MB', 200);
 const PART_MB = optionalPositiveInt('BENCH_S3_PART_MB');
 const CONCURRENCY = optionalPositiveInt('BENCH_S3_CONCURRENCY');
-const SHA_FALLBACK_MB = 256;
 const SAMPLE_MS = 50;
 const BUCKET = 'registry';
 const REPO = 'bench/s3';
@@ -60,7 +59,6 @@ function optionalPositiveInt(name) {
   return n;
 }
 
-
 function median(xs) {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
@@ -68,71 +66,9 @@ function median(xs) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Blob bytes: AES-128-CTR keystream (encrypting zeros), keyed per run: fast, incompressible, and
-// every chunk is a fresh buffer, so nothing queued in the socket is ever mutated.
-
-class BlobGenerator {
-  constructor(seed, totalBytes) {
-    const key = crypto.createHash('sha256').update(`s3-blob-bench:${seed}`).digest();
-    this.cipher = crypto.createCipheriv('aes-128-ctr', key.subarray(0, 16), key.subarray(16, 32));
-    this.zeros = Buffer.alloc(CHUNK);
-    this.remaining = totalBytes;
-  }
-  next() {
-    if (this.remaining <= 0) return null;
-    const n = Math.min(CHUNK, this.remaining);
-    this.remaining -= n;
-    return this.cipher.update(n === CHUNK ? this.zeros : this.zeros.subarray(0, n));
-  }
-}
-
-function sha256Speed() {
-  const openssl = spawnSync('openssl', ['speed', '-evp', 'sha256', '-bytes', '16384', '-seconds', '1'], {
-    encoding: 'utf8',
-    timeout: 60_000,
-  });
-  if (!openssl.error && openssl.status === 0) {
-    const line = openssl.stdout.split('\n').find((l) => /^\s*sha256\s+[\d.]+k\s*$/i.test(l));
-    if (line) {
-      const kBps = Number(line.trim().split(/\s+/)[1].replace(/k$/i, ''));
-      return { MiBps: (kBps * 1000) / MiB, source: 'openssl speed -evp sha256 -bytes 16384 -seconds 1' };
-    }
-  }
-  const buf = crypto.randomBytes(MiB);
-  const h = crypto.createHash('sha256');
-  const t0 = now();
-  for (let i = 0; i < SHA_FALLBACK_MB; i++) h.update(buf);
-  h.digest();
-  return { MiBps: mibps(SHA_FALLBACK_MB * MiB, secondsSince(t0)), source: `node crypto sha256 over ${SHA_FALLBACK_MB} MiB` };
-}
 
 // ---------------------------------------------------------------------------------------------
 // Processes and their memory.
-
-function readStatusKiB(pid, field) {
-  try {
-    const m = fs.readFileSync(`/proc/${pid}/status`, 'utf8').match(new RegExp(`^${field}:\\s+(\\d+)\\s+kB`, 'm'));
-    return m ? Number(m[1]) : null;
-  } catch {
-    return null;
-  }
-}
-
-const CLK_TCK = (() => {
-  const r = spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' });
-  const n = Number(r.stdout);
-  return !r.error && Number.isInteger(n) && n > 0 ? n : 100;
-})();
-
-function cpuSeconds(pid) {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
-  } catch {
-    return NaN;
-  }
-}
 
 /** Samples VmRSS of several processes every ~50 ms; max overall and per labelled phase. */
 class RssSampler {
@@ -392,7 +328,7 @@ async function round(base, sampler, registryPid, runIndex, blobBytes) {
   if (!location) throw new Error('POST uploads: no Location');
 
   const sent = crypto.createHash('sha256');
-  const patched = await patchBlob(base, location, new BlobGenerator(`${runIndex}:${Date.now()}`, blobBytes), sent);
+  const patched = await patchBlob(base, location, new LayerGenerator(`${runIndex}:${Date.now()}`, blobBytes), sent);
   const patchSeconds = secondsSince(t0);
   if (patched.bytes !== blobBytes) throw new Error(`PATCH: sent ${patched.bytes} bytes, meant ${blobBytes}`);
   if (patched.range !== `0-${blobBytes - 1}`) throw new Error(`PATCH: Range ${patched.range}, expected 0-${blobBytes - 1}`);

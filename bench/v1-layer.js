@@ -25,7 +25,7 @@ const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
 const { spawn, spawnSync } = require('node:child_process');
-const { positiveInt, freePort, tail, sleep, mibps, now, secondsSince, fmt } = require('./lib');
+const { positiveInt, freePort, tail, sleep, mibps, now, secondsSince, fmt, LayerGenerator, sha256Speed, readStatusKiB, cpuSeconds } = require('./lib');
 
 const ROOT = path.resolve(__dirname, '..');
 const SERVER = path.join(ROOT, 'dist', 'server.js');
@@ -37,9 +37,7 @@ const LAYER_MB = positiveInt('BENCH_LAYER_MB', 1024);
 const RUNS = positiveInt('BENCH_RUNS', 3);
 const RSS_LIMIT_MB = positiveInt('BENCH_RSS_LIMIT_MB', 150);
 const DISK_TEST_MB = 512;
-const SHA_FALLBACK_MB = 256;
 const SAMPLE_MS = 50;
-
 
 function median(xs) {
   const s = [...xs].sort((a, b) => a - b);
@@ -48,49 +46,7 @@ function median(xs) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Layer bytes: AES-128-CTR keystream (encrypting zeros), keyed per run. Deterministic, fast
-// (AES-NI: several GB/s), incompressible by anything, and every chunk is a fresh buffer, so
-// nothing queued in the socket is ever mutated.
-
-class LayerGenerator {
-  constructor(seed, totalBytes) {
-    const key = crypto.createHash('sha256').update(`v1-layer-bench:${seed}`).digest();
-    this.cipher = crypto.createCipheriv('aes-128-ctr', key.subarray(0, 16), key.subarray(16, 32));
-    this.zeros = Buffer.alloc(CHUNK);
-    this.remaining = totalBytes;
-  }
-  /** Next chunk (at most 1 MiB), or null at the end. */
-  next() {
-    if (this.remaining <= 0) return null;
-    const n = Math.min(CHUNK, this.remaining);
-    this.remaining -= n;
-    return this.cipher.update(n === CHUNK ? this.zeros : this.zeros.subarray(0, n));
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
 // Machine context.
-
-function sha256Speed() {
-  const openssl = spawnSync('openssl', ['speed', '-evp', 'sha256', '-bytes', '16384', '-seconds', '1'], {
-    encoding: 'utf8',
-    timeout: 60_000,
-  });
-  if (!openssl.error && openssl.status === 0) {
-    // "sha256   1732034.56k" : 1000s of bytes per second for the 16384-byte column.
-    const line = openssl.stdout.split('\n').find((l) => /^\s*sha256\s+[\d.]+k\s*$/i.test(l));
-    if (line) {
-      const kBps = Number(line.trim().split(/\s+/)[1].replace(/k$/i, ''));
-      return { MiBps: (kBps * 1000) / MiB, source: 'openssl speed -evp sha256 -bytes 16384 -seconds 1' };
-    }
-  }
-  const buf = crypto.randomBytes(MiB);
-  const h = crypto.createHash('sha256');
-  const t0 = now();
-  for (let i = 0; i < SHA_FALLBACK_MB; i++) h.update(buf);
-  h.digest();
-  return { MiBps: mibps(SHA_FALLBACK_MB * MiB, secondsSince(t0)), source: `node crypto sha256 over ${SHA_FALLBACK_MB} MiB` };
-}
 
 function diskWriteSpeed(dir) {
   const file = path.join(dir, 'disk-write-test.bin');
@@ -115,31 +71,7 @@ function diskWriteSpeed(dir) {
 // ---------------------------------------------------------------------------------------------
 // Server process and its memory.
 
-function readStatusKiB(pid, field) {
-  try {
-    const m = fs.readFileSync(`/proc/${pid}/status`, 'utf8').match(new RegExp(`^${field}:\\s+(\\d+)\\s+kB`, 'm'));
-    return m ? Number(m[1]) : null;
-  } catch {
-    return null; // process gone
-  }
-}
-
-const CLK_TCK = (() => {
-  const r = spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' });
-  const n = Number(r.stdout);
-  return !r.error && Number.isInteger(n) && n > 0 ? n : 100;
-})();
-
 /** CPU seconds (user + system, all threads) the process has used so far, from /proc/<pid>/stat. */
-function cpuSeconds(pid) {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // fields[0] is field 3 (state)
-    return (Number(fields[11]) + Number(fields[12])) / CLK_TCK; // utime, stime: fields 14 and 15
-  } catch {
-    return NaN;
-  }
-}
 
 /** CPU seconds of this (client) process. */
 function selfCpuSeconds() {
