@@ -3,6 +3,7 @@
 
 const crypto = require('node:crypto');
 const fs = require('node:fs');
+const http = require('node:http');
 const net = require('node:net');
 const { spawnSync } = require('node:child_process');
 
@@ -116,7 +117,125 @@ function cpuSeconds(pid) {
   }
 }
 
+// ---- HTTP client: one keep-alive connection, like a single client pushing or pulling ----
+
+const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+
+/** A small request; the whole response body is buffered. */
+function request(base, method, urlPath, { headers = {}, body, timeoutMs = 600_000 } = {}) {
+  return new Promise((resolve, reject) => {
+    const req = http.request(new URL(urlPath, base), { method, headers, agent, timeout: timeoutMs }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`${method} ${urlPath}: no answer within ${timeoutMs} ms`)));
+    req.on('error', reject);
+    req.setHeader('content-length', body === undefined ? 0 : Buffer.byteLength(body));
+    req.end(body);
+  });
+}
+
+function expectStatus(what, res, status) {
+  if (res.status !== status) {
+    throw new Error(`${what}: expected ${status}, got ${res.status} ${res.body.toString('utf8').slice(0, 500)}`);
+  }
+}
+
+/**
+ * Stream `gen`'s chunks as one request body (chunked transfer encoding, honouring backpressure),
+ * hashing each chunk into `hash` as it goes. Resolves with the bytes sent and the response headers
+ * once the answer (which must be `expect`) has been read whole.
+ */
+function streamBody(base, method, urlPath, gen, hash, expect) {
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    let bytes = 0;
+    let drainWaiter = null;
+    const fail = (err) => {
+      if (settled) return;
+      settled = true;
+      if (drainWaiter) drainWaiter(err);
+      req.destroy();
+      reject(err);
+    };
+    const req = http.request(new URL(urlPath, base), {
+      method,
+      agent,
+      headers: { 'content-type': 'application/octet-stream', 'transfer-encoding': 'chunked' },
+    });
+    req.on('error', fail);
+    req.on('close', () => {
+      if (drainWaiter) drainWaiter(new Error(`${method}: connection closed while sending the body`));
+    });
+    req.on('response', (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('error', fail);
+      res.on('end', () => {
+        const body = Buffer.concat(chunks).toString('utf8');
+        if (res.statusCode !== expect) return fail(new Error(`${method}: expected ${expect}, got ${res.statusCode} ${body.slice(0, 500)}`));
+        if (settled) return;
+        settled = true;
+        resolve({ bytes, headers: res.headers });
+      });
+    });
+    const waitDrain = () =>
+      new Promise((res, rej) => {
+        drainWaiter = (err) => {
+          drainWaiter = null;
+          req.off('drain', onDrain);
+          rej(err);
+        };
+        const onDrain = () => {
+          drainWaiter = null;
+          res();
+        };
+        req.once('drain', onDrain);
+      });
+    (async () => {
+      for (let chunk; (chunk = gen.next()); ) {
+        if (settled) return;
+        hash.update(chunk);
+        bytes += chunk.length;
+        if (!req.write(chunk)) await waitDrain();
+      }
+      if (!settled) req.end();
+    })().catch(fail);
+  });
+}
+
+/** GET a large body (200 expected), hashing what arrives into `hash` without keeping it. */
+function hashedGet(base, urlPath, hash) {
+  return new Promise((resolve, reject) => {
+    const req = http.request(new URL(urlPath, base), { method: 'GET', agent }, (res) => {
+      if (res.statusCode !== 200) {
+        const chunks = [];
+        res.on('data', (c) => chunks.push(c));
+        res.on('end', () => reject(new Error(`GET ${urlPath}: expected 200, got ${res.statusCode} ${Buffer.concat(chunks).toString('utf8').slice(0, 500)}`)));
+        return;
+      }
+      let bytes = 0;
+      res.on('data', (c) => {
+        bytes += c.length;
+        hash.update(c);
+      });
+      res.on('error', reject);
+      res.on('aborted', () => reject(new Error(`GET ${urlPath}: response aborted`)));
+      res.on('end', () => resolve({ bytes, contentLength: Number(res.headers['content-length']) }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
 module.exports = {
+  agent,
+  request,
+  expectStatus,
+  streamBody,
+  hashedGet,
   LayerGenerator,
   sha256Speed,
   readStatusKiB,

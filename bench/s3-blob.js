@@ -28,7 +28,7 @@ const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
 const { spawn, spawnSync } = require('node:child_process');
-const { freePort, tail, sleep, mibps, now, secondsSince, fmt, LayerGenerator, sha256Speed, readStatusKiB, cpuSeconds } = require('./lib');
+const { freePort, tail, sleep, mibps, now, secondsSince, fmt, LayerGenerator, sha256Speed, readStatusKiB, cpuSeconds, agent, request, expectStatus, streamBody, hashedGet } = require('./lib');
 
 const ROOT = path.resolve(__dirname, '..');
 const SERVER = path.join(ROOT, 'dist', 'server.js');
@@ -209,111 +209,17 @@ async function startRegistry(server, tmp, endpoint) {
 // ---------------------------------------------------------------------------------------------
 // HTTP client.
 
-const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
 
-function request(base, method, urlPath, { headers = {}, body, timeoutMs = 600_000 } = {}) {
-  return new Promise((resolve, reject) => {
-    const req = http.request(new URL(urlPath, base), { method, headers, agent, timeout: timeoutMs }, (res) => {
-      const chunks = [];
-      res.on('data', (c) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) }));
-      res.on('error', reject);
-    });
-    req.on('timeout', () => req.destroy(new Error(`${method} ${urlPath}: no answer within ${timeoutMs} ms`)));
-    req.on('error', reject);
-    req.setHeader('content-length', body === undefined ? 0 : Buffer.byteLength(body));
-    req.end(body);
-  });
-}
 
-function expectStatus(what, res, status) {
-  if (res.status !== status) {
-    throw new Error(`${what}: expected ${status}, got ${res.status} ${res.body.toString('utf8').slice(0, 500)}`);
-  }
-}
 
-/** One streamed PATCH (chunked transfer encoding, no Content-Range: like docker and skopeo), hashing as it goes. */
-function patchBlob(base, location, gen, hash) {
-  return new Promise((resolve, reject) => {
-    let settled = false;
-    let bytes = 0;
-    let drainWaiter = null;
-    const fail = (err) => {
-      if (settled) return;
-      settled = true;
-      if (drainWaiter) drainWaiter(err);
-      req.destroy();
-      reject(err);
-    };
-    const req = http.request(new URL(location, base), {
-      method: 'PATCH',
-      agent,
-      headers: { 'content-type': 'application/octet-stream', 'transfer-encoding': 'chunked' },
-    });
-    req.on('error', fail);
-    req.on('close', () => {
-      if (drainWaiter) drainWaiter(new Error('connection closed while sending the blob'));
-    });
-    req.on('response', (res) => {
-      const chunks = [];
-      res.on('data', (c) => chunks.push(c));
-      res.on('error', fail);
-      res.on('end', () => {
-        const body = Buffer.concat(chunks).toString('utf8');
-        if (res.statusCode !== 202) return fail(new Error(`PATCH: expected 202, got ${res.statusCode} ${body.slice(0, 500)}`));
-        if (settled) return;
-        settled = true;
-        resolve({ bytes, location: res.headers.location, range: res.headers.range });
-      });
-    });
-    const waitDrain = () =>
-      new Promise((res, rej) => {
-        drainWaiter = (err) => {
-          drainWaiter = null;
-          req.off('drain', onDrain);
-          rej(err);
-        };
-        const onDrain = () => {
-          drainWaiter = null;
-          res();
-        };
-        req.once('drain', onDrain);
-      });
-    (async () => {
-      for (let chunk; (chunk = gen.next()); ) {
-        if (settled) return;
-        hash.update(chunk);
-        bytes += chunk.length;
-        if (!req.write(chunk)) await waitDrain();
-      }
-      if (!settled) req.end();
-    })().catch(fail);
-  });
-}
 
-/** GET the blob, hashing what arrives. */
-function getBlob(base, urlPath, hash) {
-  return new Promise((resolve, reject) => {
-    const req = http.request(new URL(urlPath, base), { method: 'GET', agent }, (res) => {
-      if (res.statusCode !== 200) {
-        const chunks = [];
-        res.on('data', (c) => chunks.push(c));
-        res.on('end', () => reject(new Error(`GET blob: expected 200, got ${res.statusCode} ${Buffer.concat(chunks).toString('utf8').slice(0, 500)}`)));
-        return;
-      }
-      let bytes = 0;
-      res.on('data', (c) => {
-        bytes += c.length;
-        hash.update(c);
-      });
-      res.on('error', reject);
-      res.on('aborted', () => reject(new Error('GET blob: response aborted')));
-      res.on('end', () => resolve({ bytes, contentLength: Number(res.headers['content-length']) }));
-    });
-    req.on('error', reject);
-    req.end();
-  });
+
+/** One streamed PATCH (chunked, no Content-Range: like docker and skopeo), hashing as it goes. */
+async function patchBlob(base, location, gen, hash) {
+  const { bytes, headers } = await streamBody(base, 'PATCH', location, gen, hash, 202);
+  return { bytes, location: headers.location, range: headers.range };
 }
+const getBlob = hashedGet;
 
 // ---------------------------------------------------------------------------------------------
 // One push + pull round.

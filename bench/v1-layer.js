@@ -25,7 +25,7 @@ const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
 const { spawn, spawnSync } = require('node:child_process');
-const { positiveInt, freePort, tail, sleep, mibps, now, secondsSince, fmt, LayerGenerator, sha256Speed, readStatusKiB, cpuSeconds } = require('./lib');
+const { positiveInt, freePort, tail, sleep, mibps, now, secondsSince, fmt, LayerGenerator, sha256Speed, readStatusKiB, cpuSeconds, agent, request, expectStatus, streamBody, hashedGet } = require('./lib');
 
 const ROOT = path.resolve(__dirname, '..');
 const SERVER = path.join(ROOT, 'dist', 'server.js');
@@ -198,115 +198,15 @@ class Server {
 // ---------------------------------------------------------------------------------------------
 // HTTP client.
 
-const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
 
-/** A small request; the whole response body is buffered. */
-function request(base, method, urlPath, { headers = {}, body, timeoutMs = 60_000 } = {}) {
-  return new Promise((resolve, reject) => {
-    const req = http.request(new URL(urlPath, base), { method, headers, agent, timeout: timeoutMs }, (res) => {
-      const chunks = [];
-      res.on('data', (c) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) }));
-      res.on('error', reject);
-    });
-    req.on('timeout', () => req.destroy(new Error(`${method} ${urlPath}: no answer within ${timeoutMs} ms`)));
-    req.on('error', reject);
-    if (body !== undefined) req.setHeader('content-length', Buffer.byteLength(body));
-    req.end(body);
-  });
-}
 
-function expectStatus(what, res, status) {
-  if (res.status !== status) {
-    throw new Error(`${what}: expected ${status}, got ${res.status} ${res.body.toString('utf8').slice(0, 500)}`);
-  }
-}
 
-/**
- * Stream the layer with chunked transfer encoding, honouring backpressure, hashing each chunk
- * into `payloadHash` as it goes. Resolves when the server's response has been read whole.
- */
-function putLayer(base, id, gen, payloadHash) {
-  return new Promise((resolve, reject) => {
-    let settled = false;
-    let bytes = 0;
-    let drainWaiter = null;
-    const fail = (err) => {
-      if (settled) return;
-      settled = true;
-      if (drainWaiter) drainWaiter(err);
-      req.destroy();
-      reject(err);
-    };
-    const req = http.request(new URL(`/v1/images/${id}/layer`, base), {
-      method: 'PUT',
-      agent,
-      headers: { 'content-type': 'application/octet-stream', 'transfer-encoding': 'chunked' },
-    });
-    req.on('error', fail);
-    req.on('close', () => {
-      if (drainWaiter) drainWaiter(new Error('connection closed while sending the layer'));
-    });
-    req.on('response', (res) => {
-      const chunks = [];
-      res.on('data', (c) => chunks.push(c));
-      res.on('error', fail);
-      res.on('end', () => {
-        const body = Buffer.concat(chunks).toString('utf8');
-        if (res.statusCode !== 200) return fail(new Error(`PUT layer: expected 200, got ${res.statusCode} ${body.slice(0, 500)}`));
-        if (settled) return;
-        settled = true;
-        resolve({ bytes });
-      });
-    });
-    const waitDrain = () =>
-      new Promise((res, rej) => {
-        drainWaiter = (err) => {
-          drainWaiter = null;
-          req.off('drain', onDrain);
-          rej(err);
-        };
-        const onDrain = () => {
-          drainWaiter = null;
-          res();
-        };
-        req.once('drain', onDrain);
-      });
-    (async () => {
-      for (let chunk; (chunk = gen.next()); ) {
-        if (settled) return;
-        payloadHash.update(chunk);
-        bytes += chunk.length;
-        if (!req.write(chunk)) await waitDrain();
-      }
-      if (!settled) req.end();
-    })().catch(fail);
-  });
-}
 
+
+/** Stream the layer (chunked, as Docker 1.x does), hashing it into `payloadHash` on the way. */
+const putLayer = (base, id, gen, payloadHash) => streamBody(base, 'PUT', `/v1/images/${id}/layer`, gen, payloadHash, 200);
 /** GET the layer, hashing what arrives into `hash`. */
-function getLayer(base, id, hash) {
-  return new Promise((resolve, reject) => {
-    const req = http.request(new URL(`/v1/images/${id}/layer`, base), { method: 'GET', agent }, (res) => {
-      if (res.statusCode !== 200) {
-        const chunks = [];
-        res.on('data', (c) => chunks.push(c));
-        res.on('end', () => reject(new Error(`GET layer: expected 200, got ${res.statusCode} ${Buffer.concat(chunks).toString('utf8').slice(0, 500)}`)));
-        return;
-      }
-      let bytes = 0;
-      res.on('data', (c) => {
-        bytes += c.length;
-        hash.update(c);
-      });
-      res.on('error', reject);
-      res.on('aborted', () => reject(new Error('GET layer: response aborted')));
-      res.on('end', () => resolve({ bytes, contentLength: Number(res.headers['content-length']) }));
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
+const getLayer = (base, id, hash) => hashedGet(base, `/v1/images/${id}/layer`, hash);
 
 // ---------------------------------------------------------------------------------------------
 // One push + pull round.

@@ -2,7 +2,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { findTool } from './tools';
-import { alive, exited, mountsUnder, shortTempRoot, waitExit } from './daemon';
+import { alive, exited, mountsUnder, shortTempRoot, waitExit, runProcess } from './daemon';
 
 // A private standalone containerd (Debian package containerd, 1.6) for one test, started as
 // real-clients.md section 5 does: its own config.toml, root, state and a short unix socket, all under one
@@ -53,25 +53,7 @@ function processesUsing(dir: string, except: number | undefined): number[] {
   return pids;
 }
 
-function run(file: string, args: string[], timeoutMs: number): Promise<CtrResult> {
-  return new Promise((resolve, reject) => {
-    const proc = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    proc.stdout.on('data', (c: Buffer) => out.push(c));
-    proc.stderr.on('data', (c: Buffer) => err.push(c));
-    const timer = setTimeout(() => proc.kill('SIGKILL'), timeoutMs);
-    proc.on('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    proc.on('close', (code) => {
-      clearTimeout(timer);
-      const bytes = Buffer.concat(out);
-      resolve({ code, stdout: bytes.toString('utf8'), stderr: Buffer.concat(err).toString('utf8'), stdoutBytes: bytes });
-    });
-  });
-}
+const run = (file: string, args: string[], timeoutMs: number): Promise<CtrResult> => runProcess(file, args, { timeoutMs });
 
 /**
  * Start a private containerd for this test and wait until `ctr --address <sock> version` answers.

@@ -1,8 +1,8 @@
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { findTool } from './tools';
-import { mountsUnder, shortTempRoot } from './daemon';
+import { mountsUnder, shortTempRoot, runProcess } from './daemon';
 
 // skopeo, podman and buildah (containers/image clients) run hermetically for one test
 // (real-clients.md sections 2 and 3):
@@ -92,27 +92,9 @@ function defaultStorageDriver(dir: string): string {
   return 'overlay';
 }
 
-export function runCommand(bin: string, args: string[], env: NodeJS.ProcessEnv, opts: RunOptions = {}): Promise<ToolResult> {
-  const started = Date.now();
-  return new Promise((resolve, reject) => {
-    const proc = spawn(bin, args, { env, stdio: ['pipe', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    proc.stdout.on('data', (c: Buffer) => out.push(c));
-    proc.stderr.on('data', (c: Buffer) => err.push(c));
-    const timer = setTimeout(() => proc.kill('SIGKILL'), opts.timeoutMs ?? 60_000);
-    proc.on('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    proc.on('close', (code) => {
-      clearTimeout(timer);
-      const buf = Buffer.concat(out);
-      resolve({ code, out: buf, stdout: buf.toString('utf8'), stderr: Buffer.concat(err).toString('utf8'), ms: Date.now() - started });
-    });
-    proc.stdin.on('error', () => {});
-    proc.stdin.end(opts.input);
-  });
+export async function runCommand(bin: string, args: string[], env: NodeJS.ProcessEnv, opts: RunOptions = {}): Promise<ToolResult> {
+  const r = await runProcess(bin, args, { env, input: opts.input, timeoutMs: opts.timeoutMs ?? 60_000 });
+  return { code: r.code, out: r.stdoutBytes, stdout: r.stdout, stderr: r.stderr, ms: r.ms };
 }
 
 /** A private environment for skopeo/podman/buildah, removed at teardown. */

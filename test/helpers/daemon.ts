@@ -1,4 +1,4 @@
-import type { ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 
@@ -55,4 +55,44 @@ export function mountsUnder(dir: string): string[] {
 export function shortTempRoot(): string {
   const candidate = tmpdir();
   return candidate.length <= 40 ? candidate : '/tmp';
+}
+
+export interface ProcessResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  /** stdout as bytes (for binary output such as `ctr content get`). */
+  stdoutBytes: Buffer;
+  ms: number;
+}
+
+/**
+ * Run a program to completion, collecting its output; killed after `timeoutMs`. Never throws for a
+ * non-zero exit (only when the program cannot be started).
+ */
+export function runProcess(
+  file: string,
+  args: string[],
+  opts: { env?: NodeJS.ProcessEnv; input?: string | Buffer; timeoutMs?: number } = {},
+): Promise<ProcessResult> {
+  const started = Date.now();
+  return new Promise((resolve, reject) => {
+    const proc = spawn(file, args, { env: opts.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    proc.stdout.on('data', (c: Buffer) => out.push(c));
+    proc.stderr.on('data', (c: Buffer) => err.push(c));
+    const timer = setTimeout(() => proc.kill('SIGKILL'), opts.timeoutMs ?? 120_000);
+    proc.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    proc.on('close', (code) => {
+      clearTimeout(timer);
+      const bytes = Buffer.concat(out);
+      resolve({ code, stdout: bytes.toString('utf8'), stderr: Buffer.concat(err).toString('utf8'), stdoutBytes: bytes, ms: Date.now() - started });
+    });
+    proc.stdin.on('error', () => {}); // the program may exit before reading its input
+    proc.stdin.end(opts.input);
+  });
 }

@@ -3,7 +3,7 @@ import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, 
 import { request } from 'node:http';
 import path from 'node:path';
 import { findTool } from './tools';
-import { alive, exited, mountsUnder, shortTempRoot, signal, waitExit } from './daemon';
+import { alive, exited, mountsUnder, shortTempRoot, signal, waitExit, runProcess } from './daemon';
 
 // A private Debian dockerd (docker.io 20.10) for one test, started as real-clients.md section 4 does:
 // vfs storage, no iptables/bridge/forwarding changes, everything under one fresh temp dir.
@@ -176,31 +176,15 @@ export async function startDockerd(t: { teardown(fn: () => void | Promise<void>)
   }
 
   const cli = dockerCli();
-  const docker = (args: string[], opts: DockerOptions = {}): Promise<DockerResult> =>
-    new Promise((resolve, reject) => {
-      const env: NodeJS.ProcessEnv = { ...process.env, DOCKER_CONFIG: clientConfig, ...opts.env };
-      // Nothing from the caller's environment may point the CLI at another daemon or context.
-      delete env.DOCKER_HOST;
-      delete env.DOCKER_CONTEXT;
-      delete env.DOCKER_TLS_VERIFY;
-      delete env.DOCKER_CERT_PATH;
-      const proc = spawn(cli, ['-H', host, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] });
-      const out: Buffer[] = [];
-      const err: Buffer[] = [];
-      proc.stdout.on('data', (c: Buffer) => out.push(c));
-      proc.stderr.on('data', (c: Buffer) => err.push(c));
-      const timer = setTimeout(() => proc.kill('SIGKILL'), opts.timeoutMs ?? 120_000);
-      proc.on('error', (e) => {
-        clearTimeout(timer);
-        reject(e);
-      });
-      proc.on('close', (code) => {
-        clearTimeout(timer);
-        resolve({ code, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') });
-      });
-      proc.stdin.on('error', () => {}); // the CLI may exit before reading stdin
-      proc.stdin.end(opts.input);
-    });
+  const docker = (args: string[], opts: DockerOptions = {}): Promise<DockerResult> => {
+    const env: NodeJS.ProcessEnv = { ...process.env, DOCKER_CONFIG: clientConfig, ...opts.env };
+    // Nothing from the caller's environment may point the CLI at another daemon or context.
+    delete env.DOCKER_HOST;
+    delete env.DOCKER_CONTEXT;
+    delete env.DOCKER_TLS_VERIFY;
+    delete env.DOCKER_CERT_PATH;
+    return runProcess(cli, ['-H', host, ...args], { env, input: opts.input, timeoutMs: opts.timeoutMs ?? 120_000 });
+  };
 
   return { docker, host, dir, log, stop };
 }
