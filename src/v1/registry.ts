@@ -4,7 +4,6 @@ import type { MetadataIndex } from '../index/metadata-index';
 import type { V1Image, V1ImageListEntry, V1Index } from '../index/v1-index';
 import type { BlobStore } from '../storage/blob-store';
 import { digestOf, newHash } from '../storage/digest';
-import type { ByteRange } from '../storage/driver';
 import { isTag } from '../names';
 import { assertImageId } from './names';
 
@@ -114,12 +113,6 @@ export class V1Registry {
     if (!sums.includes(image.checksum) || !this.index.completeV1Image(id, image.checksum)) {
       throw new RegistryError('BAD_REQUEST', 'Checksum mismatch');
     }
-  }
-
-  /** The layer of a complete image; range already validated against layerSize by the caller. */
-  async openLayer(image: V1Image, range?: ByteRange): Promise<Readable> {
-    if (!image.layerDigest) throw new RegistryError('NOT_FOUND', NOT_FOUND);
-    return this.blobs.open(image.layerDigest, range);
   }
 
   /** Repositories whose index image list names this image: v1 image URLs carry no repository. */

@@ -5,7 +5,6 @@ import type { ManifestRecord, V2Index } from '../index/v2-index';
 import { isTag } from '../names';
 import type { BlobStore } from '../storage/blob-store';
 import { digestBytes, parseDigest, type Digest } from '../storage/digest';
-import type { ByteRange } from '../storage/driver';
 import { MEDIA, parseManifest } from './manifest';
 
 // The OCI Distribution rules over the shared blob store and index. Routes only translate HTTP.
@@ -32,10 +31,6 @@ export class V2Registry {
     const blob = this.index.isBlobLinked(repo, digest) ? this.blobs.stat(digest) : undefined;
     if (!blob) throw new RegistryError('BLOB_UNKNOWN', undefined, { detail: { digest } });
     return blob;
-  }
-
-  openBlob(blob: BlobRecord, range?: ByteRange): Promise<Readable> {
-    return this.blobs.open(blob.digest, range);
   }
 
   /** Remove a blob from a repository; its bytes stay while anything else uses them. */

@@ -172,4 +172,14 @@ t.test('storage.s3.redirect: blob GETs redirect to a presigned URL the client ca
   t.ok(Buffer.from(await followed.arrayBuffer()).equals(layer.data), 'fetch follows it to the exact bytes');
   const head = await fetch(`${reg.url}/v2/redir/r/blobs/${layer.digest}`, { method: 'HEAD', redirect: 'manual' });
   t.same([head.status, head.headers.get('content-length')], [200, String(layer.data.length)], 'HEAD is answered here');
+
+  // v1 layers too (302, as DR's storage_redirect did), and a v1 client that follows it gets the bytes.
+  const { imageChain, pushV1 } = await import('../helpers/v1');
+  const [v1img] = imageChain(1);
+  await pushV1(reg.url, 'redir/v1', 'latest', [v1img!]);
+  const v1 = await fetch(`${reg.url}/v1/images/${v1img!.id}/layer`, { redirect: 'manual' });
+  t.equal(v1.status, 302);
+  t.ok(v1.headers.get('location')!.startsWith(s3.endpoint));
+  const v1Followed = await fetch(`${reg.url}/v1/images/${v1img!.id}/layer`);
+  t.ok(Buffer.from(await v1Followed.arrayBuffer()).equals(v1img!.layer), 'v1 layer bytes through the redirect');
 });

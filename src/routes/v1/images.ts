@@ -1,17 +1,17 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { RegistryError } from '../../errors';
 import { readSmallBody } from '../../http/body';
-import { contentRange, parseRange } from '../../http/range';
+import { sendBlob } from '../../http/send-blob';
 import type { V1Image } from '../../index/v1-index';
 import { assertImageId } from '../../v1/names';
 import { v1Authorizer } from './auth';
-import { cacheForever, noCache, sendJson } from './http';
+import { cacheForever, sendJson } from './http';
 
 type ImageRequest = FastifyRequest<{ Params: { id: string } }>;
 
 /** /v1/images/<id>/{json,layer,checksum,ancestry} */
 export async function imageRoutes(app: FastifyInstance): Promise<void> {
-  const { v1, config } = app.registry;
+  const { v1, config, blobs } = app.registry;
   const auth = v1Authorizer(app);
 
   /** Guard shared by every cacheable GET: If-Modified-Since on a complete image is always "not modified". */
@@ -72,25 +72,10 @@ export async function imageRoutes(app: FastifyInstance): Promise<void> {
   });
 
   async function sendLayer(request: FastifyRequest, reply: FastifyReply, image: V1Image) {
-    const size = image.layerSize;
-    if (size === null) throw new RegistryError('NOT_FOUND', 'Image not found');
-    const blob = request.method === 'GET' && image.layerDigest ? app.registry.blobs.stat(image.layerDigest) : undefined;
-    const redirect = blob && (await app.registry.blobs.redirectUrl(blob));
-    if (redirect) return noCache(reply).code(302).headers({ location: redirect, 'content-length': '0' }).send();
-    cacheForever(reply).headers({ 'content-type': 'application/octet-stream', 'accept-ranges': 'bytes' });
-    const range = parseRange(request.headers.range, size);
-    if (range.kind === 'unsatisfiable') {
-      // Docker's resumable reader treats 416 + Content-Length 0 at the end of the layer as EOF.
-      noCache(reply).headers({ 'content-range': `bytes */${size}`, 'content-length': '0' });
-      return reply.code(416).send();
-    }
-    if (range.kind === 'partial') {
-      reply.code(206).header('content-range', contentRange(range.range, size));
-      reply.header('content-length', String(range.range.end - range.range.start + 1));
-    } else {
-      reply.header('content-length', String(size));
-    }
-    if (request.method === 'HEAD' || size === 0) return reply.send();
-    return reply.send(await v1.openLayer(image, range.kind === 'partial' ? range.range : undefined));
+    const blob = image.layerDigest ? blobs.stat(image.layerDigest) : undefined;
+    if (!blob) throw new RegistryError('NOT_FOUND', 'Image not found');
+    cacheForever(reply).header('content-type', 'application/octet-stream');
+    return sendBlob(request, reply, blobs, blob, 302);
   }
+
 }

@@ -1,7 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { RegistryContext } from '../../context';
 import { RegistryError } from '../../errors';
-import { contentRange, parseRange } from '../../http/range';
+import { sendBlob } from '../../http/send-blob';
 import type { UploadRecord } from '../../index/metadata-index';
 import { parseDigest, type Digest } from '../../storage/digest';
 import { hasBody, location, queryParam } from './http';
@@ -60,21 +60,9 @@ export function blobHandlers(ctx: RegistryContext) {
         'content-type': 'application/octet-stream',
         'docker-content-digest': blob.digest,
         etag: `"${blob.digest}"`,
-        'accept-ranges': 'bytes',
         'cache-control': 'max-age=31536000',
       });
-      // Object storage may serve the bytes itself (storage.s3.redirect): the client follows the 307.
-      const redirect = request.method === 'GET' ? await ctx.blobs.redirectUrl(blob) : undefined;
-      if (redirect) return reply.code(307).headers({ location: redirect, 'content-length': '0' }).send();
-      const range = parseRange(request.headers.range, blob.size);
-      if (range.kind === 'unsatisfiable') {
-        return reply.code(416).headers({ 'content-range': `bytes */${blob.size}`, 'content-length': '0' }).send();
-      }
-      const part = range.kind === 'partial' ? range.range : undefined;
-      if (part) reply.code(206).header('content-range', contentRange(part, blob.size));
-      reply.header('content-length', String(part ? part.end - part.start + 1 : blob.size));
-      if (request.method === 'HEAD' || blob.size === 0) return reply.send();
-      return reply.send(await v2.openBlob(blob, part));
+      return sendBlob(request, reply, ctx.blobs, blob, 307);
     },
 
     async deleteBlob(_request: FastifyRequest, reply: FastifyReply, name: string, digestRaw: string) {

@@ -1,0 +1,36 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { BlobRecord } from '../index/metadata-index';
+import type { BlobStore } from '../storage/blob-store';
+import { contentRange, parseRange } from './range';
+
+/**
+ * Answer a GET or HEAD for a stored blob, for both protocols: a redirect when the storage serves
+ * the bytes itself (storage.s3.redirect), else the bytes, whole or the requested Range (206), or
+ * 416 with `Content-Range: bytes *\/size` (Docker's resumable reader takes that as EOF).
+ * The caller sets its protocol's own headers first (content type, digest, caching).
+ */
+export async function sendBlob(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  blobs: BlobStore,
+  blob: BlobRecord,
+  redirectStatus: 302 | 307,
+): Promise<FastifyReply> {
+  const redirect = request.method === 'GET' ? await blobs.redirectUrl(blob) : undefined;
+  if (redirect) {
+    return reply.code(redirectStatus).headers({ location: redirect, 'content-length': '0', 'cache-control': 'no-cache' }).send();
+  }
+  reply.header('accept-ranges', 'bytes');
+  const range = parseRange(request.headers.range, blob.size);
+  if (range.kind === 'unsatisfiable') {
+    return reply
+      .code(416)
+      .headers({ 'content-range': `bytes */${blob.size}`, 'content-length': '0', 'cache-control': 'no-cache' })
+      .send();
+  }
+  const part = range.kind === 'partial' ? range.range : undefined;
+  if (part) reply.code(206).header('content-range', contentRange(part, blob.size));
+  reply.header('content-length', String(part ? part.end - part.start + 1 : blob.size));
+  if (request.method === 'HEAD' || blob.size === 0) return reply.send();
+  return reply.send(await blobs.open(blob.digest, part));
+}
