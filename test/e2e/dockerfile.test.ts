@@ -1,10 +1,10 @@
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, statfsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t, { type Test } from 'tap';
 import { startDockerd, type Dockerd, type DockerResult } from '../helpers/dockerd';
+import { runProcess } from '../helpers/daemon';
 import { freePort, ROOT } from '../helpers/process';
 import { tempDir } from '../helpers/server';
 import { requireTools } from '../helpers/tools';
@@ -52,23 +52,9 @@ interface Run {
   ms: number;
 }
 
-function run(cmd: string, args: string[], timeoutMs: number): Promise<Run> {
-  const started = Date.now();
-  return new Promise((resolve, reject) => {
-    const proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    proc.stdout.on('data', (d) => (out += d));
-    proc.stderr.on('data', (d) => (out += d));
-    const timer = setTimeout(() => proc.kill('SIGKILL'), timeoutMs);
-    proc.on('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    proc.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, out, ms: Date.now() - started });
-    });
-  });
+async function run(cmd: string, args: string[], timeoutMs: number): Promise<Run> {
+  const r = await runProcess(cmd, args, { timeoutMs });
+  return { code: r.code, out: r.stdout + r.stderr, ms: r.ms };
 }
 
 const sh = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
