@@ -1,14 +1,16 @@
-import { constants, createWriteStream, promises as fs } from 'node:fs';
+import { constants, promises as fs } from 'node:fs';
 import path from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import { StorageNotFoundError, type ByteRange, type StorageDriver, type UploadState } from './driver';
+import { writeStreamAt } from './file-writer';
 
 /** Keys the registry may ask for; anything else is refused before it can become a path. */
 const SAFE_KEY = /^(?:blobs\/sha256\/[a-f0-9]{2}\/[a-f0-9]{64}|uploads\/[A-Za-z0-9_-]{1,64})$/;
 
 // Streams read files in 1 MiB chunks: fewer syscalls and event-loop turns than the 64 KiB default.
 const READ_CHUNK = 1024 * 1024;
+// While an upload streams in, start writing it back to disk every this many bytes (see writeStreamAt).
+const WRITEBACK_EVERY = 16 * 1024 * 1024;
 
 export interface LocalDriverOptions {
   root: string;
@@ -74,16 +76,17 @@ export class LocalDriver implements StorageDriver {
   }
 
   async appendUpload(id: string, state: UploadState, size: number, body: Readable): Promise<UploadState> {
-    const file = this.uploadFile(id);
-    // A failed earlier append may have left bytes past `size`: they were never counted, drop them.
-    await fs.truncate(file, size);
-    const out = createWriteStream(file, { flags: 'r+', start: size, highWaterMark: READ_CHUNK });
+    const handle = await fs.open(this.uploadFile(id), 'r+');
     try {
-      await pipeline(body, out);
-      if (this.opts.fsync) await fsyncFile(file);
+      // A failed earlier append may have left bytes past `size`: they were never counted, drop them.
+      await handle.truncate(size);
+      await writeStreamAt(handle, size, body, this.opts.fsync ? WRITEBACK_EVERY : 0);
+      if (this.opts.fsync) await handle.sync();
     } catch (err) {
-      await fs.truncate(file, size).catch(() => undefined);
+      await handle.truncate(size).catch(() => undefined);
       throw err;
+    } finally {
+      await handle.close();
     }
     return state;
   }
@@ -110,15 +113,6 @@ export class LocalDriver implements StorageDriver {
 
   async abortUpload(id: string): Promise<void> {
     await fs.rm(this.uploadFile(id), { force: true });
-  }
-}
-
-async function fsyncFile(file: string): Promise<void> {
-  const h = await fs.open(file, 'r+');
-  try {
-    await h.sync();
-  } finally {
-    await h.close();
   }
 }
 
