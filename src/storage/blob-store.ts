@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Hash } from 'node:crypto';
-import { Readable, Transform, type TransformCallback } from 'node:stream';
+import { Readable, Transform, type TransformCallback, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { RegistryError } from '../errors';
 import type { BlobRecord, MetadataIndex, UploadRecord } from '../index/metadata-index';
@@ -56,6 +56,14 @@ export class BlobStore {
     const blob = this.stat(digest);
     if (!blob) throw new RegistryError('BLOB_UNKNOWN', undefined, { detail: { digest } });
     return this.driver.read(blob.location, range);
+  }
+
+  /**
+   * The driver's allocation-free writer for a blob range, if it has one (local files); else undefined
+   * and the caller streams open(). StorageNotFoundError if the bytes are missing.
+   */
+  async openWriter(blob: BlobRecord, range: ByteRange): Promise<((out: Writable) => Promise<void>) | undefined> {
+    return this.driver.openWriter?.(blob.location, range);
   }
 
   /** Read a small blob whole (image JSON, manifests); recently read ones come from memory. */

@@ -1,4 +1,4 @@
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 
 // The storage driver: the only code that knows where bytes live. It knows nothing of digests,
 // repositories or protocols; the BlobStore above it holds every registry rule.
@@ -20,6 +20,12 @@ export interface StorageDriver {
   stat(key: string): Promise<{ size: number } | null>;
   /** Stream a committed object, whole or a byte range. Throws StorageNotFoundError. */
   read(key: string, range?: ByteRange): Promise<Readable>;
+  /**
+   * Optional fast path for serving bytes: open a committed object (StorageNotFoundError if missing)
+   * and return a function that writes bytes `range` of it to `out` without allocating per chunk (see
+   * file-reader.ts). The object stays open until that function settles, which it must be called for.
+   */
+  openWriter?(key: string, range: ByteRange): Promise<(out: Writable) => Promise<void>>;
   /** Remove a committed object; missing objects are not an error. */
   delete(key: string): Promise<void>;
 

@@ -1,7 +1,8 @@
 import { constants, promises as fs } from 'node:fs';
 import path from 'node:path';
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import { StorageNotFoundError, type ByteRange, type StorageDriver, type UploadState } from './driver';
+import { pipeFile } from './file-reader';
 import { writeStreamAt } from './file-writer';
 
 /** Keys the registry may ask for; anything else is refused before it can become a path. */
@@ -10,7 +11,7 @@ const SAFE_KEY = /^(?:blobs\/sha256\/[a-f0-9]{2}\/[a-f0-9]{64}|uploads\/[A-Za-z0
 // Streams read files in 1 MiB chunks: fewer syscalls and event-loop turns than the 64 KiB default.
 const READ_CHUNK = 1024 * 1024;
 // While an upload streams in, start writing it back to disk every this many bytes (see writeStreamAt).
-const WRITEBACK_EVERY = 16 * 1024 * 1024;
+const WRITEBACK_EVERY = 8 * 1024 * 1024;
 
 export interface LocalDriverOptions {
   root: string;
@@ -52,14 +53,22 @@ export class LocalDriver implements StorageDriver {
   }
 
   async read(key: string, range?: ByteRange): Promise<Readable> {
-    let handle: fs.FileHandle;
+    const handle = await this.openCommitted(key);
+    return handle.createReadStream({ start: range?.start, end: range?.end, highWaterMark: READ_CHUNK });
+  }
+
+  async openWriter(key: string, range: ByteRange): Promise<(out: Writable) => Promise<void>> {
+    const handle = await this.openCommitted(key);
+    return (out) => pipeFile(handle, range, out);
+  }
+
+  private async openCommitted(key: string): Promise<fs.FileHandle> {
     try {
-      handle = await fs.open(this.file(key), 'r');
+      return await fs.open(this.file(key), 'r');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new StorageNotFoundError(key);
       throw err;
     }
-    return handle.createReadStream({ start: range?.start, end: range?.end, highWaterMark: READ_CHUNK });
   }
 
   async delete(key: string): Promise<void> {
