@@ -49,7 +49,9 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   const db = openDatabase(config.index.path);
   const index = new MetadataIndex(db);
   const s3 = config.storage.s3;
-  const blobs = new BlobStore(driver, index, config.storage.driver === 's3' && s3.redirect ? s3.redirectExpiry : 0);
+  const blobs = new BlobStore(driver, index, config.storage.driver === 's3' && s3.redirect ? s3.redirectExpiry : 0, (err) =>
+    app.log.error({ err }, 'deleting a staged upload failed; the stale-upload purge will retry'),
+  );
   app.addHook('onClose', async () => driver.close?.());
   const access = new AccessControl(config, app.log);
   const ctx: RegistryContext = {
@@ -62,7 +64,10 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   };
   app.decorate('registry', ctx);
   await app.register(authPlugin, { access });
-  app.addHook('onClose', async () => index.close());
+  app.addHook('onClose', async () => {
+    await blobs.settle(); // staged copies still being deleted, before their rows can no longer be
+    index.close();
+  });
   closeConnectionsAsTheyIdle(app);
 
   // One log line per request: id, method, route, status, bytes, duration. Nothing else of the request.

@@ -33,12 +33,16 @@ export class BlobStore {
   private readonly small = new ByteCache(16 * 1024 * 1024);
   /** Uploads with a request in flight: a second concurrent writer is refused. */
   private readonly busy = new Set<string>();
+  /** Committed uploads whose staged copy is still being deleted (see discardSoon); refused like busy ones. */
+  private readonly leaving = new Map<string, Promise<void>>();
 
   constructor(
     readonly driver: StorageDriver,
     private readonly index: MetadataIndex,
     /** Seconds a redirect URL stays valid; 0: never redirect (serve the bytes ourselves). */
     private readonly redirectExpiry = 0,
+    /** Told about failures of work no request waits for (deleting a leftover staged copy). */
+    private readonly onBackgroundError: (err: unknown) => void = () => undefined,
   ) {}
 
   /** A URL the client may fetch the blob from directly (presigned S3 GET), if redirects are on. */
@@ -80,12 +84,16 @@ export class BlobStore {
   /** Store a stream as one blob, in one pass. */
   async ingest(body: Readable, opts: IngestOptions = {}): Promise<BlobRecord> {
     let upload = await this.createUpload(null);
+    let blob: BlobRecord;
     try {
       upload = await this.append(upload, body, opts);
-      return await this.commit(upload, opts.expected);
-    } finally {
+      blob = await this.commit(upload, opts.expected);
+    } catch (err) {
       await this.discard(upload);
+      throw err;
     }
+    this.discardSoon(upload);
+    return blob;
   }
 
   async putBytes(data: Uint8Array, expected?: Digest): Promise<BlobRecord> {
@@ -122,7 +130,7 @@ export class BlobStore {
     return this.exclusive(id, async (upload) => {
       if (last) upload = await this.append(upload, last, opts);
       const blob = await this.commit(upload, expected);
-      await this.discard(upload);
+      this.discardSoon(upload);
       return blob;
     });
   }
@@ -138,7 +146,7 @@ export class BlobStore {
   async purgeStaleUploads(maxAgeMs: number): Promise<number> {
     let purged = 0;
     for (const upload of this.index.staleUploads(Date.now() - maxAgeMs)) {
-      if (this.busy.has(upload.id)) continue;
+      if (this.busy.has(upload.id) || this.leaving.has(upload.id)) continue;
       await this.discard(upload);
       purged++;
     }
@@ -161,7 +169,7 @@ export class BlobStore {
   private async exclusive(id: string, fn: (u: UploadRecord) => Promise<UploadRecord | BlobRecord>): Promise<any> {
     const upload = this.index.getUpload(id);
     if (!upload || upload.repo === null) throw new RegistryError('BLOB_UPLOAD_UNKNOWN', undefined, { detail: { id } });
-    if (this.busy.has(id)) {
+    if (this.busy.has(id) || this.leaving.has(id)) {
       throw new RegistryError('RANGE_INVALID', 'another request is writing to this upload', {
         detail: { size: upload.size },
       });
@@ -266,6 +274,25 @@ export class BlobStore {
     });
     if (stored.location !== location) await this.driver.delete(location);
     return stored;
+  }
+
+  /**
+   * discard() without making the client wait: after a commit the staged copy is left over only when the
+   * content was already stored, and deleting it can take long (~60 ms for 200 MiB on ext3). Until it is
+   * gone the upload is refused to writers; if the process dies first, its row lets the purge finish.
+   */
+  private discardSoon(upload: UploadRecord): void {
+    this.hashes.delete(upload.id);
+    if (!this.index.getUpload(upload.id)) return; // committed by rename: nothing staged is left
+    const done = this.discard(upload)
+      .catch((err) => this.onBackgroundError(err))
+      .finally(() => this.leaving.delete(upload.id));
+    this.leaving.set(upload.id, done);
+  }
+
+  /** Wait for staged copies still being deleted in the background (tests, shutdown). */
+  async settle(): Promise<void> {
+    while (this.leaving.size > 0) await Promise.all(this.leaving.values());
   }
 
   /** Forget an upload and its staged bytes (idempotent: a committed upload has no row left). */

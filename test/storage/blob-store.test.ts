@@ -42,8 +42,27 @@ t.test('ingest verifies the digest and stores once', async (t) => {
   t.same(a, b, 'identical concurrent ingests end as one blob');
   t.ok((await bytesOf(await store.open(a.digest))).equals(data));
   t.ok((await bytesOf(await store.open(a.digest, { start: 5, end: 9 }))).equals(data.subarray(5, 10)));
+  await store.settle(); // the duplicate's staged copy is deleted after the ingest returned
   t.same(index.staleUploads(Date.now() + 1000), [], 'no upload rows left');
+  t.same(readdirSync(path.join(root, 'blobs/uploads')), [], 'no staged copies left');
   await t.rejects(store.open(digest(Buffer.from('nope'))), { code: 'BLOB_UNKNOWN' });
+});
+
+t.test('an upload of content already stored: answered at once, its staged copy deleted after', async (t) => {
+  const { store, root, index } = await setup(t);
+  const data = randomBytes(300_000);
+  await store.ingest(Readable.from([data]));
+  const upload = await store.startUpload('library/dup');
+  await store.appendUpload(upload.id, Readable.from([data]));
+  const blob = await store.commitUpload(upload.id, digest(data));
+  t.equal(blob.digest, digest(data));
+  // Until the staged copy is gone the upload takes no more writes (it is committed).
+  const late = store.appendUpload(upload.id, Readable.from([Buffer.from('x')]));
+  await t.rejects(late, { code: 'RANGE_INVALID' });
+  await store.settle();
+  t.same(readdirSync(path.join(root, 'blobs/uploads')), [], 'staged copy deleted');
+  t.equal(index.getUpload(upload.id), undefined, 'upload row gone');
+  await t.rejects(store.appendUpload(upload.id, Readable.from([Buffer.from('x')])), { code: 'BLOB_UPLOAD_UNKNOWN' });
 });
 
 t.test('size limit', async (t) => {
