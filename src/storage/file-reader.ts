@@ -18,8 +18,9 @@ const give = (buf: Buffer): void => {
 };
 
 /**
- * Write bytes `range` (inclusive) of an open file to `out`, then close the file. Resolves once `out` has taken every byte (it is not ended); rejects if the file is shorter than
- * the range, a read fails, or `out` fails or closes first.
+ * Write bytes `range` (inclusive) of an open file to `out`, then close the file. Resolves once `out`
+ * has taken every byte (it is not ended); rejects if the file is shorter than the range, a read fails,
+ * or `out` fails or closes first.
  */
 export async function pipeFile(handle: FileHandle, range: ByteRange, out: Writable): Promise<void> {
   const end = range.end;
