@@ -18,6 +18,8 @@
 //   7. ours only: v1 layer PUT and GET (bench/v1-layer.js's round) against the machine's limits,
 //      sha256 speed (openssl speed -evp sha256) and disk write speed (1 GiB + fsync in the temp dir),
 //      each measured once per pair, interleaved with the v1 runs;
+//   ceiling: after both registries have stopped, the clients of rows 2, 3a and 3b against a null registry
+//      that hashes and stores nothing (bench/client-ceiling.js): the best any server could do here;
 //   8. peak RSS (VmHWM, reset through /proc/<pid>/clear_refs before row 1) of both servers during 1,
 //      and ours over the whole run (VmRSS after every pair, to show it does not grow).
 // Also the server CPU seconds per run and how much CPU other processes took meanwhile
@@ -45,7 +47,7 @@
 //   BENCH_SECONDS          wrk duration per run, seconds (default 10)
 //   BENCH_TAGS             tags in the tags/list repository (default 100)
 //   BENCH_RSS_LIMIT_MB     peak RSS target during a blob push, MiB (default 150)
-//   BENCH_ONLY             comma list of groups to run: push,pull,skopeo,parallel,manifest,tags,v1 (default all)
+//   BENCH_ONLY             comma list of groups to run: push,pull,skopeo,parallel,manifest,tags,v1,ceiling (default all)
 //   BENCH_NOTE             free text put at the top of BENCHMARKS.md (e.g. "busy machine")
 //   BENCH_MD               where to write the Markdown report ("-": nowhere)
 //   BENCH_JSON             where to write the JSON results ("-": nowhere; default bench/results/side-by-side.json)
@@ -86,7 +88,7 @@ const THREADS = positiveInt('BENCH_THREADS', Math.max(1, os.cpus().length));
 const SECONDS = positiveInt('BENCH_SECONDS', 10);
 const TAGS = positiveInt('BENCH_TAGS', 100);
 const RSS_LIMIT_MB = positiveInt('BENCH_RSS_LIMIT_MB', 150);
-const GROUPS = ['push', 'pull', 'skopeo', 'parallel', 'manifest', 'tags', 'v1'];
+const GROUPS = ['push', 'pull', 'skopeo', 'parallel', 'manifest', 'tags', 'v1', 'ceiling'];
 const ONLY = (process.env.BENCH_ONLY ?? '').split(',').map((s) => s.trim()).filter(Boolean);
 const MD_PATH = process.env.BENCH_MD === '-' ? null : path.resolve(process.env.BENCH_MD || path.join(ROOT, 'BENCHMARKS.md'));
 const SAMPLE_MS = 50;
@@ -935,8 +937,10 @@ async function main() {
         for (const reg of regs) {
           reg.sampler.enter(`${def.id}:${pair}`);
           const c0 = cpuSeconds(reg.pid);
+          const client0 = selfTreeCpuSeconds();
           const r = await fn(reg, pair, setup);
           r.serverCpuSeconds = cpuSeconds(reg.pid) - c0;
+          r.clientCpuSeconds ??= selfTreeCpuSeconds() - client0; // this process + the clients it waited for
           r.maxRssMiB = reg.sampler.phaseMaxMiB(`${def.id}:${pair}`);
           reg.sampler.enter('between');
           row.runs[reg.id].push(r);
@@ -1165,6 +1169,14 @@ async function main() {
     process.off('SIGTERM', onSignal);
   }
 
+  let ceiling = null;
+  if (wants('ceiling')) {
+    console.log('\nClient ceiling: the same clients against a null registry (in memory, no hashing, no disk)');
+    // Required here, not at the top: client-ceiling.js requires this file for the image maker and pull client.
+    const { measureCeiling } = require('./client-ceiling');
+    ceiling = await measureCeiling({ runs: PAIRS, blobMiB: BLOB_MB, skopeoMiB: SKOPEO_MB, log: (line) => console.log(`  ${line}`) });
+  }
+
   const growth = rssGrowth(rssAfterPair);
   const rss = {
     limitMiB: RSS_LIMIT_MB,
@@ -1208,6 +1220,7 @@ async function main() {
     rows,
     v1: v1Result,
     rss,
+    ceiling,
   };
   if (RESULTS) {
     fs.mkdirSync(path.dirname(RESULTS), { recursive: true });
@@ -1420,12 +1433,14 @@ function markdown(result) {
     L.push('');
     L.push(`### ${r.title}`);
     L.push('');
-    const extra = r.unit === 'req/s' ? ['p50 ms (median)', 'p99 ms (median)', 'client CPU s (median)'] : [];
+    const rates = r.unit === 'req/s';
+    const extra = [...(rates ? ['p50 ms (median)', 'p99 ms (median)'] : []), 'client CPU s (median)'];
     const row = (id) => {
       const s = r[id];
       const runs = r.runs[id];
       const cells = [id, `${fmt(s.median, d)}`, `${fmt(s.min, d)}`, `${fmt(s.max, d)}`, runs.map((x) => fmt(x.value, d)).join(', '), fmt(s.serverCpuSecondsMedian, 2)];
-      if (extra.length) cells.push(fmt(median(runs.map((x) => x.p50ms)), 2), fmt(median(runs.map((x) => x.p99ms)), 2), fmt(median(runs.map((x) => x.clientCpuSeconds)), 2));
+      if (rates) cells.push(fmt(median(runs.map((x) => x.p50ms)), 2), fmt(median(runs.map((x) => x.p99ms)), 2));
+      cells.push(fmt(median(runs.map((x) => x.clientCpuSeconds)), 2));
       return cells;
     };
     L.push(mdTable(['', `median ${r.unit}`, 'min', 'max', 'runs in order', 'server CPU s (median)', ...extra], [row('ours'), row('theirs')]));
@@ -1456,6 +1471,27 @@ function markdown(result) {
     );
   }
   L.push('');
+  if (result.ceiling) {
+    L.push('## Client ceiling');
+    L.push('');
+    L.push(
+      'The clients of rows 2 and 3 against a *null registry* (a Node server in the benchmark process that keeps the blobs in memory, ' +
+        'drops uploads, hashes nothing and touches no disk; `bench/client-ceiling.js`), run after both registries stopped. ' +
+        'It does no storage work at all, so it shows how fast the client itself goes on this machine: where it is not 1.2× the Go registry, ' +
+        'the client, not the server, bounds the row ("null / theirs" is the ratio a registry doing nothing would score).',
+    );
+    L.push('');
+    const lines = [];
+    for (const [id, key] of [['pull', 'pull'], ['skopeo-push', 'skopeoPush'], ['skopeo-pull', 'skopeoPull']]) {
+      const row = result.rows.find((r) => r.id === id);
+      const c = result.ceiling[key];
+      if (!row || !c) continue;
+      const best = row.better === 'lower' ? row.theirs.median / c.median : c.median / row.theirs.median;
+      lines.push([row.title, `${fmt(c.median, digits(row))} ${row.unit}`, `${fmt(row.ours.median, digits(row))} ${row.unit}`, `${fmt(row.theirs.median, digits(row))} ${row.unit}`, `${fmt(best, 2)}×`]);
+    }
+    L.push(mdTable(['measurement', 'null registry (median)', 'ours', 'theirs', 'null / theirs'], lines));
+    L.push('');
+  }
   L.push('## Memory');
   L.push('');
   const rss = result.rss;
@@ -1499,10 +1535,15 @@ function markdown(result) {
   return L.join('\n');
 }
 
-main().then(
-  () => process.exit(0),
-  (err) => {
-    console.error(`side-by-side: FAILED: ${err && err.stack ? err.stack : err}`);
-    process.exit(1);
-  },
-);
+// bench/client-ceiling.js reuses the image maker and the pull client.
+module.exports = { makeOciLayout, pullBlob };
+
+if (require.main === module) {
+  main().then(
+    () => process.exit(0),
+    (err) => {
+      console.error(`side-by-side: FAILED: ${err && err.stack ? err.stack : err}`);
+      process.exit(1);
+    },
+  );
+}

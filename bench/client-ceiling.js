@@ -1,0 +1,191 @@
+'use strict';
+// How fast can the clients of bench/side-by-side.js go at all? Runs them against a "null registry":
+// a Node server in this process that speaks just enough of the v2 API, keeps everything in memory,
+// hashes nothing and writes nothing to disk. No registry can serve these clients faster than this on
+// the machine, so if the Go registry's time is already close to it, "1.2x the Go registry" is out of
+// reach for any server (issue 7, rows 2 and 3).
+//
+//   2.  the Node pull client of side-by-side.js (GET, sha256 of every byte) reading BENCH_BLOB_MB from memory;
+//   3a. skopeo push of the BENCH_SKOPEO_MB OCI image (bodies read and dropped);
+//   3b. skopeo pull of it (served from memory).
+//
+// Environment: BENCH_RUNS (default 5), BENCH_BLOB_MB (1024), BENCH_SKOPEO_MB (200), TMPDIR.
+// Run: node bench/client-ceiling.js (needs skopeo for rows 3a/3b; skipped with a note otherwise), or as
+// the last group of bench/side-by-side.js, which puts the ceilings next to both registries in BENCHMARKS.md.
+
+const crypto = require('node:crypto');
+const fs = require('node:fs');
+const http = require('node:http');
+const os = require('node:os');
+const path = require('node:path');
+const { spawnSync, spawn } = require('node:child_process');
+const { positiveInt, mibps, now, secondsSince, fmt } = require('./lib');
+const { makeOciLayout, pullBlob } = require('./side-by-side');
+
+const MiB = 1024 * 1024;
+const RUNS = positiveInt('BENCH_RUNS', 5);
+const BLOB_MB = positiveInt('BENCH_BLOB_MB', 1024);
+const SKOPEO_MB = positiveInt('BENCH_SKOPEO_MB', 200);
+const SKOPEO_CACHE = '/var/lib/containers/cache/blob-info-cache-v1.boltdb';
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+
+/** Content served by the null registry: digest -> { bytes | size+pattern, type }. */
+function nullRegistry(blobs, manifests) {
+  const pattern = crypto.randomBytes(4 * MiB);
+  const server = http.createServer((req, res) => {
+    const url = new URL(req.url, 'http://x');
+    const p = url.pathname;
+    const drain = (then) => {
+      req.on('data', () => undefined);
+      req.on('end', then);
+    };
+    if (p === '/v2/' || p === '/v2') return res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+    let m = p.match(/^\/v2\/(.+)\/blobs\/uploads\/([^/]*)$/);
+    if (m) {
+      const location = `/v2/${m[1]}/blobs/uploads/${m[2] || crypto.randomUUID()}`;
+      return drain(() => {
+        if (req.method === 'PUT') {
+          const digest = url.searchParams.get('digest');
+          return res.writeHead(201, { location: `/v2/${m[1]}/blobs/${digest}`, 'docker-content-digest': digest, 'content-length': '0' }).end();
+        }
+        res.writeHead(202, { location, range: '0-0', 'docker-upload-uuid': location.split('/').pop(), 'content-length': '0' }).end();
+      });
+    }
+    m = p.match(/^\/v2\/(.+)\/manifests\/([^/]+)$/);
+    if (m) {
+      if (req.method === 'PUT') {
+        const parts = [];
+        req.on('data', (c) => parts.push(c));
+        return req.on('end', () => {
+          const digest = `sha256:${crypto.createHash('sha256').update(Buffer.concat(parts)).digest('hex')}`;
+          res.writeHead(201, { location: `/v2/${m[1]}/manifests/${digest}`, 'docker-content-digest': digest, 'content-length': '0' }).end();
+        });
+      }
+      const man = manifests.get(m[2]);
+      if (!man) return res.writeHead(404, { 'content-type': 'application/json' }).end('{"errors":[{"code":"MANIFEST_UNKNOWN"}]}');
+      res.writeHead(200, { 'content-type': man.type, 'content-length': man.bytes.length, 'docker-content-digest': man.digest });
+      return res.end(req.method === 'HEAD' ? undefined : man.bytes);
+    }
+    m = p.match(/^\/v2\/(.+)\/blobs\/(sha256:[a-f0-9]{64})$/);
+    if (m) {
+      // Only the pull repositories have blobs: a push to any other one uploads everything, as into a fresh repository.
+      const blob = m[1] === 'ceiling' || m[1] === 'ceiling/image' ? blobs.get(m[2]) : undefined;
+      if (!blob) return res.writeHead(404, { 'content-length': '0' }).end();
+      const size = blob.bytes ? blob.bytes.length : blob.size;
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': size, 'docker-content-digest': m[2] });
+      if (req.method === 'HEAD') return res.end();
+      if (blob.bytes) return res.end(blob.bytes);
+      // A big blob of repeated random bytes (the client does not check the digest here).
+      let left = size;
+      const pump = () => {
+        while (left > 0) {
+          const n = Math.min(left, pattern.length);
+          left -= n;
+          if (!res.write(n === pattern.length ? pattern : pattern.subarray(0, n))) return res.once('drain', pump);
+        }
+        res.end();
+      };
+      return pump();
+    }
+    res.writeHead(404, { 'content-length': '0' }).end();
+  });
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
+}
+
+/** skopeo copy, timed; asynchronous, since this process is the server skopeo talks to. */
+function skopeo(args) {
+  fs.rmSync(SKOPEO_CACHE, { force: true });
+  return new Promise((resolve, reject) => {
+    const t0 = now();
+    const child = spawn('skopeo', ['copy', '-q', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (c) => (err += c));
+    child.on('close', (status) => (status === 0 ? resolve(secondsSince(t0)) : reject(new Error(`skopeo ${args.join(' ')}: ${err}`))));
+  });
+}
+
+/** The pull client in its own process, as in side-by-side.js (this process is the server). */
+function pullInChild(url) {
+  // Timed inside the child, from the request on: its start-up is not the server's fault.
+  const code = [
+    `const t0 = process.hrtime.bigint();`,
+    `require(${JSON.stringify(path.join(__dirname, 'side-by-side.js'))}).pullBlob(${JSON.stringify(url)})`,
+    `.then((r) => process.stdout.write(JSON.stringify({ bytes: r.bytes, seconds: Number(process.hrtime.bigint() - t0) / 1e9 })))`,
+  ].join('');
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (c) => (out += c));
+    child.on('close', (status) => {
+      if (status !== 0) return reject(new Error(`pull client exited with ${status}`));
+      resolve(JSON.parse(out));
+    });
+  });
+}
+
+/**
+ * Median client speeds against the null registry: { pull: MiB/s, skopeoPush: s, skopeoPull: s, runs },
+ * each as { median, runs }; the skopeo rows are null without skopeo. `log` gets one line per row.
+ */
+async function measureCeiling({ runs = RUNS, blobMiB = BLOB_MB, skopeoMiB = SKOPEO_MB, log = console.log } = {}) {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'client-ceiling-'));
+  const blobs = new Map();
+  const manifests = new Map();
+  const server = await nullRegistry(blobs, manifests);
+  const row = (xs) => ({ median: median(xs), runs: xs });
+  try {
+    const base = `http://127.0.0.1:${server.address().port}`;
+    const big = `sha256:${'0'.repeat(63)}1`;
+    blobs.set(big, { size: blobMiB * MiB });
+    const pulls = [];
+    for (let i = 0; i < runs; i++) {
+      const r = await pullInChild(`${base}/v2/ceiling/blobs/${big}`);
+      pulls.push(mibps(r.bytes, r.seconds));
+    }
+    const result = { pull: row(pulls), skopeoPush: null, skopeoPull: null };
+    log(`2.  Node pull client, ${blobMiB} MiB from memory: median ${fmt(median(pulls))} MiB/s (${pulls.map((x) => fmt(x, 0)).join(', ')})`);
+
+    if (spawnSync('skopeo', ['--version']).status !== 0) {
+      log('3.  skopeo not installed: rows 3a/3b skipped');
+      return result;
+    }
+    const layoutDir = path.join(tmp, 'oci');
+    const layout = await makeOciLayout(layoutDir, skopeoMiB, 'ceiling');
+    const blobDir = path.join(layoutDir, 'blobs', 'sha256');
+    for (const hex of fs.readdirSync(blobDir)) blobs.set(`sha256:${hex}`, { bytes: fs.readFileSync(path.join(blobDir, hex)) });
+    const entry = { bytes: blobs.get(layout.manifestDigest).bytes, digest: layout.manifestDigest, type: 'application/vnd.oci.image.manifest.v1+json' };
+    manifests.set('v1', entry);
+    manifests.set(layout.manifestDigest, entry);
+    const host = base.slice('http://'.length);
+    const pushes = [];
+    const pullsS = [];
+    for (let i = 0; i < runs; i++) {
+      pushes.push(await skopeo(['--dest-tls-verify=false', `oci:${layoutDir}:v1`, `docker://${host}/ceiling/push-${i}:v1`]));
+      const dest = path.join(tmp, `pulled-${i}`);
+      pullsS.push(await skopeo(['--src-tls-verify=false', `docker://${host}/ceiling/image:v1`, `oci:${dest}:v1`]));
+      fs.rmSync(dest, { recursive: true, force: true });
+    }
+    result.skopeoPush = row(pushes);
+    result.skopeoPull = row(pullsS);
+    log(`3a. skopeo push, ${skopeoMiB} MiB image, bodies dropped: median ${fmt(median(pushes), 2)} s (${pushes.map((x) => fmt(x, 2)).join(', ')})`);
+    log(`3b. skopeo pull, ${skopeoMiB} MiB image from memory: median ${fmt(median(pullsS), 2)} s (${pullsS.map((x) => fmt(x, 2)).join(', ')})`);
+    return result;
+  } finally {
+    server.close();
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+module.exports = { measureCeiling };
+
+if (require.main === module) {
+  console.log(`client ceiling: ${RUNS} runs each, ${os.cpus().length} CPU(s)`);
+  measureCeiling().then(
+    () => process.exit(0),
+    (err) => {
+      console.error(`client-ceiling: FAILED: ${err && err.stack ? err.stack : err}`);
+      process.exit(1);
+    },
+  );
+}
