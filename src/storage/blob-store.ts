@@ -128,8 +128,17 @@ export class BlobStore {
   /** Finish an upload: optional last chunk, digest check, atomic commit. The upload is gone afterwards. */
   async commitUpload(id: string, expected: Digest, last?: Readable, opts: IngestOptions = {}): Promise<BlobRecord> {
     return this.exclusive(id, async (upload) => {
-      if (last) upload = await this.append(upload, last, opts);
-      const blob = await this.commit(upload, expected);
+      // The last chunk's progress is written to the index only if the commit fails: on success the
+      // row goes in the commit's transaction anyway, and each write is an fsync on the event loop
+      // (~2 ms, 5 % of it under 64 parallel pushes). A crash in between is a crash during the append.
+      if (last) upload = await this.append(upload, last, opts, false);
+      let blob: BlobRecord;
+      try {
+        blob = await this.commit(upload, expected);
+      } catch (err) {
+        if (last) this.index.updateUpload(upload.id, upload.size, upload.state);
+        throw err;
+      }
       this.discardSoon(upload);
       return blob;
     });
@@ -202,7 +211,7 @@ export class BlobStore {
     return rebuilt;
   }
 
-  private async append(upload: UploadRecord, body: Readable, opts: IngestOptions): Promise<UploadRecord> {
+  private async append(upload: UploadRecord, body: Readable, opts: IngestOptions, persist = true): Promise<UploadRecord> {
     const live = await this.liveHash(upload);
     // Hash a copy: if the driver fails half-way, the staged bytes roll back and so must the hash.
     // No hash at all when the staged bytes cannot be re-read (see commitUnhashed).
@@ -218,7 +227,7 @@ export class BlobStore {
     if (hash) this.hashes.set(upload.id, { hash, size });
     // A one-shot ingest is never resumed: its progress stays in memory (the row only lets a purge
     // find the staging area after a crash). Client uploads persist it, so they survive a restart.
-    if (upload.repo !== null) this.index.updateUpload(upload.id, size, state);
+    if (persist && upload.repo !== null) this.index.updateUpload(upload.id, size, state);
     return { ...upload, size, state };
   }
 

@@ -65,6 +65,20 @@ t.test('an upload of content already stored: answered at once, its staged copy d
   await t.rejects(store.appendUpload(upload.id, Readable.from([Buffer.from('x')])), { code: 'BLOB_UPLOAD_UNKNOWN' });
 });
 
+t.test('a final chunk whose commit fails is still counted, so the client can retry the PUT alone', async (t) => {
+  const { store, index } = await setup(t);
+  const data = randomBytes(200_000);
+  const upload = await store.startUpload('library/retry');
+  await store.appendUpload(upload.id, Readable.from([data.subarray(0, 1000)]));
+  await t.rejects(store.commitUpload(upload.id, digest(Buffer.from('wrong')), Readable.from([data.subarray(1000)])), {
+    code: 'DIGEST_INVALID',
+  });
+  t.equal(index.getUpload(upload.id)?.size, data.length, 'the last chunk is in the upload');
+  const blob = await store.commitUpload(upload.id, digest(data));
+  t.equal(blob.size, data.length);
+  t.equal(index.getUpload(upload.id), undefined, 'row gone after the commit');
+});
+
 t.test('size limit', async (t) => {
   const { store } = await setup(t);
   await t.rejects(store.ingest(Readable.from([randomBytes(2000)]), { limit: 1000 }), { code: 'TOO_LARGE' });
