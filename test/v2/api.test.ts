@@ -448,3 +448,49 @@ t.test('a blob whose bytes vanished from storage is a 404, not a 500', async (t)
   const r = await http(reg.url, 'GET', `/v2/lost/r/blobs/${img.layers[0]!.digest}`);
   t.same([r.status, errCode(r)], [404, 'BLOB_UNKNOWN']);
 });
+
+t.test('blob downloads: ranges across the read buffers, concurrent readers, a client leaving mid-way', async (t) => {
+  const reg = await startRegistry(t, { storage: { driver: 'local' } });
+  const data = randomBytes(5 * 1024 * 1024 + 333); // spans several 1 MiB read buffers
+  const blob = blobOf(data);
+  await pushBlob(reg.url, 'dl/r', blob);
+  const path = `/v2/dl/r/blobs/${blob.digest}`;
+  const { request } = await import('node:http');
+  const get = (range?: string) =>
+    new Promise<{ status: number; body: Buffer }>((resolve, reject) => {
+      const req = request(new URL(path, reg.url), { headers: range ? { range } : {} }, (res) => {
+        const parts: Buffer[] = [];
+        res.on('data', (c: Buffer) => parts.push(c));
+        res.on('end', () => resolve({ status: res.statusCode!, body: Buffer.concat(parts) }));
+        res.on('error', reject);
+      });
+      req.on('error', reject);
+      req.end();
+    });
+
+  // A client that goes away after the first bytes.
+  await new Promise<void>((resolve, reject) => {
+    const req = request(new URL(path, reg.url), (res) => {
+      res.once('data', () => {
+        req.destroy();
+        resolve();
+      });
+    });
+    req.on('error', (err) => ((err as NodeJS.ErrnoException).code === 'ECONNRESET' ? resolve() : reject(err)));
+    req.end();
+  });
+
+  // Many readers at once share the buffer pool without seeing each other's bytes.
+  const ranges: [number, number][] = [
+    [0, data.length - 1],
+    [1, 1024 * 1024 + 1],
+    [1024 * 1024 - 1, 3 * 1024 * 1024],
+    [data.length - 10, data.length - 1],
+  ];
+  const results = await Promise.all([...ranges, ...ranges].map(([a, b]) => get(a === 0 && b === data.length - 1 ? undefined : `bytes=${a}-${b}`)));
+  [...ranges, ...ranges].forEach(([a, b], i) => {
+    const whole = a === 0 && b === data.length - 1;
+    t.equal(results[i]!.status, whole ? 200 : 206, `status for ${a}-${b}`);
+    t.ok(results[i]!.body.equals(data.subarray(a, b + 1)), `bytes ${a}-${b}`);
+  });
+});
