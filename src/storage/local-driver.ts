@@ -101,8 +101,7 @@ export class LocalDriver implements StorageDriver {
   }
 
   async readUpload(id: string, _state: UploadState, size: number): Promise<Readable> {
-    const handle = await fs.open(this.uploadFile(id), 'r');
-    return handle.createReadStream({ start: 0, end: size - 1, highWaterMark: READ_CHUNK });
+    return this.read(`uploads/${id}`, { start: 0, end: size - 1 });
   }
 
   async commitUpload(id: string, _state: UploadState, size: number, hex: string): Promise<string> {
