@@ -19,7 +19,7 @@ const http = require('node:http');
 const os = require('node:os');
 const path = require('node:path');
 const { spawnSync, spawn } = require('node:child_process');
-const { positiveInt, mibps, now, secondsSince, fmt } = require('./lib');
+const { positiveInt, mibps, now, secondsSince, fmt, median } = require('./lib');
 const { makeOciLayout, pullBlob } = require('./side-by-side');
 
 const MiB = 1024 * 1024;
@@ -28,7 +28,6 @@ const BLOB_MB = positiveInt('BENCH_BLOB_MB', 1024);
 const SKOPEO_MB = positiveInt('BENCH_SKOPEO_MB', 200);
 const SKOPEO_CACHE = '/var/lib/containers/cache/blob-info-cache-v1.boltdb';
 
-const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
 
 /** Content served by the null registry: digest -> { bytes | size+pattern, type }. */
 function nullRegistry(blobs, manifests) {

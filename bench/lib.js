@@ -5,7 +5,7 @@ const crypto = require('node:crypto');
 const fs = require('node:fs');
 const http = require('node:http');
 const net = require('node:net');
-const { spawnSync } = require('node:child_process');
+const { spawn, spawnSync } = require('node:child_process');
 
 const MiB = 1024 * 1024;
 
@@ -230,6 +230,109 @@ function hashedGet(base, urlPath, hash) {
   });
 }
 
+/** Median of numbers (NaN for none). */
+function median(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length === 0 ? NaN : s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+/** This process's environment minus REGISTRY_* variables: registries read those as configuration. */
+function envWithoutRegistryVars() {
+  const env = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('REGISTRY_')) env[k] = v;
+  return env;
+}
+
+const RSS_SAMPLE_MS = 50;
+
+/** Samples a process's VmRSS every 50 ms; tracks the max overall and per labelled phase. */
+class RssSampler {
+  constructor(pid) {
+    this.pid = pid;
+    this.maxKiB = 0;
+    this.samples = 0;
+    this.phase = 'idle';
+    this.phaseMaxKiB = {};
+    this.timer = setInterval(() => this.sample(), RSS_SAMPLE_MS);
+    this.sample();
+  }
+  sample() {
+    const kib = readStatusKiB(this.pid, 'VmRSS');
+    if (kib === null) return;
+    this.samples++;
+    if (kib > this.maxKiB) this.maxKiB = kib;
+    if (kib > (this.phaseMaxKiB[this.phase] ?? 0)) this.phaseMaxKiB[this.phase] = kib;
+  }
+  /** Start a phase (takes a sample first so the boundary is attributed to the phase that ended). */
+  enter(phase) {
+    this.sample();
+    this.phase = phase;
+    this.sample();
+  }
+  maxMiB() {
+    return this.maxKiB / 1024;
+  }
+  phaseMaxMiB(phase) {
+    const k = this.phaseMaxKiB[phase];
+    return k === undefined ? null : k / 1024;
+  }
+  stop() {
+    this.sample();
+    clearInterval(this.timer);
+  }
+}
+
+/** A child process with log tails, exit status and SIGTERM-then-SIGKILL stop. */
+class Child {
+  constructor(name) {
+    this.name = name;
+    this.child = null;
+    this.exitStatus = null;
+  }
+  spawn(cmd, args, { cwd, env }) {
+    this.child = spawn(cmd, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.stdout = tail(this.child.stdout);
+    this.stderr = tail(this.child.stderr);
+    this.exited = new Promise((resolve) => {
+      this.child.on('exit', (code, signal) => resolve({ code, signal }));
+      this.child.on('error', (err) => resolve({ code: null, signal: null, err: err.message }));
+    });
+    this.exited.then((s) => (this.exitStatus = s));
+  }
+  get pid() {
+    return this.child?.pid;
+  }
+  logs() {
+    const out = [];
+    if (this.stdout?.text) out.push(`--- ${this.name} stdout (tail) ---\n${this.stdout.text}`);
+    if (this.stderr?.text) out.push(`--- ${this.name} stderr (tail) ---\n${this.stderr.text}`);
+    return out.join('\n');
+  }
+  /** SIGTERM, wait up to `graceMs`, then SIGKILL. */
+  async stop(graceMs = 10_000) {
+    if (!this.child || this.exitStatus) return this.exitStatus;
+    this.child.kill('SIGTERM');
+    let status = await Promise.race([this.exited, sleep(graceMs).then(() => null)]);
+    if (!status) {
+      this.child.kill('SIGKILL');
+      status = await Promise.race([this.exited, sleep(5000).then(() => ({ code: null, signal: 'unknown (SIGKILL sent)' }))]);
+      status.forced = true;
+    }
+    return status;
+  }
+  /** Last resort from a synchronous exit handler. */
+  killNow() {
+    if (this.child && !this.exitStatus) {
+      try {
+        this.child.kill('SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+  }
+}
+
 module.exports = {
   agent,
   request,
@@ -240,4 +343,9 @@ module.exports = {
   sha256Speed,
   readStatusKiB,
   cpuSeconds,
+  median,
+  envWithoutRegistryVars,
+  RSS_SAMPLE_MS,
+  RssSampler,
+  Child,
   MiB, sleep, mibps, now, secondsSince, fmt, positiveInt, freePort, tail };

@@ -23,12 +23,9 @@
 
 const crypto = require('node:crypto');
 const fs = require('node:fs');
-const http = require('node:http');
-const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
-const { spawn, spawnSync } = require('node:child_process');
-const { freePort, tail, sleep, mibps, now, secondsSince, fmt, LayerGenerator, sha256Speed, readStatusKiB, cpuSeconds, agent, request, expectStatus, streamBody, hashedGet } = require('./lib');
+const { freePort, sleep, mibps, now, secondsSince, fmt, median, envWithoutRegistryVars, RSS_SAMPLE_MS, RssSampler, Child, LayerGenerator, sha256Speed, readStatusKiB, cpuSeconds, agent, request, expectStatus, streamBody, hashedGet } = require('./lib');
 
 const ROOT = path.resolve(__dirname, '..');
 const SERVER = path.join(ROOT, 'dist', 'server.js');
@@ -42,7 +39,6 @@ const RUNS = positiveInt('BENCH_RUNS', 2);
 const RSS_LIMIT_MB = positiveInt('BENCH_RSS_LIMIT_MB', 200);
 const PART_MB = optionalPositiveInt('BENCH_S3_PART_MB');
 const CONCURRENCY = optionalPositiveInt('BENCH_S3_CONCURRENCY');
-const SAMPLE_MS = 50;
 const BUCKET = 'registry';
 const REPO = 'bench/s3';
 
@@ -59,107 +55,14 @@ function optionalPositiveInt(name) {
   return n;
 }
 
-function median(xs) {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
-
 // ---------------------------------------------------------------------------------------------
 
 // ---------------------------------------------------------------------------------------------
 // Processes and their memory.
 
-/** Samples VmRSS of several processes every ~50 ms; max overall and per labelled phase. */
-class RssSampler {
-  constructor(pids) {
-    this.pids = pids; // { name: pid }
-    this.maxKiB = {};
-    this.phaseMaxKiB = {};
-    this.samples = 0;
-    this.phase = 'idle';
-    this.timer = setInterval(() => this.sample(), SAMPLE_MS);
-    this.sample();
-  }
-  sample() {
-    this.samples++;
-    for (const [name, pid] of Object.entries(this.pids)) {
-      const kib = readStatusKiB(pid, 'VmRSS');
-      if (kib === null) continue;
-      if (kib > (this.maxKiB[name] ?? 0)) this.maxKiB[name] = kib;
-      const key = `${name}:${this.phase}`;
-      if (kib > (this.phaseMaxKiB[key] ?? 0)) this.phaseMaxKiB[key] = kib;
-    }
-  }
-  enter(phase) {
-    this.sample();
-    this.phase = phase;
-    this.sample();
-  }
-  maxMiB(name) {
-    return (this.maxKiB[name] ?? 0) / 1024;
-  }
-  phaseMaxMiB(name, phase) {
-    const k = this.phaseMaxKiB[`${name}:${phase}`];
-    return k === undefined ? null : k / 1024;
-  }
-  stop() {
-    this.sample();
-    clearInterval(this.timer);
-  }
-}
-
-/** A child process with log tails, exit status and SIGTERM-then-SIGKILL stop. */
-class Child {
-  constructor(name) {
-    this.name = name;
-    this.child = null;
-    this.exitStatus = null;
-  }
-  spawn(args, env) {
-    this.child = spawn(process.execPath, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    this.stdout = tail(this.child.stdout);
-    this.stderr = tail(this.child.stderr);
-    this.exited = new Promise((resolve) => {
-      this.child.on('exit', (code, signal) => resolve({ code, signal }));
-      this.child.on('error', (err) => resolve({ code: null, signal: null, err }));
-    });
-    this.exited.then((s) => (this.exitStatus = s));
-  }
-  get pid() {
-    return this.child?.pid;
-  }
-  logs() {
-    const out = [];
-    if (this.stdout?.text) out.push(`--- ${this.name} stdout (tail) ---\n${this.stdout.text}`);
-    if (this.stderr?.text) out.push(`--- ${this.name} stderr (tail) ---\n${this.stderr.text}`);
-    return out.join('\n');
-  }
-  async stop(graceMs = 10_000) {
-    if (!this.child || this.exitStatus) return this.exitStatus;
-    this.child.kill('SIGTERM');
-    let status = await Promise.race([this.exited, sleep(graceMs).then(() => null)]);
-    if (!status) {
-      this.child.kill('SIGKILL');
-      status = await Promise.race([this.exited, sleep(5000).then(() => ({ code: null, signal: 'unknown (SIGKILL sent)' }))]);
-      status.forced = true;
-    }
-    return status;
-  }
-  killNow() {
-    if (this.child && !this.exitStatus) {
-      try {
-        this.child.kill('SIGKILL');
-      } catch {
-        // already gone
-      }
-    }
-  }
-}
-
 async function startS3rver(s3rver, dir) {
   const env = { ...process.env, NODE_OPTIONS: '--openssl-legacy-provider' };
-  s3rver.spawn([S3RVER, '-d', dir, '-a', '127.0.0.1', '-p', '0', '--silent', '--configure-bucket', BUCKET], env);
+  s3rver.spawn(process.execPath, [S3RVER, '-d', dir, '-a', '127.0.0.1', '-p', '0', '--silent', '--configure-bucket', BUCKET], { cwd: ROOT, env });
   const deadline = Date.now() + 20_000;
   for (;;) {
     const m = /listening on [^\s:]+:(\d+)/.exec(s3rver.stdout.text);
@@ -173,9 +76,8 @@ async function startS3rver(s3rver, dir) {
 async function startRegistry(server, tmp, endpoint) {
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
-  const env = {};
   // Any REGISTRY_* variable that is not a config key makes the server refuse to start: pass none through.
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('REGISTRY_')) env[k] = v;
+  const env = envWithoutRegistryVars();
   Object.assign(env, {
     REGISTRY_HTTP_ADDR: `127.0.0.1:${port}`,
     REGISTRY_INDEX_PATH: path.join(tmp, 'index.db'),
@@ -191,7 +93,7 @@ async function startRegistry(server, tmp, endpoint) {
   if (PART_MB !== undefined) env.REGISTRY_STORAGE_S3_PART_SIZE = String(PART_MB * MiB);
   if (CONCURRENCY !== undefined) env.REGISTRY_STORAGE_S3_CONCURRENCY = String(CONCURRENCY);
   const nodeArgs = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
-  server.spawn([...nodeArgs, SERVER], env);
+  server.spawn(process.execPath, [...nodeArgs, SERVER], { cwd: ROOT, env });
   const deadline = Date.now() + 30_000;
   for (;;) {
     if (server.exitStatus) throw new Error(`registry exited during start: ${JSON.stringify(server.exitStatus)}`);
@@ -274,8 +176,8 @@ async function round(base, sampler, registryPid, runIndex, blobBytes) {
     pullSeconds,
     pullMiBps: mibps(blobBytes, pullSeconds),
     pullServerCpuSeconds: pullCpu,
-    maxRssPushMiB: sampler.phaseMaxMiB('registry', `push:${runIndex}`),
-    maxRssPullMiB: sampler.phaseMaxMiB('registry', `pull:${runIndex}`),
+    maxRssPushMiB: sampler.phaseMaxMiB(`push:${runIndex}`),
+    maxRssPullMiB: sampler.phaseMaxMiB(`pull:${runIndex}`),
   };
 }
 
@@ -296,6 +198,7 @@ async function main() {
   const s3rver = new Child('s3rver');
   const server = new Child('registry');
   let sampler = null;
+  let s3Sampler = null;
   let cleaned = false;
   const cleanupSync = () => {
     if (cleaned) return;
@@ -318,7 +221,8 @@ async function main() {
     console.log(`  sha256: ${fmt(sha.MiBps, 0)} MiB/s (${sha.source})`);
     const endpoint = await startS3rver(s3rver, s3dir);
     const base = await startRegistry(server, tmp, endpoint);
-    sampler = new RssSampler({ registry: server.pid, s3rver: s3rver.pid });
+    sampler = new RssSampler(server.pid);
+    s3Sampler = new RssSampler(s3rver.pid);
     await sleep(200);
     const idleRssMiB = readStatusKiB(server.pid, 'VmRSS') / 1024;
     const settings = `partSize ${PART_MB ?? 16} MiB, concurrency ${CONCURRENCY ?? 4}`;
@@ -335,12 +239,13 @@ async function main() {
     }
 
     sampler.stop();
+    s3Sampler.stop();
     const hwmKiB = readStatusKiB(server.pid, 'VmHWM');
     if (hwmKiB === null) throw new Error('could not read VmHWM: registry process gone');
-    const sampledMaxMiB = sampler.maxMiB('registry');
+    const sampledMaxMiB = sampler.maxMiB();
     const vmHwmMiB = hwmKiB / 1024;
     const peakRssMiB = Math.max(sampledMaxMiB, vmHwmMiB);
-    const s3rverPeakMiB = Math.max(sampler.maxMiB('s3rver'), (readStatusKiB(s3rver.pid, 'VmHWM') ?? 0) / 1024);
+    const s3rverPeakMiB = Math.max(s3Sampler.maxMiB(), (readStatusKiB(s3rver.pid, 'VmHWM') ?? 0) / 1024);
     agent.destroy();
     const stopped = await server.stop();
     if (stopped && (stopped.forced || stopped.code !== 0)) console.warn(`  warning: registry stop: ${JSON.stringify(stopped)}`);
@@ -399,7 +304,7 @@ async function main() {
         chunkBytes: CHUNK,
         partSizeMiB: PART_MB ?? 16,
         concurrency: CONCURRENCY ?? 4,
-        rssSampleMs: SAMPLE_MS,
+        rssSampleMs: RSS_SAMPLE_MS,
         rssLimitMiB: RSS_LIMIT_MB,
       },
       machine: { sha256: sha },
@@ -419,6 +324,7 @@ async function main() {
     throw err;
   } finally {
     sampler?.stop();
+    s3Sampler?.stop();
     agent.destroy();
     await server.stop().catch(() => undefined);
     await s3rver.stop().catch(() => undefined);

@@ -67,7 +67,7 @@ const { Readable, Transform } = require('node:stream');
 const { pipeline } = require('node:stream/promises');
 const { spawn, spawnSync } = require('node:child_process');
 const v1 = require('./v1-layer.js');
-const { positiveInt, freePort, tail, sleep, mibps, now, secondsSince, fmt } = require('./lib');
+const { positiveInt, freePort, tail, sleep, mibps, now, secondsSince, fmt, median, envWithoutRegistryVars, RssSampler, Child, readStatusKiB, cpuSeconds, sha256Speed, agent: v1Agent } = require('./lib');
 
 const ROOT = path.resolve(__dirname, '..');
 const SERVER = path.join(ROOT, 'dist', 'server.js');
@@ -91,7 +91,6 @@ const RSS_LIMIT_MB = positiveInt('BENCH_RSS_LIMIT_MB', 150);
 const GROUPS = ['push', 'pull', 'skopeo', 'parallel', 'manifest', 'tags', 'v1', 'ceiling'];
 const ONLY = (process.env.BENCH_ONLY ?? '').split(',').map((s) => s.trim()).filter(Boolean);
 const MD_PATH = process.env.BENCH_MD === '-' ? null : path.resolve(process.env.BENCH_MD || path.join(ROOT, 'BENCHMARKS.md'));
-const SAMPLE_MS = 50;
 const TARGET_SPEEDUP = 1.2;
 const TARGET_CEILING = 0.7;
 const GROWTH_TOLERANCE = { MiB: 16, fraction: 0.1 };
@@ -103,12 +102,6 @@ const ACCEPT_MANIFEST = [
 ].join(', ');
 
 const sha256hex = (buf) => crypto.createHash('sha256').update(buf).digest('hex');
-
-function median(xs) {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length === 0 ? NaN : s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
 
 const wants = (group) => ONLY.length === 0 || ONLY.includes(group);
 
@@ -145,8 +138,6 @@ function makeBlob(seed, bytes) {
 // ---------------------------------------------------------------------------------------------
 // Processes, ports, /proc.
 
-const readStatusKiB = v1.readStatusKiB;
-const cpuSeconds = v1.cpuSeconds;
 
 const CLK_TCK = (() => {
   const r = spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' });
@@ -249,24 +240,12 @@ function run(cmd, args, { timeoutMs = 600_000, env } = {}) {
 // ---------------------------------------------------------------------------------------------
 // The two registries.
 
-/** Environment without any REGISTRY_* variable: both registries read them as configuration. */
-function cleanEnv() {
-  const env = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('REGISTRY_')) env[k] = v;
-  return env;
-}
-
-class Registry {
+class Registry extends Child {
   /** @param id 'ours' | 'theirs' */
   constructor(id, dir) {
+    super(id);
     this.id = id;
     this.dir = dir;
-    this.child = null;
-    this.exitStatus = null;
-  }
-
-  get pid() {
-    return this.child?.pid;
   }
 
   url(p) {
@@ -278,7 +257,7 @@ class Registry {
     const port = await freePort();
     this.host = `127.0.0.1:${port}`;
     this.base = `http://${this.host}`;
-    const env = cleanEnv();
+    const env = envWithoutRegistryVars();
     if (this.id === 'ours') {
       // cwd is the temp dir: no config.yml there, so the defaults plus these overrides.
       Object.assign(env, {
@@ -288,7 +267,7 @@ class Registry {
         REGISTRY_LOG_LEVEL: 'warn',
       });
       const nodeArgs = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
-      this.child = spawn(process.execPath, [...nodeArgs, SERVER], { cwd: this.dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
+      this.spawn(process.execPath, [...nodeArgs, SERVER], { cwd: this.dir, env });
     } else {
       // Our own config (the Debian default one is broken): filesystem storage, delete on, no access log.
       const config = path.join(this.dir, 'config.yml');
@@ -316,15 +295,8 @@ class Registry {
           '',
         ].join('\n'),
       );
-      this.child = spawn('docker-registry', ['serve', config], { cwd: this.dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
+      this.spawn('docker-registry', ['serve', config], { cwd: this.dir, env });
     }
-    this.stdout = tail(this.child.stdout);
-    this.stderr = tail(this.child.stderr);
-    this.exited = new Promise((resolve) => {
-      this.child.on('exit', (code, signal) => resolve({ code, signal }));
-      this.child.on('error', (err) => resolve({ code: null, signal: null, err: err.message }));
-    });
-    this.exited.then((s) => (this.exitStatus = s));
     this.agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
 
     const deadline = Date.now() + 20_000;
@@ -339,7 +311,7 @@ class Registry {
       if (Date.now() > deadline) throw new Error(`${this.id} registry did not answer GET /v2/ within 20 s\n${this.logs()}`);
       await sleep(50);
     }
-    this.sampler = new v1.RssSampler(this.pid);
+    this.sampler = new RssSampler(this.pid);
     return this.pid;
   }
 
@@ -373,36 +345,11 @@ class Registry {
     return k === null ? null : k / 1024;
   }
 
-  logs() {
-    const out = [];
-    if (this.stdout?.text) out.push(`--- ${this.id} stdout (tail) ---\n${this.stdout.text}`);
-    if (this.stderr?.text) out.push(`--- ${this.id} stderr (tail) ---\n${this.stderr.text}`);
-    return out.join('\n');
-  }
-
-  /** SIGTERM, wait up to `graceMs`, then SIGKILL. */
+  /** Stop sampling and the client connections, then the process (SIGTERM, then SIGKILL after `graceMs`). */
   async stop(graceMs = 15_000) {
     this.sampler?.stop();
     this.agent?.destroy();
-    if (!this.child || this.exitStatus) return this.exitStatus;
-    this.child.kill('SIGTERM');
-    let status = await Promise.race([this.exited, sleep(graceMs).then(() => null)]);
-    if (!status) {
-      this.child.kill('SIGKILL');
-      status = await Promise.race([this.exited, sleep(5000).then(() => ({ code: null, signal: 'unknown (SIGKILL sent)' }))]);
-      status.forced = true;
-    }
-    return status;
-  }
-
-  killNow() {
-    if (this.child && !this.exitStatus) {
-      try {
-        this.child.kill('SIGKILL');
-      } catch {
-        // already gone
-      }
-    }
+    return super.stop(graceMs);
   }
 }
 
@@ -1110,7 +1057,7 @@ async function main() {
       const cpu = new CpuMeter(regs);
       const runs = [];
       for (let pair = 1; pair <= PAIRS; pair++) {
-        const sha = v1.sha256Speed();
+        const sha = sha256Speed();
         const disk = diskWriteSpeed(tmp, DISK_MB);
         const r = await v1.round(ours.base, ours.sampler, pair, V1_MB * MiB);
         ours.sampler.enter('between');
@@ -1121,7 +1068,7 @@ async function main() {
             `v1 PUT ${fmt(r.pushMiBps)} MiB/s (server CPU ${fmt(r.pushServerCpuSeconds, 2)} s), GET ${fmt(r.pullMiBps)} MiB/s`,
         );
       }
-      v1.agent.destroy();
+      v1Agent.destroy(); // the v1 round's keep-alive client
       const put = median(runs.map((r) => r.pushMiBps));
       const get = median(runs.map((r) => r.pullMiBps));
       const sha = median(runs.map((r) => r.sha256MiBps));

@@ -20,12 +20,9 @@
 
 const crypto = require('node:crypto');
 const fs = require('node:fs');
-const http = require('node:http');
-const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
-const { spawn, spawnSync } = require('node:child_process');
-const { positiveInt, freePort, tail, sleep, mibps, now, secondsSince, fmt, LayerGenerator, sha256Speed, readStatusKiB, cpuSeconds, agent, request, expectStatus, streamBody, hashedGet } = require('./lib');
+const { positiveInt, freePort, sleep, mibps, now, secondsSince, fmt, median, envWithoutRegistryVars, RSS_SAMPLE_MS, RssSampler, Child, LayerGenerator, sha256Speed, readStatusKiB, cpuSeconds, agent, request, expectStatus, streamBody, hashedGet } = require('./lib');
 
 const ROOT = path.resolve(__dirname, '..');
 const SERVER = path.join(ROOT, 'dist', 'server.js');
@@ -37,13 +34,6 @@ const LAYER_MB = positiveInt('BENCH_LAYER_MB', 1024);
 const RUNS = positiveInt('BENCH_RUNS', 3);
 const RSS_LIMIT_MB = positiveInt('BENCH_RSS_LIMIT_MB', 150);
 const DISK_TEST_MB = 512;
-const SAMPLE_MS = 50;
-
-function median(xs) {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
 
 // ---------------------------------------------------------------------------------------------
 // Machine context.
@@ -79,53 +69,18 @@ function selfCpuSeconds() {
   return (u.user + u.system) / 1e6;
 }
 
-/** Samples VmRSS every ~50 ms; tracks the max overall and per labelled phase. */
-class RssSampler {
-  constructor(pid) {
-    this.pid = pid;
-    this.maxKiB = 0;
-    this.samples = 0;
-    this.phase = 'idle';
-    this.phaseMaxKiB = {};
-    this.timer = setInterval(() => this.sample(), SAMPLE_MS);
-    this.sample();
-  }
-  sample() {
-    const kib = readStatusKiB(this.pid, 'VmRSS');
-    if (kib === null) return;
-    this.samples++;
-    if (kib > this.maxKiB) this.maxKiB = kib;
-    if (kib > (this.phaseMaxKiB[this.phase] ?? 0)) this.phaseMaxKiB[this.phase] = kib;
-  }
-  /** Start a phase (takes a sample first so the boundary is attributed to the phase that ended). */
-  enter(phase) {
-    this.sample();
-    this.phase = phase;
-    this.sample();
-  }
-  phaseMaxMiB(phase) {
-    const k = this.phaseMaxKiB[phase];
-    return k === undefined ? null : k / 1024;
-  }
-  stop() {
-    this.sample();
-    clearInterval(this.timer);
-  }
-}
-
-class Server {
+/** Our registry as a child process, local storage in a temp dir. */
+class Server extends Child {
   constructor(tmp) {
+    super('server');
     this.tmp = tmp;
-    this.child = null;
-    this.exited = null;
   }
 
   async start() {
     const port = await freePort();
     this.base = `http://127.0.0.1:${port}`;
-    const env = {};
     // Any REGISTRY_* variable that is not a config key makes the server refuse to start: pass none through.
-    for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('REGISTRY_')) env[k] = v;
+    const env = envWithoutRegistryVars();
     Object.assign(env, {
       REGISTRY_HTTP_ADDR: `127.0.0.1:${port}`,
       REGISTRY_STORAGE_LOCAL_ROOT: path.join(this.tmp, 'blobs'),
@@ -133,15 +88,7 @@ class Server {
       REGISTRY_LOG_LEVEL: 'warn',
     });
     const nodeArgs = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
-    this.child = spawn(process.execPath, [...nodeArgs, SERVER], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    this.stdout = tail(this.child.stdout);
-    this.stderr = tail(this.child.stderr);
-    this.exited = new Promise((resolve) => {
-      this.child.on('exit', (code, signal) => resolve({ code, signal }));
-      this.child.on('error', (err) => resolve({ code: null, signal: null, err }));
-    });
-    this.exitStatus = null;
-    this.exited.then((s) => (this.exitStatus = s));
+    this.spawn(process.execPath, [...nodeArgs, SERVER], { cwd: ROOT, env });
 
     const deadline = Date.now() + 20_000;
     for (;;) {
@@ -156,42 +103,6 @@ class Server {
       await sleep(50);
     }
     return this.child.pid;
-  }
-
-  get pid() {
-    return this.child?.pid;
-  }
-
-  logs() {
-    const out = [];
-    if (this.stdout?.text) out.push(`--- server stdout (tail) ---\n${this.stdout.text}`);
-    if (this.stderr?.text) out.push(`--- server stderr (tail) ---\n${this.stderr.text}`);
-    return out.join('\n');
-  }
-
-  /** SIGTERM, wait up to `graceMs`, then SIGKILL. */
-  async stop(graceMs = 10_000) {
-    if (!this.child || this.exitStatus) return this.exitStatus;
-    this.child.kill('SIGTERM');
-    const timeout = sleep(graceMs).then(() => null);
-    let status = await Promise.race([this.exited, timeout]);
-    if (!status) {
-      this.child.kill('SIGKILL');
-      status = await Promise.race([this.exited, sleep(5000).then(() => ({ code: null, signal: 'unknown (SIGKILL sent)' }))]);
-      status.forced = true;
-    }
-    return status;
-  }
-
-  /** Last resort from a synchronous exit handler. */
-  killNow() {
-    if (this.child && !this.exitStatus) {
-      try {
-        this.child.kill('SIGKILL');
-      } catch {
-        // already gone
-      }
-    }
   }
 }
 
@@ -344,7 +255,7 @@ async function main() {
     sampler.stop();
     const hwmKiB = readStatusKiB(pid, 'VmHWM');
     if (hwmKiB === null) throw new Error('could not read VmHWM: server process gone');
-    const sampledMaxMiB = sampler.maxKiB / 1024;
+    const sampledMaxMiB = sampler.maxMiB();
     const vmHwmMiB = hwmKiB / 1024;
     // VmHWM is only refreshed by the kernel at some points (e.g. munmap), so it can trail the sampled max slightly.
     const peakRssMiB = Math.max(sampledMaxMiB, vmHwmMiB);
@@ -401,7 +312,7 @@ async function main() {
       cpus: os.cpus().length,
       cpuModel: os.cpus()[0]?.model ?? null,
       units: { throughput: 'MiB/s (2^20 bytes per second)', memory: 'MiB (2^20 bytes)' },
-      params: { layerMiB: LAYER_MB, runs: RUNS, chunkBytes: CHUNK, rssSampleMs: SAMPLE_MS, rssLimitMiB: RSS_LIMIT_MB },
+      params: { layerMiB: LAYER_MB, runs: RUNS, chunkBytes: CHUNK, rssSampleMs: RSS_SAMPLE_MS, rssLimitMiB: RSS_LIMIT_MB },
       machine: { sha256: sha, diskWrite: disk },
       server: { idleRssMiB, sampledMaxRssMiB: sampledMaxMiB, vmHwmMiB, peakRssMiB, rssSamples: sampler.samples, stop: stopped },
       runs,
@@ -433,7 +344,7 @@ async function main() {
 }
 
 // bench/side-by-side.js reuses the round, the sampler and the machine measurements.
-module.exports = { LayerGenerator, RssSampler, round, sha256Speed, agent, readStatusKiB, cpuSeconds };
+module.exports = { round };
 
 if (require.main === module) {
   main().then(
