@@ -3,6 +3,8 @@
 
 const crypto = require('node:crypto');
 const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
 const http = require('node:http');
 const net = require('node:net');
 const { spawn, spawnSync } = require('node:child_process');
@@ -230,6 +232,48 @@ function hashedGet(base, urlPath, hash) {
   });
 }
 
+/** Disk write speed of `dir`: `mb` MiB (made beforehand) in 1 MiB writes + fsync. */
+function diskWriteSpeed(dir, mb) {
+  const file = path.join(dir, 'disk-write-test.bin');
+  const gen = new LayerGenerator(`disk:${Date.now()}`, mb * MiB);
+  const chunks = [];
+  for (let c; (c = gen.next()); ) chunks.push(c); // generate outside the timed section
+  const t0 = now();
+  const fd = fs.openSync(file, 'w');
+  try {
+    for (const c of chunks) {
+      for (let off = 0; off < c.length; ) off += fs.writeSync(fd, c, off, c.length - off);
+    }
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  const seconds = secondsSince(t0);
+  fs.rmSync(file, { force: true });
+  return { MiBps: mibps(mb * MiB, seconds), source: `write ${mb} MiB in 1 MiB writes + fsync, ${dir}` };
+}
+
+/** A plain-text table: first column (or all, with `leftAll`) left-aligned, the rest right-aligned. */
+function table(rows, header, leftAll = false) {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
+  const line = (cells) =>
+    cells.map((c, i) => (i === 0 || leftAll ? String(c).padEnd(widths[i]) : String(c).padStart(widths[i]))).join('  ').trimEnd();
+  return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
+}
+
+/** The first fields of a results JSON file: which benchmark, when, on what. */
+function resultHeader(benchmark) {
+  return {
+    benchmark,
+    date: new Date().toISOString(),
+    node: process.version,
+    platform: `${os.platform()} ${os.release()} ${os.arch()}`,
+    cpus: os.cpus().length,
+    cpuModel: os.cpus()[0]?.model ?? null,
+    units: { throughput: 'MiB/s (2^20 bytes per second)', memory: 'MiB (2^20 bytes)' },
+  };
+}
+
 /** Median of numbers (NaN for none). */
 function median(xs) {
   const s = [...xs].sort((a, b) => a - b);
@@ -343,6 +387,9 @@ module.exports = {
   sha256Speed,
   readStatusKiB,
   cpuSeconds,
+  diskWriteSpeed,
+  table,
+  resultHeader,
   median,
   envWithoutRegistryVars,
   RSS_SAMPLE_MS,

@@ -25,7 +25,7 @@ const crypto = require('node:crypto');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { freePort, sleep, mibps, now, secondsSince, fmt, median, envWithoutRegistryVars, RSS_SAMPLE_MS, RssSampler, Child, LayerGenerator, sha256Speed, readStatusKiB, cpuSeconds, agent, request, expectStatus, streamBody, hashedGet } = require('./lib');
+const { freePort, sleep, mibps, now, secondsSince, fmt, median, envWithoutRegistryVars, RSS_SAMPLE_MS, RssSampler, Child, LayerGenerator, sha256Speed, readStatusKiB, cpuSeconds, agent, request, expectStatus, streamBody, hashedGet, table, resultHeader } = require('./lib');
 
 const ROOT = path.resolve(__dirname, '..');
 const SERVER = path.join(ROOT, 'dist', 'server.js');
@@ -181,13 +181,6 @@ async function round(base, sampler, registryPid, runIndex, blobBytes) {
   };
 }
 
-function table(rows, header, leftAll = false) {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
-  const line = (cells) =>
-    cells.map((c, i) => (i === 0 || leftAll ? String(c).padEnd(widths[i]) : String(c).padStart(widths[i]))).join('  ').trimEnd();
-  return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
-}
-
 async function main() {
   if (!fs.existsSync(SERVER)) throw new Error(`${path.relative(process.cwd(), SERVER)} not found: run \`npm run build\` first`);
   if (!fs.existsSync(S3RVER)) throw new Error(`${path.relative(process.cwd(), S3RVER)} not found: run \`npm install\` (s3rver is a devDependency)`);
@@ -291,13 +284,7 @@ async function main() {
     );
 
     const result = {
-      benchmark: 's3-blob',
-      date: new Date().toISOString(),
-      node: process.version,
-      platform: `${os.platform()} ${os.release()} ${os.arch()}`,
-      cpus: os.cpus().length,
-      cpuModel: os.cpus()[0]?.model ?? null,
-      units: { throughput: 'MiB/s (2^20 bytes per second)', memory: 'MiB (2^20 bytes)' },
+      ...resultHeader('s3-blob'),
       params: {
         blobMiB: BLOB_MB,
         runs: RUNS,

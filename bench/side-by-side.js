@@ -67,7 +67,7 @@ const { Readable, Transform } = require('node:stream');
 const { pipeline } = require('node:stream/promises');
 const { spawn, spawnSync } = require('node:child_process');
 const v1 = require('./v1-layer.js');
-const { positiveInt, freePort, tail, sleep, mibps, now, secondsSince, fmt, median, envWithoutRegistryVars, RssSampler, Child, readStatusKiB, cpuSeconds, sha256Speed, agent: v1Agent } = require('./lib');
+const { positiveInt, freePort, tail, sleep, mibps, now, secondsSince, fmt, median, envWithoutRegistryVars, RssSampler, Child, readStatusKiB, cpuSeconds, sha256Speed, diskWriteSpeed, agent: v1Agent, table } = require('./lib');
 
 const ROOT = path.resolve(__dirname, '..');
 const SERVER = path.join(ROOT, 'dist', 'server.js');
@@ -777,30 +777,6 @@ function wrkScript(file, method, accept) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Machine limits (row 7).
-
-/** Write `mb` MiB (made beforehand) in 1 MiB writes + fsync, in `dir`. */
-function diskWriteSpeed(dir, mb) {
-  const file = path.join(dir, 'disk-write-test.bin');
-  const gen = keystream(`disk:${Date.now()}`, mb * MiB);
-  const chunks = [];
-  for (let c; (c = gen.next()); ) chunks.push(c);
-  const t0 = now();
-  const fd = fs.openSync(file, 'w');
-  try {
-    for (const c of chunks) {
-      for (let off = 0; off < c.length; ) off += fs.writeSync(fd, c, off, c.length - off);
-    }
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-  const seconds = secondsSince(t0);
-  fs.rmSync(file, { force: true });
-  return mibps(mb * MiB, seconds);
-}
-
-// ---------------------------------------------------------------------------------------------
 // Measurements. Each row: `fn(reg, pair)` returns {value, ...extra}; ours and theirs alternate.
 
 /** Row definitions, in the order they run. `better`: 'higher' (throughput) or 'lower' (seconds). */
@@ -1058,7 +1034,7 @@ async function main() {
       const runs = [];
       for (let pair = 1; pair <= PAIRS; pair++) {
         const sha = sha256Speed();
-        const disk = diskWriteSpeed(tmp, DISK_MB);
+        const disk = diskWriteSpeed(tmp, DISK_MB).MiBps;
         const r = await v1.round(ours.base, ours.sampler, pair, V1_MB * MiB);
         ours.sampler.enter('between');
         runs.push({ pair, sha256MiBps: sha.MiBps, sha256Source: sha.source, diskMiBps: disk, ...r });
@@ -1243,13 +1219,6 @@ function machineInfo(tmp, fsType) {
 
 // ---------------------------------------------------------------------------------------------
 // Reports.
-
-function table(rows, header, leftAll = false) {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
-  const line = (cells) =>
-    cells.map((c, i) => (i === 0 || leftAll ? String(c).padEnd(widths[i]) : String(c).padStart(widths[i]))).join('  ').trimEnd();
-  return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
-}
 
 function mdTable(header, rows, align) {
   const a = align ?? header.map((_, i) => (i === 0 ? 'l' : 'r'));

@@ -22,7 +22,7 @@ const crypto = require('node:crypto');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { positiveInt, freePort, sleep, mibps, now, secondsSince, fmt, median, envWithoutRegistryVars, RSS_SAMPLE_MS, RssSampler, Child, LayerGenerator, sha256Speed, readStatusKiB, cpuSeconds, agent, request, expectStatus, streamBody, hashedGet } = require('./lib');
+const { positiveInt, freePort, sleep, mibps, now, secondsSince, fmt, median, envWithoutRegistryVars, RSS_SAMPLE_MS, RssSampler, Child, LayerGenerator, sha256Speed, diskWriteSpeed, readStatusKiB, cpuSeconds, agent, request, expectStatus, streamBody, hashedGet, table, resultHeader } = require('./lib');
 
 const ROOT = path.resolve(__dirname, '..');
 const SERVER = path.join(ROOT, 'dist', 'server.js');
@@ -36,32 +36,7 @@ const RSS_LIMIT_MB = positiveInt('BENCH_RSS_LIMIT_MB', 150);
 const DISK_TEST_MB = 512;
 
 // ---------------------------------------------------------------------------------------------
-// Machine context.
-
-function diskWriteSpeed(dir) {
-  const file = path.join(dir, 'disk-write-test.bin');
-  const gen = new LayerGenerator('disk', DISK_TEST_MB * MiB);
-  const chunks = [];
-  for (let c; (c = gen.next()); ) chunks.push(c); // generate outside the timed section
-  const t0 = now();
-  const fd = fs.openSync(file, 'w');
-  try {
-    for (const c of chunks) {
-      for (let off = 0; off < c.length; ) off += fs.writeSync(fd, c, off, c.length - off);
-    }
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-  const seconds = secondsSince(t0);
-  fs.rmSync(file, { force: true });
-  return { MiBps: mibps(DISK_TEST_MB * MiB, seconds), source: `write ${DISK_TEST_MB} MiB in 1 MiB writes + fsync, ${dir}` };
-}
-
-// ---------------------------------------------------------------------------------------------
-// Server process and its memory.
-
-/** CPU seconds (user + system, all threads) the process has used so far, from /proc/<pid>/stat. */
+// Processes.
 
 /** CPU seconds of this (client) process. */
 function selfCpuSeconds() {
@@ -201,13 +176,6 @@ async function round(base, sampler, runIndex, layerBytes) {
 // ---------------------------------------------------------------------------------------------
 
 /** Plain-text table; the first column is left-aligned, the others right-aligned unless `leftAll`. */
-function table(rows, header, leftAll = false) {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
-  const line = (cells) =>
-    cells.map((c, i) => (i === 0 || leftAll ? String(c).padEnd(widths[i]) : String(c).padStart(widths[i]))).join('  ').trimEnd();
-  return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
-}
-
 async function main() {
   if (!fs.existsSync(SERVER)) throw new Error(`${path.relative(process.cwd(), SERVER)} not found: run \`npm run build\` first`);
   const layerBytes = LAYER_MB * MiB;
@@ -232,7 +200,7 @@ async function main() {
   try {
     console.log(`v1-layer: ${LAYER_MB} MiB layer, ${RUNS} run(s); temp dir ${tmp}`);
     const sha = sha256Speed();
-    const disk = diskWriteSpeed(tmp);
+    const disk = diskWriteSpeed(tmp, DISK_TEST_MB);
     console.log(`  sha256: ${fmt(sha.MiBps, 0)} MiB/s (${sha.source})`);
     console.log(`  disk:   ${fmt(disk.MiBps, 0)} MiB/s (${disk.source})`);
 
@@ -305,13 +273,7 @@ async function main() {
     );
 
     const result = {
-      benchmark: 'v1-layer',
-      date: new Date().toISOString(),
-      node: process.version,
-      platform: `${os.platform()} ${os.release()} ${os.arch()}`,
-      cpus: os.cpus().length,
-      cpuModel: os.cpus()[0]?.model ?? null,
-      units: { throughput: 'MiB/s (2^20 bytes per second)', memory: 'MiB (2^20 bytes)' },
+      ...resultHeader('v1-layer'),
       params: { layerMiB: LAYER_MB, runs: RUNS, chunkBytes: CHUNK, rssSampleMs: RSS_SAMPLE_MS, rssLimitMiB: RSS_LIMIT_MB },
       machine: { sha256: sha, diskWrite: disk },
       server: { idleRssMiB, sampledMaxRssMiB: sampledMaxMiB, vmHwmMiB, peakRssMiB, rssSamples: sampler.samples, stop: stopped },
