@@ -282,6 +282,24 @@ function median(xs) {
 }
 
 /** This process's environment minus REGISTRY_* variables: registries read those as configuration. */
+/**
+ * How to start our server: the node arguments of `npm start` (its node flags from package.json, then the
+ * script as an absolute path), with BENCH_SERVER_NODE_ARGS (e.g. "--cpu-prof") added before the script,
+ * so every benchmark measures what users run. `command` is the same as one line, for reports.
+ */
+function serverCommand() {
+  const root = path.resolve(__dirname, '..');
+  const start = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')).scripts.start.trim();
+  const [cmd, ...flags] = start.split(/\s+/);
+  const script = flags.pop();
+  if (cmd !== 'node' || !script || !script.endsWith('.js')) throw new Error(`npm start runs ${JSON.stringify(start)}, expected "node [flags] script.js"`);
+  const file = path.join(root, script);
+  if (!fs.existsSync(file)) throw new Error(`${script} not found: run \`npm run build\` first`);
+  const extra = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
+  const args = [...flags, ...extra, file];
+  return { args, command: ['node', ...flags, ...extra, script].join(' ') };
+}
+
 function envWithoutRegistryVars() {
   const env = {};
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('REGISTRY_')) env[k] = v;
@@ -392,6 +410,7 @@ module.exports = {
   resultHeader,
   median,
   envWithoutRegistryVars,
+  serverCommand,
   RSS_SAMPLE_MS,
   RssSampler,
   Child,

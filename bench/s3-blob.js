@@ -2,8 +2,8 @@
 // Benchmark: push and pull one large blob over the v2 API through the S3 storage driver.
 //
 // Starts s3rver (the npm devDependency, real-clients.md 7a) on 127.0.0.1 with a throwaway data dir and
-// one bucket, then `node dist/server.js` on a free port with REGISTRY_STORAGE_DRIVER=s3 and the
-// REGISTRY_STORAGE_S3_* variables pointing at it. Per run:
+// one bucket, then our server as `npm start` runs it (node flags included) on a free port with
+// REGISTRY_STORAGE_DRIVER=s3 and the REGISTRY_STORAGE_S3_* variables pointing at it. Per run:
 //   POST /v2/bench/s3/blobs/uploads/ -> one streamed PATCH with the whole blob (chunked, timed)
 //   -> PUT ?digest= with an empty body (the commit: CompleteMultipartUpload, timed)
 //   -> GET /v2/bench/s3/blobs/<digest> (timed, hashed and verified)
@@ -25,10 +25,9 @@ const crypto = require('node:crypto');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { freePort, sleep, mibps, now, secondsSince, fmt, median, envWithoutRegistryVars, RSS_SAMPLE_MS, RssSampler, Child, LayerGenerator, sha256Speed, readStatusKiB, cpuSeconds, agent, request, expectStatus, streamBody, hashedGet, table, resultHeader } = require('./lib');
+const { freePort, sleep, mibps, now, secondsSince, fmt, median, envWithoutRegistryVars, serverCommand, RSS_SAMPLE_MS, RssSampler, Child, LayerGenerator, sha256Speed, readStatusKiB, cpuSeconds, agent, request, expectStatus, streamBody, hashedGet, table, resultHeader } = require('./lib');
 
 const ROOT = path.resolve(__dirname, '..');
-const SERVER = path.join(ROOT, 'dist', 'server.js');
 const S3RVER = path.join(ROOT, 'node_modules', 's3rver', 'bin', 's3rver.js');
 const RESULTS = path.join(__dirname, 'results', 's3-blob.json');
 
@@ -92,8 +91,7 @@ async function startRegistry(server, tmp, endpoint) {
   });
   if (PART_MB !== undefined) env.REGISTRY_STORAGE_S3_PART_SIZE = String(PART_MB * MiB);
   if (CONCURRENCY !== undefined) env.REGISTRY_STORAGE_S3_CONCURRENCY = String(CONCURRENCY);
-  const nodeArgs = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
-  server.spawn(process.execPath, [...nodeArgs, SERVER], { cwd: ROOT, env });
+  server.spawn(process.execPath, serverCommand().args, { cwd: ROOT, env });
   const deadline = Date.now() + 30_000;
   for (;;) {
     if (server.exitStatus) throw new Error(`registry exited during start: ${JSON.stringify(server.exitStatus)}`);
@@ -182,7 +180,7 @@ async function round(base, sampler, registryPid, runIndex, blobBytes) {
 }
 
 async function main() {
-  if (!fs.existsSync(SERVER)) throw new Error(`${path.relative(process.cwd(), SERVER)} not found: run \`npm run build\` first`);
+  serverCommand(); // fails early if the server is not built
   if (!fs.existsSync(S3RVER)) throw new Error(`${path.relative(process.cwd(), S3RVER)} not found: run \`npm install\` (s3rver is a devDependency)`);
   const blobBytes = BLOB_MB * MiB;
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-s3-blob-'));

@@ -2,7 +2,7 @@
 // Benchmark: our registry and the Go reference registry (Debian `docker-registry`, distribution
 // 2.8.2) side by side, in one run, on the same machine and disk (issue 7).
 //
-// Starts `node dist/server.js` (ours) and `docker-registry serve <config>` (theirs) on 127.0.0.1,
+// Starts our server as `npm start` runs it (ours) and `docker-registry serve <config>` (theirs) on 127.0.0.1,
 // free ports, local storage in one temp dir, then for every measurement runs ours and theirs
 // alternately (A B A B ..., BENCH_PAIRS pairs) so machine drift hits both alike, and reports
 // medians, min/max and the ratio ours/theirs:
@@ -67,10 +67,9 @@ const { Readable, Transform } = require('node:stream');
 const { pipeline } = require('node:stream/promises');
 const { spawn, spawnSync } = require('node:child_process');
 const v1 = require('./v1-layer.js');
-const { positiveInt, freePort, tail, sleep, mibps, now, secondsSince, fmt, median, envWithoutRegistryVars, RssSampler, Child, readStatusKiB, cpuSeconds, sha256Speed, diskWriteSpeed, agent: v1Agent, table } = require('./lib');
+const { positiveInt, freePort, tail, sleep, mibps, now, secondsSince, fmt, median, envWithoutRegistryVars, serverCommand, RssSampler, Child, readStatusKiB, cpuSeconds, sha256Speed, diskWriteSpeed, agent: v1Agent, table } = require('./lib');
 
 const ROOT = path.resolve(__dirname, '..');
-const SERVER = path.join(ROOT, 'dist', 'server.js');
 const RESULTS = process.env.BENCH_JSON === '-' ? null : path.resolve(process.env.BENCH_JSON || path.join(__dirname, 'results', 'side-by-side.json'));
 const SKOPEO_CACHE = '/var/lib/containers/cache/blob-info-cache-v1.boltdb';
 
@@ -266,8 +265,7 @@ class Registry extends Child {
         REGISTRY_INDEX_PATH: path.join(this.dir, 'index.db'),
         REGISTRY_LOG_LEVEL: 'warn',
       });
-      const nodeArgs = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
-      this.spawn(process.execPath, [...nodeArgs, SERVER], { cwd: this.dir, env });
+      this.spawn(process.execPath, serverCommand().args, { cwd: this.dir, env });
     } else {
       // Our own config (the Debian default one is broken): filesystem storage, delete on, no access log.
       const config = path.join(this.dir, 'config.yml');
@@ -796,7 +794,7 @@ function rowDefs() {
 
 async function main() {
   for (const g of ONLY) if (!GROUPS.includes(g)) throw new Error(`BENCH_ONLY: unknown group ${g}; known: ${GROUPS.join(', ')}`);
-  if (!fs.existsSync(SERVER)) throw new Error(`${path.relative(process.cwd(), SERVER)} not found: run \`npm run build\` first`);
+  serverCommand(); // fails early if the server is not built
 
   const versions = {
     node: process.version,
@@ -1136,7 +1134,7 @@ async function main() {
       wrkSeconds: SECONDS,
       tags: TAGS,
       only: ONLY.length ? ONLY : GROUPS,
-      serverNodeArgs: process.env.BENCH_SERVER_NODE_ARGS || null,
+      serverCommand: serverCommand().command,
       order: 'per measurement: pair 1 ours, pair 1 theirs, pair 2 ours, ...',
     },
     units: { throughput: 'MiB/s (2^20 bytes per second)', memory: 'MiB (2^20 bytes)', cpu: 'core-seconds (user+sys)' },
@@ -1307,7 +1305,7 @@ function markdown(result) {
         ['date', result.date],
         ['duration', `${fmt(result.durationSeconds / 60, 1)} min`],
         ['machine', `${m.cpus} cores, ${m.cpuModel}, ${m.memGiB} GiB RAM, temp dir ${m.tmpDir} (${m.tmpFs}), ${v.kernel}`],
-        ['ours', `tsregistry ${v.ours} (git ${v.oursGit ?? '?'}), \`node dist/server.js\`, node ${v.node}, local storage (fsync on, the default), SQLite index, log level warn${p.serverNodeArgs ? `, node flags \`${p.serverNodeArgs}\`` : ''}`],
+        ['ours', `tsregistry ${v.ours} (git ${v.oursGit ?? '?'}), \`${p.serverCommand}\` (as npm start), node ${v.node}, local storage (fsync on, the default), SQLite index, log level warn`],
         ['theirs', `${v.dockerRegistry} (Debian package docker-registry), filesystem storage, delete enabled, blobdescriptor cache inmemory, log level warn, access log off`],
         [
           'clients',

@@ -1,7 +1,7 @@
 'use strict';
 // Benchmark: push and pull one large v1 layer through a real server process.
 //
-// Starts `node dist/server.js` on a free port with a throwaway storage root and index, then per run:
+// Starts our server as `npm start` runs it on a free port with a throwaway storage root and index, then per run:
 //   PUT /v1/images/<id>/json -> PUT /v1/images/<id>/layer (chunked, timed) -> PUT .../checksum
 //   GET /v1/images/<id>/json -> GET /v1/images/<id>/layer (timed, hashed and verified)
 // while sampling the server's RSS from /proc/<pid>/status. Reports median push/pull throughput,
@@ -22,10 +22,9 @@ const crypto = require('node:crypto');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { positiveInt, freePort, sleep, mibps, now, secondsSince, fmt, median, envWithoutRegistryVars, RSS_SAMPLE_MS, RssSampler, Child, LayerGenerator, sha256Speed, diskWriteSpeed, readStatusKiB, cpuSeconds, agent, request, expectStatus, streamBody, hashedGet, table, resultHeader } = require('./lib');
+const { positiveInt, freePort, sleep, mibps, now, secondsSince, fmt, median, envWithoutRegistryVars, serverCommand, RSS_SAMPLE_MS, RssSampler, Child, LayerGenerator, sha256Speed, diskWriteSpeed, readStatusKiB, cpuSeconds, agent, request, expectStatus, streamBody, hashedGet, table, resultHeader } = require('./lib');
 
 const ROOT = path.resolve(__dirname, '..');
-const SERVER = path.join(ROOT, 'dist', 'server.js');
 const RESULTS = path.join(__dirname, 'results', 'v1-layer.json');
 
 const MiB = 1024 * 1024;
@@ -62,8 +61,7 @@ class Server extends Child {
       REGISTRY_INDEX_PATH: path.join(this.tmp, 'index.db'),
       REGISTRY_LOG_LEVEL: 'warn',
     });
-    const nodeArgs = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
-    this.spawn(process.execPath, [...nodeArgs, SERVER], { cwd: ROOT, env });
+    this.spawn(process.execPath, serverCommand().args, { cwd: ROOT, env });
 
     const deadline = Date.now() + 20_000;
     for (;;) {
@@ -177,7 +175,7 @@ async function round(base, sampler, runIndex, layerBytes) {
 
 /** Plain-text table; the first column is left-aligned, the others right-aligned unless `leftAll`. */
 async function main() {
-  if (!fs.existsSync(SERVER)) throw new Error(`${path.relative(process.cwd(), SERVER)} not found: run \`npm run build\` first`);
+  serverCommand(); // fails early if the server is not built
   const layerBytes = LAYER_MB * MiB;
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-v1-layer-'));
   const server = new Server(tmp);

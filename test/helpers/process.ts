@@ -1,9 +1,17 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import path from 'node:path';
 
 export const ROOT = path.resolve(__dirname, '../..');
-export const SERVER_JS = path.join(ROOT, 'dist/server.js');
+
+/** The node arguments of `npm start` (package.json), e.g. ['--initial-old-space-size=64', 'dist/server.js']. */
+export function startArgs(): string[] {
+  const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { scripts: { start: string } };
+  const [cmd, ...args] = pkg.scripts.start.trim().split(/\s+/);
+  if (cmd !== 'node') throw new Error(`npm start runs ${JSON.stringify(pkg.scripts.start)}, not node`);
+  return args;
+}
 
 /** A port that was free a moment ago on 127.0.0.1. */
 export function freePort(): Promise<number> {
@@ -27,7 +35,7 @@ export interface ServerProcess {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-/** Run the built server (dist/server.js) as a child process with the given environment. */
+/** Run the built server as `npm start` does (node flags included), with the given environment. */
 export async function spawnServer(
   t: { teardown(fn: () => unknown): void },
   env: Record<string, string>,
@@ -35,7 +43,7 @@ export async function spawnServer(
   opts: { waitReady?: boolean } = {},
 ): Promise<ServerProcess> {
   const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('REGISTRY_')));
-  const child = spawn(process.execPath, [SERVER_JS], { cwd: ROOT, env: { ...clean, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, startArgs(), { cwd: ROOT, env: { ...clean, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   child.stdout!.on('data', (d) => (out += d));
