@@ -19,6 +19,11 @@ export interface IngestOptions {
   limit?: number;
   /** Sees every chunk as it passes (v1 computes its payload checksum this way, in the same pass). */
   tap?: (chunk: Buffer) => void;
+  /**
+   * Index writes that belong with the blob (a repository link): run inside the commit's transaction,
+   * so they land together with it in one fsync, or on their own if the content was already stored.
+   */
+  onStored?: (blob: BlobRecord) => void;
 }
 
 interface LiveHash {
@@ -87,7 +92,7 @@ export class BlobStore {
     let blob: BlobRecord;
     try {
       upload = await this.append(upload, body, opts);
-      blob = await this.commit(upload, opts.expected);
+      blob = await this.commit(upload, opts.expected, opts.onStored);
     } catch (err) {
       await this.discard(upload);
       throw err;
@@ -134,7 +139,7 @@ export class BlobStore {
       if (last) upload = await this.append(upload, last, opts, false);
       let blob: BlobRecord;
       try {
-        blob = await this.commit(upload, expected);
+        blob = await this.commit(upload, expected, opts.onStored);
       } catch (err) {
         if (last) this.index.updateUpload(upload.id, upload.size, upload.state);
         throw err;
@@ -231,20 +236,25 @@ export class BlobStore {
     return { ...upload, size, state };
   }
 
-  private async commit(upload: UploadRecord, expected: Digest | undefined): Promise<BlobRecord> {
+  private async commit(upload: UploadRecord, expected: Digest | undefined, onStored?: (blob: BlobRecord) => void): Promise<BlobRecord> {
     const id = upload.id;
     const live = await this.liveHash(upload);
-    if (!live) return this.commitUnhashed(upload, expected);
+    if (!live) return this.commitUnhashed(upload, expected, onStored);
     const digest = digestOf(live.hash.copy());
     if (expected && expected !== digest) {
       throw new RegistryError('DIGEST_INVALID', undefined, { detail: { expected, computed: digest } });
     }
     const known = this.index.getBlob(digest);
-    if (known) return known; // already stored: the staged copy is discarded by the caller
+    if (known) {
+      onStored?.(known);
+      return known; // already stored: the staged copy is discarded by the caller
+    }
     const location = await this.driver.commitUpload(id, upload.state, upload.size, hexOf(digest));
     const stored = this.index.transaction(() => {
       this.index.deleteUpload(id);
-      return this.index.putBlob({ digest, size: upload.size, location });
+      const blob = this.index.putBlob({ digest, size: upload.size, location });
+      onStored?.(blob);
+      return blob;
     });
     // Two identical uploads racing: the first record wins; drop our copy if it lives elsewhere.
     if (stored.location !== location) await this.driver.delete(location);
@@ -257,7 +267,7 @@ export class BlobStore {
    * then hash the committed object, verify digest and size, and only then record it. On a mismatch the
    * object is deleted and the upload is gone with it (its bytes became that object): DIGEST_INVALID.
    */
-  private async commitUnhashed(upload: UploadRecord, expected: Digest | undefined): Promise<BlobRecord> {
+  private async commitUnhashed(upload: UploadRecord, expected: Digest | undefined, onStored?: (blob: BlobRecord) => void): Promise<BlobRecord> {
     const location = await this.driver.commitUpload(upload.id, upload.state, upload.size, expected ? hexOf(expected) : '');
     let digest: Digest;
     try {
@@ -279,7 +289,9 @@ export class BlobStore {
     }
     const stored = this.index.transaction(() => {
       this.index.deleteUpload(upload.id);
-      return this.index.putBlob({ digest, size: upload.size, location });
+      const blob = this.index.putBlob({ digest, size: upload.size, location });
+      onStored?.(blob);
+      return blob;
     });
     if (stored.location !== location) await this.driver.delete(location);
     return stored;

@@ -45,10 +45,8 @@ export class V2Registry {
   }
 
   /** Single-request upload (POST ?digest= with the body). */
-  async putMonolithic(repo: string, digest: Digest, body: Readable): Promise<BlobRecord> {
-    const blob = await this.blobs.ingest(body, { expected: digest });
-    this.index.linkBlob(repo, blob.digest);
-    return blob;
+  putMonolithic(repo: string, digest: Digest, body: Readable): Promise<BlobRecord> {
+    return this.blobs.ingest(body, { expected: digest, onStored: this.linker(repo) });
   }
 
   /** Cross-repository mount: only from a repository that has the blob. Undefined if not possible. */
@@ -76,9 +74,12 @@ export class V2Registry {
     if (last && start !== undefined && start !== upload.size) {
       throw new RegistryError('RANGE_INVALID', 'chunk does not start at the end of the upload', { detail: { size: upload.size } });
     }
-    const blob = await this.blobs.commitUpload(id, digest, last);
-    this.index.linkBlob(repo, blob.digest);
-    return blob;
+    return this.blobs.commitUpload(id, digest, last, { onStored: this.linker(repo) });
+  }
+
+  /** Links a blob to the repository in the transaction that records it (one index fsync per push, not two). */
+  private linker(repo: string): (blob: BlobRecord) => void {
+    return (blob) => this.index.linkBlob(repo, blob.digest);
   }
 
   async cancelUpload(repo: string, id: string): Promise<void> {

@@ -136,6 +136,31 @@ t.test('commit with a final chunk; cancel; purge of stale uploads', async (t) =>
   t.same(readdirSync(path.join(root, 'blobs/uploads')), []);
 });
 
+t.test('onStored runs in the transaction that records the blob, or alone if the content was already stored', async (t) => {
+  const { store } = await setup(t);
+  const data = randomBytes(3000);
+  const refuse = () => {
+    throw new Error('link failed');
+  };
+  await t.rejects(store.ingest(Readable.from([data]), { onStored: refuse }), { message: 'link failed' });
+  t.equal(store.stat(digest(data)), undefined, 'a failing onStored rolls the blob record back with it');
+
+  const seen: string[] = [];
+  const record = (b: { digest: Digest }) => {
+    seen.push(`${b.digest === digest(data)} ${store.stat(b.digest) !== undefined}`);
+  };
+  await store.ingest(Readable.from([data]), { onStored: record });
+  await store.ingest(Readable.from([data]), { onStored: record });
+  const up = await store.startUpload('r/linked');
+  await store.commitUpload(up.id, digest(data), Readable.from([data]), { onStored: record });
+  t.same(seen, ['true true', 'true true', 'true true'], 'called once per commit, with the blob already visible to it');
+
+  const other = randomBytes(10);
+  const up2 = await store.startUpload('r/linked');
+  await t.rejects(store.commitUpload(up2.id, digest(other), Readable.from([other]), { onStored: refuse }), { message: 'link failed' });
+  t.equal(store.stat(digest(other)), undefined, 'same for a client upload');
+});
+
 t.test('a second writer on a busy upload is refused', async (t) => {
   const { store } = await setup(t);
   const up = await store.startUpload('r/busy');
