@@ -26,6 +26,7 @@ export const ERROR_TABLE = {
   CONFLICT: { status: 409, message: 'conflict' },
   PRECONDITION_FAILED: { status: 412, message: 'precondition failed' },
   UNAVAILABLE: { status: 503, message: 'service unavailable' },
+  STORAGE_FULL: { status: 507, message: 'the registry is out of storage space' },
   INTERNAL: { status: 500, message: 'internal error' },
 } as const;
 
@@ -62,6 +63,8 @@ export function toRegistryError(err: unknown): RegistryError {
   const e = err as { statusCode?: number; code?: string; message?: string; name?: string };
   // The index knows a blob whose bytes are gone: a client error to the caller, an alarm in the log.
   if (e?.name === 'StorageNotFoundError') return new RegistryError('BLOB_UNKNOWN', 'blob data missing from storage', { status: 404 });
+  // A full disk (blobs or index) is the operator's problem, but the client should be told which one.
+  if (e?.code === 'ENOSPC' || e?.code === 'EDQUOT' || e?.code === 'SQLITE_FULL') return new RegistryError('STORAGE_FULL');
   // Errors raised by fastify itself (bad content length, aborted body, ...) carry a 4xx statusCode.
   if (typeof e?.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {
     if (e.statusCode === 413) return new RegistryError('TOO_LARGE');

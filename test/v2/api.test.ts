@@ -494,3 +494,23 @@ t.test('blob downloads: ranges across the read buffers, concurrent readers, a cl
     t.ok(results[i]!.body.equals(data.subarray(a, b + 1)), `bytes ${a}-${b}`);
   });
 });
+
+t.test('a full disk is 507 STORAGE_FULL, not a bare 500, and the upload can be retried', async (t) => {
+  const reg = await startRegistry(t, { storage: { driver: 'local' } });
+  const { LocalDriver } = await import('../../src/storage/local-driver');
+  const real = LocalDriver.prototype.appendUpload;
+  LocalDriver.prototype.appendUpload = async () => {
+    throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', errno: -28 });
+  };
+  t.teardown(() => {
+    LocalDriver.prototype.appendUpload = real;
+  });
+  const blob = blobOf(randomBytes(1000));
+  const post = await http(reg.url, 'POST', '/v2/full/r/blobs/uploads/');
+  const put = await http(reg.url, 'PUT', `${post.headers.get('location')}?digest=${blob.digest}`, blob.data, { 'content-type': 'application/octet-stream' });
+  t.same([put.status, errCode(put), put.json?.errors?.[0]?.message], [507, 'STORAGE_FULL', 'the registry is out of storage space']);
+
+  LocalDriver.prototype.appendUpload = real; // space freed: the same upload goes through
+  const again = await http(reg.url, 'PUT', `${post.headers.get('location')}?digest=${blob.digest}`, blob.data, { 'content-type': 'application/octet-stream' });
+  t.equal(again.status, 201);
+});
