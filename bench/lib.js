@@ -100,6 +100,35 @@ const CLK_TCK = (() => {
   return !r.error && Number.isInteger(n) && n > 0 ? n : 100;
 })();
 
+/** CPU seconds of this process and of the children it has waited for (curl, skopeo, wrk, openssl). */
+function selfTreeCpuSeconds() {
+  const stat = fs.readFileSync('/proc/self/stat', 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / CLK_TCK; // utime stime cutime cstime
+}
+
+/**
+ * GET `url` with curl into /dev/null, timed by curl (connect to last byte): { status, bytes, seconds }.
+ * A client that does almost nothing per byte, so a timed pull measures the server: a client that
+ * hashes what it receives saturates a core first (the Node one tops out near 700 MiB/s here, below
+ * what either registry can serve). It does not check the bytes: callers do, with an untimed hashed GET.
+ */
+function curlGet(url) {
+  return new Promise((resolve, reject) => {
+    const child = spawn('curl', ['-sS', '-o', '/dev/null', '-w', '%{http_code} %{size_download} %{time_total}', url], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (c) => (out += c));
+    child.stderr.on('data', (c) => (err += c));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      if (code !== 0) return reject(new Error(`curl ${url}: exit ${code} ${err.trim()}`));
+      const [status, bytes, seconds] = out.trim().split(/\s+/).map(Number);
+      resolve({ status, bytes, seconds });
+    });
+  });
+}
+
 function readStatusKiB(pid, field) {
   try {
     const m = fs.readFileSync(`/proc/${pid}/status`, 'utf8').match(new RegExp(`^${field}:\\s+(\\d+)\\s+kB`, 'm'));
@@ -411,6 +440,9 @@ module.exports = {
   median,
   envWithoutRegistryVars,
   serverCommand,
+  selfTreeCpuSeconds,
+  curlGet,
+  CLK_TCK,
   RSS_SAMPLE_MS,
   RssSampler,
   Child,

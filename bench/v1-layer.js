@@ -3,7 +3,8 @@
 //
 // Starts our server as `npm start` runs it on a free port with a throwaway storage root and index, then per run:
 //   PUT /v1/images/<id>/json -> PUT /v1/images/<id>/layer (chunked, timed) -> PUT .../checksum
-//   GET /v1/images/<id>/json -> GET /v1/images/<id>/layer (timed, hashed and verified)
+//   GET /v1/images/<id>/json -> GET /v1/images/<id>/layer with curl into /dev/null (timed), then the
+//   same GET hashed and verified against the payload checksum (untimed)
 // while sampling the server's RSS from /proc/<pid>/status. Reports median push/pull throughput,
 // the server's peak RSS (sampled max VmRSS and the kernel's VmHWM), and for context the machine's
 // sha256 speed and the temp dir's write+fsync speed.
@@ -15,14 +16,14 @@
 //   BENCH_SERVER_NODE_ARGS extra node flags for the server, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"
 //   TMPDIR                where the temp dir is created (os.tmpdir())
 //
-// Plain CommonJS, Node built-ins only, no build step. Results: bench/results/v1-layer.json.
+// Plain CommonJS, Node built-ins (and curl), no build step. Results: bench/results/v1-layer.json.
 // Run directly; when required (bench/side-by-side.js) it only exports its helpers.
 
 const crypto = require('node:crypto');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { positiveInt, freePort, sleep, mibps, now, secondsSince, fmt, median, envWithoutRegistryVars, serverCommand, RSS_SAMPLE_MS, RssSampler, Child, LayerGenerator, sha256Speed, diskWriteSpeed, readStatusKiB, cpuSeconds, agent, request, expectStatus, streamBody, hashedGet, table, resultHeader } = require('./lib');
+const { positiveInt, freePort, sleep, mibps, now, secondsSince, fmt, median, envWithoutRegistryVars, serverCommand, selfTreeCpuSeconds, curlGet, RSS_SAMPLE_MS, RssSampler, Child, LayerGenerator, sha256Speed, diskWriteSpeed, readStatusKiB, cpuSeconds, agent, request, expectStatus, streamBody, hashedGet, table, resultHeader } = require('./lib');
 
 const ROOT = path.resolve(__dirname, '..');
 const RESULTS = path.join(__dirname, 'results', 'v1-layer.json');
@@ -36,12 +37,6 @@ const DISK_TEST_MB = 512;
 
 // ---------------------------------------------------------------------------------------------
 // Processes.
-
-/** CPU seconds of this (client) process. */
-function selfCpuSeconds() {
-  const u = process.cpuUsage();
-  return (u.user + u.system) / 1e6;
-}
 
 /** Our registry as a child process, local storage in a temp dir. */
 class Server extends Child {
@@ -117,11 +112,11 @@ async function round(base, sampler, runIndex, layerBytes) {
   const gen = new LayerGenerator(`${id}:${runIndex}`, layerBytes);
   let t0 = now();
   let srvCpu0 = cpuSeconds(sampler.pid);
-  let cliCpu0 = selfCpuSeconds();
+  let cliCpu0 = selfTreeCpuSeconds();
   const pushed = await putLayer(base, id, gen, payload);
   const pushSeconds = secondsSince(t0);
   const pushServerCpu = cpuSeconds(sampler.pid) - srvCpu0;
-  const pushClientCpu = selfCpuSeconds() - cliCpu0;
+  const pushClientCpu = selfTreeCpuSeconds() - cliCpu0;
   if (pushed.bytes !== layerBytes) throw new Error(`PUT layer: sent ${pushed.bytes} bytes, meant ${layerBytes}`);
   const checksum = 'sha256:' + payload.digest('hex');
 
@@ -138,17 +133,20 @@ async function round(base, sampler, runIndex, layerBytes) {
     throw new Error(`GET json: X-Docker-Checksum-Payload ${res.headers['x-docker-checksum-payload']}, expected ${checksum}`);
   }
 
-  // Verify the pulled bytes against what was sent: sha256(json + "\n" + received layer) must equal the
-  // payload checksum computed while sending. One hash per direction, no second pass over the data.
-  const received = crypto.createHash('sha256').update(res.body).update('\n');
-  t0 = now();
+  // Timed with curl into /dev/null (a hashing client would be what is measured, see curlGet).
   srvCpu0 = cpuSeconds(sampler.pid);
-  cliCpu0 = selfCpuSeconds();
-  const pulled = await getLayer(base, id, received);
-  const pullSeconds = secondsSince(t0);
+  cliCpu0 = selfTreeCpuSeconds();
+  const timed = await curlGet(new URL(`/v1/images/${id}/layer`, base).href);
+  const pullSeconds = timed.seconds;
   const pullServerCpu = cpuSeconds(sampler.pid) - srvCpu0;
-  const pullClientCpu = selfCpuSeconds() - cliCpu0;
+  const pullClientCpu = selfTreeCpuSeconds() - cliCpu0;
   sampler.enter('between');
+  if (timed.status !== 200 || timed.bytes !== layerBytes) throw new Error(`GET layer: ${timed.status}, ${timed.bytes} bytes, expected 200, ${layerBytes}`);
+
+  // Then verify the bytes, untimed: sha256(json + "\n" + received layer) must equal the payload
+  // checksum computed while sending.
+  const received = crypto.createHash('sha256').update(res.body).update('\n');
+  const pulled = await getLayer(base, id, received);
   if (pulled.contentLength !== layerBytes) throw new Error(`GET layer: Content-Length ${pulled.contentLength}, expected ${layerBytes}`);
   if (pulled.bytes !== layerBytes) throw new Error(`GET layer: received ${pulled.bytes} bytes, expected ${layerBytes}`);
   const pulledChecksum = 'sha256:' + received.digest('hex');
