@@ -310,7 +310,6 @@ function median(xs) {
   return s.length === 0 ? NaN : s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
-/** This process's environment minus REGISTRY_* variables: registries read those as configuration. */
 /**
  * How to start our server: the node arguments of `npm start` (its node flags from package.json, then the
  * script as an absolute path), with BENCH_SERVER_NODE_ARGS (e.g. "--cpu-prof") added before the script,
@@ -329,6 +328,7 @@ function serverCommand() {
   return { args, command: ['node', ...flags, ...extra, script].join(' ') };
 }
 
+/** This process's environment minus REGISTRY_* variables: registries read those as configuration. */
 function envWithoutRegistryVars() {
   const env = {};
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('REGISTRY_')) env[k] = v;
