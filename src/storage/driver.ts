@@ -46,7 +46,8 @@ export interface StorageDriver {
   /**
    * Make the staged bytes a permanent object and return its key. `hex` is the content's sha256, or
    * '' when the caller does not know it yet (only for drivers without readUpload, which must ignore it).
-   * Must be atomic: the object is either absent or complete.
+   * Must be atomic: the object is either absent or complete. May be called again after it succeeded
+   * (the index write that followed failed, and the client retries): it then returns the same key.
    */
   commitUpload(id: string, state: UploadState, size: number, hex: string): Promise<string>;
   /** Discard an upload's staging area (idempotent). */

@@ -106,10 +106,18 @@ export class LocalDriver implements StorageDriver {
 
   async commitUpload(id: string, _state: UploadState, size: number, hex: string): Promise<string> {
     const staged = this.uploadFile(id);
-    const st = await fs.stat(staged);
-    if (st.size !== size) throw new Error(`upload ${id}: staged ${st.size} bytes, expected ${size}`);
     const key = `blobs/sha256/${hex.slice(0, 2)}/${hex}`;
     const target = this.file(key);
+    const st = await fs.stat(staged).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ENOENT') throw err;
+      return null;
+    });
+    if (!st) {
+      // Renamed by an earlier call whose index write then failed: the object is already in place.
+      if ((await this.stat(key))?.size === size) return key;
+      throw new Error(`upload ${id}: nothing staged and no committed object of ${size} bytes`);
+    }
+    if (st.size !== size) throw new Error(`upload ${id}: staged ${st.size} bytes, expected ${size}`);
     const dir = path.dirname(target);
     const created = await fs.mkdir(dir, { recursive: true });
     if (created && this.opts.fsync) await fsyncDir(path.dirname(dir));

@@ -330,7 +330,15 @@ export class S3Driver implements StorageDriver {
     const st = parseState(id, state, size);
     const rel = `blobs/${id}`;
     const Key = this.objectKey(rel);
-    const tail = st.tail > 0 ? await this.readSmall(this.tailKey(id, st.gen), st.tail) : undefined;
+    let tail: Buffer | undefined;
+    try {
+      tail = st.tail > 0 ? await this.readSmall(this.tailKey(id, st.gen), st.tail) : undefined;
+    } catch (err) {
+      // A repeated commit (the first went through, the index write after it failed) finds its tail
+      // deleted: fine if the object is whole.
+      if (isNotFound(err) && (await this.stat(rel))?.size === size) return rel;
+      throw err;
+    }
     if (!st.mpu) {
       // Never filled a part: the blob is the tail (or empty).
       await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key, Body: tail ?? Buffer.alloc(0) }));

@@ -159,6 +159,9 @@ t.test('onStored runs in the transaction that records the blob, or alone if the 
   const up2 = await store.startUpload('r/linked');
   await t.rejects(store.commitUpload(up2.id, digest(other), Readable.from([other]), { onStored: refuse }), { message: 'link failed' });
   t.equal(store.stat(digest(other)), undefined, 'same for a client upload');
+  const retried = await store.commitUpload(up2.id, digest(other), undefined, { onStored: record });
+  t.equal(retried.digest, digest(other), 'whose client can retry the PUT alone (its bytes were already moved into place)');
+  t.equal(seen.length, 4);
 });
 
 t.test('a second writer on a busy upload is refused', async (t) => {

@@ -81,6 +81,18 @@ export function driverSuite(t: Test, make: (t: Test) => Promise<StorageDriver>):
     t.ok((await collect(await d.read(key))).equals(all));
   });
 
+  t.test('a commit repeated after it succeeded returns the same key (the index write after it failed)', async (t) => {
+    const d = await make(t);
+    for (const data of [randomBytes(3000), randomBytes(6 * 1024 * 1024 + 5)]) {
+      const id = 'again' + randomBytes(6).toString('hex');
+      let s = await d.startUpload(id);
+      s = await d.appendUpload(id, s, 0, Readable.from([data]));
+      const key = await d.commitUpload(id, s, data.length, hexOf(data));
+      t.equal(await d.commitUpload(id, s, data.length, hexOf(data)), key, `${data.length} bytes: same key`);
+      t.ok((await collect(await d.read(key))).equals(data), 'object intact');
+    }
+  });
+
   t.test('abort discards; identical commits share one object', async (t) => {
     const d = await make(t);
     const data = randomBytes(4000);
