@@ -68,7 +68,7 @@ const { Readable, Transform } = require('node:stream');
 const { pipeline } = require('node:stream/promises');
 const { spawn, spawnSync } = require('node:child_process');
 const v1 = require('./v1-layer.js');
-const { positiveInt, freePort, tail, sleep, mibps, now, secondsSince, fmt, median, envWithoutRegistryVars, serverCommand, selfTreeCpuSeconds, curlGet, CLK_TCK, RssSampler, Child, readStatusKiB, cpuSeconds, sha256Speed, diskWriteSpeed, agent: v1Agent, table } = require('./lib');
+const { positiveInt, freePort, tail, sleep, mibps, now, secondsSince, fmt, median, envWithoutRegistryVars, serverCommand, selfTreeCpuSeconds, curlGet, CLK_TCK, RssSampler, Child, readStatusKiB, cpuSeconds, sha256Speed, diskWriteSpeed, hashedGet, agent: v1Agent, table } = require('./lib');
 
 const ROOT = path.resolve(__dirname, '..');
 const RESULTS = process.env.BENCH_JSON === '-' ? null : path.resolve(process.env.BENCH_JSON || path.join(__dirname, 'results', 'side-by-side.json'));
@@ -404,31 +404,6 @@ function expectStatus(what, res, status) {
   if (res.status !== status) {
     throw new Error(`${what}: expected ${status}, got ${res.status} ${res.body.toString('utf8').slice(0, 500)}`);
   }
-}
-
-/** GET a blob, hashing and counting what arrives. */
-function pullBlob(url, agent) {
-  return new Promise((resolve, reject) => {
-    const req = http.request(url, { method: 'GET', agent }, (res) => {
-      if (res.statusCode !== 200) {
-        const parts = [];
-        res.on('data', (c) => parts.push(c));
-        res.on('end', () => reject(new Error(`GET ${url}: expected 200, got ${res.statusCode} ${Buffer.concat(parts).toString('utf8').slice(0, 500)}`)));
-        return;
-      }
-      const hash = crypto.createHash('sha256');
-      let bytes = 0;
-      res.on('data', (c) => {
-        bytes += c.length;
-        hash.update(c);
-      });
-      res.on('error', reject);
-      res.on('aborted', () => reject(new Error(`GET ${url}: response aborted`)));
-      res.on('end', () => resolve({ bytes, digest: `sha256:${hash.digest('hex')}`, contentLength: Number(res.headers['content-length']) }));
-    });
-    req.on('error', reject);
-    req.end();
-  });
 }
 
 /** Upload URL with ?digest= appended, keeping whatever state the registry put in the query (Go: _state). */
@@ -908,7 +883,8 @@ async function main() {
           target = { repo: `bench/pull-${pair}`, digest: blob.digest };
           await pushMonolithic(reg, target.repo, blob);
         }
-        const url = reg.url(`/v2/${target.repo}/blobs/${target.digest}`);
+        const blobPath = `/v2/${target.repo}/blobs/${target.digest}`;
+        const url = reg.url(blobPath);
         const c0 = cpuSeconds(reg.pid);
         const client0 = selfTreeCpuSeconds();
         const got = await curlGet(url);
@@ -916,8 +892,10 @@ async function main() {
         const clientCpuSeconds = selfTreeCpuSeconds() - client0;
         if (got.status !== 200 || got.bytes !== blobBytes) throw new Error(`${reg.id} GET blob: ${got.status}, ${got.bytes} bytes, expected 200, ${blobBytes}`);
         // A fast wrong answer must not count: the same GET again, hashed, outside the timing.
-        const check = await pullBlob(url, reg.agent);
-        if (check.digest !== target.digest) throw new Error(`${reg.id} GET blob: bytes hash to ${check.digest}, expected ${target.digest}`);
+        const hash = crypto.createHash('sha256');
+        await hashedGet(reg.base, blobPath, hash);
+        const digest = `sha256:${hash.digest('hex')}`;
+        if (digest !== target.digest) throw new Error(`${reg.id} GET blob: bytes hash to ${digest}, expected ${target.digest}`);
         reg.dropBlobFile(target.digest);
         return { value: mibps(blobBytes, got.seconds), seconds: got.seconds, serverCpuSeconds, clientCpuSeconds };
       });
