@@ -1,5 +1,6 @@
 import { buildApp } from './app';
 import { ConfigError, loadConfig, splitAddr } from './config/load';
+import { startIdleGc } from './idle-gc';
 
 // Process entry: load config, serve, and shut down gracefully on SIGTERM/SIGINT.
 
@@ -17,11 +18,13 @@ async function main(): Promise<void> {
   const app = await buildApp(config);
   const { host, port } = splitAddr(config.http.addr);
   await app.listen({ host, port });
+  const stopIdleGc = startIdleGc(app.server, app.log);
 
   let closing = false;
   const shutdown = (signal: string) => {
     if (closing) return;
     closing = true;
+    stopIdleGc();
     app.log.info({ signal }, 'shutting down: no new connections, waiting for in-flight requests');
     const force = setTimeout(() => {
       app.log.warn('in-flight requests did not finish in time; exiting');

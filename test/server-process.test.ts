@@ -62,6 +62,23 @@ t.test('env overrides, one log line per request, nothing secret, graceful SIGTER
   t.match(srv.stdout(), /shutting down/);
 });
 
+t.test('npm start exposes gc, so memory is handed back when the server goes quiet (src/idle-gc.ts)', async (t) => {
+  const dir = tempDir(t);
+  const port = await freePort();
+  const srv = await spawnServer(
+    t,
+    {
+      REGISTRY_HTTP_ADDR: `127.0.0.1:${port}`,
+      REGISTRY_STORAGE_LOCAL_ROOT: path.join(dir, 'blobs'),
+      REGISTRY_INDEX_PATH: path.join(dir, 'index.db'),
+      REGISTRY_LOG_LEVEL: 'debug',
+    },
+    port,
+  );
+  t.equal(await srv.stop(), 0);
+  t.match(srv.stdout(), /"idleGc":true,"msg":"idle collection on"/);
+});
+
 t.test('restart with data intact (real process)', async (t) => {
   const dir = tempDir(t);
   const port = await freePort();

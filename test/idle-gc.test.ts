@@ -1,0 +1,88 @@
+import { EventEmitter } from 'node:events';
+import type { Server } from 'node:http';
+import t from 'tap';
+import { IdleCollector, startIdleGc } from '../src/idle-gc';
+
+const MiB = 1024 * 1024;
+
+/** A collector over a fake heap: `garbage` grows as the test says, gc() clears it. */
+function fake(thresholdBytes = 16 * MiB) {
+  const heap = { live: 20 * MiB, garbage: 0, collections: 0 };
+  const collector = new IdleCollector({
+    thresholdBytes,
+    memory: () => ({ heapUsed: heap.live + heap.garbage / 2, arrayBuffers: heap.garbage / 2 }),
+    gc: () => {
+      heap.collections++;
+      heap.garbage = 0;
+    },
+  });
+  return { heap, collector };
+}
+
+t.test('collects once the server is quiet and garbage passed the threshold', async (t) => {
+  const { heap, collector } = fake();
+  collector.requestStarted();
+  heap.garbage = 40 * MiB;
+  t.equal(collector.check(), null, 'not while a request is in flight');
+  collector.requestEnded();
+  collector.requestStarted(); // a short request between two checks
+  collector.requestEnded();
+  t.equal(collector.check(), null, 'not in the interval a request started in');
+  t.equal(collector.check(), 40 * MiB, 'quiet for a whole interval: collects and reports what it freed');
+  t.equal(heap.collections, 1);
+  t.equal(collector.check(), null, 'nothing new since: no second collection');
+  t.equal(heap.collections, 1);
+});
+
+t.test('small growth is left to V8', async (t) => {
+  const { heap, collector } = fake();
+  heap.garbage = 15 * MiB;
+  t.equal(collector.check(), null);
+  heap.garbage = 17 * MiB;
+  t.equal(collector.check(), 17 * MiB);
+});
+
+t.test('the threshold counts from what was live after the last collection', async (t) => {
+  const { heap, collector } = fake();
+  heap.live += 30 * MiB; // e.g. a cache filled: live, not garbage
+  heap.garbage = 20 * MiB;
+  t.equal(collector.check(), 50 * MiB - 30 * MiB, 'frees the garbage, the live part stays');
+  heap.garbage = 10 * MiB;
+  t.equal(collector.check(), null, 'the new live size is the baseline');
+  t.equal(heap.collections, 1);
+});
+
+t.test('never collects under steady traffic', async (t) => {
+  const { heap, collector } = fake();
+  for (let i = 0; i < 10; i++) {
+    heap.garbage += 30 * MiB;
+    collector.requestStarted();
+    collector.requestEnded();
+    t.equal(collector.check(), null);
+  }
+  t.equal(heap.collections, 0);
+  t.equal(collector.check(), 300 * MiB, 'collects once the traffic stops');
+});
+
+t.test('startIdleGc counts requests until their response closes, and stops cleanly', async (t) => {
+  const server = new EventEmitter();
+  const lines: string[] = [];
+  const log = { debug: (_obj: object, msg: string) => void lines.push(msg) };
+  const saved = (globalThis as { gc?: unknown }).gc;
+  t.teardown(() => void ((globalThis as { gc?: unknown }).gc = saved));
+
+  (globalThis as { gc?: unknown }).gc = undefined;
+  startIdleGc(server as unknown as Server, log)();
+  t.match(lines.pop(), /off: node was started without --expose-gc/);
+  t.equal(server.listenerCount('request'), 0, 'without gc it does not watch anything');
+
+  (globalThis as { gc?: unknown }).gc = () => undefined;
+  const stop = startIdleGc(server as unknown as Server, log);
+  t.match(lines.pop(), /idle collection on/);
+  const res = new EventEmitter();
+  server.emit('request', {}, res);
+  t.equal(res.listenerCount('close'), 1, 'waits for the response to close');
+  res.emit('close');
+  stop();
+  t.equal(server.listenerCount('request'), 0, 'stop removes the listener');
+});
