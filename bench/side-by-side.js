@@ -4,8 +4,9 @@
 //
 // Starts our server as `npm start` runs it (ours) and `docker-registry serve <config>` (theirs) on 127.0.0.1,
 // free ports, local storage in one temp dir, then for every measurement runs ours and theirs
-// alternately (A B A B ..., BENCH_PAIRS pairs) so machine drift hits both alike, and reports
-// medians, min/max and the ratio ours/theirs:
+// alternately (A B A B ..., BENCH_PAIRS pairs) so machine drift hits both alike, with every dirty
+// page written back (sync, untimed) before each timed run, and reports medians, min/max and the
+// ratio ours/theirs:
 //   1. blob push of a BENCH_BLOB_MB random blob: monolithic (POST, PUT ?digest= with the body,
 //      Content-Length) and chunked (POST, one streamed PATCH, PUT ?digest= without a body);
 //   2. blob pull of that blob: GET with curl into /dev/null (timed), then the same GET hashed and
@@ -68,7 +69,7 @@ const { Readable, Transform } = require('node:stream');
 const { pipeline } = require('node:stream/promises');
 const { spawn, spawnSync } = require('node:child_process');
 const v1 = require('./v1-layer.js');
-const { positiveInt, freePort, tail, sleep, mibps, now, secondsSince, fmt, median, envWithoutRegistryVars, serverCommand, selfTreeCpuSeconds, curlGet, CLK_TCK, RssSampler, Child, readStatusKiB, cpuSeconds, sha256Speed, diskWriteSpeed, hashedGet, agent: v1Agent, table } = require('./lib');
+const { positiveInt, freePort, tail, sleep, mibps, now, secondsSince, fmt, median, envWithoutRegistryVars, serverCommand, selfTreeCpuSeconds, curlGet, CLK_TCK, RssSampler, Child, readStatusKiB, cpuSeconds, sha256Speed, diskWriteSpeed, flushDirtyPages, hashedGet, agent: v1Agent, table } = require('./lib');
 
 const ROOT = path.resolve(__dirname, '..');
 const RESULTS = process.env.BENCH_JSON === '-' ? null : path.resolve(process.env.BENCH_JSON || path.join(__dirname, 'results', 'side-by-side.json'));
@@ -819,6 +820,7 @@ async function main() {
       for (let pair = 1; pair <= PAIRS; pair++) {
         const setup = perPairSetup ? await perPairSetup(pair) : undefined;
         for (const reg of regs) {
+          flushDirtyPages();
           reg.sampler.enter(`${def.id}:${pair}`);
           const c0 = cpuSeconds(reg.pid);
           const client0 = selfTreeCpuSeconds();
@@ -1004,6 +1006,7 @@ async function main() {
       for (let pair = 1; pair <= PAIRS; pair++) {
         const sha = sha256Speed();
         const disk = diskWriteSpeed(tmp, DISK_MB).MiBps;
+        flushDirtyPages();
         const r = await v1.round(ours.base, ours.sampler, pair, V1_MB * MiB);
         ours.sampler.enter('between');
         runs.push({ pair, sha256MiBps: sha.MiBps, sha256Source: sha.source, diskMiBps: disk, ...r });
@@ -1284,7 +1287,7 @@ function markdown(result) {
             `for HEAD (5b) a raw-socket loop in the benchmark (${p.wrkConnections} connections, ${p.wrkSeconds} s), because wrk 4.1 and autocannon wait for a body after a HEAD answer and stall; ${v.openssl ?? 'openssl'} (row 7). ` +
             'wrk rather than autocannon: on 2 cores the load generator shares the CPU with the server under test, and wrk (C, epoll) spends far less CPU per request than a Node generator.',
         ],
-        ['method', `${p.pairs} pair(s) per measurement, ours then theirs in each pair (A B A B ...); median, min and max over the pairs. Both registries on 127.0.0.1, storage in the same temp dir. Server CPU is user+sys of the server process (all threads) during the timed part.`],
+        ['method', `${p.pairs} pair(s) per measurement, ours then theirs in each pair (A B A B ...); median, min and max over the pairs. Both registries on 127.0.0.1, storage in the same temp dir. Before every timed run (and the disk test) \`sync\` writes back all dirty pages, untimed, so the writeback one run leaves behind does not land in the next one (the Go registry never fsyncs). Server CPU is user+sys of the server process (all threads) during the timed part.`],
       ],
       ['l', 'l'],
     ),
