@@ -67,17 +67,18 @@ const CHECK_EVERY_MS = 1000;
 const THRESHOLD_BYTES = 16 * 1024 * 1024;
 
 export interface IdleGcLog {
+  info(obj: object, msg: string): void;
   debug(obj: object, msg: string): void;
 }
 
 /**
- * Watch `server` and collect when it goes quiet. Does nothing (and says so) when node was started
- * without --expose-gc. Returns a function that stops watching.
+ * Watch `server` and collect when it goes quiet. Does nothing (and says so at info level, since the
+ * operator can fix it) when node was started without --expose-gc. Returns a function that stops watching.
  */
 export function startIdleGc(server: Server, log: IdleGcLog): () => void {
   const gc = (globalThis as { gc?: () => void }).gc;
   if (typeof gc !== 'function') {
-    log.debug({ idleGc: false }, 'idle collection off: node was started without --expose-gc');
+    log.info({ idleGc: false }, 'idle collection off: node was started without --expose-gc (see README, Memory and garbage collection)');
     return () => undefined;
   }
   const collector = new IdleCollector({ gc, memory: () => process.memoryUsage(), thresholdBytes: THRESHOLD_BYTES });

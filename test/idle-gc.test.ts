@@ -67,18 +67,18 @@ t.test('never collects under steady traffic', async (t) => {
 t.test('startIdleGc counts requests until their response closes, and stops cleanly', async (t) => {
   const server = new EventEmitter();
   const lines: string[] = [];
-  const log = { debug: (_obj: object, msg: string) => void lines.push(msg) };
+  const log = { info: (_obj: object, msg: string) => void lines.push(`info: ${msg}`), debug: (_obj: object, msg: string) => void lines.push(`debug: ${msg}`) };
   const saved = (globalThis as { gc?: unknown }).gc;
   t.teardown(() => void ((globalThis as { gc?: unknown }).gc = saved));
 
   (globalThis as { gc?: unknown }).gc = undefined;
   startIdleGc(server as unknown as Server, log)();
-  t.match(lines.pop(), /off: node was started without --expose-gc/);
+  t.match(lines.pop(), /^info: idle collection off: node was started without --expose-gc/);
   t.equal(server.listenerCount('request'), 0, 'without gc it does not watch anything');
 
   (globalThis as { gc?: unknown }).gc = () => undefined;
   const stop = startIdleGc(server as unknown as Server, log);
-  t.match(lines.pop(), /idle collection on/);
+  t.match(lines.pop(), /^debug: idle collection on/);
   const res = new EventEmitter();
   server.emit('request', {}, res);
   t.equal(res.listenerCount('close'), 1, 'waits for the response to close');
