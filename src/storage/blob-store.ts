@@ -141,12 +141,21 @@ export class BlobStore {
       try {
         blob = await this.commit(upload, expected, opts.onStored);
       } catch (err) {
-        if (last) this.index.updateUpload(upload.id, upload.size, upload.state);
+        // Best effort: if this write fails too, the commit's error is still the one the client sees.
+        if (last) this.persistProgress(upload);
         throw err;
       }
       this.discardSoon(upload);
       return blob;
     });
+  }
+
+  private persistProgress(upload: UploadRecord): void {
+    try {
+      this.index.updateUpload(upload.id, upload.size, upload.state);
+    } catch (err) {
+      this.onBackgroundError(err);
+    }
   }
 
   async cancelUpload(id: string): Promise<void> {
@@ -236,7 +245,7 @@ export class BlobStore {
     return { ...upload, size, state };
   }
 
-  private async commit(upload: UploadRecord, expected: Digest | undefined, onStored?: (blob: BlobRecord) => void): Promise<BlobRecord> {
+  private async commit(upload: UploadRecord, expected: Digest | undefined, onStored: IngestOptions['onStored']): Promise<BlobRecord> {
     const id = upload.id;
     const live = await this.liveHash(upload);
     if (!live) return this.commitUnhashed(upload, expected, onStored);
@@ -250,8 +259,13 @@ export class BlobStore {
       return known; // already stored: the staged copy is discarded by the caller
     }
     const location = await this.driver.commitUpload(id, upload.state, upload.size, hexOf(digest));
+    return this.record(upload, digest, location, onStored);
+  }
+
+  /** Record a committed object, with what onStored adds, in one transaction that also ends the upload. */
+  private async record(upload: UploadRecord, digest: Digest, location: string, onStored: IngestOptions['onStored']): Promise<BlobRecord> {
     const stored = this.index.transaction(() => {
-      this.index.deleteUpload(id);
+      this.index.deleteUpload(upload.id);
       const blob = this.index.putBlob({ digest, size: upload.size, location });
       onStored?.(blob);
       return blob;
@@ -267,7 +281,7 @@ export class BlobStore {
    * then hash the committed object, verify digest and size, and only then record it. On a mismatch the
    * object is deleted and the upload is gone with it (its bytes became that object): DIGEST_INVALID.
    */
-  private async commitUnhashed(upload: UploadRecord, expected: Digest | undefined, onStored?: (blob: BlobRecord) => void): Promise<BlobRecord> {
+  private async commitUnhashed(upload: UploadRecord, expected: Digest | undefined, onStored: IngestOptions['onStored']): Promise<BlobRecord> {
     const location = await this.driver.commitUpload(upload.id, upload.state, upload.size, expected ? hexOf(expected) : '');
     let digest: Digest;
     try {
@@ -287,14 +301,7 @@ export class BlobStore {
       await this.discard(upload).catch(() => undefined);
       throw err;
     }
-    const stored = this.index.transaction(() => {
-      this.index.deleteUpload(upload.id);
-      const blob = this.index.putBlob({ digest, size: upload.size, location });
-      onStored?.(blob);
-      return blob;
-    });
-    if (stored.location !== location) await this.driver.delete(location);
-    return stored;
+    return this.record(upload, digest, location, onStored);
   }
 
   /**

@@ -79,6 +79,17 @@ t.test('a final chunk whose commit fails is still counted, so the client can ret
   t.equal(index.getUpload(upload.id), undefined, 'row gone after the commit');
 });
 
+t.test('a failed commit whose progress cannot be saved either still reports the commit error', async (t) => {
+  const { store, index } = await setup(t);
+  const upload = await store.startUpload('library/retry');
+  index.updateUpload = () => {
+    throw Object.assign(new Error('database or disk is full'), { code: 'SQLITE_FULL' });
+  };
+  await t.rejects(store.commitUpload(upload.id, digest(Buffer.from('wrong')), Readable.from([Buffer.from('data')])), {
+    code: 'DIGEST_INVALID',
+  });
+});
+
 t.test('size limit', async (t) => {
   const { store } = await setup(t);
   await t.rejects(store.ingest(Readable.from([randomBytes(2000)]), { limit: 1000 }), { code: 'TOO_LARGE' });
