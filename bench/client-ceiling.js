@@ -19,7 +19,7 @@ const http = require('node:http');
 const os = require('node:os');
 const path = require('node:path');
 const { spawnSync, spawn } = require('node:child_process');
-const { positiveInt, now, secondsSince, fmt, median } = require('./lib');
+const { positiveInt, now, secondsSince, fmt, median, flushDirtyPages } = require('./lib');
 const { makeOciLayout } = require('./side-by-side');
 
 const RUNS = positiveInt('BENCH_RUNS', 5);
@@ -79,6 +79,7 @@ function nullRegistry(blobs, manifests) {
 /** skopeo copy, timed; asynchronous, since this process is the server skopeo talks to. */
 function skopeo(args) {
   fs.rmSync(SKOPEO_CACHE, { force: true });
+  flushDirtyPages(); // as before every registry run in side-by-side.js
   return new Promise((resolve, reject) => {
     const t0 = now();
     const child = spawn('skopeo', ['copy', '-q', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
