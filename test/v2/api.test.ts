@@ -514,6 +514,12 @@ t.test('a full disk is 507 STORAGE_FULL, not a bare 500, and the upload can be r
   const put = await http(reg.url, 'PUT', `${post.headers.get('location')}?digest=${blob.digest}`, blob.data, { 'content-type': 'application/octet-stream' });
   t.same([put.status, errCode(put), put.json?.errors?.[0]?.message], [507, 'STORAGE_FULL', 'the registry is out of storage space']);
 
+  // The same rule answers v1 clients, in v1's error body.
+  const { imageChain } = await import('../helpers/v1');
+  const [img] = imageChain(1);
+  const v1 = await http(reg.url, 'PUT', `/v1/images/${img!.id}/json`, img!.json); // stored as a blob too
+  t.same([v1.status, v1.json], [507, { error: 'the registry is out of storage space' }]);
+
   LocalDriver.prototype.appendUpload = real; // space freed: the same upload goes through
   const again = await http(reg.url, 'PUT', `${post.headers.get('location')}?digest=${blob.digest}`, blob.data, { 'content-type': 'application/octet-stream' });
   t.equal(again.status, 201);
