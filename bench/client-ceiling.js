@@ -1,15 +1,16 @@
 'use strict';
-// How fast can skopeo, the client of rows 3a/3b of bench/side-by-side.js, go at all? Runs it against a
-// "null registry": a Node server in this process that speaks just enough of the v2 API, keeps
-// everything in memory, hashes nothing and writes nothing to disk. No registry can serve skopeo faster
-// than this on the machine, so if the Go registry's time is already close to it, "1.2x the Go
-// registry" is out of reach for any server (issue 7, row 3). (Rows 2 and 7 GET are timed with curl,
-// which is not the bottleneck; rows 1 and 4 are pushes, where the server's own work dominates.)
+// How fast can the clients of bench/side-by-side.js go at all? Runs them against a "null registry": a
+// Node server that speaks just enough of the v2 API, keeps everything in memory, hashes nothing and
+// writes nothing to disk. No registry can serve these clients faster than this on the machine, so if
+// the Go registry is already close to it, "1.2x the Go registry" is out of reach for any server
+// (issue 7). (Rows 2 and 7 GET are timed with curl, which is not the bottleneck.)
 //
 //   3a. skopeo push of the BENCH_SKOPEO_MB OCI image (bodies read and dropped);
-//   3b. skopeo pull of it (served from memory).
+//   3b. skopeo pull of it (served from memory);
+//   4.  BENCH_PAR_BLOBS parallel monolithic pushes of BENCH_PAR_MB blobs, row 4's client code (the null
+//       registry runs in a child process here, so client and server do not share a thread).
 //
-// Environment: BENCH_RUNS (default 5), BENCH_SKOPEO_MB (200), TMPDIR.
+// Environment: BENCH_RUNS (default 5), BENCH_SKOPEO_MB (200), BENCH_PAR_BLOBS (64), BENCH_PAR_MB (16), TMPDIR.
 // Run: node bench/client-ceiling.js (needs skopeo; skipped with a note otherwise), or as
 // the last group of bench/side-by-side.js, which puts the ceilings next to both registries in BENCHMARKS.md.
 
@@ -19,11 +20,14 @@ const http = require('node:http');
 const os = require('node:os');
 const path = require('node:path');
 const { spawnSync, spawn } = require('node:child_process');
-const { positiveInt, now, secondsSince, fmt, median, flushDirtyPages } = require('./lib');
-const { makeOciLayout } = require('./side-by-side');
+const { positiveInt, now, secondsSince, fmt, median, mibps, cpuSeconds, flushDirtyPages } = require('./lib');
+const { makeOciLayout, makeBlob, pushMonolithic } = require('./side-by-side');
 
+const MiB = 1024 * 1024;
 const RUNS = positiveInt('BENCH_RUNS', 5);
 const SKOPEO_MB = positiveInt('BENCH_SKOPEO_MB', 200);
+const PAR_BLOBS = positiveInt('BENCH_PAR_BLOBS', 64);
+const PAR_MB = positiveInt('BENCH_PAR_MB', 16);
 const SKOPEO_CACHE = '/var/lib/containers/cache/blob-info-cache-v1.boltdb';
 
 
@@ -89,11 +93,55 @@ function skopeo(args) {
   });
 }
 
+/** The null registry in a child process (this file with --serve); resolves with { base, pid, stop }. */
+function startNullRegistryProcess() {
+  const child = spawn(process.execPath, [__filename, '--serve'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  return new Promise((resolve, reject) => {
+    child.once('error', reject);
+    child.once('exit', (code, signal) => reject(new Error(`null registry exited during start: ${code ?? signal}`)));
+    child.stdout.once('data', (line) => {
+      const base = `http://127.0.0.1:${Number(String(line).trim())}`;
+      resolve({ base, pid: child.pid, stop: () => child.kill('SIGKILL') });
+    });
+  });
+}
+
 /**
- * Median skopeo times against the null registry: { skopeoPush, skopeoPull }, each as { median, runs }
- * in seconds; null without skopeo. `log` gets one line per row.
+ * Row 4 against the null registry: the same blobs, client code and untimed sync as side-by-side.js.
+ * Returns { median, runs } in MiB/s and the null registry's CPU seconds per run.
  */
-async function measureCeiling({ runs = RUNS, skopeoMiB = SKOPEO_MB, log = console.log } = {}) {
+async function parallelCeiling({ runs, blobs: count, blobMiB }) {
+  const nul = await startNullRegistryProcess();
+  const reg = { id: 'null', base: nul.base, url: (p) => nul.base + p };
+  const values = [];
+  const serverCpu = [];
+  try {
+    for (let i = 0; i < runs; i++) {
+      const blobs = [];
+      for (let b = 0; b < count; b++) blobs.push(makeBlob(`ceiling-par:${i}:${b}:${Date.now()}`, blobMiB * MiB));
+      const agent = new http.Agent({ keepAlive: true, maxSockets: count });
+      flushDirtyPages(); // as before every registry run in side-by-side.js
+      const c0 = cpuSeconds(nul.pid);
+      const t = now();
+      try {
+        await Promise.all(blobs.map((b) => pushMonolithic(reg, `ceiling/parallel-${i}`, b, agent)));
+      } finally {
+        agent.destroy();
+      }
+      values.push(mibps(count * blobMiB * MiB, secondsSince(t)));
+      serverCpu.push(cpuSeconds(nul.pid) - c0);
+    }
+  } finally {
+    nul.stop();
+  }
+  return { median: median(values), runs: values, serverCpuSeconds: serverCpu };
+}
+
+/**
+ * Medians against the null registry: { skopeoPush, skopeoPull } as { median, runs } in seconds (null
+ * without skopeo) and { parallel } in MiB/s. `log` gets one line per row.
+ */
+async function measureCeiling({ runs = RUNS, skopeoMiB = SKOPEO_MB, parBlobs = PAR_BLOBS, parMiB = PAR_MB, log = console.log } = {}) {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'client-ceiling-'));
   const blobs = new Map();
   const manifests = new Map();
@@ -101,7 +149,12 @@ async function measureCeiling({ runs = RUNS, skopeoMiB = SKOPEO_MB, log = consol
   const row = (xs) => ({ median: median(xs), runs: xs });
   try {
     const base = `http://127.0.0.1:${server.address().port}`;
-    const result = { skopeoPush: null, skopeoPull: null };
+    const result = { skopeoPush: null, skopeoPull: null, parallel: null };
+    result.parallel = await parallelCeiling({ runs, blobs: parBlobs, blobMiB: parMiB });
+    log(
+      `4.  ${parBlobs} parallel pushes of ${parMiB} MiB, bodies dropped: median ${fmt(result.parallel.median)} MiB/s ` +
+        `(${result.parallel.runs.map((x) => fmt(x, 0)).join(', ')}; null registry CPU ${result.parallel.serverCpuSeconds.map((x) => fmt(x, 2)).join(', ')} s)`,
+    );
     if (spawnSync('skopeo', ['--version']).status !== 0) {
       log('3.  skopeo not installed: rows 3a/3b skipped');
       return result;
@@ -135,7 +188,10 @@ async function measureCeiling({ runs = RUNS, skopeoMiB = SKOPEO_MB, log = consol
 
 module.exports = { measureCeiling };
 
-if (require.main === module) {
+if (require.main === module && process.argv[2] === '--serve') {
+  // The child of parallelCeiling: print the port, serve until killed.
+  nullRegistry(new Map(), new Map()).then((server) => console.log(server.address().port));
+} else if (require.main === module) {
   console.log(`client ceiling: ${RUNS} runs each, ${os.cpus().length} CPU(s)`);
   measureCeiling().then(
     () => process.exit(0),

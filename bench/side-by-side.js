@@ -20,8 +20,8 @@
 //   7. ours only: v1 layer PUT and GET (bench/v1-layer.js's round) against the machine's limits,
 //      sha256 speed (openssl speed -evp sha256) and disk write speed (1 GiB + fsync in the temp dir),
 //      each measured once per pair, interleaved with the v1 runs;
-//   ceiling: after both registries have stopped, skopeo (rows 3a and 3b) against a null registry
-//      that hashes and stores nothing (bench/client-ceiling.js): the best any server could do here;
+//   ceiling: after both registries have stopped, skopeo (rows 3a and 3b) and row 4's client against a
+//      null registry that hashes and stores nothing (bench/client-ceiling.js): the best any server could do here;
 //   8. peak RSS (VmHWM, reset through /proc/<pid>/clear_refs before row 1) of both servers during 1,
 //      and ours over the whole run (VmRSS after every pair, to show it does not grow).
 // Also the server CPU seconds per run and how much CPU other processes took meanwhile
@@ -1066,10 +1066,10 @@ async function main() {
 
   let ceiling = null;
   if (wants('ceiling')) {
-    console.log('\nClient ceiling: skopeo against a null registry (in memory, no hashing, no disk)');
+    console.log('\nClient ceiling: the clients of rows 3 and 4 against a null registry (in memory, no hashing, no disk)');
     // Required here, not at the top: client-ceiling.js requires this file for the image maker.
     const { measureCeiling } = require('./client-ceiling');
-    ceiling = await measureCeiling({ runs: PAIRS, skopeoMiB: SKOPEO_MB, log: (line) => console.log(`  ${line}`) });
+    ceiling = await measureCeiling({ runs: PAIRS, skopeoMiB: SKOPEO_MB, parBlobs: PAR_BLOBS, parMiB: PAR_MB, log: (line) => console.log(`  ${line}`) });
   }
 
   const growth = rssGrowth(rssAfterPair);
@@ -1363,15 +1363,16 @@ function markdown(result) {
     L.push('## Client ceiling');
     L.push('');
     L.push(
-      'skopeo (row 3) against a *null registry* (a Node server in the benchmark process that keeps the blobs in memory, ' +
-        'drops uploads, hashes nothing and touches no disk; `bench/client-ceiling.js`), run after both registries stopped. ' +
+      'skopeo (row 3) and row 4\'s client against a *null registry* (a Node server that keeps the blobs in memory, ' +
+        'drops uploads, hashes nothing and touches no disk; `bench/client-ceiling.js`; for row 4 it runs in its own process), ' +
+        'run after both registries stopped. ' +
         'It does no storage work at all, so it shows how fast the client itself goes on this machine: where it is not 1.2× the Go registry, ' +
         'the client, not the server, bounds the row ("null / theirs" is the ratio a registry doing nothing would score). ' +
         'Rows 2 and 7 GET need no ceiling: curl into /dev/null receives several GB/s here, faster than either registry serves.',
     );
     L.push('');
     const lines = [];
-    for (const [id, key] of [['skopeo-push', 'skopeoPush'], ['skopeo-pull', 'skopeoPull']]) {
+    for (const [id, key] of [['skopeo-push', 'skopeoPush'], ['skopeo-pull', 'skopeoPull'], ['parallel', 'parallel']]) {
       const row = result.rows.find((r) => r.id === id);
       const c = result.ceiling[key];
       if (!row || !c) continue;
@@ -1424,8 +1425,8 @@ function markdown(result) {
   return L.join('\n');
 }
 
-// bench/client-ceiling.js reuses the image maker.
-module.exports = { makeOciLayout };
+// bench/client-ceiling.js reuses the image maker and row 4's client.
+module.exports = { makeOciLayout, makeBlob, pushMonolithic };
 
 if (require.main === module) {
   main().then(
