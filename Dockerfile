@@ -55,4 +55,4 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
 # `docker stop` / compose a longer grace period than its 10 s default.
 STOPSIGNAL SIGTERM
 # The node flags of `npm start` (package.json): see "Memory and garbage collection" in the README.
-CMD ["node", "--initial-old-space-size=64", "--max-semi-space-size=8", "--expose-gc", "dist/server.js"]
+CMD ["node", "--initial-old-space-size=64", "--expose-gc", "dist/server.js"]

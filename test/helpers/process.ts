@@ -5,7 +5,7 @@ import path from 'node:path';
 
 export const ROOT = path.resolve(__dirname, '../..');
 
-/** The node arguments of `npm start` (package.json), e.g. ['--initial-old-space-size=64', '--max-semi-space-size=8', '--expose-gc', 'dist/server.js']. */
+/** The node arguments of `npm start` (package.json), e.g. ['--initial-old-space-size=64', '--expose-gc', 'dist/server.js']. */
 export function startArgs(): string[] {
   const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { scripts: { start: string } };
   const [cmd, ...args] = pkg.scripts.start.trim().split(/\s+/);
