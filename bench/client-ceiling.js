@@ -96,13 +96,16 @@ function skopeo(args) {
 /** The null registry in a child process (this file with --serve); resolves with { base, pid, stop }. */
 function startNullRegistryProcess() {
   const child = spawn(process.execPath, [__filename, '--serve'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const kill = () => child.kill('SIGKILL');
+  process.once('exit', kill); // even if this process fails half-way, the server does not outlive it
+  const stop = () => {
+    process.off('exit', kill);
+    kill();
+  };
   return new Promise((resolve, reject) => {
     child.once('error', reject);
     child.once('exit', (code, signal) => reject(new Error(`null registry exited during start: ${code ?? signal}`)));
-    child.stdout.once('data', (line) => {
-      const base = `http://127.0.0.1:${Number(String(line).trim())}`;
-      resolve({ base, pid: child.pid, stop: () => child.kill('SIGKILL') });
-    });
+    child.stdout.once('data', (line) => resolve({ base: `http://127.0.0.1:${Number(String(line).trim())}`, pid: child.pid, stop }));
   });
 }
 
