@@ -59,7 +59,7 @@ const SHA_FALLBACK_MB = 256;
  */
 class LayerGenerator {
   constructor(seed, totalBytes) {
-    const key = crypto.createHash('sha256').update(`v1-layer-bench:${seed}`).digest();
+    const key = crypto.createHash('sha256').update(`bench:${seed}`).digest();
     this.cipher = crypto.createCipheriv('aes-128-ctr', key.subarray(0, 16), key.subarray(16, 32));
     this.zeros = Buffer.alloc(CHUNK);
     this.remaining = totalBytes;
@@ -71,6 +71,17 @@ class LayerGenerator {
     this.remaining -= n;
     return this.cipher.update(n === CHUNK ? this.zeros : this.zeros.subarray(0, n));
   }
+}
+
+/**
+ * `totalBytes` of benchmark bytes made in memory before a timed run (so the client spends no CPU on them
+ * during it): LayerGenerator's chunks, each also fed to `hash` if given.
+ */
+function premadeChunks(seed, totalBytes, hash) {
+  const gen = new LayerGenerator(seed, totalBytes);
+  const chunks = [];
+  for (let c; (c = gen.next()); chunks.push(c)) hash?.update(c);
+  return chunks;
 }
 
 function sha256Speed() {
@@ -264,9 +275,7 @@ function hashedGet(base, urlPath, hash) {
 /** Disk write speed of `dir`: `mb` MiB (made beforehand) in 1 MiB writes + fsync. */
 function diskWriteSpeed(dir, mb) {
   const file = path.join(dir, 'disk-write-test.bin');
-  const gen = new LayerGenerator(`disk:${Date.now()}`, mb * MiB);
-  const chunks = [];
-  for (let c; (c = gen.next()); ) chunks.push(c); // generate outside the timed section
+  const chunks = premadeChunks(`disk:${Date.now()}`, mb * MiB); // outside the timed section
   flushDirtyPages();
   const t0 = now();
   const fd = fs.openSync(file, 'w');
@@ -442,6 +451,7 @@ module.exports = {
   streamBody,
   hashedGet,
   LayerGenerator,
+  premadeChunks,
   sha256Speed,
   readStatusKiB,
   cpuSeconds,

@@ -70,14 +70,13 @@ const { Readable, Transform } = require('node:stream');
 const { pipeline } = require('node:stream/promises');
 const { spawn, spawnSync } = require('node:child_process');
 const v1 = require('./v1-layer.js');
-const { positiveInt, freePort, tail, sleep, mibps, now, secondsSince, fmt, median, envWithoutRegistryVars, serverCommand, selfTreeCpuSeconds, curlGet, CLK_TCK, RssSampler, Child, readStatusKiB, cpuSeconds, sha256Speed, diskWriteSpeed, flushDirtyPages, hashedGet, agent: v1Agent, table } = require('./lib');
+const { positiveInt, freePort, tail, sleep, mibps, now, secondsSince, fmt, median, envWithoutRegistryVars, serverCommand, selfTreeCpuSeconds, curlGet, CLK_TCK, RssSampler, Child, readStatusKiB, cpuSeconds, sha256Speed, diskWriteSpeed, flushDirtyPages, hashedGet, agent: v1Agent, table, LayerGenerator, premadeChunks } = require('./lib');
 
 const ROOT = path.resolve(__dirname, '..');
 const RESULTS = process.env.BENCH_JSON === '-' ? null : path.resolve(process.env.BENCH_JSON || path.join(__dirname, 'results', 'side-by-side.json'));
 const SKOPEO_CACHE = '/var/lib/containers/cache/blob-info-cache-v1.boltdb';
 
 const MiB = 1024 * 1024;
-const CHUNK = MiB;
 const PAIRS = positiveInt('BENCH_PAIRS', 5);
 const BLOB_MB = positiveInt('BENCH_BLOB_MB', 1024);
 const V1_MB = positiveInt('BENCH_V1_MB', BLOB_MB);
@@ -107,33 +106,10 @@ const sha256hex = (buf) => crypto.createHash('sha256').update(buf).digest('hex')
 
 const wants = (group) => ONLY.length === 0 || ONLY.includes(group);
 
-// ---------------------------------------------------------------------------------------------
-// Random bytes: AES-128-CTR keystream (encrypting zeros) keyed by a seed, in 1 MiB chunks.
-
-function keystream(seed, totalBytes) {
-  const key = crypto.createHash('sha256').update(`side-by-side-bench:${seed}`).digest();
-  const cipher = crypto.createCipheriv('aes-128-ctr', key.subarray(0, 16), key.subarray(16, 32));
-  const zeros = Buffer.alloc(CHUNK);
-  let remaining = totalBytes;
-  return {
-    next() {
-      if (remaining <= 0) return null;
-      const n = Math.min(CHUNK, remaining);
-      remaining -= n;
-      return cipher.update(n === CHUNK ? zeros : zeros.subarray(0, n));
-    },
-  };
-}
-
 /** A blob made in memory before the timed part (so the client spends no CPU making it): chunks + digest. */
 function makeBlob(seed, bytes) {
-  const gen = keystream(seed, bytes);
   const hash = crypto.createHash('sha256');
-  const chunks = [];
-  for (let c; (c = gen.next()); ) {
-    hash.update(c);
-    chunks.push(c);
-  }
+  const chunks = premadeChunks(seed, bytes, hash);
   return { chunks, bytes, digest: `sha256:${hash.digest('hex')}` };
 }
 
@@ -574,7 +550,7 @@ async function makeOciLayout(dir, bigMiB, seed) {
   const layers = [];
   const diffIds = [];
   for (let i = 0; i < 2; i++) {
-    const gen = keystream(`${seed}:small:${i}`, 4096);
+    const gen = new LayerGenerator(`${seed}:small:${i}`, 4096);
     const l = smallLayer(`layer${i}.txt`, gen.next());
     layers.push(putBlob(l.blob));
     diffIds.push(l.diffId);
@@ -582,7 +558,7 @@ async function makeOciLayout(dir, bigMiB, seed) {
   const size = bigMiB * MiB;
   async function* tarStream() {
     yield tarHeader('big.bin', size);
-    const gen = keystream(`${seed}:big`, size);
+    const gen = new LayerGenerator(`${seed}:big`, size);
     for (let c; (c = gen.next()); ) yield c;
     yield tarPadding(size);
     yield Buffer.alloc(1024);

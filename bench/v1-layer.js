@@ -24,7 +24,7 @@ const crypto = require('node:crypto');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { positiveInt, freePort, sleep, mibps, now, secondsSince, fmt, median, envWithoutRegistryVars, serverCommand, selfTreeCpuSeconds, curlGet, RSS_SAMPLE_MS, RssSampler, Child, LayerGenerator, sha256Speed, diskWriteSpeed, readStatusKiB, cpuSeconds, agent, request, expectStatus, streamBody, hashedGet, table, resultHeader } = require('./lib');
+const { positiveInt, freePort, sleep, mibps, now, secondsSince, fmt, median, envWithoutRegistryVars, serverCommand, selfTreeCpuSeconds, curlGet, RSS_SAMPLE_MS, RssSampler, Child, premadeChunks, sha256Speed, diskWriteSpeed, readStatusKiB, cpuSeconds, agent, request, expectStatus, streamBody, hashedGet, table, resultHeader } = require('./lib');
 
 const ROOT = path.resolve(__dirname, '..');
 const RESULTS = path.join(__dirname, 'results', 'v1-layer.json');
@@ -115,9 +115,7 @@ async function round(base, sampler, runIndex, layerBytes) {
   // The layer is made, and its payload checksum computed, before the timed PUT (as row 1 of the
   // side-by-side run makes its blob): the client then spends no CPU on them while the server is measured.
   const payload = crypto.createHash('sha256').update(json).update('\n');
-  const gen = new LayerGenerator(`${id}:${runIndex}`, layerBytes);
-  const chunks = [];
-  for (let c; (c = gen.next()); chunks.push(c)) payload.update(c);
+  const chunks = premadeChunks(`${id}:${runIndex}`, layerBytes, payload);
   const checksum = 'sha256:' + payload.digest('hex');
   let t0 = now();
   let srvCpu0 = cpuSeconds(sampler.pid);
