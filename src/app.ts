@@ -9,6 +9,7 @@ import { openDatabase } from './index/db';
 import { MetadataIndex } from './index/metadata-index';
 import { V1Index } from './index/v1-index';
 import { V2Index } from './index/v2-index';
+import { WalSync } from './index/wal-sync';
 import { loggerOptions } from './logger';
 import { healthRoutes } from './routes/health';
 import { pingRoutes, v1Routes } from './routes/v1';
@@ -69,6 +70,24 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     index.close();
   });
   closeConnectionsAsTheyIdle(app);
+
+  // A write is acknowledged only once its index transactions are on disk (see WalSync). GET and
+  // HEAD do not write the index, and need not wait for other requests' writes.
+  const walSync = new WalSync(db);
+  app.addHook('onSend', async (request, reply, payload) => {
+    if (request.method === 'GET' || request.method === 'HEAD') return payload;
+    try {
+      await walSync.flush();
+      return payload;
+    } catch (err) {
+      // Committed but not known to be on disk: the client must not take the write as done.
+      request.log.error({ err }, 'syncing the index to disk failed');
+      for (const name of Object.keys(reply.getHeaders())) reply.removeHeader(name);
+      const e = new RegistryError('INTERNAL', 'the index could not be synced to disk');
+      reply.code(500).type('application/json');
+      return JSON.stringify(request.url.startsWith('/v2') ? v2ErrorBody(e) : v1ErrorBody(e));
+    }
+  });
 
   // One log line per request: id, method, route, status, bytes, duration. Nothing else of the request.
   app.addHook('onResponse', async (request, reply) => {
