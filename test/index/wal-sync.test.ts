@@ -96,6 +96,17 @@ t.test('the real sync fdatasyncs the WAL file, and an in-memory index never sync
   memory.close();
 });
 
+/** A registry whose app uses `Sync` instead of the real WalSync. */
+function registryWith(t: Test, Sync: typeof WalSync) {
+  const { startRegistry } = t.mockRequire('../helpers/server', {
+    '../../src/index/wal-sync': { WalSync: Sync },
+  }) as typeof import('../helpers/server');
+  return startRegistry(t);
+}
+
+const body = Buffer.from('hello');
+const digest = `sha256:${createHash('sha256').update(body).digest('hex')}`;
+
 // The app acknowledges a write only after WalSync.flush() resolves; reads never wait for it.
 t.test('write responses wait for the index to be on disk, reads do not', async (t) => {
   const held: { release?: () => void } = {};
@@ -107,13 +118,8 @@ t.test('write responses wait for the index to be on disk, reads do not', async (
       return super.flush();
     }
   }
-  const { startRegistry } = t.mockRequire('../helpers/server', {
-    '../../src/index/wal-sync': { WalSync: HeldWalSync },
-  }) as typeof import('../helpers/server');
-  const reg = await startRegistry(t);
+  const reg = await registryWith(t, HeldWalSync);
 
-  const body = Buffer.from('hello');
-  const digest = `sha256:${createHash('sha256').update(body).digest('hex')}`;
   let answered = false;
   const post = fetch(`${reg.url}/v2/a/blobs/uploads/?digest=${digest}`, { method: 'POST', body }).then((r) => {
     answered = true;
@@ -139,12 +145,7 @@ t.test('a failing index sync answers the write with an error, not a success, and
       return super.flush();
     }
   }
-  const { startRegistry } = t.mockRequire('../helpers/server', {
-    '../../src/index/wal-sync': { WalSync: FailingWalSync },
-  }) as typeof import('../helpers/server');
-  const reg = await startRegistry(t);
-  const body = Buffer.from('hello');
-  const digest = `sha256:${createHash('sha256').update(body).digest('hex')}`;
+  const reg = await registryWith(t, FailingWalSync);
   const res = await fetch(`${reg.url}/v2/a/blobs/uploads/?digest=${digest}`, { method: 'POST', body });
   t.equal(res.status, 500);
   t.match(await res.json(), { errors: [{ code: 'INTERNAL', message: /synced to disk/ }] });
