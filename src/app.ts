@@ -3,7 +3,7 @@ import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions
 import { AccessControl } from './auth/access-control';
 import { authPlugin } from './auth/plugin';
 import type { Config } from './config/schema';
-import { RegistryError, v1ErrorBody, v2ErrorBody } from './errors';
+import { RegistryError, errorBodyFor, toRegistryError } from './errors';
 import type { RegistryContext } from './context';
 import { openDatabase } from './index/db';
 import { MetadataIndex } from './index/metadata-index';
@@ -41,8 +41,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     // A URL that does not even decode: answer in the error format of the protocol asked for.
     frameworkErrors: (error, request, reply) => {
       const e = new RegistryError('BAD_REQUEST', `malformed URL: ${error.message}`);
-      const body = request.url.startsWith('/v2') ? v2ErrorBody(e) : v1ErrorBody(e);
-      reply.code(400 as never).type('application/json').send(body as never);
+      reply.code(400 as never).type('application/json').send(errorBodyFor(request.url, e) as never);
     },
   });
 
@@ -71,23 +70,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   });
   closeConnectionsAsTheyIdle(app);
 
-  // A write is acknowledged only once its index transactions are on disk (see WalSync). GET and
-  // HEAD do not write the index, and need not wait for other requests' writes.
-  const walSync = new WalSync(db);
-  app.addHook('onSend', async (request, reply, payload) => {
-    if (request.method === 'GET' || request.method === 'HEAD') return payload;
-    try {
-      await walSync.flush();
-      return payload;
-    } catch (err) {
-      // Committed but not known to be on disk: the client must not take the write as done.
-      request.log.error({ err }, 'syncing the index to disk failed');
-      for (const name of Object.keys(reply.getHeaders())) reply.removeHeader(name);
-      const e = new RegistryError('INTERNAL', 'the index could not be synced to disk');
-      reply.code(500).type('application/json');
-      return JSON.stringify(request.url.startsWith('/v2') ? v2ErrorBody(e) : v1ErrorBody(e));
-    }
-  });
+  answerWritesOnceDurable(app, new WalSync(db));
 
   // One log line per request: id, method, route, status, bytes, duration. Nothing else of the request.
   app.addHook('onResponse', async (request, reply) => {
@@ -115,6 +98,29 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
 
   await purgeStaleUploads(app);
   return app;
+}
+
+/**
+ * A write is answered only once its index transactions are on disk (see WalSync). GET and HEAD do not
+ * write the index, and need not wait for other requests' writes. If the sync fails, the write was
+ * committed but may not survive a power loss: the client gets an error (507 if the disk is full, else
+ * 500), without the headers of the success it would have been.
+ */
+function answerWritesOnceDurable(app: FastifyInstance, walSync: WalSync): void {
+  app.addHook('onSend', async (request, reply, payload) => {
+    if (request.method === 'GET' || request.method === 'HEAD') return payload;
+    try {
+      await walSync.flush();
+      return payload;
+    } catch (err) {
+      request.log.error({ err }, 'syncing the index to disk failed');
+      const known = toRegistryError(err);
+      const e = known.code === 'INTERNAL' ? new RegistryError('INTERNAL', 'the index could not be synced to disk') : known;
+      for (const name of Object.keys(reply.getHeaders())) reply.removeHeader(name);
+      reply.code(e.status as never).type('application/json');
+      return JSON.stringify(errorBodyFor(request.url, e));
+    }
+  });
 }
 
 /**

@@ -84,3 +84,8 @@ export function v2ErrorBody(e: RegistryError): object {
 export function v1ErrorBody(e: RegistryError): object {
   return { error: e.message };
 }
+
+/** The error body of the protocol a URL belongs to (v2 under /v2, v1 everywhere else). */
+export function errorBodyFor(url: string, e: RegistryError): object {
+  return url.startsWith('/v2') ? v2ErrorBody(e) : v1ErrorBody(e);
+}

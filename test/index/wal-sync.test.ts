@@ -138,18 +138,38 @@ t.test('write responses wait for the index to be on disk, reads do not', async (
 });
 
 t.test('a failing index sync answers the write with an error, not a success, and the server stays up', async (t) => {
-  let failing = true;
+  let failure: Error | null = null;
   class FailingWalSync extends WalSync {
     override async flush(): Promise<void> {
-      if (failing) throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
+      if (failure) throw failure;
       return super.flush();
     }
   }
   const reg = await registryWith(t, FailingWalSync);
-  const res = await fetch(`${reg.url}/v2/a/blobs/uploads/?digest=${digest}`, { method: 'POST', body });
+  const post = () => fetch(`${reg.url}/v2/a/blobs/uploads/?digest=${digest}`, { method: 'POST', body });
+
+  failure = Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
+  let res = await post();
   t.equal(res.status, 500);
-  t.match(await res.json(), { errors: [{ code: 'INTERNAL', message: /synced to disk/ }] });
+  t.same(await res.json(), { errors: [{ code: 'INTERNAL', message: 'the index could not be synced to disk', detail: {} }] });
   t.notOk(res.headers.get('location'), 'no Location of a blob that may not survive');
-  failing = false;
-  t.equal((await fetch(`${reg.url}/v2/a/blobs/uploads/?digest=${digest}`, { method: 'POST', body })).status, 201);
+  t.notOk(res.headers.get('docker-content-digest'), 'no Docker-Content-Digest either');
+
+  failure = Object.assign(new Error('ENOSPC: no space left on device, fdatasync'), { code: 'ENOSPC' });
+  res = await post();
+  t.equal(res.status, 507, 'a full disk is told as such, as for blob writes');
+  t.match(await res.json(), { errors: [{ code: 'STORAGE_FULL' }] });
+
+  failure = Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
+  res = await fetch(`${reg.url}/v1/repositories/a/`, {
+    method: 'PUT',
+    headers: { 'content-type': 'application/json', 'x-docker-token': 'true' },
+    body: '[]',
+  });
+  t.equal(res.status, 500);
+  t.same(await res.json(), { error: 'the index could not be synced to disk' }, 'a v1 write gets the v1 error body');
+  t.notOk(res.headers.get('x-docker-token'), 'and no token for the push it asked for');
+
+  failure = null;
+  t.equal((await post()).status, 201);
 });
