@@ -40,7 +40,7 @@ export class WalSync {
       }
       const covers = this.changes();
       this.running = this.syncWal()
-        .then(() => void (this.synced = Math.max(this.synced, covers)))
+        .then(() => void (this.synced = covers)) // one sync at a time, so covers only grows
         .finally(() => (this.running = null));
       await this.running;
     }
