@@ -362,8 +362,10 @@ export class S3Driver implements StorageDriver {
       } catch (err) {
         // A retried Complete whose first attempt went through: S3 answers NoSuchUpload, s3rver an
         // InternalError. Either way the object is whole if it is there at full size: the key belongs to
-        // this upload alone, so nothing else could have put it there.
-        if ((await this.stat(rel))?.size !== size) throw err;
+        // this upload alone, so nothing else could have put it there. If even that cannot be checked,
+        // the Complete's own error is the one to report.
+        const stored = await this.stat(rel).catch(() => null);
+        if (stored?.size !== size) throw err;
       }
     }
     // Best effort: the blob is complete; a stray tail object is garbage, not a reason to fail the commit.

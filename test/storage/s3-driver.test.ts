@@ -190,6 +190,24 @@ t.test('S3 specifics', async (t) => {
     t.ok((await collect(await d.read(key))).equals(all), 'no trace of the failed appends');
   });
 
+  t.test('a failed Complete is reported as itself, also when the check for a finished object fails too', async (t) => {
+    const d = driver(t, s3);
+    const data = randomBytes(5 * MiB); // one part, no tail: the commit is the Complete alone
+    const state = await d.appendUpload('complete', await d.startUpload('complete'), 0, chunked(data));
+    const client = (d as unknown as { client: S3Client }).client;
+    const send = client.send.bind(client);
+    client.send = (async (command: { constructor: { name: string } }) => {
+      const name = command.constructor.name;
+      if (name === 'CompleteMultipartUploadCommand') throw Object.assign(new Error('the Complete failed'), { name: 'InvalidPart' });
+      if (name === 'HeadObjectCommand') throw new Error('the endpoint went away');
+      return send(command as never);
+    }) as never;
+    await t.rejects(d.commitUpload('complete', state, data.length, ''), { message: 'the Complete failed' });
+    client.send = send;
+    const key = await d.commitUpload('complete', state, data.length, '');
+    t.ok((await collect(await d.read(key))).equals(data), 'committed once the backend answers again');
+  });
+
   t.test('a state that disagrees with the size is refused', async (t) => {
     const d = driver(t, s3);
     const state = await d.appendUpload('mismatch', await d.startUpload('mismatch'), 0, Readable.from([randomBytes(10)]));
