@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Hash } from 'node:crypto';
-import { Readable, Transform, type TransformCallback, type Writable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { Readable, type Writable } from 'node:stream';
 import { RegistryError } from '../errors';
 import type { BlobRecord, MetadataIndex, UploadRecord } from '../index/metadata-index';
 import { digestOf, hexOf, newHash, type Digest } from './digest';
@@ -233,7 +232,7 @@ export class BlobStore {
     const meter = new HashMeter(hash, opts.limit === undefined ? Infinity : opts.limit - upload.size, opts.tap);
     let state: Record<string, unknown>;
     try {
-      state = await this.driver.appendUpload(upload.id, upload.state, upload.size, meterThrough(body, meter));
+      state = await this.driver.appendUpload(upload.id, upload.state, upload.size, meter.through(body));
     } catch (err) {
       throw meter.error ?? err;
     }
@@ -332,8 +331,13 @@ export class BlobStore {
   }
 }
 
-/** Counts and hashes bytes on their way to storage; stops the stream past the size limit. */
-class HashMeter extends Transform {
+/**
+ * Counts and hashes bytes on their way to storage; fails with TOO_LARGE past the size limit. A plain
+ * async generator rather than a Transform stream: no second stream buffer and no per-chunk stream
+ * bookkeeping between the request and the driver. When the driver stops early, the generator's
+ * return ends the loop over `body`, which destroys a Readable body.
+ */
+class HashMeter {
   bytes = 0;
   error?: RegistryError;
 
@@ -341,27 +345,15 @@ class HashMeter extends Transform {
     private readonly hash: Hash | null,
     private readonly remaining: number,
     private readonly tap?: (chunk: Buffer) => void,
-  ) {
-    super();
-  }
+  ) {}
 
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    this.bytes += chunk.length;
-    if (this.bytes > this.remaining) {
-      this.error = new RegistryError('TOO_LARGE', 'blob exceeds the size limit');
-      cb(this.error);
-      return;
+  async *through(body: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+    for await (const chunk of body) {
+      this.bytes += chunk.length;
+      if (this.bytes > this.remaining) throw (this.error = new RegistryError('TOO_LARGE', 'blob exceeds the size limit'));
+      this.hash?.update(chunk);
+      this.tap?.(chunk);
+      yield chunk;
     }
-    this.hash?.update(chunk);
-    this.tap?.(chunk);
-    cb(null, chunk);
   }
-}
-
-function meterThrough(body: Readable, meter: HashMeter): Readable {
-  // pipeline() propagates errors both ways and destroys the source on failure.
-  pipeline(body, meter).catch((err) => {
-    if (!meter.destroyed) meter.destroy(err);
-  });
-  return meter;
 }

@@ -32,11 +32,12 @@ export interface StorageDriver {
   /** Open a staging area for upload `id`. Nothing in it is visible until commitUpload. */
   startUpload(id: string): Promise<UploadState>;
   /**
-   * Append `body` at offset `size` (the bytes committed to the staging area so far).
+   * Append `body` at offset `size` (the bytes committed to the staging area so far). The driver only
+   * iterates `body` (a plain async iterable, so the caller can meter bytes without a stream in between).
    * Resolves with the new state once every byte is durable enough to be counted; on failure
    * the staging area is left at `size` bytes (partial writes are discarded).
    */
-  appendUpload(id: string, state: UploadState, size: number, body: Readable): Promise<UploadState>;
+  appendUpload(id: string, state: UploadState, size: number, body: AsyncIterable<Buffer>): Promise<UploadState>;
   /**
    * Read back the staged bytes (only for re-hashing after a restart). Optional: a driver that cannot
    * read an unfinished upload (S3 multipart) leaves it out, and must then commit every upload to a key

@@ -1,5 +1,4 @@
 import type { FileHandle } from 'node:fs/promises';
-import type { Readable } from 'node:stream';
 
 /**
  * Chunks arriving while a write is in flight are gathered into one writev of up to this many bytes
@@ -16,7 +15,7 @@ const MAX_BATCH = 256 * 1024;
  * for 1 GiB arriving at 250 MiB/s). Rejects with the first error of the body, a write or a flush, after
  * every started write and flush has settled (the caller may truncate or close the file right away).
  */
-export async function writeStreamAt(handle: FileHandle, position: number, body: Readable, writebackEvery = 0): Promise<number> {
+export async function writeStreamAt(handle: FileHandle, position: number, body: AsyncIterable<Buffer>, writebackEvery = 0): Promise<number> {
   let written = position; // bytes in the file once every started write lands
   let flushedUpTo = position;
   let batch: Buffer[] = [];
@@ -55,7 +54,7 @@ export async function writeStreamAt(handle: FileHandle, position: number, body: 
   };
 
   try {
-    for await (const chunk of body as AsyncIterable<Buffer>) {
+    for await (const chunk of body) {
       if (failure) throw failure;
       batch.push(chunk);
       batchBytes += chunk.length;

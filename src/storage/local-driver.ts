@@ -84,7 +84,7 @@ export class LocalDriver implements StorageDriver {
     return {};
   }
 
-  async appendUpload(id: string, state: UploadState, size: number, body: Readable): Promise<UploadState> {
+  async appendUpload(id: string, state: UploadState, size: number, body: AsyncIterable<Buffer>): Promise<UploadState> {
     const handle = await fs.open(this.uploadFile(id), 'r+');
     try {
       // A failed earlier append may have left bytes past `size`: they were never counted, drop them.

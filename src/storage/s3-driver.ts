@@ -231,7 +231,7 @@ export class S3Driver implements StorageDriver {
     return state;
   }
 
-  async appendUpload(id: string, state: UploadState, size: number, body: Readable): Promise<UploadState> {
+  async appendUpload(id: string, state: UploadState, size: number, body: AsyncIterable<Buffer>): Promise<UploadState> {
     S3Driver.checkId(id);
     const st = parseState(id, state, size);
     const Key = this.objectKey(`blobs/${id}`);
@@ -279,7 +279,7 @@ export class S3Driver implements StorageDriver {
       let fill = 0;
       if (st.tail > 0) fill = await this.readInto(this.tailKey(id, st.gen), buf, st.tail);
       let received = 0;
-      for await (const chunk of body as AsyncIterable<Buffer>) {
+      for await (const chunk of body) {
         if (failure !== undefined) throw failure;
         received += chunk.length;
         for (let off = 0; off < chunk.length; ) {

@@ -95,6 +95,36 @@ t.test('size limit', async (t) => {
   await t.rejects(store.ingest(Readable.from([randomBytes(2000)]), { limit: 1000 }), { code: 'TOO_LARGE' });
 });
 
+t.test('a body past the size limit is not read to its end: it is destroyed, nothing is staged', async (t) => {
+  const { store, root } = await setup(t);
+  const body = new PassThrough();
+  body.write(randomBytes(800));
+  body.write(randomBytes(800)); // never ended: only destroying it can settle the ingest
+  await t.rejects(store.ingest(body, { limit: 1000 }), { code: 'TOO_LARGE' });
+  t.ok(body.destroyed, 'body destroyed');
+  t.same(readdirSync(path.join(root, 'blobs/uploads')), []);
+});
+
+t.test('a driver that fails half-way: the body is destroyed and the upload keeps its size', async (t) => {
+  const { store, driver, index } = await setup(t);
+  const upload = await store.startUpload('library/fail');
+  await store.appendUpload(upload.id, Readable.from([Buffer.from('first')]));
+  const realAppend = driver.appendUpload.bind(driver);
+  driver.appendUpload = async (_id, _state, _size, chunks) => {
+    for await (const _chunk of chunks) throw new Error('disk went away');
+    throw new Error('no chunk arrived');
+  };
+  const body = new PassThrough();
+  body.write(randomBytes(100));
+  await t.rejects(store.appendUpload(upload.id, body), /disk went away/);
+  t.ok(body.destroyed, 'body destroyed');
+  t.equal(index.getUpload(upload.id)?.size, 5, 'size unchanged');
+  driver.appendUpload = realAppend;
+  await store.appendUpload(upload.id, Readable.from([Buffer.from('second')]));
+  const blob = await store.commitUpload(upload.id, digest(Buffer.from('firstsecond')));
+  t.equal(blob.size, 11, 'the hash did not see the failed bytes');
+});
+
 t.test('a client that goes away stores nothing', async (t) => {
   const { store, root } = await setup(t);
   const body = new PassThrough();
