@@ -183,7 +183,7 @@ export class BlobStore {
     this.index.createUpload(id, repo, {});
     const state = await this.driver.startUpload(id);
     if (Object.keys(state).length > 0) this.index.updateUpload(id, 0, state); // each write is an fsync
-    this.hashes.set(id, { hash: newHash(), size: 0 });
+    if (!this.driver.stagedDigest) this.hashes.set(id, { hash: newHash(), size: 0 });
     const now = Date.now();
     return { id, repo, size: 0, state, startedAt: now, updatedAt: now };
   }
@@ -225,9 +225,10 @@ export class BlobStore {
   }
 
   private async append(upload: UploadRecord, body: Readable, opts: IngestOptions, persist = true): Promise<UploadRecord> {
-    const live = await this.liveHash(upload);
     // Hash a copy: if the driver fails half-way, the staged bytes roll back and so must the hash.
-    // No hash at all when the staged bytes cannot be re-read (see commitUnhashed).
+    // No hash here when the driver hashes as it writes (stagedDigest), or when the staged bytes cannot
+    // be re-read (see commitUnhashed).
+    const live = this.driver.stagedDigest ? null : await this.liveHash(upload);
     const hash = live ? live.hash.copy() : null;
     const meter = new HashMeter(hash, opts.limit === undefined ? Infinity : opts.limit - upload.size, opts.tap);
     let state: Record<string, unknown>;
@@ -246,9 +247,14 @@ export class BlobStore {
 
   private async commit(upload: UploadRecord, expected: Digest | undefined, onStored: IngestOptions['onStored']): Promise<BlobRecord> {
     const id = upload.id;
-    const live = await this.liveHash(upload);
-    if (!live) return this.commitUnhashed(upload, expected, onStored);
-    const digest = digestOf(live.hash.copy());
+    let digest: Digest;
+    if (this.driver.stagedDigest) {
+      digest = await this.driver.stagedDigest(id, upload.state, upload.size);
+    } else {
+      const live = await this.liveHash(upload);
+      if (!live) return this.commitUnhashed(upload, expected, onStored);
+      digest = digestOf(live.hash.copy());
+    }
     if (expected && expected !== digest) {
       throw new RegistryError('DIGEST_INVALID', undefined, { detail: { expected, computed: digest } });
     }
@@ -309,12 +315,18 @@ export class BlobStore {
    * gone the upload is refused to writers; if the process dies first, its row lets the purge finish.
    */
   private discardSoon(upload: UploadRecord): void {
-    this.hashes.delete(upload.id);
+    this.forget(upload.id);
     if (!this.index.getUpload(upload.id)) return; // committed by rename: nothing staged is left
     const done = this.discard(upload)
       .catch((err) => this.onBackgroundError(err))
       .finally(() => this.leaving.delete(upload.id));
     this.leaving.set(upload.id, done);
+  }
+
+  /** Drop the running hash of an upload that is finished, here and in the driver. */
+  private forget(id: string): void {
+    this.hashes.delete(id);
+    this.driver.forgetUpload?.(id);
   }
 
   /** Wait for staged copies still being deleted in the background (tests, shutdown). */
@@ -324,7 +336,7 @@ export class BlobStore {
 
   /** Forget an upload and its staged bytes (idempotent: a committed upload has no row left). */
   private async discard(upload: UploadRecord): Promise<void> {
-    this.hashes.delete(upload.id);
+    this.forget(upload.id);
     if (!this.index.getUpload(upload.id)) return;
     await this.driver.abortUpload(upload.id, upload.state);
     this.index.deleteUpload(upload.id);

@@ -1,4 +1,5 @@
 import type { Readable, Writable } from 'node:stream';
+import type { Digest } from './digest';
 
 // The storage driver: the only code that knows where bytes live. It knows nothing of digests,
 // repositories or protocols; the BlobStore above it holds every registry rule.
@@ -45,12 +46,23 @@ export interface StorageDriver {
    */
   readUpload?(id: string, state: UploadState, size: number): Promise<Readable>;
   /**
+   * Optional: the sha256 of the first `size` staged bytes, which the driver computes as it appends (the
+   * local driver hashes where it writes, on its upload workers). When present the BlobStore does not
+   * hash upload bytes itself. Rejects if the staged bytes cannot be read.
+   */
+  stagedDigest?(id: string, state: UploadState, size: number): Promise<Digest>;
+  /**
    * Make the staged bytes a permanent object and return its key. `hex` is the content's sha256, or
    * '' when the caller does not know it yet (only for drivers without readUpload, which must ignore it).
    * Must be atomic: the object is either absent or complete. May be called again after it succeeded
    * (the index write that followed failed, and the client retries): it then returns the same key.
    */
   commitUpload(id: string, state: UploadState, size: number, hex: string): Promise<string>;
+  /**
+   * Optional: the BlobStore is done with upload `id` (recorded after its commit, or discarded): release
+   * what the driver keeps in memory for it (the local driver's running hash).
+   */
+  forgetUpload?(id: string): void;
   /** Discard an upload's staging area (idempotent). */
   abortUpload(id: string, state: UploadState): Promise<void>;
   /**
@@ -59,7 +71,7 @@ export interface StorageDriver {
    */
   redirectUrl?(key: string, expiresInSeconds: number): Promise<string>;
   /** Release connections and timers (optional). */
-  close?(): void;
+  close?(): void | Promise<void>;
 }
 
 export class StorageNotFoundError extends Error {

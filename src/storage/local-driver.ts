@@ -3,14 +3,16 @@ import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { StorageNotFoundError, type ByteRange, type StorageDriver, type UploadState } from './driver';
 import { pipeFile } from './file-reader';
-import { writeStreamAt } from './file-writer';
+import type { Digest } from './digest';
+import { UploadWorkers } from './upload-workers';
 
 /** Keys the registry may ask for; anything else is refused before it can become a path. */
 const SAFE_KEY = /^(?:blobs\/sha256\/[a-f0-9]{2}\/[a-f0-9]{64}|uploads\/[A-Za-z0-9_-]{1,64})$/;
 
 // Streams read files in 1 MiB chunks: fewer syscalls and event-loop turns than the 64 KiB default.
 const READ_CHUNK = 1024 * 1024;
-// While an upload streams in, start writing it back to disk every this many bytes (see writeStreamAt).
+// While an upload streams in, start writing it back to disk every this many bytes: the disk works while
+// the rest of the body arrives, so the final fsync finds little left (1 GiB at 250 MiB/s: 0.5-0.7 s -> 10-50 ms).
 const WRITEBACK_EVERY = 8 * 1024 * 1024;
 
 export interface LocalDriverOptions {
@@ -23,6 +25,8 @@ export interface LocalDriverOptions {
 export class LocalDriver implements StorageDriver {
   readonly name = 'local';
   private readonly root: string;
+  /** Write and hash upload bodies off the main thread. */
+  private readonly workers = new UploadWorkers();
 
   constructor(private readonly opts: LocalDriverOptions) {
     this.root = path.resolve(opts.root);
@@ -85,19 +89,20 @@ export class LocalDriver implements StorageDriver {
   }
 
   async appendUpload(id: string, state: UploadState, size: number, body: AsyncIterable<Buffer>): Promise<UploadState> {
-    const handle = await fs.open(this.uploadFile(id), 'r+');
+    const file = this.uploadFile(id);
+    const writebackEvery = this.opts.fsync ? WRITEBACK_EVERY : 0;
     try {
-      // A failed earlier append may have left bytes past `size`: they were never counted, drop them.
-      await handle.truncate(size);
-      await writeStreamAt(handle, size, body, this.opts.fsync ? WRITEBACK_EVERY : 0);
-      if (this.opts.fsync) await handle.sync();
+      await this.workers.append(id, { file, position: size, fsync: this.opts.fsync, writebackEvery }, body);
     } catch (err) {
-      await handle.truncate(size).catch(() => undefined);
+      // The worker is done with the file (or dead): drop the bytes this append wrote, never counted.
+      await fs.truncate(file, size).catch(() => undefined);
       throw err;
-    } finally {
-      await handle.close();
     }
     return state;
+  }
+
+  async stagedDigest(id: string, _state: UploadState, size: number): Promise<Digest> {
+    return `sha256:${await this.workers.digest(id, this.uploadFile(id), size)}`;
   }
 
   async readUpload(id: string, _state: UploadState, size: number): Promise<Readable> {
@@ -127,8 +132,17 @@ export class LocalDriver implements StorageDriver {
     return key;
   }
 
+  forgetUpload(id: string): void {
+    this.workers.drop(id);
+  }
+
   async abortUpload(id: string): Promise<void> {
+    this.workers.drop(id);
     await fs.rm(this.uploadFile(id), { force: true });
+  }
+
+  async close(): Promise<void> {
+    await this.workers.close();
   }
 }
 

@@ -1,0 +1,251 @@
+import { availableParallelism } from 'node:os';
+import { Worker } from 'node:worker_threads';
+import { UPLOAD_WORKER_SOURCE } from './upload-worker-source';
+
+// Worker threads that write uploads to their staged files and sha256 them in the same pass, so the main
+// thread only parses HTTP and copies each body chunk into a slab. Measured on 2 cores, 64 parallel 16 MiB
+// pushes: the main thread's CPU per GiB went from ~1.6 s (hash + stream plumbing + write dispatch) to ~0.7 s.
+// Each upload's running hash lives in one worker (its "home"), so a later chunk or the commit goes there.
+
+/** Slab size: the unit copied, sent, written and hashed. */
+const SLAB = 256 * 1024;
+/** Slabs per append: at most this many bytes wait for the worker; then the body waits (flow control). */
+const SLABS_PER_APPEND = 4;
+/** Slabs kept for reuse once their append ended (the rest are left to the garbage collector). */
+const SPARE_SLABS = 32;
+
+export interface AppendOptions {
+  file: string;
+  position: number;
+  fsync: boolean;
+  writebackEvery: number;
+}
+
+interface WorkerError {
+  message: string;
+  code?: string;
+  errno?: number;
+  syscall?: string;
+}
+
+type Reply =
+  | { op: 'slab'; job: number; slab: ArrayBuffer }
+  | { op: 'done' | 'aborted'; job: number }
+  | { op: 'failed'; job: number; error: WorkerError }
+  | { op: 'digest'; req: number; hex?: string; error?: WorkerError };
+
+/** What the main thread tracks of an append in flight. */
+interface Job {
+  home: Home;
+  free: ArrayBuffer[];
+  slabs: number;
+  /** Settles once with the worker's final answer (done, aborted or failed). */
+  settled: Promise<void>;
+  settle: (err?: Error) => void;
+  failure: Error | null;
+  wake: (() => void) | null;
+}
+
+class Home {
+  readonly worker: Worker;
+  /** Appends and digests waiting for this worker (it is ref'd while any do). */
+  pending = 0;
+  alive = true;
+
+  constructor(
+    private readonly pool: UploadWorkers,
+    readonly index: number,
+  ) {
+    this.worker = new Worker(UPLOAD_WORKER_SOURCE, { eval: true, name: `upload-${index}` });
+    this.worker.unref();
+    this.worker.on('message', (reply: Reply) => this.pool.receive(this, reply));
+    this.worker.on('error', (err) => this.pool.lost(this, err));
+    this.worker.on('exit', (code) => this.pool.lost(this, new Error(`upload worker exited with code ${code}`)));
+  }
+
+  hold(): void {
+    if (this.pending++ === 0) this.worker.ref();
+  }
+
+  release(): void {
+    if (--this.pending === 0) this.worker.unref();
+  }
+}
+
+export class UploadWorkers {
+  private readonly homes: (Home | null)[];
+  /** Which worker holds each upload's running hash. */
+  private readonly homeOf = new Map<string, Home>();
+  private readonly jobs = new Map<number, Job>();
+  private readonly digests = new Map<number, { home: Home; resolve: (hex: string) => void; reject: (err: Error) => void }>();
+  private readonly spare: ArrayBuffer[] = [];
+  private nextJob = 1;
+  private closed = false;
+
+  constructor(size = Math.max(1, Math.min(4, availableParallelism()))) {
+    this.homes = new Array<Home | null>(size).fill(null);
+  }
+
+  /**
+   * Write `body` to `file` from `position` (bytes past it are dropped first) and extend upload `key`'s
+   * running hash with it. On failure the hash is as it was, and the caller truncates the file back.
+   * A failure of the worker is seen when the next chunk arrives or the body ends, as with a disk error.
+   */
+  async append(key: string, opts: AppendOptions, body: AsyncIterable<Buffer>): Promise<void> {
+    const home = this.homeFor(key);
+    const id = this.nextJob++;
+    let settle!: (err?: Error) => void;
+    const settled = new Promise<void>((resolve, reject) => {
+      settle = (err) => (err ? reject(err) : resolve());
+    });
+    settled.catch(() => undefined); // a failure may come while the body is still being read: seen there via job.failure
+    const job: Job = { home, free: [], slabs: 0, settled, settle, failure: null, wake: null };
+    this.jobs.set(id, job);
+    home.hold();
+    let sentEnd = false;
+    try {
+      home.worker.postMessage({ op: 'begin', job: id, key, ...opts });
+      let slab = this.takeSlab(job);
+      let fill = 0;
+      for await (const chunk of body) {
+        for (let off = 0; off < chunk.length; ) {
+          if (job.failure) throw job.failure;
+          if (!slab) slab = await this.waitForSlab(job);
+          const n = Math.min(chunk.length - off, SLAB - fill);
+          new Uint8Array(slab, fill, n).set(chunk.subarray(off, off + n));
+          fill += n;
+          off += n;
+          if (fill === SLAB) {
+            home.worker.postMessage({ op: 'data', job: id, slab, length: fill }, [slab]);
+            slab = this.takeSlab(job);
+            fill = 0;
+          }
+        }
+      }
+      if (job.failure) throw job.failure;
+      if (fill > 0 && slab) home.worker.postMessage({ op: 'data', job: id, slab, length: fill }, [slab]);
+      else if (slab) job.free.push(slab);
+      sentEnd = true;
+      home.worker.postMessage({ op: 'end', job: id });
+      await settled;
+    } catch (err) {
+      // The body or the worker failed. Wait until the worker has closed the file and put the hash back
+      // (it already has if it failed itself, and a dead one does nothing more): the caller then truncates.
+      if (!sentEnd && !job.failure && home.alive) home.worker.postMessage({ op: 'abort', job: id });
+      await settled.catch(() => undefined);
+      throw err;
+    } finally {
+      this.jobs.delete(id);
+      home.release();
+      for (const s of job.free) if (this.spare.length < SPARE_SLABS) this.spare.push(s);
+    }
+  }
+
+  /** sha256 (hex) of the first `size` bytes of upload `key`'s staged file. */
+  digest(key: string, file: string, size: number): Promise<string> {
+    const home = this.homeFor(key);
+    const req = this.nextJob++;
+    home.hold();
+    return new Promise<string>((resolve, reject) => {
+      this.digests.set(req, { home, resolve, reject });
+      home.worker.postMessage({ op: 'digest', req, key, file, size });
+    }).finally(() => home.release());
+  }
+
+  /** Forget upload `key`'s running hash (committed or discarded). */
+  drop(key: string): void {
+    const home = this.homeOf.get(key);
+    if (!home) return;
+    this.homeOf.delete(key);
+    if (home.alive) home.worker.postMessage({ op: 'drop', key });
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.all(this.homes.map((h) => h?.worker.terminate()));
+  }
+
+  receive(home: Home, reply: Reply): void {
+    if (reply.op === 'digest') {
+      const d = this.digests.get(reply.req);
+      if (!d) return;
+      this.digests.delete(reply.req);
+      if (reply.error) d.reject(toError(reply.error));
+      else d.resolve(reply.hex!);
+      return;
+    }
+    const job = this.jobs.get(reply.job);
+    if (!job) return;
+    if (reply.op === 'slab') {
+      job.free.push(reply.slab);
+      this.wake(job);
+    } else if (reply.op === 'failed') {
+      job.failure = toError(reply.error);
+      job.settle(job.failure);
+      this.wake(job);
+    } else {
+      job.settle();
+    }
+  }
+
+  /** A worker died: everything waiting on it fails, and the uploads it hashed will be re-hashed from their files. */
+  lost(home: Home, err: Error): void {
+    if (!home.alive) return;
+    home.alive = false;
+    this.homes[home.index] = null;
+    for (const [key, h] of this.homeOf) if (h === home) this.homeOf.delete(key);
+    for (const job of this.jobs.values()) {
+      if (job.home !== home) continue;
+      job.failure ??= err;
+      job.settle(err);
+      this.wake(job);
+    }
+    for (const [req, d] of this.digests) {
+      if (d.home !== home) continue;
+      this.digests.delete(req);
+      d.reject(err);
+    }
+  }
+
+  private homeFor(key: string): Home {
+    if (this.closed) throw new Error('upload workers are closed');
+    const known = this.homeOf.get(key);
+    if (known?.alive) return known;
+    // The least busy worker; a new one if its slot is empty.
+    let best = 0;
+    for (let i = 1; i < this.homes.length; i++) {
+      if ((this.homes[i]?.pending ?? 0) < (this.homes[best]?.pending ?? 0)) best = i;
+    }
+    const home = (this.homes[best] ??= new Home(this, best));
+    this.homeOf.set(key, home);
+    return home;
+  }
+
+  /** A slab for the job: one of its own that came back, or a new one while it has fewer than its share. */
+  private takeSlab(job: Job): ArrayBuffer | null {
+    const own = job.free.pop();
+    if (own) return own;
+    if (job.slabs >= SLABS_PER_APPEND) return null;
+    job.slabs++;
+    return this.spare.pop() ?? new ArrayBuffer(SLAB);
+  }
+
+  private async waitForSlab(job: Job): Promise<ArrayBuffer> {
+    for (;;) {
+      if (job.failure) throw job.failure;
+      const slab = job.free.pop();
+      if (slab) return slab;
+      await new Promise<void>((resolve) => (job.wake = resolve));
+    }
+  }
+
+  private wake(job: Job): void {
+    const wake = job.wake;
+    job.wake = null;
+    wake?.();
+  }
+}
+
+function toError(e: WorkerError): Error {
+  return Object.assign(new Error(e.message), { code: e.code, errno: e.errno, syscall: e.syscall });
+}

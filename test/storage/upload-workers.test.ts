@@ -1,0 +1,138 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { PassThrough, Readable } from 'node:stream';
+import t from 'tap';
+import { UploadWorkers } from '../../src/storage/upload-workers';
+import { tempDir } from '../helpers/server';
+
+const MiB = 1024 * 1024;
+const sha = (...parts: Buffer[]) => createHash('sha256').update(Buffer.concat(parts)).digest('hex');
+
+/** Uneven chunks (1 byte .. ~300 KiB, so some cross the 256 KiB slabs), `total` bytes in all. */
+function chunks(total: number, seed = 1): Buffer[] {
+  const out: Buffer[] = [];
+  for (let i = 0, left = total; left > 0; i++) {
+    const n = Math.min(left, 1 + ((i * 7919 * seed) % (300 * 1024)));
+    out.push(randomBytes(n));
+    left -= n;
+  }
+  return out;
+}
+
+function setup(t: Parameters<typeof tempDir>[0], size?: number) {
+  const workers = new UploadWorkers(size);
+  t.teardown(() => workers.close());
+  const file = path.join(tempDir(t), 'staged');
+  writeFileSync(file, '');
+  const opts = (position: number) => ({ file, position, fsync: true, writebackEvery: 1 * MiB });
+  return { workers, file, opts };
+}
+
+t.test('appends write every byte in order and extend one running hash', async (t) => {
+  const { workers, file, opts } = setup(t);
+  const a = chunks(3 * MiB + 17);
+  const b = chunks(700 * 1024, 3);
+  await workers.append('u1', opts(0), Readable.from(a));
+  await workers.append('u1', opts(3 * MiB + 17), Readable.from(b));
+  const all = Buffer.concat([...a, ...b]);
+  t.equal(sha(readFileSync(file)), sha(all), 'file holds both appends');
+  t.equal(await workers.digest('u1', file, all.length), sha(all), 'running hash covers both');
+  t.equal(await workers.digest('u1', file, all.length), sha(all), 'digest does not consume the hash');
+  await workers.append('u1', opts(all.length), Readable.from([]));
+  t.equal(await workers.digest('u1', file, all.length), sha(all), 'an empty append changes nothing');
+});
+
+t.test("the caller's buffers are copied, never taken", async (t) => {
+  const { workers, file, opts } = setup(t);
+  const big = randomBytes(1 * MiB); // owns its whole ArrayBuffer, so a transfer would detach it
+  await workers.append('u', opts(0), Readable.from([big]));
+  t.equal(big.length, 1 * MiB, 'still readable after the append');
+  t.equal(sha(readFileSync(file)), sha(big));
+});
+
+t.test('bytes past the position (left by a failed append) are dropped first', async (t) => {
+  const { workers, file, opts } = setup(t);
+  const head = randomBytes(1000);
+  writeFileSync(file, Buffer.concat([head, randomBytes(5000)]));
+  const tail = randomBytes(300);
+  await workers.append('u', opts(1000), Readable.from([tail]));
+  t.equal(sha(readFileSync(file)), sha(head, tail));
+  t.equal(await workers.digest('u', file, 1300), sha(head, tail), 'hash rebuilt from the first 1000 staged bytes');
+});
+
+t.test('a body that fails: the append rejects with its error, and the hash is as it was', async (t) => {
+  const { workers, file, opts } = setup(t);
+  const first = randomBytes(2 * MiB);
+  await workers.append('u', opts(0), Readable.from([first]));
+  const body = new PassThrough();
+  const failing = workers.append('u', opts(first.length), body);
+  body.write(randomBytes(1 * MiB));
+  setTimeout(() => body.destroy(new Error('client went away')), 20);
+  await t.rejects(failing, /client went away/);
+  // The caller (the local driver) truncates the file; the hash must not have seen the lost bytes.
+  t.equal(await workers.digest('u', file, first.length), sha(first));
+  const second = randomBytes(5000);
+  await workers.append('u', opts(first.length), Readable.from([second]));
+  t.equal(await workers.digest('u', file, first.length + 5000), sha(first, second));
+  t.equal(sha(readFileSync(file)), sha(first, second), 'the retry overwrote what the failed append left');
+});
+
+t.test('a write error fails the append with its code and stops reading the body', async (t) => {
+  const { workers } = setup(t);
+  // Every write to /dev/full fails with ENOSPC, like a full disk.
+  const body = Readable.from(chunks(4 * MiB));
+  await t.rejects(workers.append('full', { file: '/dev/full', position: 0, fsync: false, writebackEvery: 0 }, body), {
+    code: 'ENOSPC',
+  });
+  t.ok(body.destroyed, 'body destroyed');
+});
+
+t.test('a staged file that cannot be opened fails the append with its code', async (t) => {
+  const { workers, file } = setup(t);
+  const missing = `${file}-missing`;
+  await t.rejects(workers.append('m', { file: missing, position: 0, fsync: false, writebackEvery: 0 }, Readable.from([])), {
+    code: 'ENOENT',
+  });
+  await t.rejects(workers.digest('m', missing, 10), { code: 'ENOENT' });
+});
+
+t.test('flow control: a slow worker holds the body back instead of buffering it', async (t) => {
+  const { workers, file, opts } = setup(t, 1);
+  let read = 0;
+  async function* body() {
+    for (let i = 0; i < 64; i++) {
+      read += 1;
+      yield randomBytes(256 * 1024);
+    }
+  }
+  // Keep the only worker busy hashing a large staged file while the append starts.
+  const busyFile = path.join(path.dirname(file), 'busy');
+  writeFileSync(busyFile, randomBytes(64 * MiB));
+  const busy = workers.digest('busy', busyFile, 64 * MiB);
+  const append = workers.append('slow', opts(0), body());
+  await new Promise((r) => setTimeout(r, 5));
+  t.ok(read <= 8, `at most a few slabs read ahead of a busy worker (read ${read} of 64)`);
+  await busy;
+  await append;
+  t.equal(read, 64, 'the whole body once the worker is free');
+});
+
+t.test('a worker that dies fails what waits on it; the next append re-hashes the staged bytes', async (t) => {
+  const { workers, file, opts } = setup(t, 1);
+  const first = randomBytes(3 * MiB);
+  await workers.append('u', opts(0), Readable.from([first]));
+  const body = new PassThrough();
+  const failing = workers.append('u', opts(first.length), body);
+  body.write(randomBytes(1 * MiB));
+  await new Promise((r) => setTimeout(r, 20));
+  const homes = (workers as unknown as { homes: { worker: { terminate(): Promise<number> } }[] }).homes;
+  const rejected = t.rejects(failing, /exited/);
+  await homes[0]!.worker.terminate();
+  body.write(randomBytes(1000)); // the failure is seen when the next chunk arrives (or the body ends)
+  await rejected;
+  t.ok(body.destroyed, 'body destroyed');
+  const second = randomBytes(1000);
+  await workers.append('u', opts(first.length), Readable.from([second]));
+  t.equal(await workers.digest('u', file, first.length + 1000), sha(first, second), 'a new worker re-hashed the file');
+});
