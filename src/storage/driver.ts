@@ -1,8 +1,9 @@
 import type { Readable, Writable } from 'node:stream';
 import type { Digest } from './digest';
 
-// The storage driver: the only code that knows where bytes live. It knows nothing of digests,
-// repositories or protocols; the BlobStore above it holds every registry rule.
+// The storage driver: the only code that knows where bytes live. It knows nothing of repositories or
+// protocols, and of digests only how to compute one over staged bytes if it offers to (stagedDigest);
+// the BlobStore above it holds every registry rule (which digest is expected, when a blob is visible).
 
 /** Inclusive byte range. */
 export interface ByteRange {

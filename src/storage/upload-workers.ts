@@ -9,6 +9,8 @@ import { UPLOAD_WORKER_SOURCE } from './upload-worker-source';
 
 /** Slab size: the unit copied, sent, written and hashed. */
 const SLAB = 256 * 1024;
+/** A new append starts with a small slab when none is spare: most bodies (manifests, small layers) fit in it. */
+const FIRST_SLAB = 64 * 1024;
 /** Slabs per append: at most this many bytes wait for the worker; then the body waits (flow control). */
 const SLABS_PER_APPEND = 4;
 /** Slabs kept for reuse once their append ended (the rest are left to the garbage collector). */
@@ -111,11 +113,11 @@ export class UploadWorkers {
         for (let off = 0; off < chunk.length; ) {
           if (job.failure) throw job.failure;
           if (!slab) slab = await this.waitForSlab(job);
-          const n = Math.min(chunk.length - off, SLAB - fill);
+          const n = Math.min(chunk.length - off, slab.byteLength - fill);
           new Uint8Array(slab, fill, n).set(chunk.subarray(off, off + n));
           fill += n;
           off += n;
-          if (fill === SLAB) {
+          if (fill === slab.byteLength) {
             home.worker.postMessage({ op: 'data', job: id, slab, length: fill }, [slab]);
             slab = this.takeSlab(job);
             fill = 0;
@@ -137,7 +139,7 @@ export class UploadWorkers {
     } finally {
       this.jobs.delete(id);
       home.release();
-      for (const s of job.free) if (this.spare.length < SPARE_SLABS) this.spare.push(s);
+      for (const s of job.free) if (s.byteLength === SLAB && this.spare.length < SPARE_SLABS) this.spare.push(s);
     }
   }
 
@@ -177,7 +179,9 @@ export class UploadWorkers {
     const job = this.jobs.get(reply.job);
     if (!job) return;
     if (reply.op === 'slab') {
-      job.free.push(reply.slab);
+      // A small first slab is not reused: a body that outgrew it gets a full-size one in its place.
+      if (reply.slab.byteLength === SLAB) job.free.push(reply.slab);
+      else job.slabs--;
       this.wake(job);
     } else if (reply.op === 'failed') {
       job.failure = toError(reply.error);
@@ -226,14 +230,14 @@ export class UploadWorkers {
     const own = job.free.pop();
     if (own) return own;
     if (job.slabs >= SLABS_PER_APPEND) return null;
-    job.slabs++;
-    return this.spare.pop() ?? new ArrayBuffer(SLAB);
+    const first = job.slabs++ === 0;
+    return this.spare.pop() ?? new ArrayBuffer(first ? FIRST_SLAB : SLAB);
   }
 
   private async waitForSlab(job: Job): Promise<ArrayBuffer> {
     for (;;) {
       if (job.failure) throw job.failure;
-      const slab = job.free.pop();
+      const slab = this.takeSlab(job);
       if (slab) return slab;
       await new Promise<void>((resolve) => (job.wake = resolve));
     }

@@ -47,6 +47,7 @@ export function driverSuite(t: Test, make: (t: Test) => Promise<StorageDriver>):
     }
     if (d.readUpload) t.ok((await collect(await d.readUpload(id, state, size))).equals(all), 'staged bytes read back');
     const hex = hexOf(all);
+    if (d.stagedDigest) t.equal(await d.stagedDigest(id, state, size), `sha256:${hex}`, 'staged digest over every append');
     const key = await d.commitUpload(id, state, size, hex);
     t.same(await d.stat(key), { size: all.length });
     t.ok((await collect(await d.read(key))).equals(all), 'whole object');
@@ -77,6 +78,7 @@ export function driverSuite(t: Test, make: (t: Test) => Promise<StorageDriver>):
     state = await d.appendUpload('fail1', state, first.length, Readable.from([second]));
     const all = Buffer.concat([first, second]);
     if (d.readUpload) t.ok((await collect(await d.readUpload('fail1', state, all.length))).equals(all), 'no trace of the failed chunk');
+    if (d.stagedDigest) t.equal(await d.stagedDigest('fail1', state, all.length), `sha256:${hexOf(all)}`, 'nor in the staged digest');
     const key = await d.commitUpload('fail1', state, all.length, hexOf(all));
     t.ok((await collect(await d.read(key))).equals(all));
   });
