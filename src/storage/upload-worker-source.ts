@@ -4,7 +4,8 @@
 //          (left by a failed append), and take the upload's running hash (re-hashing the file's first
 //          `position` bytes if this worker has none at that size: a restart, or another worker died)
 //   data   {job, slab, length}   write and hash slab[0, length); the slab goes back as {op:'slab'}
-//   end    {job}                 wait for flushes, fsync (if asked), close; the hash now covers the new bytes: {op:'done'}
+//   end    {job}                 wait for flushes, fsync (if asked), close; the hash now covers the new bytes:
+//                                {op:'done', size, hex} (the digest so far, so a commit right after needs no message)
 //   abort  {job}                 the body failed: close, put the hash back as it was: {op:'aborted'}
 //   digest {req, key, file, size} the sha256 of the first `size` staged bytes: {op:'digest', hex}
 //   drop   {key}                 forget the upload's hash
@@ -121,7 +122,7 @@ parentPort.on('message', (m) => {
     job.closing = true;
     close(job, m.op === 'end').then((ok) => {
       if (m.op === 'abort') parentPort.postMessage({ op: 'aborted', job: m.job });
-      else if (ok) parentPort.postMessage({ op: 'done', job: m.job });
+      else if (ok) parentPort.postMessage({ op: 'done', job: m.job, size: job.pos, hex: job.hash.copy().digest('hex') });
       else parentPort.postMessage({ op: 'failed', job: m.job, error: errorOf(job.error) });
     });
   } else if (m.op === 'digest') {

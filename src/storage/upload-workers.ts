@@ -32,12 +32,14 @@ interface WorkerError {
 
 type Reply =
   | { op: 'slab'; job: number; slab: ArrayBuffer }
-  | { op: 'done' | 'aborted'; job: number }
+  | { op: 'done'; job: number; size: number; hex: string }
+  | { op: 'aborted'; job: number }
   | { op: 'failed'; job: number; error: WorkerError }
   | { op: 'digest'; req: number; hex?: string; error?: WorkerError };
 
 /** What the main thread tracks of an append in flight. */
 interface Job {
+  key: string;
   home: Home;
   free: ArrayBuffer[];
   slabs: number;
@@ -78,6 +80,8 @@ export class UploadWorkers {
   private readonly homes: (Home | null)[];
   /** Which worker holds each upload's running hash. */
   private readonly homeOf = new Map<string, Home>();
+  /** The digest of each upload's staged bytes after its last append (most commits follow one at once). */
+  private readonly lastDigest = new Map<string, { size: number; hex: string }>();
   private readonly jobs = new Map<number, Job>();
   private readonly digests = new Map<number, { home: Home; resolve: (hex: string) => void; reject: (err: Error) => void }>();
   private readonly spare: ArrayBuffer[] = [];
@@ -101,7 +105,7 @@ export class UploadWorkers {
       settle = (err) => (err ? reject(err) : resolve());
     });
     settled.catch(() => undefined); // a failure may come while the body is still being read: seen there via job.failure
-    const job: Job = { home, free: [], slabs: 0, settled, settle, failure: null, wake: null };
+    const job: Job = { key, home, free: [], slabs: 0, settled, settle, failure: null, wake: null };
     this.jobs.set(id, job);
     home.hold();
     let sentEnd = false;
@@ -144,7 +148,9 @@ export class UploadWorkers {
   }
 
   /** sha256 (hex) of the first `size` bytes of upload `key`'s staged file. */
-  digest(key: string, file: string, size: number): Promise<string> {
+  async digest(key: string, file: string, size: number): Promise<string> {
+    const last = this.lastDigest.get(key);
+    if (last?.size === size) return last.hex;
     const home = this.homeFor(key);
     const req = this.nextJob++;
     home.hold();
@@ -156,6 +162,7 @@ export class UploadWorkers {
 
   /** Forget upload `key`'s running hash (committed or discarded). */
   drop(key: string): void {
+    this.lastDigest.delete(key);
     const home = this.homeOf.get(key);
     if (!home) return;
     this.homeOf.delete(key);
@@ -188,6 +195,7 @@ export class UploadWorkers {
       job.settle(job.failure);
       this.wake(job);
     } else {
+      if (reply.op === 'done') this.lastDigest.set(job.key, { size: reply.size, hex: reply.hex });
       job.settle();
     }
   }
