@@ -136,3 +136,14 @@ t.test('a worker that dies fails what waits on it; the next append re-hashes the
   await workers.append('u', opts(first.length), Readable.from([second]));
   t.equal(await workers.digest('u', file, first.length + 1000), sha(first, second), 'a new worker re-hashed the file');
 });
+
+t.test('the digest after an append comes with its answer: no message to the worker', async (t) => {
+  const { workers, file, opts } = setup(t, 1);
+  const data = randomBytes(300 * 1024);
+  await workers.append('u', opts(0), Readable.from([data]));
+  const homes = (workers as unknown as { homes: { worker: { terminate(): Promise<number> } }[] }).homes;
+  await homes[0]!.worker.terminate(); // a digest that needed the worker would now fail
+  t.equal(await workers.digest('u', file, data.length), sha(data));
+  workers.drop('u');
+  t.equal(await workers.digest('u', file, data.length), sha(data), 'after drop: re-hashed from the file by a new worker');
+});
