@@ -205,30 +205,24 @@ export class BlobStore {
   }
 
   /**
-   * The running hash for an upload, re-hashing the staged bytes if this process does not have it.
-   * null when it cannot: the driver has no readUpload (S3), so the bytes are hashed after commit.
+   * The running hash of an upload on a driver without stagedDigest. null when this process does not
+   * have it (a restart) and bytes were staged: they cannot be read back, so they are hashed after commit.
    */
-  private async liveHash(upload: UploadRecord): Promise<LiveHash | null> {
+  private liveHash(upload: UploadRecord): LiveHash | null {
     const live = this.hashes.get(upload.id);
     if (live && live.size === upload.size) return live;
-    if (upload.size > 0 && !this.driver.readUpload) {
-      this.hashes.delete(upload.id);
-      return null;
-    }
-    const hash = newHash();
-    if (upload.size > 0) {
-      for await (const chunk of await this.driver.readUpload!(upload.id, upload.state, upload.size)) hash.update(chunk as Buffer);
-    }
-    const rebuilt = { hash, size: upload.size };
-    this.hashes.set(upload.id, rebuilt);
-    return rebuilt;
+    this.hashes.delete(upload.id);
+    if (upload.size > 0) return null;
+    const fresh = { hash: newHash(), size: 0 };
+    this.hashes.set(upload.id, fresh);
+    return fresh;
   }
 
   private async append(upload: UploadRecord, body: Readable, opts: IngestOptions, persist = true): Promise<UploadRecord> {
     // Hash a copy: if the driver fails half-way, the staged bytes roll back and so must the hash.
     // No hash here when the driver hashes as it writes (stagedDigest), or when the staged bytes cannot
     // be re-read (see commitUnhashed).
-    const live = this.driver.stagedDigest ? null : await this.liveHash(upload);
+    const live = this.driver.stagedDigest ? null : this.liveHash(upload);
     const hash = live ? live.hash.copy() : null;
     const meter = new HashMeter(hash, opts.limit === undefined ? Infinity : opts.limit - upload.size, opts.tap);
     let state: Record<string, unknown>;
@@ -251,7 +245,7 @@ export class BlobStore {
     if (this.driver.stagedDigest) {
       digest = await this.driver.stagedDigest(id, upload.state, upload.size);
     } else {
-      const live = await this.liveHash(upload);
+      const live = this.liveHash(upload);
       if (!live) return this.commitUnhashed(upload, expected, onStored);
       digest = digestOf(live.hash.copy());
     }

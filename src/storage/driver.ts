@@ -41,20 +41,17 @@ export interface StorageDriver {
    */
   appendUpload(id: string, state: UploadState, size: number, body: AsyncIterable<Buffer>): Promise<UploadState>;
   /**
-   * Read back the staged bytes (only for re-hashing after a restart). Optional: a driver that cannot
-   * read an unfinished upload (S3 multipart) leaves it out, and must then commit every upload to a key
-   * of its own that does not depend on `hex`; the BlobStore hashes such an upload after its commit.
-   */
-  readUpload?(id: string, state: UploadState, size: number): Promise<Readable>;
-  /**
    * Optional: the sha256 of the first `size` staged bytes, which the driver computes as it appends (the
-   * local driver hashes where it writes, on its upload workers). When present the BlobStore does not
-   * hash upload bytes itself. Rejects if the staged bytes cannot be read.
+   * local driver hashes where it writes, on its upload workers), also after a restart. When present the
+   * BlobStore does not hash upload bytes itself. Rejects if the staged bytes cannot be read.
+   * A driver without it (S3: multipart parts cannot be read back) must commit every upload to a key of
+   * its own that does not depend on `hex`: the BlobStore hashes bytes as they pass, and an upload whose
+   * running hash was lost (a restart) after its commit, from the committed object.
    */
   stagedDigest?(id: string, state: UploadState, size: number): Promise<Digest>;
   /**
    * Make the staged bytes a permanent object and return its key. `hex` is the content's sha256, or
-   * '' when the caller does not know it yet (only for drivers without readUpload, which must ignore it).
+   * '' when the caller does not know it yet (only for drivers without stagedDigest, which must ignore it).
    * Must be atomic: the object is either absent or complete. May be called again after it succeeded
    * (the index write that followed failed, and the client retries): it then returns the same key.
    */

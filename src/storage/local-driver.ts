@@ -105,10 +105,6 @@ export class LocalDriver implements StorageDriver {
     return `sha256:${await this.workers.digest(id, this.uploadFile(id), size)}`;
   }
 
-  async readUpload(id: string, _state: UploadState, size: number): Promise<Readable> {
-    return this.read(`uploads/${id}`, { start: 0, end: size - 1 });
-  }
-
   async commitUpload(id: string, _state: UploadState, size: number, hex: string): Promise<string> {
     const staged = this.uploadFile(id);
     const key = `blobs/sha256/${hex.slice(0, 2)}/${hex}`;

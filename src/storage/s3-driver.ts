@@ -36,7 +36,7 @@ process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 //  - A failed append returns nothing, so the state from before stays valid: parts written meanwhile are
 //    not recorded (the next append reuses their numbers), and a new tail goes to a new key (tail.<n+1>),
 //    never over the one the previous state names.
-//  - Staged parts cannot be read back (readUpload is absent): after a restart the BlobStore hashes the
+//  - Staged parts cannot be read back (so no stagedDigest): after a restart the BlobStore hashes the
 //    committed object instead, which is safe because the object key is unique to the upload.
 
 /** Smallest part S3 accepts, except for the last one. */

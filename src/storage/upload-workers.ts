@@ -44,8 +44,7 @@ interface Job {
   home: Home;
   free: ArrayBuffer[];
   slabs: number;
-  /** Settles once with the worker's final answer (done, aborted or failed). */
-  settled: Promise<void>;
+  /** Settles the append's wait for the worker's final answer (done, aborted or failed). */
   settle: (err?: Error) => void;
   failure: Error | null;
   wake: (() => void) | null;
@@ -106,7 +105,7 @@ export class UploadWorkers {
       settle = (err) => (err ? reject(err) : resolve());
     });
     settled.catch(() => undefined); // a failure may come while the body is still being read: seen there via job.failure
-    const job: Job = { key, home, free: [], slabs: 0, settled, settle, failure: null, wake: null };
+    const job: Job = { key, home, free: [], slabs: 0, settle, failure: null, wake: null };
     this.jobs.set(id, job);
     home.hold();
     let sentEnd = false;

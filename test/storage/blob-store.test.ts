@@ -216,3 +216,20 @@ t.test('a second writer on a busy upload is refused', async (t) => {
   slow.end(randomBytes(10));
   t.equal((await first).size, 20);
 });
+
+t.test('finished uploads leave no running hash behind in the driver', async (t) => {
+  const { store, driver } = await setup(t);
+  const pool = (driver as unknown as { workers: { homeOf: Map<string, unknown>; lastDigest: Map<string, unknown> } }).workers;
+  const data = randomBytes(70_000);
+  await store.ingest(Readable.from([data])); // committed by rename
+  await store.ingest(Readable.from([data])); // already stored: its staged copy is discarded
+  const up = await store.startUpload('r/leak');
+  await store.appendUpload(up.id, Readable.from([data.subarray(0, 10)]));
+  await t.rejects(store.commitUpload(up.id, digest(Buffer.from('wrong'))), { code: 'DIGEST_INVALID' });
+  t.equal(pool.homeOf.size, 1, 'an upload still open keeps its hash');
+  await store.cancelUpload(up.id);
+  await t.rejects(store.ingest(Readable.from([randomBytes(2000)]), { limit: 1000 }), { code: 'TOO_LARGE' });
+  await store.settle();
+  t.equal(pool.homeOf.size, 0, 'no upload left in the worker map');
+  t.equal(pool.lastDigest.size, 0, 'no digest left in the cache');
+});

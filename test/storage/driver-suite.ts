@@ -45,7 +45,6 @@ export function driverSuite(t: Test, make: (t: Test) => Promise<StorageDriver>):
       state = await d.appendUpload(id, state, size, Readable.from([p]));
       size += p.length;
     }
-    if (d.readUpload) t.ok((await collect(await d.readUpload(id, state, size))).equals(all), 'staged bytes read back');
     const hex = hexOf(all);
     if (d.stagedDigest) t.equal(await d.stagedDigest(id, state, size), `sha256:${hex}`, 'staged digest over every append');
     const key = await d.commitUpload(id, state, size, hex);
@@ -77,8 +76,7 @@ export function driverSuite(t: Test, make: (t: Test) => Promise<StorageDriver>):
     const second = randomBytes(100);
     state = await d.appendUpload('fail1', state, first.length, Readable.from([second]));
     const all = Buffer.concat([first, second]);
-    if (d.readUpload) t.ok((await collect(await d.readUpload('fail1', state, all.length))).equals(all), 'no trace of the failed chunk');
-    if (d.stagedDigest) t.equal(await d.stagedDigest('fail1', state, all.length), `sha256:${hexOf(all)}`, 'nor in the staged digest');
+    if (d.stagedDigest) t.equal(await d.stagedDigest('fail1', state, all.length), `sha256:${hexOf(all)}`, 'no trace of the failed chunk in the staged digest');
     const key = await d.commitUpload('fail1', state, all.length, hexOf(all));
     t.ok((await collect(await d.read(key))).equals(all));
   });

@@ -379,7 +379,7 @@ t.test('factory: storage.driver s3 checks the bucket at start', async (t) => {
 
   const d = await createDriver(config({}));
   t.equal(d.name, 's3');
-  t.equal(d.readUpload, undefined, 'no readUpload: the BlobStore hashes after commit on a restart');
+  t.equal(d.stagedDigest, undefined, 'no stagedDigest: the BlobStore hashes, and after commit on a restart');
   (d as S3Driver).close();
 
   await t.rejects(createDriver(config({ bucket: '' })), /storage\.s3\.bucket is empty/);
