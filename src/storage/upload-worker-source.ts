@@ -5,7 +5,8 @@
 //          `position` bytes if this worker has none at that size: a restart, or another worker died)
 //   data   {job, slab, length}   write and hash slab[0, length); the slab goes back as {op:'slab'}
 //   end    {job}                 wait for flushes, fsync (if asked), close; the hash now covers the new bytes:
-//                                {op:'done', size, hex} (the digest so far, so a commit right after needs no message)
+//                                {op:'done', size, hex, flushes} (the digest so far, so a commit right after needs
+//                                no message; and how many background flushes ran)
 //   abort  {job}                 the body failed: close, put the hash back as it was: {op:'aborted'}
 //   digest {req, key, file, size} the sha256 of the first `size` staged bytes: {op:'digest', hex}
 //   drop   {key}                 forget the upload's hash
@@ -43,6 +44,7 @@ function errorOf(err) {
 function flush(job) {
   if (job.flushing || job.pos - job.flushedUpTo < job.writebackEvery) return;
   job.flushedUpTo = job.pos;
+  job.flushes++;
   job.flushing = new Promise((resolve) =>
     fs.fdatasync(job.fd, (err) => {
       job.flushing = null;
@@ -103,7 +105,7 @@ parentPort.on('message', (m) => {
       const live = hashOf(m.key, fd, m.position);
       jobs.set(m.job, {
         job: m.job, key: m.key, fd, start: m.position, pos: m.position, fsync: m.fsync,
-        writebackEvery: m.writebackEvery > 0 ? m.writebackEvery : Infinity, flushedUpTo: m.position,
+        writebackEvery: m.writebackEvery > 0 ? m.writebackEvery : Infinity, flushedUpTo: m.position, flushes: 0,
         flushing: null, backup: live.hash.copy(), hash: live.hash, error: null, closing: false,
       });
     } catch (err) {
@@ -122,7 +124,7 @@ parentPort.on('message', (m) => {
     job.closing = true;
     close(job, m.op === 'end').then((ok) => {
       if (m.op === 'abort') parentPort.postMessage({ op: 'aborted', job: m.job });
-      else if (ok) parentPort.postMessage({ op: 'done', job: m.job, size: job.pos, hex: job.hash.copy().digest('hex') });
+      else if (ok) parentPort.postMessage({ op: 'done', job: m.job, size: job.pos, hex: job.hash.copy().digest('hex'), flushes: job.flushes });
       else parentPort.postMessage({ op: 'failed', job: m.job, error: errorOf(job.error) });
     });
   } else if (m.op === 'digest') {

@@ -33,7 +33,7 @@ interface WorkerError {
 
 type Reply =
   | { op: 'slab'; job: number; slab: ArrayBuffer }
-  | { op: 'done'; job: number; size: number; hex: string }
+  | { op: 'done'; job: number; size: number; hex: string; flushes: number }
   | { op: 'aborted'; job: number }
   | { op: 'failed'; job: number; error: WorkerError }
   | { op: 'digest'; req: number; hex?: string; error?: WorkerError };
@@ -46,6 +46,8 @@ interface Job {
   slabs: number;
   /** Settles the append's wait for the worker's final answer (done, aborted or failed). */
   settle: (err?: Error) => void;
+  /** Background flushes the worker ran for this append (reported with 'done'). */
+  flushes: number;
   failure: Error | null;
   wake: (() => void) | null;
 }
@@ -97,7 +99,7 @@ export class UploadWorkers {
    * running hash with it. On failure the hash is as it was, and the caller truncates the file back.
    * A failure of the worker is seen when the next chunk arrives or the body ends, as with a disk error.
    */
-  async append(key: string, opts: AppendOptions, body: AsyncIterable<Buffer>): Promise<void> {
+  async append(key: string, opts: AppendOptions, body: AsyncIterable<Buffer>): Promise<{ flushes: number }> {
     const home = this.homeFor(key);
     const id = this.nextJob++;
     let settle!: (err?: Error) => void;
@@ -105,7 +107,7 @@ export class UploadWorkers {
       settle = (err) => (err ? reject(err) : resolve());
     });
     settled.catch(() => undefined); // a failure may come while the body is still being read: seen there via job.failure
-    const job: Job = { key, home, free: [], slabs: 0, settle, failure: null, wake: null };
+    const job: Job = { key, home, free: [], slabs: 0, settle, flushes: 0, failure: null, wake: null };
     this.jobs.set(id, job);
     home.hold();
     let sentEnd = false;
@@ -134,6 +136,7 @@ export class UploadWorkers {
       sentEnd = true;
       home.worker.postMessage({ op: 'end', job: id });
       await settled;
+      return { flushes: job.flushes };
     } catch (err) {
       // The body or the worker failed. Wait until the worker has closed the file and put the hash back
       // (it already has if it failed itself, and a dead one does nothing more): the caller then truncates.
@@ -195,7 +198,10 @@ export class UploadWorkers {
       job.settle(job.failure);
       this.wake(job);
     } else {
-      if (reply.op === 'done') this.lastDigest.set(job.key, { size: reply.size, hex: reply.hex });
+      if (reply.op === 'done') {
+        this.lastDigest.set(job.key, { size: reply.size, hex: reply.hex });
+        job.flushes = reply.flushes;
+      }
       job.settle();
     }
   }

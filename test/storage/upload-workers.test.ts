@@ -33,7 +33,8 @@ t.test('appends write every byte in order and extend one running hash', async (t
   const { workers, file, opts } = setup(t);
   const a = chunks(3 * MiB + 17);
   const b = chunks(700 * 1024, 3);
-  await workers.append('u1', opts(0), Readable.from(a));
+  const { flushes } = await workers.append('u1', opts(0), Readable.from(a));
+  t.ok(flushes >= 1 && flushes <= 3, `background flushes every 1 MiB, one at a time: ${flushes} for 3 MiB`);
   await workers.append('u1', opts(3 * MiB + 17), Readable.from(b));
   const all = Buffer.concat([...a, ...b]);
   t.equal(sha(readFileSync(file)), sha(all), 'file holds both appends');
@@ -41,6 +42,10 @@ t.test('appends write every byte in order and extend one running hash', async (t
   t.equal(await workers.digest('u1', file, all.length), sha(all), 'digest does not consume the hash');
   await workers.append('u1', opts(all.length), Readable.from([]));
   t.equal(await workers.digest('u1', file, all.length), sha(all), 'an empty append changes nothing');
+  const other = `${file}-2`;
+  writeFileSync(other, '');
+  const quiet = await workers.append('u2', { file: other, position: 0, fsync: true, writebackEvery: 0 }, Readable.from(chunks(2 * MiB)));
+  t.equal(quiet.flushes, 0, 'writeback off: no background flush');
 });
 
 t.test("the caller's buffers are copied, never taken", async (t) => {
