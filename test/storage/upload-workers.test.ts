@@ -56,6 +56,31 @@ t.test("the caller's buffers are copied, never taken", async (t) => {
   t.equal(sha(readFileSync(file)), sha(big));
 });
 
+t.test('slabs are reused across appends, and the pool keeps a bounded number of each size', async (t) => {
+  const { workers, file, opts } = setup(t);
+  const spare = (workers as unknown as { spare: Map<number, ArrayBuffer[]> }).spare;
+  const count = () => [...spare.values()].map((s) => s.length);
+  await workers.append('u', opts(0), Readable.from([]));
+  t.same(count(), [0, 0], 'an empty body takes no slab');
+  for (let i = 1; i <= 3; i++) {
+    await workers.append('u', opts((i - 1) * 64 * 1024), Readable.from([randomBytes(64 * 1024)]));
+    t.same(count(), [1, 0], `64 KiB append ${i}: the one small slab again, no full slab taken for nothing`);
+  }
+  await workers.append('u', opts(3 * 64 * 1024), Readable.from(chunks(1 * MiB)));
+  const [small, full] = count();
+  t.equal(small, 1, 'the small first slab went back to the pool');
+  t.ok(full >= 1 && full <= 4, `at most 4 full slabs for one append: ${full}`);
+  t.equal(readFileSync(file).length, 3 * 64 * 1024 + 1 * MiB, 'every byte written');
+
+  const files = Array.from({ length: 300 }, (_, i) => `${file}-${i}`);
+  for (const f of files) writeFileSync(f, '');
+  const bodies = files.map(() => new PassThrough());
+  const appends = files.map((f, i) => workers.append(`p${i}`, { file: f, position: 0, fsync: false, writebackEvery: 0 }, bodies[i]));
+  for (const b of bodies) b.end(randomBytes(64 * 1024));
+  await Promise.all(appends);
+  t.equal(count()[0], 256, '300 parallel small appends: 256 small slabs kept, the rest left to the garbage collector');
+});
+
 t.test('bytes past the position (left by a failed append) are dropped first', async (t) => {
   const { workers, file, opts } = setup(t);
   const head = randomBytes(1000);
