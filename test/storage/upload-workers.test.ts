@@ -148,6 +148,32 @@ t.test('flow control: a slow worker holds the body back instead of buffering it'
   t.equal(read, 64, 'the whole body once the worker is free');
 });
 
+t.test('many appends at once: past 32 slabs out, each takes only two', async (t) => {
+  const { workers, file, opts } = setup(t, 1);
+  const out = () => (workers as unknown as { slabsOut: number }).slabsOut;
+  const chunk = Buffer.alloc(256 * 1024, 7);
+  let stop = false;
+  async function* body() {
+    for (let i = 0; i < 16 && !stop; i++) yield chunk;
+  }
+  const busyFile = path.join(path.dirname(file), 'busy');
+  writeFileSync(busyFile, randomBytes(64 * MiB));
+  const busy = workers.digest('busy', busyFile, 64 * MiB);
+  const appends = Array.from({ length: 40 }, (_, i) => {
+    const f = `${file}-${i}`;
+    writeFileSync(f, '');
+    return workers.append(`m${i}`, { file: f, position: 0, fsync: false, writebackEvery: 0 }, body());
+  });
+  await new Promise((r) => setTimeout(r, 20));
+  const held = out();
+  t.ok(held >= 80, `every append has its two slabs: ${held} out`);
+  t.ok(held <= 80 + 32, `at most 32 more than two each (four each would be 160): ${held} out`);
+  stop = true;
+  await busy;
+  await Promise.all(appends);
+  t.equal(out(), 0, 'all given back');
+});
+
 t.test('a worker that dies fails what waits on it; the next append re-hashes the staged bytes', async (t) => {
   const { workers, file, opts } = setup(t, 1);
   const first = randomBytes(3 * MiB);
