@@ -149,7 +149,7 @@ t.test('flow control: a slow worker holds the body back instead of buffering it'
 });
 
 t.test('many appends at once: past 32 slabs out, each takes only two', async (t) => {
-  const { workers, file, opts } = setup(t, 1);
+  const { workers, file } = setup(t, 1);
   const out = () => (workers as unknown as { slabsOut: number }).slabsOut;
   const chunk = Buffer.alloc(256 * 1024, 7);
   let stop = false;
