@@ -5,7 +5,7 @@ import { RegistryError } from '../errors';
 import type { BlobRecord, MetadataIndex, UploadRecord } from '../index/metadata-index';
 import { digestOf, hexOf, newHash, type Digest } from './digest';
 import { ByteCache } from './byte-cache';
-import type { ByteRange, StorageDriver } from './driver';
+import { StorageNotFoundError, type ByteRange, type StorageDriver } from './driver';
 
 // The one content-addressed blob store, shared by v1 and v2 and by every driver.
 // Bytes are hashed while they stream to the driver's staging area, verified, then committed
@@ -243,7 +243,12 @@ export class BlobStore {
     const id = upload.id;
     let digest: Digest;
     if (this.driver.stagedDigest) {
-      digest = await this.driver.stagedDigest(id, upload.state, upload.size);
+      try {
+        digest = await this.driver.stagedDigest(id, upload.state, upload.size);
+      } catch (err) {
+        if (!(err instanceof StorageNotFoundError)) throw err;
+        return this.commitMoved(upload, expected, onStored);
+      }
     } else {
       const live = this.liveHash(upload);
       if (!live) return this.commitUnhashed(upload, expected, onStored);
@@ -259,6 +264,33 @@ export class BlobStore {
     }
     const location = await this.driver.commitUpload(id, upload.state, upload.size, hexOf(digest));
     return this.record(upload, digest, location, onStored);
+  }
+
+  /**
+   * The upload's staged bytes are gone but its row is not: a commit moved them into place and the process
+   * stopped before the index recorded it, and now the client retries the PUT. The driver's object for the
+   * expected digest, if it holds the upload's size, is that content (objects are only put there after
+   * their digest was verified). Otherwise this upload's bytes are not under that digest: DIGEST_INVALID,
+   * and the upload is discarded (nothing is left to append to).
+   */
+  private async commitMoved(upload: UploadRecord, expected: Digest | undefined, onStored: IngestOptions['onStored']): Promise<BlobRecord> {
+    const known = expected ? this.index.getBlob(expected) : undefined;
+    if (known && known.size === upload.size) {
+      onStored?.(known);
+      return known;
+    }
+    let location: string | null = null;
+    if (expected) {
+      location = await this.driver.commitUpload(upload.id, upload.state, upload.size, hexOf(expected)).catch((err) => {
+        if (err instanceof StorageNotFoundError) return null;
+        throw err;
+      });
+    }
+    if (!expected || !location) {
+      await this.discard(upload);
+      throw new RegistryError('DIGEST_INVALID', "the upload's bytes are not stored under this digest", { detail: { expected } });
+    }
+    return this.record(upload, expected, location, onStored);
   }
 
   /** Record a committed object, with what onStored adds, in one transaction that also ends the upload. */

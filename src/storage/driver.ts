@@ -43,7 +43,8 @@ export interface StorageDriver {
   /**
    * Optional: the sha256 of the first `size` staged bytes, which the driver computes as it appends (the
    * local driver hashes where it writes, on its upload workers), also after a restart. When present the
-   * BlobStore does not hash upload bytes itself. Rejects if the staged bytes cannot be read.
+   * BlobStore does not hash upload bytes itself. Rejects if the staged bytes cannot be read, with
+   * StorageNotFoundError if they are gone (an earlier commitUpload moved them).
    * A driver without it (S3: multipart parts cannot be read back) must commit every upload to a key of
    * its own that does not depend on `hex`: the BlobStore hashes bytes as they pass, and an upload whose
    * running hash was lost (a restart) after its commit, from the committed object.
@@ -53,7 +54,8 @@ export interface StorageDriver {
    * Make the staged bytes a permanent object and return its key. `hex` is the content's sha256, or
    * '' when the caller does not know it yet (only for drivers without stagedDigest, which must ignore it).
    * Must be atomic: the object is either absent or complete. May be called again after it succeeded
-   * (the index write that followed failed, and the client retries): it then returns the same key.
+   * (the index write that followed failed, and the client retries): it then returns the same key, and
+   * StorageNotFoundError if nothing is staged and no object of `size` bytes is there for `hex`.
    */
   commitUpload(id: string, state: UploadState, size: number, hex: string): Promise<string>;
   /**

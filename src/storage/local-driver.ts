@@ -102,7 +102,13 @@ export class LocalDriver implements StorageDriver {
   }
 
   async stagedDigest(id: string, _state: UploadState, size: number): Promise<Digest> {
-    return `sha256:${await this.workers.digest(id, this.uploadFile(id), size)}`;
+    try {
+      return `sha256:${await this.workers.digest(id, this.uploadFile(id), size)}`;
+    } catch (err) {
+      // Moved into place by a commit whose index write never happened (see BlobStore.commitMoved).
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new StorageNotFoundError(`uploads/${id}`);
+      throw err;
+    }
   }
 
   async commitUpload(id: string, _state: UploadState, size: number, hex: string): Promise<string> {
@@ -116,7 +122,7 @@ export class LocalDriver implements StorageDriver {
     if (!st) {
       // Renamed by an earlier call whose index write then failed: the object is already in place.
       if ((await this.stat(key))?.size === size) return key;
-      throw new Error(`upload ${id}: nothing staged and no committed object of ${size} bytes`);
+      throw new StorageNotFoundError(`uploads/${id}`);
     }
     if (st.size !== size) throw new Error(`upload ${id}: staged ${st.size} bytes, expected ${size}`);
     const dir = path.dirname(target);

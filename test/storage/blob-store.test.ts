@@ -157,6 +157,31 @@ t.test('chunked upload: order enforced, resumable across a restart, hash kept', 
   again.index.close();
 });
 
+t.test('a restart between the commit moving the bytes into place and the index recording it: the retried PUT succeeds', async (t) => {
+  const s = await setup(t);
+  const data = randomBytes(100_000);
+  const crash = () => {
+    throw new Error('process stopped here');
+  };
+  const up = await s.store.startUpload('r/crash');
+  await s.store.appendUpload(up.id, Readable.from([data]));
+  // onStored throwing rolls back the record after the driver's commit moved the bytes: as if the process had stopped.
+  await t.rejects(s.store.commitUpload(up.id, digest(data), undefined, { onStored: crash }), { message: 'process stopped here' });
+  const other = await s.store.startUpload('r/crash');
+  await s.store.appendUpload(other.id, Readable.from([data.subarray(1)]));
+  await t.rejects(s.store.commitUpload(other.id, digest(data.subarray(1)), undefined, { onStored: crash }));
+
+  const again = await s.reopen();
+  t.equal(again.store.stat(digest(data)), undefined, 'not recorded before the retry');
+  await t.rejects(again.store.commitUpload(other.id, digest(data)), { code: 'DIGEST_INVALID' }, 'a digest the moved bytes do not have');
+  t.equal(again.store.getUpload(other.id), undefined, 'that upload is gone: nothing is left to append to');
+  const blob = await again.store.commitUpload(up.id, digest(data));
+  t.equal(blob.size, data.length);
+  t.ok((await bytesOf(await again.store.open(blob.digest))).equals(data), 'served from where the first commit put it');
+  t.equal(again.store.getUpload(up.id), undefined, 'upload finished');
+  again.index.close();
+});
+
 t.test('commit with a final chunk; cancel; purge of stale uploads', async (t) => {
   const { store, index, root } = await setup(t);
   const data = randomBytes(5000);
