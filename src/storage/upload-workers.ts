@@ -16,7 +16,7 @@ const FIRST_SLAB = 64 * 1024;
 const SLABS_PER_APPEND = 4;
 /**
  * Once this many slabs are out over all appends, an append takes no more than two (double buffering), so
- * a single upload keeps its four but 64 parallel ones hold ~28 MiB of slabs instead of ~52. Measured for
+ * a single upload keeps its four but 64 parallel ones hold ~32 MiB of slabs instead of ~64. Measured for
  * 64 parallel 16 MiB pushes (4 fresh-server pairs): peak RSS 209-214 vs 223-266 MiB, throughput as before
  * (first bursts 591-621 vs 558-608 MiB/s); round after round on one server the RSS settles at 171-179 MiB
  * instead of ~250.
