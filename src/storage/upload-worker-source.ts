@@ -1,6 +1,6 @@
 // The code of an upload worker thread (started with `eval`, so the same text runs from src/ under the
 // tests' TypeScript loader and from dist/). Messages, all keyed by `job` or by the upload `key`:
-//   begin  {job, key, file, position, fsync, writebackEvery}  open the staged file, drop bytes past `position`
+//   begin  {job, key, file, position, fsync, writebackEvery}  open the staged file (created at position 0), drop bytes past `position`
 //          (left by a failed append), and take the upload's running hash (re-hashing the file's first
 //          `position` bytes if this worker has none at that size: a restart, or another worker died)
 //   data   {job, slab, length}   write and hash slab[0, length); the slab goes back as {op:'slab'}
@@ -100,7 +100,9 @@ parentPort.on('message', (m) => {
   } else if (m.op === 'begin') {
     let fd;
     try {
-      fd = fs.openSync(m.file, 'r+');
+      // At position 0 a missing file is created: a restart can leave an upload's row without it (a crash
+      // right after the row was written, or after a commit moved the file and before the index recorded it).
+      fd = fs.openSync(m.file, fs.constants.O_RDWR | (m.position === 0 ? fs.constants.O_CREAT : 0));
       if (fs.fstatSync(fd).size > m.position) fs.ftruncateSync(fd, m.position);
       const live = hashOf(m.key, fd, m.position);
       jobs.set(m.job, {

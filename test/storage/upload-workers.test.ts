@@ -118,13 +118,19 @@ t.test('a write error fails the append with its code and stops reading the body'
   t.ok(body.destroyed, 'body destroyed');
 });
 
-t.test('a staged file that cannot be opened fails the append with its code', async (t) => {
+t.test('a staged file that cannot be opened fails the append with its code; at position 0 a missing one is created', async (t) => {
   const { workers, file } = setup(t);
   const missing = `${file}-missing`;
-  await t.rejects(workers.append('m', { file: missing, position: 0, fsync: false, writebackEvery: 0 }, Readable.from([])), {
+  await t.rejects(workers.append('m', { file: missing, position: 10, fsync: false, writebackEvery: 0 }, Readable.from([])), {
     code: 'ENOENT',
   });
   await t.rejects(workers.digest('m', missing, 10), { code: 'ENOENT' });
+  await t.rejects(workers.append('m', { file: path.join(missing, 'x'), position: 0, fsync: false, writebackEvery: 0 }, Readable.from([])), {
+    code: 'ENOENT',
+  });
+  const data = randomBytes(1000);
+  await workers.append('m', { file: missing, position: 0, fsync: false, writebackEvery: 0 }, Readable.from([data]));
+  t.ok(readFileSync(missing).equals(data), 'created at position 0 (a restart can leave an upload row without its file)');
 });
 
 t.test('flow control: a slow worker holds the body back instead of buffering it', async (t) => {
