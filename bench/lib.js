@@ -293,6 +293,28 @@ function diskWriteSpeed(dir, mb) {
 }
 
 /**
+ * Wait until the processes `pids` have used no CPU for `quietMs` (at most `maxMs`), so work one registry
+ * does in the background after a run (ours deletes a duplicate upload's staged copy 2 s after the
+ * commit; both collect garbage when idle) is not done inside the next run, the other registry's.
+ * Resolves with the seconds waited. CPU time ticks in 10 ms, so "quiet" means no tick at all.
+ */
+async function waitForQuiet(pids, { quietMs = 300, maxMs = 5000, pollMs = 50 } = {}) {
+  const start = Date.now();
+  const total = () => pids.reduce((sum, pid) => sum + (cpuSeconds(pid) || 0), 0);
+  let last = total();
+  let quietSince = Date.now();
+  while (Date.now() - start < maxMs) {
+    await sleep(pollMs);
+    const now = total();
+    if (now !== last) {
+      last = now;
+      quietSince = Date.now();
+    } else if (Date.now() - quietSince >= quietMs) break;
+  }
+  return (Date.now() - start) / 1000;
+}
+
+/**
  * Write every dirty page in the machine back to disk (sync(1)), untimed, before a timed run, so the
  * writeback another run left behind (the Go registry never fsyncs: its blobs sit dirty in the page
  * cache for up to 30 s) does not compete for the disk and CPU inside this run.
@@ -457,6 +479,7 @@ module.exports = {
   cpuSeconds,
   diskWriteSpeed,
   flushDirtyPages,
+  waitForQuiet,
   table,
   resultHeader,
   median,

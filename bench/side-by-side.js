@@ -4,8 +4,8 @@
 //
 // Starts our server as `npm start` runs it (ours) and `docker-registry serve <config>` (theirs) on 127.0.0.1,
 // free ports, local storage in one temp dir, then for every measurement runs ours and theirs
-// alternately (A B A B ..., BENCH_PAIRS pairs) so machine drift hits both alike, with every dirty
-// page written back (sync, untimed) before each timed run, and reports medians, min/max and the
+// alternately (A B A B ..., BENCH_PAIRS pairs) so machine drift hits both alike, with both servers idle
+// and every dirty page written back (sync, untimed) before each timed run, and reports medians, min/max and the
 // ratio ours/theirs:
 //   1. blob push of a BENCH_BLOB_MB random blob: monolithic (POST, PUT ?digest= with the body,
 //      Content-Length) and chunked (POST, one streamed PATCH, PUT ?digest= without a body);
@@ -70,7 +70,7 @@ const { Readable, Transform } = require('node:stream');
 const { pipeline } = require('node:stream/promises');
 const { spawn, spawnSync } = require('node:child_process');
 const v1 = require('./v1-layer.js');
-const { positiveInt, freePort, tail, sleep, mibps, now, secondsSince, fmt, median, envWithoutRegistryVars, serverCommand, selfTreeCpuSeconds, curlGet, CLK_TCK, RssSampler, Child, readStatusKiB, cpuSeconds, sha256Speed, diskWriteSpeed, flushDirtyPages, hashedGet, agent: v1Agent, table, LayerGenerator, premadeChunks } = require('./lib');
+const { positiveInt, freePort, tail, sleep, mibps, now, secondsSince, fmt, median, envWithoutRegistryVars, serverCommand, selfTreeCpuSeconds, curlGet, CLK_TCK, RssSampler, Child, readStatusKiB, cpuSeconds, sha256Speed, diskWriteSpeed, flushDirtyPages, waitForQuiet, hashedGet, agent: v1Agent, table, LayerGenerator, premadeChunks } = require('./lib');
 
 const ROOT = path.resolve(__dirname, '..');
 const RESULTS = process.env.BENCH_JSON === '-' ? null : path.resolve(process.env.BENCH_JSON || path.join(__dirname, 'results', 'side-by-side.json'));
@@ -808,6 +808,7 @@ async function main() {
       for (let pair = 1; pair <= PAIRS; pair++) {
         const setup = perPairSetup ? await perPairSetup(pair) : undefined;
         for (const reg of regs) {
+          const quietWaitSeconds = await waitForQuiet(regs.map((r) => r.pid));
           flushDirtyPages();
           reg.sampler.enter(`${def.id}:${pair}`);
           const c0 = cpuSeconds(reg.pid);
@@ -816,6 +817,7 @@ async function main() {
           r.serverCpuSeconds ??= cpuSeconds(reg.pid) - c0; // fn may time a part of its work only
           r.clientCpuSeconds ??= selfTreeCpuSeconds() - client0; // this process + the clients it waited for
           r.maxRssMiB = reg.sampler.phaseMaxMiB(`${def.id}:${pair}`);
+          r.quietWaitSeconds = quietWaitSeconds;
           reg.sampler.enter('between');
           row.runs[reg.id].push(r);
           console.log(
@@ -994,6 +996,7 @@ async function main() {
       const cpu = new CpuMeter(regs);
       const runs = [];
       for (let pair = 1; pair <= PAIRS; pair++) {
+        await waitForQuiet([ours.pid]);
         const sha = sha256Speed();
         const disk = diskWriteSpeed(tmp, DISK_MB).MiBps;
         flushDirtyPages();
@@ -1277,7 +1280,7 @@ function markdown(result) {
             `for HEAD (5b) a raw-socket loop in the benchmark (${p.wrkConnections} connections, ${p.wrkSeconds} s), because wrk 4.1 and autocannon wait for a body after a HEAD answer and stall; ${v.openssl ?? 'openssl'} (row 7). ` +
             'wrk rather than autocannon: on 2 cores the load generator shares the CPU with the server under test, and wrk (C, epoll) spends far less CPU per request than a Node generator.',
         ],
-        ['method', `${p.pairs} pair(s) per measurement, ours then theirs in each pair (A B A B ...); median, min and max over the pairs. Both registries on 127.0.0.1, storage in the same temp dir. Before every timed run (and the disk test) \`sync\` writes back all dirty pages, untimed, so the writeback one run leaves behind does not land in the next one (the Go registry never fsyncs). Server CPU is user+sys of the server process (all threads) during the timed part.`],
+        ['method', `${p.pairs} pair(s) per measurement, ours then theirs in each pair (A B A B ...); median, min and max over the pairs. Both registries on 127.0.0.1, storage in the same temp dir. Before every timed run (and the disk test) the benchmark waits until both registries have used no CPU for 300 ms (at most 5 s), so background work one of them does after its run (ours deletes a duplicate upload's staged copy 2 s after the commit; both collect garbage when idle) is not done inside the other's run, and \`sync\` writes back all dirty pages, untimed, so the writeback one run leaves behind does not land in the next one (the Go registry never fsyncs). Server CPU is user+sys of the server process (all threads) during the timed part.`],
       ],
       ['l', 'l'],
     ),
