@@ -232,7 +232,13 @@ export class BlobStore {
     try {
       state = await this.driver.appendUpload(upload.id, upload.state, upload.size, meter.through(body));
     } catch (err) {
-      throw meter.error ?? err;
+      if (meter.error) throw meter.error;
+      if (err instanceof StorageNotFoundError && upload.repo !== null) {
+        // The staged bytes are gone (see commit): nothing can be appended to them, so the upload ends.
+        await this.discard(upload);
+        throw new RegistryError('BLOB_UPLOAD_UNKNOWN', "the upload's staged bytes are gone: start a new upload", { detail: { id: upload.id } });
+      }
+      throw err;
     }
     const size = upload.size + meter.bytes;
     if (hash) this.hashes.set(upload.id, { hash, size });
@@ -245,12 +251,17 @@ export class BlobStore {
   private async commit(upload: UploadRecord, expected: Digest | undefined, onStored: IngestOptions['onStored']): Promise<BlobRecord> {
     const id = upload.id;
     let digest: Digest;
+    // The staged bytes are gone but the upload's row is not: a commit moved them into place and the process
+    // stopped before the index recorded it; now the client retries the PUT. The object under the expected
+    // digest, if it holds the upload's size, is that content (objects are only put there once verified).
+    let moved = false;
     if (this.driver.stagedDigest) {
       try {
         digest = await this.driver.stagedDigest(id, upload.state, upload.size);
       } catch (err) {
-        if (!(err instanceof StorageNotFoundError)) throw err;
-        return this.commitMoved(upload, expected, onStored);
+        if (!(err instanceof StorageNotFoundError) || !expected) throw err;
+        digest = expected;
+        moved = true;
       }
     } else {
       const live = this.liveHash(upload);
@@ -261,39 +272,20 @@ export class BlobStore {
       throw new RegistryError('DIGEST_INVALID', undefined, { detail: { expected, computed: digest } });
     }
     const known = this.index.getBlob(digest);
-    if (known) {
+    if (known && (!moved || known.size === upload.size)) {
       onStored?.(known);
       return known; // already stored: the staged copy is discarded by the caller
     }
-    const location = await this.driver.commitUpload(id, upload.state, upload.size, hexOf(digest));
-    return this.record(upload, digest, location, onStored);
-  }
-
-  /**
-   * The upload's staged bytes are gone but its row is not: a commit moved them into place and the process
-   * stopped before the index recorded it, and now the client retries the PUT. The driver's object for the
-   * expected digest, if it holds the upload's size, is that content (objects are only put there after
-   * their digest was verified). Otherwise this upload's bytes are not under that digest: DIGEST_INVALID,
-   * and the upload is discarded (nothing is left to append to).
-   */
-  private async commitMoved(upload: UploadRecord, expected: Digest | undefined, onStored: IngestOptions['onStored']): Promise<BlobRecord> {
-    const known = expected ? this.index.getBlob(expected) : undefined;
-    if (known && known.size === upload.size) {
-      onStored?.(known);
-      return known;
-    }
-    let location: string | null = null;
-    if (expected) {
-      location = await this.driver.commitUpload(upload.id, upload.state, upload.size, hexOf(expected)).catch((err) => {
-        if (err instanceof StorageNotFoundError) return null;
-        throw err;
-      });
-    }
-    if (!expected || !location) {
+    let location: string;
+    try {
+      location = await this.driver.commitUpload(id, upload.state, upload.size, hexOf(digest));
+    } catch (err) {
+      if (!moved || !(err instanceof StorageNotFoundError)) throw err;
+      // The moved bytes are not under this digest: nothing is left to append to, so the upload ends.
       await this.discard(upload);
       throw new RegistryError('DIGEST_INVALID', "the upload's bytes are not stored under this digest", { detail: { expected } });
     }
-    return this.record(upload, expected, location, onStored);
+    return this.record(upload, digest, location, onStored);
   }
 
   /** Record a committed object, with what onStored adds, in one transaction that also ends the upload. */

@@ -37,7 +37,8 @@ export interface StorageDriver {
    * Append `body` at offset `size` (the bytes committed to the staging area so far). The driver only
    * iterates `body` (a plain async iterable, so the caller can meter bytes without a stream in between).
    * Resolves with the new state once every byte is durable enough to be counted; on failure
-   * the staging area is left at `size` bytes (partial writes are discarded).
+   * the staging area is left at `size` bytes (partial writes are discarded), or StorageNotFoundError
+   * if the staged bytes are gone.
    */
   appendUpload(id: string, state: UploadState, size: number, body: AsyncIterable<Buffer>): Promise<UploadState>;
   /**

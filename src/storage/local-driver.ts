@@ -94,6 +94,8 @@ export class LocalDriver implements StorageDriver {
     try {
       await this.workers.append(id, { file, position: size, fsync: this.opts.fsync, writebackEvery }, body);
     } catch (err) {
+      // Staged bytes that are gone (moved by a commit the index never recorded, or removed by hand).
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new StorageNotFoundError(`uploads/${id}`);
       // The worker is done with the file (or dead): drop the bytes this append wrote, never counted.
       await fs.truncate(file, size).catch(() => undefined);
       throw err;
@@ -105,7 +107,7 @@ export class LocalDriver implements StorageDriver {
     try {
       return `sha256:${await this.workers.digest(id, this.uploadFile(id), size)}`;
     } catch (err) {
-      // Moved into place by a commit whose index write never happened (see BlobStore.commitMoved).
+      // Moved into place by a commit whose index write never happened (see BlobStore.commit).
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new StorageNotFoundError(`uploads/${id}`);
       throw err;
     }

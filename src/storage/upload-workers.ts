@@ -10,7 +10,7 @@ import { UPLOAD_WORKER_SOURCE } from './upload-worker-source';
 
 /** Slab size: the unit copied, sent, written and hashed. */
 const SLAB = 256 * 1024;
-/** A new append starts with a small slab when none is spare: most bodies (manifests, small layers) fit in it. */
+/** An append's first slab is a small one: most bodies (manifests, small layers) fit in it. */
 const FIRST_SLAB = 64 * 1024;
 /** Slabs per append: at most this many bytes wait for the worker; then the body waits (flow control). */
 const SLABS_PER_APPEND = 4;

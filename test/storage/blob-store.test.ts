@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { readdirSync } from 'node:fs';
+import { readdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import t from 'tap';
@@ -194,6 +194,15 @@ t.test('a restart between the commit moving the bytes into place and the index r
   const stored = await third.store.commitUpload(up3.id, digest(mono), Readable.from([mono]));
   t.ok((await bytesOf(await third.store.open(stored.digest))).equals(mono), 'the retried PUT with its body is stored');
   third.index.close();
+});
+
+t.test('an upload whose staged bytes are gone ends with BLOB_UPLOAD_UNKNOWN, not a 500', async (t) => {
+  const { store, root } = await setup(t);
+  const up = await store.startUpload('r/gone');
+  await store.appendUpload(up.id, Readable.from([randomBytes(1000)]));
+  rmSync(path.join(root, 'blobs/uploads', up.id));
+  await t.rejects(store.appendUpload(up.id, Readable.from([randomBytes(10)]), { start: 1000 }), { code: 'BLOB_UPLOAD_UNKNOWN' });
+  t.equal(store.getUpload(up.id), undefined, 'the upload is gone: the client starts a new one');
 });
 
 t.test('commit with a final chunk; cancel; purge of stale uploads', async (t) => {

@@ -102,6 +102,16 @@ t.test('push: monolithic, POST with digest, chunked, mount', async (t) => {
   t.equal(r.headers.get('docker-content-digest'), digest);
   r = await http(reg.url, 'GET', loc);
   t.same([r.status, errCode(r)], [404, 'BLOB_UPLOAD_UNKNOWN'], 'the upload is gone once committed');
+  // The same bytes again: already stored, so this upload's staged copy is deleted later, but the upload is
+  // finished at once for the client.
+  r = await http(reg.url, 'POST', '/v2/p/mono2/blobs/uploads/');
+  const dup = r.headers.get('location')!;
+  r = await http(reg.url, 'PUT', `${dup}?digest=${digest}`, data, { 'content-type': 'application/octet-stream' });
+  t.equal(r.status, 201);
+  r = await http(reg.url, 'GET', dup);
+  t.same([r.status, errCode(r)], [404, 'BLOB_UPLOAD_UNKNOWN'], 'a duplicate upload is gone once committed');
+  r = await http(reg.url, 'PATCH', dup, Buffer.from('x'), { 'content-type': 'application/octet-stream' });
+  t.same([r.status, errCode(r)], [404, 'BLOB_UPLOAD_UNKNOWN'], 'and takes no more bytes');
 
   // Single POST with ?digest= and the body.
   const small = randomBytes(1000);
