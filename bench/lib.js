@@ -273,23 +273,54 @@ function hashedGet(base, urlPath, hash) {
 }
 
 /** Disk write speed of `dir`: `mb` MiB (made beforehand) in 1 MiB writes + fsync. */
+/**
+ * The disk's write speed: the faster of two ways to write `mb` MiB and fsync, through the page cache and
+ * with O_DIRECT. A registry may write either way (ours writes uploads with O_DIRECT), so the limit is the
+ * better one; on VMs where fresh page-cache pages are slow, buffered writes read far below the disk.
+ */
 function diskWriteSpeed(dir, mb) {
+  const buffered = timedWrite(dir, mb, false);
+  const direct = timedWrite(dir, mb, true);
+  const best = direct && direct > buffered ? 'O_DIRECT' : 'buffered';
+  return {
+    MiBps: Math.max(buffered, direct ?? 0),
+    bufferedMiBps: buffered,
+    directMiBps: direct,
+    source: `${mb} MiB + fsync in ${dir}, the faster of buffered 1 MiB writes (${Math.round(buffered)} MiB/s) and O_DIRECT 1 MiB writes (${direct === null ? 'not supported' : `${Math.round(direct)} MiB/s`}): ${best}`,
+  };
+}
+
+/** MiB/s writing `mb` MiB of random bytes in 1 MiB writes, then fsync; null if O_DIRECT is refused. */
+function timedWrite(dir, mb, direct) {
   const file = path.join(dir, 'disk-write-test.bin');
-  const chunks = premadeChunks(`disk:${Date.now()}`, mb * MiB); // outside the timed section
+  // O_DIRECT needs page-aligned memory: WebAssembly memory is mapped on page boundaries. 64 MiB of
+  // distinct random bytes, written over and over; prepared outside the timed section.
+  const source = direct ? new Uint8Array(new WebAssembly.Memory({ initial: 1024, maximum: 1024 }).buffer) : null;
+  const chunks = premadeChunks(`disk:${Date.now()}`, (direct ? 64 : mb) * MiB);
+  if (source) chunks.forEach((c, i) => source.set(c, i * MiB));
   flushDirtyPages();
-  const t0 = now();
-  const fd = fs.openSync(file, 'w');
+  let fd;
   try {
-    for (const c of chunks) {
-      for (let off = 0; off < c.length; ) off += fs.writeSync(fd, c, off, c.length - off);
+    fd = fs.openSync(file, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_TRUNC | (direct ? fs.constants.O_DIRECT : 0));
+  } catch (err) {
+    if (direct && err.code === 'EINVAL') return null;
+    throw err;
+  }
+  const t0 = now();
+  try {
+    for (let i = 0; i < mb; i++) {
+      const c = source ? source.subarray((i % 64) * MiB, (i % 64 + 1) * MiB) : chunks[i];
+      for (let off = 0; off < c.length; ) off += fs.writeSync(fd, c, off, c.length - off, i * MiB + off);
     }
     fs.fsyncSync(fd);
+  } catch (err) {
+    if (direct && err.code === 'EINVAL') return null;
+    throw err;
   } finally {
     fs.closeSync(fd);
+    fs.rmSync(file, { force: true });
   }
-  const seconds = secondsSince(t0);
-  fs.rmSync(file, { force: true });
-  return { MiBps: mibps(mb * MiB, seconds), source: `write ${mb} MiB in 1 MiB writes + fsync, ${dir}` };
+  return mibps(mb * MiB, secondsSince(t0));
 }
 
 /**
