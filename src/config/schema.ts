@@ -44,6 +44,7 @@ export const schema = {
     local: {
       root: str('./data/blobs', 'directory holding blob and upload files'),
       fsync: bool(true, 'fsync every blob before it becomes visible (turn off only for throwaway test data)'),
+      directWrites: bool(true, 'write upload bodies with O_DIRECT, past the page cache (off: a just-pushed blob is still cached for its first pull)'),
     },
     s3: {
       bucket: optional('bucket name (required with driver s3)'),

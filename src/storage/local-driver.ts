@@ -19,6 +19,8 @@ export interface LocalDriverOptions {
   root: string;
   /** fsync data before commit and directories after rename (the default). */
   fsync: boolean;
+  /** Write upload bodies with O_DIRECT where the file system takes it (the default; see UploadWorkers). */
+  directWrites?: boolean;
 }
 
 /** Files under a root directory; commit is fsync + rename, so a blob is either absent or whole. */
@@ -92,7 +94,8 @@ export class LocalDriver implements StorageDriver {
     const file = this.uploadFile(id);
     const writebackEvery = this.opts.fsync ? WRITEBACK_EVERY : 0;
     try {
-      await this.workers.append(id, { file, position: size, fsync: this.opts.fsync, writebackEvery }, body);
+      const direct = this.opts.directWrites ?? true;
+      await this.workers.append(id, { file, position: size, fsync: this.opts.fsync, writebackEvery, direct }, body);
     } catch (err) {
       // Staged bytes that are gone (moved by a commit the index never recorded, or removed by hand).
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new StorageNotFoundError(`uploads/${id}`);

@@ -1,8 +1,9 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, openSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import t from 'tap';
+import type { SlabArena } from '../../src/storage/slab-arena';
 import { UploadWorkers } from '../../src/storage/upload-workers';
 import { tempDir } from '../helpers/server';
 
@@ -20,6 +21,8 @@ function chunks(total: number, seed = 1): Buffer[] {
   return out;
 }
 
+const arenaOf = (workers: UploadWorkers) => (workers as unknown as { arena: SlabArena }).arena;
+
 function setup(t: Parameters<typeof tempDir>[0], size?: number) {
   const workers = new UploadWorkers(size);
   t.teardown(() => workers.close());
@@ -32,10 +35,12 @@ function setup(t: Parameters<typeof tempDir>[0], size?: number) {
 t.test('appends write every byte in order and extend one running hash', async (t) => {
   const { workers, file, opts } = setup(t);
   const a = chunks(3 * MiB + 17);
-  const b = chunks(700 * 1024, 3);
-  const { flushes } = await workers.append('u1', opts(0), Readable.from(a));
+  const b = chunks(3 * MiB, 3);
+  await workers.append('u1', opts(0), Readable.from(a));
+  // From an unaligned position every byte goes through the page cache, flushed in the background.
+  const { flushes, direct } = await workers.append('u1', opts(3 * MiB + 17), Readable.from(b));
+  t.equal(direct, 0, 'no O_DIRECT write from an unaligned position');
   t.ok(flushes >= 1 && flushes <= 3, `background flushes every 1 MiB, one at a time: ${flushes} for 3 MiB`);
-  await workers.append('u1', opts(3 * MiB + 17), Readable.from(b));
   const all = Buffer.concat([...a, ...b]);
   t.equal(sha(readFileSync(file)), sha(all), 'file holds both appends');
   t.equal(await workers.digest('u1', file, all.length), sha(all), 'running hash covers both');
@@ -48,6 +53,41 @@ t.test('appends write every byte in order and extend one running hash', async (t
   t.equal(quiet.flushes, 0, 'writeback off: no background flush');
 });
 
+t.test('whole blocks from an aligned position are written with O_DIRECT, the rest plainly; refused, all plainly', async (t) => {
+  const { workers, file, opts } = setup(t);
+  const directOk = (() => {
+    try {
+      closeSync(openSync(file, constants.O_WRONLY | constants.O_DIRECT));
+      return true;
+    } catch {
+      return false;
+    }
+  })();
+  const data = chunks(2 * MiB + 5000, 5);
+  const { direct, flushes } = await workers.append('d', opts(0), Readable.from(data));
+  const all = Buffer.concat(data);
+  t.equal(direct, directOk ? 2 * MiB + 4096 : 0, `whole 4 KiB blocks with O_DIRECT (${directOk ? 'supported here' : 'not supported here'})`);
+  if (directOk) t.equal(flushes, 0, 'nothing left in the page cache to flush in the background');
+  t.equal(sha(readFileSync(file)), sha(all), 'the file holds every byte in order');
+  t.equal(await workers.digest('d', file, all.length), sha(all));
+  const off = `${file}-off`;
+  writeFileSync(off, '');
+  const asked = await workers.append('o', { file: off, position: 0, fsync: true, writebackEvery: 1 * MiB, direct: false }, Readable.from(data));
+  t.equal(asked.direct, 0, 'direct: false (storage.local.directWrites) writes through the page cache');
+  t.ok(asked.flushes >= 1, `and flushes it in the background: ${asked.flushes}`);
+  t.equal(sha(readFileSync(off)), sha(all));
+
+  // Slots that are not page-aligned (plain shared memory: malloc puts it 16 bytes past a page): O_DIRECT
+  // answers EINVAL and the bytes go through the page cache instead.
+  const plain = new UploadWorkers(1, (bytes) => new SharedArrayBuffer(bytes));
+  t.teardown(() => plain.close());
+  const other = `${file}-plain`;
+  writeFileSync(other, '');
+  const res = await plain.append('p', { file: other, position: 0, fsync: true, writebackEvery: 1 * MiB }, Readable.from(data));
+  t.equal(res.direct, 0, 'refused by O_DIRECT: none written with it');
+  t.equal(sha(readFileSync(other)), sha(all), 'every byte written anyway');
+});
+
 t.test("the caller's buffers are copied, never taken", async (t) => {
   const { workers, file, opts } = setup(t);
   const big = randomBytes(1 * MiB); // owns its whole ArrayBuffer, so a transfer would detach it
@@ -56,29 +96,34 @@ t.test("the caller's buffers are copied, never taken", async (t) => {
   t.equal(sha(readFileSync(file)), sha(big));
 });
 
-t.test('slabs are reused across appends, and the pool keeps a bounded number of each size', async (t) => {
+t.test('slabs are slots of shared memory, taken only for bytes and reused: parallel bursts leave no growth', async (t) => {
   const { workers, file, opts } = setup(t);
-  const spare = (workers as unknown as { spare: Map<number, ArrayBuffer[]> }).spare;
-  const count = () => [...spare.values()].map((s) => s.length);
+  const arena = arenaOf(workers);
   await workers.append('u', opts(0), Readable.from([]));
-  t.same(count(), [0, 0], 'an empty body takes no slab');
-  for (let i = 1; i <= 3; i++) {
-    await workers.append('u', opts((i - 1) * 64 * 1024), Readable.from([randomBytes(64 * 1024)]));
-    t.same(count(), [1, 0], `64 KiB append ${i}: the one small slab again, no full slab taken for nothing`);
-  }
-  await workers.append('u', opts(3 * 64 * 1024), Readable.from(chunks(1 * MiB)));
-  const [small, full] = count();
-  t.equal(small, 1, 'the small first slab went back to the pool');
-  t.ok(full >= 1 && full <= 4, `at most 4 full slabs for one append: ${full}`);
-  t.equal(readFileSync(file).length, 3 * 64 * 1024 + 1 * MiB, 'every byte written');
+  t.equal(arena.chunks.length, 0, 'an empty body takes no slot (no shared memory yet)');
+  await workers.append('u', opts(0), Readable.from([randomBytes(64 * 1024)]));
+  await workers.append('u', opts(64 * 1024), Readable.from(chunks(1 * MiB)));
+  t.equal(arena.chunks.length, 1, 'one chunk of slots');
+  t.equal(arena.out, 0, 'every slot given back');
+  t.equal(readFileSync(file).length, 64 * 1024 + 1 * MiB, 'every byte written');
 
-  const files = Array.from({ length: 300 }, (_, i) => `${file}-${i}`);
-  for (const f of files) writeFileSync(f, '');
-  const bodies = files.map(() => new PassThrough());
-  const appends = files.map((f, i) => workers.append(`p${i}`, { file: f, position: 0, fsync: false, writebackEvery: 0 }, bodies[i]));
-  for (const b of bodies) b.end(randomBytes(64 * 1024));
-  await Promise.all(appends);
-  t.equal(count()[0], 256, '300 parallel small appends: 256 small slabs kept, the rest left to the garbage collector');
+  const burst = async (round: number) => {
+    const files = Array.from({ length: 300 }, (_, i) => `${file}-${round}-${i}`);
+    for (const f of files) writeFileSync(f, '');
+    const bodies = files.map(() => new PassThrough());
+    const data = files.map(() => randomBytes(64 * 1024));
+    const appends = files.map((f, i) => workers.append(`p${round}-${i}`, { file: f, position: 0, fsync: false, writebackEvery: 0 }, bodies[i]));
+    bodies.forEach((b, i) => b.end(data[i]));
+    await Promise.all(appends);
+    t.ok(files.every((f, i) => readFileSync(f).equals(data[i])), `round ${round}: every file holds its own bytes`);
+  };
+  await burst(1);
+  const chunksAfterOne = arena.chunks.length;
+  t.ok(chunksAfterOne >= 2 && chunksAfterOne <= 3, `300 parallel appends of 64 KiB: a slot each, ${chunksAfterOne} chunks of 128`);
+  await burst(2);
+  await burst(3);
+  t.equal(arena.chunks.length, chunksAfterOne, 'later bursts reuse the same slots: no new shared memory');
+  t.equal(arena.out, 0, 'every slot given back');
 });
 
 t.test('bytes past the position (left by a failed append) are dropped first', async (t) => {
@@ -97,7 +142,7 @@ t.test('a body that fails: the append rejects with its error, and the hash is as
   await workers.append('u', opts(0), Readable.from([first]));
   const body = new PassThrough();
   const failing = workers.append('u', opts(first.length), body);
-  body.write(randomBytes(1 * MiB));
+  body.write(randomBytes(1 * MiB + 1000));
   setTimeout(() => body.destroy(new Error('client went away')), 20);
   await t.rejects(failing, /client went away/);
   // The caller (the local driver) truncates the file; the hash must not have seen the lost bytes.
@@ -106,6 +151,7 @@ t.test('a body that fails: the append rejects with its error, and the hash is as
   await workers.append('u', opts(first.length), Readable.from([second]));
   t.equal(await workers.digest('u', file, first.length + 5000), sha(first, second));
   t.equal(sha(readFileSync(file)), sha(first, second), 'the retry overwrote what the failed append left');
+  t.equal(arenaOf(workers).out, 0, 'the failed append gave back its slots, the one it was filling too');
 });
 
 t.test('a write error fails the append with its code and stops reading the body', async (t) => {
@@ -156,7 +202,7 @@ t.test('flow control: a slow worker holds the body back instead of buffering it'
 
 t.test('many appends at once: past 32 slabs out, each takes only two', async (t) => {
   const { workers, file } = setup(t, 1);
-  const out = () => (workers as unknown as { slabsOut: number }).slabsOut;
+  const out = () => arenaOf(workers).out;
   const chunk = Buffer.alloc(256 * 1024, 7);
   let stop = false;
   async function* body() {
@@ -184,19 +230,26 @@ t.test('a worker that dies fails what waits on it; the next append re-hashes the
   const { workers, file, opts } = setup(t, 1);
   const first = randomBytes(3 * MiB);
   await workers.append('u', opts(0), Readable.from([first]));
+  // Keep the worker busy so the append's slots are still queued for it when it dies.
+  const busyFile = path.join(path.dirname(file), 'busy');
+  writeFileSync(busyFile, randomBytes(64 * MiB));
+  const busy = t.rejects(workers.digest('busy', busyFile, 64 * MiB), /exited/);
   const body = new PassThrough();
   const failing = workers.append('u', opts(first.length), body);
   body.write(randomBytes(1 * MiB));
   await new Promise((r) => setTimeout(r, 20));
+  t.ok(arenaOf(workers).out > 0, 'slots queued for the busy worker');
   const homes = (workers as unknown as { homes: { worker: { terminate(): Promise<number> } }[] }).homes;
   const rejected = t.rejects(failing, /exited/);
   await homes[0]!.worker.terminate();
+  await busy;
   body.write(randomBytes(1000)); // the failure is seen when the next chunk arrives (or the body ends)
   await rejected;
   t.ok(body.destroyed, 'body destroyed');
   const second = randomBytes(1000);
   await workers.append('u', opts(first.length), Readable.from([second]));
   t.equal(await workers.digest('u', file, first.length + 1000), sha(first, second), 'a new worker re-hashed the file');
+  t.equal(arenaOf(workers).out, 0, 'the slots the dead worker held were given back');
 });
 
 t.test('the digest after an append comes with its answer: no message to the worker', async (t) => {
