@@ -19,7 +19,8 @@
 //   5. manifest GET and HEAD (by tag) requests per second at BENCH_CONNECTIONS connections (wrk);
 //   6. tags/list requests per second on a repository with BENCH_TAGS tags (wrk);
 //   7. ours only: v1 layer PUT and GET (bench/v1-layer.js's round) against the machine's limits,
-//      sha256 speed (openssl speed -evp sha256) and disk write speed (1 GiB + fsync in the temp dir),
+//      sha256 speed (openssl speed -evp sha256) and disk write speed (1 GiB + fsync in the temp dir, the
+//      faster of buffered and O_DIRECT writes),
 //      each measured once per pair, interleaved with the v1 runs;
 //   ceiling: after both registries have stopped, skopeo (rows 3a and 3b) and row 4's client against a
 //      null registry that hashes and stores nothing (bench/client-ceiling.js): the best any server could do here;
@@ -998,14 +999,16 @@ async function main() {
       for (let pair = 1; pair <= PAIRS; pair++) {
         await waitForQuiet([ours.pid]);
         const sha = sha256Speed();
-        const disk = diskWriteSpeed(tmp, DISK_MB).MiBps;
+        const d = diskWriteSpeed(tmp, DISK_MB);
+        const disk = d.MiBps;
         flushDirtyPages();
         const r = await v1.round(ours.base, ours.sampler, pair, V1_MB * MiB);
         ours.sampler.enter('between');
-        runs.push({ pair, sha256MiBps: sha.MiBps, sha256Source: sha.source, diskMiBps: disk, ...r });
+        runs.push({ pair, sha256MiBps: sha.MiBps, sha256Source: sha.source, diskMiBps: disk, diskBufferedMiBps: d.bufferedMiBps, diskDirectMiBps: d.directMiBps, ...r });
         rssAfterPair.push({ row: 'v1', pair, ours: ours.rssMiB(), theirs: theirs.rssMiB() });
         console.log(
-          `  pair ${pair}/${PAIRS}: sha256 ${fmt(sha.MiBps, 0)} MiB/s, disk ${fmt(disk, 0)} MiB/s, ` +
+          `  pair ${pair}/${PAIRS}: sha256 ${fmt(sha.MiBps, 0)} MiB/s, disk ${fmt(disk, 0)} MiB/s ` +
+            `(buffered ${fmt(d.bufferedMiBps, 0)}, O_DIRECT ${d.directMiBps === null ? 'refused' : fmt(d.directMiBps, 0)}), ` +
             `v1 PUT ${fmt(r.pushMiBps)} MiB/s (server CPU ${fmt(r.pushServerCpuSeconds, 2)} s), GET ${fmt(r.pullMiBps)} MiB/s`,
         );
       }
@@ -1272,7 +1275,7 @@ function markdown(result) {
         ['date', result.date],
         ['duration', `${fmt(result.durationSeconds / 60, 1)} min`],
         ['machine', `${m.cpus} cores, ${m.cpuModel}, ${m.memGiB} GiB RAM, temp dir ${m.tmpDir} (${m.tmpFs}), ${v.kernel}`],
-        ['ours', `tsregistry ${v.ours} (git ${v.oursGit ?? '?'}), \`${p.serverCommand}\` (as npm start), node ${v.node}, local storage (fsync on, the default), SQLite index, log level warn`],
+        ['ours', `tsregistry ${v.ours} (git ${v.oursGit ?? '?'}), \`${p.serverCommand}\` (as npm start), node ${v.node}, local storage (fsync on, uploads written with O_DIRECT: the defaults), SQLite index, log level warn`],
         ['theirs', `${v.dockerRegistry} (Debian package docker-registry), filesystem storage, delete enabled, blobdescriptor cache inmemory, log level warn, access log off`],
         [
           'clients',
@@ -1340,14 +1343,14 @@ function markdown(result) {
           ['v1 layer PUT', fmt(x.median.putMiBps), fmt(x.min.putMiBps), fmt(x.max.putMiBps), `${fmt(100 * x.putVsCeiling, 0)} %`, `≥ ${TARGET_CEILING * 100} %: ${x.putPass ? 'PASS' : '**FAIL**'}`],
           ['v1 layer GET', fmt(x.median.getMiBps), fmt(x.min.getMiBps), fmt(x.max.getMiBps), `${fmt(100 * x.getVsCeiling, 0)} %`, `≥ ${TARGET_CEILING * 100} %: ${x.getPass ? 'PASS' : '**FAIL**'}`],
           ['sha256 speed', fmt(x.median.sha256MiBps, 0), fmt(Math.min(...x.runs.map((r) => r.sha256MiBps)), 0), fmt(Math.max(...x.runs.map((r) => r.sha256MiBps)), 0), '', x.runs[0]?.sha256Source ?? ''],
-          ['disk write speed', fmt(x.median.diskMiBps, 0), fmt(Math.min(...x.runs.map((r) => r.diskMiBps)), 0), fmt(Math.max(...x.runs.map((r) => r.diskMiBps)), 0), '', `${x.diskTestMiB} MiB in 1 MiB writes + fsync, temp dir`],
+          ['disk write speed', fmt(x.median.diskMiBps, 0), fmt(Math.min(...x.runs.map((r) => r.diskMiBps)), 0), fmt(Math.max(...x.runs.map((r) => r.diskMiBps)), 0), '', `${x.diskTestMiB} MiB in 1 MiB writes + fsync, temp dir: the faster of buffered and O_DIRECT writes`],
         ],
       ),
     );
     L.push('');
     L.push(
       `Per pair (limits measured right before each v1 run): ` +
-        x.runs.map((r) => `sha256 ${fmt(r.sha256MiBps, 0)} / disk ${fmt(r.diskMiBps, 0)} / PUT ${fmt(r.pushMiBps)} (server CPU ${fmt(r.pushServerCpuSeconds, 2)} s) / GET ${fmt(r.pullMiBps)}`).join('; ') +
+        x.runs.map((r) => `sha256 ${fmt(r.sha256MiBps, 0)} / disk ${fmt(r.diskMiBps, 0)} (buffered ${fmt(r.diskBufferedMiBps, 0)}, O_DIRECT ${r.diskDirectMiBps === null || r.diskDirectMiBps === undefined ? '-' : fmt(r.diskDirectMiBps, 0)}) / PUT ${fmt(r.pushMiBps)} (server CPU ${fmt(r.pushServerCpuSeconds, 2)} s) / GET ${fmt(r.pullMiBps)}`).join('; ') +
         `. Note: a v1 layer PUT hashes every byte twice on the server (blob digest and v1 payload checksum).`,
     );
   }
