@@ -3,9 +3,8 @@
 //   begin  {job, key, file, position, fsync, writebackEvery, direct}  open the staged file (created at position 0), drop bytes past `position`
 //          (left by a failed append), and take the upload's running hash (re-hashing the file's first
 //          `position` bytes if this worker has none at that size: a restart, or another worker died)
-//   arena  {index, chunk, slotsPerChunk}  a chunk of shared slab slots (see slab-arena.ts), before any data names it
-//   data   {job, slot, length}   write the slot's first length bytes (whole blocks at an aligned position with
-//                                O_DIRECT) and hash them; then {op:'slab', job, slot} gives the slot back
+//   data   {job, slab, length}   write slab[0, length) (whole blocks at an aligned position with O_DIRECT, through
+//                                a page-aligned copy) and hash it; the slab goes back as {op:'slab'}
 //   end    {job}                 wait for flushes, fsync (if asked), close; the hash now covers the new
 //                                bytes: {op:'done', size, hex, flushes, direct} (the digest so far, so a commit right
 //                                after needs no message; background flushes run; bytes written with O_DIRECT)
@@ -16,14 +15,25 @@
 // is sent; later data for the job only returns its slabs. After a failure the caller truncates the file.
 export const UPLOAD_WORKER_SOURCE = String.raw`
 'use strict';
-const { parentPort } = require('node:worker_threads');
+const { parentPort, workerData } = require('node:worker_threads');
 const fs = require('node:fs');
 const { createHash } = require('node:crypto');
 
 const hashes = new Map(); // key -> { hash, size }
 const jobs = new Map();
-const slots = []; // slot number -> its bytes in the shared arena
 const ALIGN = 4096; // O_DIRECT wants the memory, the file position and the length aligned (512 on most disks)
+// O_DIRECT writes go from page-aligned copies of the slabs (which come from malloc, 16 bytes past a page;
+// WebAssembly memory is mapped by V8 on page boundaries). Copying costs ~0.1-0.2 s per GiB on this thread.
+// Shared WebAssembly memory as slabs would need no copy, but V8 fills shared memory byte by byte when source
+// and target are not 8-byte co-aligned: +0.5 s of main-thread CPU per GiB, measured. BOUNCES writes may be
+// in flight at once (as with the page cache's writeback), so the disk works while this thread hashes;
+// one more buffer serves a write that finds them all busy, synchronously.
+const BOUNCE = 256 * 1024;
+const BOUNCES = 4;
+const bounceMemory = new WebAssembly.Memory({ initial: 4 * (BOUNCES + 1) + 1, maximum: 4 * (BOUNCES + 1) + 1 }).buffer;
+const bounces = [];
+for (let i = 0; i <= BOUNCES; i++) bounces.push(new Uint8Array(bounceMemory, (workerData && workerData.misalign ? 16 : 0) + i * BOUNCE, BOUNCE));
+const waitingBounce = bounces.shift(); // the synchronous one
 
 function hashOf(key, fd, size) {
   const live = hashes.get(key);
@@ -57,25 +67,47 @@ function directLength(job, bytes) {
   return bytes.length - (bytes.length % ALIGN);
 }
 
-// Write bytes[0, n) at pos with O_DIRECT; what O_DIRECT will not take is written plainly. Synchronous on
-// purpose: an asynchronous write runs on libuv's pool, where it would outlive a worker that dies, and
-// could then write a slot already reused by another upload into this one's file.
+// Write bytes[0, n) at pos with O_DIRECT, from a page-aligned copy, off this thread if a copy is free (a write
+// in flight on libuv's pool ends before a terminated worker is torn down: node waits for its requests).
+// What O_DIRECT will not take (EINVAL: another alignment, or none on this file system) is written plainly.
 function writeDirect(job, bytes, n, pos) {
+  const bounce = bounces.pop();
+  const copy = bounce || waitingBounce;
+  copy.set(bytes.subarray(0, n));
+  if (!bounce) return directDone(job, copy, n, pos, writeDirectNow(job, copy, n, pos));
+  job.writing++;
+  fs.write(job.direct, copy, 0, n, pos, (err, written) => {
+    bounces.push(copy);
+    job.writing--;
+    try {
+      if (err && err.code !== 'EINVAL') throw err;
+      if (err) job.directOff = true;
+      directDone(job, copy, n, pos, err ? 0 : written);
+    } catch (e) {
+      fail(job, e);
+    }
+    if (job.writing === 0 && job.drained) job.drained();
+  });
+}
+
+function writeDirectNow(job, copy, n, pos) {
   let written = 0;
   try {
     for (let k; written < n; written += k) {
-      k = fs.writeSync(job.direct, bytes, written, n - written, pos + written);
-      if (k === 0 || k % ALIGN !== 0) {
-        written += k;
-        break; // short of whole blocks: the rest goes plainly
-      }
+      k = fs.writeSync(job.direct, copy, written, n - written, pos + written);
+      if (k === 0 || k % ALIGN !== 0) return written + k; // short of whole blocks: the rest goes plainly
     }
   } catch (err) {
     if (err.code !== 'EINVAL') throw err;
-    job.directOff = true; // this file system wants another alignment, or no O_DIRECT at all
+    job.directOff = true;
   }
+  return written;
+}
+
+// Count what O_DIRECT took and write the rest plainly.
+function directDone(job, copy, n, pos, written) {
   job.directBytes += written;
-  writeAll(job.fd, bytes.subarray(0, n), written, pos);
+  writeAll(job.fd, copy.subarray(0, n), written, pos);
   job.dirty += n - written;
 }
 
@@ -98,6 +130,7 @@ function flush(job) {
 
 // Close the job's file after any flush in flight (and fsync it if asked, on success).
 async function close(job, ok) {
+  while (job.writing > 0) await new Promise((resolve) => (job.drained = resolve));
   while (job.flushing) await job.flushing;
   if (job.error) ok = false;
   try {
@@ -125,7 +158,7 @@ parentPort.on('message', (m) => {
   if (m.op === 'data') {
     const job = jobs.get(m.job);
     if (job && !job.error && !job.closing) {
-      const bytes = slots[m.slot].subarray(0, m.length);
+      const bytes = new Uint8Array(m.slab, 0, m.length);
       try {
         const direct = directLength(job, bytes);
         if (direct > 0) writeDirect(job, bytes, direct, job.pos);
@@ -138,10 +171,7 @@ parentPort.on('message', (m) => {
         fail(job, err);
       }
     }
-    parentPort.postMessage({ op: 'slab', job: m.job, slot: m.slot });
-  } else if (m.op === 'arena') {
-    const size = m.chunk.byteLength / m.slotsPerChunk;
-    for (let i = 0; i < m.slotsPerChunk; i++) slots[m.index * m.slotsPerChunk + i] = new Uint8Array(m.chunk, i * size, size);
+    parentPort.postMessage({ op: 'slab', job: m.job, slab: m.slab }, [m.slab]);
   } else if (m.op === 'begin') {
     let fd;
     try {
@@ -155,7 +185,7 @@ parentPort.on('message', (m) => {
       jobs.set(m.job, {
         job: m.job, key: m.key, fd, direct, start: m.position, pos: m.position, fsync: m.fsync,
         writebackEvery: m.writebackEvery > 0 ? m.writebackEvery : Infinity, dirty: 0, flushes: 0,
-        directOff: false, directBytes: 0,
+        directOff: false, directBytes: 0, writing: 0, drained: null,
         flushing: null, backup: live.hash.copy(), hash: live.hash, error: null, closing: false,
       });
     } catch (err) {

@@ -1,6 +1,5 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { SlabArena } from './slab-arena';
 import { UPLOAD_WORKER_SOURCE } from './upload-worker-source';
 
 // Worker threads that write uploads to their staged files and sha256 them in the same pass, so the main
@@ -9,16 +8,27 @@ import { UPLOAD_WORKER_SOURCE } from './upload-worker-source';
 // rose ~20 %: both cores now work on the bytes (a prototype with one worker gained nothing).
 // Each upload's running hash lives in one worker (its "home"), so a later chunk or the commit goes there.
 
+/** Slab size: the unit copied, sent, written and hashed. */
+const SLAB = 256 * 1024;
+/** An append's first slab is a small one: most bodies (manifests, small layers) fit in it. */
+const FIRST_SLAB = 64 * 1024;
 /** Slabs per append: at most this many bytes wait for the worker; then the body waits (flow control). */
 const SLABS_PER_APPEND = 4;
 /**
  * Once this many slabs are out over all appends, an append takes no more than two (double buffering), so
  * a single upload keeps its four but 64 parallel ones hold ~32 MiB of slabs instead of ~64. Measured for
  * 64 parallel 16 MiB pushes (4 fresh-server pairs): peak RSS 209-214 vs 223-266 MiB, throughput as before
- * (first bursts 591-621 vs 558-608 MiB/s).
+ * (first bursts 591-621 vs 558-608 MiB/s); round after round on one server the RSS settles at 171-179 MiB
+ * instead of ~250.
  */
 const BUSY_SLABS = 32;
 const SLABS_WHEN_BUSY = 2;
+/**
+ * Slabs kept for reuse once their append ended, per size (the rest are left to the garbage collector): at most
+ * 16 MiB of each. Reuse matters: with a new first slab per append, glibc kept ~100 MiB more after bursts of
+ * 256 parallel 64 KiB pushes (freed, but too fragmented to give back).
+ */
+const SPARE = { [FIRST_SLAB]: 256, [SLAB]: 64 } as Record<number, number>;
 
 export interface AppendOptions {
   file: string;
@@ -37,7 +47,7 @@ interface WorkerError {
 }
 
 type Reply =
-  | { op: 'slab'; job: number; slot: number }
+  | { op: 'slab'; job: number; slab: ArrayBuffer }
   | { op: 'done'; job: number; size: number; hex: string; flushes: number; direct: number }
   | { op: 'aborted'; job: number }
   | { op: 'failed'; job: number; error: WorkerError }
@@ -47,9 +57,7 @@ type Reply =
 interface Job {
   key: string;
   home: Home;
-  /** Slots of this append back from the worker, to be filled again. */
-  free: number[];
-  /** Slots this append holds: free ones and those with the worker. */
+  free: ArrayBuffer[];
   slabs: number;
   /** Settles the append's wait for the worker's final answer (done, aborted or failed). */
   settle: (err?: Error) => void;
@@ -65,23 +73,17 @@ class Home {
   /** Appends and digests waiting for this worker (it is ref'd while any do). */
   pending = 0;
   alive = true;
-  /** Slots sent to this worker and not yet back: given back to the arena if it dies. */
-  readonly slots = new Set<number>();
 
   constructor(
     private readonly pool: UploadWorkers,
     readonly index: number,
+    misalign: boolean,
   ) {
-    this.worker = new Worker(UPLOAD_WORKER_SOURCE, { eval: true, name: `upload-${index}` });
+    this.worker = new Worker(UPLOAD_WORKER_SOURCE, { eval: true, name: `upload-${index}`, workerData: { misalign } });
     this.worker.unref();
     this.worker.on('message', (reply: Reply) => this.pool.receive(this, reply));
     this.worker.on('error', (err) => this.pool.lost(this, err));
     this.worker.on('exit', (code) => this.pool.lost(this, new Error(`upload worker exited with code ${code}`)));
-  }
-
-  /** Share an arena chunk with the worker (before any message that names one of its slots). */
-  share(chunk: SharedArrayBuffer, index: number, slotsPerChunk: number): void {
-    this.worker.postMessage({ op: 'arena', index, chunk, slotsPerChunk });
   }
 
   hold(): void {
@@ -101,16 +103,21 @@ export class UploadWorkers {
   private readonly lastDigest = new Map<string, { size: number; hex: string }>();
   private readonly jobs = new Map<number, Job>();
   private readonly digests = new Map<number, { home: Home; resolve: (hex: string) => void; reject: (err: Error) => void }>();
-  private readonly arena: SlabArena;
+  private readonly spare = new Map<number, ArrayBuffer[]>([
+    [FIRST_SLAB, []],
+    [SLAB, []],
+  ]);
+  /** Slabs held by appends in flight (with the worker, or back and waiting to be filled). */
+  private slabsOut = 0;
   private nextJob = 1;
   private closed = false;
 
-  /** `sharedMemory` is for tests: slots that are not page-aligned, which O_DIRECT refuses. */
-  constructor(size = Math.max(1, Math.min(4, availableParallelism())), sharedMemory?: (bytes: number) => SharedArrayBuffer) {
+  /** `misalign` is for tests: the workers' O_DIRECT buffer off its page boundary, which O_DIRECT refuses. */
+  constructor(
+    size = Math.max(1, Math.min(4, availableParallelism())),
+    private readonly misalign = false,
+  ) {
     this.homes = new Array<Home | null>(size).fill(null);
-    this.arena = new SlabArena((chunk, index) => {
-      for (const home of this.homes) if (home?.alive) home.share(chunk, index, this.arena.slotsPerChunk);
-    }, sharedMemory);
   }
 
   /**
@@ -130,33 +137,27 @@ export class UploadWorkers {
     this.jobs.set(id, job);
     home.hold();
     let sentEnd = false;
-    let slot = -1; // taken when there are bytes for it, so an empty body takes none
-    let slab: Uint8Array | null = null; // the slot's bytes while it is being filled here
-    let fill = 0;
     try {
       home.worker.postMessage({ op: 'begin', job: id, key, ...opts });
-      const send = () => {
-        home.slots.add(slot);
-        home.worker.postMessage({ op: 'data', job: id, slot, length: fill });
-        slab = null;
-        fill = 0;
-      };
+      let slab: ArrayBuffer | null = null; // taken when there are bytes for it, so an empty body takes none
+      let fill = 0;
       for await (const chunk of body) {
         for (let off = 0; off < chunk.length; ) {
           if (job.failure) throw job.failure;
-          if (!slab) {
-            slot = this.takeSlab(job) ?? (await this.waitForSlab(job));
-            slab = this.arena.view(slot);
-          }
-          const n = Math.min(chunk.length - off, slab.length - fill);
-          slab.set(chunk.subarray(off, off + n), fill);
+          slab ??= this.takeSlab(job) ?? (await this.waitForSlab(job));
+          const n = Math.min(chunk.length - off, slab.byteLength - fill);
+          new Uint8Array(slab, fill, n).set(chunk.subarray(off, off + n));
           fill += n;
           off += n;
-          if (fill === slab.length) send();
+          if (fill === slab.byteLength) {
+            home.worker.postMessage({ op: 'data', job: id, slab, length: fill }, [slab]);
+            slab = null;
+            fill = 0;
+          }
         }
       }
       if (job.failure) throw job.failure;
-      if (slab) send();
+      if (slab) home.worker.postMessage({ op: 'data', job: id, slab, length: fill }, [slab]);
       sentEnd = true;
       home.worker.postMessage({ op: 'end', job: id });
       await settled;
@@ -169,10 +170,9 @@ export class UploadWorkers {
       throw err;
     } finally {
       this.jobs.delete(id);
+      this.slabsOut -= job.slabs;
       home.release();
-      // Slots still with a live worker come back by themselves (see receive); a dead one's were given back.
-      if (slab) this.arena.give(slot);
-      for (const own of job.free) this.arena.give(own);
+      for (const slab of job.free) this.giveBack(slab);
     }
   }
 
@@ -213,13 +213,16 @@ export class UploadWorkers {
       return;
     }
     const job = this.jobs.get(reply.job);
+    if (!job) return;
     if (reply.op === 'slab') {
-      home.slots.delete(reply.slot);
-      if (!job) return this.arena.give(reply.slot); // its append failed and ended before the worker got to it
-      job.free.push(reply.slot);
+      // A small first slab goes back to the pool: a body that outgrew it gets a full-size one in its place.
+      if (reply.slab.byteLength === SLAB) job.free.push(reply.slab);
+      else {
+        job.slabs--;
+        this.slabsOut--;
+        this.giveBack(reply.slab);
+      }
       this.wake(job);
-    } else if (!job) {
-      return;
     } else if (reply.op === 'failed') {
       job.failure = toError(reply.error);
       job.settle(job.failure);
@@ -240,8 +243,6 @@ export class UploadWorkers {
     home.alive = false;
     this.homes[home.index] = null;
     for (const [key, h] of this.homeOf) if (h === home) this.homeOf.delete(key);
-    for (const slot of home.slots) this.arena.give(slot); // a dead worker touches them no more
-    home.slots.clear();
     for (const job of this.jobs.values()) {
       if (job.home !== home) continue;
       job.failure ??= err;
@@ -264,29 +265,31 @@ export class UploadWorkers {
     for (let i = 1; i < this.homes.length; i++) {
       if ((this.homes[i]?.pending ?? 0) < (this.homes[best]?.pending ?? 0)) best = i;
     }
-    let home = this.homes[best];
-    if (!home) {
-      home = this.homes[best] = new Home(this, best);
-      this.arena.chunks.forEach((chunk, index) => home!.share(chunk, index, this.arena.slotsPerChunk));
-    }
+    const home = (this.homes[best] ??= new Home(this, best, this.misalign));
     this.homeOf.set(key, home);
     return home;
   }
 
-  /** A slot for the job: one of its own that came back, or a new one while it has fewer than its share. */
-  private takeSlab(job: Job): number | null {
+  /** A slab for the job: one of its own that came back, or a new one while it has fewer than its share. */
+  private takeSlab(job: Job): ArrayBuffer | null {
     const own = job.free.pop();
-    if (own !== undefined) return own;
-    if (job.slabs >= (this.arena.out >= BUSY_SLABS ? SLABS_WHEN_BUSY : SLABS_PER_APPEND)) return null;
-    job.slabs++;
-    return this.arena.take();
+    if (own) return own;
+    if (job.slabs >= (this.slabsOut >= BUSY_SLABS ? SLABS_WHEN_BUSY : SLABS_PER_APPEND)) return null;
+    this.slabsOut++;
+    const size = job.slabs++ === 0 ? FIRST_SLAB : SLAB;
+    return this.spare.get(size)!.pop() ?? new ArrayBuffer(size);
   }
 
-  private async waitForSlab(job: Job): Promise<number> {
+  private giveBack(slab: ArrayBuffer): void {
+    const spare = this.spare.get(slab.byteLength);
+    if (spare && spare.length < SPARE[slab.byteLength]) spare.push(slab);
+  }
+
+  private async waitForSlab(job: Job): Promise<ArrayBuffer> {
     for (;;) {
       if (job.failure) throw job.failure;
-      const slot = this.takeSlab(job);
-      if (slot !== null) return slot;
+      const slab = this.takeSlab(job);
+      if (slab) return slab;
       await new Promise<void>((resolve) => (job.wake = resolve));
     }
   }
