@@ -67,8 +67,9 @@ function directLength(job, bytes) {
   return bytes.length - (bytes.length % ALIGN);
 }
 
-// Write bytes[0, n) at pos with O_DIRECT, from a page-aligned copy, off this thread if a copy is free (a write
-// in flight on libuv's pool ends before a terminated worker is torn down: node waits for its requests).
+// Write bytes[0, n) at pos with O_DIRECT, from a page-aligned copy, off this thread if a copy is free. A write
+// in flight on libuv's pool cannot outlive this worker: terminate() waits for it (checked with a write
+// blocked on a full pipe: the worker's 'exit' came only once the pipe was drained).
 // What O_DIRECT will not take (EINVAL: another alignment, or none on this file system) is written plainly.
 function writeDirect(job, bytes, n, pos) {
   const bounce = bounces.pop();
@@ -77,8 +78,6 @@ function writeDirect(job, bytes, n, pos) {
   if (!bounce) return directDone(job, copy, n, pos, writeDirectNow(job, copy, n, pos));
   job.writing++;
   fs.write(job.direct, copy, 0, n, pos, (err, written) => {
-    bounces.push(copy);
-    job.writing--;
     try {
       if (err && err.code !== 'EINVAL') throw err;
       if (err) job.directOff = true;
@@ -86,6 +85,8 @@ function writeDirect(job, bytes, n, pos) {
     } catch (e) {
       fail(job, e);
     }
+    bounces.push(copy);
+    job.writing--;
     if (job.writing === 0 && job.drained) job.drained();
   });
 }

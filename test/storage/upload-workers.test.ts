@@ -74,6 +74,21 @@ t.test('whole blocks from an aligned position are written with O_DIRECT, the res
   t.ok(asked.flushes >= 1, `and flushes it in the background: ${asked.flushes}`);
   t.equal(sha(readFileSync(off)), sha(all));
 
+  // Eight appends at once on one worker: more whole blocks than its four buffers for writes in flight, so
+  // some are written while the worker waits; every file still holds its own bytes.
+  const one = new UploadWorkers(1);
+  t.teardown(() => one.close());
+  const many = Array.from({ length: 8 }, (_, i) => ({ file: `${file}-many-${i}`, data: chunks(2 * MiB, 11 + i) }));
+  for (const m of many) writeFileSync(m.file, '');
+  const results = await Promise.all(
+    many.map((m, i) => one.append(`m${i}`, { file: m.file, position: 0, fsync: false, writebackEvery: 0 }, Readable.from(m.data))),
+  );
+  t.ok(
+    many.every((m) => sha(readFileSync(m.file)) === sha(...m.data)),
+    'eight parallel appends on one worker: each file holds its own bytes',
+  );
+  t.ok(results.every((r) => r.direct === (directOk ? 2 * MiB : 0)), 'all of them with O_DIRECT');
+
   // A buffer off its page boundary (the test's misalign option): O_DIRECT answers EINVAL and the bytes go
   // through the page cache instead.
   const plain = new UploadWorkers(1, true);
