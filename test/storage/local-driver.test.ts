@@ -1,7 +1,10 @@
 import { readdirSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
+import { parseConfig } from '../../src/config/load';
+import { createDriver } from '../../src/storage/factory';
 import { LocalDriver } from '../../src/storage/local-driver';
+import type { AppendOptions, UploadWorkers } from '../../src/storage/upload-workers';
 import { tempDir } from '../helpers/server';
 import { driverSuite } from './driver-suite';
 
@@ -24,4 +27,22 @@ t.test('local layout: content-addressed file, nothing left in uploads/', async (
   const key = await d.commitUpload('abc', s, 5, hex);
   t.equal(key, `blobs/sha256/2c/${hex}`);
   t.same(readdirSync(path.join(root, 'uploads')), []);
+});
+
+t.test('storage.local.directWrites (and its variable) reaches the upload workers; on by default', async (t) => {
+  const { Readable } = await import('node:stream');
+  const asked = async (env: NodeJS.ProcessEnv) => {
+    const config = parseConfig('', { ...env, REGISTRY_STORAGE_LOCAL_ROOT: tempDir(t) });
+    const driver = (await createDriver(config)) as LocalDriver;
+    t.teardown(() => driver.close());
+    const workers = (driver as unknown as { workers: UploadWorkers }).workers;
+    const seen: AppendOptions[] = [];
+    const append = workers.append.bind(workers);
+    workers.append = (key, opts, body) => (seen.push(opts), append(key, opts, body));
+    const s = await driver.startUpload('u');
+    await driver.appendUpload('u', s, 0, Readable.from([Buffer.alloc(8192, 1)]));
+    return seen.map((o) => o.direct);
+  };
+  t.same(await asked({}), [true], 'default: O_DIRECT');
+  t.same(await asked({ REGISTRY_STORAGE_LOCAL_DIRECT_WRITES: 'false' }), [false], 'REGISTRY_STORAGE_LOCAL_DIRECT_WRITES=false: plain writes');
 });

@@ -1,6 +1,8 @@
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, constants, openSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { once } from 'node:events';
 import { PassThrough, Readable } from 'node:stream';
 import t from 'tap';
 import { UploadWorkers } from '../../src/storage/upload-workers';
@@ -98,6 +100,33 @@ t.test('whole blocks from an aligned position are written with O_DIRECT, the res
   const res = await plain.append('p', { file: other, position: 0, fsync: true, writebackEvery: 1 * MiB }, Readable.from(data));
   t.equal(res.direct, 0, 'refused by O_DIRECT: none written with it');
   t.equal(sha(readFileSync(other)), sha(all), 'every byte written anyway');
+});
+
+t.test('a write error past the file size limit fails the append with its code, with O_DIRECT or without', async (t) => {
+  const dir = tempDir(t);
+  const fixture = path.join(__dirname, 'fixtures', 'append-past-limit.ts');
+  for (const mode of ['direct', 'plain']) {
+    const small = path.join(dir, `small-${mode}`);
+    const big = path.join(dir, `big-${mode}`);
+    writeFileSync(small, '');
+    writeFileSync(big, '');
+    const child = spawn(process.execPath, [...process.execArgv, fixture, small, big, mode], { stdio: ['pipe', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    const exited = once(child, 'exit');
+    while (!out.includes('ready\n') && child.exitCode === null) await Promise.race([once(child.stdout, 'data'), exited]);
+    // The limit comes after the child's start: its TypeScript loader writes caches of its own.
+    const limit = spawnSync('prlimit', ['--pid', String(child.pid), '--fsize=1048576:1048576'], { encoding: 'utf8' });
+    t.equal(limit.status, 0, `prlimit ${limit.stderr}`);
+    child.stdin.write('go\n');
+    const [code, signal] = await exited;
+    t.equal(code, 0, `${mode}: the child ran (${signal ?? ''})`);
+    const result = JSON.parse(out.trim().split('\n').pop() ?? '{}');
+    if (mode === 'direct') t.equal(result.smallDirect, 512 * 1024, 'under the limit, O_DIRECT was used');
+    else t.equal(result.smallDirect, 0, 'plain writes only');
+    t.same(result.big, { ok: false, code: 'EFBIG' }, `${mode}: 2 MiB past a 1 MiB limit rejects with EFBIG`);
+    t.ok(readFileSync(big).length <= 1024 * 1024, 'nothing written past the limit');
+  }
 });
 
 t.test("the caller's buffers are copied, never taken", async (t) => {
