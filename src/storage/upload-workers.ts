@@ -39,6 +39,18 @@ export interface AppendOptions {
   direct?: boolean;
 }
 
+/** What an append did, as the worker reports it (for tests and measurements). */
+export interface AppendStats {
+  /** Background flushes of bytes written through the page cache. */
+  flushes: number;
+  /** Bytes written with O_DIRECT, in how many writes. */
+  direct: number;
+  writes: number;
+  /** Slabs that waited for one of the worker's page-aligned copies, and how many are free once it ended. */
+  waited: number;
+  copiesFree: number;
+}
+
 interface WorkerError {
   message: string;
   code?: string;
@@ -48,7 +60,7 @@ interface WorkerError {
 
 type Reply =
   | { op: 'slab'; job: number; slab: ArrayBuffer }
-  | { op: 'done'; job: number; size: number; hex: string; flushes: number; direct: number }
+  | ({ op: 'done'; job: number; size: number; hex: string } & AppendStats)
   | { op: 'aborted'; job: number }
   | { op: 'failed'; job: number; error: WorkerError }
   | { op: 'digest'; req: number; hex?: string; error?: WorkerError };
@@ -61,9 +73,8 @@ interface Job {
   slabs: number;
   /** Settles the append's wait for the worker's final answer (done, aborted or failed). */
   settle: (err?: Error) => void;
-  /** Background flushes the worker ran for this append, and bytes it wrote with O_DIRECT (reported with 'done'). */
-  flushes: number;
-  direct: number;
+  /** Reported with 'done'. */
+  stats: AppendStats | null;
   failure: Error | null;
   wake: (() => void) | null;
 }
@@ -125,7 +136,7 @@ export class UploadWorkers {
    * running hash with it. On failure the hash is as it was, and the caller truncates the file back.
    * A failure of the worker is seen when the next chunk arrives or the body ends, as with a disk error.
    */
-  async append(key: string, opts: AppendOptions, body: AsyncIterable<Buffer>): Promise<{ flushes: number; direct: number }> {
+  async append(key: string, opts: AppendOptions, body: AsyncIterable<Buffer>): Promise<AppendStats> {
     const home = this.homeFor(key);
     const id = this.nextJob++;
     let settle!: (err?: Error) => void;
@@ -133,7 +144,7 @@ export class UploadWorkers {
       settle = (err) => (err ? reject(err) : resolve());
     });
     settled.catch(() => undefined); // a failure may come while the body is still being read: seen there via job.failure
-    const job: Job = { key, home, free: [], slabs: 0, settle, flushes: 0, direct: 0, failure: null, wake: null };
+    const job: Job = { key, home, free: [], slabs: 0, settle, stats: null, failure: null, wake: null };
     this.jobs.set(id, job);
     home.hold();
     let sentEnd = false;
@@ -161,7 +172,7 @@ export class UploadWorkers {
       sentEnd = true;
       home.worker.postMessage({ op: 'end', job: id });
       await settled;
-      return { flushes: job.flushes, direct: job.direct };
+      return job.stats!;
     } catch (err) {
       // The body or the worker failed. Wait until the worker has closed the file and put the hash back
       // (it already has if it failed itself, and a dead one does nothing more): the caller then truncates.
@@ -230,8 +241,7 @@ export class UploadWorkers {
     } else {
       if (reply.op === 'done') {
         this.lastDigest.set(job.key, { size: reply.size, hex: reply.hex });
-        job.flushes = reply.flushes;
-        job.direct = reply.direct;
+        job.stats = { flushes: reply.flushes, direct: reply.direct, writes: reply.writes, waited: reply.waited, copiesFree: reply.copiesFree };
       }
       job.settle();
     }

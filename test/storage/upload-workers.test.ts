@@ -63,10 +63,14 @@ t.test('whole blocks from an aligned position are written with O_DIRECT, the res
     }
   })();
   const data = chunks(2 * MiB + 5000, 5);
-  const { direct, flushes } = await workers.append('d', opts(0), Readable.from(data));
+  const { direct, flushes, writes } = await workers.append('d', opts(0), Readable.from(data));
   const all = Buffer.concat(data);
   t.equal(direct, directOk ? 2 * MiB + 4096 : 0, `whole 4 KiB blocks with O_DIRECT (${directOk ? 'supported here' : 'not supported here'})`);
-  if (directOk) t.equal(flushes, 0, 'nothing left in the page cache to flush in the background');
+  if (directOk) {
+    t.equal(flushes, 0, 'nothing left in the page cache to flush in the background');
+    // One write per slab would be 9 (a 64 KiB first slab, then 256 KiB ones).
+    t.ok(writes >= 2 && writes <= 3, `gathered into writes of 1 MiB or more, but for the last: ${writes}`);
+  }
   t.equal(sha(readFileSync(file)), sha(all), 'the file holds every byte in order');
   t.equal(await workers.digest('d', file, all.length), sha(all));
   const off = `${file}-off`;
@@ -76,8 +80,8 @@ t.test('whole blocks from an aligned position are written with O_DIRECT, the res
   t.ok(asked.flushes >= 1, `and flushes it in the background: ${asked.flushes}`);
   t.equal(sha(readFileSync(off)), sha(all));
 
-  // Eight appends at once on one worker: more whole blocks than its four buffers for writes in flight, so
-  // some are written while the worker waits; every file still holds its own bytes.
+  // Eight appends at once on one worker: more whole blocks than its sixteen page-aligned copies, so data
+  // waits for writes to end and give copies back; every file still holds its own bytes.
   const one = new UploadWorkers(1);
   t.teardown(() => one.close());
   const many = Array.from({ length: 8 }, (_, i) => ({ file: `${file}-many-${i}`, data: chunks(2 * MiB, 11 + i) }));
@@ -90,6 +94,32 @@ t.test('whole blocks from an aligned position are written with O_DIRECT, the res
     'eight parallel appends on one worker: each file holds its own bytes',
   );
   t.ok(results.every((r) => r.direct === (directOk ? 2 * MiB : 0)), 'all of them with O_DIRECT');
+  if (directOk) t.ok(results.some((r) => r.waited > 0), `some data waited for a copy: ${results.map((r) => r.waited).join(' ')}`);
+
+  // The same, with one body failing half-way: its append rejects, what it had waiting is not written (the
+  // caller truncates), and the others are whole. Then a lone append finds all sixteen copies back.
+  for (const m of many) writeFileSync(m.file, '');
+  const failing = async function* () {
+    yield* many[0]!.data.slice(0, 4);
+    throw new Error('client went away');
+  };
+  const settled = await Promise.allSettled(
+    many.map((m, i) =>
+      one.append(`f${i}`, { file: m.file, position: 0, fsync: false, writebackEvery: 0 }, i === 0 ? Readable.from(failing()) : Readable.from(m.data)),
+    ),
+  );
+  t.match(settled[0], { status: 'rejected', reason: { message: 'client went away' } }, 'the failed body rejects its append');
+  t.ok(
+    many.slice(1).every((m, i) => settled[i + 1]!.status === 'fulfilled' && sha(readFileSync(m.file)) === sha(...m.data)),
+    'the seven others hold their own bytes',
+  );
+  const lone = `${file}-lone`;
+  writeFileSync(lone, '');
+  // A 64 KiB first slab, then 15 of 256 KiB and 100 bytes: at most sixteen copies taken at once, so with all
+  // of them back it never waits, however slow the disk.
+  const sixteen = 64 * 1024 + 15 * 256 * 1024;
+  const after = await one.append('lone', { file: lone, position: 0, fsync: false, writebackEvery: 0 }, Readable.from([randomBytes(sixteen + 100)]));
+  if (directOk) t.match(after, { direct: sixteen, waited: 0, copiesFree: 16 }, 'every copy came back: an append that needs all sixteen never waits');
 
   // A buffer off its page boundary (the test's misalign option): O_DIRECT answers EINVAL and the bytes go
   // through the page cache instead.
