@@ -65,6 +65,8 @@ export function toRegistryError(err: unknown): RegistryError {
   if (e?.name === 'StorageNotFoundError') return new RegistryError('BLOB_UNKNOWN', 'blob data missing from storage', { status: 404 });
   // A full disk (blobs or index) is the operator's problem, but the client should be told which one.
   if (e?.code === 'ENOSPC' || e?.code === 'EDQUOT' || e?.code === 'SQLITE_FULL') return new RegistryError('STORAGE_FULL');
+  // Past the file system's largest file, or the process's file size limit (ulimit -f).
+  if (e?.code === 'EFBIG') return new RegistryError('STORAGE_FULL', 'the blob is larger than the storage can hold in one file');
   // Errors raised by fastify itself (bad content length, aborted body, ...) carry a 4xx statusCode.
   if (typeof e?.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {
     if (e.statusCode === 413) return new RegistryError('TOO_LARGE');

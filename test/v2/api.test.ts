@@ -534,3 +534,19 @@ t.test('a full disk is 507 STORAGE_FULL, not a bare 500, and the upload can be r
   const again = await http(reg.url, 'PUT', `${post.headers.get('location')}?digest=${blob.digest}`, blob.data, { 'content-type': 'application/octet-stream' });
   t.equal(again.status, 201);
 });
+
+t.test('a file size limit (EFBIG) is 507 STORAGE_FULL with its own message, not a bare 500', async (t) => {
+  const reg = await startRegistry(t, { storage: { driver: 'local' } });
+  const { LocalDriver } = await import('../../src/storage/local-driver');
+  const real = LocalDriver.prototype.appendUpload;
+  LocalDriver.prototype.appendUpload = async () => {
+    throw Object.assign(new Error('EFBIG: file too large, write'), { code: 'EFBIG', errno: -27 });
+  };
+  t.teardown(() => {
+    LocalDriver.prototype.appendUpload = real;
+  });
+  const blob = blobOf(randomBytes(1000));
+  const post = await http(reg.url, 'POST', '/v2/big/r/blobs/uploads/');
+  const put = await http(reg.url, 'PUT', `${post.headers.get('location')}?digest=${blob.digest}`, blob.data, { 'content-type': 'application/octet-stream' });
+  t.same([put.status, errCode(put), put.json?.errors?.[0]?.message], [507, 'STORAGE_FULL', 'the blob is larger than the storage can hold in one file']);
+});
