@@ -19,14 +19,20 @@ export interface IngestOptions {
   expected?: Digest;
   /** Largest accepted size in bytes (TOO_LARGE beyond it). */
   limit?: number;
-  /** Sees every chunk as it passes (v1 computes its payload checksum this way, in the same pass). */
-  tap?: (chunk: Buffer) => void;
+  /**
+   * Also compute sha256(hashPrefix + body) in the same pass (v1's payload checksum): ingest returns it as
+   * `prefixedDigest`. Where the driver hashes as it writes (the local driver), off the event loop too.
+   */
+  hashPrefix?: Buffer;
   /**
    * Index writes that belong with the blob (a repository link): run inside the commit's transaction,
    * so they land together with it in one fsync, or on their own if the content was already stored.
    */
   onStored?: (blob: BlobRecord) => void;
 }
+
+/** An upload after an append: with `hashPrefix`, the hex of sha256(prefix + the appended bytes). */
+type Appended = UploadRecord & { prefixedHex?: string };
 
 interface LiveHash {
   hash: Hash;
@@ -89,8 +95,8 @@ export class BlobStore {
   }
 
   /** Store a stream as one blob, in one pass. */
-  async ingest(body: Readable, opts: IngestOptions = {}): Promise<BlobRecord> {
-    let upload = await this.createUpload(null);
+  async ingest(body: Readable, opts: IngestOptions = {}): Promise<BlobRecord & { prefixedDigest?: Digest }> {
+    let upload: Appended = await this.createUpload(null);
     let blob: BlobRecord;
     try {
       upload = await this.append(upload, body, opts);
@@ -100,7 +106,7 @@ export class BlobStore {
       throw err;
     }
     this.discardSoon(upload);
-    return blob;
+    return upload.prefixedHex === undefined ? blob : { ...blob, prefixedDigest: `sha256:${upload.prefixedHex}` };
   }
 
   async putBytes(data: Uint8Array, expected?: Digest): Promise<BlobRecord> {
@@ -221,16 +227,24 @@ export class BlobStore {
     return fresh;
   }
 
-  private async append(upload: UploadRecord, body: Readable, opts: IngestOptions, persist = true): Promise<UploadRecord> {
+  private async append(upload: UploadRecord, body: Readable, opts: IngestOptions, persist = true): Promise<Appended> {
     // Hash a copy: if the driver fails half-way, the staged bytes roll back and so must the hash.
     // No hash here when the driver hashes as it writes (stagedDigest), or when the staged bytes cannot
     // be re-read (see commitUnhashed).
     const live = this.driver.stagedDigest ? null : this.liveHash(upload);
     const hash = live ? live.hash.copy() : null;
-    const meter = new HashMeter(hash, opts.limit === undefined ? Infinity : opts.limit - upload.size, opts.tap);
+    const { hashPrefix } = opts;
+    const prefixedHere = hashPrefix && !this.driver.appendUploadPrefixed ? newHash().update(hashPrefix) : null;
+    const meter = new HashMeter([hash, prefixedHere], opts.limit === undefined ? Infinity : opts.limit - upload.size);
     let state: Record<string, unknown>;
+    let prefixedHex: string | undefined;
     try {
-      state = await this.driver.appendUpload(upload.id, upload.state, upload.size, meter.through(body));
+      if (hashPrefix && this.driver.appendUploadPrefixed) {
+        ({ state, prefixedHex } = await this.driver.appendUploadPrefixed(upload.id, upload.state, upload.size, meter.through(body), hashPrefix));
+      } else {
+        state = await this.driver.appendUpload(upload.id, upload.state, upload.size, meter.through(body));
+        if (prefixedHere) prefixedHex = prefixedHere.digest('hex');
+      }
     } catch (err) {
       if (meter.error) throw meter.error;
       if (err instanceof StorageNotFoundError && upload.repo !== null) {
@@ -245,7 +259,7 @@ export class BlobStore {
     // A one-shot ingest is never resumed: its progress stays in memory (the row only lets a purge
     // find the staging area after a crash). Client uploads persist it, so they survive a restart.
     if (persist && upload.repo !== null) this.index.updateUpload(upload.id, size, state);
-    return { ...upload, size, state };
+    return hashPrefix ? { ...upload, size, state, prefixedHex } : { ...upload, size, state };
   }
 
   private async commit(upload: UploadRecord, expected: Digest | undefined, onStored: IngestOptions['onStored']): Promise<BlobRecord> {
@@ -392,19 +406,17 @@ export class BlobStore {
 class HashMeter {
   bytes = 0;
   error?: RegistryError;
+  private readonly hashes: Hash[];
 
-  constructor(
-    private readonly hash: Hash | null,
-    private readonly remaining: number,
-    private readonly tap?: (chunk: Buffer) => void,
-  ) {}
+  constructor(hashes: (Hash | null)[], private readonly remaining: number) {
+    this.hashes = hashes.filter((h) => h !== null);
+  }
 
   async *through(body: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
     for await (const chunk of body) {
       this.bytes += chunk.length;
       if (this.bytes > this.remaining) throw (this.error = new RegistryError('TOO_LARGE', 'blob exceeds the size limit'));
-      this.hash?.update(chunk);
-      this.tap?.(chunk);
+      for (const hash of this.hashes) hash.update(chunk);
       yield chunk;
     }
   }

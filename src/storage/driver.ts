@@ -42,6 +42,18 @@ export interface StorageDriver {
    */
   appendUpload(id: string, state: UploadState, size: number, body: AsyncIterable<Buffer>): Promise<UploadState>;
   /**
+   * Optional, with stagedDigest: appendUpload that also returns sha256(prefix + the bytes appended),
+   * computed where the driver hashes them (the local driver: on its upload workers, off the event loop).
+   * v1's payload checksum is sha256(image JSON + "\n" + layer).
+   */
+  appendUploadPrefixed?(
+    id: string,
+    state: UploadState,
+    size: number,
+    body: AsyncIterable<Buffer>,
+    prefix: Buffer,
+  ): Promise<{ state: UploadState; prefixedHex: string }>;
+  /**
    * Optional: the sha256 of the first `size` staged bytes, which the driver computes as it appends (the
    * local driver hashes where it writes, on its upload workers), also after a restart. When present the
    * BlobStore does not hash upload bytes itself. Rejects if the staged bytes cannot be read, with

@@ -4,7 +4,7 @@ import type { Readable, Writable } from 'node:stream';
 import { StorageNotFoundError, type ByteRange, type StorageDriver, type UploadState } from './driver';
 import { pipeFile } from './file-reader';
 import type { Digest } from './digest';
-import { UploadWorkers } from './upload-workers';
+import { UploadWorkers, type AppendResult } from './upload-workers';
 
 /** Keys the registry may ask for; anything else is refused before it can become a path. */
 const SAFE_KEY = /^(?:blobs\/sha256\/[a-f0-9]{2}\/[a-f0-9]{64}|uploads\/[A-Za-z0-9_-]{1,64})$/;
@@ -91,11 +91,21 @@ export class LocalDriver implements StorageDriver {
   }
 
   async appendUpload(id: string, state: UploadState, size: number, body: AsyncIterable<Buffer>): Promise<UploadState> {
+    await this.append(id, size, body);
+    return state;
+  }
+
+  async appendUploadPrefixed(id: string, state: UploadState, size: number, body: AsyncIterable<Buffer>, prefix: Buffer) {
+    const { prefixedHex } = await this.append(id, size, body, prefix);
+    return { state, prefixedHex: prefixedHex! };
+  }
+
+  private async append(id: string, size: number, body: AsyncIterable<Buffer>, hashPrefix?: Buffer): Promise<AppendResult> {
     const file = this.uploadFile(id);
     const writebackEvery = this.opts.fsync ? WRITEBACK_EVERY : 0;
     try {
       const direct = this.opts.directWrites ?? true;
-      await this.workers.append(id, { file, position: size, fsync: this.opts.fsync, writebackEvery, direct }, body);
+      return await this.workers.append(id, { file, position: size, fsync: this.opts.fsync, writebackEvery, direct, hashPrefix }, body);
     } catch (err) {
       // Staged bytes that are gone (moved by a commit the index never recorded, or removed by hand).
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new StorageNotFoundError(`uploads/${id}`);
@@ -103,7 +113,6 @@ export class LocalDriver implements StorageDriver {
       await fs.truncate(file, size).catch(() => undefined);
       throw err;
     }
-    return state;
   }
 
   async stagedDigest(id: string, _state: UploadState, size: number): Promise<Digest> {

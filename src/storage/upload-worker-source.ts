@@ -1,15 +1,16 @@
 // The code of an upload worker thread (started with `eval`, so the same text runs from src/ under the
 // tests' TypeScript loader and from dist/). Messages, all keyed by `job` or by the upload `key`:
-//   begin  {job, key, file, position, fsync, writebackEvery, direct}  open the staged file (created at position 0), drop bytes past `position`
+//   begin  {job, key, file, position, fsync, writebackEvery, direct, hashPrefix}  open the staged file (created at position 0), drop bytes past `position`
 //          (left by a failed append), and take the upload's running hash (re-hashing the file's first
-//          `position` bytes if this worker has none at that size: a restart, or another worker died)
+//          `position` bytes if this worker has none at that size: a restart, or another worker died); with
+//          hashPrefix, also a hash of it and the appended bytes (v1's payload checksum)
 //   data   {job, slab, length}   write slab[0, length) (whole blocks at an aligned position with O_DIRECT: a
 //                                page-aligned copy, gathered into 1 MiB writes) and hash it; the slab goes back as {op:'slab'}
 //   end    {job}                 write what is gathered, wait for writes and flushes, fsync (if asked), close; the hash now covers the new
 //                                bytes: {op:'done', size, hex, flushes, direct} (the digest so far, so a commit right
 //                                after needs no message; background flushes run; bytes written with O_DIRECT,
 //                                in how many writes; how many slabs waited for a page-aligned copy, and how
-//                                many copies are free now)
+//                                many copies are free now; prefixedHex with hashPrefix)
 //   abort  {job}                 the body failed: close, put the hash back as it was: {op:'aborted'}
 //   digest {req, key, file, size} the sha256 of the first `size` staged bytes: {op:'digest', hex}
 //   drop   {key}                 forget the upload's hash
@@ -204,8 +205,11 @@ function writeData(job, m) {
   if (!job.error) {
     const bytes = new Uint8Array(m.slab, 0, m.length);
     try {
-      if (!m.hashed) job.hash.update(bytes);
-      m.hashed = true;
+      if (!m.hashed) {
+        job.hash.update(bytes);
+        if (job.prefixed) job.prefixed.update(bytes);
+        m.hashed = true;
+      }
       const direct = directLength(job, bytes);
       if (direct > 0 && !gatherDirect(job, bytes, direct, job.pos)) return false;
       writeAll(job.fd, bytes, direct, job.pos); // the tail that is not whole blocks
@@ -226,7 +230,7 @@ function endJob(job, m) {
   job.closing = true;
   close(job, m.op === 'end').then((ok) => {
     if (m.op === 'abort') parentPort.postMessage({ op: 'aborted', job: m.job });
-    else if (ok) parentPort.postMessage({ op: 'done', job: m.job, size: job.pos, hex: job.hash.copy().digest('hex'), flushes: job.flushes, direct: job.directBytes, writes: job.writes, waited: job.waited, copiesFree: bounces.length });
+    else if (ok) parentPort.postMessage({ op: 'done', job: m.job, size: job.pos, hex: job.hash.copy().digest('hex'), flushes: job.flushes, direct: job.directBytes, writes: job.writes, waited: job.waited, copiesFree: bounces.length, prefixedHex: job.prefixed ? job.prefixed.digest('hex') : undefined });
     else parentPort.postMessage({ op: 'failed', job: m.job, error: errorOf(job.error) });
   });
 }
@@ -254,7 +258,7 @@ parentPort.on('message', (m) => {
         job: m.job, key: m.key, fd, direct, start: m.position, pos: m.position, fsync: m.fsync,
         writebackEvery: m.writebackEvery > 0 ? m.writebackEvery : Infinity, dirty: 0, flushes: 0,
         directOff: false, directBytes: 0, gathered: [], gatheredPos: 0, gatheredBytes: 0, writes: 0, waited: 0, writing: 0, drained: null, queue: [], ending: null,
-        flushing: null, backup: live.hash.copy(), hash: live.hash, error: null, closing: false,
+        flushing: null, backup: live.hash.copy(), hash: live.hash, prefixed: m.hashPrefix ? createHash('sha256').update(m.hashPrefix) : null, error: null, closing: false,
       });
     } catch (err) {
       if (fd !== undefined) try { fs.closeSync(fd); } catch {}

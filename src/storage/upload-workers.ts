@@ -37,6 +37,8 @@ export interface AppendOptions {
   writebackEvery: number;
   /** Write whole blocks with O_DIRECT where the file system takes it (default true). */
   direct?: boolean;
+  /** Also hash these bytes followed by the appended ones (v1's payload checksum): `prefixedHex`. */
+  hashPrefix?: Uint8Array;
 }
 
 /** What an append did, as the worker reports it (for tests and measurements). */
@@ -51,6 +53,11 @@ export interface AppendStats {
   copiesFree: number;
 }
 
+export interface AppendResult extends AppendStats {
+  /** sha256 (hex) of `hashPrefix` and the appended bytes, if a prefix was given. */
+  prefixedHex?: string;
+}
+
 interface WorkerError {
   message: string;
   code?: string;
@@ -60,7 +67,7 @@ interface WorkerError {
 
 type Reply =
   | { op: 'slab'; job: number; slab: ArrayBuffer }
-  | ({ op: 'done'; job: number; size: number; hex: string } & AppendStats)
+  | ({ op: 'done'; job: number; size: number; hex: string } & AppendResult)
   | { op: 'aborted'; job: number }
   | { op: 'failed'; job: number; error: WorkerError }
   | { op: 'digest'; req: number; hex?: string; error?: WorkerError };
@@ -74,7 +81,7 @@ interface Job {
   /** Settles the append's wait for the worker's final answer (done, aborted or failed). */
   settle: (err?: Error) => void;
   /** Reported with 'done'. */
-  stats: AppendStats | null;
+  result: AppendResult | null;
   failure: Error | null;
   wake: (() => void) | null;
 }
@@ -136,7 +143,7 @@ export class UploadWorkers {
    * running hash with it. On failure the hash is as it was, and the caller truncates the file back.
    * A failure of the worker is seen when the next chunk arrives or the body ends, as with a disk error.
    */
-  async append(key: string, opts: AppendOptions, body: AsyncIterable<Buffer>): Promise<AppendStats> {
+  async append(key: string, opts: AppendOptions, body: AsyncIterable<Buffer>): Promise<AppendResult> {
     const home = this.homeFor(key);
     const id = this.nextJob++;
     let settle!: (err?: Error) => void;
@@ -144,7 +151,7 @@ export class UploadWorkers {
       settle = (err) => (err ? reject(err) : resolve());
     });
     settled.catch(() => undefined); // a failure may come while the body is still being read: seen there via job.failure
-    const job: Job = { key, home, free: [], slabs: 0, settle, stats: null, failure: null, wake: null };
+    const job: Job = { key, home, free: [], slabs: 0, settle, result: null, failure: null, wake: null };
     this.jobs.set(id, job);
     home.hold();
     let sentEnd = false;
@@ -172,7 +179,7 @@ export class UploadWorkers {
       sentEnd = true;
       home.worker.postMessage({ op: 'end', job: id });
       await settled;
-      return job.stats!;
+      return job.result!;
     } catch (err) {
       // The body or the worker failed. Wait until the worker has closed the file and put the hash back
       // (it already has if it failed itself, and a dead one does nothing more): the caller then truncates.
@@ -241,7 +248,8 @@ export class UploadWorkers {
     } else {
       if (reply.op === 'done') {
         this.lastDigest.set(job.key, { size: reply.size, hex: reply.hex });
-        job.stats = { flushes: reply.flushes, direct: reply.direct, writes: reply.writes, waited: reply.waited, copiesFree: reply.copiesFree };
+        const { flushes, direct, writes, waited, copiesFree, prefixedHex } = reply;
+        job.result = { flushes, direct, writes, waited, copiesFree, prefixedHex };
       }
       job.settle();
     }

@@ -3,7 +3,6 @@ import { RegistryError } from '../errors';
 import type { MetadataIndex } from '../index/metadata-index';
 import type { V1Image, V1ImageListEntry, V1Index } from '../index/v1-index';
 import type { BlobStore } from '../storage/blob-store';
-import { digestOf, newHash } from '../storage/digest';
 import { isTag } from '../names';
 import { assertImageId } from './names';
 
@@ -76,18 +75,17 @@ export class V1Registry {
 
   /**
    * Stream a layer into the blob store while computing the payload checksum
-   * sha256(json + "\n" + layer) in the same pass. The image stays in progress until PUT checksum.
+   * sha256(json + "\n" + layer) in the same pass (with local storage, on the upload workers: off the
+   * event loop). The image stays in progress until PUT checksum.
    */
   async putImageLayer(id: string, body: Readable): Promise<void> {
     assertImageId(id);
     const image = this.index.getV1Image(id);
     if (!image) throw new RegistryError('NOT_FOUND', NOT_FOUND);
     if (image.complete) throw new RegistryError('CONFLICT', ALREADY_EXISTS);
-    const payload = newHash();
-    payload.update(await this.blobs.readBytes(image.jsonDigest));
-    payload.update('\n');
-    const layer = await this.blobs.ingest(body, { tap: (chunk) => payload.update(chunk) });
-    if (!this.index.setV1Layer(id, image.jsonDigest, layer.digest, layer.size, digestOf(payload))) {
+    const json = await this.blobs.readBytes(image.jsonDigest);
+    const layer = await this.blobs.ingest(body, { hashPrefix: Buffer.concat([json, Buffer.from('\n')]) });
+    if (!this.index.setV1Layer(id, image.jsonDigest, layer.digest, layer.size, layer.prefixedDigest!)) {
       // Completed or re-described by another request while we streamed.
       const now = this.index.getV1Image(id);
       if (now?.complete) throw new RegistryError('CONFLICT', ALREADY_EXISTS);

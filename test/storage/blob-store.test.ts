@@ -48,6 +48,26 @@ t.test('ingest verifies the digest and stores once', async (t) => {
   await t.rejects(store.open(digest(Buffer.from('nope'))), { code: 'BLOB_UNKNOWN' });
 });
 
+t.test('ingest with hashPrefix also returns sha256(prefix + body): from the workers, or hashed here without appendUploadPrefixed', async (t) => {
+  const { store, driver, index } = await setup(t);
+  const prefix = Buffer.from('{"id":"v1 image json"}\n');
+  const data = randomBytes(3 * 1024 * 1024 + 5);
+  let onWorkers = 0;
+  const real = driver.appendUploadPrefixed.bind(driver);
+  driver.appendUploadPrefixed = (...args) => {
+    onWorkers++;
+    return real(...args);
+  };
+  const a = await store.ingest(Readable.from([data.subarray(0, 1000), data.subarray(1000)]), { hashPrefix: prefix });
+  t.same([a.digest, a.prefixedDigest, onWorkers], [digest(data), digest(Buffer.concat([prefix, data])), 1], 'local driver: hashed on its workers');
+  const without = Object.assign(Object.create(driver) as LocalDriver, { appendUploadPrefixed: undefined });
+  const other = randomBytes(70_000);
+  const b = await new BlobStore(without, index).ingest(Readable.from([other]), { hashPrefix: prefix });
+  t.same([b.digest, b.prefixedDigest], [digest(other), digest(Buffer.concat([prefix, other]))], 'a driver without it: hashed as the bytes pass');
+  const c = await store.ingest(Readable.from([Buffer.from('plain')]));
+  t.equal(c.prefixedDigest, undefined, 'none without hashPrefix');
+});
+
 t.test('an upload of content already stored: answered at once, its staged copy deleted after', async (t) => {
   const { store, root, index } = await setup(t);
   const data = randomBytes(300_000);

@@ -48,8 +48,13 @@ t.test('appends write every byte in order and extend one running hash', async (t
   t.equal(await workers.digest('u1', file, all.length), sha(all), 'an empty append changes nothing');
   const other = `${file}-2`;
   writeFileSync(other, '');
-  const quiet = await workers.append('u2', { file: other, position: 0, fsync: true, writebackEvery: 0 }, Readable.from(chunks(2 * MiB)));
+  const quietData = chunks(2 * MiB);
+  const prefix = Buffer.from('{"id":"json"}\n');
+  const quiet = await workers.append('u2', { file: other, position: 0, fsync: true, writebackEvery: 0, hashPrefix: prefix }, Readable.from(quietData));
   t.equal(quiet.flushes, 0, 'writeback off: no background flush');
+  t.equal(quiet.prefixedHex, sha(prefix, ...quietData), 'hashPrefix: the prefix and the appended bytes hashed too');
+  t.equal(await workers.digest('u2', other, 2 * MiB), sha(...quietData), 'the running hash is of the bytes alone');
+  t.equal((await workers.append('u1', opts(all.length), Readable.from([]))).prefixedHex, undefined, 'no prefix, no second hash');
 });
 
 t.test('whole blocks from an aligned position are written with O_DIRECT, the rest plainly; refused, all plainly', async (t) => {
