@@ -44,6 +44,27 @@ t.test('writes exactly the range, in order, across buffer reuse', async (t) => {
   }
 });
 
+t.test('reads ahead: reads in flight while a chunk is written, every byte in order', async (t) => {
+  const data = randomBytes(6 * MiB + 3);
+  const handle = await fs.open(fileOf(t, data), 'r');
+  const real = handle.read.bind(handle);
+  let reading = 0;
+  let most = 0;
+  const counted = async (buffer: Buffer, offset: number, length: number, position: number) => {
+    most = Math.max(most, ++reading);
+    try {
+      return await real(buffer, offset, length, position);
+    } finally {
+      reading--;
+    }
+  };
+  Object.assign(handle, { read: counted });
+  const out = collector(5); // slower than the reads
+  await pipeFile(handle, { start: 0, end: data.length - 1 }, out);
+  t.ok(most >= 2 && most <= 3, `reads overlap, one per buffer at most (three per transfer): ${most} at once`);
+  t.equal(sha(Buffer.concat(out.chunks)), sha(data));
+});
+
 t.test('a file shorter than the range rejects and closes the file', async (t) => {
   const file = fileOf(t, randomBytes(1000));
   const handle = await fs.open(file, 'r');
