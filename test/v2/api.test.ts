@@ -509,20 +509,25 @@ t.test('blob downloads: ranges across the read buffers, concurrent readers, a cl
   });
 });
 
-t.test('a full disk is 507 STORAGE_FULL, not a bare 500, and the upload can be retried', async (t) => {
+t.test('a full disk or a file size limit is 507 STORAGE_FULL, not a bare 500, and the upload can be retried', async (t) => {
   const reg = await startRegistry(t, { storage: { driver: 'local' } });
   const { LocalDriver } = await import('../../src/storage/local-driver');
   const real = LocalDriver.prototype.appendUpload;
+  let failure = { code: 'ENOSPC', errno: -28, message: 'no space left on device' };
   LocalDriver.prototype.appendUpload = async () => {
-    throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', errno: -28 });
+    throw Object.assign(new Error(`${failure.code}: ${failure.message}, write`), failure);
   };
   t.teardown(() => {
     LocalDriver.prototype.appendUpload = real;
   });
   const blob = blobOf(randomBytes(1000));
-  const post = await http(reg.url, 'POST', '/v2/full/r/blobs/uploads/');
-  const put = await http(reg.url, 'PUT', `${post.headers.get('location')}?digest=${blob.digest}`, blob.data, { 'content-type': 'application/octet-stream' });
-  t.same([put.status, errCode(put), put.json?.errors?.[0]?.message], [507, 'STORAGE_FULL', 'the registry is out of storage space']);
+  const put = async (repo: string) => {
+    const post = await http(reg.url, 'POST', `/v2/${repo}/blobs/uploads/`);
+    const location = `${post.headers.get('location')}?digest=${blob.digest}`;
+    return { location, res: await http(reg.url, 'PUT', location, blob.data, { 'content-type': 'application/octet-stream' }) };
+  };
+  const full = await put('full/r');
+  t.same([full.res.status, errCode(full.res), full.res.json?.errors?.[0]?.message], [507, 'STORAGE_FULL', 'the registry is out of storage space']);
 
   // The same rule answers v1 clients, in v1's error body.
   const { imageChain } = await import('../helpers/v1');
@@ -530,23 +535,12 @@ t.test('a full disk is 507 STORAGE_FULL, not a bare 500, and the upload can be r
   const v1 = await http(reg.url, 'PUT', `/v1/images/${img!.id}/json`, img!.json); // stored as a blob too
   t.same([v1.status, v1.json], [507, { error: 'the registry is out of storage space' }]);
 
-  LocalDriver.prototype.appendUpload = real; // space freed: the same upload goes through
-  const again = await http(reg.url, 'PUT', `${post.headers.get('location')}?digest=${blob.digest}`, blob.data, { 'content-type': 'application/octet-stream' });
-  t.equal(again.status, 201);
-});
+  // Past the file system's largest file, or the process's file size limit: the same code, its own message.
+  failure = { code: 'EFBIG', errno: -27, message: 'file too large' };
+  const big = await put('big/r');
+  t.same([big.res.status, errCode(big.res), big.res.json?.errors?.[0]?.message], [507, 'STORAGE_FULL', 'the blob is larger than the storage can hold in one file']);
 
-t.test('a file size limit (EFBIG) is 507 STORAGE_FULL with its own message, not a bare 500', async (t) => {
-  const reg = await startRegistry(t, { storage: { driver: 'local' } });
-  const { LocalDriver } = await import('../../src/storage/local-driver');
-  const real = LocalDriver.prototype.appendUpload;
-  LocalDriver.prototype.appendUpload = async () => {
-    throw Object.assign(new Error('EFBIG: file too large, write'), { code: 'EFBIG', errno: -27 });
-  };
-  t.teardown(() => {
-    LocalDriver.prototype.appendUpload = real;
-  });
-  const blob = blobOf(randomBytes(1000));
-  const post = await http(reg.url, 'POST', '/v2/big/r/blobs/uploads/');
-  const put = await http(reg.url, 'PUT', `${post.headers.get('location')}?digest=${blob.digest}`, blob.data, { 'content-type': 'application/octet-stream' });
-  t.same([put.status, errCode(put), put.json?.errors?.[0]?.message], [507, 'STORAGE_FULL', 'the blob is larger than the storage can hold in one file']);
+  LocalDriver.prototype.appendUpload = real; // space freed: the same upload goes through
+  const again = await http(reg.url, 'PUT', full.location, blob.data, { 'content-type': 'application/octet-stream' });
+  t.equal(again.status, 201);
 });
