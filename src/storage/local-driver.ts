@@ -95,7 +95,13 @@ export class LocalDriver implements StorageDriver {
     return state;
   }
 
-  async appendUploadPrefixed(id: string, state: UploadState, size: number, body: AsyncIterable<Buffer>, prefix: Buffer) {
+  async appendUploadPrefixed(
+    id: string,
+    state: UploadState,
+    size: number,
+    body: AsyncIterable<Buffer>,
+    prefix: Buffer,
+  ): Promise<{ state: UploadState; prefixedHex: string }> {
     const { prefixedHex } = await this.append(id, size, body, prefix);
     return { state, prefixedHex: prefixedHex! };
   }
