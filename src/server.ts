@@ -44,6 +44,10 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
+  // A file size limit (ulimit -f) must fail the write (EFBIG: 507 STORAGE_FULL), not end the process. Node
+  // ignores SIGXFSZ, but a preloaded module's exit hooks may re-raise it (signal-exit does, under tap) unless
+  // someone else listens.
+  process.on('SIGXFSZ', () => undefined);
 }
 
 main().catch((err) => {

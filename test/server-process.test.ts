@@ -1,4 +1,6 @@
-import { existsSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { request } from 'node:http';
 import t from 'tap';
@@ -143,4 +145,35 @@ t.test('with authentication: an audit line names the user, no secret is logged',
   ]);
   t.equal(audits.length, 2, 'pushes and deletes only');
   t.notMatch(srv.stdout() + srv.stderr(), /alice-secret-pw|wrong-guess-pw|YWxpY2U6|Bearer|eyJ/, 'no password, Authorization header or token logged');
+});
+
+t.test('a file size limit on the real process: 507 STORAGE_FULL, nothing half-stored, and the upload goes through once lifted', async (t) => {
+  const dir = tempDir(t);
+  const port = await freePort();
+  const root = path.join(dir, 'blobs');
+  const env = { REGISTRY_HTTP_ADDR: `127.0.0.1:${port}`, REGISTRY_STORAGE_LOCAL_ROOT: root, REGISTRY_INDEX_PATH: path.join(dir, 'index.db'), REGISTRY_LOG_LEVEL: 'warn' };
+  const srv = await spawnServer(t, env, port);
+  // Past the limit a write fails with EFBIG (node ignores SIGXFSZ). Only the blob's last 100 bytes cross it,
+  // so the failure comes once the whole body is read: an answer given mid-body is followed by a reset
+  // connection, which some clients (fetch) report instead of the answer.
+  // The soft limit only, so that lifting it needs no privilege.
+  const limit = (bytes: string) => spawnSync('prlimit', ['--pid', String(srv.child.pid), `--fsize=${bytes}:`], { encoding: 'utf8' });
+  t.equal(limit(String(4 * 1024 * 1024)).status, 0, 'prlimit');
+  const data = randomBytes(4 * 1024 * 1024 + 100);
+  const digest = `sha256:${createHash('sha256').update(data).digest('hex')}`;
+  const post = await fetch(`${srv.url}/v2/big/r/blobs/uploads/`, { method: 'POST' });
+  const location = new URL(`${post.headers.get('location')}?digest=${digest}`, srv.url).href;
+  const put = await fetch(location, { method: 'PUT', body: data, headers: { 'content-type': 'application/octet-stream' } });
+  t.equal(put.status, 507);
+  t.match(await put.json(), { errors: [{ code: 'STORAGE_FULL', message: 'the blob is larger than the storage can hold in one file' }] });
+  t.equal((await fetch(`${srv.url}/v2/big/r/blobs/${digest}`, { method: 'HEAD' })).status, 404, 'no blob visible');
+  const staged = readdirSync(path.join(root, 'uploads'));
+  t.same(staged.map((f) => statSync(path.join(root, 'uploads', f)).size), [0], 'the staged bytes rolled back to the upload\'s size');
+
+  t.equal(limit('unlimited').status, 0, 'limit lifted');
+  const again = await fetch(location, { method: 'PUT', body: data, headers: { 'content-type': 'application/octet-stream' } });
+  t.equal(again.status, 201, 'the same upload, retried once the limit is lifted');
+  const got = Buffer.from(await (await fetch(`${srv.url}/v2/big/r/blobs/${digest}`)).arrayBuffer());
+  t.ok(got.equals(data), 'every byte');
+  t.equal(await srv.stop(), 0);
 });
