@@ -272,7 +272,6 @@ function hashedGet(base, urlPath, hash) {
   });
 }
 
-/** Disk write speed of `dir`: `mb` MiB (made beforehand) in 1 MiB writes + fsync. */
 /**
  * The disk's write speed: the faster of two ways to write `mb` MiB and fsync, through the page cache and
  * with O_DIRECT. A registry may write either way (ours writes uploads with O_DIRECT), so the limit is the

@@ -1,5 +1,6 @@
 import { readdirSync } from 'node:fs';
 import path from 'node:path';
+import { Readable } from 'node:stream';
 import t from 'tap';
 import { parseConfig } from '../../src/config/load';
 import { createDriver } from '../../src/storage/factory';
@@ -20,7 +21,6 @@ t.test('local layout: content-addressed file, nothing left in uploads/', async (
   const root = tempDir(t);
   const d = new LocalDriver({ root, fsync: true });
   await d.init();
-  const { Readable } = await import('node:stream');
   let s = await d.startUpload('abc');
   s = await d.appendUpload('abc', s, 0, Readable.from([Buffer.from('hello')]));
   const hex = '2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824';
@@ -30,7 +30,6 @@ t.test('local layout: content-addressed file, nothing left in uploads/', async (
 });
 
 t.test('storage.local.directWrites (and its variable) reaches the upload workers; on by default', async (t) => {
-  const { Readable } = await import('node:stream');
   const asked = async (env: NodeJS.ProcessEnv) => {
     const config = parseConfig('', { ...env, REGISTRY_STORAGE_LOCAL_ROOT: tempDir(t) });
     const driver = (await createDriver(config)) as LocalDriver;
