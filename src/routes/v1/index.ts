@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { toRegistryError, v1ErrorBody } from '../../errors';
+import { drainUnreadBody } from '../../http/body';
 import { imageRoutes } from './images';
 import { miscRoutes } from './misc';
 import { repositoryRoutes } from './repositories';
@@ -16,7 +17,7 @@ export async function v1Routes(app: FastifyInstance): Promise<void> {
   app.setErrorHandler((err, request, reply) => {
     const e = toRegistryError(err);
     if (e.status >= 500 || (err as Error).name === 'StorageNotFoundError') request.log.error({ err }, 'v1 request failed');
-    if (!request.raw.complete) request.raw.resume(); // never leave a body unread on a kept-alive connection
+    if (drainUnreadBody(request.raw)) reply.header('connection', 'close');
     if (e.headers) reply.headers(e.headers);
     return sendJson(reply, v1ErrorBody(e), e.status);
   });

@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Action } from '../../auth/rules';
 import { RegistryError, toRegistryError, v2ErrorBody } from '../../errors';
+import { drainUnreadBody } from '../../http/body';
 import { blobHandlers } from './blobs';
 import { manifestHandlers } from './manifests';
 import { parseV2Path, type V2Resource } from './paths';
@@ -23,7 +24,7 @@ export async function v2Routes(app: FastifyInstance): Promise<void> {
   app.setErrorHandler((err, request, reply) => {
     const e = toRegistryError(err);
     if (e.status >= 500 || (err as Error).name === 'StorageNotFoundError') request.log.error({ err }, 'v2 request failed');
-    if (!request.raw.complete) request.raw.resume(); // never leave a body unread on a kept-alive connection
+    if (drainUnreadBody(request.raw)) reply.header('connection', 'close');
     if (e.headers) reply.headers(e.headers);
     return reply.code(e.status).type('application/json').send(v2ErrorBody(e));
   });
