@@ -7,10 +7,10 @@ import type { Server } from 'node:http';
  * collection every ~30 MiB received (README, "Memory and garbage collection"). The price is that the
  * garbage of a burst (request-body buffers that waited for a write long enough to be promoted, and
  * per-request objects) stays until the heap fills, which on a server that goes quiet may be never.
- * So when no request is in flight and none started during the last check interval, and the heap plus
- * buffers hold `thresholdBytes` more than after the last collection, run one full collection
- * (measured after bursts of pushes: 10-40 ms, 25-47 MiB freed). Under steady load it never runs;
- * V8's own heuristics stay in charge there.
+ * So when no request is in flight and none started during the last check interval, drop what is kept for
+ * reuse (spare upload slabs), and if that dropped anything, or the heap plus buffers hold `thresholdBytes`
+ * more than after the last collection, run one full collection (measured after bursts of pushes: 10-40 ms,
+ * 25-47 MiB freed). Under steady load it never runs; V8's own heuristics stay in charge there.
  */
 
 export interface MemoryUse {
@@ -21,6 +21,8 @@ export interface MemoryUse {
 export interface IdleCollectorOptions {
   /** A full, synchronous collection: `globalThis.gc` under `node --expose-gc`. */
   gc: () => void;
+  /** Drops what is kept for reuse (spare upload slabs) and returns its bytes: only a collection frees them. */
+  release?: () => number;
   memory: () => MemoryUse;
   thresholdBytes: number;
 }
@@ -45,16 +47,17 @@ export class IdleCollector {
     this.inFlight--;
   }
 
-  /** Called every interval; returns the bytes the collection freed, or null when it did not collect. */
-  check(): number | null {
+  /** Called every interval; says what the collection freed (and what was dropped for it), or null when it did not collect. */
+  check(): { freedBytes: number; releasedBytes: number } | null {
     const quiet = this.inFlight === 0 && this.started === this.startedAtLastCheck;
     this.startedAtLastCheck = this.started;
     if (!quiet) return null;
+    const releasedBytes = this.opts.release?.() ?? 0;
     const before = this.used();
-    if (before - this.baseline < this.opts.thresholdBytes) return null;
+    if (releasedBytes === 0 && before - this.baseline < this.opts.thresholdBytes) return null;
     this.opts.gc();
     this.baseline = this.used();
-    return before - this.baseline;
+    return { freedBytes: before - this.baseline, releasedBytes };
   }
 
   private used(): number {
@@ -72,16 +75,17 @@ export interface IdleGcLog {
 }
 
 /**
- * Watch `server` and collect when it goes quiet. Does nothing (and says so at info level, since the
- * operator can fix it) when node was started without --expose-gc. Returns a function that stops watching.
+ * Watch `server` and collect when it goes quiet (see IdleCollector; `release` drops what is kept for reuse
+ * and returns its bytes). Does nothing (and says so at info level, since the operator can fix it) when node was started
+ * without --expose-gc. Returns a function that stops watching.
  */
-export function startIdleGc(server: Server, log: IdleGcLog): () => void {
+export function startIdleGc(server: Server, log: IdleGcLog, release: () => number = () => 0): () => void {
   const gc = (globalThis as { gc?: () => void }).gc;
   if (typeof gc !== 'function') {
     log.info({ idleGc: false }, 'idle collection off: node was started without --expose-gc (see README, Memory and garbage collection)');
     return () => undefined;
   }
-  const collector = new IdleCollector({ gc, memory: () => process.memoryUsage(), thresholdBytes: THRESHOLD_BYTES });
+  const collector = new IdleCollector({ gc, release, memory: () => process.memoryUsage(), thresholdBytes: THRESHOLD_BYTES });
   // 'close' follows every response, finished or aborted, so the in-flight count cannot drift.
   const onRequest = (_req: unknown, res: NodeJS.EventEmitter) => {
     collector.requestStarted();
@@ -90,8 +94,10 @@ export function startIdleGc(server: Server, log: IdleGcLog): () => void {
   server.on('request', onRequest);
   const timer = setInterval(() => {
     const started = performance.now();
-    const freed = collector.check();
-    if (freed !== null) log.debug({ freedMiB: Math.round(freed / 2 ** 20), ms: Math.round(performance.now() - started) }, 'idle collection');
+    const done = collector.check();
+    if (done === null) return;
+    const ms = Math.round(performance.now() - started);
+    log.debug({ freedMiB: Math.round(done.freedBytes / 2 ** 20), releasedKiB: Math.round(done.releasedBytes / 1024), ms }, 'idle collection');
   }, CHECK_EVERY_MS);
   timer.unref();
   log.debug({ idleGc: true }, 'idle collection on');

@@ -18,7 +18,7 @@ async function main(): Promise<void> {
   const app = await buildApp(config);
   const { host, port } = splitAddr(config.http.addr);
   await app.listen({ host, port });
-  const stopIdleGc = startIdleGc(app.server, app.log);
+  const stopIdleGc = startIdleGc(app.server, app.log, () => app.registry.blobs.driver.releaseIdleMemory?.() ?? 0);
 
   let closing = false;
   const shutdown = (signal: string) => {

@@ -83,6 +83,11 @@ export interface StorageDriver {
    * (S3: a presigned GetObject URL). Routes may redirect blob downloads to it.
    */
   redirectUrl?(key: string, expiresInSeconds: number): Promise<string>;
+  /**
+   * Optional: drop buffers kept for reuse; called when the server has gone quiet, just before a garbage
+   * collection. Returns the bytes dropped.
+   */
+  releaseIdleMemory?(): number;
   /** Release connections and timers (optional). */
   close?(): void | Promise<void>;
 }

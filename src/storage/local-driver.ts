@@ -163,6 +163,10 @@ export class LocalDriver implements StorageDriver {
     await fs.rm(this.uploadFile(id), { force: true });
   }
 
+  releaseIdleMemory(): number {
+    return this.workers.releaseSpare();
+  }
+
   async close(): Promise<void> {
     await this.workers.close();
   }

@@ -298,6 +298,20 @@ export class UploadWorkers {
     return this.spare.get(size)!.pop() ?? new ArrayBuffer(size);
   }
 
+  /**
+   * Let go of the slabs kept for reuse (the server went quiet; a collection follows). Kept across a burst
+   * they sit all over glibc's heap and pin its freed memory: after rounds of 64 parallel 16 MiB pushes,
+   * RSS settled at 177-223 MiB with them and mostly 141-161 without (README, Memory). Returns the bytes let go.
+   */
+  releaseSpare(): number {
+    let bytes = 0;
+    for (const [size, slabs] of this.spare) {
+      bytes += size * slabs.length;
+      slabs.length = 0;
+    }
+    return bytes;
+  }
+
   private giveBack(slab: ArrayBuffer): void {
     const spare = this.spare.get(slab.byteLength);
     if (spare && spare.length < SPARE[slab.byteLength]) spare.push(slab);

@@ -195,6 +195,14 @@ t.test('slabs are reused across appends, and the pool keeps a bounded number of 
   for (const b of bodies) b.end(randomBytes(64 * 1024));
   await Promise.all(appends);
   t.equal(count()[0], 256, '300 parallel small appends: 256 small slabs kept, the rest left to the garbage collector');
+
+  const kept = 256 * 64 * 1024 + full * 256 * 1024;
+  t.equal(workers.releaseSpare(), kept, 'releaseSpare (the server went quiet) lets go of every spare slab');
+  t.same(count(), [0, 0]);
+  t.equal(workers.releaseSpare(), 0, 'nothing left to let go');
+  await workers.append('p0', { file: files[0], position: 64 * 1024, fsync: false, writebackEvery: 0 }, Readable.from([randomBytes(1000)]));
+  t.equal(readFileSync(files[0]).length, 64 * 1024 + 1000, 'appends go on with new slabs');
+  t.same(count(), [1, 0]);
 });
 
 t.test('bytes past the position (left by a failed append) are dropped first', async (t) => {
