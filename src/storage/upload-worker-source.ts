@@ -2,8 +2,9 @@
 // tests' TypeScript loader and from dist/). Messages, all keyed by `job` or by the upload `key`:
 //   begin  {job, key, file, position, fsync, writebackEvery, direct, hashPrefix}  open the staged file (created at position 0), drop bytes past `position`
 //          (left by a failed append), and take the upload's running hash (re-hashing the file's first
-//          `position` bytes if this worker has none at that size: a restart, or another worker died); with
-//          hashPrefix, also a hash of it and the appended bytes (v1's payload checksum)
+//          `position` bytes if this worker has none at that size: a restart, or another worker died; the job's
+//          data waits meanwhile, other jobs go on); with hashPrefix, also a hash of it and the appended bytes
+//          (v1's payload checksum)
 //   data   {job, slab, length}   write slab[0, length) (whole blocks at an aligned position with O_DIRECT: a
 //                                page-aligned copy, gathered into 1 MiB writes) and hash it; the slab goes back as {op:'slab'}
 //   end    {job}                 write what is gathered, wait for writes and flushes, fsync (if asked), close; the hash now covers the new
@@ -44,20 +45,38 @@ for (let i = 0; i < BOUNCES; i++) bounces.push(new Uint8Array(bounceMemory, skew
 const waitingJobs = []; // jobs whose data waits for a copy, in order
 let serving = false; // giveBack is handing copies to waiting data (a failure there gives copies back too)
 
-function hashOf(key, fd, size) {
+// The running hash of upload 'key' at 'size' bytes: the live one, or the first 'size' bytes of the staged
+// file re-hashed (a restart, or another worker died). The reads run on libuv's pool, 1 MiB at a time, the next
+// one while this thread hashes the last, so the other uploads on this worker go on meanwhile: a resumed upload
+// of several GiB takes seconds to re-hash.
+function hashAt(key, fd, size, done) {
   const live = hashes.get(key);
-  if (live && live.size === size) return live;
+  if (live && live.size === size) return done(null, live.hash);
   const hash = createHash('sha256');
-  const buf = Buffer.allocUnsafe(1024 * 1024);
-  for (let at = 0; at < size; ) {
-    const n = fs.readSync(fd, buf, 0, Math.min(buf.length, size - at), at);
-    if (n === 0) throw Object.assign(new Error('staged file is shorter than ' + size + ' bytes'), { code: 'ESHORT' });
-    hash.update(buf.subarray(0, n));
-    at += n;
-  }
-  const rebuilt = { hash, size };
-  hashes.set(key, rebuilt);
-  return rebuilt;
+  const chunk = Math.min(size, 1024 * 1024);
+  const bufs = [Buffer.allocUnsafe(chunk), Buffer.allocUnsafe(chunk)];
+  let asked = 0;
+  let turn = 0;
+  const read = () => {
+    const buf = bufs[turn++ % 2];
+    const len = Math.min(chunk, size - asked);
+    fs.read(fd, buf, 0, len, asked, (err, n) => {
+      // A regular file reads short only at its end.
+      if (!err && n !== len) err = Object.assign(new Error('staged file is shorter than ' + size + ' bytes'), { code: 'ESHORT' });
+      if (err) return done(err);
+      const last = asked === size;
+      if (!last) read();
+      hash.update(buf.subarray(0, n));
+      if (last) finish();
+    });
+    asked += len;
+  };
+  const finish = () => {
+    hashes.set(key, { hash, size });
+    done(null, hash);
+  };
+  if (size === 0) return finish();
+  read();
 }
 
 function writeAll(fd, bytes, from, pos) {
@@ -187,10 +206,19 @@ async function close(job, ok) {
   }
   // On failure the hash goes back to where the append began (the caller truncates the file).
   hashes.set(job.key, ok ? { hash: job.hash, size: job.pos } : { hash: job.backup, size: job.start });
-  try { fs.closeSync(job.fd); } catch {}
-  if (job.direct >= 0) try { fs.closeSync(job.direct); } catch {}
+  closeFiles(job);
   jobs.delete(job.job);
   return ok;
+}
+
+function closeFiles(job) {
+  try { fs.closeSync(job.fd); } catch {}
+  if (job.direct >= 0) try { fs.closeSync(job.direct); } catch {}
+}
+
+// A data message's slab goes back to the main thread, to be filled again.
+function sendBack(m) {
+  parentPort.postMessage({ op: 'slab', job: m.job, slab: m.slab }, [m.slab]);
 }
 
 function fail(job, err) {
@@ -220,7 +248,7 @@ function writeData(job, m) {
       fail(job, err);
     }
   }
-  parentPort.postMessage({ op: 'slab', job: m.job, slab: m.slab }, [m.slab]);
+  sendBack(m);
   return true;
 }
 
@@ -235,10 +263,20 @@ function endJob(job, m) {
   });
 }
 
+// A job that never began (its file would not open, or its hash could not be rebuilt): the data that waits goes
+// back, later data is ignored, and an end or abort is answered by this 'failed'.
+function failBegin(job, err) {
+  job.queue.splice(0).forEach(sendBack);
+  if (job.ending) jobs.delete(job.job);
+  else jobs.set(job.job, { job: job.job, error: err, closing: false, failedEarly: true });
+  parentPort.postMessage({ op: 'failed', job: job.job, error: errorOf(err) });
+}
+
 parentPort.on('message', (m) => {
   if (m.op === 'data') {
     const job = jobs.get(m.job);
-    if (!job || job.failedEarly) parentPort.postMessage({ op: 'slab', job: m.job, slab: m.slab }, [m.slab]);
+    if (!job || job.failedEarly) sendBack(m);
+    else if (!job.hash) job.queue.push(m); // the hash is being rebuilt: served once it is
     else if (job.queue.length > 0 || !writeData(job, m)) {
       // It waits for a copy, or behind data that does.
       job.waited++;
@@ -251,21 +289,31 @@ parentPort.on('message', (m) => {
       // right after the row was written, or after a commit moved the file and before the index recorded it).
       fd = fs.openSync(m.file, fs.constants.O_RDWR | (m.position === 0 ? fs.constants.O_CREAT : 0));
       if (fs.fstatSync(fd).size > m.position) fs.ftruncateSync(fd, m.position);
-      const live = hashOf(m.key, fd, m.position);
-      let direct = -1;
-      if (m.direct !== false) try { direct = fs.openSync(m.file, fs.constants.O_WRONLY | fs.constants.O_DIRECT); } catch {}
-      jobs.set(m.job, {
-        job: m.job, key: m.key, fd, direct, start: m.position, pos: m.position, fsync: m.fsync,
-        writebackEvery: m.writebackEvery > 0 ? m.writebackEvery : Infinity, dirty: 0, flushes: 0,
-        directOff: false, directBytes: 0, gathered: [], gatheredPos: 0, gatheredBytes: 0, writes: 0, waited: 0, writing: 0, drained: null, queue: [], ending: null,
-        flushing: null, backup: live.hash.copy(), hash: live.hash, prefixed: m.hashPrefix ? createHash('sha256').update(m.hashPrefix) : null, error: null, closing: false,
-      });
     } catch (err) {
       if (fd !== undefined) try { fs.closeSync(fd); } catch {}
-      // A job that never began: its data is ignored, and its end or abort answers with this error.
-      jobs.set(m.job, { job: m.job, error: err, closing: false, failedEarly: true });
-      parentPort.postMessage({ op: 'failed', job: m.job, error: errorOf(err) });
+      return failBegin({ job: m.job, queue: [], ending: null }, err);
     }
+    let direct = -1;
+    if (m.direct !== false) try { direct = fs.openSync(m.file, fs.constants.O_WRONLY | fs.constants.O_DIRECT); } catch {}
+    // Until the hash is there (hashAt may take a while), data and the end wait in the job's queue.
+    const job = {
+      job: m.job, key: m.key, fd, direct, start: m.position, pos: m.position, fsync: m.fsync,
+      writebackEvery: m.writebackEvery > 0 ? m.writebackEvery : Infinity, dirty: 0, flushes: 0,
+      directOff: false, directBytes: 0, gathered: [], gatheredPos: 0, gatheredBytes: 0, writes: 0, waited: 0, writing: 0, drained: null, queue: [], ending: null,
+      flushing: null, backup: null, hash: null, prefixed: m.hashPrefix ? createHash('sha256').update(m.hashPrefix) : null, error: null, closing: false,
+    };
+    jobs.set(m.job, job);
+    hashAt(m.key, fd, m.position, (err, hash) => {
+      if (err) {
+        closeFiles(job);
+        return failBegin(job, err);
+      }
+      job.backup = hash.copy();
+      job.hash = hash;
+      while (job.queue.length > 0 && writeData(job, job.queue[0])) job.queue.shift();
+      if (job.queue.length > 0) waitingJobs.push(job); // for a page-aligned copy
+      else if (job.ending) endJob(job, job.ending);
+    });
   } else if (m.op === 'end' || m.op === 'abort') {
     const job = jobs.get(m.job);
     if (!job || job.failedEarly) {
@@ -274,27 +322,25 @@ parentPort.on('message', (m) => {
     }
     if (m.op === 'abort') {
       // The body failed: what waits is not written.
-      for (const q of job.queue.splice(0)) parentPort.postMessage({ op: 'slab', job: q.job, slab: q.slab }, [q.slab]);
+      job.queue.splice(0).forEach(sendBack);
       if (waitingJobs.includes(job)) waitingJobs.splice(waitingJobs.indexOf(job), 1);
     }
-    if (job.queue.length > 0) job.ending = m; // after the data that waits
+    if (!job.hash || job.queue.length > 0) job.ending = m; // after the hash, and the data that waits
     else endJob(job, m);
   } else if (m.op === 'digest') {
     let fd;
-    try {
-      const live = hashes.get(m.key);
-      let hex;
-      if (live && live.size === m.size) hex = live.hash.copy().digest('hex');
-      else {
-        fd = fs.openSync(m.file, 'r');
-        hex = hashOf(m.key, fd, m.size).hash.copy().digest('hex');
-      }
-      parentPort.postMessage({ op: 'digest', req: m.req, hex });
-    } catch (err) {
-      parentPort.postMessage({ op: 'digest', req: m.req, error: errorOf(err) });
-    } finally {
+    const reply = (err, hash) => {
       if (fd !== undefined) try { fs.closeSync(fd); } catch {}
+      parentPort.postMessage(err ? { op: 'digest', req: m.req, error: errorOf(err) } : { op: 'digest', req: m.req, hex: hash.copy().digest('hex') });
+    };
+    const live = hashes.get(m.key);
+    if (live && live.size === m.size) return reply(null, live.hash);
+    try {
+      fd = fs.openSync(m.file, 'r');
+    } catch (err) {
+      return reply(err);
     }
+    hashAt(m.key, fd, m.size, reply);
   } else if (m.op === 'drop') {
     hashes.delete(m.key);
   }

@@ -1,6 +1,6 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, constants, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, openSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { once } from 'node:events';
 import { PassThrough, Readable } from 'node:stream';
@@ -321,6 +321,41 @@ t.test('a worker that dies fails what waits on it; the next append re-hashes the
   const second = randomBytes(1000);
   await workers.append('u', opts(first.length), Readable.from([second]));
   t.equal(await workers.digest('u', file, first.length + 1000), sha(first, second), 'a new worker re-hashed the file');
+});
+
+t.test('a re-hash (after a restart) reads on libuv\'s pool: the other uploads on the worker go on meanwhile', async (t) => {
+  const { workers, file, opts } = setup(t, 1);
+  const big = `${file}-sparse`;
+  writeFileSync(big, '');
+  truncateSync(big, 512 * MiB); // read fast, but still ~0.3 s of reading and hashing
+  const order: string[] = [];
+  const done = (what: string) => () => void order.push(what);
+  const failed = (what: string) => (err: { code?: string }) => void order.push(`${what}: ${err.code}`);
+  // One byte past the end: the whole file is re-hashed before that is found (ESHORT).
+  const resumed = workers.append('big', { file: big, position: 512 * MiB + 1, fsync: false, writebackEvery: 0 }, Readable.from([randomBytes(1000)]));
+  const digest = workers.digest('big2', big, 512 * MiB);
+  const small = workers.append('small', opts(0), Readable.from([randomBytes(1000)]));
+  await Promise.all([resumed.then(done('resume'), failed('resume')), digest.then(done('digest')), small.then(done('small'))]);
+  t.equal(order[0], 'small', `the small append did not wait for the re-hashes: ${order.join(', ')}`);
+  t.ok(order.includes('resume: ESHORT'), 'a staged file shorter than the upload fails the append');
+  const zeros = createHash('sha256');
+  for (let i = 0; i < 512; i++) zeros.update(Buffer.alloc(MiB));
+  t.equal(await digest, zeros.digest('hex'), 'the digest re-hashed on the pool is right');
+
+  // Data and the end that arrive during a re-hash wait for it, then go in order.
+  const head = randomBytes(32 * MiB);
+  writeFileSync(file, head);
+  const body = chunks(3 * MiB, 7);
+  await workers.append('r', opts(head.length), Readable.from(body));
+  t.equal(await workers.digest('r', file, head.length + 3 * MiB), sha(head, ...body), 'the resumed upload hashes as one');
+  t.equal(sha(readFileSync(file)), sha(head, ...body), 'and its file holds every byte in order');
+  workers.drop('r');
+  await workers.append('r', opts(head.length + 3 * MiB), Readable.from([]));
+  t.equal(await workers.digest('r', file, head.length + 3 * MiB), sha(head, ...body), 'an empty body: the end waits for the re-hash');
+  workers.drop('r');
+  const failing = new Readable({ read() { this.destroy(Object.assign(new Error('client went away'), { code: 'ECONNRESET' })); } });
+  await t.rejects(workers.append('r', opts(head.length + 3 * MiB), failing), { code: 'ECONNRESET' }, 'a body that fails during the re-hash');
+  t.equal(await workers.digest('r', file, head.length + 3 * MiB), sha(head, ...body), 'the hash is where the append began');
 });
 
 t.test('the digest after an append comes with its answer: no message to the worker', async (t) => {
