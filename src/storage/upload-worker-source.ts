@@ -38,10 +38,19 @@ const ALIGN = 4096; // O_DIRECT wants the memory, the file position and the leng
 const BOUNCE = 256 * 1024;
 const BOUNCES = 16;
 const DIRECT_WRITE = 1024 * 1024;
-const bounceMemory = new WebAssembly.Memory({ initial: 4 * BOUNCES + 1, maximum: 4 * BOUNCES + 1 }).buffer;
-const skew = workerData && workerData.misalign ? 16 : 0;
+// V8 reserves ~10 GiB of address space for any WebAssembly memory (its guard regions). Under a virtual memory
+// limit (ulimit -v, systemd's LimitAS) it cannot: then there are no copies, and every byte goes through the
+// page cache.
+let bounceMemory = null;
+try {
+  bounceMemory = new WebAssembly.Memory({ initial: 4 * BOUNCES + 1, maximum: 4 * BOUNCES + 1 }).buffer;
+} catch (err) {
+  parentPort.postMessage({ op: 'noDirect', message: 'uploads are written through the page cache, not with O_DIRECT: ' +
+    'no address space for the page-aligned copies (' + err.message + '; a virtual memory limit, ulimit -v?)' });
+}
+const skew = workerData.misalign ? 16 : 0;
 const bounces = [];
-for (let i = 0; i < BOUNCES; i++) bounces.push(new Uint8Array(bounceMemory, skew + i * BOUNCE, BOUNCE));
+if (bounceMemory) for (let i = 0; i < BOUNCES; i++) bounces.push(new Uint8Array(bounceMemory, skew + i * BOUNCE, BOUNCE));
 const waitingJobs = []; // jobs whose data waits for a copy, in order
 let serving = false; // giveBack is handing copies to waiting data (a failure there gives copies back too)
 
@@ -294,7 +303,7 @@ parentPort.on('message', (m) => {
       return failBegin({ job: m.job, queue: [], ending: null }, err);
     }
     let direct = -1;
-    if (m.direct !== false) try { direct = fs.openSync(m.file, fs.constants.O_WRONLY | fs.constants.O_DIRECT); } catch {}
+    if (m.direct !== false && bounceMemory) try { direct = fs.openSync(m.file, fs.constants.O_WRONLY | fs.constants.O_DIRECT); } catch {}
     // Until the hash is there (hashAt may take a while), data and the end wait in the job's queue.
     const job = {
       job: m.job, key: m.key, fd, direct, start: m.position, pos: m.position, fsync: m.fsync,

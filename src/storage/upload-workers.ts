@@ -70,7 +70,11 @@ type Reply =
   | ({ op: 'done'; job: number; size: number; hex: string } & AppendResult)
   | { op: 'aborted'; job: number }
   | { op: 'failed'; job: number; error: WorkerError }
-  | { op: 'digest'; req: number; hex?: string; error?: WorkerError };
+  | { op: 'digest'; req: number; hex?: string; error?: WorkerError }
+  | { op: 'noDirect'; message: string };
+
+/** Told once per process: every worker that cannot have its page-aligned copies says so. */
+let warnedNoDirect = false;
 
 /** What the main thread tracks of an append in flight. */
 interface Job {
@@ -222,6 +226,11 @@ export class UploadWorkers {
   }
 
   receive(home: Home, reply: Reply): void {
+    if (reply.op === 'noDirect') {
+      if (!warnedNoDirect) process.emitWarning(reply.message, { code: 'REGISTRY_NO_DIRECT_WRITES' });
+      warnedNoDirect = true;
+      return;
+    }
     if (reply.op === 'digest') {
       const d = this.digests.get(reply.req);
       if (!d) return;
