@@ -5,7 +5,7 @@ import { RegistryError } from '../errors';
 import type { BlobRecord, MetadataIndex, UploadRecord } from '../index/metadata-index';
 import { digestOf, hexOf, newHash, type Digest } from './digest';
 import { ByteCache } from './byte-cache';
-import { StorageNotFoundError, type ByteRange, type StorageDriver } from './driver';
+import { StagedBytesShortError, StorageNotFoundError, type ByteRange, type StorageDriver } from './driver';
 
 // The one content-addressed blob store, shared by v1 and v2 and by every driver.
 // Bytes are hashed while they stream to the driver's staging area, verified, then committed
@@ -247,11 +247,8 @@ export class BlobStore {
       }
     } catch (err) {
       if (meter.error) throw meter.error;
-      if (err instanceof StorageNotFoundError && upload.repo !== null) {
-        // The staged bytes are gone (see commit): nothing can be appended to them, so the upload ends.
-        await this.discard(upload);
-        throw new RegistryError('BLOB_UPLOAD_UNKNOWN', "the upload's staged bytes are gone: start a new upload", { detail: { id: upload.id } });
-      }
+      // The staged bytes are gone (see commit) or cut short: nothing can be appended to them.
+      if ((err instanceof StorageNotFoundError || err instanceof StagedBytesShortError) && upload.repo !== null) return this.endLost(upload);
       throw err;
     }
     const size = upload.size + meter.bytes;
@@ -259,7 +256,7 @@ export class BlobStore {
     // A one-shot ingest is never resumed: its progress stays in memory (the row only lets a purge
     // find the staging area after a crash). Client uploads persist it, so they survive a restart.
     if (persist && upload.repo !== null) this.index.updateUpload(upload.id, size, state);
-    return hashPrefix ? { ...upload, size, state, prefixedHex } : { ...upload, size, state };
+    return { ...upload, size, state, prefixedHex };
   }
 
   private async commit(upload: UploadRecord, expected: Digest | undefined, onStored: IngestOptions['onStored']): Promise<BlobRecord> {
@@ -273,6 +270,7 @@ export class BlobStore {
       try {
         digest = await this.driver.stagedDigest(id, upload.state, upload.size);
       } catch (err) {
+        if (err instanceof StagedBytesShortError) return this.endLost(upload);
         if (!(err instanceof StorageNotFoundError) || !expected) throw err;
         digest = expected;
         moved = true;
@@ -300,6 +298,12 @@ export class BlobStore {
       throw new RegistryError('DIGEST_INVALID', "the upload's bytes are not stored under this digest", { detail: { expected } });
     }
     return this.record(upload, digest, location, onStored);
+  }
+
+  /** The upload's staged bytes are gone or cut short: it can go no further, so it ends. */
+  private async endLost(upload: UploadRecord): Promise<never> {
+    await this.discard(upload);
+    throw new RegistryError('BLOB_UPLOAD_UNKNOWN', "the upload's staged bytes are gone or cut short: start a new upload", { detail: { id: upload.id } });
   }
 
   /** Record a committed object, with what onStored adds, in one transaction that also ends the upload. */

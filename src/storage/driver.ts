@@ -38,7 +38,7 @@ export interface StorageDriver {
    * iterates `body` (a plain async iterable, so the caller can meter bytes without a stream in between).
    * Resolves with the new state once every byte is durable enough to be counted; on failure
    * the staging area is left at `size` bytes (partial writes are discarded), or StorageNotFoundError
-   * if the staged bytes are gone.
+   * if the staged bytes are gone, StagedBytesShortError if there are fewer than `size`.
    */
   appendUpload(id: string, state: UploadState, size: number, body: AsyncIterable<Buffer>): Promise<UploadState>;
   /**
@@ -57,7 +57,8 @@ export interface StorageDriver {
    * Optional: the sha256 of the first `size` staged bytes, which the driver computes as it appends (the
    * local driver hashes where it writes, on its upload workers), also after a restart. When present the
    * BlobStore does not hash upload bytes itself. Rejects if the staged bytes cannot be read, with
-   * StorageNotFoundError if they are gone (an earlier commitUpload moved them).
+   * StorageNotFoundError if they are gone (an earlier commitUpload moved them), StagedBytesShortError if
+   * there are fewer than `size`.
    * A driver without it (S3: multipart parts cannot be read back) must commit every upload to a key of
    * its own that does not depend on `hex`: the BlobStore hashes bytes as they pass, and an upload whose
    * running hash was lost (a restart) after its commit, from the committed object.
@@ -90,6 +91,14 @@ export interface StorageDriver {
   releaseIdleMemory?(): number;
   /** Release connections and timers (optional). */
   close?(): void | Promise<void>;
+}
+
+/** An upload's staged bytes are fewer than its recorded size: lost in a crash with fsync off, or cut by hand. */
+export class StagedBytesShortError extends Error {
+  override name = 'StagedBytesShortError';
+  constructor(readonly key: string) {
+    super(`staged bytes cut short: ${key}`);
+  }
 }
 
 export class StorageNotFoundError extends Error {

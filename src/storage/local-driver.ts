@@ -1,7 +1,7 @@
 import { constants, promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
-import { StorageNotFoundError, type ByteRange, type StorageDriver, type UploadState } from './driver';
+import { StagedBytesShortError, StorageNotFoundError, type ByteRange, type StorageDriver, type UploadState } from './driver';
 import { pipeFile } from './file-reader';
 import type { Digest } from './digest';
 import { UploadWorkers, type AppendResult } from './upload-workers';
@@ -113,8 +113,10 @@ export class LocalDriver implements StorageDriver {
       const direct = this.opts.directWrites ?? true;
       return await this.workers.append(id, { file, position: size, fsync: this.opts.fsync, writebackEvery, direct, hashPrefix }, body);
     } catch (err) {
-      // Staged bytes that are gone (moved by a commit the index never recorded, or removed by hand).
+      // Staged bytes that are gone (moved by a commit the index never recorded, or removed by hand), or fewer
+      // than the upload's size (a truncate back to it would append zeros).
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new StorageNotFoundError(`uploads/${id}`);
+      if ((err as NodeJS.ErrnoException).code === 'ESHORT') throw new StagedBytesShortError(`uploads/${id}`);
       // The worker is done with the file (or dead): drop the bytes this append wrote, never counted.
       await fs.truncate(file, size).catch(() => undefined);
       throw err;
@@ -127,6 +129,7 @@ export class LocalDriver implements StorageDriver {
     } catch (err) {
       // Moved into place by a commit whose index write never happened (see BlobStore.commit).
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new StorageNotFoundError(`uploads/${id}`);
+      if ((err as NodeJS.ErrnoException).code === 'ESHORT') throw new StagedBytesShortError(`uploads/${id}`);
       throw err;
     }
   }

@@ -1,4 +1,6 @@
 import { randomBytes } from 'node:crypto';
+import { readdirSync, truncateSync } from 'node:fs';
+import path from 'node:path';
 import t from 'tap';
 import { http } from '../helpers/http';
 import { startRegistry, type TestRegistry } from '../helpers/server';
@@ -199,6 +201,28 @@ t.test('uploads survive a restart', async (t) => {
   t.equal(r.status, 201, 'digest verified after re-hashing the staged bytes');
   r = await http(reg.url, 'GET', `/v2/r/s/blobs/${sha256(data)}`);
   t.ok(r.buf.equals(data));
+});
+
+t.test('staged bytes cut short across a restart (fsync off, a crash): PATCH and PUT answer 404 BLOB_UPLOAD_UNKNOWN, not 500', async (t) => {
+  // The local driver's staged files (S3 keeps its parts elsewhere).
+  let reg = await startRegistry(t, { storage: { driver: 'local' } });
+  const data = randomBytes(200_000);
+  const uploads: string[] = [];
+  for (let i = 0; i < 2; i++) {
+    const r = await http(reg.url, 'POST', '/v2/r/short/blobs/uploads/');
+    uploads.push(r.headers.get('location')!);
+    t.equal((await http(reg.url, 'PATCH', uploads[i]!, data.subarray(0, 150_000), { 'content-range': '0-149999' })).status, 202);
+  }
+  reg = await reg.restart();
+  const staging = path.join(reg.config.storage.local.root, 'uploads');
+  for (const f of readdirSync(staging)) truncateSync(path.join(staging, f), 100_000);
+  let r = await http(reg.url, 'PATCH', uploads[0]!, data.subarray(150_000), { 'content-range': '150000-199999' });
+  t.same([r.status, errCode(r)], [404, 'BLOB_UPLOAD_UNKNOWN'], 'a resumed PATCH: the client starts over');
+  r = await http(reg.url, 'PUT', `${uploads[1]}?digest=${sha256(data.subarray(0, 150_000))}`);
+  t.same([r.status, errCode(r)], [404, 'BLOB_UPLOAD_UNKNOWN'], 'the PUT that would end it');
+  t.same(readdirSync(staging), [], 'both uploads gone, staged bytes too');
+  r = await http(reg.url, 'HEAD', `/v2/r/short/blobs/${sha256(data.subarray(0, 150_000))}`);
+  t.equal(r.status, 404, 'nothing stored');
 });
 
 t.test('manifests: validation, media types, by digest, size', async (t) => {
