@@ -79,7 +79,7 @@ export class AccessControl {
     if (this.limiter.blocked(client, user)) {
       throw new RegistryError('TOOMANYREQUESTS', 'too many failed logins; try again later');
     }
-    if (this.htpasswd.verify(user, password)) {
+    if (await this.htpasswd.verify(user, password)) {
       this.limiter.succeed(client, user);
       return true;
     }

@@ -1,6 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { readFileSync, statSync, watchFile, unwatchFile } from 'node:fs';
+import { readFileSync, statSync, watchFile, unwatchFile, promises as fs } from 'node:fs';
 import bcrypt from 'bcryptjs';
+import { BcryptWorker } from './bcrypt-worker';
 
 // An htpasswd file: bcrypt entries ($2y$, $2a$, $2b$, as `htpasswd -B` writes); apr1-MD5 and
 // {SHA} entries of older files are accepted with a warning; plaintext entries are refused.
@@ -54,11 +55,11 @@ function safeEqual(a: string, b: string): boolean {
   return x.length === y.length && timingSafeEqual(x, y);
 }
 
-function verifyEntry(password: string, entry: Entry): boolean {
+function verifyEntry(password: string, entry: Entry, bcryptWorker: BcryptWorker): Promise<boolean> | boolean {
   switch (entry.scheme) {
     case 'bcrypt':
       // bcryptjs understands $2a$/$2b$; $2y$ is the same algorithm under PHP's name.
-      return bcrypt.compareSync(password, entry.hash.replace(/^\$2y\$/, '$2b$'));
+      return bcryptWorker.compare(password, entry.hash.replace(/^\$2y\$/, '$2b$'));
     case 'sha':
       return safeEqual(entry.hash, '{SHA}' + createHash('sha1').update(password).digest('base64'));
     case 'apr1':
@@ -69,56 +70,80 @@ function verifyEntry(password: string, entry: Entry): boolean {
 /** A bcrypt hash that no password matches, so unknown users cost as much time as known ones. */
 const DUMMY: Entry = { scheme: 'bcrypt', hash: bcrypt.hashSync('not a password', 5) };
 
-export class Htpasswd {
-  private users = new Map<string, Entry>();
+/** One reading of the file: its users, and what was verified against them. */
+interface Generation {
+  users: Map<string, Entry>;
   /** Successful verifications (sha256 of user and password), so bcrypt runs once per credential, not per request. */
-  private verified = new Set<string>();
+  verified: Set<string>;
+  /** Verifications under way, so that the same credential arriving many times at once costs one bcrypt. */
+  checking: Map<string, Promise<boolean>>;
+}
+
+export class Htpasswd {
+  private current: Generation;
   private mtimeMs = 0;
+  private reloading: Promise<void> | null = null;
+  private readonly bcrypt = new BcryptWorker();
 
   constructor(
     private readonly path: string,
     private readonly log?: HtpasswdLog,
   ) {
-    this.load();
+    // The first reading is synchronous: a missing or unreadable file stops the start.
+    this.current = this.apply(readFileSync(this.path, 'utf8'), statSync(this.path).mtimeMs);
     // Polling stat is reliable across editors that replace the file, bind mounts and network filesystems.
-    watchFile(this.path, { interval: 1000, persistent: false }, () => this.reloadIfChanged());
+    watchFile(this.path, { interval: 1000, persistent: false }, () => void this.reloadIfChanged());
   }
 
   close(): void {
     unwatchFile(this.path);
+    void this.bcrypt.close();
   }
 
   /** Re-read the file if its modification time changed. Also called before each verification. */
-  reloadIfChanged(): void {
-    let mtime: number;
-    try {
-      mtime = statSync(this.path).mtimeMs;
-    } catch {
-      return; // keep the last good copy while the file is being replaced
-    }
-    if (mtime !== this.mtimeMs) this.load();
+  reloadIfChanged(): Promise<void> {
+    this.reloading ??= this.reload().finally(() => (this.reloading = null));
+    return this.reloading;
   }
 
-  private load(): void {
-    const text = readFileSync(this.path, 'utf8');
-    this.mtimeMs = statSync(this.path).mtimeMs;
-    this.users = parseHtpasswd(text, this.log);
-    this.verified = new Set();
-    this.log?.info({ users: this.users.size }, 'htpasswd loaded');
+  private async reload(): Promise<void> {
+    try {
+      const { mtimeMs } = await fs.stat(this.path);
+      if (mtimeMs !== this.mtimeMs) this.current = this.apply(await fs.readFile(this.path, 'utf8'), mtimeMs);
+    } catch {
+      // keep the last good copy while the file is being replaced
+    }
+  }
+
+  private apply(text: string, mtimeMs: number): Generation {
+    this.mtimeMs = mtimeMs;
+    const users = parseHtpasswd(text, this.log);
+    this.log?.info({ users: users.size }, 'htpasswd loaded');
+    return { users, verified: new Set(), checking: new Map() };
   }
 
   has(user: string): boolean {
-    return this.users.has(user);
+    return this.current.users.has(user);
   }
 
-  verify(user: string, password: string): boolean {
-    this.reloadIfChanged();
+  async verify(user: string, password: string): Promise<boolean> {
+    await this.reloadIfChanged();
+    const gen = this.current;
     const key = createHash('sha256').update(user).update('\0').update(password).digest('hex');
-    const entry = this.users.get(user);
-    if (entry && this.verified.has(key)) return true;
-    const ok = verifyEntry(password, entry ?? DUMMY) && entry !== undefined;
-    if (ok) this.verified.add(key);
-    return ok;
+    const entry = gen.users.get(user);
+    if (entry && gen.verified.has(key)) return true;
+    let checking = gen.checking.get(key);
+    if (!checking) {
+      checking = Promise.resolve(verifyEntry(password, entry ?? DUMMY, this.bcrypt)).then((ok) => {
+        // Cached in this generation only: a file changed meanwhile starts with nothing verified.
+        if (ok && entry) gen.verified.add(key);
+        return ok && entry !== undefined;
+      });
+      const drop = () => void gen.checking.delete(key);
+      checking.then(drop, drop);
+      gen.checking.set(key, checking);
+    }
+    return checking;
   }
 }
 

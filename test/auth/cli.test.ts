@@ -23,9 +23,9 @@ t.test('add, update, list, remove', async (t) => {
   t.match(r.stdout, /updated alice/);
   const h = new Htpasswd(file);
   t.teardown(() => h.close());
-  t.ok(h.verify('alice', 'second-pw'));
-  t.notOk(h.verify('alice', 'first-pw'));
-  t.ok(h.verify('bob', 'bob-pw'));
+  t.ok(await h.verify('alice', 'second-pw'));
+  t.notOk(await h.verify('alice', 'first-pw'));
+  t.ok(await h.verify('bob', 'bob-pw'));
   if (findTool('htpasswd')) {
     execFileSync('htpasswd', ['-vb', file, 'alice', 'second-pw'], { stdio: 'pipe' });
     t.pass('Apache htpasswd verifies our entries');

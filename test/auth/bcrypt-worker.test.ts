@@ -1,0 +1,64 @@
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import bcrypt from 'bcryptjs';
+import t from 'tap';
+import { BcryptWorker } from '../../src/auth/bcrypt-worker';
+import { Htpasswd } from '../../src/auth/htpasswd';
+import { tempDir } from '../helpers/server';
+
+// Cost 12: ~290 ms per compare here, long enough that an event loop running it would be plainly busy.
+const SLOW = bcrypt.hashSync('s3cret', 12);
+
+t.test('a compare runs on the worker thread: the event loop stays idle meanwhile', async (t) => {
+  const worker = new BcryptWorker();
+  t.teardown(() => worker.close());
+  t.ok(await worker.compare('s3cret', bcrypt.hashSync('s3cret', 4)), 'warm-up (the worker starts)');
+  const before = performance.eventLoopUtilization();
+  const [right, wrong] = await Promise.all([worker.compare('s3cret', SLOW), worker.compare('nope', SLOW)]);
+  const elu = performance.eventLoopUtilization(before);
+  t.same([right, wrong], [true, false]);
+  // Compared on the event loop, the two would keep it busy nearly all of their ~0.6 s (utilization ~1).
+  t.ok(elu.utilization < 0.5, `event loop utilization during two cost-12 compares: ${elu.utilization.toFixed(3)}`);
+});
+
+t.test('a worker that goes away fails what waits; the next compare starts a new one', async (t) => {
+  const worker = new BcryptWorker();
+  const waiting = worker.compare('s3cret', SLOW);
+  await worker.close();
+  await t.rejects(waiting, /bcrypt worker exited/);
+  t.ok(await worker.compare('s3cret', SLOW), 'a new worker answers');
+  await worker.close();
+});
+
+t.test('htpasswd: one compare for a credential arriving many times at once; none cached across a change of the file', async (t) => {
+  const file = path.join(tempDir(t), 'htpasswd');
+  writeFileSync(file, `ci:${SLOW}\n`);
+  const h = new Htpasswd(file);
+  t.teardown(() => h.close());
+  let compares = 0;
+  const compare = BcryptWorker.prototype.compare;
+  BcryptWorker.prototype.compare = function (this: BcryptWorker, password: string, hash: string) {
+    compares++;
+    return compare.call(this, password, hash);
+  };
+  t.teardown(() => void (BcryptWorker.prototype.compare = compare));
+
+  // 16 CI jobs start with the same credentials before any login has been verified.
+  t.same(await Promise.all(Array.from({ length: 16 }, () => h.verify('ci', 's3cret'))), Array(16).fill(true));
+  t.equal(compares, 1, 'one bcrypt for all 16');
+  t.ok(await h.verify('ci', 's3cret'));
+  t.equal(compares, 1, 'then cached');
+
+  // The password changes while a login with the old one is being checked: that login began before the
+  // change and succeeds, but its success must not be remembered for the new file.
+  await new Promise((r) => setTimeout(r, 20)); // a new mtime
+  writeFileSync(file, `other:${SLOW}\n`);
+  const login = h.verify('other', 's3cret');
+  while (compares < 2) await new Promise((r) => setTimeout(r, 5)); // its compare is under way
+  writeFileSync(file, `other:${bcrypt.hashSync('new-pass', 4)}\n`);
+  await h.reloadIfChanged();
+  t.ok(await login, 'checked against the file as it was when the check began');
+  t.notOk(await h.verify('other', 's3cret'), 'the old password is refused once the file says otherwise');
+  t.ok(await h.verify('other', 'new-pass'));
+});
