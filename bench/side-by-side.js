@@ -1091,6 +1091,8 @@ async function main() {
     machine,
     versions,
     load: { loadavgStart: load0, loadavgEnd: loadavg(), cpu: runCpu },
+    freePageReportingGiBDuringRun:
+      machine.freePageReportingKiB === null ? null : Number((((reportedToHostKiB() ?? 0) - machine.freePageReportingKiB) / 1024 / 1024).toFixed(1)),
     params: {
       pairs: PAIRS,
       blobMiB: BLOB_MB,
@@ -1182,7 +1184,28 @@ function machineInfo(tmp, fsType) {
   const model = /^model name\s*:\s*(.+)$/m.exec(cpuinfo)?.[1]?.trim() ?? os.cpus()[0]?.model ?? 'unknown';
   const memKiB = Number(/^MemTotal:\s+(\d+)/m.exec(fs.readFileSync('/proc/meminfo', 'utf8'))?.[1] ?? 0);
   const nproc = Number(tryVersion('nproc', [])) || os.cpus().length;
-  return { cpus: nproc, cpuModel: model, memGiB: Number((memKiB / 1024 / 1024).toFixed(1)), tmpDir: path.dirname(tmp), tmpFs: fsType };
+  return {
+    cpus: nproc,
+    cpuModel: model,
+    memGiB: Number((memKiB / 1024 / 1024).toFixed(1)),
+    tmpDir: path.dirname(tmp),
+    tmpFs: fsType,
+    freePageReportingKiB: reportedToHostKiB(),
+  };
+}
+
+/**
+ * On a VM with free page reporting (virtio-balloon; Firecracker here), memory the guest frees is handed back
+ * to the host, and the next use of such a page costs a fault on the host. A page-cache fill from free memory
+ * then costs ~1.1 s of system CPU per GiB instead of ~0.1 s (measured on the bench VM with a cold 1 GiB read),
+ * which bounds every first read of a blob (row 7 GET) and buffered writes. KiB reported so far, or null.
+ */
+function reportedToHostKiB() {
+  try {
+    return Number(fs.readFileSync('/sys/module/page_reporting/parameters/reported_kib', 'utf8').trim());
+  } catch {
+    return null;
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1275,6 +1298,12 @@ function markdown(result) {
         ['date', result.date],
         ['duration', `${fmt(result.durationSeconds / 60, 1)} min`],
         ['machine', `${m.cpus} cores, ${m.cpuModel}, ${m.memGiB} GiB RAM, temp dir ${m.tmpDir} (${m.tmpFs}), ${v.kernel}`],
+        [
+          'free page reporting',
+          result.freePageReportingGiBDuringRun === null
+            ? 'off (no /sys/module/page_reporting)'
+            : `on: a VM that hands the memory it frees back to its host (${result.freePageReportingGiBDuringRun} GiB during this run), so a page the page cache takes from free memory costs a fault on the host. Filling the page cache then costs ~1.1 s of system CPU per GiB instead of ~0.1 s (a cold 1 GiB read measured on the bench VM), which bounds the first read of a blob written with O_DIRECT (row 7 GET) and buffered writes (the disk test's "buffered")`,
+        ],
         ['ours', `tsregistry ${v.ours} (git ${v.oursGit ?? '?'}), \`${p.serverCommand}\` (as npm start), node ${v.node}, local storage (fsync on, uploads written with O_DIRECT: the defaults), SQLite index, log level warn`],
         ['theirs', `${v.dockerRegistry} (Debian package docker-registry), filesystem storage, delete enabled, blobdescriptor cache inmemory, log level warn, access log off`],
         [
