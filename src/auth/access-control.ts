@@ -79,7 +79,11 @@ export class AccessControl {
     if (this.limiter.blocked(client, user)) {
       throw new RegistryError('TOOMANYREQUESTS', 'too many failed logins; try again later');
     }
-    if (await this.htpasswd.verify(user, password)) {
+    const ok = await this.htpasswd.verify(user, password).catch((err: Error) => {
+      // The bcrypt worker failed (it died): say so, rather than letting it pass for bad credentials.
+      throw new RegistryError('UNAVAILABLE', `cannot check passwords now: ${err.message}`);
+    });
+    if (ok) {
       this.limiter.succeed(client, user);
       return true;
     }

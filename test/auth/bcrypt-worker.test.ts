@@ -5,7 +5,8 @@ import bcrypt from 'bcryptjs';
 import t from 'tap';
 import { BcryptWorker } from '../../src/auth/bcrypt-worker';
 import { Htpasswd } from '../../src/auth/htpasswd';
-import { tempDir } from '../helpers/server';
+import { authConfig, basic } from '../helpers/auth';
+import { startRegistry, tempDir } from '../helpers/server';
 
 // Cost 12: ~290 ms per compare here, long enough that an event loop running it would be plainly busy.
 const SLOW = bcrypt.hashSync('s3cret', 12);
@@ -61,4 +62,21 @@ t.test('htpasswd: one compare for a credential arriving many times at once; none
   t.ok(await login, 'checked against the file as it was when the check began');
   t.notOk(await h.verify('other', 's3cret'), 'the old password is refused once the file says otherwise');
   t.ok(await h.verify('other', 'new-pass'));
+});
+
+t.test('a failed bcrypt worker answers 503, not a 401 that blames the credentials', async (t) => {
+  const { overrides } = authConfig(t, { alice: 'alice-pw' });
+  const reg = await startRegistry(t, overrides);
+  const compare = BcryptWorker.prototype.compare;
+  BcryptWorker.prototype.compare = () => Promise.reject(new Error('bcrypt worker exited with code 1'));
+  t.teardown(() => void (BcryptWorker.prototype.compare = compare));
+  const headers = { authorization: basic('alice', 'alice-pw') };
+  const v2 = await fetch(`${reg.url}/v2/`, { headers });
+  t.equal(v2.status, 503);
+  t.match(await v2.json(), { errors: [{ code: 'UNAVAILABLE', message: /cannot check passwords now: bcrypt worker exited/ }] });
+  const v1 = await fetch(`${reg.url}/v1/users/`, { headers });
+  t.equal(v1.status, 503);
+  t.match(await v1.json(), { error: /cannot check passwords now/ });
+  BcryptWorker.prototype.compare = compare;
+  t.equal((await fetch(`${reg.url}/v2/`, { headers })).status, 200, 'and logins work again once it does');
 });
