@@ -24,49 +24,53 @@ interface Answer {
   error?: string;
 }
 
+type Waiting = Map<number, { resolve: (ok: boolean) => void; reject: (err: Error) => void }>;
+
 export class BcryptWorker {
-  private worker: Worker | null = null;
-  private readonly waiting = new Map<number, { resolve: (ok: boolean) => void; reject: (err: Error) => void }>();
+  /** The running worker and the compares waiting on it (each worker its own: an old one's exit fails only its own). */
+  private current: { worker: Worker; waiting: Waiting } | null = null;
   private nextId = 1;
 
   /** Whether `password` matches the bcrypt `hash` ($2a$ or $2b$). */
   compare(password: string, hash: string): Promise<boolean> {
-    const worker = this.start();
+    const { worker, waiting } = this.start();
     const id = this.nextId++;
-    if (this.waiting.size === 0) worker.ref(); // while a compare waits, the process stays up for it
+    if (waiting.size === 0) worker.ref(); // while a compare waits, the process stays up for it
     return new Promise((resolve, reject) => {
-      this.waiting.set(id, { resolve, reject });
+      waiting.set(id, { resolve, reject });
       worker.postMessage({ id, password, hash });
     });
   }
 
   async close(): Promise<void> {
-    const worker = this.worker;
-    this.worker = null;
+    const worker = this.current?.worker;
+    this.current = null;
     await worker?.terminate();
   }
 
-  private start(): Worker {
-    if (this.worker) return this.worker;
+  private start(): { worker: Worker; waiting: Waiting } {
+    if (this.current) return this.current;
     const worker = new Worker(SOURCE, { eval: true, name: 'bcrypt', workerData: { bcryptjs: require.resolve('bcryptjs') } });
+    const waiting: Waiting = new Map();
+    const current = { worker, waiting };
     worker.unref();
     worker.on('message', (answer: Answer) => {
-      const w = this.waiting.get(answer.id);
+      const w = waiting.get(answer.id);
       if (!w) return;
-      this.waiting.delete(answer.id);
-      if (this.waiting.size === 0) worker.unref();
+      waiting.delete(answer.id);
+      if (waiting.size === 0) worker.unref();
       if (answer.error !== undefined) w.reject(new Error(`bcrypt: ${answer.error}`));
       else w.resolve(answer.ok === true);
     });
     // A worker that dies (or is closed) fails what waits on it; the next compare starts a new one.
     const lost = (err: Error) => {
-      if (this.worker === worker) this.worker = null;
-      for (const w of this.waiting.values()) w.reject(err);
-      this.waiting.clear();
+      if (this.current === current) this.current = null;
+      for (const w of waiting.values()) w.reject(err);
+      waiting.clear();
     };
     worker.on('error', lost);
     worker.on('exit', (code) => lost(new Error(`bcrypt worker exited with code ${code}`)));
-    this.worker = worker;
-    return worker;
+    this.current = current;
+    return current;
   }
 }

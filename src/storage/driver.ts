@@ -85,8 +85,8 @@ export interface StorageDriver {
    */
   redirectUrl?(key: string, expiresInSeconds: number): Promise<string>;
   /**
-   * Optional: drop buffers kept for reuse; called when the server has gone quiet, just before a garbage
-   * collection. Returns the bytes dropped.
+   * Optional: drop buffers kept for reuse; called each second the server is quiet. Returns the bytes dropped;
+   * when that is more than 0 a garbage collection follows (only it frees them).
    */
   releaseIdleMemory?(): number;
   /** Release connections and timers (optional). */

@@ -113,10 +113,9 @@ export class LocalDriver implements StorageDriver {
       const direct = this.opts.directWrites ?? true;
       return await this.workers.append(id, { file, position: size, fsync: this.opts.fsync, writebackEvery, direct, hashPrefix }, body);
     } catch (err) {
-      // Staged bytes that are gone (moved by a commit the index never recorded, or removed by hand), or fewer
-      // than the upload's size (a truncate back to it would append zeros).
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new StorageNotFoundError(`uploads/${id}`);
-      if ((err as NodeJS.ErrnoException).code === 'ESHORT') throw new StagedBytesShortError(`uploads/${id}`);
+      // Lost staged bytes cannot be rolled back to `size` (a truncate of a short file would append zeros).
+      const lost = lostStagedBytes(err, id);
+      if (lost) throw lost;
       // The worker is done with the file (or dead): drop the bytes this append wrote, never counted.
       await fs.truncate(file, size).catch(() => undefined);
       throw err;
@@ -127,10 +126,7 @@ export class LocalDriver implements StorageDriver {
     try {
       return `sha256:${await this.workers.digest(id, this.uploadFile(id), size)}`;
     } catch (err) {
-      // Moved into place by a commit whose index write never happened (see BlobStore.commit).
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new StorageNotFoundError(`uploads/${id}`);
-      if ((err as NodeJS.ErrnoException).code === 'ESHORT') throw new StagedBytesShortError(`uploads/${id}`);
-      throw err;
+      throw lostStagedBytes(err, id) ?? err;
     }
   }
 
@@ -182,4 +178,16 @@ async function fsyncDir(dir: string): Promise<void> {
   } finally {
     await h.close();
   }
+}
+
+/**
+ * The driver error for an upload's staged bytes that are gone (ENOENT: moved into place by a commit whose
+ * index write never happened, see BlobStore.commit, or removed by hand) or fewer than its recorded size
+ * (ESHORT from the upload worker: lost in a crash with fsync off, or cut by hand); undefined for other errors.
+ */
+function lostStagedBytes(err: unknown, id: string): Error | undefined {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  if (code === 'ENOENT') return new StorageNotFoundError(`uploads/${id}`);
+  if (code === 'ESHORT') return new StagedBytesShortError(`uploads/${id}`);
+  return undefined;
 }

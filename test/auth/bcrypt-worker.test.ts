@@ -29,6 +29,12 @@ t.test('a worker that goes away fails what waits; the next compare starts a new 
   await worker.close();
   await t.rejects(waiting, /bcrypt worker exited/);
   t.ok(await worker.compare('s3cret', SLOW), 'a new worker answers');
+  // A compare asked for while the old worker is still going away goes to a new one, and the old one's
+  // exit fails only what waited on it.
+  const closing = worker.close();
+  const next = worker.compare('s3cret', SLOW);
+  await closing;
+  t.ok(await next, 'not failed by the exit of the worker before it');
   await worker.close();
 });
 
