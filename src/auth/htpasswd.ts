@@ -1,6 +1,5 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { readFileSync, statSync, watchFile, unwatchFile, promises as fs } from 'node:fs';
-import bcrypt from 'bcryptjs';
 import { BcryptWorker } from './bcrypt-worker';
 
 // An htpasswd file: bcrypt entries ($2y$, $2a$, $2b$, as `htpasswd -B` writes); apr1-MD5 and
@@ -67,8 +66,35 @@ function verifyEntry(password: string, entry: Entry, bcryptWorker: BcryptWorker)
   }
 }
 
-/** A bcrypt hash that no password matches, so unknown users cost as much time as known ones. */
-const DUMMY: Entry = { scheme: 'bcrypt', hash: bcrypt.hashSync('not a password', 5) };
+/**
+ * An entry no password matches, checked for a name the file lacks, so that a failed login takes as long
+ * whether the name exists or not. It takes the scheme and bcrypt cost most of the file's entries use:
+ * a fixed cheap dummy answered ~75 ms sooner than cost-10 entries, which told which names exist.
+ * Its hash part is random characters: bcrypt still runs in full at that cost, nothing matches, and
+ * making it costs no bcrypt run on reload.
+ */
+export function dummyEntry(users: Iterable<Entry>): Entry {
+  const counts = new Map<string, number>();
+  for (const { scheme, hash } of users) {
+    const kind = scheme === 'bcrypt' ? `bcrypt:${hash.slice(4, 6)}` : scheme;
+    counts.set(kind, (counts.get(kind) ?? 0) + 1);
+  }
+  // The most used kind; among equals, the costlier (bcrypt over the legacy schemes, then the higher cost).
+  const rank = (kind: string) => (kind.startsWith('bcrypt:') ? 1000 + Number(kind.slice(7)) : 0);
+  let kind = 'bcrypt:04'; // no entries: every name is unknown, so the cheapest cost hides nothing
+  let best = 0;
+  for (const [k, n] of counts) {
+    if (n > best || (n === best && rank(k) > rank(kind))) [kind, best] = [k, n];
+  }
+  if (kind === 'sha') return { scheme: 'sha', hash: '{SHA}' + randomBytes(20).toString('base64') };
+  if (kind === 'apr1') return { scheme: 'apr1', hash: `$apr1$${randomChars(8)}$${randomChars(22)}` };
+  return { scheme: 'bcrypt', hash: `$2b$${kind.slice(7)}$${randomChars(53)}` };
+}
+
+/** Characters of bcrypt's and apr1's base64 alphabet. */
+function randomChars(n: number): string {
+  return Array.from(randomBytes(n), (b) => ITOA64[b & 0x3f]).join('');
+}
 
 /** One reading of the file: its users, and what was verified against them. */
 interface Generation {
@@ -77,6 +103,8 @@ interface Generation {
   verified: Set<string>;
   /** Verifications under way, so that the same credential arriving many times at once costs one bcrypt. */
   checking: Map<string, Promise<boolean>>;
+  /** What a name the file lacks is checked against. */
+  dummy: Entry;
 }
 
 export class Htpasswd {
@@ -119,7 +147,7 @@ export class Htpasswd {
     this.mtimeMs = mtimeMs;
     const users = parseHtpasswd(text, this.log);
     this.log?.info({ users: users.size }, 'htpasswd loaded');
-    return { users, verified: new Set(), checking: new Map() };
+    return { users, verified: new Set(), checking: new Map(), dummy: dummyEntry(users.values()) };
   }
 
   has(user: string): boolean {
@@ -134,7 +162,7 @@ export class Htpasswd {
     if (entry && gen.verified.has(key)) return true;
     let checking = gen.checking.get(key);
     if (!checking) {
-      checking = Promise.resolve(verifyEntry(password, entry ?? DUMMY, this.bcrypt)).then((ok) => {
+      checking = Promise.resolve(verifyEntry(password, entry ?? gen.dummy, this.bcrypt)).then((ok) => {
         // Cached in this generation only: a file changed meanwhile starts with nothing verified.
         if (ok && entry) gen.verified.add(key);
         return ok && entry !== undefined;

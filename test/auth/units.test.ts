@@ -3,7 +3,7 @@ import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { AccessPolicy } from '../../src/auth/access';
-import { apr1, Htpasswd, parseHtpasswd } from '../../src/auth/htpasswd';
+import { apr1, dummyEntry, Htpasswd, parseHtpasswd } from '../../src/auth/htpasswd';
 import { FailedLoginLimiter } from '../../src/auth/limiter';
 import { parseRules } from '../../src/auth/rules';
 import { grantsAllow, signJwt, signV1Token, verifyJwt, verifyV1Token } from '../../src/auth/tokens';
@@ -49,6 +49,36 @@ t.test('htpasswd formats, as Apache htpasswd writes them', async (t) => {
   t.ok(await h.verify('late', 'l-pass'), 'a user added to the file works at once');
   execFileSync('htpasswd', ['-D', file, 'bcrypt']);
   t.notOk(await h.verify('bcrypt', 'b-pass'), 'a removed user is refused even with a cached success');
+});
+
+t.test('a name the file lacks is checked like the entries most names have', async (t) => {
+  const fake = (prefix: string) => `${prefix}${'./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789'.slice(0, 53)}`;
+  const kind = (text: string) => {
+    const d = dummyEntry(parseHtpasswd(text).values());
+    // The dummy has the format of a real entry, so it is checked as one.
+    t.equal(parseHtpasswd(`u:${d.hash}`).get('u')?.scheme, d.scheme, `${d.hash} parses as ${d.scheme}`);
+    return d.scheme === 'bcrypt' ? `bcrypt ${d.hash.slice(4, 6)}` : d.scheme;
+  };
+  t.equal(kind(`a:${fake('$2y$10$')}\nb:${fake('$2y$10$')}\nc:${fake('$2y$05$')}\n`), 'bcrypt 10', 'the cost most entries use');
+  t.equal(kind(`a:${fake('$2y$05$')}\nb:${fake('$2b$12$')}\n`), 'bcrypt 12', 'among equals, the costlier');
+  t.equal(kind(`a:$apr1$saltsalt$${'x'.repeat(22)}\nb:$apr1$saltsalt$${'y'.repeat(22)}\nc:${fake('$2y$10$')}\n`), 'apr1', 'a legacy scheme most entries use');
+  t.equal(kind(`a:{SHA}${'A'.repeat(27)}=\n`), 'sha');
+  t.equal(kind(''), 'bcrypt 04', 'no entries: the cheapest, as every name is unknown');
+  const d = dummyEntry(parseHtpasswd(`a:${fake('$2y$04$')}\n`).values());
+  t.not(d.hash, dummyEntry(parseHtpasswd(`a:${fake('$2y$04$')}\n`).values()).hash, 'random each time');
+
+  // verify() checks an unknown name against that dummy, on the bcrypt worker, and refuses it.
+  const file = path.join(tempDir(t), 'htpasswd');
+  writeFileSync(file, `a:${fake('$2y$10$')}\nb:${fake('$2y$10$')}\nc:${fake('$2y$04$')}\n`);
+  const h = new Htpasswd(file);
+  t.teardown(() => h.close());
+  const worker = (h as unknown as { bcrypt: { compare(p: string, hash: string): Promise<boolean> } }).bcrypt;
+  const compare = worker.compare.bind(worker);
+  const costs: string[] = [];
+  worker.compare = (p, hash) => (costs.push(hash.slice(4, 6)), compare(p, hash));
+  t.notOk(await h.verify('nobody', 'x'));
+  t.notOk(await h.verify('a', 'x'));
+  t.same(costs, ['10', '10'], 'an unknown name costs what a known one does');
 });
 
 t.test('apr1 matches a known vector', async (t) => {
