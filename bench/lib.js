@@ -159,6 +159,56 @@ function cpuSeconds(pid) {
   }
 }
 
+/** User and system CPU seconds of each live thread of `pid`, by thread id (the main thread's id is the pid). */
+function threadCpuSeconds(pid) {
+  const threads = new Map();
+  let tids = [];
+  try {
+    tids = fs.readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return threads; // process gone
+  }
+  for (const tid of tids) {
+    try {
+      const stat = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      threads.set(Number(tid), { user: Number(f[11]) / CLK_TCK, sys: Number(f[12]) / CLK_TCK });
+    } catch {
+      // the thread ended
+    }
+  }
+  return threads;
+}
+
+/**
+ * Where a process's CPU went between two threadCpuSeconds readings: its main thread, its busiest other
+ * thread (in our server during a push: the upload worker, which hashes and writes), and all the others
+ * (libuv's pool, V8's helpers). Each { user, sys } in seconds.
+ */
+function cpuByThread(pid, before, after) {
+  const zero = { user: 0, sys: 0 };
+  const used = [...after].map(([tid, b]) => {
+    const a = before.get(tid) ?? zero;
+    return { tid, user: b.user - a.user, sys: b.sys - a.sys };
+  });
+  const others = used.filter((t) => t.tid !== pid).sort((x, y) => y.user + y.sys - (x.user + x.sys));
+  const part = ({ user, sys }) => ({ user: Math.round(user * 100) / 100, sys: Math.round(sys * 100) / 100 }); // clock ticks: 10 ms
+  return {
+    main: part(used.find((t) => t.tid === pid) ?? zero),
+    busiest: part(others[0] ?? zero),
+    rest: part(others.slice(1).reduce((sum, t) => ({ user: sum.user + t.user, sys: sum.sys + t.sys }), zero)),
+  };
+}
+
+/**
+ * The fastest `mib` could have moved with the CPU work measured, on `cores` cores: no faster than all
+ * cores kept busy with the server's and the client's work, nor than any one thread doing its own part.
+ */
+function cpuBoundMiBps(mib, cores, serverCpu, clientCpu, threads) {
+  const busy = (t) => t.user + t.sys;
+  return mib / Math.max((serverCpu + clientCpu) / cores, busy(threads.main), busy(threads.busiest), clientCpu);
+}
+
 // ---- HTTP client: one keep-alive connection, like a single client pushing or pulling ----
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
@@ -507,6 +557,9 @@ module.exports = {
   sha256Speed,
   readStatusKiB,
   cpuSeconds,
+  threadCpuSeconds,
+  cpuByThread,
+  cpuBoundMiBps,
   diskWriteSpeed,
   flushDirtyPages,
   waitForQuiet,

@@ -71,7 +71,7 @@ const { Readable, Transform } = require('node:stream');
 const { pipeline } = require('node:stream/promises');
 const { spawn, spawnSync } = require('node:child_process');
 const v1 = require('./v1-layer.js');
-const { positiveInt, freePort, tail, sleep, mibps, now, secondsSince, fmt, median, envWithoutRegistryVars, serverCommand, selfTreeCpuSeconds, curlGet, CLK_TCK, RssSampler, Child, readStatusKiB, cpuSeconds, sha256Speed, diskWriteSpeed, flushDirtyPages, waitForQuiet, hashedGet, agent: v1Agent, table, LayerGenerator, premadeChunks } = require('./lib');
+const { positiveInt, freePort, tail, sleep, mibps, now, secondsSince, fmt, median, envWithoutRegistryVars, serverCommand, selfTreeCpuSeconds, curlGet, CLK_TCK, RssSampler, Child, readStatusKiB, cpuSeconds, cpuBoundMiBps, sha256Speed, diskWriteSpeed, flushDirtyPages, waitForQuiet, hashedGet, agent: v1Agent, table, LayerGenerator, premadeChunks } = require('./lib');
 
 const ROOT = path.resolve(__dirname, '..');
 const RESULTS = process.env.BENCH_JSON === '-' ? null : path.resolve(process.env.BENCH_JSON || path.join(__dirname, 'results', 'side-by-side.json'));
@@ -1004,12 +1004,15 @@ async function main() {
         flushDirtyPages();
         const r = await v1.round(ours.base, ours.sampler, pair, V1_MB * MiB);
         ours.sampler.enter('between');
-        runs.push({ pair, sha256MiBps: sha.MiBps, sha256Source: sha.source, diskMiBps: disk, diskBufferedMiBps: d.bufferedMiBps, diskDirectMiBps: d.directMiBps, ...r });
+        const pushBoundMiBps = cpuBoundMiBps(V1_MB, machine.cpus, r.pushServerCpuSeconds, r.pushClientCpuSeconds, r.pushThreads);
+        const pullBoundMiBps = cpuBoundMiBps(V1_MB, machine.cpus, r.pullServerCpuSeconds, r.pullClientCpuSeconds, r.pullThreads);
+        runs.push({ pair, sha256MiBps: sha.MiBps, sha256Source: sha.source, diskMiBps: disk, diskBufferedMiBps: d.bufferedMiBps, diskDirectMiBps: d.directMiBps, ...r, pushBoundMiBps, pullBoundMiBps });
         rssAfterPair.push({ row: 'v1', pair, ours: ours.rssMiB(), theirs: theirs.rssMiB() });
         console.log(
           `  pair ${pair}/${PAIRS}: sha256 ${fmt(sha.MiBps, 0)} MiB/s, disk ${fmt(disk, 0)} MiB/s ` +
             `(buffered ${fmt(d.bufferedMiBps, 0)}, O_DIRECT ${d.directMiBps === null ? 'refused' : fmt(d.directMiBps, 0)}), ` +
-            `v1 PUT ${fmt(r.pushMiBps)} MiB/s (server CPU ${fmt(r.pushServerCpuSeconds, 2)} s), GET ${fmt(r.pullMiBps)} MiB/s`,
+            `v1 PUT ${fmt(r.pushMiBps)} MiB/s (server CPU ${fmt(r.pushServerCpuSeconds, 2)} s, CPU bound ${fmt(pushBoundMiBps, 0)}), ` +
+            `GET ${fmt(r.pullMiBps)} MiB/s (server CPU ${fmt(r.pullServerCpuSeconds, 2)} s, CPU bound ${fmt(pullBoundMiBps, 0)})`,
         );
       }
       v1Agent.destroy(); // the v1 round's keep-alive client
@@ -1023,7 +1026,15 @@ async function main() {
         diskTestMiB: DISK_MB,
         runs,
         cpu: cpu.stop(),
-        median: { putMiBps: put, getMiBps: get, sha256MiBps: sha, diskMiBps: disk, ceilingMiBps: ceiling },
+        median: {
+          putMiBps: put,
+          getMiBps: get,
+          sha256MiBps: sha,
+          diskMiBps: disk,
+          ceilingMiBps: ceiling,
+          putBoundMiBps: median(runs.map((r) => r.pushBoundMiBps)),
+          getBoundMiBps: median(runs.map((r) => r.pullBoundMiBps)),
+        },
         min: { putMiBps: Math.min(...runs.map((r) => r.pushMiBps)), getMiBps: Math.min(...runs.map((r) => r.pullMiBps)) },
         max: { putMiBps: Math.max(...runs.map((r) => r.pushMiBps)), getMiBps: Math.max(...runs.map((r) => r.pullMiBps)) },
         putVsCeiling: put / ceiling,
@@ -1381,6 +1392,34 @@ function markdown(result) {
       `Per pair (limits measured right before each v1 run): ` +
         x.runs.map((r) => `sha256 ${fmt(r.sha256MiBps, 0)} / disk ${fmt(r.diskMiBps, 0)} (buffered ${fmt(r.diskBufferedMiBps, 0)}, O_DIRECT ${r.diskDirectMiBps === null || r.diskDirectMiBps === undefined ? '-' : fmt(r.diskDirectMiBps, 0)}) / PUT ${fmt(r.pushMiBps)} (server CPU ${fmt(r.pushServerCpuSeconds, 2)} s) / GET ${fmt(r.pullMiBps)}`).join('; ') +
         `. Note: a v1 layer PUT hashes every byte twice on the server (blob digest and v1 payload checksum).`,
+    );
+    L.push('');
+    L.push(
+      `Where the CPU went, per request (median of the pairs, user / system seconds), and the fastest the layer could have moved with that work on ${result.machine.cpus} cores: ` +
+        'no faster than all cores kept busy with the server\'s and the client\'s CPU, nor than any one thread doing its own part. ' +
+        'During the PUT the busiest other thread is the upload worker, which hashes every byte twice and writes it; during the GET the other threads are libuv\'s pool reading the file, ' +
+        'and their system time is mostly the page-cache fill (see "free page reporting" above). A target above the bound is out of reach without less CPU work per byte or more cores.',
+    );
+    L.push('');
+    const part = (runs, pick) => `${fmt(median(runs.map((r) => pick(r).user)), 2)} / ${fmt(median(runs.map((r) => pick(r).sys)), 2)}`;
+    const cpuRow = (label, seconds, threads, client, bound, measured) => [
+      label,
+      fmt(median(x.runs.map(seconds)), 2),
+      part(x.runs, (r) => threads(r).main),
+      part(x.runs, (r) => threads(r).busiest),
+      part(x.runs, (r) => threads(r).rest),
+      fmt(median(x.runs.map(client)), 2),
+      `${fmt(bound, 0)} MiB/s = ${fmt((100 * bound) / x.median.ceilingMiBps, 0)} %`,
+      `${fmt(measured, 0)} MiB/s = ${fmt((100 * measured) / bound, 0)} % of the bound`,
+    ];
+    L.push(
+      mdTable(
+        ['', 'seconds', 'main thread', 'busiest other thread', 'other threads', 'client CPU s', `CPU bound on ${result.machine.cpus} cores (% of min(sha256, disk))`, 'measured'],
+        [
+          cpuRow('v1 layer PUT', (r) => r.pushSeconds, (r) => r.pushThreads, (r) => r.pushClientCpuSeconds, x.median.putBoundMiBps, x.median.putMiBps),
+          cpuRow('v1 layer GET', (r) => r.pullSeconds, (r) => r.pullThreads, (r) => r.pullClientCpuSeconds, x.median.getBoundMiBps, x.median.getMiBps),
+        ],
+      ),
     );
   }
   L.push('');

@@ -24,7 +24,7 @@ const crypto = require('node:crypto');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { positiveInt, freePort, sleep, mibps, now, secondsSince, fmt, median, envWithoutRegistryVars, serverCommand, selfTreeCpuSeconds, curlGet, RSS_SAMPLE_MS, RssSampler, Child, premadeChunks, sha256Speed, diskWriteSpeed, readStatusKiB, cpuSeconds, agent, request, expectStatus, streamBody, hashedGet, table, resultHeader } = require('./lib');
+const { positiveInt, freePort, sleep, mibps, now, secondsSince, fmt, median, envWithoutRegistryVars, serverCommand, selfTreeCpuSeconds, curlGet, RSS_SAMPLE_MS, RssSampler, Child, premadeChunks, sha256Speed, diskWriteSpeed, readStatusKiB, cpuSeconds, threadCpuSeconds, cpuByThread, agent, request, expectStatus, streamBody, hashedGet, table, resultHeader } = require('./lib');
 
 const ROOT = path.resolve(__dirname, '..');
 const RESULTS = path.join(__dirname, 'results', 'v1-layer.json');
@@ -120,10 +120,12 @@ async function round(base, sampler, runIndex, layerBytes) {
   let t0 = now();
   let srvCpu0 = cpuSeconds(sampler.pid);
   let cliCpu0 = selfTreeCpuSeconds();
+  let threads0 = threadCpuSeconds(sampler.pid);
   const pushed = await putLayer(base, id, chunks);
   const pushSeconds = secondsSince(t0);
   const pushServerCpu = cpuSeconds(sampler.pid) - srvCpu0;
   const pushClientCpu = selfTreeCpuSeconds() - cliCpu0;
+  const pushThreads = cpuByThread(sampler.pid, threads0, threadCpuSeconds(sampler.pid));
   if (pushed.bytes !== layerBytes) throw new Error(`PUT layer: sent ${pushed.bytes} bytes, meant ${layerBytes}`);
   chunks.length = 0; // let the layer's memory go before the pull
 
@@ -143,10 +145,12 @@ async function round(base, sampler, runIndex, layerBytes) {
   // Timed with curl into /dev/null (a hashing client would be what is measured, see curlGet).
   srvCpu0 = cpuSeconds(sampler.pid);
   cliCpu0 = selfTreeCpuSeconds();
+  threads0 = threadCpuSeconds(sampler.pid);
   const timed = await curlGet(new URL(`/v1/images/${id}/layer`, base).href);
   const pullSeconds = timed.seconds;
   const pullServerCpu = cpuSeconds(sampler.pid) - srvCpu0;
   const pullClientCpu = selfTreeCpuSeconds() - cliCpu0;
+  const pullThreads = cpuByThread(sampler.pid, threads0, threadCpuSeconds(sampler.pid));
   sampler.enter('between');
   if (timed.status !== 200 || timed.bytes !== layerBytes) throw new Error(`GET layer: ${timed.status}, ${timed.bytes} bytes, expected 200, ${layerBytes}`);
 
@@ -167,10 +171,12 @@ async function round(base, sampler, runIndex, layerBytes) {
     pushMiBps: mibps(layerBytes, pushSeconds),
     pushServerCpuSeconds: pushServerCpu,
     pushClientCpuSeconds: pushClientCpu,
+    pushThreads,
     pullSeconds,
     pullMiBps: mibps(layerBytes, pullSeconds),
     pullServerCpuSeconds: pullServerCpu,
     pullClientCpuSeconds: pullClientCpu,
+    pullThreads,
     maxRssPushMiB: sampler.phaseMaxMiB(`push:${runIndex}`),
     maxRssPullMiB: sampler.phaseMaxMiB(`pull:${runIndex}`),
   };
