@@ -21,7 +21,8 @@
 //   7. ours only: v1 layer PUT and GET (bench/v1-layer.js's round) against the machine's limits,
 //      sha256 speed (openssl speed -evp sha256) and disk write speed (1 GiB + fsync in the temp dir, the
 //      faster of buffered and O_DIRECT writes),
-//      each measured once per pair, interleaved with the v1 runs;
+//      each measured once per pair, interleaved with the v1 runs; and where the CPU went (main thread,
+//      busiest other thread, the rest, the client) with the fastest that work allows on this machine's cores;
 //   ceiling: after both registries have stopped, skopeo (rows 3a and 3b) and row 4's client against a
 //      null registry that hashes and stores nothing (bench/client-ceiling.js): the best any server could do here;
 //   8. peak RSS (VmHWM, reset through /proc/<pid>/clear_refs before row 1) of both servers during 1,
