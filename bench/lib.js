@@ -111,11 +111,21 @@ const CLK_TCK = (() => {
   return !r.error && Number.isInteger(n) && n > 0 ? n : 100;
 })();
 
+/**
+ * The CPU times of a /proc/.../stat file (a process's or a thread's), in seconds: user and system, and
+ * those of the children it has waited for. Throws if the file is gone.
+ */
+function statCpuSeconds(file) {
+  const stat = fs.readFileSync(file, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // f[0] is field 3 (state): the name may hold spaces
+  const [user, sys, childUser, childSys] = f.slice(11, 15).map((n) => Number(n) / CLK_TCK); // fields 14-17
+  return { user, sys, childUser, childSys };
+}
+
 /** CPU seconds of this process and of the children it has waited for (curl, skopeo, wrk, openssl). */
 function selfTreeCpuSeconds() {
-  const stat = fs.readFileSync('/proc/self/stat', 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / CLK_TCK; // utime stime cutime cstime
+  const t = statCpuSeconds('/proc/self/stat');
+  return t.user + t.sys + t.childUser + t.childSys;
 }
 
 /**
@@ -151,9 +161,8 @@ function readStatusKiB(pid, field) {
 
 function cpuSeconds(pid) {
   try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // fields[0] is field 3 (state)
-    return (Number(fields[11]) + Number(fields[12])) / CLK_TCK; // utime, stime: fields 14 and 15
+    const t = statCpuSeconds(`/proc/${pid}/stat`);
+    return t.user + t.sys;
   } catch {
     return NaN;
   }
@@ -170,9 +179,8 @@ function threadCpuSeconds(pid) {
   }
   for (const tid of tids) {
     try {
-      const stat = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      threads.set(Number(tid), { user: Number(f[11]) / CLK_TCK, sys: Number(f[12]) / CLK_TCK });
+      const { user, sys } = statCpuSeconds(`/proc/${pid}/task/${tid}/stat`);
+      threads.set(Number(tid), { user, sys });
     } catch {
       // the thread ended
     }
