@@ -1103,6 +1103,7 @@ async function main() {
     machine,
     versions,
     load: { loadavgStart: load0, loadavgEnd: loadavg(), cpu: runCpu },
+    freePageReportingKiBAtEnd: reportedToHostKiB(),
     freePageReportingGiBDuringRun:
       machine.freePageReportingKiB === null ? null : Number((((reportedToHostKiB() ?? 0) - machine.freePageReportingKiB) / 1024 / 1024).toFixed(1)),
     params: {
@@ -1314,7 +1315,9 @@ function markdown(result) {
           'free page reporting',
           result.freePageReportingGiBDuringRun === null
             ? 'off (no /sys/module/page_reporting)'
-            : `on: a VM that hands the memory it frees back to its host (${result.freePageReportingGiBDuringRun} GiB during this run), so a page the page cache takes from free memory costs a fault on the host. Filling the page cache then costs ~1.1 s of system CPU per GiB instead of ~0.1 s (a cold 1 GiB read measured on the bench VM), which bounds the first read of a blob written with O_DIRECT (row 7 GET) and buffered writes (the disk test's "buffered")`,
+            : !result.freePageReportingKiBAtEnd
+              ? 'no memory handed back to a host so far (the kernel can report free pages, but /sys/module/page_reporting/parameters/reported_kib is 0: no balloon device takes them)'
+              : `on: a VM that hands the memory it frees back to its host (${result.freePageReportingGiBDuringRun} GiB during this run), so a page the page cache takes from free memory costs a fault on the host. Filling the page cache then costs ~1.1 s of system CPU per GiB instead of ~0.1 s (a cold 1 GiB read measured on the bench VM), which bounds the first read of a blob written with O_DIRECT (row 7 GET) and buffered writes (the disk test's "buffered")`,
         ],
         ['ours', `tsregistry ${v.ours} (git ${v.oursGit ?? '?'}), \`${p.serverCommand}\` (as npm start), node ${v.node}, local storage (fsync on, uploads written with O_DIRECT: the defaults), SQLite index, log level warn`],
         ['theirs', `${v.dockerRegistry} (Debian package docker-registry), filesystem storage, delete enabled, blobdescriptor cache inmemory, log level warn, access log off`],
