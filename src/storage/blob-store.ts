@@ -115,8 +115,9 @@ export class BlobStore {
 
   // ---- resumable uploads (v2 chunked uploads build on these) ----
 
-  async startUpload(repo: string): Promise<UploadRecord> {
-    return this.createUpload(repo);
+  /** Open an upload in `repo` for `owner`; TOOMANYREQUESTS if the owner already has `maxOpen` open. */
+  async startUpload(repo: string, owner: string | null = null, maxOpen = Infinity): Promise<UploadRecord> {
+    return this.createUpload(repo, owner, maxOpen);
   }
 
   getUpload(id: string): UploadRecord | undefined {
@@ -173,12 +174,23 @@ export class BlobStore {
     });
   }
 
-  /** Remove uploads untouched for `maxAgeMs`; returns how many went. */
+  /**
+   * Remove uploads untouched for `maxAgeMs`; returns how many went. Each is taken like a request takes
+   * it (busy), so a PATCH or PUT arriving meanwhile is refused instead of finding it half-removed.
+   */
   async purgeStaleUploads(maxAgeMs: number): Promise<number> {
+    const cutoff = Date.now() - maxAgeMs;
     let purged = 0;
-    for (const upload of this.index.staleUploads(Date.now() - maxAgeMs)) {
-      if (this.busy.has(upload.id) || this.leaving.has(upload.id)) continue;
-      await this.discard(upload);
+    for (const { id } of this.index.staleUploads(cutoff)) {
+      if (this.busy.has(id) || this.leaving.has(id)) continue;
+      const upload = this.index.getUpload(id); // written to since the listing?
+      if (!upload || upload.updatedAt >= cutoff) continue;
+      this.busy.add(id);
+      try {
+        await this.discard(upload);
+      } finally {
+        this.busy.delete(id);
+      }
       purged++;
     }
     return purged;
@@ -186,15 +198,17 @@ export class BlobStore {
 
   // ---- internals ----
 
-  private async createUpload(repo: string | null): Promise<UploadRecord> {
+  private async createUpload(repo: string | null, owner: string | null = null, maxOpen = Infinity): Promise<UploadRecord> {
     const id = randomUUID();
     // The row goes first: if we crash after the driver created the staging area, the purge still finds it.
-    this.index.createUpload(id, repo, {});
+    if (!this.index.createUpload(id, repo, {}, owner, maxOpen)) {
+      throw new RegistryError('TOOMANYREQUESTS', `too many open uploads (at most ${maxOpen}): finish or cancel some first`);
+    }
     const state = await this.driver.startUpload(id);
     if (Object.keys(state).length > 0) this.index.updateUpload(id, 0, state); // each write is an fsync
     if (!this.driver.stagedDigest) this.hashes.set(id, { hash: newHash(), size: 0 });
     const now = Date.now();
-    return { id, repo, size: 0, state, startedAt: now, updatedAt: now };
+    return { id, repo, owner, digest: null, size: 0, state, startedAt: now, updatedAt: now };
   }
 
   private async exclusive(id: string, fn: (u: UploadRecord) => Promise<UploadRecord | BlobRecord>): Promise<any> {
@@ -262,17 +276,20 @@ export class BlobStore {
   private async commit(upload: UploadRecord, expected: Digest | undefined, onStored: IngestOptions['onStored']): Promise<BlobRecord> {
     const id = upload.id;
     let digest: Digest;
-    // The staged bytes are gone but the upload's row is not: a commit moved them into place and the process
-    // stopped before the index recorded it; now the client retries the PUT. The object under the expected
-    // digest, if it holds the upload's size, is that content (objects are only put there once verified).
+    // The staged bytes are gone but the upload's row is not. Either a commit moved them into place and the
+    // process stopped before the index recorded it (the client now retries the PUT): the digest verified
+    // before the move is in the row, and only that one is linked. Or they were removed (a purge): the
+    // upload ends. Never the client's word for what the bytes were.
     let moved = false;
     if (this.driver.stagedDigest) {
       try {
         digest = await this.driver.stagedDigest(id, upload.state, upload.size);
       } catch (err) {
         if (err instanceof StagedBytesShortError) return this.endLost(upload);
-        if (!(err instanceof StorageNotFoundError) || !expected) throw err;
-        digest = expected;
+        if (!(err instanceof StorageNotFoundError)) throw err;
+        const recorded = this.index.getUpload(id)?.digest;
+        if (!recorded) return this.endLost(upload);
+        digest = recorded;
         moved = true;
       }
     } else {
@@ -281,6 +298,7 @@ export class BlobStore {
       digest = digestOf(live.hash.copy());
     }
     if (expected && expected !== digest) {
+      if (moved) await this.discard(upload); // its bytes are that other blob now: nothing is left to append to
       throw new RegistryError('DIGEST_INVALID', undefined, { detail: { expected, computed: digest } });
     }
     const known = this.index.getBlob(digest);
@@ -290,6 +308,8 @@ export class BlobStore {
     }
     let location: string;
     try {
+      // Moved by rename (drivers with stagedDigest): say first what was verified, for a client's retried PUT.
+      if (this.driver.stagedDigest && !moved && upload.repo !== null) this.index.setUploadDigest(id, digest);
       location = await this.driver.commitUpload(id, upload.state, upload.size, hexOf(digest));
     } catch (err) {
       if (!moved || !(err instanceof StorageNotFoundError)) throw err;
@@ -392,12 +412,16 @@ export class BlobStore {
     }
   }
 
-  /** Forget an upload and its staged bytes (idempotent: a committed upload has no row left). */
+  /**
+   * Forget an upload and its staged bytes (idempotent: a committed upload has no row left). The row goes
+   * first, so no request can find the upload without its bytes; a crash in between leaves only an
+   * unreferenced staging file behind.
+   */
   private async discard(upload: UploadRecord): Promise<void> {
     this.forget(upload.id);
     if (!this.index.getUpload(upload.id)) return;
-    await this.driver.abortUpload(upload.id, upload.state);
     this.index.deleteUpload(upload.id);
+    await this.driver.abortUpload(upload.id, upload.state);
   }
 }
 

@@ -247,6 +247,33 @@ t.test('an upload whose staged bytes are gone ends with BLOB_UPLOAD_UNKNOWN, not
   t.equal(store.getUpload(up.id), undefined, 'the upload is gone: the client starts a new one');
 });
 
+t.test("an upload whose staged bytes were removed never links the client's digest, even of a stored blob of its size", async (t) => {
+  const s = await setup(t);
+  const secret = randomBytes(4096);
+  const stored = await s.store.ingest(Readable.from([secret]));
+  const up = await s.store.startUpload('r/thief');
+  await s.store.appendUpload(up.id, Readable.from([randomBytes(4096)]));
+  rmSync(path.join(s.root, 'blobs/uploads', up.id)); // as the old purge did: the file before the row
+  const { store, index } = await s.reopen(); // and no running hash left in memory
+  let linked = false;
+  await t.rejects(store.commitUpload(up.id, stored.digest, undefined, { onStored: () => (linked = true) }), { code: 'BLOB_UPLOAD_UNKNOWN' });
+  t.notOk(linked, 'nothing linked');
+  t.equal(index.getUpload(up.id), undefined, 'the upload ended');
+  index.close();
+});
+
+t.test('an upload being purged is refused to a PUT, never half-served', async (t) => {
+  const { store, index } = await setup(t);
+  const up = await store.startUpload('r/p');
+  await store.appendUpload(up.id, Readable.from([randomBytes(1000)]));
+  const purging = store.purgeStaleUploads(-1000);
+  const during = await store.commitUpload(up.id, digest(Buffer.from('x'))).catch((err: RegistryError) => err.code);
+  t.ok(during === 'RANGE_INVALID' || during === 'BLOB_UPLOAD_UNKNOWN', `refused (${during})`);
+  t.equal(await purging, 1);
+  t.equal(index.getUpload(up.id), undefined);
+  await t.rejects(store.commitUpload(up.id, digest(Buffer.from('x'))), { code: 'BLOB_UPLOAD_UNKNOWN' });
+});
+
 t.test('commit with a final chunk; cancel; purge of stale uploads', async (t) => {
   const { store, index, root } = await setup(t);
   const data = randomBytes(5000);
