@@ -72,6 +72,7 @@ export const schema = {
   },
   uploads: {
     purgeAfter: int(24 * 3600, 'seconds after which an unfinished upload is removed', 60),
+    maxOpen: int(1000, 'unfinished uploads one user (or one anonymous address) may keep open at once', 1),
   },
   auth: {
     htpasswd: {

@@ -13,6 +13,10 @@ export interface BlobRecord {
 export interface UploadRecord {
   id: string;
   repo: string | null;
+  /** Who opened it: a user name, or "@<address>" for an anonymous caller (null: a one-shot ingest). */
+  owner?: string | null;
+  /** The digest verified just before the bytes were moved into place (see BlobStore.commit). */
+  digest?: Digest | null;
   size: number;
   state: Record<string, unknown>;
   startedAt: number;
@@ -33,11 +37,17 @@ export class MetadataIndex {
       getBlob: p('SELECT digest, size, location FROM blobs WHERE digest = ?'),
       putBlob: p('INSERT INTO blobs (digest, size, location, created_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING'),
 
-      createUpload: p('INSERT INTO uploads (id, repo, size, state, started_at, updated_at) VALUES (?, ?, 0, ?, ?, ?)'),
-      getUpload: p('SELECT id, repo, size, state, started_at, updated_at FROM uploads WHERE id = ?'),
+      // One statement counts and inserts, so concurrent POSTs cannot all slip under the limit.
+      createUpload: p(
+        `INSERT INTO uploads (id, repo, owner, size, state, started_at, updated_at)
+         SELECT @id, @repo, @owner, 0, @state, @now, @now
+          WHERE @owner IS NULL OR (SELECT count(*) FROM uploads WHERE owner = @owner) < @max`,
+      ),
+      getUpload: p('SELECT id, repo, owner, digest, size, state, started_at, updated_at FROM uploads WHERE id = ?'),
+      setUploadDigest: p('UPDATE uploads SET digest = ? WHERE id = ?'),
       updateUpload: p('UPDATE uploads SET size = ?, state = ?, updated_at = ? WHERE id = ?'),
       deleteUpload: p('DELETE FROM uploads WHERE id = ?'),
-      staleUploads: p('SELECT id, repo, size, state, started_at, updated_at FROM uploads WHERE updated_at < ?'),
+      staleUploads: p('SELECT id, repo, owner, digest, size, state, started_at, updated_at FROM uploads WHERE updated_at < ?'),
 
       ensureRepo: p('INSERT INTO repositories (name, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING'),
       getRepo: p('SELECT name, description, v1_private, v1_indexed FROM repositories WHERE name = ?'),
@@ -82,9 +92,15 @@ export class MetadataIndex {
 
   // ---- uploads ----
 
-  createUpload(id: string, repo: string | null, state: Record<string, unknown>): void {
-    const now = Date.now();
-    this.s.createUpload.run(id, repo, JSON.stringify(state), now, now);
+  /** Record a new upload; false (nothing recorded) if `owner` already has `maxOpen` uploads open. */
+  createUpload(id: string, repo: string | null, state: Record<string, unknown>, owner: string | null = null, maxOpen = Infinity): boolean {
+    const max = Number.isFinite(maxOpen) ? maxOpen : Number.MAX_SAFE_INTEGER;
+    return this.s.createUpload.run({ id, repo, owner, state: JSON.stringify(state), now: Date.now(), max }).changes === 1;
+  }
+
+  /** Remember the digest an upload's bytes were verified to have, before they are moved into place. */
+  setUploadDigest(id: string, digest: Digest): void {
+    this.s.setUploadDigest.run(digest, id);
   }
 
   getUpload(id: string): UploadRecord | undefined {
@@ -145,6 +161,8 @@ export class MetadataIndex {
 interface UploadRow {
   id: string;
   repo: string | null;
+  owner: string | null;
+  digest: Digest | null;
   size: number;
   state: string;
   started_at: number;
@@ -152,5 +170,14 @@ interface UploadRow {
 }
 
 function uploadFromRow(r: UploadRow): UploadRecord {
-  return { id: r.id, repo: r.repo, size: r.size, state: JSON.parse(r.state), startedAt: r.started_at, updatedAt: r.updated_at };
+  return {
+    id: r.id,
+    repo: r.repo,
+    owner: r.owner,
+    digest: r.digest,
+    size: r.size,
+    state: JSON.parse(r.state),
+    startedAt: r.started_at,
+    updatedAt: r.updated_at,
+  };
 }

@@ -106,4 +106,37 @@ export const MIGRATIONS: readonly string[] = [
   ) WITHOUT ROWID;
   CREATE INDEX tags_digest ON tags(repo, digest);
   `,
+  // 3: tenant isolation. v1 images belong to a repository (an id is a name the client chose, not a
+  // content digest, so one tenant's id must never reach another's bytes); uploads remember who opened
+  // them and the digest verified before their bytes were moved into place.
+  `
+  ALTER TABLE v1_images RENAME TO v1_images_global;
+  CREATE TABLE v1_images (
+    repo        TEXT NOT NULL,
+    id          TEXT NOT NULL,            -- 16 or 64 hex
+    parent      TEXT,                     -- an image of the same repository
+    json_digest TEXT NOT NULL,
+    layer_digest TEXT,
+    layer_size  INTEGER,
+    checksum    TEXT,
+    complete    INTEGER NOT NULL DEFAULT 0,
+    created_at  INTEGER NOT NULL,
+    PRIMARY KEY (repo, id)
+  ) WITHOUT ROWID;
+  -- Existing images go to every repository that listed or tagged them (as they were reachable
+  -- before), with their ancestors, so every chain stays whole inside its repository.
+  WITH RECURSIVE reach(repo, id) AS (
+    SELECT repo, image_id FROM (SELECT repo, image_id FROM v1_repo_images UNION SELECT repo, image_id FROM v1_tags)
+    UNION
+    SELECT reach.repo, g.parent FROM reach JOIN v1_images_global g ON g.id = reach.id WHERE g.parent IS NOT NULL
+  )
+  INSERT INTO v1_images (repo, id, parent, json_digest, layer_digest, layer_size, checksum, complete, created_at)
+  SELECT reach.repo, g.id, g.parent, g.json_digest, g.layer_digest, g.layer_size, g.checksum, g.complete, g.created_at
+    FROM reach JOIN v1_images_global g ON g.id = reach.id;
+  DROP TABLE v1_images_global;
+
+  ALTER TABLE uploads ADD COLUMN owner TEXT;   -- user name, or "@<address>" for anonymous callers
+  ALTER TABLE uploads ADD COLUMN digest TEXT;  -- verified digest, recorded before the bytes are moved
+  CREATE INDEX uploads_owner ON uploads(owner) WHERE owner IS NOT NULL;
+  `,
 ];

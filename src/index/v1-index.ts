@@ -3,9 +3,11 @@ import type { MetadataIndex } from './metadata-index';
 import type { Digest } from '../storage/digest';
 
 // The v1 protocol's part of the index: images (json + layer blobs, checksum, completeness),
-// v1 tags and the index's per-repository image lists.
+// v1 tags and the index's per-repository image lists. Images are kept per repository: an image id is
+// a name the client chose, so the same id in two repositories is two images (see README, v1 images).
 
 export interface V1Image {
+  repo: string;
   id: string;
   parent: string | null;
   jsonDigest: Digest;
@@ -31,23 +33,26 @@ export class V1Index {
     this.s = {
       setIndexed: p('UPDATE repositories SET v1_indexed = 1 WHERE name = ?'),
       getV1Image: p(
-        'SELECT id, parent, json_digest, layer_digest, layer_size, checksum, complete FROM v1_images WHERE id = ?',
+        'SELECT repo, id, parent, json_digest, layer_digest, layer_size, checksum, complete FROM v1_images WHERE repo = ? AND id = ?',
       ),
       putV1Json: p(
-        `INSERT INTO v1_images (id, parent, json_digest, created_at) VALUES (@id, @parent, @json, @now)
-         ON CONFLICT (id) DO UPDATE SET parent = @parent, json_digest = @json, layer_digest = NULL,
+        `INSERT INTO v1_images (repo, id, parent, json_digest, created_at) VALUES (@repo, @id, @parent, @json, @now)
+         ON CONFLICT (repo, id) DO UPDATE SET parent = @parent, json_digest = @json, layer_digest = NULL,
            layer_size = NULL, checksum = NULL, complete = 0
          WHERE complete = 0`,
       ),
       setV1Layer: p(
-        'UPDATE v1_images SET layer_digest = ?, layer_size = ?, checksum = ? WHERE id = ? AND complete = 0 AND json_digest = ?',
+        'UPDATE v1_images SET layer_digest = ?, layer_size = ?, checksum = ? WHERE repo = ? AND id = ? AND complete = 0 AND json_digest = ?',
       ),
-      completeV1: p('UPDATE v1_images SET complete = 1 WHERE id = ? AND complete = 0 AND checksum = ?'),
+      completeV1: p('UPDATE v1_images SET complete = 1 WHERE repo = ? AND id = ? AND complete = 0 AND checksum = ?'),
+      // A parent is complete before a child's JSON is accepted, so new chains have no cycles; the depth
+      // bound (and the cut in ancestry()) guard chains written before that rule.
       ancestry: p(
         `WITH RECURSIVE chain(id, parent, depth) AS (
-           SELECT id, parent, 0 FROM v1_images WHERE id = ?
+           SELECT id, parent, 0 FROM v1_images WHERE repo = @repo AND id = @id
            UNION ALL
-           SELECT i.id, i.parent, c.depth + 1 FROM v1_images i JOIN chain c ON i.id = c.parent WHERE c.depth < 10000
+           SELECT i.id, i.parent, c.depth + 1 FROM v1_images i JOIN chain c ON i.repo = @repo AND i.id = c.parent
+            WHERE c.depth < 1000
          ) SELECT id FROM chain ORDER BY depth`,
       ),
 
@@ -60,7 +65,9 @@ export class V1Index {
       deleteV1Tag: p('DELETE FROM v1_tags WHERE repo = ? AND tag = ?'),
       deleteV1Tags: p('DELETE FROM v1_tags WHERE repo = ?'),
 
-      reposWithImage: p('SELECT repo FROM v1_repo_images WHERE image_id = ?'),
+      reposWithImage: p('SELECT repo FROM v1_images WHERE id = ? AND complete = 1 ORDER BY repo'),
+      deleteRepoImageData: p('DELETE FROM v1_images WHERE repo = ?'),
+      reposListingImage: p('SELECT repo FROM v1_repo_images WHERE image_id = ? ORDER BY repo'),
       getRepoImages: p('SELECT image_id, checksum FROM v1_repo_images WHERE repo = ? ORDER BY position'),
       maxRepoImagePos: p('SELECT coalesce(max(position), -1) AS p FROM v1_repo_images WHERE repo = ?'),
       addRepoImage: p(
@@ -73,10 +80,11 @@ export class V1Index {
 
   // ---- v1 images ----
 
-  getV1Image(id: string): V1Image | undefined {
-    const r = this.s.getV1Image.get(id) as V1Row | undefined;
+  getV1Image(repo: string, id: string): V1Image | undefined {
+    const r = this.s.getV1Image.get(repo, id) as V1Row | undefined;
     return (
       r && {
+        repo: r.repo,
         id: r.id,
         parent: r.parent,
         jsonDigest: r.json_digest,
@@ -89,23 +97,31 @@ export class V1Index {
   }
 
   /** Store (or replace, while in progress) an image's JSON; returns false if the image is already complete. */
-  putV1ImageJson(id: string, parent: string | null, jsonDigest: Digest): boolean {
-    return this.s.putV1Json.run({ id, parent, json: jsonDigest, now: Date.now() }).changes === 1;
+  putV1ImageJson(repo: string, id: string, parent: string | null, jsonDigest: Digest): boolean {
+    return this.core.transaction(() => {
+      this.core.ensureRepository(repo);
+      return this.s.putV1Json.run({ repo, id, parent, json: jsonDigest, now: Date.now() }).changes === 1;
+    });
   }
 
   /** Attach an uploaded layer; only to an in-progress image whose JSON is still the one the checksum covered. */
-  setV1Layer(id: string, jsonDigest: Digest, layerDigest: Digest, size: number, checksum: string): boolean {
-    return this.s.setV1Layer.run(layerDigest, size, checksum, id, jsonDigest).changes === 1;
+  setV1Layer(repo: string, id: string, jsonDigest: Digest, layerDigest: Digest, size: number, checksum: string): boolean {
+    return this.s.setV1Layer.run(layerDigest, size, checksum, repo, id, jsonDigest).changes === 1;
   }
 
   /** Mark an image complete if its computed checksum is `checksum`. */
-  completeV1Image(id: string, checksum: string): boolean {
-    return this.s.completeV1.run(id, checksum).changes === 1;
+  completeV1Image(repo: string, id: string, checksum: string): boolean {
+    return this.s.completeV1.run(repo, id, checksum).changes === 1;
   }
 
-  /** [id, parent, grandparent, ..., root]; empty if the image is unknown. */
-  ancestry(id: string): string[] {
-    return (this.s.ancestry.all(id) as { id: string }[]).map((r) => r.id);
+  /** [id, parent, grandparent, ..., root] within the repository; empty if the image is unknown. */
+  ancestry(repo: string, id: string): string[] {
+    const chain: string[] = [];
+    for (const r of this.s.ancestry.all({ repo, id }) as { id: string }[]) {
+      if (chain.includes(r.id)) break; // a cycle left by an older version: the chain ends where it repeats
+      chain.push(r.id);
+    }
+    return chain;
   }
 
   // ---- v1 tags ----
@@ -132,11 +148,12 @@ export class V1Index {
     return this.s.deleteV1Tag.run(repo, tag).changes === 1;
   }
 
-  /** Remove a repository's v1 tags and image list, and the repository itself. Image data stays (shared). */
+  /** Remove a repository's v1 tags, image list and images, and the repository itself (the blobs stay). */
   deleteV1Repository(repo: string): boolean {
     return this.core.transaction(() => {
       this.s.deleteV1Tags.run(repo);
       this.s.deleteRepoImages.run(repo);
+      this.s.deleteRepoImageData.run(repo);
       return this.core.deleteRepository(repo);
     });
   }
@@ -153,9 +170,14 @@ export class V1Index {
     });
   }
 
-  /** Repositories whose image list names this image (v1 image URLs carry no repository). */
+  /** Repositories holding a complete image with this id, by name (v1 image URLs carry no repository). */
   reposWithImage(id: string): string[] {
     return (this.s.reposWithImage.all(id) as { repo: string }[]).map((r) => r.repo);
+  }
+
+  /** Repositories whose image list names this image, by name. */
+  reposListingImage(id: string): string[] {
+    return (this.s.reposListingImage.all(id) as { repo: string }[]).map((r) => r.repo);
   }
 
   /** The repository's image list, or undefined if it was never announced through the index. */
@@ -169,6 +191,7 @@ export class V1Index {
 }
 
 interface V1Row {
+  repo: string;
   id: string;
   parent: string | null;
   json_digest: Digest;

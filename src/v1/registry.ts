@@ -32,10 +32,10 @@ export class V1Registry {
 
   // ---- images ----
 
-  /** A complete image (checksum verified); in-progress images are never served. */
-  completeImage(id: string): V1Image {
+  /** A complete image of `repo` (checksum verified); in-progress images are never served. */
+  completeImage(repo: string, id: string): V1Image {
     assertImageId(id);
-    const image = this.index.getV1Image(id);
+    const image = this.index.getV1Image(repo, id);
     if (!image) throw new RegistryError('NOT_FOUND', NOT_FOUND);
     if (!image.complete) throw new RegistryError('BAD_REQUEST', IN_PROGRESS);
     return image;
@@ -47,7 +47,7 @@ export class V1Registry {
   }
 
   /** Store the image JSON byte for byte (the checksum covers its exact bytes). */
-  async putImageJson(id: string, body: Buffer): Promise<void> {
+  async putImageJson(repo: string, id: string, body: Buffer): Promise<void> {
     assertImageId(id);
     let parsed: unknown;
     try {
@@ -63,14 +63,16 @@ export class V1Registry {
     if (json.id !== id) throw new RegistryError('BAD_REQUEST', 'JSON data contains invalid id');
     let parent: string | null = null;
     if (json.parent !== undefined && json.parent !== null && json.parent !== '') {
-      if (typeof json.parent !== 'string' || !this.index.getV1Image(json.parent)) {
+      // Only a complete parent of the same repository: clients push root first, and a chain built
+      // this way can never loop back on itself.
+      if (typeof json.parent !== 'string' || json.parent === id || !this.index.getV1Image(repo, json.parent)?.complete) {
         throw new RegistryError('BAD_REQUEST', 'Image depends on a non existing parent');
       }
       parent = json.parent;
     }
-    if (this.index.getV1Image(id)?.complete) throw new RegistryError('CONFLICT', ALREADY_EXISTS);
+    if (this.index.getV1Image(repo, id)?.complete) throw new RegistryError('CONFLICT', ALREADY_EXISTS);
     const blob = await this.blobs.putBytes(body);
-    if (!this.index.putV1ImageJson(id, parent, blob.digest)) throw new RegistryError('CONFLICT', ALREADY_EXISTS);
+    if (!this.index.putV1ImageJson(repo, id, parent, blob.digest)) throw new RegistryError('CONFLICT', ALREADY_EXISTS);
   }
 
   /**
@@ -78,23 +80,23 @@ export class V1Registry {
    * sha256(json + "\n" + layer) in the same pass (with local storage, on the upload workers: off the
    * event loop). The image stays in progress until PUT checksum.
    */
-  async putImageLayer(id: string, body: Readable): Promise<void> {
+  async putImageLayer(repo: string, id: string, body: Readable): Promise<void> {
     assertImageId(id);
-    const image = this.index.getV1Image(id);
+    const image = this.index.getV1Image(repo, id);
     if (!image) throw new RegistryError('NOT_FOUND', NOT_FOUND);
     if (image.complete) throw new RegistryError('CONFLICT', ALREADY_EXISTS);
     const json = await this.blobs.readBytes(image.jsonDigest);
     const layer = await this.blobs.ingest(body, { hashPrefix: Buffer.concat([json, Buffer.from('\n')]) });
-    if (!this.index.setV1Layer(id, image.jsonDigest, layer.digest, layer.size, layer.prefixedDigest!)) {
+    if (!this.index.setV1Layer(repo, id, image.jsonDigest, layer.digest, layer.size, layer.prefixedDigest!)) {
       // Completed or re-described by another request while we streamed.
-      const now = this.index.getV1Image(id);
+      const now = this.index.getV1Image(repo, id);
       if (now?.complete) throw new RegistryError('CONFLICT', ALREADY_EXISTS);
       throw new RegistryError('BAD_REQUEST', 'Image JSON changed during the layer upload, retry');
     }
   }
 
   /** Verify the client's payload checksum; a match makes the image visible. */
-  putImageChecksum(id: string, payloadHeader: string | undefined): void {
+  putImageChecksum(repo: string, id: string, payloadHeader: string | undefined): void {
     assertImageId(id);
     if (payloadHeader === undefined) {
       throw new RegistryError(
@@ -103,24 +105,34 @@ export class V1Registry {
       );
     }
     if (payloadHeader.trim() === '') throw new RegistryError('BAD_REQUEST', "Missing Image's checksum");
-    const image = this.index.getV1Image(id);
+    const image = this.index.getV1Image(repo, id);
     if (!image) throw new RegistryError('NOT_FOUND', NOT_FOUND);
     if (image.complete) throw new RegistryError('CONFLICT', 'Cannot set this image checksum');
     if (!image.checksum) throw new RegistryError('BAD_REQUEST', 'Image layer not uploaded yet, upload the layer first');
     const sums = payloadHeader.split(',').map((s) => s.trim());
-    if (!sums.includes(image.checksum) || !this.index.completeV1Image(id, image.checksum)) {
+    if (!sums.includes(image.checksum) || !this.index.completeV1Image(repo, id, image.checksum)) {
       throw new RegistryError('BAD_REQUEST', 'Checksum mismatch');
     }
   }
 
-  /** Repositories whose index image list names this image: v1 image URLs carry no repository. */
+  /** Repositories holding a complete image with this id: v1 image URLs carry no repository. */
   repositoriesOf(id: string): string[] {
     return this.index.reposWithImage(id);
   }
 
-  ancestry(id: string): string[] {
-    this.completeImage(id);
-    return this.index.ancestry(id);
+  /** Repositories whose image list names this image (where a push without a token may go). */
+  repositoriesListing(id: string): string[] {
+    return this.index.reposListingImage(id);
+  }
+
+  /** Whether `repo` has an image with this id, complete or not (an upload in that repository may go on). */
+  hasImage(repo: string, id: string): boolean {
+    return this.index.getV1Image(repo, id) !== undefined;
+  }
+
+  ancestry(repo: string, id: string): string[] {
+    this.completeImage(repo, id);
+    return this.index.ancestry(repo, id);
   }
 
   // ---- tags and repositories ----
@@ -146,7 +158,8 @@ export class V1Registry {
     }
     if (typeof id !== 'string') throw new RegistryError('BAD_REQUEST', 'Invalid data');
     assertImageId(id);
-    if (!this.index.getV1Image(id)) throw new RegistryError('NOT_FOUND', NOT_FOUND);
+    // Only an image of this repository: a tag never points into another tenant's images.
+    if (!this.index.getV1Image(repo, id)?.complete) throw new RegistryError('NOT_FOUND', NOT_FOUND);
     this.index.setV1Tag(repo, tag, id, JSON.stringify(tagJson(userAgent)));
   }
 

@@ -40,8 +40,9 @@ export class V2Registry {
 
   // ---- uploads ----
 
-  startUpload(repo: string): Promise<UploadRecord> {
-    return this.blobs.startUpload(repo);
+  /** Open an upload; `owner` (a user, or "@<address>") may keep at most `maxOpen` open at once. */
+  startUpload(repo: string, owner: string, maxOpen: number): Promise<UploadRecord> {
+    return this.blobs.startUpload(repo, owner, maxOpen);
   }
 
   /** Single-request upload (POST ?digest= with the body). */

@@ -222,7 +222,7 @@ t.test('v1 flows with authentication, using tokens as Docker 1.x does', async (t
   r = await http(reg.url, 'GET', `/v1/images/${chain[0]!.id}/json`, undefined, { authorization: `Token signature=forged.x,repository="team-a/v1app",access=read` });
   t.equal(r.status, 401, 'forged token');
   r = await http(reg.url, 'GET', `/v1/images/${chain[0]!.id}/json`, undefined, { authorization: basic('bob', USERS.bob) });
-  t.equal(r.status, 403, 'Basic works on registry calls too (HTTPS standalone), and bob may not read team-a');
+  t.equal(r.status, 404, 'Basic works on registry calls too (HTTPS standalone); bob may not read team-a, and is not told the image exists');
   r = await http(reg.url, 'GET', `/v1/images/${chain[0]!.id}/json`, undefined, { authorization: basic('carol', USERS.carol) });
   t.equal(r.status, 200);
 

@@ -138,9 +138,9 @@ export interface PulledImage {
   size: number;
 }
 
-/** Pull like Docker 1.x: GET images (token), tags, ancestry, then json + layer per image root first. */
-export async function pullV1(base: string, repo: string, tag: string): Promise<PulledImage[]> {
-  let res = await fetch(`${base}/v1/repositories/${repo}/images`, { headers: { 'x-docker-token': 'true' } });
+/** Pull like Docker 1.x: GET images (token), tags, ancestry, then json + layer per image root first. `headers` go to the index call. */
+export async function pullV1(base: string, repo: string, tag: string, headers: Record<string, string> = {}): Promise<PulledImage[]> {
+  let res = await fetch(`${base}/v1/repositories/${repo}/images`, { headers: { 'x-docker-token': 'true', ...headers } });
   if (res.status !== 200) throw new Error(`GET images: ${res.status} ${await res.text()}`);
   await res.json();
   const token = res.headers.get('x-docker-token');

@@ -556,7 +556,8 @@ t.test('a full disk or a file size limit is 507 STORAGE_FULL, not a bare 500, an
   // The same rule answers v1 clients, in v1's error body.
   const { imageChain } = await import('../helpers/v1');
   const [img] = imageChain(1);
-  const v1 = await http(reg.url, 'PUT', `/v1/images/${img!.id}/json`, img!.json); // stored as a blob too
+  const v1Token = { authorization: 'Token signature=unsigned,repository="full/v1",access=write' };
+  const v1 = await http(reg.url, 'PUT', `/v1/images/${img!.id}/json`, img!.json, v1Token); // stored as a blob too
   t.same([v1.status, v1.json], [507, { error: 'the registry is out of storage space' }]);
 
   // Past the file system's largest file, or the process's file size limit: the same code, its own message.

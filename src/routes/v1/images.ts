@@ -22,8 +22,8 @@ export async function imageRoutes(app: FastifyInstance): Promise<void> {
   };
 
   app.get('/images/:id/json', async (request: ImageRequest, reply) => {
-    await auth.image(request, reply, assertImageId(request.params.id), 'pull');
-    const image = v1.completeImage(request.params.id);
+    const repo = await auth.image(request, reply, assertImageId(request.params.id), 'pull');
+    const image = v1.completeImage(repo, request.params.id);
     if (notModified(request, reply)) return reply;
     const json = await v1.readJson(image);
     if (image.layerSize !== null) reply.header('x-docker-size', String(image.layerSize));
@@ -32,9 +32,9 @@ export async function imageRoutes(app: FastifyInstance): Promise<void> {
   });
 
   app.put('/images/:id/json', async (request: ImageRequest, reply) => {
-    await auth.image(request, reply, assertImageId(request.params.id), 'push');
+    const repo = await auth.image(request, reply, assertImageId(request.params.id), 'push');
     const body = await readSmallBody(request.raw, config.http.maxJsonBody);
-    await v1.putImageJson(request.params.id, body);
+    await v1.putImageJson(repo, request.params.id, body);
     return sendJson(reply);
   });
 
@@ -43,30 +43,30 @@ export async function imageRoutes(app: FastifyInstance): Promise<void> {
     method: ['GET', 'HEAD'],
     url: '/images/:id/layer',
     handler: async (request: ImageRequest, reply) => {
-      await auth.image(request, reply, assertImageId(request.params.id), 'pull');
-      const image = v1.completeImage(request.params.id);
+      const repo = await auth.image(request, reply, assertImageId(request.params.id), 'pull');
+      const image = v1.completeImage(repo, request.params.id);
       if (notModified(request, reply)) return reply;
       return sendLayer(request, reply, image);
     },
   });
 
   app.put('/images/:id/layer', async (request: ImageRequest, reply) => {
-    await auth.image(request, reply, assertImageId(request.params.id), 'push');
-    await v1.putImageLayer(request.params.id, request.raw);
+    const repo = await auth.image(request, reply, assertImageId(request.params.id), 'push');
+    await v1.putImageLayer(repo, request.params.id, request.raw);
     return sendJson(reply);
   });
 
   app.put('/images/:id/checksum', async (request: ImageRequest, reply) => {
     request.raw.resume(); // no body is expected; never leave one unread on a kept-alive connection
-    await auth.image(request, reply, assertImageId(request.params.id), 'push');
+    const repo = await auth.image(request, reply, assertImageId(request.params.id), 'push');
     const header = request.headers['x-docker-checksum-payload'];
-    v1.putImageChecksum(request.params.id, Array.isArray(header) ? header.join(',') : header);
+    v1.putImageChecksum(repo, request.params.id, Array.isArray(header) ? header.join(',') : header);
     return sendJson(reply);
   });
 
   app.get('/images/:id/ancestry', async (request: ImageRequest, reply) => {
-    await auth.image(request, reply, assertImageId(request.params.id), 'pull');
-    const ancestry = v1.ancestry(request.params.id);
+    const repo = await auth.image(request, reply, assertImageId(request.params.id), 'pull');
+    const ancestry = v1.ancestry(repo, request.params.id);
     if (notModified(request, reply)) return reply;
     return cacheForever(reply).type('application/json').send(JSON.stringify(ancestry));
   });

@@ -90,7 +90,8 @@ export function blobHandlers(ctx: RegistryContext) {
         return created(request, reply, name, blob.digest);
       }
       request.raw.resume();
-      return uploadState(request, reply, name, await v2.startUpload(name), 202);
+      const owner = request.identity?.user ?? `@${request.ip}`;
+      return uploadState(request, reply, name, await v2.startUpload(name, owner, config.uploads.maxOpen), 202);
     },
 
     async patchUpload(request: FastifyRequest, reply: FastifyReply, name: string, id: string) {

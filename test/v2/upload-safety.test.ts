@@ -1,0 +1,69 @@
+import { randomBytes } from 'node:crypto';
+import t from 'tap';
+import { http } from '../helpers/http';
+import { startRegistry } from '../helpers/server';
+import { as, startTenantRegistry, type Tenant } from '../helpers/tenants';
+import { sha256 } from '../helpers/v2';
+
+// Issue 22, items 1 and 7: the stale-upload purge racing a PUT, and the number of uploads one caller keeps open.
+
+/** POST an upload in `repo` and PATCH `data` into it; returns its URL path. */
+async function openUpload(url: string, user: Tenant, repo: string, data: Buffer): Promise<string> {
+  const post = await http(url, 'POST', `/v2/${repo}/blobs/uploads/`, undefined, as(user));
+  if (post.status !== 202) throw new Error(`POST: ${post.status}`);
+  const location = new URL(post.headers.get('location')!, url);
+  const patch = await http(url, 'PATCH', location.pathname, data, { ...as(user), 'content-type': 'application/octet-stream' });
+  if (patch.status !== 202) throw new Error(`PATCH: ${patch.status}`);
+  return location.pathname;
+}
+
+t.test("a PUT racing the stale-upload purge never links another tenant's blob", async (t) => {
+  const reg = await startTenantRegistry(t, { log: { level: 'silent' } });
+  const size = 256 * 1024;
+  const secret = randomBytes(size);
+  const d = sha256(secret);
+  const push = await http(reg.url, 'POST', `/v2/team-a/vault/blobs/uploads/?digest=${d}`, secret, { ...as('alice'), 'content-type': 'application/octet-stream' });
+  t.equal(push.status, 201, "alice's private blob");
+
+  let created = 0;
+  const statuses = new Set<number>();
+  for (let round = 0; round < 25; round++) {
+    const uploads = await Promise.all(Array.from({ length: 6 }, () => openUpload(reg.url, 'carol', 'carol/loot', randomBytes(size))));
+    const purge = reg.app.registry.blobs.purgeStaleUploads(-60_000); // every upload counts as stale
+    const puts = uploads.map(async (path) => {
+      // Keep trying while the purge runs, as the attack did.
+      for (let i = 0; i < 4; i++) {
+        const r = await http(reg.url, 'PUT', `${path}?digest=${d}`, undefined, as('carol'));
+        statuses.add(r.status);
+        if (r.status === 201) created++;
+        if (r.status === 404) break;
+      }
+    });
+    await Promise.all([purge, ...puts]);
+  }
+  t.equal(created, 0, 'no PUT was accepted');
+  t.notOk(statuses.has(500), `no 500 (${[...statuses].join(', ')})`);
+  const steal = await http(reg.url, 'GET', `/v2/carol/loot/blobs/${d}`, undefined, as('carol'));
+  t.equal(steal.status, 404, "carol/loot does not serve alice's blob");
+});
+
+t.test('uploads.maxOpen bounds the uploads one caller keeps open', async (t) => {
+  const reg = await startTenantRegistry(t, { uploads: { maxOpen: 3 } });
+  const post = (user: Tenant) => http(reg.url, 'POST', `/v2/${user}/x/blobs/uploads/`, undefined, as(user));
+  const first = await Promise.all([post('carol'), post('carol'), post('carol'), post('carol'), post('carol')]);
+  t.same(first.map((r) => r.status).sort(), [202, 202, 202, 429, 429], 'concurrent POSTs do not slip past the limit');
+  const refused = first.find((r) => r.status === 429)!;
+  t.equal(refused.json.errors[0].code, 'TOOMANYREQUESTS');
+  t.equal((await post('bob')).status, 202, 'other users are not affected');
+  const open = first.find((r) => r.status === 202)!;
+  const del = await http(reg.url, 'DELETE', new URL(open.headers.get('location')!, reg.url).pathname, undefined, as('carol'));
+  t.equal(del.status, 204);
+  t.equal((await post('carol')).status, 202, 'a cancelled upload frees its place');
+  const mono = randomBytes(100);
+  const whole = await http(reg.url, 'POST', `/v2/carol/x/blobs/uploads/?digest=${sha256(mono)}`, mono, as('carol'));
+  t.equal(whole.status, 201, 'a monolithic upload keeps nothing open, so it is not limited');
+
+  const open2 = await startRegistry(t, { uploads: { maxOpen: 1 } });
+  t.equal((await http(open2.url, 'POST', '/v2/anon/x/blobs/uploads/')).status, 202);
+  t.equal((await http(open2.url, 'POST', '/v2/anon/x/blobs/uploads/')).status, 429, 'anonymous callers are counted by address');
+});
