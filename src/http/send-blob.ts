@@ -2,12 +2,13 @@ import type { OutgoingHttpHeaders } from 'node:http';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { BlobRecord } from '../index/metadata-index';
 import type { BlobStore } from '../storage/blob-store';
+import { RegistryError } from '../errors';
 import { contentRange, parseRange } from './range';
 
 /**
  * Answer a GET or HEAD for a stored blob, for both protocols: a redirect when the storage serves
  * the bytes itself (storage.s3.redirect), else the bytes, whole or the requested Range (206), or
- * 416 with `Content-Range: bytes *\/size` (Docker's resumable reader takes that as EOF).
+ * RANGE_INVALID (416) with `Content-Range: bytes *\/size` (Docker's resumable reader takes that as EOF).
  * The caller sets its protocol's own headers first (content type, digest, caching).
  */
 export async function sendBlob(
@@ -24,10 +25,11 @@ export async function sendBlob(
   reply.header('accept-ranges', 'bytes');
   const range = parseRange(request.headers.range, blob.size);
   if (range.kind === 'unsatisfiable') {
-    return reply
-      .code(416)
-      .headers({ 'content-range': `bytes */${blob.size}`, 'content-length': '0', 'cache-control': 'no-cache' })
-      .send();
+    // Thrown, so each protocol answers in its own error body.
+    throw new RegistryError('RANGE_INVALID', `the range is outside the blob's ${blob.size} bytes`, {
+      headers: { 'content-range': `bytes */${blob.size}`, 'cache-control': 'no-cache' },
+      detail: { size: blob.size },
+    });
   }
   const part = range.kind === 'partial' ? range.range : undefined;
   if (part) reply.code(206).header('content-range', contentRange(part, blob.size));

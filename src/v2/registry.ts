@@ -90,9 +90,14 @@ export class V2Registry {
 
   // ---- manifests ----
 
-  /** Resolve a tag or digest reference to a manifest of this repository. */
+  /** Resolve a tag or digest reference to a manifest of this repository (a malformed one names none). */
   resolve(repo: string, reference: string): ManifestRecord {
-    const digest = this.referenceDigest(repo, reference);
+    let digest: Digest | undefined;
+    try {
+      digest = this.referenceDigest(repo, reference);
+    } catch {
+      throw new RegistryError('MANIFEST_UNKNOWN', undefined, { detail: { reference } });
+    }
     const manifest = digest && this.index.getManifest(repo, digest);
     if (!manifest) throw new RegistryError('MANIFEST_UNKNOWN', undefined, { detail: { reference } });
     return manifest;

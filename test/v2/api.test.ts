@@ -61,8 +61,20 @@ t.test('pull', async (t) => {
   t.equal(r.status, 206);
   t.equal(r.headers.get('content-range'), `bytes 3-10/${layer.data.length}`);
   t.ok(r.buf.equals(layer.data.subarray(3, 11)));
-  r = await http(reg.url, 'GET', `/v2/a/b/c/blobs/${layer.digest}`, undefined, { range: `bytes=${layer.data.length}-` });
-  t.equal(r.status, 416);
+  for (const range of [`bytes=${layer.data.length}-`, 'bytes=5-1', 'bytes=999999999999-']) {
+    r = await http(reg.url, 'GET', `/v2/a/b/c/blobs/${layer.digest}`, undefined, { range });
+    t.same([r.status, errCode(r), r.headers.get('content-range')], [416, 'RANGE_INVALID', `bytes */${layer.data.length}`], `${range}: 416 with an OCI body`);
+  }
+
+  // A reference that is neither a tag nor a digest names no manifest (conformance: 404, not 400).
+  for (const method of ['GET', 'HEAD']) {
+    for (const ref of ['.INVALID_MANIFEST_NAME', 'sha256:short', 'a:b']) {
+      r = await http(reg.url, method, `/v2/a/b/c/manifests/${ref}`);
+      t.same([r.status, method === 'GET' ? errCode(r) : 'MANIFEST_UNKNOWN'], [404, 'MANIFEST_UNKNOWN'], `${method} ${ref}`);
+    }
+  }
+  r = await http(reg.url, 'PUT', '/v2/a/b/c/manifests/.INVALID_MANIFEST_NAME', img.manifest, { 'content-type': img.mediaType });
+  t.equal(r.status, 400, 'a PUT with such a reference is still refused as invalid');
 
   r = await http(reg.url, 'GET', '/v2/a/b/c/manifests/nope');
   t.same([r.status, errCode(r)], [404, 'MANIFEST_UNKNOWN']);
@@ -77,7 +89,7 @@ t.test('pull', async (t) => {
   r = await http(reg.url, 'GET', '/v2/a/b/c/blobs/sha256:abc');
   t.same([r.status, errCode(r)], [400, 'DIGEST_INVALID']);
   r = await http(reg.url, 'GET', '/v2/a/b/c/manifests/sha256:zz');
-  t.same([r.status, errCode(r)], [400, 'DIGEST_INVALID']);
+  t.same([r.status, errCode(r)], [404, 'MANIFEST_UNKNOWN'], 'a malformed manifest reference names no manifest');
   for (const bad of ['UPPER/case', 'a/-b', 'a/b_/c', '_x']) {
     r = await http(reg.url, 'GET', `/v2/${bad}/tags/list`);
     t.same([r.status, errCode(r)], [400, 'NAME_INVALID'], bad);
