@@ -44,7 +44,7 @@ export class MetadataIndex {
           WHERE @owner IS NULL OR (SELECT count(*) FROM uploads WHERE owner = @owner) < @max`,
       ),
       getUpload: p('SELECT id, repo, owner, digest, size, state, started_at, updated_at FROM uploads WHERE id = ?'),
-      setUploadDigest: p('UPDATE uploads SET digest = ? WHERE id = ?'),
+      setUploadDigest: p('UPDATE uploads SET digest = ?, size = ?, state = ?, updated_at = ? WHERE id = ?'),
       updateUpload: p('UPDATE uploads SET size = ?, state = ?, updated_at = ? WHERE id = ?'),
       deleteUpload: p('DELETE FROM uploads WHERE id = ?'),
       staleUploads: p('SELECT id, repo, owner, digest, size, state, started_at, updated_at FROM uploads WHERE updated_at < ?'),
@@ -98,9 +98,9 @@ export class MetadataIndex {
     return this.s.createUpload.run({ id, repo, owner, state: JSON.stringify(state), now: Date.now(), max }).changes === 1;
   }
 
-  /** Remember the digest an upload's bytes were verified to have, before they are moved into place. */
-  setUploadDigest(id: string, digest: Digest): void {
-    this.s.setUploadDigest.run(digest, id);
+  /** Remember the digest and size an upload's bytes were verified to have, before they are moved into place. */
+  setUploadDigest(id: string, digest: Digest, size: number, state: Record<string, unknown>): void {
+    this.s.setUploadDigest.run(digest, size, JSON.stringify(state), Date.now(), id);
   }
 
   getUpload(id: string): UploadRecord | undefined {

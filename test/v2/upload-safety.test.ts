@@ -67,3 +67,26 @@ t.test('uploads.maxOpen bounds the uploads one caller keeps open', async (t) => 
   t.equal((await http(open2.url, 'POST', '/v2/anon/x/blobs/uploads/')).status, 202);
   t.equal((await http(open2.url, 'POST', '/v2/anon/x/blobs/uploads/')).status, 429, 'anonymous callers are counted by address');
 });
+
+t.test('a final PUT retried after a crash between moving the bytes and recording them succeeds, with or without its body', async (t) => {
+  let reg = await startRegistry(t);
+  const crash = () => {
+    throw new Error('process stopped here');
+  };
+  for (const retryWithBody of [true, false]) {
+    const data = randomBytes(300_000);
+    const [head, tail] = [data.subarray(0, 200_000), data.subarray(200_000)];
+    const post = await http(reg.url, 'POST', '/v2/crash/r/blobs/uploads/');
+    const path = new URL(post.headers.get('location')!, reg.url).pathname;
+    t.equal((await http(reg.url, 'PATCH', path, head, { 'content-type': 'application/octet-stream' })).status, 202);
+    // The PUT's own work, stopped where a kill -9 would leave it: bytes moved into place, index not written.
+    const id = path.split('/').pop()!;
+    const { Readable } = await import('node:stream');
+    await t.rejects(reg.app.registry.blobs.commitUpload(id, sha256(data) as never, Readable.from([tail]), { onStored: crash }));
+    reg = await reg.restart();
+    const retry = await http(reg.url, 'PUT', `${path}?digest=${sha256(data)}`, retryWithBody ? tail : undefined, { 'content-type': 'application/octet-stream' });
+    t.equal(retry.status, 201, `the retried PUT ${retryWithBody ? 'with' : 'without'} its last chunk is accepted`);
+    const blob = await http(reg.url, 'GET', `/v2/crash/r/blobs/${sha256(data)}`);
+    t.ok(blob.status === 200 && blob.buf.equals(data), 'and the blob is whole');
+  }
+});
