@@ -149,6 +149,8 @@ async function purgeStaleUploads(app: FastifyInstance): Promise<void> {
       app.log.error({ err }, 'stale upload purge failed');
     }
   };
+  const removed = await blobs.removeUnresumable();
+  if (removed.uploads > 0) app.log.info(removed, 'removed staged uploads that can never resume (left by a stop mid-request)');
   await run();
   const timer = setInterval(run, Math.min(maxAge, 10 * 60 * 1000));
   timer.unref();

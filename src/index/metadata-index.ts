@@ -47,6 +47,7 @@ export class MetadataIndex {
       setUploadDigest: p('UPDATE uploads SET digest = ?, size = ?, state = ?, updated_at = ? WHERE id = ?'),
       updateUpload: p('UPDATE uploads SET size = ?, state = ?, updated_at = ? WHERE id = ?'),
       deleteUpload: p('DELETE FROM uploads WHERE id = ?'),
+      allUploads: p('SELECT id, repo, owner, digest, size, state, started_at, updated_at FROM uploads'),
       staleUploads: p('SELECT id, repo, owner, digest, size, state, started_at, updated_at FROM uploads WHERE updated_at < ?'),
 
       ensureRepo: p('INSERT INTO repositories (name, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING'),
@@ -114,6 +115,10 @@ export class MetadataIndex {
 
   deleteUpload(id: string): void {
     this.s.deleteUpload.run(id);
+  }
+
+  allUploads(): UploadRecord[] {
+    return (this.s.allUploads.all() as UploadRow[]).map(uploadFromRow);
   }
 
   staleUploads(updatedBefore: number): UploadRecord[] {

@@ -198,6 +198,33 @@ export class BlobStore {
     return purged;
   }
 
+  /**
+   * At start, before any request: remove what no client can resume. One-shot ingests (monolithic PUTs,
+   * v1 layers, manifests) die with the request that made them; a client upload whose staged bytes are
+   * gone, and that recorded no digest before a move (see commit), can never be appended to; staged
+   * bytes that no row names belong to nothing. Returns how many uploads went and their staged bytes.
+   */
+  async removeUnresumable(): Promise<{ uploads: number; bytes: number }> {
+    const staged = this.driver.listStaged ? new Map((await this.driver.listStaged()).map((f) => [f.id, f.size])) : undefined;
+    let uploads = 0;
+    let bytes = 0;
+    for (const upload of this.index.allUploads()) {
+      const size = staged?.get(upload.id);
+      staged?.delete(upload.id);
+      const lost = staged !== undefined && size === undefined && upload.size > 0 && !upload.digest;
+      if (upload.repo !== null && !lost) continue;
+      await this.discard(upload);
+      uploads++;
+      bytes += size ?? 0;
+    }
+    for (const [id, size] of staged ?? []) {
+      await this.driver.abortUpload(id, {});
+      uploads++;
+      bytes += size;
+    }
+    return { uploads, bytes };
+  }
+
   // ---- internals ----
 
   private async createUpload(repo: string | null, owner: string | null = null, maxOpen = Infinity): Promise<UploadRecord> {

@@ -80,6 +80,12 @@ export interface StorageDriver {
   /** Discard an upload's staging area (idempotent). */
   abortUpload(id: string, state: UploadState): Promise<void>;
   /**
+   * Optional: every staging area there is, with its size in bytes, so that staged bytes no upload row
+   * names can be removed at start (S3 cannot list multipart uploads everywhere: a bucket lifecycle rule
+   * aborts those).
+   */
+  listStaged?(): Promise<{ id: string; size: number }[]>;
+  /**
    * Optional: a short-lived URL from which a client can GET a committed object directly
    * (S3: a presigned GetObject URL). Routes may redirect blob downloads to it.
    */

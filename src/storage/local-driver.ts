@@ -162,6 +162,16 @@ export class LocalDriver implements StorageDriver {
     await fs.rm(this.uploadFile(id), { force: true });
   }
 
+  async listStaged(): Promise<{ id: string; size: number }[]> {
+    const out: { id: string; size: number }[] = [];
+    for (const name of await fs.readdir(path.join(this.root, 'uploads'))) {
+      if (!SAFE_KEY.test(`uploads/${name}`)) continue; // not ours: never touched
+      const st = await fs.stat(this.uploadFile(name)).catch(() => null);
+      if (st?.isFile()) out.push({ id: name, size: st.size });
+    }
+    return out;
+  }
+
   releaseIdleMemory(): number {
     return this.workers.releaseSpare();
   }

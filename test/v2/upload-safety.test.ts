@@ -90,3 +90,34 @@ t.test('a final PUT retried after a crash between moving the bytes and recording
     t.ok(blob.status === 200 && blob.buf.equals(data), 'and the blob is whole');
   }
 });
+
+t.test('at start, staged uploads that can never resume are removed; resumable ones stay', async (t) => {
+  const { mkdirSync, readdirSync, writeFileSync, rmSync } = await import('node:fs');
+  const path = await import('node:path');
+  const reg = await startRegistry(t);
+  const index = reg.app.registry.index;
+  const uploadsDir = path.join(reg.dir, 'blobs', 'uploads');
+  const open = async () => {
+    const post = await http(reg.url, 'POST', '/v2/start/r/blobs/uploads/');
+    const loc = new URL(post.headers.get('location')!, reg.url).pathname;
+    await http(reg.url, 'PATCH', loc, randomBytes(1000), { 'content-type': 'application/octet-stream' });
+    return loc.split('/').pop()!;
+  };
+  const resumable = await open();
+  const lostBytes = await open();
+  rmSync(path.join(uploadsDir, lostBytes)); // bytes gone, no digest recorded before a move: cannot go on
+  const movedBeforeCrash = await open();
+  index.setUploadDigest(movedBeforeCrash, sha256('x') as never, 1000, {});
+  rmSync(path.join(uploadsDir, movedBeforeCrash)); // a retried PUT still finishes it (see above)
+  index.createUpload('oneshot', null, {}); // a monolithic PUT or v1 layer cut off by a stop
+  writeFileSync(path.join(uploadsDir, 'oneshot'), randomBytes(5000));
+  writeFileSync(path.join(uploadsDir, 'orphan'), randomBytes(7000)); // staged bytes no row names
+  mkdirSync(path.join(uploadsDir, 'not-ours.d'));
+
+  const again = await reg.restart();
+  const left = again.app.registry.index.allUploads().map((u) => u.id).sort();
+  t.same(left, [resumable, movedBeforeCrash].sort(), 'only resumable uploads are left');
+  t.same(readdirSync(uploadsDir).sort(), [resumable, 'not-ours.d'].sort(), 'and only their staged files');
+  const status = await http(again.url, 'GET', `/v2/start/r/blobs/uploads/${resumable}`);
+  t.equal(status.headers.get('range'), '0-999', 'the resumable one goes on where it was');
+});
