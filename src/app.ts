@@ -4,6 +4,7 @@ import { AccessControl } from './auth/access-control';
 import { authPlugin } from './auth/plugin';
 import type { Config } from './config/schema';
 import { RegistryError, errorBodyFor, toRegistryError } from './errors';
+import { IMPLEMENTED_METHODS, clientErrorHandler, refuseConnect } from './http/client-errors';
 import type { RegistryContext } from './context';
 import { openDatabase } from './index/db';
 import { MetadataIndex } from './index/metadata-index';
@@ -37,12 +38,20 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     keepAliveTimeout: 75_000,
     return503OnClosing: true,
     bodyLimit: config.http.maxJsonBody,
-    routerOptions: { maxParamLength: 1024, ignoreTrailingSlash: true, ignoreDuplicateSlashes: true },
+    // Duplicate slashes are not merged: `a//b` is no repository name, and must not quietly become `a/b`.
+    routerOptions: { maxParamLength: 1024, ignoreTrailingSlash: true, ignoreDuplicateSlashes: false },
+    clientErrorHandler,
     // A URL that does not even decode: answer in the error format of the protocol asked for.
     frameworkErrors: (error, request, reply) => {
       const e = new RegistryError('BAD_REQUEST', `malformed URL: ${error.message}`);
       reply.code(400 as never).type('application/json').send(errorBodyFor(request.url, e) as never);
     },
+  });
+
+  refuseConnect(app.server);
+  // A method the parser knows but no route implements (OPTIONS, PROPFIND, ...): 501, in the protocol's format.
+  app.addHook('onRequest', async (request) => {
+    if (!IMPLEMENTED_METHODS.has(request.method)) throw new RegistryError('UNSUPPORTED', `${request.method} is not implemented`, { status: 501 });
   });
 
   const driver = await createDriver(config);
