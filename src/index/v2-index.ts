@@ -1,5 +1,6 @@
 import type { Db } from './db';
 import type { MetadataIndex } from './metadata-index';
+import { ALL_NAMES, nameRanges, rangeStart, type NamePattern } from './name-filter';
 import type { Digest } from '../storage/digest';
 
 // The v2 / OCI part of the index: which blobs a repository may serve, its manifests
@@ -38,6 +39,12 @@ const fromRow = (r: ManifestRow): ManifestRecord => ({
 
 const MANIFEST_COLUMNS = 'repo, digest, media_type, size, artifact_type, subject, annotations';
 
+const catalogSql = (upperBound: string) =>
+  `SELECT name FROM repositories r
+    WHERE name >= @from ${upperBound} AND name <> @last AND (@regex IS NULL OR name REGEXP @regex)
+      AND (EXISTS (SELECT 1 FROM manifests m WHERE m.repo = r.name) OR EXISTS (SELECT 1 FROM repo_blobs b WHERE b.repo = r.name))
+    ORDER BY name LIMIT @n`;
+
 export class V2Index {
   private readonly s;
 
@@ -70,12 +77,9 @@ export class V2Index {
       resolveTag: p('SELECT digest FROM tags WHERE repo = ? AND tag = ?'),
       deleteTag: p('DELETE FROM tags WHERE repo = ? AND tag = ?'),
       listTags: p('SELECT tag FROM tags WHERE repo = ? AND tag > ? ORDER BY tag LIMIT ?'),
-      catalog: p(
-        `SELECT name FROM repositories r
-          WHERE name > ? AND (EXISTS (SELECT 1 FROM manifests m WHERE m.repo = r.name)
-                           OR EXISTS (SELECT 1 FROM repo_blobs b WHERE b.repo = r.name))
-          ORDER BY name LIMIT ?`,
-      ),
+      // One range of names (name-filter.ts): with and without an end, so that both bounds seek the index.
+      catalogRange: p(catalogSql('AND name < @to')),
+      catalogFrom: p(catalogSql('')),
     };
   }
 
@@ -148,8 +152,20 @@ export class V2Index {
     return (this.s.listTags.all(repo, last, n) as { tag: string }[]).map((r) => r.tag);
   }
 
-  /** Repositories with v2 content, in byte order after `last`, at most `n`. */
-  catalog(last: string, n: number): string[] {
-    return (this.s.catalog.all(last, n) as { name: string }[]).map((r) => r.name);
+  /**
+   * Repositories with v2 content that `visible` matches, in byte order after `last`, at most `n`:
+   * one query per range of names, each stopping at what the page still needs.
+   */
+  catalog(last: string, n: number, visible: readonly NamePattern[] = ALL_NAMES): string[] {
+    const out: string[] = [];
+    for (const range of nameRanges(visible)) {
+      if (out.length >= n) break;
+      const from = rangeStart(range, last);
+      if (from === undefined) continue;
+      const params = { from, last, regex: range.regex, n: n - out.length };
+      const rows = (range.to === null ? this.s.catalogFrom.all(params) : this.s.catalogRange.all({ ...params, to: range.to })) as { name: string }[];
+      for (const r of rows) out.push(r.name);
+    }
+    return out;
   }
 }

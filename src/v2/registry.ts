@@ -1,6 +1,7 @@
 import type { Readable } from 'node:stream';
 import { RegistryError } from '../errors';
 import type { BlobRecord, MetadataIndex, UploadRecord } from '../index/metadata-index';
+import type { NamePattern } from '../index/name-filter';
 import type { ManifestRecord, V2Index } from '../index/v2-index';
 import { isTag } from '../names';
 import type { BlobStore } from '../storage/blob-store';
@@ -160,19 +161,9 @@ export class V2Registry {
     return this.index.listTags(repo, last, n);
   }
 
-  /** Up to `n` repositories after `last` that `visible` accepts (the caller may pull), in byte order. */
-  catalog(last: string, n: number, visible: (name: string) => boolean = () => true): string[] {
-    const out: string[] = [];
-    while (out.length < n) {
-      const batch = this.index.catalog(last, Math.max(n, 100));
-      for (const name of batch) {
-        if (visible(name)) out.push(name);
-        if (out.length === n) break;
-      }
-      if (batch.length === 0 || out.length === n) break;
-      last = batch[batch.length - 1]!;
-    }
-    return out;
+  /** Up to `n` repositories after `last` that `visible` matches (what the caller may pull), in byte order. */
+  catalog(last: string, n: number, visible?: readonly NamePattern[]): string[] {
+    return this.index.catalog(last, n, visible);
   }
 
   /** OCI 1.1 referrers of `subject` in this repository, optionally filtered by artifactType. */
