@@ -5,6 +5,7 @@ import { parseRules } from '../../src/auth/rules';
 import { openDatabase } from '../../src/index/db';
 import { MetadataIndex } from '../../src/index/metadata-index';
 import { V2Index } from '../../src/index/v2-index';
+import { countWork } from '../helpers/count-work';
 import { http } from '../helpers/http';
 import { as, startTenantRegistry, TENANT_GROUPS, TENANT_RULES, TENANT_USERS, type Tenant } from '../helpers/tenants';
 
@@ -140,41 +141,6 @@ t.test('HTTP: catalog and search pages per tenant, Bearer needs registry:catalog
   t.equal(r.json.repositories.length, 1000, 'without n: one capped page');
   t.ok(r.headers.get('link'));
 });
-
-/** Count statement executions and rows handed to JavaScript, and regex tests, while `fn` runs. */
-async function countWork(fn: () => Promise<void>): Promise<{ statements: number; rows: number; regexTests: number }> {
-  const probe = new Database(':memory:');
-  const Statement = Object.getPrototypeOf(probe.prepare('SELECT 1')) as Record<string, (...a: unknown[]) => unknown>;
-  probe.close();
-  const counts = { statements: 0, rows: 0, regexTests: 0 };
-  const saved = { all: Statement.all!, get: Statement.get!, iterate: Statement.iterate!, test: RegExp.prototype.test, exec: RegExp.prototype.exec };
-  Statement.all = function (this: unknown, ...a: unknown[]) {
-    const out = saved.all.apply(this, a) as unknown[];
-    counts.statements++;
-    counts.rows += out.length;
-    return out;
-  };
-  Statement.get = function (this: unknown, ...a: unknown[]) {
-    counts.statements++;
-    counts.rows++;
-    return saved.get.apply(this, a);
-  };
-  Statement.iterate = function (this: unknown, ...a: unknown[]) {
-    counts.statements++;
-    return saved.iterate.apply(this, a);
-  };
-  RegExp.prototype.exec = function (this: RegExp, s: string) {
-    counts.regexTests++;
-    return saved.exec.call(this, s);
-  };
-  try {
-    await fn();
-  } finally {
-    Object.assign(Statement, { all: saved.all, get: saved.get, iterate: saved.iterate });
-    RegExp.prototype.exec = saved.exec;
-  }
-  return counts;
-}
 
 t.test('the work of a listing does not grow with the repositories the caller cannot see', async (t) => {
   // The tenants' rules: every glob has a literal prefix, so hidden repositories are never read.
