@@ -1,3 +1,4 @@
+import type { Statement } from 'better-sqlite3';
 import type { Db } from './db';
 import type { MetadataIndex } from './metadata-index';
 import { ALL_NAMES, nameRanges, rangeStart, type NamePattern } from './name-filter';
@@ -55,6 +56,16 @@ export class V2Index {
     const p = (sql: string) => db.prepare(sql);
     this.s = {
       linkBlob: p('INSERT INTO repo_blobs (repo, digest) VALUES (?, ?) ON CONFLICT DO NOTHING'),
+      // Set-based checks of a manifest's references (a JSON array of digests): one statement, not one per reference.
+      missingBlobs: p(
+        `SELECT DISTINCT j.value AS digest FROM json_each(@digests) j
+          WHERE NOT EXISTS (SELECT 1 FROM repo_blobs b WHERE b.repo = @repo AND b.digest = j.value)
+             OR NOT EXISTS (SELECT 1 FROM blobs WHERE digest = j.value)`,
+      ),
+      missingManifests: p(
+        `SELECT DISTINCT j.value AS digest FROM json_each(@digests) j
+          WHERE NOT EXISTS (SELECT 1 FROM manifests m WHERE m.repo = @repo AND m.digest = j.value)`,
+      ),
       isLinked: p('SELECT 1 FROM repo_blobs WHERE repo = ? AND digest = ?'),
       unlinkBlob: p('DELETE FROM repo_blobs WHERE repo = ? AND digest = ?'),
 
@@ -94,6 +105,22 @@ export class V2Index {
 
   isBlobLinked(repo: string, digest: Digest): boolean {
     return this.s.isLinked.get(repo, digest) !== undefined;
+  }
+
+  /** Those of `digests` this repository cannot serve (not linked, or not stored), in no particular order. */
+  missingBlobs(repo: string, digests: readonly Digest[]): Set<Digest> {
+    return this.missing(this.s.missingBlobs, repo, digests);
+  }
+
+  /** Those of `digests` that are no manifest of this repository, in no particular order. */
+  missingManifests(repo: string, digests: readonly Digest[]): Set<Digest> {
+    return this.missing(this.s.missingManifests, repo, digests);
+  }
+
+  private missing(stmt: Statement, repo: string, digests: readonly Digest[]): Set<Digest> {
+    if (digests.length === 0) return new Set();
+    const rows = stmt.all({ repo, digests: JSON.stringify([...new Set(digests)]) }) as { digest: Digest }[];
+    return new Set(rows.map((r) => r.digest));
   }
 
   unlinkBlob(repo: string, digest: Digest): boolean {

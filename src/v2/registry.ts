@@ -116,16 +116,13 @@ export class V2Registry {
       });
     }
     const parsed = parseManifest(body, contentType);
-    for (const blob of parsed.blobs) {
-      if (!this.index.isBlobLinked(repo, blob) || !this.blobs.stat(blob)) {
-        throw new RegistryError('MANIFEST_BLOB_UNKNOWN', `blob ${blob} is not in ${repo}`, { detail: { digest: blob } });
-      }
-    }
-    for (const child of parsed.manifests) {
-      if (!this.index.getManifest(repo, child)) {
-        throw new RegistryError('MANIFEST_BLOB_UNKNOWN', `manifest ${child} is not in ${repo}`, { detail: { digest: child } });
-      }
-    }
+    // One query per kind, however often a manifest repeats a reference; the error names the first missing one.
+    const missingBlobs = this.index.missingBlobs(repo, parsed.blobs);
+    const blob = parsed.blobs.find((d) => missingBlobs.has(d));
+    if (blob) throw new RegistryError('MANIFEST_BLOB_UNKNOWN', `blob ${blob} is not in ${repo}`, { detail: { digest: blob } });
+    const missingChildren = this.index.missingManifests(repo, parsed.manifests);
+    const child = parsed.manifests.find((d) => missingChildren.has(d));
+    if (child) throw new RegistryError('MANIFEST_BLOB_UNKNOWN', `manifest ${child} is not in ${repo}`, { detail: { digest: child } });
     await this.blobs.putBytes(body, digest);
     this.index.putManifest(
       {
@@ -137,7 +134,7 @@ export class V2Registry {
         subject: parsed.subject,
         annotations: parsed.annotations,
       },
-      [...parsed.blobs, ...parsed.manifests],
+      [...new Set([...parsed.blobs, ...parsed.manifests])],
       tag,
     );
     return { digest, subject: parsed.subject };
