@@ -1,4 +1,4 @@
-import { escapeRegex, type NamePattern } from '../index/name-filter';
+import { escapeLike, escapeRegex, type NamePattern } from '../index/name-filter';
 import { isRepositoryComponent } from '../names';
 
 // Repository globs of access rules, compiled once: `*` stays within one path component, `**` spans
@@ -38,8 +38,9 @@ function compile(tokens: Token[], user: string): NameMatcher {
   if (i === tokens.length) return { test: (name) => name === prefix, pattern: { exact: prefix } };
   if (i === tokens.length - 1 && tokens[i] === '**') return { test: (name) => name.startsWith(prefix), pattern: { prefix } };
   const regex = tokens.map((t) => (t === '**' ? '.*' : t === '*' ? '[^/]*' : escapeRegex(lit(t)!))).join('');
+  const like = tokens.map((t) => (t === '**' || t === '*' ? '%' : escapeLike(lit(t)!))).join('').replace(/%+/g, '%');
   const re = new RegExp(`^(?:${regex})$`);
-  return { test: (name) => re.test(name), pattern: { prefix, regex } };
+  return { test: (name) => re.test(name), pattern: { prefix, regex, like } };
 }
 
 export class RepoGlob {

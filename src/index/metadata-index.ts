@@ -27,7 +27,8 @@ export interface SearchHit {
 
 /** Repositories of one range of names (name-filter.ts) whose name or description contains @q (NULL: any), read along the name index. */
 const searchFrom = (upperBound: string) =>
-  `FROM repositories WHERE name >= @from ${upperBound} AND (@regex IS NULL OR name REGEXP @regex)
+  `FROM repositories WHERE name >= @from ${upperBound}
+     AND (@like IS NULL OR name LIKE @like ESCAPE '\\') AND (@regex IS NULL OR name REGEXP @regex)
      AND (@q IS NULL OR name LIKE @q ESCAPE '\\' OR description LIKE @q ESCAPE '\\')`;
 
 export class MetadataIndex {
@@ -135,7 +136,7 @@ export class MetadataIndex {
    */
   search(query: string, limit: number, offset: number, visible: readonly NamePattern[] = ALL_NAMES): { total: number; hits: SearchHit[] } {
     const q = query === '' ? null : '%' + query.replace(/[\\%_]/g, (c) => '\\' + c) + '%';
-    const ranges = nameRanges(visible).map((r) => ({ from: r.from, regex: r.regex, q, ...(r.to === null ? {} : { to: r.to }) }));
+    const ranges = nameRanges(visible).map((r) => ({ from: r.from, regex: r.regex, like: r.like, q, ...(r.to === null ? {} : { to: r.to }) }));
     const counts = ranges.map((r) => ((r.to === undefined ? this.s.searchCountFrom : this.s.searchCountRange).get(r) as { n: number }).n);
     const hits: SearchHit[] = [];
     let skip = offset;

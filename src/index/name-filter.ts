@@ -4,8 +4,12 @@
 /** Names a listing may return: a name matches if it is `exact`, or starts with `prefix` and matches `regex`. */
 export type NamePattern =
   | { exact: string }
-  /** `regex`: what the whole name must match (no anchors), in the syntax ECMAScript and POSIX ARE share; absent: the prefix decides. */
-  | { prefix: string; regex?: string };
+  /**
+   * `regex`: what the whole name must match (no anchors), in the syntax ECMAScript and POSIX ARE share;
+   * absent: the prefix decides. `like`: a LIKE pattern (escape `\`) every such name matches too,
+   * tested first because it is cheap.
+   */
+  | { prefix: string; regex?: string; like?: string };
 
 /** Every name. */
 export const ALL_NAMES: readonly NamePattern[] = [{ prefix: '' }];
@@ -15,6 +19,8 @@ export interface NameRange {
   from: string;
   to: string | null;
   regex: string | null;
+  /** A LIKE pattern (escape `\`) every name the regex accepts also matches (null: none). */
+  like: string | null;
 }
 
 /** The smallest string after every string that starts with `prefix` (null: there is none). */
@@ -29,6 +35,10 @@ export function escapeRegex(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
+export function escapeLike(s: string): string {
+  return s.replace(/[\\%_]/g, '\\$&');
+}
+
 interface Span {
   from: string;
   to: string | null;
@@ -36,13 +46,14 @@ interface Span {
   body: string;
   /** The pattern takes every name of its span. */
   whole: boolean;
+  like?: string;
 }
 
 function span(p: NamePattern): Span {
   // An exact name is the range [name, name + "\0"): nothing else sorts between them.
   if ('exact' in p) return { from: p.exact, to: p.exact + '\0', body: escapeRegex(p.exact), whole: true };
   const body = p.regex !== undefined ? `(?:${p.regex})` : escapeRegex(p.prefix) + '.*';
-  return { from: p.prefix, to: after(p.prefix), body, whole: p.regex === undefined };
+  return { from: p.prefix, to: after(p.prefix), body, whole: p.regex === undefined, like: p.like };
 }
 
 const before = (a: string | null, b: string | null) => b === null || (a !== null && a < b);
@@ -62,7 +73,9 @@ export function nameRanges(patterns: readonly NamePattern[]): NameRange[] {
     const from = group[0]!.from;
     const whole = group.some((s) => s.whole && s.from === from && s.to === end);
     const bodies = [...new Set(group.map((s) => s.body))];
-    out.push({ from, to: end, regex: whole ? null : `^(?:${bodies.join('|')})$` });
+    // A LIKE pre-filter serves a range of one pattern (an alternation of LIKEs would not be one parameter).
+    const like = !whole && bodies.length === 1 ? (group[0]!.like ?? null) : null;
+    out.push({ from, to: end, regex: whole ? null : `^(?:${bodies.join('|')})$`, like });
     group = [];
   };
   for (const s of spans) {

@@ -42,7 +42,8 @@ const MANIFEST_COLUMNS = 'repo, digest, media_type, size, artifact_type, subject
 
 const catalogSql = (upperBound: string) =>
   `SELECT name FROM repositories r
-    WHERE name >= @from ${upperBound} AND name <> @last AND (@regex IS NULL OR name REGEXP @regex)
+    WHERE name >= @from ${upperBound} AND name <> @last
+      AND (@like IS NULL OR name LIKE @like ESCAPE '\\') AND (@regex IS NULL OR name REGEXP @regex)
       AND (EXISTS (SELECT 1 FROM manifests m WHERE m.repo = r.name) OR EXISTS (SELECT 1 FROM repo_blobs b WHERE b.repo = r.name))
     ORDER BY name LIMIT @n`;
 
@@ -189,7 +190,7 @@ export class V2Index {
       if (out.length >= n) break;
       const from = rangeStart(range, last);
       if (from === undefined) continue;
-      const params = { from, last, regex: range.regex, n: n - out.length };
+      const params = { from, last, regex: range.regex, like: range.like, n: n - out.length };
       const rows = (range.to === null ? this.s.catalogFrom.all(params) : this.s.catalogRange.all({ ...params, to: range.to })) as { name: string }[];
       for (const r of rows) out.push(r.name);
     }
