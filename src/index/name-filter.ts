@@ -56,7 +56,8 @@ function span(p: NamePattern): Span {
   return { from: p.prefix, to: after(p.prefix), body, whole: p.regex === undefined, like: p.like };
 }
 
-const before = (a: string | null, b: string | null) => b === null || (a !== null && a < b);
+/** a < b, where null is past every string. */
+const before = (a: string | null, b: string | null) => a !== null && (b === null || a < b);
 
 /**
  * Sorted, disjoint ranges covering exactly the names the patterns match, each with the one regex
@@ -64,7 +65,8 @@ const before = (a: string | null, b: string | null) => b === null || (a !== null
  * reads each range once, in order, with an index range scan.
  */
 export function nameRanges(patterns: readonly NamePattern[]): NameRange[] {
-  const spans = patterns.map(span).sort((a, b) => (a.from < b.from ? -1 : a.from > b.from ? 1 : before(a.to, b.to) ? 1 : -1));
+  // By start, then the widest first, so each group starts with the span that contains the others.
+  const spans = patterns.map(span).sort((a, b) => (a.from !== b.from ? (a.from < b.from ? -1 : 1) : before(a.to, b.to) ? 1 : before(b.to, a.to) ? -1 : 0));
   const out: NameRange[] = [];
   let group: Span[] = [];
   let end: string | null = '';

@@ -4,6 +4,7 @@ import { AccessPolicy } from '../../src/auth/access';
 import { parseRules } from '../../src/auth/rules';
 import { openDatabase } from '../../src/index/db';
 import { MetadataIndex } from '../../src/index/metadata-index';
+import { nameRanges } from '../../src/index/name-filter';
 import { V2Index } from '../../src/index/v2-index';
 import { countWork } from '../helpers/count-work';
 import { http } from '../helpers/http';
@@ -58,6 +59,17 @@ function insertRepos(db: Database.Database, rows: Row[]): void {
 
 const byteOrder = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 const like = (r: Row, q: string) => r.name.toLowerCase().includes(q.toLowerCase()) || r.description.toLowerCase().includes(q.toLowerCase());
+
+t.test('name ranges: sorted, disjoint, a regex only where no pattern takes the whole range', async (t) => {
+  t.same(nameRanges([]), []);
+  t.same(nameRanges([{ prefix: '' }, { prefix: 'x/' }, { exact: 'y' }]), [{ from: '', to: null, regex: null, like: null }]);
+  t.same(nameRanges([{ prefix: 'a/', regex: 'a/[^/]*', like: 'a/%' }, { exact: 'a/b' }, { prefix: 'a/' }]), [{ from: 'a/', to: 'a0', regex: null, like: null }]);
+  t.same(nameRanges([{ prefix: 'b/', regex: 'b/[^/]*', like: 'b/%' }, { exact: 'a' }, { prefix: 'b/', regex: 'b/[^/]*', like: 'b/%' }]), [
+    { from: 'a', to: 'a\0', regex: null, like: null },
+    { from: 'b/', to: 'b0', regex: '^(?:(?:b/[^/]*))$', like: 'b/%' },
+  ]);
+  t.same(nameRanges([{ prefix: 'b', regex: 'b[^/]*/x', like: 'b%/x' }, { prefix: 'b/' }]), [{ from: 'b', to: 'c', regex: '^(?:(?:b[^/]*/x)|b/.*)$', like: null }]);
+});
 
 t.test('index: filtered catalog and search pages equal filtering every repository one by one', async (t) => {
   const db = openDatabase(':memory:');
