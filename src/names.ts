@@ -7,6 +7,11 @@ const COMPONENT = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
 const TAG = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
 const MAX_NAME = 255;
 
+/** One path component of a repository name, e.g. a user name standing for `$user` in access rules. */
+export function isRepositoryComponent(component: string): boolean {
+  return COMPONENT.test(component);
+}
+
 export function isRepositoryName(name: string): boolean {
   return name.length > 0 && name.length <= MAX_NAME && name.split('/').every((c) => COMPONENT.test(c));
 }

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Config } from '../config/schema';
 import { RegistryError } from '../errors';
+import { ALL_NAMES, type NamePattern } from '../index/name-filter';
 import { AccessPolicy } from './access';
 import { Htpasswd, type HtpasswdLog } from './htpasswd';
 import { FailedLoginLimiter } from './limiter';
@@ -136,6 +137,17 @@ export class AccessControl {
       return catalog && this.policy.can(id.user, repo, 'pull');
     }
     return this.allows(id, repo, 'pull');
+  }
+
+  /** What listable() accepts, as patterns, so that listings filter in the index query and page after filtering. */
+  listablePatterns(id: Identity): readonly NamePattern[] {
+    if (!this.enabled) return ALL_NAMES;
+    if (id.bearer) {
+      const catalog = !id.bearer.expired && id.bearer.access.some((g) => g.type === 'registry' && g.name === 'catalog');
+      return catalog ? this.policy.reach(id.user, 'pull') : [];
+    }
+    if (id.v1) return this.allows(id, id.v1.repo, 'pull') ? [{ exact: id.v1.repo }] : [];
+    return this.policy.reach(id.user, 'pull');
   }
 
   /** Throw 401 (anonymous or expired) or 403 (known but not allowed) unless allowed. */

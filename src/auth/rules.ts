@@ -15,11 +15,22 @@ export interface AccessRule {
 
 const isStringList = (v: unknown): v is string[] => Array.isArray(v) && v.every((x) => typeof x === 'string' && x !== '');
 
+/** Names of Object's own machinery: refused as user and group names, so no lookup can ever land on them. */
+const RESERVED_NAMES = new Set([...Object.getOwnPropertyNames(Object.prototype), 'prototype']);
+
+export const isReservedName = (name: string): boolean => RESERVED_NAMES.has(name);
+
+function checkName(name: string, where: string): void {
+  if (isReservedName(name)) throw new ConfigError(`${where}: "${name}" cannot be a user or group name (it is reserved)`);
+}
+
 export function parseGroups(value: unknown, where: string): Record<string, string[]> {
   if (value === null || value === undefined) return {};
   if (typeof value !== 'object' || Array.isArray(value)) throw new ConfigError(`${where}: expected a mapping of group name to a list of users`);
   for (const [name, members] of Object.entries(value)) {
+    checkName(name, `${where}.${name}`);
     if (!isStringList(members)) throw new ConfigError(`${where}.${name}: expected a list of user names`);
+    for (const m of members) checkName(m, `${where}.${name}`);
   }
   return value as Record<string, string[]>;
 }
@@ -41,6 +52,7 @@ export function parseRules(value: unknown, where: string): AccessRule[] {
     }
     for (const w of r.who) {
       if (w.startsWith('$') && w !== '$anonymous' && w !== '$authenticated') throw new ConfigError(`${at}.who: unknown keyword ${w}`);
+      checkName(w.startsWith('@') ? w.slice(1) : w, `${at}.who`);
     }
     return { repository: r.repository, who: r.who, actions: r.actions as Action[] };
   });

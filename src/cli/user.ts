@@ -1,6 +1,8 @@
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import bcrypt from 'bcryptjs';
+import { isReservedName } from '../auth/rules';
 import { loadConfig } from '../config/load';
+import { isRepositoryComponent } from '../names';
 
 // npm run user -- add <name> | remove <name> | list   [--file <htpasswd>]
 // Writes bcrypt ($2y$) entries to the htpasswd file named by auth.htpasswd.path (or --file).
@@ -10,6 +12,18 @@ const BCRYPT_COST = 10;
 
 function usage(): never {
   process.stderr.write('usage: npm run user -- add <name> | remove <name> | list [--file <htpasswd>]\n');
+  process.exit(2);
+}
+
+/** A user name stands for `$user` in rule globs, so it must be one repository path component. */
+function checkUserName(name: string): void {
+  let why = '';
+  if (isReservedName(name)) why = 'it is reserved';
+  else if (!isRepositoryComponent(name)) {
+    why = 'use lower-case letters and digits, joined by ".", "_", "__" or "-" (it names the $user repositories)';
+  }
+  if (!why) return;
+  process.stderr.write(`invalid user name ${JSON.stringify(name)}: ${why}\n`);
   process.exit(2);
 }
 
@@ -75,7 +89,8 @@ async function main(): Promise<void> {
   const others = (user: string) => lines.filter((l) => l.slice(0, l.indexOf(':')) !== user);
   switch (command) {
     case 'add': {
-      if (!name || name.includes(':') || /\s/.test(name)) usage();
+      if (!name) usage();
+      checkUserName(name);
       const password = await readPassword();
       if (password.length < 1) {
         process.stderr.write('empty password refused\n');

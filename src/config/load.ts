@@ -71,7 +71,7 @@ function resolve(
   }
   const given = (file ?? {}) as Record<string, unknown>;
   for (const key of Object.keys(given)) {
-    if (!(key in branch)) {
+    if (!Object.hasOwn(branch, key)) {
       const known = Object.keys(branch).join(', ');
       throw new ConfigError(`unknown configuration key "${[...path, key].join('.')}" (known keys here: ${known})`);
     }

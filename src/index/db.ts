@@ -2,6 +2,7 @@ import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { MIGRATIONS } from './migrations';
+import { registerRegexp } from './regexp';
 
 export type Db = Database.Database;
 
@@ -14,6 +15,7 @@ export function openDatabase(file: string): Db {
   db.pragma('foreign_keys = ON');
   db.pragma('busy_timeout = 5000');
   migrate(db);
+  registerRegexp(db);
   // From here a commit does not fsync on the event loop: WalSync makes it durable before the
   // write is acknowledged, so a committed push still survives power loss, not only a crash.
   db.pragma('synchronous = NORMAL');

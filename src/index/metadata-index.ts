@@ -1,5 +1,6 @@
 import type { Db } from './db';
 import type { Digest } from '../storage/digest';
+import { ALL_NAMES, nameRanges, type NamePattern } from './name-filter';
 
 // The metadata index: what the bytes mean. better-sqlite3 is synchronous and every statement
 // here is prepared once; multi-step changes run in one transaction.
@@ -28,6 +29,12 @@ export interface SearchHit {
   description: string;
 }
 
+/** Repositories of one range of names (name-filter.ts) whose name or description contains @q (NULL: any), read along the name index. */
+const searchFrom = (upperBound: string) =>
+  `FROM repositories WHERE name >= @from ${upperBound}
+     AND (@like IS NULL OR name LIKE @like ESCAPE '\\') AND (@regex IS NULL OR name REGEXP @regex)
+     AND (@q IS NULL OR name LIKE @q ESCAPE '\\' OR description LIKE @q ESCAPE '\\')`;
+
 export class MetadataIndex {
   private readonly s;
 
@@ -54,14 +61,11 @@ export class MetadataIndex {
       getRepo: p('SELECT name, description, v1_private, v1_indexed FROM repositories WHERE name = ?'),
       deleteRepo: p('DELETE FROM repositories WHERE name = ?'),
       setV1Private: p('UPDATE repositories SET v1_private = ? WHERE name = ?'),
-      search: p(
-        `SELECT name, description FROM repo_search
-          WHERE name LIKE @q ESCAPE '\\' OR description LIKE @q ESCAPE '\\'
-          ORDER BY name LIMIT @limit OFFSET @offset`,
-      ),
-      searchCount: p(
-        `SELECT count(*) AS n FROM repo_search WHERE name LIKE @q ESCAPE '\\' OR description LIKE @q ESCAPE '\\'`,
-      ),
+      // One range of names (name-filter.ts): with and without an end, so that both bounds seek the index.
+      searchRange: p(`SELECT name, description ${searchFrom('AND name < @to')} ORDER BY name LIMIT @limit OFFSET @offset`),
+      searchFrom: p(`SELECT name, description ${searchFrom('')} ORDER BY name LIMIT @limit OFFSET @offset`),
+      searchCountRange: p(`SELECT count(*) AS n ${searchFrom('AND name < @to')}`),
+      searchCountFrom: p(`SELECT count(*) AS n ${searchFrom('')}`),
 
     };
   }
@@ -147,18 +151,27 @@ export class MetadataIndex {
   }
 
   /**
-   * Substring search on names and descriptions, case-insensitive for ASCII. With `visible`, only
-   * repositories it accepts count (pagination and totals then run over the filtered list).
+   * Substring search on names and descriptions, case-insensitive for ASCII, over the repositories
+   * `visible` matches (pagination and totals run over that list). Work is one count per range of
+   * names, then the page from the ranges it falls in.
    */
-  search(query: string, limit: number, offset: number, visible?: (name: string) => boolean): { total: number; hits: SearchHit[] } {
-    const q = '%' + query.replace(/[\\%_]/g, (c) => '\\' + c) + '%';
-    if (visible) {
-      const all = (this.s.search.all({ q, limit: -1, offset: 0 }) as SearchHit[]).filter((h) => visible(h.name));
-      return { total: all.length, hits: all.slice(offset, offset + limit) };
+  search(query: string, limit: number, offset: number, visible: readonly NamePattern[] = ALL_NAMES): { total: number; hits: SearchHit[] } {
+    const q = query === '' ? null : '%' + query.replace(/[\\%_]/g, (c) => '\\' + c) + '%';
+    const ranges = nameRanges(visible).map((r) => ({ from: r.from, regex: r.regex, like: r.like, q, ...(r.to === null ? {} : { to: r.to }) }));
+    const counts = ranges.map((r) => ((r.to === undefined ? this.s.searchCountFrom : this.s.searchCountRange).get(r) as { n: number }).n);
+    const hits: SearchHit[] = [];
+    let skip = offset;
+    for (const [i, r] of ranges.entries()) {
+      if (hits.length >= limit) break;
+      if (skip >= counts[i]!) {
+        skip -= counts[i]!;
+        continue;
+      }
+      const page = { ...r, limit: limit - hits.length, offset: skip };
+      hits.push(...((r.to === undefined ? this.s.searchFrom : this.s.searchRange).all(page) as SearchHit[]));
+      skip = 0;
     }
-    const total = (this.s.searchCount.get({ q }) as { n: number }).n;
-    const hits = this.s.search.all({ q, limit, offset }) as SearchHit[];
-    return { total, hits };
+    return { total: counts.reduce((a, b) => a + b, 0), hits };
   }
 
 }

@@ -139,9 +139,8 @@ export class V1Index {
   }
 
   listV1Tags(repo: string): Record<string, string> {
-    const out: Record<string, string> = {};
-    for (const r of this.s.listV1Tags.all(repo) as { tag: string; image_id: string }[]) out[r.tag] = r.image_id;
-    return out;
+    // fromEntries defines properties: a tag named __proto__ is listed, not taken for the prototype.
+    return Object.fromEntries((this.s.listV1Tags.all(repo) as { tag: string; image_id: string }[]).map((r) => [r.tag, r.image_id]));
   }
 
   deleteV1Tag(repo: string, tag: string): boolean {

@@ -1,5 +1,7 @@
+import type { Statement } from 'better-sqlite3';
 import type { Db } from './db';
 import type { MetadataIndex } from './metadata-index';
+import { ALL_NAMES, nameRanges, rangeStart, type NamePattern } from './name-filter';
 import type { Digest } from '../storage/digest';
 
 // The v2 / OCI part of the index: which blobs a repository may serve, its manifests
@@ -38,6 +40,13 @@ const fromRow = (r: ManifestRow): ManifestRecord => ({
 
 const MANIFEST_COLUMNS = 'repo, digest, media_type, size, artifact_type, subject, annotations';
 
+const catalogSql = (upperBound: string) =>
+  `SELECT name FROM repositories r
+    WHERE name >= @from ${upperBound} AND name <> @last
+      AND (@like IS NULL OR name LIKE @like ESCAPE '\\') AND (@regex IS NULL OR name REGEXP @regex)
+      AND (EXISTS (SELECT 1 FROM manifests m WHERE m.repo = r.name) OR EXISTS (SELECT 1 FROM repo_blobs b WHERE b.repo = r.name))
+    ORDER BY name LIMIT @n`;
+
 export class V2Index {
   private readonly s;
 
@@ -48,6 +57,16 @@ export class V2Index {
     const p = (sql: string) => db.prepare(sql);
     this.s = {
       linkBlob: p('INSERT INTO repo_blobs (repo, digest) VALUES (?, ?) ON CONFLICT DO NOTHING'),
+      // Set-based checks of a manifest's references (a JSON array of digests): one statement, not one per reference.
+      missingBlobs: p(
+        `SELECT DISTINCT j.value AS digest FROM json_each(@digests) j
+          WHERE NOT EXISTS (SELECT 1 FROM repo_blobs b WHERE b.repo = @repo AND b.digest = j.value)
+             OR NOT EXISTS (SELECT 1 FROM blobs WHERE digest = j.value)`,
+      ),
+      missingManifests: p(
+        `SELECT DISTINCT j.value AS digest FROM json_each(@digests) j
+          WHERE NOT EXISTS (SELECT 1 FROM manifests m WHERE m.repo = @repo AND m.digest = j.value)`,
+      ),
       isLinked: p('SELECT 1 FROM repo_blobs WHERE repo = ? AND digest = ?'),
       unlinkBlob: p('DELETE FROM repo_blobs WHERE repo = ? AND digest = ?'),
 
@@ -70,12 +89,9 @@ export class V2Index {
       resolveTag: p('SELECT digest FROM tags WHERE repo = ? AND tag = ?'),
       deleteTag: p('DELETE FROM tags WHERE repo = ? AND tag = ?'),
       listTags: p('SELECT tag FROM tags WHERE repo = ? AND tag > ? ORDER BY tag LIMIT ?'),
-      catalog: p(
-        `SELECT name FROM repositories r
-          WHERE name > ? AND (EXISTS (SELECT 1 FROM manifests m WHERE m.repo = r.name)
-                           OR EXISTS (SELECT 1 FROM repo_blobs b WHERE b.repo = r.name))
-          ORDER BY name LIMIT ?`,
-      ),
+      // One range of names (name-filter.ts): with and without an end, so that both bounds seek the index.
+      catalogRange: p(catalogSql('AND name < @to')),
+      catalogFrom: p(catalogSql('')),
     };
   }
 
@@ -90,6 +106,22 @@ export class V2Index {
 
   isBlobLinked(repo: string, digest: Digest): boolean {
     return this.s.isLinked.get(repo, digest) !== undefined;
+  }
+
+  /** Those of `digests` this repository cannot serve (not linked, or not stored), in no particular order. */
+  missingBlobs(repo: string, digests: readonly Digest[]): Set<Digest> {
+    return this.missing(this.s.missingBlobs, repo, digests);
+  }
+
+  /** Those of `digests` that are no manifest of this repository, in no particular order. */
+  missingManifests(repo: string, digests: readonly Digest[]): Set<Digest> {
+    return this.missing(this.s.missingManifests, repo, digests);
+  }
+
+  private missing(stmt: Statement, repo: string, digests: readonly Digest[]): Set<Digest> {
+    if (digests.length === 0) return new Set();
+    const rows = stmt.all({ repo, digests: JSON.stringify([...new Set(digests)]) }) as { digest: Digest }[];
+    return new Set(rows.map((r) => r.digest));
   }
 
   unlinkBlob(repo: string, digest: Digest): boolean {
@@ -148,8 +180,20 @@ export class V2Index {
     return (this.s.listTags.all(repo, last, n) as { tag: string }[]).map((r) => r.tag);
   }
 
-  /** Repositories with v2 content, in byte order after `last`, at most `n`. */
-  catalog(last: string, n: number): string[] {
-    return (this.s.catalog.all(last, n) as { name: string }[]).map((r) => r.name);
+  /**
+   * Repositories with v2 content that `visible` matches, in byte order after `last`, at most `n`:
+   * one query per range of names, each stopping at what the page still needs.
+   */
+  catalog(last: string, n: number, visible: readonly NamePattern[] = ALL_NAMES): string[] {
+    const out: string[] = [];
+    for (const range of nameRanges(visible)) {
+      if (out.length >= n) break;
+      const from = rangeStart(range, last);
+      if (from === undefined) continue;
+      const params = { from, last, regex: range.regex, like: range.like, n: n - out.length };
+      const rows = (range.to === null ? this.s.catalogFrom.all(params) : this.s.catalogRange.all({ ...params, to: range.to })) as { name: string }[];
+      for (const r of rows) out.push(r.name);
+    }
+    return out;
   }
 }

@@ -233,7 +233,8 @@ export function tagJson(userAgent: string | undefined): Record<string, string | 
   for (const part of (userAgent ?? '').split(/\s+/)) {
     const slash = part.indexOf('/');
     if (slash <= 0) continue;
-    const key = fields[part.slice(0, slash).toLowerCase()];
+    const name = part.slice(0, slash).toLowerCase();
+    const key = Object.hasOwn(fields, name) ? fields[name] : undefined; // not constructor/x or __proto__/x
     if (!key) continue;
     const value = part.slice(slash + 1);
     out[key] = key === 'kernel' ? value.toLowerCase() : value;

@@ -1,6 +1,7 @@
 import type { Readable } from 'node:stream';
 import { RegistryError } from '../errors';
 import type { BlobRecord, MetadataIndex, UploadRecord } from '../index/metadata-index';
+import type { NamePattern } from '../index/name-filter';
 import type { ManifestRecord, V2Index } from '../index/v2-index';
 import { isTag } from '../names';
 import type { BlobStore } from '../storage/blob-store';
@@ -121,16 +122,13 @@ export class V2Registry {
       });
     }
     const parsed = parseManifest(body, contentType);
-    for (const blob of parsed.blobs) {
-      if (!this.index.isBlobLinked(repo, blob) || !this.blobs.stat(blob)) {
-        throw new RegistryError('MANIFEST_BLOB_UNKNOWN', `blob ${blob} is not in ${repo}`, { detail: { digest: blob } });
-      }
-    }
-    for (const child of parsed.manifests) {
-      if (!this.index.getManifest(repo, child)) {
-        throw new RegistryError('MANIFEST_BLOB_UNKNOWN', `manifest ${child} is not in ${repo}`, { detail: { digest: child } });
-      }
-    }
+    // One query per kind, however often a manifest repeats a reference; the error names the first missing one.
+    const missingBlobs = this.index.missingBlobs(repo, parsed.blobs);
+    const blob = parsed.blobs.find((d) => missingBlobs.has(d));
+    if (blob) throw new RegistryError('MANIFEST_BLOB_UNKNOWN', `blob ${blob} is not in ${repo}`, { detail: { digest: blob } });
+    const missingChildren = this.index.missingManifests(repo, parsed.manifests);
+    const child = parsed.manifests.find((d) => missingChildren.has(d));
+    if (child) throw new RegistryError('MANIFEST_BLOB_UNKNOWN', `manifest ${child} is not in ${repo}`, { detail: { digest: child } });
     await this.blobs.putBytes(body, digest);
     this.index.putManifest(
       {
@@ -142,7 +140,7 @@ export class V2Registry {
         subject: parsed.subject,
         annotations: parsed.annotations,
       },
-      [...parsed.blobs, ...parsed.manifests],
+      [...new Set([...parsed.blobs, ...parsed.manifests])],
       tag,
     );
     return { digest, subject: parsed.subject };
@@ -166,19 +164,9 @@ export class V2Registry {
     return this.index.listTags(repo, last, n);
   }
 
-  /** Up to `n` repositories after `last` that `visible` accepts (the caller may pull), in byte order. */
-  catalog(last: string, n: number, visible: (name: string) => boolean = () => true): string[] {
-    const out: string[] = [];
-    while (out.length < n) {
-      const batch = this.index.catalog(last, Math.max(n, 100));
-      for (const name of batch) {
-        if (visible(name)) out.push(name);
-        if (out.length === n) break;
-      }
-      if (batch.length === 0 || out.length === n) break;
-      last = batch[batch.length - 1]!;
-    }
-    return out;
+  /** Up to `n` repositories after `last` that `visible` matches (what the caller may pull), in byte order. */
+  catalog(last: string, n: number, visible?: readonly NamePattern[]): string[] {
+    return this.index.catalog(last, n, visible);
   }
 
   /** OCI 1.1 referrers of `subject` in this repository, optionally filtered by artifactType. */

@@ -8,6 +8,8 @@ import { location, mediaTypeOf, nextLink, pagination, queryParam } from './http'
 
 /** Largest page a listing returns, whatever `n` asks for. */
 const MAX_PAGE = 10_000;
+/** Largest catalog page (distribution's default too): each page is filtered by the caller's rights. */
+const MAX_CATALOG_PAGE = 1000;
 
 export function manifestHandlers(ctx: RegistryContext) {
   const { v2, config, access } = ctx;
@@ -52,9 +54,8 @@ export function manifestHandlers(ctx: RegistryContext) {
     },
 
     async catalog(request: FastifyRequest, reply: FastifyReply) {
-      const { n, last } = pagination(request, MAX_PAGE);
-      const identity = request.identity!;
-      const repositories = v2.catalog(last, n, (name) => access.listable(identity, name));
+      const { n, last } = pagination(request, MAX_CATALOG_PAGE);
+      const repositories = v2.catalog(last, n, access.listablePatterns(request.identity!));
       nextLink(reply, '/v2/_catalog', repositories, n);
       return reply.type('application/json').send({ repositories });
     },
