@@ -7,13 +7,16 @@ import { Htpasswd, type HtpasswdLog } from './htpasswd';
 import { FailedLoginLimiter } from './limiter';
 import type { Action } from './rules';
 import {
+  entryFingerprint,
   grantsAllow,
   loadTokenKey,
   openV1Token,
+  sameFingerprint,
   signJwt,
   signV1Token,
   verifyJwt,
   verifyV1Token,
+  type BearerKeys,
   type Grant,
   type V1Access,
   type V1TokenClaims,
@@ -29,6 +32,8 @@ export interface Identity {
   /** Bearer: what the token grants; expired tokens are kept to let running uploads finish. */
   bearer?: { access: Grant[]; expired: boolean; exp: number };
   v1?: V1TokenClaims;
+  /** Basic: fingerprint of the htpasswd entry the password was checked against, for the tokens issued to it. */
+  fp?: string;
 }
 
 export const ANONYMOUS: Identity = Object.freeze({ user: null, via: 'anonymous' });
@@ -49,16 +54,19 @@ export class AccessControl {
   private readonly auth: Config['auth'];
   /** How long after expiry a Bearer token may still continue an upload it could write to. */
   private readonly uploadGraceMs: number;
+  private readonly bearerKeys: BearerKeys;
 
   constructor(config: Config, log?: HtpasswdLog) {
     this.auth = config.auth;
+    const token = config.auth.token;
     this.enabled = config.auth.htpasswd.path !== '';
-    this.tokensEnabled = this.enabled && config.auth.token.enabled;
+    this.tokensEnabled = this.enabled && token.enabled;
     this.htpasswd = this.enabled ? new Htpasswd(config.auth.htpasswd.path, log) : undefined;
     this.policy = new AccessPolicy(this.enabled, config.auth.rules, config.auth.groups);
     this.limiter = new FailedLoginLimiter(config.auth.failedLogins.limit, config.auth.failedLogins.window * 1000);
-    this.key = this.enabled ? loadTokenKey(config.auth.token.secretFile) : Buffer.alloc(32);
+    this.key = this.enabled ? loadTokenKey(token.secretFile) : Buffer.alloc(32);
     this.uploadGraceMs = config.uploads.purgeAfter * 1000;
+    this.bearerKeys = { service: token.service, key: this.key };
   }
 
   close(): void {
@@ -92,20 +100,48 @@ export class AccessControl {
     return false;
   }
 
+  /**
+   * Check a password and return the fingerprint of the htpasswd entry it matched (undefined: refused),
+   * so that tokens issued from it stop working once that entry is removed or changed.
+   */
+  async authenticate(user: string, password: string, client: string): Promise<string | undefined> {
+    if (!this.htpasswd) return undefined;
+    await this.htpasswd.reloadIfChanged();
+    const before = this.fingerprintOf(user);
+    if (!(await this.checkPassword(user, password, client))) return undefined;
+    // The file changed during the check: the entry we would bind to may not be the one checked.
+    const after = this.fingerprintOf(user);
+    return sameFingerprint(before, after) ? after : undefined;
+  }
+
+  private fingerprintOf(user: string): string | undefined {
+    const hash = this.htpasswd?.hashOf(user);
+    return hash === undefined ? undefined : entryFingerprint(this.key, user, hash);
+  }
+
+  /** A token of `user` stays good while their htpasswd entry is the one it was issued against. */
+  private stillValid(user: string, fp: string | undefined): boolean {
+    return sameFingerprint(fp, this.fingerprintOf(user));
+  }
+
   /** Identity from a Bearer or v1 Token Authorization header (Basic is parsed by @fastify/basic-auth). */
-  identifyToken(header: string): Identity {
+  async identifyToken(header: string): Promise<Identity> {
     if (/^bearer\s/i.test(header)) {
-      const claims = verifyJwt(header.replace(/^bearer\s+/i, '').trim(), this.key);
-      if (!claims || claims.aud !== this.service || claims.iss !== this.service) {
-        throw new RegistryError('UNAUTHORIZED', 'invalid token');
+      const verified = await verifyJwt(header.replace(/^bearer\s+/i, '').trim(), this.bearerKeys);
+      if (!verified) throw new RegistryError('UNAUTHORIZED', 'invalid token');
+      const { claims, expired } = verified;
+      if (claims.sub && !this.stillValid(claims.sub, claims.fp)) {
+        throw new RegistryError('UNAUTHORIZED', 'token revoked: its user was removed or changed password');
       }
-      const expired = claims.exp * 1000 <= Date.now();
-      return { user: claims.sub || null, via: 'bearer', bearer: { access: claims.access ?? [], expired, exp: claims.exp * 1000 } };
+      return { user: claims.sub || null, via: 'bearer', bearer: { access: claims.access, expired, exp: claims.exp * 1000 } };
     }
     if (/^token\s/i.test(header)) {
       if (!this.enabled) return ANONYMOUS; // open registry: v1 tokens are informative only
-      const claims = verifyV1Token(header, this.key);
-      if (!claims || claims.exp * 1000 <= Date.now()) throw new RegistryError('UNAUTHORIZED', 'invalid or expired token');
+      const claims = await verifyV1Token(header, this.key, this.service);
+      if (!claims) throw new RegistryError('UNAUTHORIZED', 'invalid or expired token');
+      if (claims.user && !this.stillValid(claims.user, claims.fp)) {
+        throw new RegistryError('UNAUTHORIZED', 'token revoked: its user was removed or changed password');
+      }
       return { user: claims.user || null, via: 'v1token', v1: claims };
     }
     throw new RegistryError('UNAUTHORIZED', 'unsupported authorization scheme');
@@ -149,8 +185,16 @@ export class AccessControl {
 
   // ---- issuing tokens ----
 
-  /** A Docker registry token for what the policy grants `user` of the requested scopes. */
-  issueToken(user: string | null, scopes: string[]): { token: string; access_token: string; expires_in: number; issued_at: string } {
+  /**
+   * A Docker registry token for what the policy grants `user` of the requested scopes. `fp`: the
+   * fingerprint authenticate() returned for the user (required for a user, so the token can be revoked).
+   */
+  async issueToken(
+    user: string | null,
+    fp: string | undefined,
+    scopes: string[],
+  ): Promise<{ token: string; access_token: string; expires_in: number; issued_at: string }> {
+    if (user !== null && fp === undefined) throw new RegistryError('UNAUTHORIZED', 'invalid username or password');
     const access: Grant[] = [];
     for (const scope of scopes) {
       const grant = this.grant(user, scope);
@@ -158,8 +202,18 @@ export class AccessControl {
     }
     const now = Math.floor(Date.now() / 1000);
     const expiresIn = this.auth.token.expiry;
-    const token = signJwt(
-      { iss: this.service, sub: user ?? '', aud: this.service, exp: now + expiresIn, nbf: now - 10, iat: now, jti: randomUUID(), access },
+    const token = await signJwt(
+      {
+        iss: this.service,
+        sub: user ?? '',
+        aud: this.service,
+        exp: now + expiresIn,
+        nbf: now - 10,
+        iat: now,
+        jti: randomUUID(),
+        access,
+        ...(user !== null ? { fp } : {}),
+      },
       this.key,
     );
     return { token, access_token: token, expires_in: expiresIn, issued_at: new Date(now * 1000).toISOString() };
@@ -179,10 +233,15 @@ export class AccessControl {
     return undefined;
   }
 
-  /** The X-Docker-Token handed out by v1 index calls. */
-  v1Token(id: Identity, repo: string, access: V1Access): string {
+  /**
+   * The X-Docker-Token handed out by v1 index calls, to Basic or anonymous callers only: a token
+   * never buys a new token, so none outlives or outgrows what it was issued for (undefined: none).
+   */
+  async v1Token(id: Identity, repo: string, access: V1Access): Promise<string | undefined> {
     if (!this.enabled) return openV1Token(repo, access);
-    const exp = Math.floor(Date.now() / 1000) + Math.max(this.auth.token.expiry, 3600);
-    return signV1Token({ user: id.user ?? '', repo, access, exp }, this.key);
+    if (id.via !== 'basic' && id.via !== 'anonymous') return undefined;
+    if (id.user !== null && id.fp === undefined) return undefined;
+    const exp = Math.floor(Date.now() / 1000) + this.auth.token.v1Expiry;
+    return signV1Token({ user: id.user ?? '', repo, access, exp, ...(id.fp ? { fp: id.fp } : {}) }, this.key, this.service);
   }
 }
