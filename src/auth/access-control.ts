@@ -52,7 +52,7 @@ export class AccessControl {
   private readonly limiter: FailedLoginLimiter;
   private readonly key: Buffer;
   private readonly auth: Config['auth'];
-  /** How long after expiry a Bearer token may still continue an upload it could write to. */
+  /** How long after expiry a Bearer token may still continue an upload started while it was valid. */
   private readonly uploadGraceMs: number;
   private readonly bearerKeys: BearerKeys;
 
@@ -65,7 +65,7 @@ export class AccessControl {
     this.policy = new AccessPolicy(this.enabled, config.auth.rules, config.auth.groups);
     this.limiter = new FailedLoginLimiter(config.auth.failedLogins.limit, config.auth.failedLogins.window * 1000);
     this.key = this.enabled ? loadTokenKey(token.secretFile) : Buffer.alloc(32);
-    this.uploadGraceMs = config.uploads.purgeAfter * 1000;
+    this.uploadGraceMs = token.uploadGrace * 1000;
     this.bearerKeys = { service: token.service, key: this.key };
   }
 
@@ -148,17 +148,22 @@ export class AccessControl {
   }
 
   /**
-   * May `id` perform `action` on `repo`? `uploadContinuation`: the request continues an upload,
-   * which an expired Bearer token may still do for a while (a long push must not break).
+   * May `id` perform `action` on `repo`? `uploadStartedAt`: the request continues the upload started
+   * then (ms), which an expired Bearer token may still do for `uploadGrace` if it was valid at the start
+   * (a long push must not break, and an upload URL carries no authority of its own).
    */
-  allows(id: Identity, repo: string, action: Action, uploadContinuation = false): boolean {
+  allows(id: Identity, repo: string, action: Action, uploadStartedAt?: number): boolean {
     if (!this.enabled) return true;
     if (id.bearer) {
-      if (id.bearer.expired && !(uploadContinuation && Date.now() - id.bearer.exp < this.uploadGraceMs)) return false;
+      if (id.bearer.expired && !this.inUploadGrace(id.bearer.exp, uploadStartedAt)) return false;
       return grantsAllow(id.bearer.access, repo, action);
     }
     if (id.v1) return id.v1.repo === repo && V1_COVERS[id.v1.access].includes(action) && this.policy.can(id.user, repo, action);
     return this.policy.can(id.user, repo, action);
+  }
+
+  private inUploadGrace(exp: number, uploadStartedAt: number | undefined): boolean {
+    return uploadStartedAt !== undefined && uploadStartedAt < exp && Date.now() - exp < this.uploadGraceMs;
   }
 
   /**
@@ -175,8 +180,8 @@ export class AccessControl {
   }
 
   /** Throw 401 (anonymous or expired) or 403 (known but not allowed) unless allowed. */
-  require(id: Identity, repo: string, action: Action, challenge: () => Record<string, string>, uploadContinuation = false): void {
-    if (this.allows(id, repo, action, uploadContinuation)) return;
+  require(id: Identity, repo: string, action: Action, challenge: () => Record<string, string>, uploadStartedAt?: number): void {
+    if (this.allows(id, repo, action, uploadStartedAt)) return;
     if (id.user === null || id.bearer?.expired) {
       throw new RegistryError('UNAUTHORIZED', undefined, { headers: challenge(), detail: { repository: repo, action } });
     }

@@ -83,6 +83,7 @@ export const schema = {
       service: str('registry', 'service name in Bearer challenges and tokens'),
       expiry: int(300, 'token lifetime in seconds', 30),
       v1Expiry: int(3600, 'lifetime of v1 X-Docker-Tokens in seconds (a Docker 1.x push uses one token throughout)', 30),
+      uploadGrace: int(3600, 'seconds after expiry a Bearer token may still continue an upload started while it was valid', 0),
       secretFile: str('./data/token.key', 'HMAC key for tokens (created if missing; share it between replicas)'),
     },
     groups: custom<Record<string, string[]>>({}, parseGroups, 'named groups of users: {group: [user, ...]}'),

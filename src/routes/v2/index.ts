@@ -79,7 +79,9 @@ export async function v2Routes(app: FastifyInstance): Promise<void> {
       throw new RegistryError('UNAUTHORIZED', undefined, { headers: challenge() });
     }
     if (need && 'name' in res) {
-      access.require(identity, res.name, need, challenge, res.kind === 'upload');
+      // An expired token may only finish an upload started while it was valid: pass when this one started.
+      const startedAt = res.kind === 'upload' && identity.bearer?.expired ? app.registry.blobs.getUpload(res.id)?.startedAt : undefined;
+      access.require(identity, res.name, need, challenge, startedAt);
       if ((need === 'push' && res.kind === 'manifest') || need === 'delete') {
         request.audit = { action: need, repository: res.name, reference: 'reference' in res ? res.reference : 'digest' in res ? res.digest : undefined };
       }
