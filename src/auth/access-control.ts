@@ -1,9 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { ConfigError } from '../config/errors';
 import type { Config } from '../config/schema';
 import { RegistryError } from '../errors';
 import { AccessPolicy } from './access';
 import { Htpasswd, type HtpasswdLog } from './htpasswd';
+import { IssuerKeys } from './issuer-keys';
 import { FailedLoginLimiter } from './limiter';
 import type { Action } from './rules';
 import {
@@ -30,7 +32,7 @@ export interface Identity {
   user: string | null;
   via: 'anonymous' | 'basic' | 'bearer' | 'v1token';
   /** Bearer: what the token grants; expired tokens are kept to let running uploads finish. */
-  bearer?: { access: Grant[]; expired: boolean; exp: number };
+  bearer?: { access: Grant[]; expired: boolean; exp: number; external: boolean };
   v1?: V1TokenClaims;
   /** Basic: fingerprint of the htpasswd entry the password was checked against, for the tokens issued to it. */
   fp?: string;
@@ -54,23 +56,42 @@ export class AccessControl {
   private readonly auth: Config['auth'];
   /** How long after expiry a Bearer token may still continue an upload started while it was valid. */
   private readonly uploadGraceMs: number;
+  private readonly issuerKeys?: IssuerKeys;
   private readonly bearerKeys: BearerKeys;
 
   constructor(config: Config, log?: HtpasswdLog) {
     this.auth = config.auth;
     const token = config.auth.token;
-    this.enabled = config.auth.htpasswd.path !== '';
+    checkIssuerConfig(token);
+    // An external issuer turns authentication on by itself: its tokens are the credentials.
+    this.enabled = config.auth.htpasswd.path !== '' || token.issuer !== '';
     this.tokensEnabled = this.enabled && token.enabled;
-    this.htpasswd = this.enabled ? new Htpasswd(config.auth.htpasswd.path, log) : undefined;
+    this.htpasswd = config.auth.htpasswd.path !== '' ? new Htpasswd(config.auth.htpasswd.path, log) : undefined;
     this.policy = new AccessPolicy(this.enabled, config.auth.rules, config.auth.groups);
     this.limiter = new FailedLoginLimiter(config.auth.failedLogins.limit, config.auth.failedLogins.window * 1000);
     this.key = this.enabled ? loadTokenKey(token.secretFile) : Buffer.alloc(32);
     this.uploadGraceMs = token.uploadGrace * 1000;
-    this.bearerKeys = { service: token.service, key: this.key };
+    this.issuerKeys = token.issuer ? new IssuerKeys(token.jwks, token.certificates, log) : undefined;
+    this.bearerKeys = {
+      service: token.service,
+      key: this.key,
+      ...(this.issuerKeys ? { issuer: { iss: token.issuer, getKey: this.issuerKeys.getKey } } : {}),
+    };
   }
 
   close(): void {
     this.htpasswd?.close();
+    this.issuerKeys?.close();
+  }
+
+  /** v2 clients are challenged with Bearer: our own token service, or an external issuer's. */
+  get bearerChallenges(): boolean {
+    return this.tokensEnabled || this.issuerKeys !== undefined;
+  }
+
+  /** Where Bearer challenges send clients (undefined: this registry's /token). */
+  get tokenRealm(): string | undefined {
+    return this.auth.token.realm || undefined;
   }
 
   get realm(): string {
@@ -105,7 +126,7 @@ export class AccessControl {
    * so that tokens issued from it stop working once that entry is removed or changed.
    */
   async authenticate(user: string, password: string, client: string): Promise<string | undefined> {
-    if (!this.htpasswd) return undefined;
+    if (!this.htpasswd) return undefined; // external issuer only: no local users
     await this.htpasswd.reloadIfChanged();
     const before = this.fingerprintOf(user);
     if (!(await this.checkPassword(user, password, client))) return undefined;
@@ -129,11 +150,12 @@ export class AccessControl {
     if (/^bearer\s/i.test(header)) {
       const verified = await verifyJwt(header.replace(/^bearer\s+/i, '').trim(), this.bearerKeys);
       if (!verified) throw new RegistryError('UNAUTHORIZED', 'invalid token');
-      const { claims, expired } = verified;
-      if (claims.sub && !this.stillValid(claims.sub, claims.fp)) {
+      const { claims, expired, external } = verified;
+      // External tokens name the issuer's users, not ours: only their claims count.
+      if (!external && claims.sub && !this.stillValid(claims.sub, claims.fp)) {
         throw new RegistryError('UNAUTHORIZED', 'token revoked: its user was removed or changed password');
       }
-      return { user: claims.sub || null, via: 'bearer', bearer: { access: claims.access, expired, exp: claims.exp * 1000 } };
+      return { user: claims.sub || null, via: 'bearer', bearer: { access: claims.access, expired, exp: claims.exp * 1000, external } };
     }
     if (/^token\s/i.test(header)) {
       if (!this.enabled) return ANONYMOUS; // open registry: v1 tokens are informative only
@@ -174,7 +196,8 @@ export class AccessControl {
     if (!this.enabled) return true;
     if (id.bearer) {
       const catalog = !id.bearer.expired && id.bearer.access.some((g) => g.type === 'registry' && g.name === 'catalog');
-      return catalog && this.policy.can(id.user, repo, 'pull');
+      // An external issuer's catalog grant is the whole catalog, as in distribution: our rules do not know its users.
+      return catalog && (id.bearer.external || this.policy.can(id.user, repo, 'pull'));
     }
     return this.allows(id, repo, 'pull');
   }
@@ -249,4 +272,16 @@ export class AccessControl {
     const exp = Math.floor(Date.now() / 1000) + this.auth.token.v1Expiry;
     return signV1Token({ user: id.user ?? '', repo, access, exp, ...(id.fp ? { fp: id.fp } : {}) }, this.key, this.service);
   }
+}
+
+/** Settings an external issuer needs, checked at start like the rest of the configuration. */
+function checkIssuerConfig(token: Config['auth']['token']): void {
+  // It goes into a quoted challenge header: a URL, nothing that could break out of the quotes.
+  if (token.realm && !/^https?:\/\/[^\s"]+$/.test(token.realm)) throw new ConfigError(`auth.token.realm: expected an http(s) URL, got "${token.realm}"`);
+  if (token.issuer === '') {
+    if (token.jwks || token.certificates) throw new ConfigError('auth.token.jwks/certificates: set auth.token.issuer, the issuer they belong to');
+    return;
+  }
+  if (!token.jwks && !token.certificates) throw new ConfigError('auth.token.issuer: set auth.token.jwks or auth.token.certificates (the issuer\'s public keys)');
+  if (!token.realm) throw new ConfigError('auth.token.issuer: set auth.token.realm, the URL of the issuer\'s token endpoint');
 }

@@ -91,9 +91,9 @@ export async function v2Routes(app: FastifyInstance): Promise<void> {
 
   /** WWW-Authenticate for a 401: Bearer with the scope when the token service is on, else Basic. */
   const challengeFor = (request: FastifyRequest, scope?: { name: string; action: Action }): Record<string, string> => {
-    if (!access.tokensEnabled) return { 'www-authenticate': `Basic realm="${access.realm}"` };
+    if (!access.bearerChallenges) return { 'www-authenticate': `Basic realm="${access.realm}"` };
     const actions = scope?.action === 'push' ? 'pull,push' : scope?.action;
-    const realm = `${request.protocol}://${request.host}/token`;
+    const realm = access.tokenRealm ?? `${request.protocol}://${request.host}/token`;
     const scopePart = scope ? `,scope="repository:${scope.name}:${actions}"` : '';
     return { 'www-authenticate': `Bearer realm="${realm}",service="${access.service}"${scopePart}` };
   };
