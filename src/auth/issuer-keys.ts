@@ -64,7 +64,8 @@ export class IssuerKeys {
     const chain = x5c.map((der) => new X509Certificate(Buffer.from(der, 'base64')));
     const now = Date.now();
     for (const c of chain) {
-      if (Date.parse(c.validFrom) > now || Date.parse(c.validTo) < now) throw new errors.JWKSNoMatchingKey('x5c certificate outside its validity');
+      // Written so that a date that does not parse (NaN) refuses rather than passes.
+      if (!(Date.parse(c.validFrom) <= now && now <= Date.parse(c.validTo))) throw new errors.JWKSNoMatchingKey('x5c certificate outside its validity');
     }
     for (let i = 0; i + 1 < chain.length; i++) {
       if (!chain[i + 1]!.ca || !chain[i]!.checkIssued(chain[i + 1]!) || !chain[i]!.verify(chain[i + 1]!.publicKey)) {
