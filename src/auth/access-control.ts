@@ -1,20 +1,25 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { ConfigError } from '../config/errors';
 import type { Config } from '../config/schema';
 import { RegistryError } from '../errors';
 import { ALL_NAMES, type NamePattern } from '../index/name-filter';
 import { AccessPolicy } from './access';
 import { Htpasswd, type HtpasswdLog } from './htpasswd';
+import { IssuerKeys } from './issuer-keys';
 import { FailedLoginLimiter } from './limiter';
 import type { Action } from './rules';
 import {
+  entryFingerprint,
   grantsAllow,
   loadTokenKey,
   openV1Token,
+  sameFingerprint,
   signJwt,
   signV1Token,
   verifyJwt,
   verifyV1Token,
+  type BearerKeys,
   type Grant,
   type V1Access,
   type V1TokenClaims,
@@ -28,8 +33,10 @@ export interface Identity {
   user: string | null;
   via: 'anonymous' | 'basic' | 'bearer' | 'v1token';
   /** Bearer: what the token grants; expired tokens are kept to let running uploads finish. */
-  bearer?: { access: Grant[]; expired: boolean; exp: number };
+  bearer?: { access: Grant[]; expired: boolean; exp: number; external: boolean };
   v1?: V1TokenClaims;
+  /** Basic: fingerprint of the htpasswd entry the password was checked against, for the tokens issued to it. */
+  fp?: string;
 }
 
 export const ANONYMOUS: Identity = Object.freeze({ user: null, via: 'anonymous' });
@@ -48,22 +55,44 @@ export class AccessControl {
   private readonly limiter: FailedLoginLimiter;
   private readonly key: Buffer;
   private readonly auth: Config['auth'];
-  /** How long after expiry a Bearer token may still continue an upload it could write to. */
+  /** How long after expiry a Bearer token may still continue an upload started while it was valid. */
   private readonly uploadGraceMs: number;
+  private readonly issuerKeys?: IssuerKeys;
+  private readonly bearerKeys: BearerKeys;
 
   constructor(config: Config, log?: HtpasswdLog) {
     this.auth = config.auth;
-    this.enabled = config.auth.htpasswd.path !== '';
-    this.tokensEnabled = this.enabled && config.auth.token.enabled;
-    this.htpasswd = this.enabled ? new Htpasswd(config.auth.htpasswd.path, log) : undefined;
+    const token = config.auth.token;
+    checkIssuerConfig(token);
+    // An external issuer turns authentication on by itself: its tokens are the credentials.
+    this.enabled = config.auth.htpasswd.path !== '' || token.issuer !== '';
+    this.tokensEnabled = this.enabled && token.enabled;
+    this.htpasswd = config.auth.htpasswd.path !== '' ? new Htpasswd(config.auth.htpasswd.path, log) : undefined;
     this.policy = new AccessPolicy(this.enabled, config.auth.rules, config.auth.groups);
     this.limiter = new FailedLoginLimiter(config.auth.failedLogins.limit, config.auth.failedLogins.window * 1000);
-    this.key = this.enabled ? loadTokenKey(config.auth.token.secretFile) : Buffer.alloc(32);
-    this.uploadGraceMs = config.uploads.purgeAfter * 1000;
+    this.key = this.enabled ? loadTokenKey(token.secretFile) : Buffer.alloc(32);
+    this.uploadGraceMs = token.uploadGrace * 1000;
+    this.issuerKeys = token.issuer ? new IssuerKeys(token.jwks, token.certificates, log) : undefined;
+    this.bearerKeys = {
+      service: token.service,
+      key: this.key,
+      ...(this.issuerKeys ? { issuer: { iss: token.issuer, getKey: this.issuerKeys.getKey } } : {}),
+    };
   }
 
   close(): void {
     this.htpasswd?.close();
+    this.issuerKeys?.close();
+  }
+
+  /** v2 clients are challenged with Bearer: our own token service, or an external issuer's. */
+  get bearerChallenges(): boolean {
+    return this.tokensEnabled || this.issuerKeys !== undefined;
+  }
+
+  /** Where Bearer challenges send clients (undefined: this registry's /token). */
+  get tokenRealm(): string | undefined {
+    return this.auth.token.realm || undefined;
   }
 
   get realm(): string {
@@ -93,37 +122,71 @@ export class AccessControl {
     return false;
   }
 
+  /**
+   * Check a password and return the fingerprint of the htpasswd entry it matched (undefined: refused),
+   * so that tokens issued from it stop working once that entry is removed or changed.
+   */
+  async authenticate(user: string, password: string, client: string): Promise<string | undefined> {
+    if (!this.htpasswd) return undefined; // external issuer only: no local users
+    await this.htpasswd.reloadIfChanged();
+    const before = this.fingerprintOf(user);
+    if (!(await this.checkPassword(user, password, client))) return undefined;
+    // The file changed during the check: the entry we would bind to may not be the one checked.
+    const after = this.fingerprintOf(user);
+    return sameFingerprint(before, after) ? after : undefined;
+  }
+
+  private fingerprintOf(user: string): string | undefined {
+    const hash = this.htpasswd?.hashOf(user);
+    return hash === undefined ? undefined : entryFingerprint(this.key, user, hash);
+  }
+
+  /** A token of `user` stays good while their htpasswd entry is the one it was issued against. */
+  private stillValid(user: string, fp: string | undefined): boolean {
+    return sameFingerprint(fp, this.fingerprintOf(user));
+  }
+
   /** Identity from a Bearer or v1 Token Authorization header (Basic is parsed by @fastify/basic-auth). */
-  identifyToken(header: string): Identity {
+  async identifyToken(header: string): Promise<Identity> {
     if (/^bearer\s/i.test(header)) {
-      const claims = verifyJwt(header.replace(/^bearer\s+/i, '').trim(), this.key);
-      if (!claims || claims.aud !== this.service || claims.iss !== this.service) {
-        throw new RegistryError('UNAUTHORIZED', 'invalid token');
+      const verified = await verifyJwt(header.replace(/^bearer\s+/i, '').trim(), this.bearerKeys);
+      if (!verified) throw new RegistryError('UNAUTHORIZED', 'invalid token');
+      const { claims, expired, external } = verified;
+      // External tokens name the issuer's users, not ours: only their claims count.
+      if (!external && claims.sub && !this.stillValid(claims.sub, claims.fp)) {
+        throw new RegistryError('UNAUTHORIZED', 'token revoked: its user was removed or changed password');
       }
-      const expired = claims.exp * 1000 <= Date.now();
-      return { user: claims.sub || null, via: 'bearer', bearer: { access: claims.access ?? [], expired, exp: claims.exp * 1000 } };
+      return { user: claims.sub || null, via: 'bearer', bearer: { access: claims.access, expired, exp: claims.exp * 1000, external } };
     }
     if (/^token\s/i.test(header)) {
       if (!this.enabled) return ANONYMOUS; // open registry: v1 tokens are informative only
-      const claims = verifyV1Token(header, this.key);
-      if (!claims || claims.exp * 1000 <= Date.now()) throw new RegistryError('UNAUTHORIZED', 'invalid or expired token');
+      const claims = await verifyV1Token(header, this.key, this.service);
+      if (!claims) throw new RegistryError('UNAUTHORIZED', 'invalid or expired token');
+      if (claims.user && !this.stillValid(claims.user, claims.fp)) {
+        throw new RegistryError('UNAUTHORIZED', 'token revoked: its user was removed or changed password');
+      }
       return { user: claims.user || null, via: 'v1token', v1: claims };
     }
     throw new RegistryError('UNAUTHORIZED', 'unsupported authorization scheme');
   }
 
   /**
-   * May `id` perform `action` on `repo`? `uploadContinuation`: the request continues an upload,
-   * which an expired Bearer token may still do for a while (a long push must not break).
+   * May `id` perform `action` on `repo`? `uploadStartedAt`: the request continues the upload started
+   * then (ms), which an expired Bearer token may still do for `uploadGrace` if it was valid at the start
+   * (a long push must not break, and an upload URL carries no authority of its own).
    */
-  allows(id: Identity, repo: string, action: Action, uploadContinuation = false): boolean {
+  allows(id: Identity, repo: string, action: Action, uploadStartedAt?: number): boolean {
     if (!this.enabled) return true;
     if (id.bearer) {
-      if (id.bearer.expired && !(uploadContinuation && Date.now() - id.bearer.exp < this.uploadGraceMs)) return false;
+      if (id.bearer.expired && !this.inUploadGrace(id.bearer.exp, uploadStartedAt)) return false;
       return grantsAllow(id.bearer.access, repo, action);
     }
     if (id.v1) return id.v1.repo === repo && V1_COVERS[id.v1.access].includes(action) && this.policy.can(id.user, repo, action);
     return this.policy.can(id.user, repo, action);
+  }
+
+  private inUploadGrace(exp: number, uploadStartedAt: number | undefined): boolean {
+    return uploadStartedAt !== undefined && uploadStartedAt < exp && Date.now() - exp < this.uploadGraceMs;
   }
 
   /**
@@ -134,7 +197,8 @@ export class AccessControl {
     if (!this.enabled) return true;
     if (id.bearer) {
       const catalog = !id.bearer.expired && id.bearer.access.some((g) => g.type === 'registry' && g.name === 'catalog');
-      return catalog && this.policy.can(id.user, repo, 'pull');
+      // An external issuer's catalog grant is the whole catalog, as in distribution: our rules do not know its users.
+      return catalog && (id.bearer.external || this.policy.can(id.user, repo, 'pull'));
     }
     return this.allows(id, repo, 'pull');
   }
@@ -151,8 +215,8 @@ export class AccessControl {
   }
 
   /** Throw 401 (anonymous or expired) or 403 (known but not allowed) unless allowed. */
-  require(id: Identity, repo: string, action: Action, challenge: () => Record<string, string>, uploadContinuation = false): void {
-    if (this.allows(id, repo, action, uploadContinuation)) return;
+  require(id: Identity, repo: string, action: Action, challenge: () => Record<string, string>, uploadStartedAt?: number): void {
+    if (this.allows(id, repo, action, uploadStartedAt)) return;
     if (id.user === null || id.bearer?.expired) {
       throw new RegistryError('UNAUTHORIZED', undefined, { headers: challenge(), detail: { repository: repo, action } });
     }
@@ -161,8 +225,16 @@ export class AccessControl {
 
   // ---- issuing tokens ----
 
-  /** A Docker registry token for what the policy grants `user` of the requested scopes. */
-  issueToken(user: string | null, scopes: string[]): { token: string; access_token: string; expires_in: number; issued_at: string } {
+  /**
+   * A Docker registry token for what the policy grants `user` of the requested scopes. `fp`: the
+   * fingerprint authenticate() returned for the user (required for a user, so the token can be revoked).
+   */
+  async issueToken(
+    user: string | null,
+    fp: string | undefined,
+    scopes: string[],
+  ): Promise<{ token: string; access_token: string; expires_in: number; issued_at: string }> {
+    if (user !== null && fp === undefined) throw new RegistryError('UNAUTHORIZED', 'invalid username or password');
     const access: Grant[] = [];
     for (const scope of scopes) {
       const grant = this.grant(user, scope);
@@ -170,8 +242,18 @@ export class AccessControl {
     }
     const now = Math.floor(Date.now() / 1000);
     const expiresIn = this.auth.token.expiry;
-    const token = signJwt(
-      { iss: this.service, sub: user ?? '', aud: this.service, exp: now + expiresIn, nbf: now - 10, iat: now, jti: randomUUID(), access },
+    const token = await signJwt(
+      {
+        iss: this.service,
+        sub: user ?? '',
+        aud: this.service,
+        exp: now + expiresIn,
+        nbf: now - 10,
+        iat: now,
+        jti: randomUUID(),
+        access,
+        ...(user !== null ? { fp } : {}),
+      },
       this.key,
     );
     return { token, access_token: token, expires_in: expiresIn, issued_at: new Date(now * 1000).toISOString() };
@@ -191,10 +273,27 @@ export class AccessControl {
     return undefined;
   }
 
-  /** The X-Docker-Token handed out by v1 index calls. */
-  v1Token(id: Identity, repo: string, access: V1Access): string {
+  /**
+   * The X-Docker-Token handed out by v1 index calls, to Basic or anonymous callers only: a token
+   * never buys a new token, so none outlives or outgrows what it was issued for (undefined: none).
+   */
+  async v1Token(id: Identity, repo: string, access: V1Access): Promise<string | undefined> {
     if (!this.enabled) return openV1Token(repo, access);
-    const exp = Math.floor(Date.now() / 1000) + Math.max(this.auth.token.expiry, 3600);
-    return signV1Token({ user: id.user ?? '', repo, access, exp }, this.key);
+    if (id.via !== 'basic' && id.via !== 'anonymous') return undefined;
+    if (id.user !== null && id.fp === undefined) return undefined;
+    const exp = Math.floor(Date.now() / 1000) + this.auth.token.v1Expiry;
+    return signV1Token({ user: id.user ?? '', repo, access, exp, ...(id.fp ? { fp: id.fp } : {}) }, this.key, this.service);
   }
+}
+
+/** Settings an external issuer needs, checked at start like the rest of the configuration. */
+function checkIssuerConfig(token: Config['auth']['token']): void {
+  // It goes into a quoted challenge header: a URL, nothing that could break out of the quotes.
+  if (token.realm && !/^https?:\/\/[^\s"]+$/.test(token.realm)) throw new ConfigError(`auth.token.realm: expected an http(s) URL, got "${token.realm}"`);
+  if (token.issuer === '') {
+    if (token.jwks || token.certificates) throw new ConfigError('auth.token.jwks/certificates: set auth.token.issuer, the issuer they belong to');
+    return;
+  }
+  if (!token.jwks && !token.certificates) throw new ConfigError('auth.token.issuer: set auth.token.jwks or auth.token.certificates (the issuer\'s public keys)');
+  if (!token.realm) throw new ConfigError('auth.token.issuer: set auth.token.realm, the URL of the issuer\'s token endpoint');
 }

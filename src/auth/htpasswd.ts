@@ -155,6 +155,11 @@ export class Htpasswd {
     return this.current.users.has(user);
   }
 
+  /** The stored hash of `user` (undefined: no such user), to bind tokens to this version of the entry. */
+  hashOf(user: string): string | undefined {
+    return this.current.users.get(user)?.hash;
+  }
+
   async verify(user: string, password: string): Promise<boolean> {
     await this.reloadIfChanged();
     const gen = this.current;

@@ -31,10 +31,9 @@ export const authPlugin = fp(async (app: FastifyInstance, opts: { access: Access
     strictCredentials: false,
     authenticate: false, // challenges differ per protocol; routes set them
     validate: async (user: string, password: string, request: FastifyRequest) => {
-      if (!(await access.checkPassword(user, password, request.ip))) {
-        throw new RegistryError('UNAUTHORIZED', 'invalid username or password');
-      }
-      request.identity = { user, via: 'basic' };
+      const fp = await access.authenticate(user, password, request.ip);
+      if (fp === undefined) throw new RegistryError('UNAUTHORIZED', 'invalid username or password');
+      request.identity = { user, via: 'basic', fp };
     },
   });
 
@@ -57,7 +56,7 @@ export const authPlugin = fp(async (app: FastifyInstance, opts: { access: Access
       }
       return request.identity!;
     }
-    request.identity = access.identifyToken(header);
+    request.identity = await access.identifyToken(header);
     return request.identity;
   });
 

@@ -8,6 +8,8 @@ type Params = Record<string, string | string[] | undefined>;
  * GET /token with Basic credentials or none, and the OAuth2 form, POST /token with
  * grant_type=password (containerd tries it first). The token grants what the access rules allow
  * of the requested scopes, possibly nothing: the registry then answers 401/403 itself.
+ * Tokens are issued for a password or to anonymous callers only: a token (Bearer or v1) presented
+ * here is refused, so no token ever buys a wider or longer-lived one.
  */
 export async function tokenRoutes(app: FastifyInstance): Promise<void> {
   const { access } = app.registry;
@@ -23,8 +25,12 @@ export async function tokenRoutes(app: FastifyInstance): Promise<void> {
     const query = request.query as Params;
     checkService(query);
     const identity = await app.identify(request, reply);
+    if (identity.via !== 'basic' && identity.via !== 'anonymous') {
+      throw new RegistryError('UNAUTHORIZED', 'the token service takes a user name and password (Basic) or no credentials, not a token');
+    }
+    const issued = await access.issueToken(identity.user, identity.fp, scopesOf(query));
     reply.header('cache-control', 'no-store');
-    return reply.type('application/json').send(access.issueToken(identity.bearer ? null : identity.user, scopesOf(query)));
+    return reply.type('application/json').send(issued);
   });
 
   app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: 64 * 1024 }, (_req, body, done) =>
@@ -38,10 +44,9 @@ export async function tokenRoutes(app: FastifyInstance): Promise<void> {
     }
     const user = typeof form.username === 'string' ? form.username : '';
     const password = typeof form.password === 'string' ? form.password : '';
-    if (!user || !(await access.checkPassword(user, password, request.ip))) {
-      throw new RegistryError('UNAUTHORIZED', 'invalid username or password');
-    }
-    const issued = access.issueToken(user, scopesOf(form));
+    const fp = user ? await access.authenticate(user, password, request.ip) : undefined;
+    if (fp === undefined) throw new RegistryError('UNAUTHORIZED', 'invalid username or password');
+    const issued = await access.issueToken(user, fp, scopesOf(form));
     reply.header('cache-control', 'no-store');
     return reply.type('application/json').send({ ...issued, scope: scopesOf(form).join(' ') });
   });

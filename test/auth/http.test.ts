@@ -1,10 +1,10 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import t from 'tap';
 import type { Action } from '../../src/auth/rules';
-import { signJwt } from '../../src/auth/tokens';
 import { authConfig, basic } from '../helpers/auth';
 import { http } from '../helpers/http';
 import { startRegistry } from '../helpers/server';
+import { ownToken } from '../helpers/tokens';
 import { imageChain, pullV1, pushV1 } from '../helpers/v1';
 import { buildImage, sha256 } from '../helpers/v2';
 
@@ -120,7 +120,7 @@ t.test('v2 base, wrong passwords, catalog and search show only what the caller m
 });
 
 t.test('token service (Docker token authentication)', async (t) => {
-  const { overrides, dir } = authConfig(t, USERS, { rules: RULES as never, groups: GROUPS, token: { enabled: true, expiry: 60 } as never });
+  const { overrides, dir, htpasswd } = authConfig(t, USERS, { rules: RULES as never, groups: GROUPS, token: { enabled: true, expiry: 60 } as never });
   const reg = await startRegistry(t, overrides);
   let r = await http(reg.url, 'GET', '/v2/');
   t.equal(r.status, 401);
@@ -167,21 +167,19 @@ t.test('token service (Docker token authentication)', async (t) => {
   // Basic still works on every request with the token service on.
   t.equal((await http(reg.url, 'POST', '/v2/team-a/app/blobs/uploads/', undefined, { authorization: basic('alice', USERS.alice) })).status, 202);
 
-  // Expiry: an expired token is refused, except to continue an upload it could write to.
-  const key = Buffer.from(readFileSync(`${dir}/token.key`, 'utf8').trim(), 'base64');
-  const now = Math.floor(Date.now() / 1000);
-  const expired = signJwt(
-    { iss: 'registry', sub: 'alice', aud: 'registry', exp: now - 5, nbf: now - 100, iat: now - 100, jti: 'j', access: [{ type: 'repository', name: 'team-a/app', actions: ['pull', 'push'] }] },
-    key,
-  );
+  // Expiry: an expired token is refused, except to continue an upload started while it was valid.
+  r = await http(reg.url, 'POST', '/v2/team-a/app/blobs/uploads/', undefined, alice);
+  const up = r.headers.get('location')!;
+  const startedMs = Date.now();
+  await new Promise((resolve) => setTimeout(resolve, 1100));
+  const grant = [{ type: 'repository' as const, name: 'team-a/app', actions: ['pull', 'push'] }];
+  const expired = await ownToken(`${dir}/token.key`, htpasswd, 'alice', grant, Math.floor(startedMs / 1000) + 1);
   const old = { authorization: `Bearer ${expired}` };
   r = await http(reg.url, 'GET', '/v2/team-a/app/tags/list', undefined, old);
   t.equal(r.status, 401, 'expired token refused');
   t.equal((await http(reg.url, 'GET', '/v2/', undefined, old)).status, 401, '/v2/ tells the client its token expired');
   t.equal((await http(reg.url, 'GET', '/v2/', undefined, alice)).status, 200, '/v2/ with a valid token');
   t.equal((await http(reg.url, 'POST', '/v2/team-a/app/blobs/uploads/', undefined, old)).status, 401, 'no new upload with it');
-  r = await http(reg.url, 'POST', '/v2/team-a/app/blobs/uploads/', undefined, alice);
-  const up = r.headers.get('location')!;
   const data = Buffer.from('a long push');
   r = await http(reg.url, 'PATCH', up, data, old);
   t.equal(r.status, 202, 'an upload started with a valid token continues after it expires');
@@ -199,7 +197,7 @@ t.test('v1 flows with authentication, using tokens as Docker 1.x does', async (t
 
   // Basic only on index calls; registry calls carry the X-Docker-Token (pushV1 does exactly that).
   const pushed = await pushV1(reg.url, 'team-a/v1app', 'latest', chain, alice);
-  t.match(pushed.token, /^signature=[\w-]+\.[\w-]+,repository="team-a\/v1app",access=write$/);
+  t.match(pushed.token, /^signature=[\w-]+\.[\w-]+\.[\w-]+,repository="team-a\/v1app",access=write$/);
   t.equal(pushed.pushed.length, 3);
   const again = await pushV1(reg.url, 'team-a/v1app', 'latest', chain, alice);
   t.equal(again.skipped.length, 3, 'a write token may probe images (the push flow does)');

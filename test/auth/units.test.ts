@@ -136,26 +136,34 @@ t.test('rules and groups are validated with the key named', async (t) => {
 
 t.test('tokens', async (t) => {
   const key = Buffer.alloc(32, 7);
+  const keys = { service: 's', key };
   const now = Math.floor(Date.now() / 1000);
   const claims = { iss: 's', sub: 'alice', aud: 's', exp: now + 60, nbf: now, iat: now, jti: 'x', access: [{ type: 'repository' as const, name: 'a/b', actions: ['pull'] }] };
-  const jwt = signJwt(claims, key);
-  t.same(verifyJwt(jwt, key), claims);
-  t.equal(verifyJwt(jwt, Buffer.alloc(32, 8)), undefined, 'another key');
+  const jwt = await signJwt(claims, key);
+  t.same(await verifyJwt(jwt, keys), { claims, expired: false, external: false });
+  t.equal(await verifyJwt(jwt, { ...keys, key: Buffer.alloc(32, 8) }), undefined, 'another key');
+  t.equal(await verifyJwt(jwt, { ...keys, service: 'other' }), undefined, 'another audience');
   const [h, , s] = jwt.split('.');
   const forged = Buffer.from(JSON.stringify({ ...claims, access: [{ type: 'repository', name: 'a/b', actions: ['push'] }] })).toString('base64url');
-  t.equal(verifyJwt(`${h}.${forged}.${s}`, key), undefined, 'tampered claims');
-  t.equal(verifyJwt('a.b', key), undefined);
+  t.equal(await verifyJwt(`${h}.${forged}.${s}`, keys), undefined, 'tampered claims');
+  t.equal(await verifyJwt('a.b', keys), undefined);
   const none = Buffer.from(JSON.stringify({ alg: 'none' })).toString('base64url');
-  t.equal(verifyJwt(`${none}.${jwt.split('.')[1]}.`, key), undefined, 'alg none refused');
+  t.equal(await verifyJwt(`${none}.${jwt.split('.')[1]}.`, keys), undefined, 'alg none refused');
+  const old = await verifyJwt(await signJwt({ ...claims, exp: now - 5 }, key), keys);
+  t.same([old?.expired, old?.claims.sub], [true, 'alice'], 'an expired token is authentic, and marked expired');
   t.ok(grantsAllow(claims.access, 'a/b', 'pull'));
   t.notOk(grantsAllow(claims.access, 'a/b', 'push'));
   t.notOk(grantsAllow(claims.access, 'a/c', 'pull'));
 
-  const v1 = signV1Token({ user: 'alice', repo: 'ns/r', access: 'write', exp: now + 60 }, key);
-  t.match(v1, /^signature=[\w-]+\.[\w-]+,repository="ns\/r",access=write$/);
-  t.same(verifyV1Token(`Token ${v1}`, key), { user: 'alice', repo: 'ns/r', access: 'write', exp: now + 60 });
-  t.same(verifyV1Token(`Token Token ${v1}`, key)?.repo, 'ns/r', 'Docker may repeat the word Token');
-  t.equal(verifyV1Token(`Token ${v1.replace('access=write', 'access=write').replace(/signature=(\w)/, 'signature=X')}`, key), undefined);
+  const v1 = await signV1Token({ user: 'alice', repo: 'ns/r', access: 'write', exp: now + 60 }, key, 's');
+  t.match(v1, /^signature=[\w-]+\.[\w-]+\.[\w-]+,repository="ns\/r",access=write$/);
+  t.same(await verifyV1Token(`Token ${v1}`, key, 's'), { user: 'alice', repo: 'ns/r', access: 'write', exp: now + 60 });
+  t.same((await verifyV1Token(`Token Token ${v1}`, key, 's'))?.repo, 'ns/r', 'Docker may repeat the word Token');
+  t.equal(await verifyV1Token(`Token ${v1.replace(/signature=(\w)/, 'signature=X')}`, key, 's'), undefined);
+  t.equal(await verifyJwt(/signature=([^,]+)/.exec(v1)![1]!, keys), undefined, 'a v1 token is no Bearer token');
+  t.equal(await verifyV1Token(`Token signature=${jwt}`, key, 's'), undefined, 'nor a Bearer token a v1 token');
+  const expiredV1 = await signV1Token({ user: 'alice', repo: 'ns/r', access: 'write', exp: now - 5 }, key, 's');
+  t.equal(await verifyV1Token(`Token ${expiredV1}`, key, 's'), undefined, 'expired v1 token');
 });
 
 t.test('failed login limiter', async (t) => {

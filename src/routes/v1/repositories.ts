@@ -38,10 +38,12 @@ export async function repositoryRoutes(app: FastifyInstance): Promise<void> {
   const notAllowed = () => new RegistryError('NOT_FOUND', 'Not found');
 
   /** Index responses tell the client where the registry is and, when asked, hand out a token. */
-  const indexHeaders = (request: FastifyRequest, reply: FastifyReply, repo: string, level: V1Access) => {
+  const indexHeaders = async (request: FastifyRequest, reply: FastifyReply, repo: string, level: V1Access) => {
     reply.header('x-docker-endpoints', request.host);
     if (String(request.headers['x-docker-token']).toLowerCase() === 'true') {
-      const token = access.v1Token(request.identity as Identity, repo, level);
+      // undefined for callers that came with a token: a token never buys a new one.
+      const token = await access.v1Token(request.identity as Identity, repo, level);
+      if (token === undefined) return;
       reply.header('x-docker-token', token);
       reply.header('www-authenticate', `Token ${token}`);
     }
@@ -61,7 +63,7 @@ export async function repositoryRoutes(app: FastifyInstance): Promise<void> {
         return sendJson(reply, v1.tagJson(repo, 'latest'));
       case 'images': {
         const list = v1.getImageList(repo);
-        indexHeaders(request, reply, repo, 'read');
+        await indexHeaders(request, reply, repo, 'read');
         return sendJson(reply, list);
       }
       case 'properties':
@@ -81,11 +83,11 @@ export async function repositoryRoutes(app: FastifyInstance): Promise<void> {
         return sendJson(reply);
       case 'repository':
         v1.putImageList(repo, await body(request));
-        indexHeaders(request, reply, repo, 'write');
+        await indexHeaders(request, reply, repo, 'write');
         return sendJson(reply, '');
       case 'images':
         v1.putImageList(repo, await body(request));
-        indexHeaders(request, reply, repo, 'write');
+        await indexHeaders(request, reply, repo, 'write');
         return reply.code(204).send();
       case 'properties':
         v1.setProperties(repo, await body(request));
@@ -111,7 +113,7 @@ export async function repositoryRoutes(app: FastifyInstance): Promise<void> {
         return sendJson(reply);
       case 'images':
         // The index's delete step; the registry delete above does the work.
-        indexHeaders(request, reply, repo, 'delete');
+        await indexHeaders(request, reply, repo, 'delete');
         return reply.code(204).send();
       default:
         throw notAllowed();

@@ -79,7 +79,9 @@ export async function v2Routes(app: FastifyInstance): Promise<void> {
       throw new RegistryError('UNAUTHORIZED', undefined, { headers: challenge() });
     }
     if (need && 'name' in res) {
-      access.require(identity, res.name, need, challenge, res.kind === 'upload');
+      // An expired token may only finish an upload started while it was valid: pass when this one started.
+      const startedAt = res.kind === 'upload' && identity.bearer?.expired ? app.registry.blobs.getUpload(res.id)?.startedAt : undefined;
+      access.require(identity, res.name, need, challenge, startedAt);
       if ((need === 'push' && res.kind === 'manifest') || need === 'delete') {
         request.audit = { action: need, repository: res.name, reference: 'reference' in res ? res.reference : 'digest' in res ? res.digest : undefined };
       }
@@ -89,9 +91,9 @@ export async function v2Routes(app: FastifyInstance): Promise<void> {
 
   /** WWW-Authenticate for a 401: Bearer with the scope when the token service is on, else Basic. */
   const challengeFor = (request: FastifyRequest, scope?: { name: string; action: Action }): Record<string, string> => {
-    if (!access.tokensEnabled) return { 'www-authenticate': `Basic realm="${access.realm}"` };
+    if (!access.bearerChallenges) return { 'www-authenticate': `Basic realm="${access.realm}"` };
     const actions = scope?.action === 'push' ? 'pull,push' : scope?.action;
-    const realm = `${request.protocol}://${request.host}/token`;
+    const realm = access.tokenRealm ?? `${request.protocol}://${request.host}/token`;
     const scopePart = scope ? `,scope="repository:${scope.name}:${actions}"` : '';
     return { 'www-authenticate': `Bearer realm="${realm}",service="${access.service}"${scopePart}` };
   };
