@@ -42,7 +42,11 @@ export interface Identity {
 export const ANONYMOUS: Identity = Object.freeze({ user: null, via: 'anonymous' });
 
 /** What a v1 token's access level covers (the push flow probes images with its write token). */
-const V1_COVERS: Record<V1Access, Action[]> = { read: ['pull'], write: ['pull', 'push'], delete: ['pull', 'delete'] };
+const V1_COVERS = new Map<V1Access, Action[]>([
+  ['read', ['pull']],
+  ['write', ['pull', 'push']],
+  ['delete', ['pull', 'delete']],
+]);
 
 /** Failed logins wait this long before the 401, so guessing is slow; good logins never wait. */
 const FAILED_LOGIN_DELAY_MS = 300;
@@ -181,7 +185,7 @@ export class AccessControl {
       if (id.bearer.expired && !this.inUploadGrace(id.bearer.exp, uploadStartedAt)) return false;
       return grantsAllow(id.bearer.access, repo, action);
     }
-    if (id.v1) return id.v1.repo === repo && V1_COVERS[id.v1.access].includes(action) && this.policy.can(id.user, repo, action);
+    if (id.v1) return id.v1.repo === repo && (V1_COVERS.get(id.v1.access)?.includes(action) ?? false) && this.policy.can(id.user, repo, action);
     return this.policy.can(id.user, repo, action);
   }
 
