@@ -64,21 +64,26 @@
 const crypto = require('node:crypto');
 const fs = require('node:fs');
 const http = require('node:http');
-const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
-const zlib = require('node:zlib');
-const { Readable, Transform } = require('node:stream');
-const { pipeline } = require('node:stream/promises');
-const { spawn, spawnSync } = require('node:child_process');
-const v1 = require('./v1-layer.js');
-const { positiveInt, freePort, tail, sleep, mibps, now, secondsSince, fmt, median, envWithoutRegistryVars, serverCommand, selfTreeCpuSeconds, curlGet, CLK_TCK, RssSampler, Child, readStatusKiB, cpuSeconds, cpuBoundMiBps, sha256Speed, diskWriteSpeed, flushDirtyPages, waitForQuiet, hashedGet, agent: v1Agent, table, LayerGenerator, premadeChunks } = require('./lib');
+const { spawnSync } = require('node:child_process');
+const { MiB, positiveInt, mibps, now, secondsSince, fmt, median, table } = require('./lib/basics');
+const { makeBlob } = require('./lib/bytes');
+const { agent, send, expectStatus, hashedGet, curlGet } = require('./lib/http');
+const { rateRun, wrkScript } = require('./lib/load');
+const { sha256Speed, diskWriteSpeed, cpuBoundMiBps, flushDirtyPages, loadavg, machineInfo, reportedToHostKiB } = require('./lib/machine');
+const { smallImage, pushSmallImage, makeOciLayout, blobList } = require('./lib/oci-image');
+const { serverCommand, tryVersion, requireTool, run } = require('./lib/processes');
+const { CpuMeter, cpuSeconds, selfTreeCpuSeconds, waitForQuiet, resetPeakRss } = require('./lib/procfs');
+const { Registry } = require('./lib/registry');
+const { ACCEPT_MANIFEST, pushMonolithic, pushChunked, headBlob } = require('./lib/v2-client');
+const { round } = require('./lib/v1-round');
+const { measureCeiling } = require('./client-ceiling');
 
 const ROOT = path.resolve(__dirname, '..');
 const RESULTS = process.env.BENCH_JSON === '-' ? null : path.resolve(process.env.BENCH_JSON || path.join(__dirname, 'results', 'side-by-side.json'));
 const SKOPEO_CACHE = '/var/lib/containers/cache/blob-info-cache-v1.boltdb';
 
-const MiB = 1024 * 1024;
 const PAIRS = positiveInt('BENCH_PAIRS', 5);
 const BLOB_MB = positiveInt('BENCH_BLOB_MB', 1024);
 const V1_MB = positiveInt('BENCH_V1_MB', BLOB_MB);
@@ -97,321 +102,8 @@ const MD_PATH = process.env.BENCH_MD === '-' ? null : path.resolve(process.env.B
 const TARGET_SPEEDUP = 1.2;
 const TARGET_CEILING = 0.7;
 const GROWTH_TOLERANCE = { MiB: 16, fraction: 0.1 };
-const ACCEPT_MANIFEST = [
-  'application/vnd.oci.image.manifest.v1+json',
-  'application/vnd.oci.image.index.v1+json',
-  'application/vnd.docker.distribution.manifest.v2+json',
-  'application/vnd.docker.distribution.manifest.list.v2+json',
-].join(', ');
-
-const sha256hex = (buf) => crypto.createHash('sha256').update(buf).digest('hex');
 
 const wants = (group) => ONLY.length === 0 || ONLY.includes(group);
-
-/** A blob made in memory before the timed part (so the client spends no CPU making it): chunks + digest. */
-function makeBlob(seed, bytes) {
-  const hash = crypto.createHash('sha256');
-  const chunks = premadeChunks(seed, bytes, hash);
-  return { chunks, bytes, digest: `sha256:${hash.digest('hex')}` };
-}
-
-// ---------------------------------------------------------------------------------------------
-// Processes, ports, /proc.
-
-/** Reset the kernel's peak RSS (VmHWM) of a process to its current RSS (Linux >= 4.0). */
-function resetPeakRss(pid) {
-  try {
-    fs.writeFileSync(`/proc/${pid}/clear_refs`, '5');
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** Busy CPU seconds of the whole machine (all cores), from /proc/stat. */
-function machineBusySeconds() {
-  const line = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0];
-  const [user, nice, system, , , irq, softirq, steal] = line.trim().split(/\s+/).slice(1).map(Number);
-  return (user + nice + system + irq + softirq + (steal || 0)) / CLK_TCK;
-}
-
-function loadavg() {
-  return os.loadavg().map((x) => Number(x.toFixed(2)));
-}
-
-/**
- * CPU bookkeeping for one measurement: what our server, theirs, this benchmark (with its finished
- * children) and everything else on the machine used, in core-seconds. "others" includes kernel threads
- * (e.g. writeback) and other users of the machine.
- */
-class CpuMeter {
-  constructor(registries) {
-    this.registries = registries;
-    this.start = this.snap();
-  }
-  snap() {
-    const s = { t: now(), busy: machineBusySeconds(), self: selfTreeCpuSeconds() };
-    for (const r of this.registries) s[r.id] = cpuSeconds(r.pid);
-    return s;
-  }
-  stop() {
-    const end = this.snap();
-    const wall = Number(end.t - this.start.t) / 1e9;
-    const d = { wallSeconds: wall, busy: end.busy - this.start.busy, bench: end.self - this.start.self };
-    let servers = 0;
-    for (const r of this.registries) {
-      d[r.id] = end[r.id] - this.start[r.id];
-      servers += d[r.id];
-    }
-    d.others = Math.max(0, d.busy - d.bench - servers);
-    d.othersCores = wall > 0 ? d.others / wall : NaN;
-    return d;
-  }
-}
-
-function tryVersion(cmd, args) {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 20_000 });
-  if (r.error) return null;
-  return `${r.stdout}${r.stderr}`.split('\n').find((l) => l.trim())?.trim() ?? null;
-}
-
-function requireTool(cmd, args, apt) {
-  const v = tryVersion(cmd, args);
-  if (!v) throw new Error(`${cmd} not found: apt-get install -y --no-install-recommends ${apt}`);
-  return v;
-}
-
-/** Run a command to completion; resolves with wall seconds, stdout and stderr; rejects on failure. */
-function run(cmd, args, { timeoutMs = 600_000, env } = {}) {
-  return new Promise((resolve, reject) => {
-    const t0 = now();
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: env ?? process.env });
-    const out = tail(child.stdout);
-    const err = tail(child.stderr);
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      const seconds = secondsSince(t0);
-      if (code !== 0) {
-        reject(new Error(`${cmd} ${args.join(' ')}: ${signal ? `signal ${signal}` : `exit ${code}`}\n${err.text}${out.text}`));
-      } else resolve({ seconds, stdout: out.text, stderr: err.text });
-    });
-  });
-}
-
-// ---------------------------------------------------------------------------------------------
-// The two registries.
-
-class Registry extends Child {
-  /** @param id 'ours' | 'theirs' */
-  constructor(id, dir) {
-    super(id);
-    this.id = id;
-    this.dir = dir;
-  }
-
-  url(p) {
-    return new URL(p, this.base);
-  }
-
-  async start() {
-    fs.mkdirSync(this.dir, { recursive: true });
-    const port = await freePort();
-    this.host = `127.0.0.1:${port}`;
-    this.base = `http://${this.host}`;
-    const env = envWithoutRegistryVars();
-    if (this.id === 'ours') {
-      // cwd is the temp dir: no config.yml there, so the defaults plus these overrides.
-      Object.assign(env, {
-        REGISTRY_HTTP_ADDR: this.host,
-        REGISTRY_STORAGE_LOCAL_ROOT: path.join(this.dir, 'blobs'),
-        REGISTRY_INDEX_PATH: path.join(this.dir, 'index.db'),
-        REGISTRY_LOG_LEVEL: 'warn',
-      });
-      this.spawn(process.execPath, serverCommand().args, { cwd: this.dir, env });
-    } else {
-      // Our own config (the Debian default one is broken): filesystem storage, delete on, no access log.
-      const config = path.join(this.dir, 'config.yml');
-      fs.writeFileSync(
-        config,
-        [
-          'version: 0.1',
-          'log:',
-          '  level: warn',
-          '  accesslog:',
-          '    disabled: true',
-          'storage:',
-          '  filesystem:',
-          `    rootdirectory: ${path.join(this.dir, 'data')}`,
-          '  delete:',
-          '    enabled: true',
-          '  cache:',
-          '    blobdescriptor: inmemory',
-          '  maintenance:',
-          '    uploadpurging:',
-          '      enabled: false',
-          'http:',
-          `  addr: ${this.host}`,
-          `  secret: ${crypto.randomBytes(16).toString('hex')}`,
-          '',
-        ].join('\n'),
-      );
-      this.spawn('docker-registry', ['serve', config], { cwd: this.dir, env });
-    }
-    this.agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
-
-    const deadline = Date.now() + 20_000;
-    for (;;) {
-      if (this.exitStatus) throw new Error(`${this.id} registry exited during start: ${JSON.stringify(this.exitStatus)}\n${this.logs()}`);
-      try {
-        const res = await send(this.url('/v2/'), { agent: this.agent, timeoutMs: 1000 });
-        if (res.status === 200) break;
-      } catch {
-        // not listening yet
-      }
-      if (Date.now() > deadline) throw new Error(`${this.id} registry did not answer GET /v2/ within 20 s\n${this.logs()}`);
-      await sleep(50);
-    }
-    this.sampler = new RssSampler(this.pid);
-    return this.pid;
-  }
-
-  /**
-   * Remove a blob's bytes from this registry's storage directory behind its back, once a run no longer
-   * needs them, so a full run does not fill the shared disk (~40 GiB otherwise). The digests are never
-   * used again, so neither registry notices. Returns false if the file was not where expected.
-   */
-  dropBlobFile(digest) {
-    const hex = digest.replace(/^sha256:/, '');
-    const file =
-      this.id === 'ours'
-        ? path.join(this.dir, 'blobs', 'blobs', 'sha256', hex.slice(0, 2), hex)
-        : path.join(this.dir, 'data', 'docker', 'registry', 'v2', 'blobs', 'sha256', hex.slice(0, 2), hex, 'data');
-    if (!fs.existsSync(file)) {
-      if (!this.warnedDrop) console.warn(`    warning: ${this.id}: blob file not found at ${file}; not freeing disk space`);
-      this.warnedDrop = true;
-      return false;
-    }
-    fs.rmSync(file, { force: true });
-    return true;
-  }
-
-  rssMiB() {
-    const k = readStatusKiB(this.pid, 'VmRSS');
-    return k === null ? null : k / 1024;
-  }
-
-  hwmMiB() {
-    const k = readStatusKiB(this.pid, 'VmHWM');
-    return k === null ? null : k / 1024;
-  }
-
-  /** Stop sampling and the client connections, then the process (SIGTERM, then SIGKILL after `graceMs`). */
-  async stop(graceMs = 15_000) {
-    this.sampler?.stop();
-    this.agent?.destroy();
-    return super.stop(graceMs);
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
-// HTTP client.
-
-/**
- * One request. `chunks` (array of Buffers) streams a body honouring backpressure; `body` sends a small
- * one. Resolves with the whole (small) response once it has been read.
- */
-function send(url, { method = 'GET', headers = {}, agent, chunks, body, timeoutMs = 600_000 } = {}) {
-  return new Promise((resolve, reject) => {
-    let settled = false;
-    let drainWaiter = null;
-    const fail = (err) => {
-      if (settled) return;
-      settled = true;
-      if (drainWaiter) drainWaiter(err);
-      req.destroy();
-      reject(err);
-    };
-    const req = http.request(url, { method, headers, agent, timeout: timeoutMs });
-    req.on('timeout', () => fail(new Error(`${method} ${url}: no progress within ${timeoutMs} ms`)));
-    req.on('error', fail);
-    req.on('close', () => {
-      if (drainWaiter) drainWaiter(new Error('connection closed while sending the body'));
-    });
-    req.on('response', (res) => {
-      const parts = [];
-      res.on('data', (c) => parts.push(c));
-      res.on('error', fail);
-      res.on('end', () => {
-        if (settled) return;
-        settled = true;
-        resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(parts) });
-      });
-    });
-    if (!chunks) {
-      if (body !== undefined) req.setHeader('content-length', Buffer.byteLength(body));
-      req.end(body);
-      return;
-    }
-    const waitDrain = () =>
-      new Promise((res, rej) => {
-        const onDrain = () => {
-          drainWaiter = null;
-          res();
-        };
-        drainWaiter = (err) => {
-          drainWaiter = null;
-          req.off('drain', onDrain);
-          rej(err);
-        };
-        req.once('drain', onDrain);
-      });
-    (async () => {
-      for (const c of chunks) {
-        if (settled) return;
-        if (!req.write(c)) await waitDrain();
-      }
-      if (!settled) req.end();
-    })().catch(fail);
-  });
-}
-
-function expectStatus(what, res, status) {
-  if (res.status !== status) {
-    throw new Error(`${what}: expected ${status}, got ${res.status} ${res.body.toString('utf8').slice(0, 500)}`);
-  }
-}
-
-/** Upload URL with ?digest= appended, keeping whatever state the registry put in the query (Go: _state). */
-function withDigest(location, digest) {
-  return `${location}${location.includes('?') ? '&' : '?'}digest=${encodeURIComponent(digest)}`;
-}
-
-async function startUpload(reg, repo, agent) {
-  const res = await send(reg.url(`/v2/${repo}/blobs/uploads/`), { method: 'POST', agent, headers: { 'content-length': '0' } });
-  expectStatus(`${reg.id} POST uploads`, res, 202);
-  if (!res.headers.location) throw new Error(`${reg.id} POST uploads: no Location`);
-  return new URL(res.headers.location, reg.base).href;
-}
-
-/** POST, then PUT ?digest= with the whole body (Content-Length). */
-async function pushMonolithic(reg, repo, blob, agent = reg.agent) {
-  const location = await startUpload(reg, repo, agent);
-  const res = await send(withDigest(location, blob.digest), {
-    method: 'PUT',
-    agent,
-    chunks: blob.chunks,
-    headers: { 'content-type': 'application/octet-stream', 'content-length': String(blob.bytes) },
-  });
-  expectStatus(`${reg.id} PUT (monolithic)`, res, 201);
-  if (res.headers['docker-content-digest'] && res.headers['docker-content-digest'] !== blob.digest) {
-    throw new Error(`${reg.id} PUT: Docker-Content-Digest ${res.headers['docker-content-digest']}, expected ${blob.digest}`);
-  }
-}
 
 /** Where skopeo's time goes on the benchmark machine (printed under the client ceiling when skopeo is that version). */
 const SKOPEO_PROFILE =
@@ -423,309 +115,6 @@ const SKOPEO_PROFILE =
   "the page-cache writes of the layer). Ours used 0.10 s of CPU for a pull that took skopeo 1.1 s. So rows 3a and 3b " +
   'measure skopeo: a skopeo built with Go 1.21 or later (or an image of several smaller layers, which skopeo copies ' +
   'in parallel) would move the ceiling, not a faster server.';
-
-/** POST, one streamed PATCH (chunked transfer encoding, as docker and skopeo send it), PUT ?digest= without a body. */
-async function pushChunked(reg, repo, blob, agent = reg.agent) {
-  const location = await startUpload(reg, repo, agent);
-  let res = await send(location, {
-    method: 'PATCH',
-    agent,
-    chunks: blob.chunks,
-    headers: { 'content-type': 'application/octet-stream', 'transfer-encoding': 'chunked' },
-  });
-  expectStatus(`${reg.id} PATCH`, res, 202);
-  const next = new URL(res.headers.location ?? location, reg.base).href;
-  res = await send(withDigest(next, blob.digest), { method: 'PUT', agent, headers: { 'content-length': '0' } });
-  expectStatus(`${reg.id} PUT (after PATCH)`, res, 201);
-}
-
-async function headBlob(reg, repo, digest) {
-  const res = await send(reg.url(`/v2/${repo}/blobs/${digest}`), { method: 'HEAD', agent: reg.agent });
-  expectStatus(`${reg.id} HEAD blob`, res, 200);
-  return Number(res.headers['content-length']);
-}
-
-// ---------------------------------------------------------------------------------------------
-// A small OCI image (rows 5-6) and a big OCI image layout on disk (row 3, for skopeo).
-
-const MT_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
-const MT_CONFIG = 'application/vnd.oci.image.config.v1+json';
-const MT_LAYER_GZIP = 'application/vnd.oci.image.layer.v1.tar+gzip';
-
-/** ustar header for one regular file. */
-function tarHeader(name, size) {
-  const h = Buffer.alloc(512);
-  h.write(name, 0, 100, 'utf8');
-  h.write('0000644\0', 100);
-  h.write('0000000\0', 108);
-  h.write('0000000\0', 116);
-  h.write(size.toString(8).padStart(11, '0') + '\0', 124);
-  h.write('00000000000\0', 136);
-  h.write('        ', 148);
-  h.write('0', 156);
-  h.write('ustar\0', 257);
-  h.write('00', 263);
-  let sum = 0;
-  for (const b of h) sum += b;
-  h.write(sum.toString(8).padStart(6, '0') + '\0 ', 148);
-  return h;
-}
-
-function tarPadding(size) {
-  return Buffer.alloc((512 - (size % 512)) % 512);
-}
-
-/** A gzip'd tar holding one small file, in memory: {blob, diffId}. */
-function smallLayer(name, content) {
-  const tar = Buffer.concat([tarHeader(name, content.length), content, tarPadding(content.length), Buffer.alloc(1024)]);
-  return { blob: zlib.gzipSync(tar, { level: 1 }), diffId: `sha256:${sha256hex(tar)}` };
-}
-
-function imageConfig(diffIds) {
-  return Buffer.from(
-    JSON.stringify({
-      created: '2024-01-01T00:00:00Z',
-      architecture: 'amd64',
-      os: 'linux',
-      config: { Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], Cmd: ['/bin/sh'] },
-      rootfs: { type: 'layers', diff_ids: diffIds },
-      history: diffIds.map(() => ({ created: '2024-01-01T00:00:00Z', created_by: 'bench/side-by-side.js' })),
-    }),
-  );
-}
-
-function ociManifest(config, layers) {
-  return Buffer.from(
-    JSON.stringify({
-      schemaVersion: 2,
-      mediaType: MT_MANIFEST,
-      config: { mediaType: MT_CONFIG, digest: `sha256:${sha256hex(config)}`, size: config.length },
-      layers: layers.map((l) => ({ mediaType: MT_LAYER_GZIP, digest: l.digest, size: l.size })),
-    }),
-  );
-}
-
-/** The small image of rows 5-6: one 4 KiB layer, config, manifest. */
-function smallImage() {
-  const layer = smallLayer('hello.txt', crypto.randomBytes(4096));
-  const config = imageConfig([layer.diffId]);
-  const layerDesc = { digest: `sha256:${sha256hex(layer.blob)}`, size: layer.blob.length };
-  const manifest = ociManifest(config, [layerDesc]);
-  return {
-    blobs: [
-      { chunks: [layer.blob], bytes: layer.blob.length, digest: layerDesc.digest },
-      { chunks: [config], bytes: config.length, digest: `sha256:${sha256hex(config)}` },
-    ],
-    manifest,
-    manifestDigest: `sha256:${sha256hex(manifest)}`,
-  };
-}
-
-async function pushSmallImage(reg, repo, image, tags) {
-  for (const blob of image.blobs) await pushMonolithic(reg, repo, blob);
-  for (const tag of tags) {
-    const res = await send(reg.url(`/v2/${repo}/manifests/${tag}`), {
-      method: 'PUT',
-      agent: reg.agent,
-      headers: { 'content-type': MT_MANIFEST },
-      body: image.manifest,
-    });
-    expectStatus(`${reg.id} PUT manifest ${repo}:${tag}`, res, 201);
-  }
-}
-
-/** Hashes (and counts) what passes. */
-function hasher() {
-  const t = new Transform({
-    transform(chunk, _enc, cb) {
-      t.hash.update(chunk);
-      t.bytes += chunk.length;
-      cb(null, chunk);
-    },
-  });
-  t.hash = crypto.createHash('sha256');
-  t.bytes = 0;
-  return t;
-}
-
-/**
- * An OCI image layout like make-oci-layout.py --layers 2 --big-layer-mb N writes: two small gzip layers
- * and one gzip layer holding N MiB of random bytes (incompressible), config, manifest, index.json (tag v1).
- */
-async function makeOciLayout(dir, bigMiB, seed) {
-  const blobDir = path.join(dir, 'blobs', 'sha256');
-  fs.mkdirSync(blobDir, { recursive: true });
-  const putBlob = (buf) => {
-    const hex = sha256hex(buf);
-    fs.writeFileSync(path.join(blobDir, hex), buf);
-    return { digest: `sha256:${hex}`, size: buf.length };
-  };
-  const layers = [];
-  const diffIds = [];
-  for (let i = 0; i < 2; i++) {
-    const gen = new LayerGenerator(`${seed}:small:${i}`, 4096);
-    const l = smallLayer(`layer${i}.txt`, gen.next());
-    layers.push(putBlob(l.blob));
-    diffIds.push(l.diffId);
-  }
-  const size = bigMiB * MiB;
-  async function* tarStream() {
-    yield tarHeader('big.bin', size);
-    const gen = new LayerGenerator(`${seed}:big`, size);
-    for (let c; (c = gen.next()); ) yield c;
-    yield tarPadding(size);
-    yield Buffer.alloc(1024);
-  }
-  const inner = hasher();
-  const outer = hasher();
-  const tmpFile = path.join(blobDir, 'big.tmp');
-  await pipeline(Readable.from(tarStream()), inner, zlib.createGzip({ level: 1 }), outer, fs.createWriteStream(tmpFile));
-  const hex = outer.hash.digest('hex');
-  fs.renameSync(tmpFile, path.join(blobDir, hex));
-  layers.push({ digest: `sha256:${hex}`, size: outer.bytes });
-  diffIds.push(`sha256:${inner.hash.digest('hex')}`);
-
-  const config = imageConfig(diffIds);
-  putBlob(config);
-  const manifest = ociManifest(config, layers);
-  const m = putBlob(manifest);
-  const index = {
-    schemaVersion: 2,
-    mediaType: 'application/vnd.oci.image.index.v1+json',
-    manifests: [{ mediaType: MT_MANIFEST, digest: m.digest, size: m.size, annotations: { 'org.opencontainers.image.ref.name': 'v1' }, platform: { architecture: 'amd64', os: 'linux' } }],
-  };
-  fs.writeFileSync(path.join(dir, 'index.json'), JSON.stringify(index));
-  fs.writeFileSync(path.join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
-  return { dir, manifestDigest: m.digest, bytes: layers.reduce((a, l) => a + l.size, 0) + config.length + manifest.length };
-}
-
-function blobList(layoutDir) {
-  return fs.readdirSync(path.join(layoutDir, 'blobs', 'sha256')).sort();
-}
-
-// ---------------------------------------------------------------------------------------------
-// wrk.
-
-const WRK_UNITS = { us: 1e-3, ms: 1, s: 1e3, m: 60e3 };
-
-function parseWrk(out) {
-  const num = (re) => {
-    const m = re.exec(out);
-    return m ? Number(m[1]) : null;
-  };
-  const lat = (pct) => {
-    const m = new RegExp(`^\\s*${pct}%\\s+([\\d.]+)(us|ms|s|m)\\s*$`, 'm').exec(out);
-    return m ? Number(m[1]) * WRK_UNITS[m[2]] : null;
-  };
-  const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
-  return {
-    rps: num(/^Requests\/sec:\s+([\d.]+)/m),
-    requests: num(/^\s*(\d+) requests in/m),
-    non2xx: num(/Non-2xx or 3xx responses: (\d+)/) ?? 0,
-    socketErrors: sock ? { connect: +sock[1], read: +sock[2], write: +sock[3], timeout: +sock[4] } : null,
-    p50ms: lat(50),
-    p99ms: lat(99),
-  };
-}
-
-async function runWrk(url, script) {
-  const args = ['-t', String(THREADS), '-c', String(CONNECTIONS), '-d', `${SECONDS}s`, '--latency', '-s', script, url];
-  const r = await run('wrk', args, { timeoutMs: (SECONDS + 60) * 1000 });
-  const w = parseWrk(r.stdout);
-  if (w.rps === null) throw new Error(`could not parse wrk output:\n${r.stdout}\n${r.stderr}`);
-  if (w.non2xx > 0) throw new Error(`wrk ${url}: ${w.non2xx} non-2xx answers, the run is not valid\n${r.stdout}`);
-  const errs = w.socketErrors ? w.socketErrors.connect + w.socketErrors.read + w.socketErrors.write + w.socketErrors.timeout : 0;
-  if (errs > 0) console.warn(`    warning: wrk socket errors ${JSON.stringify(w.socketErrors)} against ${url}`);
-  return w;
-}
-
-/**
- * HEAD load: wrk 4.1 (Debian) and autocannon both wait for Content-Length bytes of body after a HEAD
- * answer and stall, so HEAD uses this loop instead: `connections` kept-alive sockets, one request in
- * flight on each, answers parsed up to the end of their headers (HEAD has no body). Single-threaded;
- * checked against wrk on GET (see BENCHMARKS.md) so it is not the bottleneck at these rates.
- * Same result shape as runWrk.
- */
-function runHeadLoad(url, accept) {
-  const u = new URL(url);
-  const reqBuf = Buffer.from(
-    `HEAD ${u.pathname}${u.search} HTTP/1.1\r\nHost: ${u.host}\r\nUser-Agent: side-by-side-bench\r\n` + (accept ? `Accept: ${accept}\r\n` : '') + '\r\n',
-  );
-  const latencies = [];
-  let done = 0;
-  let non2xx = 0;
-  const errors = { connect: 0, read: 0, write: 0, timeout: 0 };
-  return new Promise((resolve) => {
-    const start = now();
-    const deadline = start + BigInt(SECONDS) * 1_000_000_000n;
-    const sockets = [];
-    let open = 0;
-    let finished = false;
-    const finish = () => {
-      if (finished) return;
-      finished = true;
-      const seconds = secondsSince(start);
-      for (const s of sockets) s.destroy();
-      latencies.sort((a, b) => a - b);
-      const pct = (p) => (latencies.length ? latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))] : null);
-      resolve({ rps: done / seconds, requests: done, non2xx, socketErrors: errors, p50ms: pct(50), p99ms: pct(99) });
-    };
-    const openOne = () => {
-      const s = net.connect({ host: u.hostname, port: Number(u.port) });
-      sockets.push(s);
-      open++;
-      s.setNoDelay(true);
-      let buf = Buffer.alloc(0);
-      let sentAt = 0n;
-      const fire = () => {
-        if (now() >= deadline) {
-          s.end();
-          return;
-        }
-        sentAt = now();
-        s.write(reqBuf);
-      };
-      s.on('connect', fire);
-      s.on('data', (chunk) => {
-        buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
-        for (;;) {
-          const end = buf.indexOf('\r\n\r\n');
-          if (end < 0) return;
-          const status = Number(buf.toString('latin1', 9, 12));
-          if (status < 200 || status > 399) non2xx++;
-          buf = buf.subarray(end + 4);
-          const t = now();
-          if (t <= deadline) {
-            done++;
-            latencies.push(Number(t - sentAt) / 1e6);
-          }
-          fire();
-        }
-      });
-      s.on('error', (err) => {
-        if (err.code === 'ECONNREFUSED') errors.connect++;
-        else errors.read++;
-      });
-      s.on('close', () => {
-        if (--open === 0) finish();
-      });
-    };
-    for (let i = 0; i < CONNECTIONS; i++) openOne();
-    setTimeout(finish, (SECONDS + 30) * 1000).unref();
-  }).then((w) => {
-    if (w.non2xx > 0) throw new Error(`HEAD ${url}: ${w.non2xx} answers outside 2xx/3xx, the run is not valid`);
-    const errs = w.socketErrors.connect + w.socketErrors.read;
-    if (errs > 0) console.warn(`    warning: socket errors ${JSON.stringify(w.socketErrors)} against ${url}`);
-    return w;
-  });
-}
-
-function wrkScript(file, method, accept) {
-  const lines = [`wrk.method = "${method}"`];
-  if (accept) lines.push(`wrk.headers["Accept"] = "${accept}"`);
-  fs.writeFileSync(file, lines.join('\n') + '\n');
-  return file;
-}
 
 // ---------------------------------------------------------------------------------------------
 // Measurements. Each row: `fn(reg, pair)` returns {value, ...extra}; ours and theirs alternate.
@@ -971,20 +360,8 @@ async function main() {
           if (!Array.isArray(tags) || tags.length !== TAGS) throw new Error(`${reg.id} tags/list: ${tags?.length} tags, expected ${TAGS}`);
         }
       }
-      const wrkRow = (script, urlPath) => async (reg) => {
-        const c0 = selfTreeCpuSeconds();
-        const w = script === 'HEAD' ? await runHeadLoad(reg.url(urlPath).href, ACCEPT_MANIFEST) : await runWrk(reg.url(urlPath).href, script);
-        const clientCpuSeconds = selfTreeCpuSeconds() - c0; // this process + wrk
-        return {
-          value: w.rps,
-          requests: w.requests,
-          p50ms: w.p50ms,
-          p99ms: w.p99ms,
-          socketErrors: w.socketErrors,
-          clientCpuSeconds,
-          note: `p50 ${fmt(w.p50ms, 2)} ms, p99 ${fmt(w.p99ms, 2)} ms, client CPU ${fmt(clientCpuSeconds, 2)} s`,
-        };
-      };
+      const load = { threads: THREADS, connections: CONNECTIONS, seconds: SECONDS };
+      const wrkRow = (script, urlPath) => (reg) => rateRun(reg.url(urlPath).href, script, ACCEPT_MANIFEST, load);
       if (wants('manifest')) {
         await measure(defs['manifest-get'], wrkRow(getScript, '/v2/bench/small/manifests/v1'));
         await measure(defs['manifest-head'], wrkRow('HEAD', '/v2/bench/small/manifests/v1'));
@@ -1003,7 +380,7 @@ async function main() {
         const d = diskWriteSpeed(tmp, DISK_MB);
         const disk = d.MiBps;
         flushDirtyPages();
-        const r = await v1.round(ours.base, ours.sampler, pair, V1_MB * MiB);
+        const r = await round(ours.base, ours.sampler, pair, V1_MB * MiB);
         ours.sampler.enter('between');
         const pushBoundMiBps = cpuBoundMiBps(V1_MB, machine.cpus, r.pushServerCpuSeconds, r.pushClientCpuSeconds, r.pushThreads);
         const pullBoundMiBps = cpuBoundMiBps(V1_MB, machine.cpus, r.pullServerCpuSeconds, r.pullClientCpuSeconds, r.pullThreads);
@@ -1016,7 +393,7 @@ async function main() {
             `GET ${fmt(r.pullMiBps)} MiB/s (server CPU ${fmt(r.pullServerCpuSeconds, 2)} s, CPU bound ${fmt(pullBoundMiBps, 0)})`,
         );
       }
-      v1Agent.destroy(); // the v1 round's keep-alive client
+      agent.destroy(); // the v1 round's keep-alive client
       const put = median(runs.map((r) => r.pushMiBps));
       const get = median(runs.map((r) => r.pullMiBps));
       const sha = median(runs.map((r) => r.sha256MiBps));
@@ -1075,8 +452,6 @@ async function main() {
   let ceiling = null;
   if (wants('ceiling')) {
     console.log('\nClient ceiling: the clients of rows 3 and 4 against a null registry (in memory, no hashing, no disk)');
-    // Required here, not at the top: client-ceiling.js requires this file for the image maker.
-    const { measureCeiling } = require('./client-ceiling');
     ceiling = await measureCeiling({ runs: PAIRS, skopeoMiB: SKOPEO_MB, parBlobs: PAR_BLOBS, parMiB: PAR_MB, log: (line) => console.log(`  ${line}`) });
   }
 
@@ -1190,35 +565,6 @@ function rssGrowth(samples) {
     maxMiB: all.length ? Math.max(...all) : null,
     pass: perRow.every((r) => !r.grew),
   };
-}
-
-function machineInfo(tmp, fsType) {
-  const cpuinfo = fs.readFileSync('/proc/cpuinfo', 'utf8');
-  const model = /^model name\s*:\s*(.+)$/m.exec(cpuinfo)?.[1]?.trim() ?? os.cpus()[0]?.model ?? 'unknown';
-  const memKiB = Number(/^MemTotal:\s+(\d+)/m.exec(fs.readFileSync('/proc/meminfo', 'utf8'))?.[1] ?? 0);
-  const nproc = Number(tryVersion('nproc', [])) || os.cpus().length;
-  return {
-    cpus: nproc,
-    cpuModel: model,
-    memGiB: Number((memKiB / 1024 / 1024).toFixed(1)),
-    tmpDir: path.dirname(tmp),
-    tmpFs: fsType,
-    freePageReportingKiB: reportedToHostKiB(),
-  };
-}
-
-/**
- * On a VM with free page reporting (virtio-balloon; Firecracker here), memory the guest frees is handed back
- * to the host, and the next use of such a page costs a fault on the host. A page-cache fill from free memory
- * then costs ~1.1 s of system CPU per GiB instead of ~0.1 s (measured on the bench VM with a cold 1 GiB read),
- * which bounds every first read of a blob (row 7 GET) and buffered writes. KiB reported so far, or null.
- */
-function reportedToHostKiB() {
-  try {
-    return Number(fs.readFileSync('/sys/module/page_reporting/parameters/reported_kib', 'utf8').trim());
-  } catch {
-    return null;
-  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1493,9 +839,6 @@ function markdown(result) {
   L.push('');
   return L.join('\n');
 }
-
-// bench/client-ceiling.js reuses the image maker and row 4's client.
-module.exports = { makeOciLayout, makeBlob, pushMonolithic };
 
 if (require.main === module) {
   main().then(
