@@ -20,10 +20,13 @@ const http = require('node:http');
 const os = require('node:os');
 const path = require('node:path');
 const { spawnSync, spawn } = require('node:child_process');
-const { positiveInt, now, secondsSince, fmt, median, mibps, cpuSeconds, flushDirtyPages } = require('./lib');
-const { makeOciLayout, makeBlob, pushMonolithic } = require('./side-by-side');
+const { MiB, positiveInt, now, secondsSince, fmt, median, mibps } = require('./lib/basics');
+const { makeBlob } = require('./lib/bytes');
+const { flushDirtyPages } = require('./lib/machine');
+const { makeOciLayout } = require('./lib/oci-image');
+const { cpuSeconds } = require('./lib/procfs');
+const { pushMonolithic } = require('./lib/v2-client');
 
-const MiB = 1024 * 1024;
 const RUNS = positiveInt('BENCH_RUNS', 5);
 const SKOPEO_MB = positiveInt('BENCH_SKOPEO_MB', 200);
 const PAR_BLOBS = positiveInt('BENCH_PAR_BLOBS', 64);

@@ -25,7 +25,12 @@ const crypto = require('node:crypto');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { freePort, sleep, mibps, now, secondsSince, fmt, median, envWithoutRegistryVars, serverCommand, RSS_SAMPLE_MS, RssSampler, Child, LayerGenerator, sha256Speed, readStatusKiB, cpuSeconds, agent, request, expectStatus, streamBody, hashedGet, table, resultHeader } = require('./lib');
+const { sleep, mibps, now, secondsSince, fmt, median, table, resultHeader } = require('./lib/basics');
+const { LayerGenerator } = require('./lib/bytes');
+const { agent, request, expectStatus, streamBody, hashedGet, expectPulled } = require('./lib/http');
+const { sha256Speed } = require('./lib/machine');
+const { Child, freePort, serverCommand, envWithoutRegistryVars } = require('./lib/processes');
+const { RSS_SAMPLE_MS, RssSampler, readStatusKiB, cpuSeconds } = require('./lib/procfs');
 
 const ROOT = path.resolve(__dirname, '..');
 const S3RVER = path.join(ROOT, 'node_modules', 's3rver', 'bin', 's3rver.js');
@@ -158,10 +163,7 @@ async function round(base, sampler, registryPid, runIndex, blobBytes) {
   const pullSeconds = secondsSince(t0);
   const pullCpu = cpuSeconds(registryPid) - cpu0;
   sampler.enter('between');
-  if (pulled.contentLength !== blobBytes) throw new Error(`GET blob: Content-Length ${pulled.contentLength}, expected ${blobBytes}`);
-  if (pulled.bytes !== blobBytes) throw new Error(`GET blob: received ${pulled.bytes} bytes, expected ${blobBytes}`);
-  const pulledDigest = 'sha256:' + received.digest('hex');
-  if (pulledDigest !== digest) throw new Error(`GET blob: bytes differ from those sent (${pulledDigest} != ${digest})`);
+  expectPulled('GET blob', pulled, blobBytes, received, digest);
 
   return {
     run: runIndex,

@@ -1,11 +1,9 @@
 'use strict';
 // Benchmark: push and pull one large v1 layer through a real server process.
 //
-// Starts our server as `npm start` runs it on a free port with a throwaway storage root and index, then per run:
-//   PUT /v1/images/<id>/json -> PUT /v1/images/<id>/layer (chunked, timed; the bytes and their payload
-//   checksum made in memory beforehand) -> PUT .../checksum
-//   GET /v1/images/<id>/json -> GET /v1/images/<id>/layer with curl into /dev/null (timed), then the
-//   same GET hashed and verified against the payload checksum (untimed)
+// Starts our server as `npm start` runs it on a free port with a throwaway storage root and index, then
+// runs bench/lib/v1-round.js's round BENCH_RUNS times (image list, json, layer PUT timed, checksum; json,
+// layer GET timed with curl, then hashed and verified untimed),
 // while sampling the server's RSS from /proc/<pid>/status. Reports median push/pull throughput,
 // the server's peak RSS (sampled max VmRSS and the kernel's VmHWM), and for context the machine's
 // sha256 speed and the temp dir's write+fsync speed.
@@ -18,18 +16,20 @@
 //   TMPDIR                where the temp dir is created (os.tmpdir())
 //
 // Plain CommonJS, Node built-ins (and curl), no build step. Results: bench/results/v1-layer.json.
-// Run directly; when required (bench/side-by-side.js) it only exports its helpers.
 
-const crypto = require('node:crypto');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { positiveInt, freePort, sleep, mibps, now, secondsSince, fmt, median, envWithoutRegistryVars, serverCommand, selfTreeCpuSeconds, curlGet, RSS_SAMPLE_MS, RssSampler, Child, premadeChunks, sha256Speed, diskWriteSpeed, readStatusKiB, cpuSeconds, threadCpuSeconds, cpuByThread, agent, request, expectStatus, streamBody, hashedGet, table, resultHeader } = require('./lib');
+const { MiB, positiveInt, sleep, fmt, median, table, resultHeader } = require('./lib/basics');
+const { agent, request } = require('./lib/http');
+const { sha256Speed, diskWriteSpeed } = require('./lib/machine');
+const { Child, freePort, serverCommand, envWithoutRegistryVars } = require('./lib/processes');
+const { RSS_SAMPLE_MS, RssSampler, readStatusKiB } = require('./lib/procfs');
+const { round } = require('./lib/v1-round');
 
 const ROOT = path.resolve(__dirname, '..');
 const RESULTS = path.join(__dirname, 'results', 'v1-layer.json');
 
-const MiB = 1024 * 1024;
 const CHUNK = MiB;
 const LAYER_MB = positiveInt('BENCH_LAYER_MB', 1024);
 const RUNS = positiveInt('BENCH_RUNS', 3);
@@ -75,116 +75,6 @@ class Server extends Child {
   }
 }
 
-// ---------------------------------------------------------------------------------------------
-// HTTP client.
-
-
-
-
-
-
-/** Stream the layer's chunks (chunked transfer encoding, as Docker 1.x sends it). */
-const putLayer = (base, id, chunks) => {
-  let i = 0;
-  return streamBody(base, 'PUT', `/v1/images/${id}/layer`, { next: () => chunks[i++] ?? null }, null, 200);
-};
-/** GET the layer, hashing what arrives into `hash`. */
-const getLayer = (base, id, hash) => hashedGet(base, `/v1/images/${id}/layer`, hash);
-
-// ---------------------------------------------------------------------------------------------
-// One push + pull round.
-
-async function round(base, sampler, runIndex, layerBytes) {
-  const id = crypto.randomBytes(32).toString('hex');
-  const json = Buffer.from(
-    JSON.stringify({
-      id,
-      created: new Date().toISOString(),
-      container_config: { Cmd: ['/bin/sh', '-c', `#(nop) bench run ${runIndex}`] },
-      architecture: 'amd64',
-      os: 'linux',
-      Size: layerBytes,
-    }),
-  );
-
-  // Push.
-  sampler.enter(`push:${runIndex}`);
-  let res = await request(base, 'PUT', `/v1/images/${id}/json`, { headers: { 'content-type': 'application/json' }, body: json });
-  expectStatus('PUT json', res, 200);
-
-  // The layer is made, and its payload checksum computed, before the timed PUT (as row 1 of the
-  // side-by-side run makes its blob): the client then spends no CPU on them while the server is measured.
-  const payload = crypto.createHash('sha256').update(json).update('\n');
-  const chunks = premadeChunks(`${id}:${runIndex}`, layerBytes, payload);
-  const checksum = 'sha256:' + payload.digest('hex');
-  let t0 = now();
-  let srvCpu0 = cpuSeconds(sampler.pid);
-  let cliCpu0 = selfTreeCpuSeconds();
-  let threads0 = threadCpuSeconds(sampler.pid);
-  const pushed = await putLayer(base, id, chunks);
-  const pushSeconds = secondsSince(t0);
-  const pushServerCpu = cpuSeconds(sampler.pid) - srvCpu0;
-  const pushClientCpu = selfTreeCpuSeconds() - cliCpu0;
-  const pushThreads = cpuByThread(sampler.pid, threads0, threadCpuSeconds(sampler.pid));
-  if (pushed.bytes !== layerBytes) throw new Error(`PUT layer: sent ${pushed.bytes} bytes, meant ${layerBytes}`);
-  chunks.length = 0; // let the layer's memory go before the pull
-
-  res = await request(base, 'PUT', `/v1/images/${id}/checksum`, { headers: { 'x-docker-checksum-payload': checksum } });
-  expectStatus('PUT checksum', res, 200);
-
-  // Pull.
-  sampler.enter(`pull:${runIndex}`);
-  res = await request(base, 'GET', `/v1/images/${id}/json`);
-  expectStatus('GET json', res, 200);
-  if (!res.body.equals(json)) throw new Error('GET json: body differs from the JSON pushed');
-  if (Number(res.headers['x-docker-size']) !== layerBytes) throw new Error(`GET json: X-Docker-Size ${res.headers['x-docker-size']}, expected ${layerBytes}`);
-  if (res.headers['x-docker-checksum-payload'] !== checksum) {
-    throw new Error(`GET json: X-Docker-Checksum-Payload ${res.headers['x-docker-checksum-payload']}, expected ${checksum}`);
-  }
-
-  // Timed with curl into /dev/null (a hashing client would be what is measured, see curlGet).
-  srvCpu0 = cpuSeconds(sampler.pid);
-  cliCpu0 = selfTreeCpuSeconds();
-  threads0 = threadCpuSeconds(sampler.pid);
-  const timed = await curlGet(new URL(`/v1/images/${id}/layer`, base).href);
-  const pullSeconds = timed.seconds;
-  const pullServerCpu = cpuSeconds(sampler.pid) - srvCpu0;
-  const pullClientCpu = selfTreeCpuSeconds() - cliCpu0;
-  const pullThreads = cpuByThread(sampler.pid, threads0, threadCpuSeconds(sampler.pid));
-  sampler.enter('between');
-  if (timed.status !== 200 || timed.bytes !== layerBytes) throw new Error(`GET layer: ${timed.status}, ${timed.bytes} bytes, expected 200, ${layerBytes}`);
-
-  // Then verify the bytes, untimed: sha256(json + "\n" + received layer) must equal the payload
-  // checksum computed while sending.
-  const received = crypto.createHash('sha256').update(res.body).update('\n');
-  const pulled = await getLayer(base, id, received);
-  if (pulled.contentLength !== layerBytes) throw new Error(`GET layer: Content-Length ${pulled.contentLength}, expected ${layerBytes}`);
-  if (pulled.bytes !== layerBytes) throw new Error(`GET layer: received ${pulled.bytes} bytes, expected ${layerBytes}`);
-  const pulledChecksum = 'sha256:' + received.digest('hex');
-  if (pulledChecksum !== checksum) throw new Error(`GET layer: bytes differ from those sent (${pulledChecksum} != ${checksum})`);
-
-  return {
-    run: runIndex,
-    imageId: id,
-    checksum,
-    pushSeconds,
-    pushMiBps: mibps(layerBytes, pushSeconds),
-    pushServerCpuSeconds: pushServerCpu,
-    pushClientCpuSeconds: pushClientCpu,
-    pushThreads,
-    pullSeconds,
-    pullMiBps: mibps(layerBytes, pullSeconds),
-    pullServerCpuSeconds: pullServerCpu,
-    pullClientCpuSeconds: pullClientCpu,
-    pullThreads,
-    maxRssPushMiB: sampler.phaseMaxMiB(`push:${runIndex}`),
-    maxRssPullMiB: sampler.phaseMaxMiB(`pull:${runIndex}`),
-  };
-}
-
-// ---------------------------------------------------------------------------------------------
-
-/** Plain-text table; the first column is left-aligned, the others right-aligned unless `leftAll`. */
 async function main() {
   serverCommand(); // fails early if the server is not built
   const layerBytes = LAYER_MB * MiB;
@@ -313,9 +203,6 @@ async function main() {
     process.off('SIGTERM', onSignal);
   }
 }
-
-// bench/side-by-side.js reuses the round, the sampler and the machine measurements.
-module.exports = { round };
 
 if (require.main === module) {
   main().then(

@@ -1,0 +1,39 @@
+'use strict';
+// The side-by-side benchmark's options (BENCH_*, listed in bench/side-by-side.js) and targets, read
+// once from the environment.
+
+const os = require('node:os');
+const path = require('node:path');
+const { positiveInt } = require('./basics');
+
+const ROOT = path.resolve(__dirname, '..', '..');
+const BLOB_MB = positiveInt('BENCH_BLOB_MB', 1024);
+const ONLY = (process.env.BENCH_ONLY ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+
+module.exports = {
+  ROOT,
+  RESULTS: process.env.BENCH_JSON === '-' ? null : path.resolve(process.env.BENCH_JSON || path.join(ROOT, 'bench', 'results', 'side-by-side.json')),
+  MD_PATH: process.env.BENCH_MD === '-' ? null : path.resolve(process.env.BENCH_MD || path.join(ROOT, 'BENCHMARKS.md')),
+  NOTE: process.env.BENCH_NOTE || null,
+  PAIRS: positiveInt('BENCH_PAIRS', 5),
+  BLOB_MB,
+  V1_MB: positiveInt('BENCH_V1_MB', BLOB_MB),
+  DISK_MB: positiveInt('BENCH_DISK_MB', 1024),
+  SKOPEO_MB: positiveInt('BENCH_SKOPEO_MB', 200),
+  PAR_BLOBS: positiveInt('BENCH_PAR_BLOBS', 64),
+  PAR_MB: positiveInt('BENCH_PAR_MB', 16),
+  CONNECTIONS: positiveInt('BENCH_CONNECTIONS', 64),
+  THREADS: positiveInt('BENCH_THREADS', Math.max(1, os.cpus().length)),
+  SECONDS: positiveInt('BENCH_SECONDS', 10),
+  TAGS: positiveInt('BENCH_TAGS', 100),
+  RSS_LIMIT_MB: positiveInt('BENCH_RSS_LIMIT_MB', 150),
+  /** BENCH_ONLY's groups; empty: all. */
+  ONLY,
+  wants: (group) => ONLY.length === 0 || ONLY.includes(group),
+  /** Ours must be this many times as fast as theirs in every A/B row. */
+  TARGET_SPEEDUP: 1.2,
+  /** Row 7: v1 layer PUT and GET at this fraction of min(sha256 speed, disk write speed). */
+  TARGET_CEILING: 0.7,
+  /** Row 8: how much ours' RSS may grow over one measurement's pairs. */
+  GROWTH_TOLERANCE: { MiB: 16, fraction: 0.1 },
+};
