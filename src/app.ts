@@ -10,6 +10,7 @@ import { MetadataIndex } from './index/metadata-index';
 import { V1Index } from './index/v1-index';
 import { V2Index } from './index/v2-index';
 import { WalSync } from './index/wal-sync';
+import { fastifyTrustProxy } from './http/trust-proxy';
 import { loggerOptions } from './logger';
 import { healthRoutes } from './routes/health';
 import { pingRoutes, v1Routes } from './routes/v1';
@@ -31,7 +32,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   const app = Fastify({
     logger: opts.logger ?? loggerOptions(config),
     logController: new LogController({ disableRequestLogging: true }),
-    trustProxy: config.http.trustProxy,
+    trustProxy: fastifyTrustProxy(config.http.trustProxy),
     genReqId: () => randomUUID(),
     requestTimeout: 0, // multi-GB layers take as long as they take
     keepAliveTimeout: 75_000,

@@ -3,6 +3,7 @@
 // so a key cannot exist in one place and be forgotten in another.
 
 import { parseGroups, parseRules } from '../auth/rules';
+import { parseTrustProxy, type TrustProxy } from '../http/trust-proxy';
 
 export type LeafType = 'string' | 'boolean' | 'integer' | 'enum' | 'custom';
 
@@ -35,7 +36,11 @@ const oneOf = <V extends string>(values: readonly V[], def: V, doc: string) =>
 export const schema = {
   http: {
     addr: str('127.0.0.1:5000', 'host:port to listen on'),
-    trustProxy: bool(false, 'trust X-Forwarded-Proto/Host/For from a reverse proxy in front of the registry'),
+    trustProxy: custom<TrustProxy>(
+      false,
+      parseTrustProxy,
+      'proxies trusted for X-Forwarded-Proto/Host/For: false, a hop count (1 behind one nginx) or a list of their addresses/CIDRs',
+    ),
     shutdownTimeout: int(30, 'seconds to let in-flight requests finish on SIGTERM/SIGINT before exiting', 1),
     maxJsonBody: int(4 * 1024 * 1024, 'largest accepted JSON body (image json, manifests, image lists), in bytes', 1024),
   },
