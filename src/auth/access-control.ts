@@ -3,6 +3,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Config } from '../config/schema';
 import { RegistryError } from '../errors';
 import { AccessPolicy } from './access';
+import { BcryptBusyError } from './bcrypt-worker';
+import { CheckGate } from './check-gate';
 import { Htpasswd, type HtpasswdLog } from './htpasswd';
 import { FailedLoginLimiter } from './limiter';
 import type { Action } from './rules';
@@ -45,6 +47,7 @@ export class AccessControl {
   readonly tokensEnabled: boolean;
   private readonly htpasswd?: Htpasswd;
   private readonly limiter: FailedLoginLimiter;
+  private readonly checks: CheckGate;
   private readonly key: Buffer;
   private readonly auth: Config['auth'];
   /** How long after expiry a Bearer token may still continue an upload it could write to. */
@@ -54,9 +57,11 @@ export class AccessControl {
     this.auth = config.auth;
     this.enabled = config.auth.htpasswd.path !== '';
     this.tokensEnabled = this.enabled && config.auth.token.enabled;
-    this.htpasswd = this.enabled ? new Htpasswd(config.auth.htpasswd.path, log) : undefined;
+    this.htpasswd = this.enabled ? new Htpasswd(config.auth.htpasswd.path, log, config.auth.passwordChecks.queue) : undefined;
     this.policy = new AccessPolicy(this.enabled, config.auth.rules, config.auth.groups);
-    this.limiter = new FailedLoginLimiter(config.auth.failedLogins.limit, config.auth.failedLogins.window * 1000);
+    const { limit, window, perClient } = config.auth.failedLogins;
+    this.limiter = new FailedLoginLimiter(limit, window * 1000, perClient);
+    this.checks = new CheckGate(config.auth.passwordChecks.perClient);
     this.key = this.enabled ? loadTokenKey(config.auth.token.secretFile) : Buffer.alloc(32);
     this.uploadGraceMs = config.uploads.purgeAfter * 1000;
   }
@@ -73,13 +78,26 @@ export class AccessControl {
     return this.auth.token.service;
   }
 
-  /** Check a user name and password, with the failed-login delay and limit. */
+  /** Password checks waiting for or running on the bcrypt worker (0 without htpasswd). */
+  get pendingPasswordChecks(): number {
+    return this.htpasswd?.pendingChecks ?? 0;
+  }
+
+  /**
+   * Check a user name and password, with the failed-login delay and limits. Refusals come at once and
+   * name when to come back (Retry-After): 429 for this client's limits, 503 when the bcrypt queue is full.
+   */
   async checkPassword(user: string, password: string, client: string): Promise<boolean> {
     if (!this.htpasswd) return true;
-    if (this.limiter.blocked(client, user)) {
-      throw new RegistryError('TOOMANYREQUESTS', 'too many failed logins; try again later');
+    const retryAfter = this.limiter.retryAfter(client, user);
+    if (retryAfter > 0) {
+      throw new RegistryError('TOOMANYREQUESTS', 'too many failed logins; try again later', { headers: { 'retry-after': String(retryAfter) } });
     }
-    const ok = await this.htpasswd.verify(user, password).catch((err: Error) => {
+    const ok = await this.htpasswd.verify(user, password, () => this.checks.enter(client)).catch((err: Error) => {
+      if (err instanceof RegistryError) throw err;
+      if (err instanceof BcryptBusyError) {
+        throw new RegistryError('UNAVAILABLE', 'too many password checks waiting; try again shortly', { headers: { 'retry-after': '1' } });
+      }
       // The bcrypt worker failed (it died): say so, rather than letting it pass for bad credentials.
       throw new RegistryError('UNAVAILABLE', `cannot check passwords now: ${err.message}`);
     });

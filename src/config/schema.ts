@@ -93,7 +93,12 @@ export const schema = {
     rules: custom<import('../auth/rules').AccessRule[]>([], parseRules, 'access rules: [{repository, who, actions}]'),
     failedLogins: {
       limit: int(10, 'failed logins per client and user name before further attempts are refused for `window`', 1),
+      perClient: int(30, 'failed logins per client address, whatever the user names, before its attempts are refused for `window`', 1),
       window: int(300, 'seconds over which failed logins are counted', 1),
+    },
+    passwordChecks: {
+      perClient: int(4, 'password checks (bcrypt runs) one client address may have under way at once; more get 429', 1),
+      queue: int(32, 'password checks waiting for the bcrypt worker at most; more get 503', 1),
     },
   },
 } as const satisfies Branch;

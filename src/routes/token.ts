@@ -48,6 +48,7 @@ export async function tokenRoutes(app: FastifyInstance): Promise<void> {
 
   app.setErrorHandler((err, request, reply) => {
     const e = err instanceof RegistryError ? err : new RegistryError('UNAUTHORIZED');
+    if (e.headers) reply.headers(e.headers);
     if (e.status === 401) reply.header('www-authenticate', `Basic realm="${access.realm}"`);
     if (e.status >= 500) request.log.error({ err }, 'token request failed');
     return reply.code(e.status).type('application/json').send(v2ErrorBody(e));

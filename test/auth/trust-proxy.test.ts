@@ -57,6 +57,7 @@ t.test('one trusted hop: rotating X-Forwarded-For does not dodge the limit, forg
     'limited after 3 guesses whatever the client wrote',
   );
   t.equal(errCode(rotating[3]!), 'TOOMANYREQUESTS');
+  t.ok(Number(rotating[3]!.headers.get('retry-after')) >= 1, 'with Retry-After');
   t.equal((await login('alice', TENANT_USERS.alice, '203.0.113.5')).status, 429, 'the attacker stays limited for that name');
 
   // Another attacker names the victim 192.0.2.9 as its address while guessing bob's password.
@@ -79,4 +80,25 @@ t.test('trusted proxies by address: X-Forwarded-For from anywhere else is ignore
   for (let i = 0; i < 3; i++) await http(listed.url, 'GET', '/v2/', undefined, { authorization: basic('carol', `g${i}`), ...fwd(`10.9.9.1, 10.8.8.8`) });
   const other = await http(listed.url, 'GET', '/v2/', undefined, { ...as('carol'), ...fwd('10.8.8.9') });
   t.equal(other.status, 200, 'from the listed proxy, the address it appended is the client');
+});
+
+t.test('429 answers carry Retry-After in both protocols ({"error": ...} in v1)', async (t) => {
+  const reg = await startTenantRegistry(t, { http: { trustProxy: 1 }, auth: { failedLogins: { limit: 1, window: 60 } } });
+  const bad = { authorization: basic('mallory', 'wrong'), ...fwd('203.0.113.7') };
+  t.equal((await http(reg.url, 'GET', '/v2/', undefined, bad)).status, 401);
+  const v2 = await http(reg.url, 'GET', '/v2/', undefined, bad);
+  t.same([v2.status, errCode(v2)], [429, 'TOOMANYREQUESTS']);
+  const v2Retry = Number(v2.headers.get('retry-after'));
+  t.ok(v2Retry >= 1 && v2Retry <= 60, `v2 Retry-After within the window (${v2Retry})`);
+  const v1 = await http(reg.url, 'GET', '/v1/users/', undefined, bad);
+  t.equal(v1.status, 429);
+  t.match(v1.json, { error: /too many failed logins/ });
+  t.notOk('errors' in (v1.json ?? {}), 'v1 body is {"error": ...}');
+  t.ok(Number(v1.headers.get('retry-after')) >= 1, 'v1 Retry-After');
+  const token = await http(reg.url, 'POST', '/token', new URLSearchParams({ grant_type: 'password', username: 'mallory', password: 'x' }).toString(), {
+    'content-type': 'application/x-www-form-urlencoded',
+    ...fwd('203.0.113.7'),
+  });
+  t.same([token.status, errCode(token)], [429, 'TOOMANYREQUESTS'], 'POST /token');
+  t.ok(Number(token.headers.get('retry-after')) >= 1, 'POST /token Retry-After');
 });
