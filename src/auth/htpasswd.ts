@@ -187,7 +187,11 @@ export class Htpasswd {
       checking.then(drop, drop);
       gen.checking.set(key, checking);
     }
-    return checking;
+    if (!(await checking)) return false;
+    // The file may have changed while bcrypt ran (a user removed, a password changed): the answer
+    // holds only if the file read now still has the entry that was checked.
+    await this.reloadIfChanged();
+    return this.current.users.get(user)?.hash === entry!.hash;
   }
 }
 
