@@ -2,6 +2,7 @@ import fastifyBasicAuth from '@fastify/basic-auth';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { RegistryError } from '../errors';
+import { authenticated } from '../http/unauthenticated-deadline';
 import { AccessControl, ANONYMOUS, type Identity } from './access-control';
 import type { Action } from './rules';
 
@@ -35,6 +36,7 @@ export const authPlugin = fp(async (app: FastifyInstance, opts: { access: Access
         throw new RegistryError('UNAUTHORIZED', 'invalid username or password');
       }
       request.identity = { user, via: 'basic' };
+      authenticated(request);
     },
   });
 
@@ -58,6 +60,7 @@ export const authPlugin = fp(async (app: FastifyInstance, opts: { access: Access
       return request.identity!;
     }
     request.identity = access.identifyToken(header);
+    if (request.identity.user !== null) authenticated(request);
     return request.identity;
   });
 

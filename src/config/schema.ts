@@ -41,6 +41,7 @@ export const schema = {
       parseTrustProxy,
       'proxies trusted for X-Forwarded-Proto/Host/For: false, a hop count (1 behind one nginx) or a list of their addresses/CIDRs',
     ),
+    unauthenticatedTimeout: int(30, 'seconds a request may take to send its headers and body before it has authenticated', 1),
     shutdownTimeout: int(30, 'seconds to let in-flight requests finish on SIGTERM/SIGINT before exiting', 1),
     maxJsonBody: int(4 * 1024 * 1024, 'largest accepted JSON body (image json, manifests, image lists), in bytes', 1024),
   },
