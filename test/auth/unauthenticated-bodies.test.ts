@@ -146,3 +146,21 @@ t.test('an upload with valid credentials is not cut by the deadline', async (t) 
   const put = await http(reg.url, 'PUT', `${location}?digest=${sha256(Buffer.from(data))}`, undefined, alice);
   t.equal(put.status, 201, 'and committed');
 });
+
+t.test('an upload with a Bearer token naming a user is not cut either', async (t) => {
+  const reg = await startTenantRegistry(t, { http: { unauthenticatedTimeout: 1 } });
+  const token = await http(reg.url, 'GET', '/token?service=registry&scope=repository:alice/slow:pull,push', undefined, as('alice'));
+  const bearer = `Bearer ${token.json.token as string}`;
+  const start = await http(reg.url, 'POST', '/v2/alice/slow/blobs/uploads/', undefined, { authorization: bearer });
+  t.equal(start.status, 202);
+  const location = new URL(start.headers.get('location')!, reg.url).pathname;
+  const data = 'x'.repeat(12);
+  const raw = await open(reg.port, `PATCH ${location} HTTP/1.1\nHost: registry\nAuthorization: ${bearer}\nContent-Length: ${data.length}\n`);
+  t.teardown(() => raw.socket.destroy());
+  for (const c of data) {
+    await sleep(250);
+    raw.socket.write(c);
+  }
+  while (raw.status() === 0 && !(await closedWithin(raw, 50)));
+  t.equal(raw.status(), 202, 'the slow PATCH with a token was accepted');
+});
