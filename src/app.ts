@@ -11,6 +11,8 @@ import { MetadataIndex } from './index/metadata-index';
 import { V1Index } from './index/v1-index';
 import { V2Index } from './index/v2-index';
 import { WalSync } from './index/wal-sync';
+import { fastifyTrustProxy } from './http/trust-proxy';
+import { unauthenticatedDeadline } from './http/unauthenticated-deadline';
 import { loggerOptions } from './logger';
 import { healthRoutes } from './routes/health';
 import { pingRoutes, v1Routes } from './routes/v1';
@@ -32,7 +34,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   const app = Fastify({
     logger: opts.logger ?? loggerOptions(config),
     logController: new LogController({ disableRequestLogging: true }),
-    trustProxy: config.http.trustProxy,
+    trustProxy: fastifyTrustProxy(config.http.trustProxy),
     genReqId: () => randomUUID(),
     requestTimeout: 0, // multi-GB layers take as long as they take
     keepAliveTimeout: 75_000,
@@ -72,6 +74,8 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     v2: new V2Registry(index, new V2Index(db, index), blobs),
   };
   app.decorate('registry', ctx);
+  // Without authentication every request is anonymous and may upload: then only headers have a deadline.
+  await app.register(unauthenticatedDeadline, { timeoutMs: config.http.unauthenticatedTimeout * 1000, bodies: access.enabled });
   await app.register(authPlugin, { access });
   app.addHook('onClose', async () => {
     await blobs.settle(); // staged copies still being deleted, before their rows can no longer be

@@ -5,6 +5,8 @@ import type { Config } from '../config/schema';
 import { RegistryError } from '../errors';
 import { ALL_NAMES, type NamePattern } from '../index/name-filter';
 import { AccessPolicy } from './access';
+import { BcryptBusyError } from './bcrypt-worker';
+import { CheckGate } from './check-gate';
 import { Htpasswd, type HtpasswdLog } from './htpasswd';
 import { IssuerKeys } from './issuer-keys';
 import { FailedLoginLimiter } from './limiter';
@@ -57,6 +59,7 @@ export class AccessControl {
   readonly tokensEnabled: boolean;
   private readonly htpasswd?: Htpasswd;
   private readonly limiter: FailedLoginLimiter;
+  private readonly checks: CheckGate;
   private readonly key: Buffer;
   private readonly auth: Config['auth'];
   /** How long after expiry a Bearer token may still continue an upload started while it was valid. */
@@ -71,9 +74,12 @@ export class AccessControl {
     // An external issuer turns authentication on by itself: its tokens are the credentials.
     this.enabled = config.auth.htpasswd.path !== '' || token.issuer !== '';
     this.tokensEnabled = this.enabled && token.enabled;
-    this.htpasswd = config.auth.htpasswd.path !== '' ? new Htpasswd(config.auth.htpasswd.path, log) : undefined;
+    this.htpasswd =
+      config.auth.htpasswd.path !== '' ? new Htpasswd(config.auth.htpasswd.path, log, config.auth.passwordChecks.queue) : undefined;
     this.policy = new AccessPolicy(this.enabled, config.auth.rules, config.auth.groups);
-    this.limiter = new FailedLoginLimiter(config.auth.failedLogins.limit, config.auth.failedLogins.window * 1000);
+    const { limit, window, perClient } = config.auth.failedLogins;
+    this.limiter = new FailedLoginLimiter(limit, window * 1000, perClient);
+    this.checks = new CheckGate(config.auth.passwordChecks.perClient);
     this.key = this.enabled ? loadTokenKey(token.secretFile) : Buffer.alloc(32);
     this.uploadGraceMs = token.uploadGrace * 1000;
     this.issuerKeys = token.issuer ? new IssuerKeys(token.jwks, token.certificates, log) : undefined;
@@ -107,13 +113,26 @@ export class AccessControl {
     return this.auth.token.service;
   }
 
-  /** Check a user name and password, with the failed-login delay and limit. */
+  /** Password checks waiting for or running on the bcrypt worker (0 without htpasswd). */
+  get pendingPasswordChecks(): number {
+    return this.htpasswd?.pendingChecks ?? 0;
+  }
+
+  /**
+   * Check a user name and password, with the failed-login delay and limits. Refusals come at once and
+   * name when to come back (Retry-After): 429 for this client's limits, 503 when the bcrypt queue is full.
+   */
   async checkPassword(user: string, password: string, client: string): Promise<boolean> {
     if (!this.htpasswd) return true;
-    if (this.limiter.blocked(client, user)) {
-      throw new RegistryError('TOOMANYREQUESTS', 'too many failed logins; try again later');
+    const retryAfter = this.limiter.retryAfter(client, user);
+    if (retryAfter > 0) {
+      throw new RegistryError('TOOMANYREQUESTS', 'too many failed logins; try again later', { headers: { 'retry-after': String(retryAfter) } });
     }
-    const ok = await this.htpasswd.verify(user, password).catch((err: Error) => {
+    const ok = await this.htpasswd.verify(user, password, () => this.checks.enter(client)).catch((err: Error) => {
+      if (err instanceof RegistryError) throw err;
+      if (err instanceof BcryptBusyError) {
+        throw new RegistryError('UNAVAILABLE', 'too many password checks waiting; try again shortly', { headers: { 'retry-after': '1' } });
+      }
       // The bcrypt worker failed (it died): say so, rather than letting it pass for bad credentials.
       throw new RegistryError('UNAVAILABLE', `cannot check passwords now: ${err.message}`);
     });

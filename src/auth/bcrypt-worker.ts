@@ -24,6 +24,11 @@ interface Answer {
   error?: string;
 }
 
+/** The queue is full: the compare was not started. */
+export class BcryptBusyError extends Error {
+  override name = 'BcryptBusyError';
+}
+
 type Waiting = Map<number, { resolve: (ok: boolean) => void; reject: (err: Error) => void }>;
 
 export class BcryptWorker {
@@ -31,8 +36,20 @@ export class BcryptWorker {
   private current: { worker: Worker; waiting: Waiting } | null = null;
   private nextId = 1;
 
+  /**
+   * `maxQueued`: compares waiting at most. Unbounded, a flood of bad logins queued compares for
+   * seconds ahead of every good first login; past the bound a compare fails at once (BcryptBusyError).
+   */
+  constructor(private readonly maxQueued = Infinity) {}
+
+  /** Compares asked for and not yet answered. */
+  get pending(): number {
+    return this.current?.waiting.size ?? 0;
+  }
+
   /** Whether `password` matches the bcrypt `hash` ($2a$ or $2b$). */
   compare(password: string, hash: string): Promise<boolean> {
+    if (this.pending >= this.maxQueued) return Promise.reject(new BcryptBusyError('too many password checks waiting'));
     const { worker, waiting } = this.start();
     const id = this.nextId++;
     if (waiting.size === 0) worker.ref(); // while a compare waits, the process stays up for it

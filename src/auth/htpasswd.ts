@@ -112,12 +112,15 @@ export class Htpasswd {
   private current: Generation;
   private mtimeMs = 0;
   private reloading: Promise<void> | null = null;
-  private readonly bcrypt = new BcryptWorker();
+  private readonly bcrypt: BcryptWorker;
 
+  /** `maxQueued`: bcrypt compares waiting at most (see BcryptWorker). */
   constructor(
     private readonly path: string,
     private readonly log?: HtpasswdLog,
+    maxQueued = Infinity,
   ) {
+    this.bcrypt = new BcryptWorker(maxQueued);
     // The first reading is synchronous: a missing or unreadable file stops the start.
     this.current = this.apply(readFileSync(this.path, 'utf8'), statSync(this.path).mtimeMs);
     // Polling stat is reliable across editors that replace the file, bind mounts and network filesystems.
@@ -160,7 +163,16 @@ export class Htpasswd {
     return this.current.users.get(user)?.hash;
   }
 
-  async verify(user: string, password: string): Promise<boolean> {
+  /** Password checks waiting for or running on the bcrypt worker. */
+  get pendingChecks(): number {
+    return this.bcrypt.pending;
+  }
+
+  /**
+   * `admit` is called only when this call starts a new check (not for a remembered credential, nor one
+   * joining the same check under way); it may throw to refuse, and returns what to call when it ends.
+   */
+  async verify(user: string, password: string, admit?: () => () => void): Promise<boolean> {
     await this.reloadIfChanged();
     const gen = this.current;
     const key = createHash('sha256').update(user).update('\0').update(password).digest('hex');
@@ -168,16 +180,23 @@ export class Htpasswd {
     if (entry && gen.verified.has(key)) return true;
     let checking = gen.checking.get(key);
     if (!checking) {
-      checking = Promise.resolve(verifyEntry(password, entry ?? gen.dummy, this.bcrypt)).then((ok) => {
-        // Cached in this generation only: a file changed meanwhile starts with nothing verified.
-        if (ok && entry) gen.verified.add(key);
-        return ok && entry !== undefined;
-      });
+      const release = admit?.() ?? (() => {});
+      checking = Promise.resolve(verifyEntry(password, entry ?? gen.dummy, this.bcrypt))
+        .then((ok) => {
+          // Cached in this generation only: a file changed meanwhile starts with nothing verified.
+          if (ok && entry) gen.verified.add(key);
+          return ok && entry !== undefined;
+        })
+        .finally(release);
       const drop = () => void gen.checking.delete(key);
       checking.then(drop, drop);
       gen.checking.set(key, checking);
     }
-    return checking;
+    if (!(await checking)) return false;
+    // The file may have changed while bcrypt ran (a user removed, a password changed): the answer
+    // holds only if the file read now still has the entry that was checked.
+    await this.reloadIfChanged();
+    return this.current.users.get(user)?.hash === entry!.hash;
   }
 }
 

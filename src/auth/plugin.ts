@@ -2,6 +2,7 @@ import fastifyBasicAuth from '@fastify/basic-auth';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { RegistryError } from '../errors';
+import { authenticated } from '../http/unauthenticated-deadline';
 import { AccessControl, ANONYMOUS, type Identity } from './access-control';
 import type { Action } from './rules';
 
@@ -34,6 +35,7 @@ export const authPlugin = fp(async (app: FastifyInstance, opts: { access: Access
       const fp = await access.authenticate(user, password, request.ip);
       if (fp === undefined) throw new RegistryError('UNAUTHORIZED', 'invalid username or password');
       request.identity = { user, via: 'basic', fp };
+      authenticated(request);
     },
   });
 
@@ -57,6 +59,7 @@ export const authPlugin = fp(async (app: FastifyInstance, opts: { access: Access
       return request.identity!;
     }
     request.identity = await access.identifyToken(header);
+    if (request.identity.user !== null) authenticated(request);
     return request.identity;
   });
 

@@ -3,6 +3,7 @@
 // so a key cannot exist in one place and be forgotten in another.
 
 import { parseGroups, parseRules } from '../auth/rules';
+import { parseTrustProxy, type TrustProxy } from '../http/trust-proxy';
 
 export type LeafType = 'string' | 'boolean' | 'integer' | 'enum' | 'custom';
 
@@ -35,7 +36,12 @@ const oneOf = <V extends string>(values: readonly V[], def: V, doc: string) =>
 export const schema = {
   http: {
     addr: str('127.0.0.1:5000', 'host:port to listen on'),
-    trustProxy: bool(false, 'trust X-Forwarded-Proto/Host/For from a reverse proxy in front of the registry'),
+    trustProxy: custom<TrustProxy>(
+      false,
+      parseTrustProxy,
+      'proxies trusted for X-Forwarded-Proto/Host/For: false, a hop count (1 behind one nginx) or a list of their addresses/CIDRs',
+    ),
+    unauthenticatedTimeout: int(30, 'seconds a request may take to send its headers and body before it has authenticated', 1),
     shutdownTimeout: int(30, 'seconds to let in-flight requests finish on SIGTERM/SIGINT before exiting', 1),
     maxJsonBody: int(4 * 1024 * 1024, 'largest accepted JSON body (image json, manifests, image lists), in bytes', 1024),
   },
@@ -95,7 +101,12 @@ export const schema = {
     rules: custom<import('../auth/rules').AccessRule[]>([], parseRules, 'access rules: [{repository, who, actions}]'),
     failedLogins: {
       limit: int(10, 'failed logins per client and user name before further attempts are refused for `window`', 1),
+      perClient: int(30, 'failed logins per client address, whatever the user names, before its attempts are refused for `window`', 1),
       window: int(300, 'seconds over which failed logins are counted', 1),
+    },
+    passwordChecks: {
+      perClient: int(4, 'password checks (bcrypt runs) one client address may have under way at once; more get 429', 1),
+      queue: int(32, 'password checks waiting for the bcrypt worker at most; more get 503', 1),
     },
   },
 } as const satisfies Branch;

@@ -3,6 +3,9 @@ import { RegistryError, v2ErrorBody } from '../errors';
 
 type Params = Record<string, string | string[] | undefined>;
 
+/** POST /token bodies are a few credentials and scopes: read no more of them before checking the password. */
+const TOKEN_BODY_LIMIT = 8 * 1024;
+
 /**
  * Docker's token authentication (distribution docs "Token Authentication Specification"):
  * GET /token with Basic credentials or none, and the OAuth2 form, POST /token with
@@ -33,10 +36,10 @@ export async function tokenRoutes(app: FastifyInstance): Promise<void> {
     return reply.type('application/json').send(issued);
   });
 
-  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: 64 * 1024 }, (_req, body, done) =>
+  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: TOKEN_BODY_LIMIT }, (_req, body, done) =>
     done(null, Object.fromEntries(new URLSearchParams(body as string))),
   );
-  app.post('/token', async (request, reply) => {
+  app.post('/token', { bodyLimit: TOKEN_BODY_LIMIT }, async (request, reply) => {
     const form = (request.body ?? {}) as Params;
     checkService(form);
     if (form.grant_type !== 'password') {
@@ -52,7 +55,9 @@ export async function tokenRoutes(app: FastifyInstance): Promise<void> {
   });
 
   app.setErrorHandler((err, request, reply) => {
-    const e = err instanceof RegistryError ? err : new RegistryError('UNAUTHORIZED');
+    const tooLarge = (err as { statusCode?: number }).statusCode === 413;
+    const e = err instanceof RegistryError ? err : tooLarge ? new RegistryError('TOO_LARGE', `body larger than ${TOKEN_BODY_LIMIT} bytes`) : new RegistryError('UNAUTHORIZED');
+    if (e.headers) reply.headers(e.headers);
     if (e.status === 401) reply.header('www-authenticate', `Basic realm="${access.realm}"`);
     if (e.status >= 500) request.log.error({ err }, 'token request failed');
     return reply.code(e.status).type('application/json').send(v2ErrorBody(e));

@@ -57,15 +57,16 @@ t.test('htpasswd: one compare for a credential arriving many times at once; none
   t.ok(await h.verify('ci', 's3cret'));
   t.equal(compares, 1, 'then cached');
 
-  // The password changes while a login with the old one is being checked: that login began before the
-  // change and succeeds, but its success must not be remembered for the new file.
+  // The password changes while a login with the old one is being checked: the answer is judged against
+  // the file as it is when the check ends, so that login fails (issue 22: a removed user's or an old
+  // password's check in flight must not succeed), and nothing is remembered for the new file.
   await new Promise((r) => setTimeout(r, 20)); // a new mtime
   writeFileSync(file, `other:${SLOW}\n`);
   const login = h.verify('other', 's3cret');
   while (compares < 2) await new Promise((r) => setTimeout(r, 5)); // its compare is under way
   writeFileSync(file, `other:${bcrypt.hashSync('new-pass', 4)}\n`);
   await h.reloadIfChanged();
-  t.ok(await login, 'checked against the file as it was when the check began');
+  t.notOk(await login, 'judged against the file as it is when the check ends');
   t.notOk(await h.verify('other', 's3cret'), 'the old password is refused once the file says otherwise');
   t.ok(await h.verify('other', 'new-pass'));
 });

@@ -35,14 +35,14 @@ t.test('environment overrides, as distribution names them', async (t) => {
     REGISTRY_STORAGE_LOCAL_ROOT: '/tmp/x/blobs',
     REGISTRY_INDEX_PATH: '/tmp/x/index.db',
     REGISTRY_PROTOCOLS_V2: 'false',
-    REGISTRY_HTTP_TRUST_PROXY: 'TRUE',
+    REGISTRY_HTTP_TRUST_PROXY: '1',
     REGISTRY_UPLOADS_PURGE_AFTER: '3600',
   });
   t.equal(c.http.addr, '127.0.0.1:5055', 'env beats the file');
   t.equal(c.storage.local.root, '/tmp/x/blobs');
   t.equal(c.index.path, '/tmp/x/index.db');
   t.equal(c.protocols.v2, false);
-  t.equal(c.http.trustProxy, true);
+  t.equal(c.http.trustProxy, 1);
   t.equal(c.uploads.purgeAfter, 3600);
 });
 

@@ -71,7 +71,7 @@ t.test('docker-compose.yml: registry behind nginx, wired the way nginx/registry.
   const { registry, nginx } = compose.services;
   t.ok(registry && nginx, 'services registry and nginx');
   const config = parseConfig(read('config.yml'), { ...runtimeEnv(), ...registry!.environment }, 'config.yml');
-  t.equal(config.http.trustProxy, true, 'trustProxy on behind nginx');
+  t.equal(config.http.trustProxy, 1, 'trustProxy: the one nginx in front is the one hop trusted');
   t.equal(config.auth.htpasswd.path, '/data/htpasswd', 'users in the data volume');
   t.equal(config.auth.token.enabled, true, 'token service on');
   t.ok(registry!.volumes?.includes('registry-data:/data'), 'data in a named volume at /data');

@@ -47,7 +47,7 @@ t.test('the shipped config carries the settings the deployment relies on', async
     'proxy_set_header Host $http_host;',
     'proxy_set_header X-Forwarded-Host $http_host;',
     'proxy_set_header X-Forwarded-Proto $scheme;',
-    'proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;',
+    'proxy_set_header X-Forwarded-For $remote_addr;',
     'proxy_read_timeout 900s;',
     'proxy_send_timeout 900s;',
     'keepalive 32;',

@@ -280,7 +280,7 @@ t.test('the Dockerfile builds with Debian dockerd, and the image runs the regist
   // As the README says: the first user is added with the image's CLI in a one-off container
   // (`docker compose run --rm registry node dist/cli/user.js add alice`), then the registry starts.
   t.equal((await d.docker(['stop', '-t', '40', name], { timeoutMs: MIN })).code, 0, 'docker stop');
-  const composeEnv = ['-e', 'REGISTRY_HTTP_TRUST_PROXY=true', '-e', 'REGISTRY_AUTH_HTPASSWD_PATH=/data/htpasswd', '-e', 'REGISTRY_AUTH_TOKEN_ENABLED=true'];
+  const composeEnv = ['-e', 'REGISTRY_HTTP_TRUST_PROXY=1', '-e', 'REGISTRY_AUTH_HTPASSWD_PATH=/data/htpasswd', '-e', 'REGISTRY_AUTH_TOKEN_ENABLED=true'];
   const add = await d.docker(['run', '--rm', '-i', '--network', 'none', '--volumes-from', name, ...composeEnv, image, 'node', 'dist/cli/user.js', 'add', 'alice'], {
     input: 'compose-secret-1\n',
   });

@@ -19,10 +19,11 @@ import { requireTools } from '../helpers/tools';
 import { sha256 } from '../helpers/v2';
 
 // Acceptance (issue 6): Debian's nginx runs the shipped nginx/registry.conf (temp copy, 127.0.0.1 ports, a
-// fresh certificate from nginx/make-certs.sh) in front of a registry with http.trustProxy on and
-// authentication on (htpasswd user alice, token service enabled). Through https:// only:
+// fresh certificate from nginx/make-certs.sh) in front of a registry with http.trustProxy: 1 (nginx, the
+// one hop) and authentication on (htpasswd user alice, token service enabled). Through https:// only:
 //  - plain HTTP redirects to HTTPS; TLS 1.3 and 1.2, HTTP/2 by ALPN; Locations and the token realm are
-//    absolute https:// URLs naming nginx; Docker-Distribution-Api-Version passes through;
+//    absolute https:// URLs naming nginx; Docker-Distribution-Api-Version passes through; a forged
+//    X-Forwarded-For never reaches the registry, so rotating it does not dodge the failed-login limit;
 //  - skopeo pushes and pulls byte for byte with --dest-cert-dir/--src-cert-dir and credentials (and fails
 //    on the unknown CA without them);
 //  - docker (a private dockerd) logs in, pushes and pulls;
@@ -118,7 +119,7 @@ function dirBytes(dir: string): number {
 t.test('registry behind nginx (TLS, shipped config) with authentication', async (t) => {
   if (!requireTools(t, ['nginx', 'openssl'])) return;
   const auth = authConfig(t, { alice: PASSWORD }, { token: { enabled: true } });
-  const reg = await startRegistry(t, { ...auth.overrides, http: { trustProxy: true } });
+  const reg = await startRegistry(t, { ...auth.overrides, http: { trustProxy: 1 } });
   const forwarded = recordForwarded(reg);
   const front = await startFront(t, reg);
   const alice = { authorization: basic('alice', PASSWORD) };
@@ -204,6 +205,16 @@ t.test('registry behind nginx (TLS, shipped config) with authentication', async 
     t.same([...forwarded.proto], ['https'], 'the registry saw X-Forwarded-Proto https only');
     t.same([...forwarded.hosts], [front.host], 'and X-Forwarded-Host with the port');
     t.same([...forwarded.forwardedFor], ['127.0.0.1'], 'and X-Forwarded-For the client address');
+
+    // Issue 22, item 4: nginx replaces a client-written X-Forwarded-For with the address it saw, and the
+    // registry trusts that one hop: rotating the header does not dodge the failed-login limit.
+    const guesses: number[] = [];
+    for (let i = 0; i < 11; i++) {
+      const forged = { authorization: basic('mallet', `guess-${i}`), 'x-forwarded-for': `198.51.100.${i + 1}` };
+      guesses.push((await call(front, 'GET', '/v2/', forged)).status);
+    }
+    t.same(guesses, [...Array(10).fill(401), 429], 'rotating X-Forwarded-For through nginx: limited after 10 guesses');
+    t.same([...forwarded.forwardedFor], ['127.0.0.1'], 'the registry never saw the client-written addresses');
   });
 
   await t.test('skopeo pushes and pulls byte for byte over https (--dest-cert-dir, --dest-creds)', async (t) => {

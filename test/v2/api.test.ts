@@ -471,7 +471,7 @@ t.test('Location behind a trusted TLS proxy', async (t) => {
   let r = await http(plain.url, 'POST', '/v2/px/r/blobs/uploads/', undefined, fwd);
   t.match(r.headers.get('location'), /^\/v2\/px\/r\/blobs\/uploads\//, 'untrusted: relative, forwarded headers ignored');
 
-  const proxied = await startRegistry(t, { http: { trustProxy: true } });
+  const proxied = await startRegistry(t, { http: { trustProxy: 1 } });
   r = await http(proxied.url, 'POST', '/v2/px/r/blobs/uploads/', undefined, fwd);
   t.match(r.headers.get('location'), /^https:\/\/registry\.example\.com\/v2\/px\/r\/blobs\/uploads\/[0-9a-f-]+$/);
   const data = Buffer.from('through the proxy');

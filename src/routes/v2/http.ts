@@ -1,5 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { RegistryError } from '../../errors';
+import type { TrustProxy } from '../../http/trust-proxy';
 
 // HTTP conventions of the v2 API shared by its handlers.
 
@@ -10,8 +11,8 @@ export type Handler = (request: FastifyRequest, reply: FastifyReply) => Promise<
  * X-Forwarded-Proto/Host (fastify resolves them when http.trustProxy is on); otherwise it is
  * relative, which every client resolves against the URL it used.
  */
-export function location(request: FastifyRequest, path: string, trustProxy: boolean): string {
-  return trustProxy ? `${request.protocol}://${request.host}${path}` : path;
+export function location(request: FastifyRequest, path: string, trustProxy: TrustProxy): string {
+  return trustProxy !== false ? `${request.protocol}://${request.host}${path}` : path;
 }
 
 /** Query parameter as a single string (the last one wins if repeated). */

@@ -1,0 +1,55 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import fp from 'fastify-plugin';
+
+// The registry has no request timeout (a multi-GB layer takes as long as it takes), so a request that
+// has not authenticated gets a deadline of its own: until it does, it has `timeoutMs` to send its headers
+// and body, or its connection is closed. Unfinished bodies to POST /token otherwise held their buffers
+// for ever. And a refused request whose body is still coming is answered with Connection: close, so
+// node closes the connection instead of reading the rest of a trickling body.
+
+/** Answers that refuse the request: nothing more of its body is wanted. */
+const REFUSALS = new Set([401, 403, 413, 429]);
+
+const timers = new WeakMap<object, NodeJS.Timeout>();
+
+function clearDeadline(request: FastifyRequest): void {
+  clearTimeout(timers.get(request.raw));
+  timers.delete(request.raw);
+}
+
+/** The request has authenticated (valid credentials): its body may take as long as it needs. */
+export function authenticated(request: FastifyRequest): void {
+  clearDeadline(request);
+}
+
+/** Close a connection whose request missed its deadline, with a 408 if nothing was answered yet. */
+function cut(request: FastifyRequest, reply: FastifyReply): void {
+  const socket = request.raw.socket;
+  if (request.raw.complete || socket.destroyed) return;
+  request.log.info('closing the connection of a request that did not authenticate in time');
+  if (!socket.writableEnded && !reply.raw.headersSent) {
+    socket.end('HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+  }
+  socket.destroySoon();
+  setTimeout(() => socket.destroy(), 1000).unref();
+}
+
+export const unauthenticatedDeadline = fp(async (app: FastifyInstance, opts: { timeoutMs: number; bodies: boolean }) => {
+  // Headers: node's own timeout, the same length.
+  app.server.headersTimeout = opts.timeoutMs;
+
+  app.addHook('onRequest', async (request, reply) => {
+    if (!opts.bodies || request.raw.complete) return;
+    const timer = setTimeout(() => cut(request, reply), opts.timeoutMs);
+    timer.unref();
+    timers.set(request.raw, timer);
+  });
+
+  app.addHook('onSend', async (request, reply, payload) => {
+    if (REFUSALS.has(reply.statusCode) && !request.raw.complete) reply.header('connection', 'close');
+    return payload;
+  });
+
+  // Answered: what is left of a refused body is node's to close, of an accepted one the handler's.
+  app.addHook('onResponse', async (request) => clearDeadline(request));
+});
