@@ -8,6 +8,9 @@ import { freePort, spawnServer } from './helpers/process';
 import { tempDir } from './helpers/server';
 import { imageChain } from './helpers/v1';
 
+/** v1 image calls name their repository with the token of the index call (unsigned: no authentication here). */
+const V1_TOKEN = { authorization: 'Token signature=unsigned,repository="proc/v1",access=write' };
+
 // The real process: what `npm start` runs (dist/server.js, built by `npm test` first).
 
 t.test('a bad config stops the start with a message naming the key', async (t) => {
@@ -36,10 +39,10 @@ t.test('env overrides, one log line per request, nothing secret, graceful SIGTER
 
   // Start a layer upload and keep it in flight across SIGTERM.
   const [img] = imageChain(1);
-  await fetch(`${srv.url}/v1/images/${img!.id}/json`, { method: 'PUT', body: img!.json }).then((r) => r.text());
+  await fetch(`${srv.url}/v1/images/${img!.id}/json`, { method: 'PUT', body: img!.json, headers: V1_TOKEN }).then((r) => r.text());
   let status = 0;
   const inflight = new Promise<void>((resolve, reject) => {
-    const req = request(`${srv.url}/v1/images/${img!.id}/layer`, { method: 'PUT' }, (res) => {
+    const req = request(`${srv.url}/v1/images/${img!.id}/layer`, { method: 'PUT', headers: V1_TOKEN }, (res) => {
       status = res.statusCode!;
       res.resume();
       res.on('end', resolve);
@@ -190,8 +193,8 @@ t.test('a file size limit on the real process: 507 STORAGE_FULL, nothing half-st
   const soon = { signal: AbortSignal.timeout(10_000) };
   // v1 answers the same way, in its own body.
   const [img] = imageChain(1);
-  t.equal((await fetch(`${srv.url}/v1/images/${img!.id}/json`, { method: 'PUT', body: img!.json, ...soon })).status, 200);
-  const layer = await fetch(`${srv.url}/v1/images/${img!.id}/layer`, { method: 'PUT', body: data, ...soon });
+  t.equal((await fetch(`${srv.url}/v1/images/${img!.id}/json`, { method: 'PUT', body: img!.json, headers: V1_TOKEN, ...soon })).status, 200);
+  const layer = await fetch(`${srv.url}/v1/images/${img!.id}/layer`, { method: 'PUT', body: data, headers: V1_TOKEN, ...soon });
   t.same([layer.status, await layer.json()], [507, { error: 'the blob is larger than the storage can hold in one file' }]);
   t.equal((await fetch(`${srv.url}/v2/big/r/blobs/${digest}`, { method: 'HEAD', ...soon })).status, 404, 'no blob visible');
   const staged = readdirSync(path.join(root, 'uploads'));
