@@ -54,5 +54,5 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
 # SIGTERM (docker stop) lets in-flight requests finish for up to http.shutdownTimeout (30 s): give
 # `docker stop` / compose a longer grace period than its 10 s default.
 STOPSIGNAL SIGTERM
-# The node flags of `npm start` (package.json): see "Memory and garbage collection" in the README.
+# The node flags of `npm start` (package.json): see "Memory and garbage collection" in docs/storage.md.
 CMD ["node", "--initial-old-space-size=64", "--expose-gc", "dist/server.js"]

@@ -4,7 +4,7 @@ import type { Server } from 'node:http';
  * Hands memory back once a burst of traffic is over.
  *
  * npm start gives V8 a 64 MB floor under its old-space limit, so uploads no longer set off a full
- * collection every ~30 MiB received (README, "Memory and garbage collection"). The price is that the
+ * collection every ~30 MiB received (docs/storage.md, "Memory and garbage collection"). The price is that the
  * garbage of a burst (request-body buffers that waited for a write long enough to be promoted, and
  * per-request objects) stays until the heap fills, which on a server that goes quiet may be never.
  * So when no request is in flight and none started during the last check interval, drop what is kept for
@@ -82,7 +82,7 @@ export interface IdleGcLog {
 export function startIdleGc(server: Server, log: IdleGcLog, release: () => number = () => 0): () => void {
   const gc = (globalThis as { gc?: () => void }).gc;
   if (typeof gc !== 'function') {
-    log.info({ idleGc: false }, 'idle collection off: node was started without --expose-gc (see README, Memory and garbage collection)');
+    log.info({ idleGc: false }, 'idle collection off: node was started without --expose-gc (see docs/storage.md, Memory and garbage collection)');
     return () => undefined;
   }
   const collector = new IdleCollector({ gc, release, memory: () => process.memoryUsage(), thresholdBytes: THRESHOLD_BYTES });

@@ -4,7 +4,7 @@ import type { Digest } from '../storage/digest';
 
 // The v1 protocol's part of the index: images (json + layer blobs, checksum, completeness),
 // v1 tags and the index's per-repository image lists. Images are kept per repository: an image id is
-// a name the client chose, so the same id in two repositories is two images (see README, v1 images).
+// a name the client chose, so the same id in two repositories is two images (see docs/v1.md, v1 images).
 
 export interface V1Image {
   repo: string;

@@ -310,7 +310,7 @@ export class UploadWorkers {
   /**
    * Let go of the slabs kept for reuse (the server went quiet; a collection follows if any). Kept across a burst
    * they sit all over glibc's heap and pin its freed memory: after rounds of 64 parallel 16 MiB pushes,
-   * RSS settled at 177-223 MiB with them and mostly 141-161 without (README, Memory). Returns the bytes let go.
+   * RSS settled at 177-223 MiB with them and mostly 141-161 without (docs/storage.md, Memory). Returns the bytes let go.
    */
   releaseSpare(): number {
     let bytes = 0;

@@ -7,7 +7,7 @@ import { v1RepositoryName } from '../../v1/names';
 // Authorization for v1 routes. Repository routes name their repository. Image routes do not: an
 // image call acts in the repository of the caller's v1 token (Docker 1.x always sends the one its
 // index call got), or, without a token, in one the caller may use that holds the image. Images
-// belong to a repository, so no call ever reaches another repository's bytes (README, "v1 images").
+// belong to a repository, so no call ever reaches another repository's bytes (docs/v1.md, "v1 images").
 
 /** At most this many repositories are considered for an image call without a token. */
 const MAX_CANDIDATES = 1000;
