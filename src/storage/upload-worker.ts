@@ -69,14 +69,14 @@ const hashes = new Map<string, { hash: Hash; size: number }>();
 const jobs = new Map<number, Job | FailedJob>();
 const ALIGN = 4096; // O_DIRECT wants the memory, the file position and the length aligned (512 on most disks)
 // O_DIRECT writes go from page-aligned copies of the slabs (which come from malloc, 16 bytes past a page;
-// WebAssembly memory is mapped by V8 on page boundaries). Copying costs ~0.1-0.2 s per GiB on this thread.
-// Shared WebAssembly memory as slabs would need no copy, but V8 fills shared memory byte by byte when source
-// and target are not 8-byte co-aligned: +0.5 s of main-thread CPU per GiB, measured.
+// WebAssembly memory is mapped by V8 on page boundaries). The copy costs ~0.1-0.2 s per GiB on this thread;
+// shared WebAssembly memory as slabs would need none, but V8 fills it byte by byte when source and target
+// are not 8-byte co-aligned (~0.5 s of main-thread CPU per GiB).
 // A job's copies are gathered into writes of DIRECT_WRITE bytes (pwritev): the file system takes writes that
-// extend a file one at a time, and on the bench VM 1 GiB took 0.90-0.94 s of disk time in 256 KiB writes,
-// 0.57-0.64 s in 1 MiB ones (dd oflag=direct). The writes run on libuv's pool while this thread hashes. When
-// every copy is taken, data waits (its slab with it, which holds the body back) until a write ends: writing
-// synchronously instead kept this thread from seeing the writes that had ended, and most slabs went that way.
+// extend a file one at a time, and 1 MiB writes took ~2/3 of the disk time of 256 KiB ones (dd oflag=direct,
+// bench VM). The writes run on libuv's pool while this thread hashes. When every copy is taken, data waits
+// (its slab with it, which holds the body back) until a write ends: writing synchronously instead kept this
+// thread from seeing the writes that had ended, and most slabs went that way.
 const BOUNCE = 256 * 1024;
 const BOUNCES = 16;
 const DIRECT_WRITE = 1024 * 1024;
@@ -96,8 +96,8 @@ function post(reply: UploadReply, transfer?: ArrayBuffer[]): void {
 
 // The running hash of upload 'key' at 'size' bytes: the live one, or the first 'size' bytes of the staged
 // file re-hashed (a restart, or another worker died). The reads run on libuv's pool, 1 MiB at a time, the next
-// one while this thread hashes the last, so the other uploads on this worker go on meanwhile: a resumed upload
-// of several GiB takes seconds to re-hash.
+// one while this thread hashes the last, so the other uploads on this worker go on during a re-hash of
+// several GiB.
 function hashAt(key: string, fd: number, size: number, done: HashDone): void {
   const live = hashes.get(key);
   if (live && live.size === size) return done(null, live.hash);
@@ -137,8 +137,8 @@ function writeAll(fd: number, bytes: Uint8Array, from: number, pos: number): voi
 }
 
 // How many of the bytes (whole blocks from an aligned position) go to the file with O_DIRECT: the page cache
-// copy is the largest CPU cost of an upload on VMs whose fresh memory pages are slow to fault in (on the
-// bench VM a buffered 1 GiB write took 2.1-2.3 s of system CPU, O_DIRECT 0.2-0.5 s).
+// copy is the largest CPU cost of an upload on VMs whose fresh memory pages are slow to fault in (a buffered
+// write took several times the system CPU of an O_DIRECT one on the bench VM).
 function directLength(job: Job, bytes: Uint8Array): number {
   if (job.direct < 0 || job.directOff || job.pos % ALIGN !== 0) return 0;
   return bytes.length - (bytes.length % ALIGN);

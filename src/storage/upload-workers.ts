@@ -6,9 +6,8 @@ import type { AppendOptions, AppendResult, UploadReply, UploadRequest, UploadWor
 export type { AppendOptions, AppendResult, AppendStats } from './upload-protocol';
 
 // Worker threads that write uploads to their staged files and sha256 them in the same pass, so the main
-// thread only parses HTTP and copies each body chunk into a slab. Measured on 2 cores, 64 parallel 16 MiB
-// pushes: the main thread's CPU per GiB went from ~1.7 s (hash + write dispatch) to ~1.1 s, and throughput
-// rose ~20 %: both cores now work on the bytes (a prototype with one worker gained nothing).
+// thread only parses HTTP and copies each body chunk into a slab: with the hash and the writes moved off it,
+// its CPU per GiB fell by about a third on 2 cores, and both cores work on the bytes.
 // Each upload's running hash lives in one worker (its "home"), so a later chunk or the commit goes there.
 
 /**
@@ -38,10 +37,8 @@ const FIRST_SLAB = 64 * 1024;
 const SLABS_PER_APPEND = 4;
 /**
  * Once this many slabs are out over all appends, an append takes no more than two (double buffering), so
- * a single upload keeps its four but 64 parallel ones hold ~32 MiB of slabs instead of ~64. Measured for
- * 64 parallel 16 MiB pushes (4 fresh-server pairs): peak RSS 209-214 vs 223-266 MiB, throughput as before
- * (first bursts 591-621 vs 558-608 MiB/s); round after round on one server the RSS settles at 171-179 MiB
- * instead of ~250.
+ * a single upload keeps its four but 64 parallel ones hold ~32 MiB of slabs instead of ~64, with the same
+ * throughput and a lower peak RSS.
  */
 const BUSY_SLABS = 32;
 const SLABS_WHEN_BUSY = 2;
@@ -293,8 +290,8 @@ export class UploadWorkers {
 
   /**
    * Let go of the slabs kept for reuse (the server went quiet; a collection follows if any). Kept across a burst
-   * they sit all over glibc's heap and pin its freed memory: after rounds of 64 parallel 16 MiB pushes,
-   * RSS settled at 177-223 MiB with them and mostly 141-161 without (README, Memory). Returns the bytes let go.
+   * they sit all over glibc's heap and pin its freed memory, and RSS settles tens of MiB higher (README,
+   * Memory). Returns the bytes let go.
    */
   releaseSpare(): number {
     let bytes = 0;
