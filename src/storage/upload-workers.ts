@@ -18,10 +18,11 @@ export type { AppendOptions, AppendResult, AppendStats } from './upload-protocol
 const WORKER_FILE = path.join(__dirname, 'upload-worker' + path.extname(__filename));
 
 /**
- * The worker's environment: the process's, without NODE_OPTIONS, whose `--import` preloads (an APM agent,
- * tap's process-info loader) are meant for the main thread. A worker started from a file runs them, and one
- * that registers loader hooks costs each worker another thread and V8 isolate (~600 MiB of address space:
- * under `ulimit -v` the process died). An upload worker runs no code but its own.
+ * The worker's environment: the process's, without NODE_OPTIONS. A worker started from a file runs the
+ * `--import` preloads it inherits (an eval'd one ran none), and those of NODE_OPTIONS are for the main thread
+ * (an APM agent, tap's process-info loader): one that registers loader hooks gives each worker another thread
+ * and V8 isolate, ~600 MiB of address space, and under `ulimit -v` the process died. Preloads in execArgv
+ * still reach the worker: tap's TypeScript loader is one.
  */
 function workerEnv(): NodeJS.ProcessEnv {
   const env = { ...process.env };
