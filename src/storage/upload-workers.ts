@@ -1,12 +1,34 @@
 import { availableParallelism } from 'node:os';
+import path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { UPLOAD_WORKER_SOURCE } from './upload-worker-source';
+import type { AppendOptions, AppendResult, UploadReply, UploadRequest, UploadWorkerData, WorkerError } from './upload-protocol';
+
+export type { AppendOptions, AppendResult, AppendStats } from './upload-protocol';
 
 // Worker threads that write uploads to their staged files and sha256 them in the same pass, so the main
-// thread only parses HTTP and copies each body chunk into a slab. Measured on 2 cores, 64 parallel 16 MiB
-// pushes: the main thread's CPU per GiB went from ~1.7 s (hash + write dispatch) to ~1.1 s, and throughput
-// rose ~20 %: both cores now work on the bytes (a prototype with one worker gained nothing).
+// thread only parses HTTP and copies each body chunk into a slab: with the hash and the writes moved off it,
+// its CPU per GiB fell by about a third on 2 cores, and both cores work on the bytes.
 // Each upload's running hash lives in one worker (its "home"), so a later chunk or the commit goes there.
+
+/**
+ * The worker's file, next to this one with the same extension: dist/storage/upload-worker.js in production,
+ * src/storage/upload-worker.ts under the tests' TypeScript loader (a worker inherits the parent's execArgv,
+ * and with it the loader, which tap puts there).
+ */
+const WORKER_FILE = path.join(__dirname, 'upload-worker' + path.extname(__filename));
+
+/**
+ * The worker's environment: the process's, without NODE_OPTIONS. A worker started from a file runs the
+ * `--import` preloads it inherits (an eval'd one ran none), and those of NODE_OPTIONS are for the main thread
+ * (an APM agent, tap's process-info loader): one that registers loader hooks gives each worker another thread
+ * and V8 isolate, ~600 MiB of address space, and under `ulimit -v` the process died. Preloads in execArgv
+ * still reach the worker: tap's TypeScript loader is one.
+ */
+function workerEnv(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  delete env.NODE_OPTIONS;
+  return env;
+}
 
 /** Slab size: the unit copied, sent, written and hashed. */
 const SLAB = 256 * 1024;
@@ -16,10 +38,8 @@ const FIRST_SLAB = 64 * 1024;
 const SLABS_PER_APPEND = 4;
 /**
  * Once this many slabs are out over all appends, an append takes no more than two (double buffering), so
- * a single upload keeps its four but 64 parallel ones hold ~32 MiB of slabs instead of ~64. Measured for
- * 64 parallel 16 MiB pushes (4 fresh-server pairs): peak RSS 209-214 vs 223-266 MiB, throughput as before
- * (first bursts 591-621 vs 558-608 MiB/s); round after round on one server the RSS settles at 171-179 MiB
- * instead of ~250.
+ * a single upload keeps its four but 64 parallel ones hold ~32 MiB of slabs instead of ~64, with the same
+ * throughput and a lower peak RSS.
  */
 const BUSY_SLABS = 32;
 const SLABS_WHEN_BUSY = 2;
@@ -29,49 +49,6 @@ const SLABS_WHEN_BUSY = 2;
  * 256 parallel 64 KiB pushes (freed, but too fragmented to give back).
  */
 const SPARE = { [FIRST_SLAB]: 256, [SLAB]: 64 } as Record<number, number>;
-
-export interface AppendOptions {
-  file: string;
-  position: number;
-  fsync: boolean;
-  writebackEvery: number;
-  /** Write whole blocks with O_DIRECT where the file system takes it (default true). */
-  direct?: boolean;
-  /** Also hash these bytes followed by the appended ones (v1's payload checksum): `prefixedHex`. */
-  hashPrefix?: Uint8Array;
-}
-
-/** What an append did, as the worker reports it (for tests and measurements). */
-export interface AppendStats {
-  /** Background flushes of bytes written through the page cache. */
-  flushes: number;
-  /** Bytes written with O_DIRECT, in how many writes. */
-  direct: number;
-  writes: number;
-  /** Slabs that waited for one of the worker's page-aligned copies, and how many are free once it ended. */
-  waited: number;
-  copiesFree: number;
-}
-
-export interface AppendResult extends AppendStats {
-  /** sha256 (hex) of `hashPrefix` and the appended bytes, if a prefix was given. */
-  prefixedHex?: string;
-}
-
-interface WorkerError {
-  message: string;
-  code?: string;
-  errno?: number;
-  syscall?: string;
-}
-
-type Reply =
-  | { op: 'slab'; job: number; slab: ArrayBuffer }
-  | ({ op: 'done'; job: number; size: number; hex: string } & AppendResult)
-  | { op: 'aborted'; job: number }
-  | { op: 'failed'; job: number; error: WorkerError }
-  | { op: 'digest'; req: number; hex?: string; error?: WorkerError }
-  | { op: 'noDirect'; message: string };
 
 /** Told once per process: every worker that cannot have its page-aligned copies says so. */
 let warnedNoDirect = false;
@@ -101,11 +78,16 @@ class Home {
     readonly index: number,
     misalign: boolean,
   ) {
-    this.worker = new Worker(UPLOAD_WORKER_SOURCE, { eval: true, name: `upload-${index}`, workerData: { misalign } });
+    const workerData: UploadWorkerData = { misalign };
+    this.worker = new Worker(WORKER_FILE, { name: `upload-${index}`, workerData, env: workerEnv() });
     this.worker.unref();
-    this.worker.on('message', (reply: Reply) => this.pool.receive(this, reply));
+    this.worker.on('message', (reply: UploadReply) => this.pool.receive(this, reply));
     this.worker.on('error', (err) => this.pool.lost(this, err));
     this.worker.on('exit', (code) => this.pool.lost(this, new Error(`upload worker exited with code ${code}`)));
+  }
+
+  post(request: UploadRequest, transfer?: ArrayBuffer[]): void {
+    this.worker.postMessage(request, transfer);
   }
 
   hold(): void {
@@ -160,7 +142,7 @@ export class UploadWorkers {
     home.hold();
     let sentEnd = false;
     try {
-      home.worker.postMessage({ op: 'begin', job: id, key, ...opts });
+      home.post({ op: 'begin', job: id, key, ...opts });
       let slab: ArrayBuffer | null = null; // taken when there are bytes for it, so an empty body takes none
       let fill = 0;
       for await (const chunk of body) {
@@ -172,22 +154,22 @@ export class UploadWorkers {
           fill += n;
           off += n;
           if (fill === slab.byteLength) {
-            home.worker.postMessage({ op: 'data', job: id, slab, length: fill }, [slab]);
+            home.post({ op: 'data', job: id, slab, length: fill }, [slab]);
             slab = null;
             fill = 0;
           }
         }
       }
       if (job.failure) throw job.failure;
-      if (slab) home.worker.postMessage({ op: 'data', job: id, slab, length: fill }, [slab]);
+      if (slab) home.post({ op: 'data', job: id, slab, length: fill }, [slab]);
       sentEnd = true;
-      home.worker.postMessage({ op: 'end', job: id });
+      home.post({ op: 'end', job: id });
       await settled;
       return job.result!;
     } catch (err) {
       // The body or the worker failed. Wait until the worker has closed the file and put the hash back
       // (it already has if it failed itself, and a dead one does nothing more): the caller then truncates.
-      if (!sentEnd && !job.failure && home.alive) home.worker.postMessage({ op: 'abort', job: id });
+      if (!sentEnd && !job.failure && home.alive) home.post({ op: 'abort', job: id });
       await settled.catch(() => undefined);
       throw err;
     } finally {
@@ -207,7 +189,7 @@ export class UploadWorkers {
     home.hold();
     return new Promise<string>((resolve, reject) => {
       this.digests.set(req, { home, resolve, reject });
-      home.worker.postMessage({ op: 'digest', req, key, file, size });
+      home.post({ op: 'digest', req, key, file, size });
     }).finally(() => home.release());
   }
 
@@ -217,7 +199,7 @@ export class UploadWorkers {
     const home = this.homeOf.get(key);
     if (!home) return;
     this.homeOf.delete(key);
-    if (home.alive) home.worker.postMessage({ op: 'drop', key });
+    if (home.alive) home.post({ op: 'drop', key });
   }
 
   async close(): Promise<void> {
@@ -225,7 +207,7 @@ export class UploadWorkers {
     await Promise.all(this.homes.map((h) => h?.worker.terminate()));
   }
 
-  receive(home: Home, reply: Reply): void {
+  receive(home: Home, reply: UploadReply): void {
     if (reply.op === 'noDirect') {
       if (!warnedNoDirect) process.emitWarning(reply.message, { code: 'REGISTRY_NO_DIRECT_WRITES' });
       warnedNoDirect = true;
@@ -236,7 +218,7 @@ export class UploadWorkers {
       if (!d) return;
       this.digests.delete(reply.req);
       if (reply.error) d.reject(toError(reply.error));
-      else d.resolve(reply.hex!);
+      else d.resolve(reply.hex);
       return;
     }
     const job = this.jobs.get(reply.job);
@@ -309,8 +291,8 @@ export class UploadWorkers {
 
   /**
    * Let go of the slabs kept for reuse (the server went quiet; a collection follows if any). Kept across a burst
-   * they sit all over glibc's heap and pin its freed memory: after rounds of 64 parallel 16 MiB pushes,
-   * RSS settled at 177-223 MiB with them and mostly 141-161 without (docs/storage.md, Memory). Returns the bytes let go.
+   * they sit all over glibc's heap and pin its freed memory, and RSS settles tens of MiB higher (docs/storage.md,
+   * Memory). Returns the bytes let go.
    */
   releaseSpare(): number {
     let bytes = 0;
