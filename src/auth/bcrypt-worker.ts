@@ -1,28 +1,13 @@
 import { Worker } from 'node:worker_threads';
+import { workerEnv, workerFile } from '../worker-files';
+import type { BcryptAnswer, BcryptRequest } from './bcrypt-protocol';
 
 // bcrypt is slow on purpose: bcryptjs compares in 2.5 ms at cost 5 (`htpasswd -B`'s default), 79 ms at
-// cost 10 and 286 ms at cost 12 (measured here). On the event loop, every first login and every failed one
+// cost 10 and 286 ms at cost 12. On the event loop, every first login and every failed one
 // would stall all other requests that long, and a stream of bad passwords from many clients would stall the
 // registry. So the compares run on one worker thread, one at a time; the event loop only waits for answers.
 
-// Evaluated (not a file) so that it loads the same under the tests' TypeScript loader and from dist/.
-const SOURCE = `
-const { parentPort, workerData } = require('node:worker_threads');
-const bcrypt = require(workerData.bcryptjs);
-parentPort.on('message', ({ id, password, hash }) => {
-  try {
-    parentPort.postMessage({ id, ok: bcrypt.compareSync(password, hash) });
-  } catch (err) {
-    parentPort.postMessage({ id, error: String((err && err.message) || err) });
-  }
-});
-`;
-
-interface Answer {
-  id: number;
-  ok?: boolean;
-  error?: string;
-}
+const WORKER_FILE = workerFile(__filename, 'bcrypt-thread');
 
 /** The queue is full: the compare was not started. */
 export class BcryptBusyError extends Error {
@@ -55,7 +40,8 @@ export class BcryptWorker {
     if (waiting.size === 0) worker.ref(); // while a compare waits, the process stays up for it
     return new Promise((resolve, reject) => {
       waiting.set(id, { resolve, reject });
-      worker.postMessage({ id, password, hash });
+      const request: BcryptRequest = { id, password, hash };
+      worker.postMessage(request);
     });
   }
 
@@ -67,17 +53,17 @@ export class BcryptWorker {
 
   private start(): { worker: Worker; waiting: Waiting } {
     if (this.current) return this.current;
-    const worker = new Worker(SOURCE, { eval: true, name: 'bcrypt', workerData: { bcryptjs: require.resolve('bcryptjs') } });
+    const worker = new Worker(WORKER_FILE, { name: 'bcrypt', env: workerEnv() });
     const waiting: Waiting = new Map();
     const current = { worker, waiting };
     worker.unref();
-    worker.on('message', (answer: Answer) => {
+    worker.on('message', (answer: BcryptAnswer) => {
       const w = waiting.get(answer.id);
       if (!w) return;
       waiting.delete(answer.id);
       if (waiting.size === 0) worker.unref();
-      if (answer.error !== undefined) w.reject(new Error(`bcrypt: ${answer.error}`));
-      else w.resolve(answer.ok === true);
+      if ('error' in answer) w.reject(new Error(`bcrypt: ${answer.error}`));
+      else w.resolve(answer.ok);
     });
     // A worker that dies (or is closed) fails what waits on it; the next compare starts a new one.
     const lost = (err: Error) => {

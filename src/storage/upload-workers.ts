@@ -1,6 +1,6 @@
 import { availableParallelism } from 'node:os';
-import path from 'node:path';
 import { Worker } from 'node:worker_threads';
+import { workerEnv, workerFile } from '../worker-files';
 import type { AppendOptions, AppendResult, UploadReply, UploadRequest, UploadWorkerData, WorkerError } from './upload-protocol';
 
 export type { AppendOptions, AppendResult, AppendStats } from './upload-protocol';
@@ -10,25 +10,7 @@ export type { AppendOptions, AppendResult, AppendStats } from './upload-protocol
 // its CPU per GiB fell by about a third on 2 cores, and both cores work on the bytes.
 // Each upload's running hash lives in one worker (its "home"), so a later chunk or the commit goes there.
 
-/**
- * The worker's file, next to this one with the same extension: dist/storage/upload-worker.js in production,
- * src/storage/upload-worker.ts under the tests' TypeScript loader (a worker inherits the parent's execArgv,
- * and with it the loader, which tap puts there).
- */
-const WORKER_FILE = path.join(__dirname, 'upload-worker' + path.extname(__filename));
-
-/**
- * The worker's environment: the process's, without NODE_OPTIONS. A worker started from a file runs the
- * `--import` preloads it inherits (an eval'd one ran none), and those of NODE_OPTIONS are for the main thread
- * (an APM agent, tap's process-info loader): one that registers loader hooks gives each worker another thread
- * and V8 isolate, ~600 MiB of address space, and under `ulimit -v` the process died. Preloads in execArgv
- * still reach the worker: tap's TypeScript loader is one.
- */
-function workerEnv(): NodeJS.ProcessEnv {
-  const env = { ...process.env };
-  delete env.NODE_OPTIONS;
-  return env;
-}
+const WORKER_FILE = workerFile(__filename, 'upload-worker');
 
 /** Slab size: the unit copied, sent, written and hashed. */
 const SLAB = 256 * 1024;
