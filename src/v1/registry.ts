@@ -125,11 +125,6 @@ export class V1Registry {
     return this.index.reposListingImage(id);
   }
 
-  /** Whether `repo` has an image with this id, complete or not (an upload in that repository may go on). */
-  hasImage(repo: string, id: string): boolean {
-    return this.index.getV1Image(repo, id) !== undefined;
-  }
-
   ancestry(repo: string, id: string): string[] {
     this.completeImage(repo, id);
     return this.index.ancestry(repo, id);
