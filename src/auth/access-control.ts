@@ -213,25 +213,17 @@ export class AccessControl {
   }
 
   /**
-   * May `id` see `repo` in the catalog or search? Tokens name repositories, so a Bearer caller
-   * needs the registry:catalog grant and is then judged by the rules, as a Basic caller is.
+   * The repositories `id` may see in the catalog or search, as patterns the index query filters with (so
+   * pages are cut after filtering). Tokens name repositories, so a Bearer caller needs the registry:catalog
+   * grant and is then judged by the rules, as a Basic caller is; an external issuer's catalog grant is the
+   * whole catalog, as in distribution: our rules do not know its users.
    */
-  listable(id: Identity, repo: string): boolean {
-    if (!this.enabled) return true;
-    if (id.bearer) {
-      const catalog = !id.bearer.expired && id.bearer.access.some((g) => g.type === 'registry' && g.name === 'catalog');
-      // An external issuer's catalog grant is the whole catalog, as in distribution: our rules do not know its users.
-      return catalog && (id.bearer.external || this.policy.can(id.user, repo, 'pull'));
-    }
-    return this.allows(id, repo, 'pull');
-  }
-
-  /** What listable() accepts, as patterns, so that listings filter in the index query and page after filtering. */
   listablePatterns(id: Identity): readonly NamePattern[] {
     if (!this.enabled) return ALL_NAMES;
     if (id.bearer) {
       const catalog = !id.bearer.expired && id.bearer.access.some((g) => g.type === 'registry' && g.name === 'catalog');
-      return catalog ? this.policy.reach(id.user, 'pull') : [];
+      if (!catalog) return [];
+      return id.bearer.external ? ALL_NAMES : this.policy.reach(id.user, 'pull');
     }
     if (id.v1) return this.allows(id, id.v1.repo, 'pull') ? [{ exact: id.v1.repo }] : [];
     return this.policy.reach(id.user, 'pull');

@@ -78,6 +78,17 @@ t.test('RS256 and ES256 tokens of an external issuer push and pull, by their cla
   t.equal(await pushWith(reg.url, 'team-a/app', bearer(mallory)), 201, 'the issuer granted push: the local rules do not apply');
   t.equal(await pushWith(reg.url, 'team-b/app', bearer(mallory)), 403, 'nothing beyond the claims');
 
+  // A catalog grant of the issuer is the whole catalog (its users are not ours); without one, nothing.
+  const cataloguer = await sign(
+    { ...claims([]), access: [{ type: 'registry', name: 'catalog', actions: ['*'] }] },
+    r1.privateKey,
+    { alg: 'RS256', kid: 'rsa-1' },
+  );
+  r = await http(reg.url, 'GET', '/v2/_catalog', undefined, bearer(cataloguer));
+  t.same([r.status, r.json?.repositories], [200, ['ext/app', 'team-a/app']], 'an external catalog grant lists everything');
+  r = await http(reg.url, 'GET', '/v2/_catalog', undefined, bearer(puller));
+  t.same(r.json?.repositories, [], 'without the grant, nothing');
+
   // Our own token service keeps working beside it.
   r = await http(reg.url, 'GET', '/token?service=registry&scope=repository:team-a/app:pull', undefined, as('alice'));
   t.equal((await http(reg.url, 'GET', '/v2/team-a/app/manifests/v1', undefined, bearer(r.json.token))).status, 200, 'own tokens still work');
