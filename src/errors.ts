@@ -87,7 +87,7 @@ export function v1ErrorBody(e: RegistryError): object {
   return { error: e.message };
 }
 
-/** The error body of the protocol a URL belongs to (v2 under /v2, v1 everywhere else). */
+/** The error body of the protocol a URL belongs to (v2's under /v2 and the token service's /token, v1's elsewhere). */
 export function errorBodyFor(url: string, e: RegistryError): object {
-  return url.startsWith('/v2') ? v2ErrorBody(e) : v1ErrorBody(e);
+  return url.startsWith('/v2') || url.startsWith('/token') ? v2ErrorBody(e) : v1ErrorBody(e);
 }

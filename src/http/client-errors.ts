@@ -13,7 +13,8 @@ function pathOf(raw: unknown): string {
   return /^\S+\s+(\/\S*)/.exec(line)?.[1] ?? '/';
 }
 
-function answer(socket: Duplex, path: string, e: RegistryError): void {
+/** Answer on a raw socket, in the error body of the protocol `path` belongs to, and close it. */
+export function answerRaw(socket: Duplex, path: string, e: RegistryError): void {
   if (!socket.writable) {
     socket.destroy();
     return;
@@ -38,13 +39,13 @@ export function clientErrorHandler(err: Error & { code?: string; rawPacket?: unk
   else if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') e = new RegistryError('BAD_REQUEST', 'the request took too long to arrive', { status: 408 });
   else if (err.code === 'HPE_HEADER_OVERFLOW') e = new RegistryError('BAD_REQUEST', 'request headers too large', { status: 431 });
   else e = new RegistryError('BAD_REQUEST', 'malformed HTTP request');
-  answer(socket, path, e);
+  answerRaw(socket, path, e);
 }
 
 /** CONNECT is no method of this registry: 501 instead of a dropped connection. */
 export function refuseConnect(server: Server): void {
   server.on('connect', (request: { url?: string }, socket: Duplex) => {
-    answer(socket, request.url ?? '/', new RegistryError('UNSUPPORTED', 'CONNECT is not supported', { status: 501 }));
+    answerRaw(socket, request.url ?? '/', new RegistryError('UNSUPPORTED', 'CONNECT is not supported', { status: 501 }));
   });
 }
 

@@ -1,5 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
+import { RegistryError } from '../errors';
+import { answerRaw } from './client-errors';
 
 // The registry has no request timeout (a multi-GB layer takes as long as it takes), so a request that
 // has not authenticated gets a deadline of its own: until it does, it has `timeoutMs` to send its headers
@@ -28,7 +30,7 @@ function cut(request: FastifyRequest, reply: FastifyReply): void {
   if (request.raw.complete || socket.destroyed) return;
   request.log.info('closing the connection of a request that did not authenticate in time');
   if (!socket.writableEnded && !reply.raw.headersSent) {
-    socket.end('HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+    answerRaw(socket, request.url, new RegistryError('BAD_REQUEST', 'the request did not authenticate in time', { status: 408 }));
   }
   socket.destroySoon();
   setTimeout(() => socket.destroy(), 1000).unref();

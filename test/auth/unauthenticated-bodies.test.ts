@@ -71,6 +71,7 @@ t.test('POST /token: a trickling body is cut at http.unauthenticatedTimeout; ove
   t.teardown(() => slow.socket.destroy());
   t.ok(await closedWithin(slow, 15_000), 'the server closed the connection');
   t.equal(slow.status(), 408, 'with 408 Request Timeout');
+  t.match(slow.text(), /"code":"BAD_REQUEST","message":"the request did not authenticate in time"/, "in the token service's error body");
 
   const big = await http(reg.url, 'POST', '/token', 'a='.padEnd(9000, 'x'), { 'content-type': 'application/x-www-form-urlencoded' });
   t.equal(big.status, 413, 'a body over 8 KiB: 413, not read');
