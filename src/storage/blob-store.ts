@@ -130,6 +130,8 @@ export class BlobStore {
    */
   async appendUpload(id: string, body: Readable, opts: IngestOptions & { start?: number } = {}): Promise<UploadRecord> {
     return this.exclusive(id, async (upload) => {
+      // A recorded digest describes the bytes a final PUT was committing: more bytes would belie it.
+      if (upload.digest) throw new RegistryError('BLOB_UPLOAD_INVALID', 'the upload is being finished: retry its final PUT');
       if (opts.start !== undefined && opts.start !== upload.size) {
         throw new RegistryError('RANGE_INVALID', 'chunk does not start at the end of the upload', {
           detail: { size: upload.size },
@@ -316,9 +318,8 @@ export class BlobStore {
       } catch (err) {
         if (err instanceof StagedBytesShortError) return this.endLost(upload);
         if (!(err instanceof StorageNotFoundError)) throw err;
-        const recorded = this.index.getUpload(id)?.digest;
-        if (!recorded) return this.endLost(upload);
-        digest = recorded;
+        if (!upload.digest) return this.endLost(upload);
+        digest = upload.digest;
         moved = true;
       }
     } else {

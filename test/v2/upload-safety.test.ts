@@ -84,6 +84,8 @@ t.test('a final PUT retried after a crash between moving the bytes and recording
     const { Readable } = await import('node:stream');
     await t.rejects(reg.app.registry.blobs.commitUpload(id, sha256(data) as never, Readable.from([tail]), { onStored: crash }));
     reg = await reg.restart();
+    const patch = await http(reg.url, 'PATCH', path, randomBytes(10), { 'content-type': 'application/octet-stream' });
+    t.same([patch.status, patch.json?.errors?.[0]?.code], [400, 'BLOB_UPLOAD_INVALID'], 'no more bytes once a final PUT was committing');
     const retry = await http(reg.url, 'PUT', `${path}?digest=${sha256(data)}`, retryWithBody ? tail : undefined, { 'content-type': 'application/octet-stream' });
     t.equal(retry.status, 201, `the retried PUT ${retryWithBody ? 'with' : 'without'} its last chunk is accepted`);
     const blob = await http(reg.url, 'GET', `/v2/crash/r/blobs/${sha256(data)}`);
