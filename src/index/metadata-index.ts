@@ -29,11 +29,14 @@ export interface SearchHit {
   description: string;
 }
 
-/** Repositories of one range of names (name-filter.ts) whose name or description contains @q (NULL: any), read along the name index. */
+/**
+ * Repositories of one range of names (name-filter.ts) whose name or description contains @q (NULL: any), read
+ * along the name index; the substring match runs on the trigram index of repo_search, which LIKE uses.
+ */
 const searchFrom = (upperBound: string) =>
   `FROM repositories WHERE name >= @from ${upperBound}
      AND (@like IS NULL OR name LIKE @like ESCAPE '\\') AND (@regex IS NULL OR name REGEXP @regex)
-     AND (@q IS NULL OR name LIKE @q ESCAPE '\\' OR description LIKE @q ESCAPE '\\')`;
+     AND (@q IS NULL OR rowid IN (SELECT rowid FROM repo_search WHERE name LIKE @q ESCAPE '\\' OR description LIKE @q ESCAPE '\\'))`;
 
 export class MetadataIndex {
   private readonly s;
