@@ -219,14 +219,24 @@ export class AccessControl {
    * whole catalog, as in distribution: our rules do not know its users.
    */
   listablePatterns(id: Identity): readonly NamePattern[] {
+    if (!this.enabled || !id.bearer) return this.reach(id, 'pull');
+    const catalog = !id.bearer.expired && id.bearer.access.some((g) => g.type === 'registry' && g.name === 'catalog');
+    if (!catalog) return [];
+    return id.bearer.external ? ALL_NAMES : this.policy.reach(id.user, 'pull');
+  }
+
+  /**
+   * The repositories on which allows(id, ..., action) holds outside uploads, as patterns an index query
+   * filters with: a lookup among them costs what the caller may reach, not what the registry holds.
+   */
+  reach(id: Identity, action: Action): readonly NamePattern[] {
     if (!this.enabled) return ALL_NAMES;
     if (id.bearer) {
-      const catalog = !id.bearer.expired && id.bearer.access.some((g) => g.type === 'registry' && g.name === 'catalog');
-      if (!catalog) return [];
-      return id.bearer.external ? ALL_NAMES : this.policy.reach(id.user, 'pull');
+      if (id.bearer.expired) return [];
+      return id.bearer.access.filter((g) => grantsAllow([g], g.name, action)).map((g) => ({ exact: g.name }));
     }
-    if (id.v1) return this.allows(id, id.v1.repo, 'pull') ? [{ exact: id.v1.repo }] : [];
-    return this.policy.reach(id.user, 'pull');
+    if (id.v1) return this.allows(id, id.v1.repo, action) ? [{ exact: id.v1.repo }] : [];
+    return this.policy.reach(id.user, action);
   }
 
   /** Throw 401 (anonymous or expired) or 403 (known but not allowed) unless allowed. */

@@ -134,6 +134,9 @@ export const MIGRATIONS: readonly string[] = [
   SELECT reach.repo, g.id, g.parent, g.json_digest, g.layer_digest, g.layer_size, g.checksum, g.complete, g.created_at
     FROM reach JOIN v1_images_global g ON g.id = reach.id;
   DROP TABLE v1_images_global;
+  -- An image call without a token looks its id up among the repositories the caller may use.
+  CREATE INDEX v1_images_by_id ON v1_images(id, repo);
+  CREATE INDEX v1_repo_images_by_id ON v1_repo_images(image_id, repo);
 
   ALTER TABLE uploads ADD COLUMN owner TEXT;   -- user name, or "@<address>" for anonymous callers
   ALTER TABLE uploads ADD COLUMN digest TEXT;  -- verified digest, recorded before the bytes are moved

@@ -1,10 +1,18 @@
+import type { Statement } from 'better-sqlite3';
 import type { Db } from './db';
+import { nameRanges, type NamePattern } from './name-filter';
 import type { MetadataIndex } from './metadata-index';
 import type { Digest } from '../storage/digest';
 
 // The v1 protocol's part of the index: images (json + layer blobs, checksum, completeness),
 // v1 tags and the index's per-repository image lists. Images are kept per repository: an image id is
 // a name the client chose, so the same id in two repositories is two images (see docs/v1.md, v1 images).
+
+/** Repositories of one range of names (name-filter.ts) with a row for image @id in `table`, along its (id, repo) index. */
+const reposSql = (table: string, idColumn: string, extra: string, upperBound: string) =>
+  `SELECT repo FROM ${table} WHERE ${idColumn} = @id ${extra} AND repo >= @from ${upperBound}
+     AND (@like IS NULL OR repo LIKE @like ESCAPE '\\') AND (@regex IS NULL OR repo REGEXP @regex)
+   ORDER BY repo LIMIT @n`;
 
 export interface V1Image {
   repo: string;
@@ -65,9 +73,11 @@ export class V1Index {
       deleteV1Tag: p('DELETE FROM v1_tags WHERE repo = ? AND tag = ?'),
       deleteV1Tags: p('DELETE FROM v1_tags WHERE repo = ?'),
 
-      reposWithImage: p('SELECT repo FROM v1_images WHERE id = ? AND complete = 1 ORDER BY repo'),
+      reposWithImageRange: p(reposSql('v1_images', 'id', 'AND complete = 1', 'AND repo < @to')),
+      reposWithImageFrom: p(reposSql('v1_images', 'id', 'AND complete = 1', '')),
       deleteRepoImageData: p('DELETE FROM v1_images WHERE repo = ?'),
-      reposListingImage: p('SELECT repo FROM v1_repo_images WHERE image_id = ? ORDER BY repo'),
+      reposListingImageRange: p(reposSql('v1_repo_images', 'image_id', '', 'AND repo < @to')),
+      reposListingImageFrom: p(reposSql('v1_repo_images', 'image_id', '', '')),
       getRepoImages: p('SELECT image_id, checksum FROM v1_repo_images WHERE repo = ? ORDER BY position'),
       maxRepoImagePos: p('SELECT coalesce(max(position), -1) AS p FROM v1_repo_images WHERE repo = ?'),
       addRepoImage: p(
@@ -169,14 +179,28 @@ export class V1Index {
     });
   }
 
-  /** Repositories holding a complete image with this id, by name (v1 image URLs carry no repository). */
-  reposWithImage(id: string): string[] {
-    return (this.s.reposWithImage.all(id) as { repo: string }[]).map((r) => r.repo);
+  /**
+   * Up to `n` repositories among `visible` holding a complete image with this id, by name (v1 image URLs
+   * carry no repository). Filtered in the query, so other tenants' repositories cost nothing.
+   */
+  reposWithImage(id: string, visible: readonly NamePattern[], n: number): string[] {
+    return this.reposOf(this.s.reposWithImageRange, this.s.reposWithImageFrom, id, visible, n);
   }
 
-  /** Repositories whose image list names this image, by name. */
-  reposListingImage(id: string): string[] {
-    return (this.s.reposListingImage.all(id) as { repo: string }[]).map((r) => r.repo);
+  /** Up to `n` repositories among `visible` whose image list names this image, by name. */
+  reposListingImage(id: string, visible: readonly NamePattern[], n: number): string[] {
+    return this.reposOf(this.s.reposListingImageRange, this.s.reposListingImageFrom, id, visible, n);
+  }
+
+  private reposOf(range: Statement, from: Statement, id: string, visible: readonly NamePattern[], n: number): string[] {
+    const out: string[] = [];
+    for (const r of nameRanges(visible)) {
+      if (out.length >= n) break;
+      const params = { id, from: r.from, regex: r.regex, like: r.like, n: n - out.length };
+      const rows = (r.to === null ? from.all(params) : range.all({ ...params, to: r.to })) as { repo: string }[];
+      for (const row of rows) out.push(row.repo);
+    }
+    return out;
   }
 
   /** The repository's image list, or undefined if it was never announced through the index. */

@@ -1,6 +1,7 @@
 import type { Readable } from 'node:stream';
 import { RegistryError } from '../errors';
 import type { MetadataIndex } from '../index/metadata-index';
+import type { NamePattern } from '../index/name-filter';
 import type { V1Image, V1ImageListEntry, V1Index } from '../index/v1-index';
 import type { BlobStore } from '../storage/blob-store';
 import { isTag } from '../names';
@@ -115,14 +116,14 @@ export class V1Registry {
     }
   }
 
-  /** Repositories holding a complete image with this id: v1 image URLs carry no repository. */
-  repositoriesOf(id: string): string[] {
-    return this.index.reposWithImage(id);
+  /** Up to `n` repositories among `visible` holding a complete image with this id: v1 image URLs carry no repository. */
+  repositoriesOf(id: string, visible: readonly NamePattern[], n: number): string[] {
+    return this.index.reposWithImage(id, visible, n);
   }
 
-  /** Repositories whose image list names this image (where a push without a token may go). */
-  repositoriesListing(id: string): string[] {
-    return this.index.reposListingImage(id);
+  /** Up to `n` repositories among `visible` whose image list names this image (where a push without a token may go). */
+  repositoriesListing(id: string, visible: readonly NamePattern[], n: number): string[] {
+    return this.index.reposListingImage(id, visible, n);
   }
 
   ancestry(repo: string, id: string): string[] {

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
 import t from 'tap';
+import { countWork } from '../helpers/count-work';
 import { http } from '../helpers/http';
 import { as, startTenantRegistry, type Tenant } from '../helpers/tenants';
 import { imageChain, payloadChecksum, pullV1, pushV1, tarOf, type V1Image } from '../helpers/v1';
@@ -126,4 +127,25 @@ t.test('a v1 image cannot be its own parent, nor hang from an image still in pro
   t.equal(r.status, 400, 'a parent still in progress');
   r = await put(a!.id, { id: a!.id, parent: b!.id });
   t.equal(r.status, 400, 'so no cycle can form');
+});
+
+t.test("without a token, an image is looked up only among the caller's repositories: other tenants' copies cost nothing", async (t) => {
+  const reg = await startTenantRegistry(t);
+  const [img] = imageChain(1);
+  await pushV1(reg.url, 'team-a/vault', 'latest', [img!], as('alice'));
+  const copies = 40;
+  for (let i = 0; i < copies; i++) await pushV1(reg.url, `carol/r${i}`, 'latest', sameIdsOtherBytes([img!]), as('carol'));
+  await v1Token(reg.url, 'alice', 'team-a/next', 'PUT', JSON.stringify([{ id: img!.id }]));
+
+  let r: Awaited<ReturnType<typeof http>> | undefined;
+  let work = await countWork(async () => {
+    r = await http(reg.url, 'GET', `/v1/images/${img!.id}/layer`, undefined, as('alice'));
+  });
+  t.ok(r!.status === 200 && r!.buf.equals(img!.layer), "alice reads her own layer");
+  t.ok(work.rows < 15, `a read without a token reads few rows whatever carol holds (${work.rows})`);
+  work = await countWork(async () => {
+    r = await http(reg.url, 'PUT', `/v1/images/${img!.id}/json`, img!.json, as('alice'));
+  });
+  t.same(r!.status, 400, "a write without a token, where two of alice's repositories list the id, is ambiguous");
+  t.ok(work.rows < 15, `and costs few rows too (${work.rows})`);
 });

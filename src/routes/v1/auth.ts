@@ -9,9 +9,6 @@ import { v1RepositoryName } from '../../v1/names';
 // index call got), or, without a token, in one the caller may use that holds the image. Images
 // belong to a repository, so no call ever reaches another repository's bytes (docs/v1.md, "v1 images").
 
-/** At most this many repositories are considered for an image call without a token. */
-const MAX_CANDIDATES = 1000;
-
 export function v1Authorizer(app: FastifyInstance) {
   const { access, v1 } = app.registry;
   const challenge = () => ({ 'www-authenticate': `Basic realm="${access.realm}"` });
@@ -51,9 +48,11 @@ export function v1Authorizer(app: FastifyInstance) {
         if (action !== 'pull') request.audit = { action, repository: fromToken, reference: id };
         return fromToken;
       }
-      const candidates = (action === 'pull' ? v1.repositoriesOf(id) : v1.repositoriesListing(id))
-        .slice(0, MAX_CANDIDATES)
-        .filter((repo) => access.allows(identity, repo, action));
+      // Looked up among the repositories the caller may use: one for a read, two to tell a write is ambiguous.
+      const reach = access.reach(identity, action);
+      const candidates = (action === 'pull' ? v1.repositoriesOf(id, reach, 1) : v1.repositoriesListing(id, reach, 2)).filter((repo) =>
+        access.allows(identity, repo, action),
+      );
       if (candidates.length === 0) {
         if (access.enabled && identity.user === null) throw new RegistryError('UNAUTHORIZED', 'Requires authorization', { headers: challenge() });
         throw notFound();
