@@ -25,12 +25,18 @@ function manifestOf(config: { digest: string; size: number }, layers: string[]):
   );
 }
 
-t.test('one blob named 36,000 times: 201 with a bounded number of statements', async (t) => {
-  const reg = await startRegistry(t);
+/** A config and a layer pushed to `repo`, for manifests to name. */
+async function configAndLayer(url: string, repo: string) {
   const config = blobOf(Buffer.from('{}'));
   const layer = blobOf(randomBytes(100));
-  await pushBlob(reg.url, 'many/refs', config);
-  await pushBlob(reg.url, 'many/refs', layer);
+  await pushBlob(url, repo, config);
+  await pushBlob(url, repo, layer);
+  return { config, layer };
+}
+
+t.test('one blob named 36,000 times: 201 with a bounded number of statements', async (t) => {
+  const reg = await startRegistry(t);
+  const { config, layer } = await configAndLayer(reg.url, 'many/refs');
   const body = manifestOf({ digest: config.digest, size: config.data.length }, Array(36_000).fill(layer.digest));
   t.ok(body.length <= 4 * 1024 * 1024 && body.length > 3_900_000, `${body.length} bytes`);
   let r!: Awaited<ReturnType<typeof http>>;
@@ -47,10 +53,7 @@ t.test('one blob named 36,000 times: 201 with a bounded number of statements', a
 
 t.test('5,000 distinct missing blobs: 400 MANIFEST_BLOB_UNKNOWN naming the first, few statements', async (t) => {
   const reg = await startRegistry(t);
-  const config = blobOf(Buffer.from('{}'));
-  const layer = blobOf(randomBytes(100));
-  await pushBlob(reg.url, 'miss/refs', config);
-  await pushBlob(reg.url, 'miss/refs', layer);
+  const { config, layer } = await configAndLayer(reg.url, 'miss/refs');
   // Present in another repository only: still missing here.
   const elsewhere = blobOf(randomBytes(100));
   await pushBlob(reg.url, 'other/repo', elsewhere);
