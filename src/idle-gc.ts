@@ -9,8 +9,8 @@ import type { Server } from 'node:http';
  * per-request objects) stays until the heap fills, which on a server that goes quiet may be never.
  * So when no request is in flight and none started during the last check interval, drop what is kept for
  * reuse (spare upload slabs), and if that dropped anything, or the heap plus buffers hold `thresholdBytes`
- * more than after the last collection, run one full collection (measured after bursts of pushes: 10-40 ms,
- * 25-47 MiB freed). Under steady load it never runs; V8's own heuristics stay in charge there.
+ * more than after the last collection, run one full collection (its cost: BENCHMARKS.md, "Design
+ * measurements"). Under steady load it never runs; V8's own heuristics stay in charge there.
  */
 
 export interface MemoryUse {

@@ -2,10 +2,9 @@ import { Worker } from 'node:worker_threads';
 import { workerEnv, workerFile } from '../worker-files';
 import type { BcryptAnswer, BcryptRequest } from './bcrypt-protocol';
 
-// bcrypt is slow on purpose: bcryptjs compares in 2.5 ms at cost 5 (`htpasswd -B`'s default), 79 ms at
-// cost 10 and 286 ms at cost 12. On the event loop, every first login and every failed one
-// would stall all other requests that long, and a stream of bad passwords from many clients would stall the
-// registry. So the compares run on one worker thread, one at a time; the event loop only waits for answers.
+// bcrypt is slow on purpose (tens to hundreds of ms per compare at common costs; BENCHMARKS.md, "Design
+// measurements"). On the event loop, every first login and every failed one would stall all other requests
+// that long. So the compares run on one worker thread, one at a time; the event loop only waits for answers.
 
 const WORKER_FILE = workerFile(__filename, 'bcrypt-thread');
 

@@ -7,8 +7,8 @@ import type { Db } from './db';
  * The index runs in WAL mode with synchronous = NORMAL: a commit appends to the WAL (page cache) and
  * returns; SQLite itself fsyncs only around checkpoints. Before a write is acknowledged, flush()
  * fdatasyncs the WAL on libuv's threadpool, so an acknowledged push survives power loss as it did with
- * synchronous = FULL, but the event loop no longer stalls ~1 ms per commit (256 parallel pushes of
- * 64 KiB, 6 A/B pairs: median 536 → 704 pushes/s, every pair faster). Concurrent writers share one fdatasync
+ * synchronous = FULL, but the event loop no longer stalls on each commit's sync (BENCHMARKS.md, "Design
+ * measurements"). Concurrent writers share one fdatasync
  * (group commit): a flush joins the running sync, and if that one started before its commit, the next.
  *
  * "Committed" is counted with SQLite's total_changes() (rows changed on this connection): every write

@@ -400,12 +400,11 @@ export class BlobStore {
 
   /**
    * discard() a few seconds later, without making anyone wait: after a commit the staged copy is left
-   * over only when the content was already stored. Deleting a large file is slow (~60 ms for 200 MiB on
-   * ext3), and on ext4 its cost lands on the next fsync anywhere on the disk, i.e. the next commit's index
-   * sync (38 ms measured after a 200 MiB duplicate): a client pushing an image whose layers are already
-   * stored would wait for it on its next blob or manifest. Delayed, it falls after the push (skopeo
-   * pushes of such an image, 6 rounds: median 0.81 vs 0.85 s). Meanwhile the upload is unknown to
-   * clients (it is finished); if the process dies first, its row lets the purge finish.
+   * over only when the content was already stored. Deleting a large file is slow, and on ext4 its cost
+   * lands on the next fsync anywhere on the disk, i.e. the next commit's index sync: a client pushing an
+   * image whose layers are already stored would wait for it. Delayed, it falls after the push
+   * (BENCHMARKS.md, "Design measurements"). Meanwhile the upload is unknown to clients (it is finished);
+   * if the process dies first, its row lets the purge finish.
    */
   private discardSoon(upload: UploadRecord): void {
     this.forget(upload.id);

@@ -2,15 +2,11 @@ import type { FileHandle } from 'node:fs/promises';
 import type { Writable } from 'node:stream';
 import type { ByteRange } from './driver';
 
-// Serving a file through a Readable allocates a fresh buffer per chunk, and V8 answers every 64 MiB of
-// such external memory with a major GC of the whole heap: profiled, that was ~40 % of the CPU of a
-// 1 GiB blob GET. Here a few buffers per transfer are read into in turn and reused, each only once the
-// socket has taken the bytes written from it (the write callback), so a pull makes no garbage per byte.
-// Two reads are in flight while a chunk is written: a file that is not in the page cache is read on two of
-// libuv's threads at once, and filling the cache is CPU work (on the bench VM a cold 1 GiB file read at
-// 512-677 MiB/s one 1 MiB read at a time, 824-1215 with two or more in flight). Past READ_AHEAD_TRANSFERS
-// transfers at once, a transfer reads one chunk while it writes one (two buffers, not three), so many
-// concurrent downloads hold ~2 MiB each: 64 hold ~144 MiB instead of ~192.
+// A Readable allocates a buffer per chunk, and V8 answers that external memory with major GCs of the whole
+// heap. Here a few buffers per transfer are reused, each once the socket has taken its bytes (the write
+// callback), so a pull makes no garbage per byte. Two reads are in flight while a chunk is written, because
+// a cold file reads faster on two of libuv's threads; past READ_AHEAD_TRANSFERS transfers, one, so that many
+// downloads hold two buffers each (figures: BENCHMARKS.md, "Design measurements").
 
 const CHUNK = 1024 * 1024;
 const READ_AHEAD_TRANSFERS = 16;

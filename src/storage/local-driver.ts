@@ -12,7 +12,7 @@ const SAFE_KEY = /^(?:blobs\/sha256\/[a-f0-9]{2}\/[a-f0-9]{64}|uploads\/[A-Za-z0
 // Streams read files in 1 MiB chunks: fewer syscalls and event-loop turns than the 64 KiB default.
 const READ_CHUNK = 1024 * 1024;
 // While an upload streams in, start writing it back to disk every this many bytes: the disk works while
-// the rest of the body arrives, so the final fsync finds little left (1 GiB at 250 MiB/s: 0.5-0.7 s -> 10-50 ms).
+// the rest of the body arrives, so the final fsync finds little left (BENCHMARKS.md, "Design measurements").
 const WRITEBACK_EVERY = 8 * 1024 * 1024;
 
 export interface LocalDriverOptions {

@@ -69,12 +69,12 @@ const hashes = new Map<string, { hash: Hash; size: number }>();
 const jobs = new Map<number, Job | FailedJob>();
 const ALIGN = 4096; // O_DIRECT wants the memory, the file position and the length aligned (512 on most disks)
 // O_DIRECT writes go from page-aligned copies of the slabs (which come from malloc, 16 bytes past a page;
-// WebAssembly memory is mapped by V8 on page boundaries). The copy costs ~0.1-0.2 s per GiB on this thread;
-// shared WebAssembly memory as slabs would need none, but V8 fills it byte by byte when source and target
-// are not 8-byte co-aligned (~0.5 s of main-thread CPU per GiB).
+// WebAssembly memory is mapped by V8 on page boundaries). The copy is cheap on this thread; shared
+// WebAssembly memory as slabs would need none, but V8 fills it byte by byte when source and target are not
+// 8-byte co-aligned, on the main thread.
 // A job's copies are gathered into writes of DIRECT_WRITE bytes (pwritev): the file system takes writes that
-// extend a file one at a time, and 1 MiB writes took ~2/3 of the disk time of 256 KiB ones (dd oflag=direct,
-// bench VM). The writes run on libuv's pool while this thread hashes. When every copy is taken, data waits
+// extend a file one at a time, and larger writes take less disk time (BENCHMARKS.md, "Design measurements").
+// The writes run on libuv's pool while this thread hashes. When every copy is taken, data waits
 // (its slab with it, which holds the body back) until a write ends: writing synchronously instead kept this
 // thread from seeing the writes that had ended, and most slabs went that way.
 const BOUNCE = 256 * 1024;
@@ -137,8 +137,7 @@ function writeAll(fd: number, bytes: Uint8Array, from: number, pos: number): voi
 }
 
 // How many of the bytes (whole blocks from an aligned position) go to the file with O_DIRECT: the page cache
-// copy is the largest CPU cost of an upload on VMs whose fresh memory pages are slow to fault in (a buffered
-// write took several times the system CPU of an O_DIRECT one on the bench VM).
+// copy is the largest CPU cost of an upload on VMs whose fresh memory pages are slow to fault in.
 function directLength(job: Job, bytes: Uint8Array): number {
   if (job.direct < 0 || job.directOff || job.pos % ALIGN !== 0) return 0;
   return bytes.length - (bytes.length % ALIGN);

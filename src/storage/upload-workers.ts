@@ -6,8 +6,7 @@ import type { AppendOptions, AppendResult, UploadReply, UploadRequest, UploadWor
 export type { AppendOptions, AppendResult, AppendStats } from './upload-protocol';
 
 // Worker threads that write uploads to their staged files and sha256 them in the same pass, so the main
-// thread only parses HTTP and copies each body chunk into a slab: with the hash and the writes moved off it,
-// its CPU per GiB fell by about a third on 2 cores, and both cores work on the bytes.
+// thread only parses HTTP and copies each body chunk into a slab, and both cores work on the bytes.
 // Each upload's running hash lives in one worker (its "home"), so a later chunk or the commit goes there.
 
 const WORKER_FILE = workerFile(__filename, 'upload-worker');
@@ -19,16 +18,15 @@ const FIRST_SLAB = 64 * 1024;
 /** Slabs per append: at most this many bytes wait for the worker; then the body waits (flow control). */
 const SLABS_PER_APPEND = 4;
 /**
- * Once this many slabs are out over all appends, an append takes no more than two (double buffering), so
- * a single upload keeps its four but 64 parallel ones hold ~32 MiB of slabs instead of ~64, with the same
- * throughput and a lower peak RSS.
+ * Once this many slabs are out over all appends, an append takes no more than two (double buffering): a
+ * single upload keeps its four, many parallel ones hold half as much, at the same throughput.
  */
 const BUSY_SLABS = 32;
 const SLABS_WHEN_BUSY = 2;
 /**
  * Slabs kept for reuse once their append ended, per size (the rest are left to the garbage collector): at most
- * 16 MiB of each. Reuse matters: with a new first slab per append, glibc kept ~100 MiB more after bursts of
- * 256 parallel 64 KiB pushes (freed, but too fragmented to give back).
+ * 16 MiB of each. Reuse matters: freshly allocated first slabs fragment glibc's heap, which then keeps
+ * what was freed after a burst of small pushes (BENCHMARKS.md, "Design measurements").
  */
 const SPARE = { [FIRST_SLAB]: 256, [SLAB]: 64 } as Record<number, number>;
 

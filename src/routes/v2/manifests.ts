@@ -2,6 +2,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { RegistryContext } from '../../context';
 import { readSmallBody } from '../../http/body';
 import { parseDigest } from '../../storage/digest';
+import { MEDIA } from '../../v2/manifest';
 import { location, mediaTypeOf, nextLink, pagination, queryParam } from './http';
 
 // Manifests, tags, catalog and referrers.
@@ -66,7 +67,7 @@ export function manifestHandlers(ctx: RegistryContext) {
       if (artifactType !== undefined) reply.header('oci-filters-applied', 'artifactType');
       // A Buffer, so the media type goes out exactly (fastify would append a charset to a JSON type).
       const index = Buffer.from(JSON.stringify(v2.referrers(name, digest, artifactType)));
-      return reply.type('application/vnd.oci.image.index.v1+json').send(index);
+      return reply.type(MEDIA.ociIndex).send(index);
     },
   };
 }
