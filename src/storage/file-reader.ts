@@ -1,24 +1,21 @@
 import type { FileHandle } from 'node:fs/promises';
 import type { Writable } from 'node:stream';
 import type { ByteRange } from './driver';
+import { DownloadBuffers, MAX_BUFFER, type BufferGrant } from './download-buffers';
 
 // A Readable allocates a buffer per chunk, and V8 answers that external memory with major GCs of the whole
 // heap. Here a few buffers per transfer are reused, each once the socket has taken its bytes (the write
 // callback), so a pull makes no garbage per byte. Two reads are in flight while a chunk is written, because
-// a cold file reads faster on two of libuv's threads; past READ_AHEAD_TRANSFERS transfers, one, so that many
-// downloads hold two buffers each (figures: BENCHMARKS.md, "Design measurements").
+// a cold file reads faster on two of libuv's threads; past READ_AHEAD_TRANSFERS transfers, one. All
+// transfers share one byte budget (DownloadBuffers), so many concurrent pulls get smaller buffers, not more
+// memory (figures: BENCHMARKS.md, "Design measurements").
 
-const CHUNK = 1024 * 1024;
 const READ_AHEAD_TRANSFERS = 16;
+/** Bytes all downloads may hold at once, and bytes of buffers kept for reuse between them. */
+const BUDGET = 64 * 1024 * 1024;
+const KEEP_IDLE = 16 * 1024 * 1024;
 let transfers = 0;
-/** Idle buffers kept for the next transfers; more concurrent transfers allocate and drop their own. */
-const POOL_MAX = 16;
-const pool: Buffer[] = [];
-
-const take = (): Buffer => pool.pop() ?? Buffer.allocUnsafeSlow(CHUNK);
-const give = (buf: Buffer): void => {
-  if (pool.length < POOL_MAX) pool.push(buf);
-};
+export const downloadBuffers = new DownloadBuffers(BUDGET, KEEP_IDLE);
 
 interface Chunk {
   buf: Buffer;
@@ -30,40 +27,48 @@ interface Chunk {
  * has taken every byte (it is not ended); rejects if the file is shorter than the range, a read fails,
  * or `out` fails or closes first.
  */
-export async function pipeFile(handle: FileHandle, range: ByteRange, out: Writable): Promise<void> {
+export async function pipeFile(handle: FileHandle, range: ByteRange, out: Writable, buffers = downloadBuffers): Promise<void> {
   const end = range.end;
+  const length = end - range.start + 1;
   let next = range.start; // the first byte not yet asked for
-  const readsAtOnce = ++transfers <= READ_AHEAD_TRANSFERS ? 2 : 1;
-  const free: Buffer[] = [];
-  for (let i = 0; i <= readsAtOnce; i++) free.push(take());
+  transfers++;
+  let grant: BufferGrant | null = null;
   const reads: Promise<Chunk>[] = []; // in file order
   let writing: { buf: Buffer; done: Promise<void> } | null = null;
   let reusable = true; // false if `out` may still hold a buffer (a write that never called back)
-  const readAhead = () => {
-    while (reads.length < readsAtOnce && free.length > 0 && next <= end) {
-      const buf = free.pop()!;
-      const length = Math.min(CHUNK, end - next + 1);
-      const read = readFully(handle, buf, length, next).then(() => ({ buf, length }));
-      read.catch(() => undefined); // handled when awaited, in order
-      reads.push(read);
-      next += length;
-    }
-  };
   try {
+    const wanted = transfers <= READ_AHEAD_TRANSFERS ? 3 : 2;
+    grant = await buffers.take(length, Math.min(wanted, Math.ceil(length / MAX_BUFFER)));
+    const free = [...grant.buffers];
+    const readsAtOnce = Math.max(1, free.length - 1);
+    const readAhead = () => {
+      while (reads.length < readsAtOnce && free.length > 0 && next <= end) {
+        const buf = free.pop()!;
+        const n = Math.min(buf.length, end - next + 1);
+        const read = readFully(handle, buf, n, next).then(() => ({ buf, length: n }));
+        read.catch(() => undefined); // handled when awaited, in order
+        reads.push(read);
+        next += n;
+      }
+    };
     readAhead();
-    while (reads.length > 0) {
-      const chunk = await reads.shift()!;
+    while (reads.length > 0 || writing) {
+      // With every buffer in a write (a grant of one), the next read waits for the socket to take it.
+      const chunk = reads.length > 0 ? await reads.shift()! : null;
       if (writing) {
         await writing.done;
         free.push(writing.buf);
         writing = null;
       }
-      const done = writeChunk(out, chunk.buf.subarray(0, chunk.length));
-      done.catch(() => undefined); // handled when awaited; a failure during the next read must not go unhandled
-      writing = { buf: chunk.buf, done };
+      if (chunk) {
+        const done = writeChunk(out, chunk.buf.subarray(0, chunk.length));
+        done.catch(() => undefined); // handled when awaited; a failure during the next read must not go unhandled
+        writing = { buf: chunk.buf, done };
+      }
       readAhead();
     }
-    if (writing) await writing.done;
+    if (grant) buffers.give(grant, free);
+    grant = null;
   } catch (err) {
     reusable = false;
     // Let reads and a failed write settle so nothing is left pending against a reused buffer.
@@ -71,11 +76,9 @@ export async function pipeFile(handle: FileHandle, range: ByteRange, out: Writab
     throw err;
   } finally {
     transfers--;
+    // After a failure the buffers are not reused (a write may hold one), but their bytes are free again.
+    if (grant) buffers.give(grant, reusable ? grant.buffers : []);
     await handle.close();
-    if (reusable) {
-      if (writing) free.push(writing.buf);
-      free.forEach(give);
-    }
   }
 }
 

@@ -2,7 +2,7 @@ import { constants, promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { StagedBytesShortError, StorageNotFoundError, type ByteRange, type StorageDriver, type UploadState } from './driver';
-import { pipeFile } from './file-reader';
+import { downloadBuffers, pipeFile } from './file-reader';
 import type { Digest } from './digest';
 import { UploadWorkers, type AppendResult } from './upload-workers';
 
@@ -173,7 +173,7 @@ export class LocalDriver implements StorageDriver {
   }
 
   releaseIdleMemory(): number {
-    return this.workers.releaseSpare();
+    return this.workers.releaseSpare() + downloadBuffers.release();
   }
 
   async close(): Promise<void> {
