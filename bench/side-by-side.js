@@ -57,6 +57,10 @@
 //   BENCH_MD               where to write the Markdown report ("-": nowhere)
 //   BENCH_JSON             where to write the JSON results ("-": nowhere; default bench/results/side-by-side.json)
 //   BENCH_SERVER_NODE_ARGS extra node flags for our server, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"
+//   BENCH_OURS_ENV         KEY=VALUE items (separated by spaces or commas) added to our server's environment,
+//                          to A/B a setting without editing code, e.g.
+//                          "REGISTRY_STORAGE_LOCAL_DIRECT_WRITES=false MALLOC_ARENA_MAX=2"; the REGISTRY_* ones
+//                          override the benchmark's own (the bench's own environment passes no REGISTRY_* through)
 //   TMPDIR                 where the temp dir is created (os.tmpdir()); both registries store there
 //
 // Layout: this file checks the tools, starts both registries, runs the rows in the order above and
@@ -74,7 +78,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { spawnSync } = require('node:child_process');
-const { now, secondsSince, fmt } = require('./lib/basics');
+const { now, secondsSince, fmt, envText } = require('./lib/basics');
 const { loadavg, machineInfo, reportedToHostKiB } = require('./lib/machine');
 const { serverCommand, tryVersion, requireTool } = require('./lib/processes');
 const { CpuMeter } = require('./lib/procfs');
@@ -119,7 +123,7 @@ async function main() {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-side-by-side-'));
   const fsType = tryVersion('stat', ['-f', '-c', '%T', tmp]);
   const machine = machineInfo(tmp, fsType);
-  const ours = new Registry('ours', path.join(tmp, 'ours'));
+  const ours = new Registry('ours', path.join(tmp, 'ours'), opts.OURS_ENV);
   const theirs = new Registry('theirs', path.join(tmp, 'theirs'));
   const regs = [ours, theirs];
   /** What the rows share: the servers and the temp dir, and what they record for the report. */
@@ -158,6 +162,7 @@ async function main() {
   try {
     console.log(`side-by-side: ${PAIRS} pair(s), blob ${BLOB_MB} MiB, temp dir ${tmp} (${fsType}), ${machine.cpus} CPU(s) ${machine.cpuModel}`);
     console.log(`  ours: node ${versions.node}, tsregistry ${versions.ours} ${versions.oursGit ?? ''}; theirs: ${versions.dockerRegistry}`);
+    if (Object.keys(opts.OURS_ENV).length) console.log(`  ours' environment adds (BENCH_OURS_ENV): ${envText(opts.OURS_ENV)}`);
     for (const r of regs) {
       await r.start();
       console.log(`  ${r.id.padEnd(6)} pid ${r.pid} at ${r.base}, idle RSS ${fmt(r.rssMiB())} MiB`);
@@ -213,6 +218,7 @@ async function main() {
       tags: opts.TAGS,
       only: ONLY.length ? ONLY : GROUPS,
       serverCommand: serverCommand().command,
+      oursEnv: opts.OURS_ENV,
       order: 'per measurement: pair 1 ours, pair 1 theirs, pair 2 ours, ...',
     },
     units: { throughput: 'MiB/s (2^20 bytes per second)', memory: 'MiB (2^20 bytes)', cpu: 'core-seconds (user+sys)' },

@@ -27,6 +27,9 @@ function median(xs) {
   return s.length === 0 ? NaN : s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
+/** Environment variables as one line: "K=V K2=V2". */
+const envText = (env) => Object.entries(env).map(([k, v]) => `${k}=${v}`).join(' ');
+
 /** A plain-text table: first column (or all, with `leftAll`) left-aligned, the rest right-aligned. */
 function table(rows, header, leftAll = false) {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
@@ -48,4 +51,4 @@ function resultHeader(benchmark) {
   };
 }
 
-module.exports = { MiB, sleep, mibps, now, secondsSince, fmt, positiveInt, median, table, resultHeader };
+module.exports = { MiB, sleep, mibps, now, secondsSince, fmt, positiveInt, median, envText, table, resultHeader };

@@ -10,11 +10,23 @@ const ROOT = path.resolve(__dirname, '..', '..');
 const BLOB_MB = positiveInt('BENCH_BLOB_MB', 1024);
 const ONLY = (process.env.BENCH_ONLY ?? '').split(',').map((s) => s.trim()).filter(Boolean);
 
+/** BENCH_OURS_ENV ("K=V K2=V2" or "K=V,K2=V2"): set in our server's environment, to A/B a setting without editing code. */
+function parseEnvList(name) {
+  const env = {};
+  for (const item of (process.env[name] ?? '').split(/[\s,]+/).filter(Boolean)) {
+    const m = /^([A-Za-z_][A-Za-z0-9_]*)=(.*)$/.exec(item);
+    if (!m) throw new Error(`${name}: expected KEY=VALUE items separated by spaces or commas, got ${JSON.stringify(item)}`);
+    env[m[1]] = m[2];
+  }
+  return env;
+}
+
 module.exports = {
   ROOT,
   RESULTS: process.env.BENCH_JSON === '-' ? null : path.resolve(process.env.BENCH_JSON || path.join(ROOT, 'bench', 'results', 'side-by-side.json')),
   MD_PATH: process.env.BENCH_MD === '-' ? null : path.resolve(process.env.BENCH_MD || path.join(ROOT, 'BENCHMARKS.md')),
   NOTE: process.env.BENCH_NOTE || null,
+  OURS_ENV: parseEnvList('BENCH_OURS_ENV'),
   PAIRS: positiveInt('BENCH_PAIRS', 5),
   BLOB_MB,
   V1_MB: positiveInt('BENCH_V1_MB', BLOB_MB),

@@ -2,7 +2,7 @@
 // The side-by-side benchmark's reports from its result object: the summary printed at the end and
 // BENCHMARKS.md. The format is what BENCHMARKS.md readers (and diffs between runs) rely on.
 
-const { fmt, median, table } = require('./basics');
+const { fmt, median, envText, table } = require('./basics');
 const { TARGET_SPEEDUP, TARGET_CEILING } = require('./options');
 
 /** Where skopeo's time goes on the benchmark machine (printed under the client ceiling when skopeo is that version). */
@@ -59,7 +59,8 @@ function summaryText(result) {
     r.pass ? 'PASS' : 'FAIL',
   ]);
   const parts = [
-    `side-by-side, ${result.params.pairs} pair(s), medians (ours = tsregistry ${result.versions.ours}, theirs = ${result.versions.dockerRegistry})`,
+    `side-by-side, ${result.params.pairs} pair(s), medians (ours = tsregistry ${result.versions.ours}` +
+      `${Object.keys(result.params.oursEnv ?? {}).length ? ` with ${envText(result.params.oursEnv)}` : ''}, theirs = ${result.versions.dockerRegistry})`,
     table(rows, ['measurement', 'ours', 'theirs', 'ours/theirs', 'ours as fast', `>=${TARGET_SPEEDUP}x`]),
     '',
     table(targetLines(result), ['target', 'wanted', 'measured', 'verdict']),
@@ -111,7 +112,13 @@ function markdown(result) {
               ? 'no memory handed back to a host so far (the kernel can report free pages, but /sys/module/page_reporting/parameters/reported_kib is 0: no balloon device takes them)'
               : `on: a VM that hands the memory it frees back to its host (${result.freePageReportingGiBDuringRun} GiB during this run), so a page the page cache takes from free memory costs a fault on the host. Filling the page cache then costs ~1.1 s of system CPU per GiB instead of ~0.1 s (a cold 1 GiB read measured on the bench VM), which bounds the first read of a blob written with O_DIRECT (row 7 GET) and buffered writes (the disk test's "buffered")`,
         ],
-        ['ours', `tsregistry ${v.ours} (git ${v.oursGit ?? '?'}), \`${p.serverCommand}\` (as npm start), node ${v.node}, local storage (fsync on, uploads written with O_DIRECT: the defaults), SQLite index, log level warn`],
+        [
+          'ours',
+          `tsregistry ${v.ours} (git ${v.oursGit ?? '?'}), \`${p.serverCommand}\` (as npm start), node ${v.node}, local storage, SQLite index, log level warn, ` +
+            (Object.keys(p.oursEnv ?? {}).length
+              ? `**environment adds (BENCH_OURS_ENV): \`${envText(p.oursEnv)}\`**, the rest of the configuration the defaults (fsync on, uploads written with O_DIRECT unless changed above)`
+              : 'the default configuration (fsync on, uploads written with O_DIRECT)'),
+        ],
         ['theirs', `${v.dockerRegistry} (Debian package docker-registry), filesystem storage, delete enabled, blobdescriptor cache inmemory, log level warn, access log off`],
         [
           'clients',
