@@ -25,8 +25,11 @@
 //      busiest other thread, the rest, the client) with the fastest that work allows on this machine's cores;
 //   ceiling: after both registries have stopped, skopeo (rows 3a and 3b) and row 4's client against a
 //      null registry that hashes and stores nothing (bench/client-ceiling.js): the best any server could do here;
-//   8. peak RSS (VmHWM, reset through /proc/<pid>/clear_refs before row 1) of both servers during 1,
-//      and ours over the whole run (VmRSS after every pair, to show it does not grow).
+//   8. both servers' peak and settled RSS in every measurement: VmHWM reset through /proc/<pid>/clear_refs
+//      before it and read when the server's last run of it ends (peak), VmRSS BENCH_SETTLE_SECONDS after
+//      that with no request sent to that server (settled), flagged where ours' peak >= BENCH_RSS_LIMIT_MB
+//      or settled >= BENCH_RSS_SETTLED_LIMIT_MB; and ours over the whole run (VmRSS after every pair, to
+//      show it does not grow).
 // Also the server CPU seconds per run and how much CPU other processes took meanwhile
 // (/proc/stat minus this process tree and the two servers).
 //
@@ -51,7 +54,9 @@
 //   BENCH_THREADS          wrk threads (default: number of CPUs)
 //   BENCH_SECONDS          wrk duration per run, seconds (default 10)
 //   BENCH_TAGS             tags in the tags/list repository (default 100)
-//   BENCH_RSS_LIMIT_MB     peak RSS target during a blob push, MiB (default 150)
+//   BENCH_RSS_LIMIT_MB     ours' peak RSS limit in every measurement, MiB (default 150)
+//   BENCH_RSS_SETTLED_LIMIT_MB  ours' settled RSS limit after every measurement, MiB (default 120)
+//   BENCH_SETTLE_SECONDS   how long after a server's last run of a measurement its settled RSS is read (default 10)
 //   BENCH_ONLY             comma list of groups to run: push,pull,skopeo,parallel,manifest,tags,v1,ceiling (default all)
 //   BENCH_NOTE             free text put at the top of BENCHMARKS.md (e.g. "busy machine")
 //   BENCH_MD               where to write the Markdown report ("-": nowhere)
@@ -135,7 +140,8 @@ async function main() {
     regs,
     rows: [], // A/B rows as measured (lib/ab.js), in order
     rssAfterPair: [], // both servers' RSS after every pair (row 8)
-    peak: {}, // per server: peak RSS during row 1 and over the whole run (row 8)
+    rssPerMeasurement: [], // both servers' peak and settled RSS per measurement (lib/ab.js, row 8)
+    peak: {}, // per server: peak RSS over the whole run (row 8)
     pushed: { ours: [], theirs: [] }, // per pair: { repo, digest } of row 1a's blob, for row 2
     v1: null, // row 7
     ceiling: null, // the client ceiling
@@ -216,6 +222,7 @@ async function main() {
       wrkThreads: opts.THREADS,
       wrkSeconds: opts.SECONDS,
       tags: opts.TAGS,
+      settleSeconds: opts.SETTLE_SECONDS,
       only: ONLY.length ? ONLY : GROUPS,
       serverCommand: serverCommand().command,
       oursEnv: opts.OURS_ENV,

@@ -20,6 +20,11 @@ function positiveInt(name, def) {
   return n;
 }
 
+/** A non-negative integer from the environment, or `def`. */
+function nonNegativeInt(name, def) {
+  return process.env[name] === '0' ? 0 : positiveInt(name, def);
+}
+
 /** Median of numbers (NaN for none). */
 function median(xs) {
   const s = [...xs].sort((a, b) => a - b);
@@ -51,4 +56,4 @@ function resultHeader(benchmark) {
   };
 }
 
-module.exports = { MiB, sleep, mibps, now, secondsSince, fmt, positiveInt, median, envText, table, resultHeader };
+module.exports = { MiB, sleep, mibps, now, secondsSince, fmt, positiveInt, nonNegativeInt, median, envText, table, resultHeader };

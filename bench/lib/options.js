@@ -4,7 +4,7 @@
 
 const os = require('node:os');
 const path = require('node:path');
-const { positiveInt } = require('./basics');
+const { positiveInt, nonNegativeInt } = require('./basics');
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const BLOB_MB = positiveInt('BENCH_BLOB_MB', 1024);
@@ -39,6 +39,8 @@ module.exports = {
   SECONDS: positiveInt('BENCH_SECONDS', 10),
   TAGS: positiveInt('BENCH_TAGS', 100),
   RSS_LIMIT_MB: positiveInt('BENCH_RSS_LIMIT_MB', 150),
+  RSS_SETTLED_LIMIT_MB: positiveInt('BENCH_RSS_SETTLED_LIMIT_MB', 120),
+  SETTLE_SECONDS: nonNegativeInt('BENCH_SETTLE_SECONDS', 10),
   /** BENCH_ONLY's groups; empty: all. */
   ONLY,
   wants: (group) => ONLY.length === 0 || ONLY.includes(group),

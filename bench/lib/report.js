@@ -3,7 +3,7 @@
 // BENCHMARKS.md. The format is what BENCHMARKS.md readers (and diffs between runs) rely on.
 
 const { fmt, median, envText, table } = require('./basics');
-const { TARGET_SPEEDUP, TARGET_CEILING } = require('./options');
+const { TARGET_CEILING } = require('./options');
 
 /** Where skopeo's time goes on the benchmark machine (printed under the client ceiling when skopeo is that version). */
 const SKOPEO_PROFILE =
@@ -27,15 +27,40 @@ function mdTable(header, rows, align) {
 
 const digits = (row) => (row.unit === 's' ? 2 : row.unit === 'req/s' ? 0 : 1);
 
+/** A row's target as a table cell: "≥ 1.2×: PASS" (bold FAIL in Markdown), or "none". */
+const targetCell = (row, md) => (row.target === null ? 'none' : `≥ ${row.target}×: ${row.pass ? 'PASS' : md ? '**FAIL**' : 'FAIL'}`);
+
+/** "1a" of "1a. blob push ...". */
+const rowNumber = (title) => /^(\w+)\./.exec(title)?.[1] ?? title;
+
+/** The largest of `pick` over the measurements `ms` as "max 131.2 MiB (1a)", and whether none is `over` its limit. */
+function worstRss(ms, pick, over) {
+  const worst = ms.reduce((w, m) => (w === null || (pick(m) ?? -1) > (pick(w) ?? -1) ? m : w), null);
+  return { text: `max ${fmt(pick(worst))} MiB (${rowNumber(worst.title)})`, pass: !ms.some(over) };
+}
+
+/** Issue 25's memory targets: peak and settled RSS per measurement, against the common or the row's own limits. */
+function rssTargetLines(rss) {
+  const out = [];
+  const common = rss.perMeasurement.filter((m) => !m.ownLimits);
+  if (common.length) {
+    const peak = worstRss(common, (m) => m.ours.peakMiB, (m) => m.peakOver);
+    const settled = worstRss(common, (m) => m.ours.settledMiB, (m) => m.settledOver);
+    out.push(['8. ours peak RSS (VmHWM) in every measurement' + (common.length < rss.perMeasurement.length ? ' but those below' : ''), `< ${rss.limitMiB} MiB`, peak.text, peak.pass ? 'PASS' : 'FAIL']);
+    out.push([`8. ours RSS ${rss.settleSeconds} s after every measurement` + (common.length < rss.perMeasurement.length ? ' but those below' : ''), `< ${rss.settledLimitMiB} MiB`, settled.text, settled.pass ? 'PASS' : 'FAIL']);
+  }
+  for (const m of rss.perMeasurement.filter((x) => x.ownLimits)) {
+    out.push([`${rowNumber(m.title)}. ours peak RSS (VmHWM)`, `< ${m.limits.peakMiB} MiB`, `${fmt(m.ours.peakMiB)} MiB`, m.peakOver ? 'FAIL' : 'PASS']);
+    out.push([`${rowNumber(m.title)}. ours RSS ${m.settleSeconds} s after the load`, `< ${m.limits.settledMiB} MiB`, `${fmt(m.ours.settledMiB)} MiB`, m.settledOver ? 'FAIL' : 'PASS']);
+  }
+  return out;
+}
+
 function targetLines(result) {
   const out = [];
   for (const row of result.rows) {
-    out.push([
-      row.title,
-      `ours ≥ ${TARGET_SPEEDUP}× as fast`,
-      `${fmt(row.speedup, 2)}×`,
-      row.pass ? 'PASS' : 'FAIL',
-    ]);
+    if (row.target === null) continue;
+    out.push([row.title, `ours ≥ ${row.target}× as fast`, `${fmt(row.speedup, 2)}×`, row.pass ? 'PASS' : 'FAIL']);
   }
   if (result.v1) {
     const v = result.v1;
@@ -45,6 +70,7 @@ function targetLines(result) {
   if (result.rss.push) {
     out.push([`8. ours peak RSS during the ${result.params.blobMiB} MiB pushes`, `< ${result.rss.limitMiB} MiB`, `${fmt(result.rss.pushPeakOursMiB)} MiB`, result.rss.pushPass ? 'PASS' : 'FAIL']);
   }
+  out.push(...rssTargetLines(result.rss));
   out.push(['8. ours RSS, no growth over the run', result.rss.growth.tolerance, `${fmt(result.rss.growth.firstMiB)} → ${fmt(result.rss.growth.lastMiB)} MiB (max ${fmt(result.rss.growth.maxMiB)})`, result.rss.growth.pass ? 'PASS' : 'FAIL']);
   return out;
 }
@@ -56,17 +82,27 @@ function summaryText(result) {
     `${fmt(r.theirs.median, digits(r))} ${r.unit}`,
     fmt(r.ratio, 2),
     `${fmt(r.speedup, 2)}x`,
-    r.pass ? 'PASS' : 'FAIL',
+    targetCell(r, false).replace('≥', '>=').replace('×', 'x'),
   ]);
   const parts = [
     `side-by-side, ${result.params.pairs} pair(s), medians (ours = tsregistry ${result.versions.ours}` +
       `${Object.keys(result.params.oursEnv ?? {}).length ? ` with ${envText(result.params.oursEnv)}` : ''}, theirs = ${result.versions.dockerRegistry})`,
-    table(rows, ['measurement', 'ours', 'theirs', 'ours/theirs', 'ours as fast', `>=${TARGET_SPEEDUP}x`]),
+    table(rows, ['measurement', 'ours', 'theirs', 'ours/theirs', 'ours as fast', 'target']),
     '',
     table(targetLines(result), ['target', 'wanted', 'measured', 'verdict']),
   ];
   if (result.rss.push) {
     parts.push(`peak RSS during row 1: ours ${fmt(result.rss.pushPeakOursMiB)} MiB, theirs ${fmt(result.rss.pushPeakTheirsMiB)} MiB`);
+  }
+  if (result.rss.perMeasurement.length) {
+    const flag = (m) => [m.peakOver && `peak >= ${m.limits.peakMiB}`, m.settledOver && `settled >= ${m.limits.settledMiB}`].filter(Boolean).join(', ') || 'ok';
+    parts.push(
+      '',
+      table(
+        result.rss.perMeasurement.map((m) => [m.title, fmt(m.ours.peakMiB), fmt(m.ours.settledMiB), fmt(m.theirs.peakMiB), fmt(m.theirs.settledMiB), m.settleSeconds, flag(m)]),
+        ['RSS MiB (settled: N s after)', 'ours peak', 'ours settled', 'theirs peak', 'theirs settled', 'N', 'ours'],
+      ),
+    );
   }
   const c = result.load.cpu;
   if (c) parts.push(`other processes used ${fmt(c.others, 0)} core-s (${fmt(c.othersCores, 2)} cores on average) during the ${fmt(c.wallSeconds, 0)} s run; loadavg ${result.load.loadavgStart.join(' ')} -> ${result.load.loadavgEnd.join(' ')}`);
@@ -136,21 +172,21 @@ function markdown(result) {
   L.push('');
   L.push(
     mdTable(
-      ['measurement', 'ours', 'theirs', 'ours / theirs', 'ours is ×as fast', `target ≥ ${TARGET_SPEEDUP}×`],
+      ['measurement', 'ours', 'theirs', 'ours / theirs', 'ours is ×as fast', 'target'],
       result.rows.map((r) => [
         r.title,
         `${fmt(r.ours.median, digits(r))} ${r.unit}`,
         `${fmt(r.theirs.median, digits(r))} ${r.unit}`,
         fmt(r.ratio, 2),
         `${fmt(r.speedup, 2)}×`,
-        r.pass ? 'PASS' : '**FAIL**',
+        targetCell(r, true),
       ]),
     ),
   );
   L.push('');
   L.push('"ours / theirs" is the ratio of the medians as measured (for seconds, below 1 means ours is faster); "×as fast" turns it into a speed ratio.');
   L.push('');
-  L.push('## Targets (issue 7)');
+  L.push('## Targets (issues 7 and 25)');
   L.push('');
   L.push(mdTable(['target', 'wanted', 'measured', 'verdict'], targetLines(result).map((r) => [r[0], r[1], r[2], r[3] === 'PASS' ? 'PASS' : '**FAIL**']), ['l', 'l', 'r', 'l']));
   L.push('');
@@ -172,7 +208,8 @@ function markdown(result) {
     };
     L.push(mdTable(['', `median ${r.unit}`, 'min', 'max', 'runs in order', 'server CPU s (median)', ...extra], [row('ours'), row('theirs')]));
     L.push('');
-    L.push(`ours / theirs ${fmt(r.ratio, 2)}, ours ${fmt(r.speedup, 2)}× as fast: **${r.pass ? 'PASS' : 'FAIL'}** (target ≥ ${TARGET_SPEEDUP}×). Other processes: ${fmt(r.cpu.othersCores, 2)} cores on average during this measurement.`);
+    const verdict = r.target === null ? 'no target' : `**${r.pass ? 'PASS' : 'FAIL'}** (target ≥ ${r.target}×)`;
+    L.push(`ours / theirs ${fmt(r.ratio, 2)}, ours ${fmt(r.speedup, 2)}× as fast: ${verdict}. Other processes: ${fmt(r.cpu.othersCores, 2)} cores on average during this measurement.`);
   }
   if (result.v1) {
     const x = result.v1;
@@ -255,11 +292,33 @@ function markdown(result) {
   const rss = result.rss;
   const rrows = [];
   if (rss.push) {
-    rrows.push(['peak RSS during row 1 (VmHWM, reset before row 1)', `${fmt(rss.push.ours.vmHwmMiB)} MiB`, `${fmt(rss.push.theirs.vmHwmMiB)} MiB`]);
+    rrows.push(['peak RSS during row 1 (VmHWM, reset before 1a and before 1b: the larger)', `${fmt(rss.push.ours.vmHwmMiB)} MiB`, `${fmt(rss.push.theirs.vmHwmMiB)} MiB`]);
     rrows.push(['max sampled VmRSS during row 1 (every 50 ms)', `${fmt(rss.push.ours.sampledMaxMiB)} MiB`, `${fmt(rss.push.theirs.sampledMaxMiB)} MiB`]);
   }
   rrows.push(['peak RSS over the whole run', `${fmt(rss.oursWholeRunPeakMiB)} MiB`, `${fmt(rss.theirsWholeRunPeakMiB)} MiB`]);
   L.push(mdTable(['', 'ours', 'theirs'], rrows));
+  if (rss.perMeasurement.length) {
+    L.push('');
+    L.push(
+      'Peak and settled RSS per measurement (MiB). Peak: VmHWM, reset through /proc/<pid>/clear_refs before the measurement and read when the server\'s last run of it ends. ' +
+        'Settled: VmRSS that many seconds later (BENCH_SETTLE_SECONDS, or the row\'s own), with no request sent to that server meanwhile; ' +
+        'each server\'s wait starts at its own last run, so ours settles while theirs runs its last one. ' +
+        `Flagged where ours' peak is ≥ ${rss.limitMiB} MiB or its settled RSS ≥ ${rss.settledLimitMiB} MiB (or the row's own limits, named in the last column).`,
+    );
+    L.push('');
+    const hwm = (x) => `${fmt(x.peakMiB)}${x.hwmReset ? '' : ' (since start: VmHWM reset refused)'}`;
+    const flag = (m) => {
+      const over = [m.peakOver && `peak ≥ ${m.limits.peakMiB}`, m.settledOver && `settled ≥ ${m.limits.settledMiB}`].filter(Boolean);
+      const limits = m.ownLimits ? ` (limits ${m.limits.peakMiB} / ${m.limits.settledMiB})` : '';
+      return over.length ? `**${over.join(', ')}**${limits}` : `ok${limits}`;
+    };
+    L.push(
+      mdTable(
+        ['measurement', 'ours peak', 'ours settled', 'theirs peak', 'theirs settled', 'settle s', 'ours'],
+        rss.perMeasurement.map((m) => [m.title, hwm(m.ours), fmt(m.ours.settledMiB), hwm(m.theirs), fmt(m.theirs.settledMiB), String(m.settleSeconds), flag(m)]),
+      ),
+    );
+  }
   L.push('');
   L.push(`Ours' RSS after each pair (MiB), per measurement (growth check: ${rss.growth.tolerance}; **${rss.growth.pass ? 'PASS' : 'FAIL'}**):`);
   L.push('');
