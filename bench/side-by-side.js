@@ -9,9 +9,12 @@
 // ratio ours/theirs:
 //   1. blob push of a BENCH_BLOB_MB random blob: monolithic (POST, PUT ?digest= with the body,
 //      Content-Length) and chunked (POST, one streamed PATCH, PUT ?digest= without a body);
-//   2. blob pull of that blob: the GET hashed and verified (untimed), then the same GET with curl into
+//   2a. blob pull of that blob: the GET hashed and verified (untimed), then the same GET with curl into
 //      /dev/null (timed; a hashing client saturates a core before either registry does), so the timed
 //      GET is served from the page cache by both;
+//   2b. pull right after push: a fresh BENCH_BLOB_MB blob pushed (monolithic, timed on its own) and at once
+//      pulled with curl into /dev/null (timed), nothing in between, so the pull reads what the push left
+//      in the page cache (ours writes uploads with O_DIRECT by default); checked after with a hashed GET;
 //   3. skopeo push and pull of a BENCH_SKOPEO_MB image (OCI layout made here: gzip layer of random
 //      data + 2 small layers), blob-info cache wiped before each skopeo run, fresh repository and
 //      fresh oci: directory each run;
@@ -44,7 +47,7 @@
 //
 // Environment (quick run: BENCH_PAIRS=1 BENCH_BLOB_MB=64 BENCH_SKOPEO_MB=32 BENCH_PAR_MB=1 BENCH_SECONDS=2):
 //   BENCH_PAIRS            A/B pairs per measurement (default 5)
-//   BENCH_BLOB_MB          blob size for rows 1-2, MiB (default 1024)
+//   BENCH_BLOB_MB          blob size for rows 1-2b, MiB (default 1024)
 //   BENCH_V1_MB            v1 layer size for row 7, MiB (default BENCH_BLOB_MB)
 //   BENCH_DISK_MB          disk write test size, MiB (default 1024)
 //   BENCH_SKOPEO_MB        big layer of the skopeo image, MiB (default 200)
@@ -57,7 +60,7 @@
 //   BENCH_RSS_LIMIT_MB     ours' peak RSS limit in every measurement, MiB (default 150)
 //   BENCH_RSS_SETTLED_LIMIT_MB  ours' settled RSS limit after every measurement, MiB (default 120)
 //   BENCH_SETTLE_SECONDS   how long after a server's last run of a measurement its settled RSS is read (default 10)
-//   BENCH_ONLY             comma list of groups to run: push,pull,skopeo,parallel,manifest,tags,v1,ceiling (default all)
+//   BENCH_ONLY             comma list of groups to run: push,pull,fresh-pull,skopeo,parallel,manifest,tags,v1,ceiling (default all)
 //   BENCH_NOTE             free text put at the top of BENCHMARKS.md (e.g. "busy machine")
 //   BENCH_MD               where to write the Markdown report ("-": nowhere)
 //   BENCH_JSON             where to write the JSON results ("-": nowhere; default bench/results/side-by-side.json)
@@ -70,7 +73,7 @@
 //
 // Layout: this file checks the tools, starts both registries, runs the rows in the order above and
 // writes the reports. Each row is a module in bench/rows/ exporting { group (as in BENCH_ONLY), run(ctx) }:
-// push.js (1a, 1b), pull.js (2), skopeo.js (3a, 3b), parallel.js (4), manifest.js (5a, 5b), tags.js (6),
+// push.js (1a, 1b), pull.js (2a), fresh-pull.js (2b), skopeo.js (3a, 3b), parallel.js (4), manifest.js (5a, 5b), tags.js (6),
 // v1.js (7), ceiling.js; memory.js is row 8, from what the others record in ctx. They share bench/lib/:
 // options.js (the options above), ab.js (the A/B method), registry.js (both servers), report.js (the
 // summary and BENCHMARKS.md), and HTTP, /proc, process, machine, image and load helpers that
@@ -98,6 +101,7 @@ const { ROOT, RESULTS, MD_PATH, PAIRS, BLOB_MB, ONLY, wants } = opts;
 const ROWS = [
   require('./rows/push'),
   require('./rows/pull'),
+  require('./rows/fresh-pull'),
   require('./rows/skopeo'),
   require('./rows/parallel'),
   require('./rows/manifest'),
@@ -117,7 +121,7 @@ async function main() {
     dockerRegistry: requireTool('docker-registry', ['--version'], 'docker-registry'),
     skopeo: wants('skopeo') ? requireTool('skopeo', ['--version'], 'skopeo') : tryVersion('skopeo', ['--version']),
     wrk: wants('manifest') || wants('tags') ? requireTool('wrk', ['--version'], 'wrk') : tryVersion('wrk', ['--version']),
-    curl: wants('pull') || wants('v1') ? requireTool('curl', ['--version'], 'curl') : tryVersion('curl', ['--version']),
+    curl: wants('pull') || wants('fresh-pull') || wants('v1') ? requireTool('curl', ['--version'], 'curl') : tryVersion('curl', ['--version']),
     openssl: tryVersion('openssl', ['version']),
     kernel: `${os.type()} ${os.release()} ${os.arch()}`,
   };
@@ -142,7 +146,7 @@ async function main() {
     rssAfterPair: [], // both servers' RSS after every pair (row 8)
     rssPerMeasurement: [], // both servers' peak and settled RSS per measurement (lib/ab.js, row 8)
     peak: {}, // per server: peak RSS over the whole run (row 8)
-    pushed: { ours: [], theirs: [] }, // per pair: { repo, digest } of row 1a's blob, for row 2
+    pushed: { ours: [], theirs: [] }, // per pair: { repo, digest } of row 1a's blob, for row 2a
     v1: null, // row 7
     ceiling: null, // the client ceiling
   };

@@ -158,7 +158,7 @@ function markdown(result) {
         ['theirs', `${v.dockerRegistry} (Debian package docker-registry), filesystem storage, delete enabled, blobdescriptor cache inmemory, log level warn, access log off`],
         [
           'clients',
-          `Node http (rows 1, 4, 7 PUT; and the untimed hashed check before each timed pull); ${v.curl?.split(' (')[0] ?? 'curl'} into /dev/null (rows 2, 7 GET); ${v.skopeo ?? 'skopeo'} (row 3); ${v.wrk?.split(' [')[0] ?? 'wrk'} for GET in rows 5a and 6 (${p.wrkThreads} threads, ${p.wrkConnections} connections, ${p.wrkSeconds} s per run); ` +
+          `Node http (rows 1, 2b and 4 push, 7 PUT; and the untimed hashed check before or after each timed pull); ${v.curl?.split(' (')[0] ?? 'curl'} into /dev/null (rows 2a, 2b, 7 GET); ${v.skopeo ?? 'skopeo'} (row 3); ${v.wrk?.split(' [')[0] ?? 'wrk'} for GET in rows 5a and 6 (${p.wrkThreads} threads, ${p.wrkConnections} connections, ${p.wrkSeconds} s per run); ` +
             `for HEAD (5b) a raw-socket loop in the benchmark (${p.wrkConnections} connections, ${p.wrkSeconds} s), because wrk 4.1 and autocannon wait for a body after a HEAD answer and stall; ${v.openssl ?? 'openssl'} (row 7). ` +
             'wrk rather than autocannon: on 2 cores the load generator shares the CPU with the server under test, and wrk (C, epoll) spends far less CPU per request than a Node generator.',
         ],
@@ -197,11 +197,13 @@ function markdown(result) {
     L.push(`### ${r.title}`);
     L.push('');
     const rates = r.unit === 'req/s';
-    const extra = [...(rates ? ['p50 ms (median)', 'p99 ms (median)'] : []), 'client CPU s (median)'];
+    const columns = r.columns ?? [];
+    const extra = [...columns.map((c) => c.label), ...(rates ? ['p50 ms (median)', 'p99 ms (median)'] : []), 'client CPU s (median)'];
     const row = (id) => {
       const s = r[id];
       const runs = r.runs[id];
       const cells = [id, `${fmt(s.median, d)}`, `${fmt(s.min, d)}`, `${fmt(s.max, d)}`, runs.map((x) => fmt(x.value, d)).join(', '), fmt(s.serverCpuSecondsMedian, 2)];
+      for (const c of columns) cells.push(fmt(median(runs.map((x) => x[c.key])), c.digits));
       if (rates) cells.push(fmt(median(runs.map((x) => x.p50ms)), 2), fmt(median(runs.map((x) => x.p99ms)), 2));
       cells.push(fmt(median(runs.map((x) => x.clientCpuSeconds)), 2));
       return cells;
@@ -272,7 +274,7 @@ function markdown(result) {
         'run after both registries stopped. ' +
         'It does no storage work at all, so it shows how fast the client itself goes on this machine: where it is not 1.2× the Go registry, ' +
         'the client, not the server, bounds the row ("null / theirs" is the ratio a registry doing nothing would score). ' +
-        'Rows 2 and 7 GET need no ceiling: curl into /dev/null receives several GB/s here, faster than either registry serves.',
+        'Rows 2a, 2b and 7 GET need no ceiling: curl into /dev/null receives several GB/s here, faster than either registry serves.',
     );
     L.push('');
     const lines = [];

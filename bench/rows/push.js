@@ -1,6 +1,6 @@
 'use strict';
 // Rows 1a and 1b: blob push of a BENCH_BLOB_MB random blob, monolithic (POST, PUT ?digest= with the
-// body, Content-Length) and chunked (POST, one streamed PATCH, PUT ?digest= without a body). Row 2
+// body, Content-Length) and chunked (POST, one streamed PATCH, PUT ?digest= without a body). Row 2a
 // pulls the monolithic pushes' blobs (ctx.pushed) when it runs.
 
 const { MiB, mibps, now, secondsSince } = require('../lib/basics');
