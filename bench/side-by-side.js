@@ -1,6 +1,6 @@
 'use strict';
 // Benchmark: our registry and the Go reference registry (Debian `docker-registry`, distribution
-// 2.8.2) side by side, in one run, on the same machine and disk (issue 7).
+// 2.8.2) side by side, in one run, on the same machine and disk (issues 7 and 25).
 //
 // Starts our server as `npm start` runs it (ours) and `docker-registry serve <config>` (theirs) on 127.0.0.1,
 // free ports, local storage in one temp dir, then for every measurement runs ours and theirs
@@ -26,15 +26,19 @@
 //      the temp dir, the faster of buffered and O_DIRECT writes),
 //      each measured once per pair, interleaved with the v1 runs; and where the CPU went (main thread,
 //      busiest other thread, the rest, the client) with the fastest that work allows on this machine's cores;
-//   ceiling: after both registries have stopped, skopeo (rows 3a and 3b) and row 4's client against a
-//      null registry that hashes and stores nothing (bench/client-ceiling.js): the best any server could do here;
 //   8. both servers' peak and settled RSS in every measurement: VmHWM reset through /proc/<pid>/clear_refs
 //      before it and read when the server's last run of it ends (peak), VmRSS BENCH_SETTLE_SECONDS after
 //      that with no request sent to that server (settled), flagged where ours' peak >= BENCH_RSS_LIMIT_MB
 //      or settled >= BENCH_RSS_SETTLED_LIMIT_MB; and ours over the whole run (VmRSS after every pair, to
 //      show it does not grow).
-// Also the server CPU seconds per run and how much CPU other processes took meanwhile
-// (/proc/stat minus this process tree and the two servers).
+//   9. BENCH_PULLERS concurrent pullers (wrk with a Lua script rotating over the paths, bench/lib/pullers.js)
+//      of 32 pre-pushed blobs of 1 KiB to 8 MiB for BENCH_PULLERS_SECONDS, BENCH_PULLERS_PAIRS pairs:
+//      MiB/s, requests/s, errors, latencies, and RSS at its peak and BENCH_PULLERS_SETTLE_SECONDS after
+//      every run; after the other rows, so what it leaves in ours' heap does not show in them;
+//   ceiling: after both registries have stopped, skopeo (rows 3a and 3b) and row 4's client against a
+//      null registry that hashes and stores nothing (bench/client-ceiling.js): the best any server could do here;
+// Row 8 is no run of its own: each measurement records it. Also the server CPU seconds per run and how
+// much CPU other processes took meanwhile (/proc/stat minus this process tree and the two servers).
 //
 // Request rates use wrk (Debian package `wrk`): a C load generator costs far less CPU per request than
 // a Node one (autocannon), and on a 2-core machine the generator shares the cores with the server under
@@ -45,7 +49,8 @@
 // openssl for rows 3 and 7). Writes BENCHMARKS.md (BENCH_MD, default <repo>/BENCHMARKS.md; "-" to skip)
 // and bench/results/side-by-side.json.
 //
-// Environment (quick run: BENCH_PAIRS=1 BENCH_BLOB_MB=64 BENCH_SKOPEO_MB=32 BENCH_PAR_MB=1 BENCH_SECONDS=2):
+// Environment (quick run: BENCH_PAIRS=1 BENCH_BLOB_MB=64 BENCH_SKOPEO_MB=32 BENCH_PAR_MB=1 BENCH_SECONDS=2
+// BENCH_DISK_MB=64 BENCH_PULLERS=50 BENCH_PULLERS_SECONDS=5 BENCH_SETTLE_SECONDS=2 BENCH_PULLERS_SETTLE_SECONDS=3):
 //   BENCH_PAIRS            A/B pairs per measurement (default 5)
 //   BENCH_BLOB_MB          blob size for rows 1-2b, MiB (default 1024)
 //   BENCH_V1_MB            v1 layer size for row 7, MiB (default BENCH_BLOB_MB)
@@ -57,10 +62,15 @@
 //   BENCH_THREADS          wrk threads (default: number of CPUs)
 //   BENCH_SECONDS          wrk duration per run, seconds (default 10)
 //   BENCH_TAGS             tags in the tags/list repository (default 100)
+//   BENCH_PULLERS          concurrent connections in row 9 (default 500)
+//   BENCH_PULLERS_SECONDS  duration of each row 9 run, seconds (default 60)
+//   BENCH_PULLERS_SETTLE_SECONDS  how long after each row 9 run its settled RSS is read (default 30)
+//   BENCH_PULLERS_PAIRS    A/B pairs in row 9 (default min(BENCH_PAIRS, 3))
 //   BENCH_RSS_LIMIT_MB     ours' peak RSS limit in every measurement, MiB (default 150)
 //   BENCH_RSS_SETTLED_LIMIT_MB  ours' settled RSS limit after every measurement, MiB (default 120)
 //   BENCH_SETTLE_SECONDS   how long after a server's last run of a measurement its settled RSS is read (default 10)
-//   BENCH_ONLY             comma list of groups to run: push,pull,fresh-pull,skopeo,parallel,manifest,tags,v1,ceiling (default all)
+//   BENCH_ONLY             comma list of groups to run: push,pull,fresh-pull,skopeo,parallel,manifest,tags,v1,pullers,ceiling
+//                          (default all)
 //   BENCH_NOTE             free text put at the top of BENCHMARKS.md (e.g. "busy machine")
 //   BENCH_MD               where to write the Markdown report ("-": nowhere)
 //   BENCH_JSON             where to write the JSON results ("-": nowhere; default bench/results/side-by-side.json)
@@ -74,7 +84,7 @@
 // Layout: this file checks the tools, starts both registries, runs the rows in the order above and
 // writes the reports. Each row is a module in bench/rows/ exporting { group (as in BENCH_ONLY), run(ctx) }:
 // push.js (1a, 1b), pull.js (2a), fresh-pull.js (2b), skopeo.js (3a, 3b), parallel.js (4), manifest.js (5a, 5b), tags.js (6),
-// v1.js (7), ceiling.js; memory.js is row 8, from what the others record in ctx. They share bench/lib/:
+// v1.js (7), pullers.js (9), ceiling.js; memory.js is row 8, from what the others record in ctx. They share bench/lib/:
 // options.js (the options above), ab.js (the A/B method), registry.js (both servers), report.js (the
 // summary and BENCHMARKS.md), and HTTP, /proc, process, machine, image and load helpers that
 // bench/v1-layer.js, bench/s3-blob.js and bench/client-ceiling.js use too. bench/lib/ requires nothing
@@ -107,6 +117,7 @@ const ROWS = [
   require('./rows/manifest'),
   require('./rows/tags'),
   require('./rows/v1'),
+  require('./rows/pullers'),
   require('./rows/ceiling'),
 ];
 const GROUPS = ROWS.map((r) => r.group);
@@ -120,7 +131,7 @@ async function main() {
     ours: JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')).version,
     dockerRegistry: requireTool('docker-registry', ['--version'], 'docker-registry'),
     skopeo: wants('skopeo') ? requireTool('skopeo', ['--version'], 'skopeo') : tryVersion('skopeo', ['--version']),
-    wrk: wants('manifest') || wants('tags') ? requireTool('wrk', ['--version'], 'wrk') : tryVersion('wrk', ['--version']),
+    wrk: wants('manifest') || wants('tags') || wants('pullers') ? requireTool('wrk', ['--version'], 'wrk') : tryVersion('wrk', ['--version']),
     curl: wants('pull') || wants('fresh-pull') || wants('v1') ? requireTool('curl', ['--version'], 'curl') : tryVersion('curl', ['--version']),
     openssl: tryVersion('openssl', ['version']),
     kernel: `${os.type()} ${os.release()} ${os.arch()}`,
@@ -227,6 +238,10 @@ async function main() {
       wrkSeconds: opts.SECONDS,
       tags: opts.TAGS,
       settleSeconds: opts.SETTLE_SECONDS,
+      pullers: opts.PULLERS,
+      pullersSeconds: opts.PULLERS_SECONDS,
+      pullersSettleSeconds: opts.PULLERS_SETTLE_SECONDS,
+      pullersPairs: opts.PULLERS_PAIRS,
       only: ONLY.length ? ONLY : GROUPS,
       serverCommand: serverCommand().command,
       oursEnv: opts.OURS_ENV,

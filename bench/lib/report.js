@@ -25,6 +25,14 @@ function mdTable(header, rows, align) {
   ].join('\n');
 }
 
+/** A row's extra column (def.columns) over its runs: the median, or (agg) the sum, or every run's value. */
+function columnCell(c, runs) {
+  const vs = runs.map((x) => x[c.key]);
+  if (c.agg === 'sum') return fmt(vs.reduce((a, b) => a + b, 0), c.digits);
+  if (c.agg === 'list') return vs.map((v) => fmt(v, c.digits)).join(', ');
+  return fmt(median(vs), c.digits);
+}
+
 const digits = (row) => (row.unit === 's' ? 2 : row.unit === 'req/s' ? 0 : 1);
 
 /** A row's target as a table cell: "≥ 1.2×: PASS" (bold FAIL in Markdown), or "none". */
@@ -203,7 +211,7 @@ function markdown(result) {
       const s = r[id];
       const runs = r.runs[id];
       const cells = [id, `${fmt(s.median, d)}`, `${fmt(s.min, d)}`, `${fmt(s.max, d)}`, runs.map((x) => fmt(x.value, d)).join(', '), fmt(s.serverCpuSecondsMedian, 2)];
-      for (const c of columns) cells.push(fmt(median(runs.map((x) => x[c.key])), c.digits));
+      for (const c of columns) cells.push(columnCell(c, runs));
       if (rates) cells.push(fmt(median(runs.map((x) => x.p50ms)), 2), fmt(median(runs.map((x) => x.p99ms)), 2));
       cells.push(fmt(median(runs.map((x) => x.clientCpuSeconds)), 2));
       return cells;
