@@ -3,7 +3,7 @@
 // Node server that speaks just enough of the v2 API, keeps everything in memory, hashes nothing and
 // writes nothing to disk. No registry can serve these clients faster than this on the machine, so if
 // the Go registry is already close to it, "1.2x the Go registry" is out of reach for any server
-// (issue 7). (Rows 2 and 7 GET are timed with curl, which is not the bottleneck.)
+// (issue 7). (Rows 2a, 2b and 7 GET are timed with curl, which is not the bottleneck.)
 //
 //   3a. skopeo push of the BENCH_SKOPEO_MB OCI image (bodies read and dropped);
 //   3b. skopeo pull of it (served from memory);

@@ -1,6 +1,6 @@
 'use strict';
 // Benchmark: our registry and the Go reference registry (Debian `docker-registry`, distribution
-// 2.8.2) side by side, in one run, on the same machine and disk (issue 7).
+// 2.8.2) side by side, in one run, on the same machine and disk (issues 7 and 25).
 //
 // Starts our server as `npm start` runs it (ours) and `docker-registry serve <config>` (theirs) on 127.0.0.1,
 // free ports, local storage in one temp dir, then for every measurement runs ours and theirs
@@ -9,9 +9,12 @@
 // ratio ours/theirs:
 //   1. blob push of a BENCH_BLOB_MB random blob: monolithic (POST, PUT ?digest= with the body,
 //      Content-Length) and chunked (POST, one streamed PATCH, PUT ?digest= without a body);
-//   2. blob pull of that blob: the GET hashed and verified (untimed), then the same GET with curl into
+//   2a. blob pull of that blob: the GET hashed and verified (untimed), then the same GET with curl into
 //      /dev/null (timed; a hashing client saturates a core before either registry does), so the timed
 //      GET is served from the page cache by both;
+//   2b. pull right after push: a fresh BENCH_BLOB_MB blob pushed (monolithic, timed on its own) and at once
+//      pulled with curl into /dev/null (timed), nothing in between, so the pull reads what the push left
+//      in the page cache (ours writes uploads with O_DIRECT by default); checked after with a hashed GET;
 //   3. skopeo push and pull of a BENCH_SKOPEO_MB image (OCI layout made here: gzip layer of random
 //      data + 2 small layers), blob-info cache wiped before each skopeo run, fresh repository and
 //      fresh oci: directory each run;
@@ -23,12 +26,19 @@
 //      the temp dir, the faster of buffered and O_DIRECT writes),
 //      each measured once per pair, interleaved with the v1 runs; and where the CPU went (main thread,
 //      busiest other thread, the rest, the client) with the fastest that work allows on this machine's cores;
+//   8. both servers' peak and settled RSS in every measurement: VmHWM reset through /proc/<pid>/clear_refs
+//      before it and read when the server's last run of it ends (peak), VmRSS BENCH_SETTLE_SECONDS after
+//      that with no request sent to that server (settled), flagged where ours' peak >= BENCH_RSS_LIMIT_MB
+//      or settled >= BENCH_RSS_SETTLED_LIMIT_MB; and ours over the whole run (VmRSS after every pair, to
+//      show it does not grow).
+//   9. BENCH_PULLERS concurrent pullers (wrk with a Lua script rotating over the paths, bench/lib/pullers.js)
+//      of 32 pre-pushed blobs of 1 KiB to 8 MiB for BENCH_PULLERS_SECONDS, BENCH_PULLERS_PAIRS pairs:
+//      MiB/s, requests/s, errors, latencies, and RSS at its peak and BENCH_PULLERS_SETTLE_SECONDS after
+//      every run; after the other rows, so what it leaves in ours' heap does not show in them;
 //   ceiling: after both registries have stopped, skopeo (rows 3a and 3b) and row 4's client against a
 //      null registry that hashes and stores nothing (bench/client-ceiling.js): the best any server could do here;
-//   8. peak RSS (VmHWM, reset through /proc/<pid>/clear_refs before row 1) of both servers during 1,
-//      and ours over the whole run (VmRSS after every pair, to show it does not grow).
-// Also the server CPU seconds per run and how much CPU other processes took meanwhile
-// (/proc/stat minus this process tree and the two servers).
+// Row 8 is no run of its own: each measurement records it. Also the server CPU seconds per run and how
+// much CPU other processes took meanwhile (/proc/stat minus this process tree and the two servers).
 //
 // Request rates use wrk (Debian package `wrk`): a C load generator costs far less CPU per request than
 // a Node one (autocannon), and on a 2-core machine the generator shares the cores with the server under
@@ -39,9 +49,10 @@
 // openssl for rows 3 and 7). Writes BENCHMARKS.md (BENCH_MD, default <repo>/BENCHMARKS.md; "-" to skip)
 // and bench/results/side-by-side.json.
 //
-// Environment (quick run: BENCH_PAIRS=1 BENCH_BLOB_MB=64 BENCH_SKOPEO_MB=32 BENCH_PAR_MB=1 BENCH_SECONDS=2):
+// Environment (quick run: BENCH_PAIRS=1 BENCH_BLOB_MB=64 BENCH_SKOPEO_MB=32 BENCH_PAR_MB=1 BENCH_SECONDS=2
+// BENCH_DISK_MB=64 BENCH_PULLERS=50 BENCH_PULLERS_SECONDS=5 BENCH_SETTLE_SECONDS=2 BENCH_PULLERS_SETTLE_SECONDS=3):
 //   BENCH_PAIRS            A/B pairs per measurement (default 5)
-//   BENCH_BLOB_MB          blob size for rows 1-2, MiB (default 1024)
+//   BENCH_BLOB_MB          blob size for rows 1-2b, MiB (default 1024)
 //   BENCH_V1_MB            v1 layer size for row 7, MiB (default BENCH_BLOB_MB)
 //   BENCH_DISK_MB          disk write test size, MiB (default 1024)
 //   BENCH_SKOPEO_MB        big layer of the skopeo image, MiB (default 200)
@@ -51,18 +62,29 @@
 //   BENCH_THREADS          wrk threads (default: number of CPUs)
 //   BENCH_SECONDS          wrk duration per run, seconds (default 10)
 //   BENCH_TAGS             tags in the tags/list repository (default 100)
-//   BENCH_RSS_LIMIT_MB     peak RSS target during a blob push, MiB (default 150)
-//   BENCH_ONLY             comma list of groups to run: push,pull,skopeo,parallel,manifest,tags,v1,ceiling (default all)
+//   BENCH_PULLERS          concurrent connections in row 9 (default 500)
+//   BENCH_PULLERS_SECONDS  duration of each row 9 run, seconds (default 60)
+//   BENCH_PULLERS_SETTLE_SECONDS  how long after each row 9 run its settled RSS is read (default 30)
+//   BENCH_PULLERS_PAIRS    A/B pairs in row 9 (default min(BENCH_PAIRS, 3))
+//   BENCH_RSS_LIMIT_MB     ours' peak RSS limit in every measurement, MiB (default 150)
+//   BENCH_RSS_SETTLED_LIMIT_MB  ours' settled RSS limit after every measurement, MiB (default 120)
+//   BENCH_SETTLE_SECONDS   how long after a server's last run of a measurement its settled RSS is read (default 10)
+//   BENCH_ONLY             comma list of groups to run: push,pull,fresh-pull,skopeo,parallel,manifest,tags,v1,pullers,ceiling
+//                          (default all)
 //   BENCH_NOTE             free text put at the top of BENCHMARKS.md (e.g. "busy machine")
 //   BENCH_MD               where to write the Markdown report ("-": nowhere)
 //   BENCH_JSON             where to write the JSON results ("-": nowhere; default bench/results/side-by-side.json)
 //   BENCH_SERVER_NODE_ARGS extra node flags for our server, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"
+//   BENCH_OURS_ENV         KEY=VALUE items (separated by spaces or commas) added to our server's environment,
+//                          to A/B a setting without editing code, e.g.
+//                          "REGISTRY_STORAGE_LOCAL_DIRECT_WRITES=false MALLOC_ARENA_MAX=2"; the REGISTRY_* ones
+//                          override the benchmark's own (the bench's own environment passes no REGISTRY_* through)
 //   TMPDIR                 where the temp dir is created (os.tmpdir()); both registries store there
 //
 // Layout: this file checks the tools, starts both registries, runs the rows in the order above and
 // writes the reports. Each row is a module in bench/rows/ exporting { group (as in BENCH_ONLY), run(ctx) }:
-// push.js (1a, 1b), pull.js (2), skopeo.js (3a, 3b), parallel.js (4), manifest.js (5a, 5b), tags.js (6),
-// v1.js (7), ceiling.js; memory.js is row 8, from what the others record in ctx. They share bench/lib/:
+// push.js (1a, 1b), pull.js (2a), fresh-pull.js (2b), skopeo.js (3a, 3b), parallel.js (4), manifest.js (5a, 5b), tags.js (6),
+// v1.js (7), pullers.js (9), ceiling.js; memory.js is row 8, from what the others record in ctx. They share bench/lib/:
 // options.js (the options above), ab.js (the A/B method), registry.js (both servers), report.js (the
 // summary and BENCHMARKS.md), and HTTP, /proc, process, machine, image and load helpers that
 // bench/v1-layer.js, bench/s3-blob.js and bench/client-ceiling.js use too. bench/lib/ requires nothing
@@ -74,7 +96,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { spawnSync } = require('node:child_process');
-const { now, secondsSince, fmt } = require('./lib/basics');
+const { now, secondsSince, fmt, envText } = require('./lib/basics');
 const { loadavg, machineInfo, reportedToHostKiB } = require('./lib/machine');
 const { serverCommand, tryVersion, requireTool } = require('./lib/processes');
 const { CpuMeter } = require('./lib/procfs');
@@ -89,11 +111,13 @@ const { ROOT, RESULTS, MD_PATH, PAIRS, BLOB_MB, ONLY, wants } = opts;
 const ROWS = [
   require('./rows/push'),
   require('./rows/pull'),
+  require('./rows/fresh-pull'),
   require('./rows/skopeo'),
   require('./rows/parallel'),
   require('./rows/manifest'),
   require('./rows/tags'),
   require('./rows/v1'),
+  require('./rows/pullers'),
   require('./rows/ceiling'),
 ];
 const GROUPS = ROWS.map((r) => r.group);
@@ -107,8 +131,8 @@ async function main() {
     ours: JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')).version,
     dockerRegistry: requireTool('docker-registry', ['--version'], 'docker-registry'),
     skopeo: wants('skopeo') ? requireTool('skopeo', ['--version'], 'skopeo') : tryVersion('skopeo', ['--version']),
-    wrk: wants('manifest') || wants('tags') ? requireTool('wrk', ['--version'], 'wrk') : tryVersion('wrk', ['--version']),
-    curl: wants('pull') || wants('v1') ? requireTool('curl', ['--version'], 'curl') : tryVersion('curl', ['--version']),
+    wrk: wants('manifest') || wants('tags') || wants('pullers') ? requireTool('wrk', ['--version'], 'wrk') : tryVersion('wrk', ['--version']),
+    curl: wants('pull') || wants('fresh-pull') || wants('v1') ? requireTool('curl', ['--version'], 'curl') : tryVersion('curl', ['--version']),
     openssl: tryVersion('openssl', ['version']),
     kernel: `${os.type()} ${os.release()} ${os.arch()}`,
   };
@@ -119,7 +143,7 @@ async function main() {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-side-by-side-'));
   const fsType = tryVersion('stat', ['-f', '-c', '%T', tmp]);
   const machine = machineInfo(tmp, fsType);
-  const ours = new Registry('ours', path.join(tmp, 'ours'));
+  const ours = new Registry('ours', path.join(tmp, 'ours'), opts.OURS_ENV);
   const theirs = new Registry('theirs', path.join(tmp, 'theirs'));
   const regs = [ours, theirs];
   /** What the rows share: the servers and the temp dir, and what they record for the report. */
@@ -131,8 +155,9 @@ async function main() {
     regs,
     rows: [], // A/B rows as measured (lib/ab.js), in order
     rssAfterPair: [], // both servers' RSS after every pair (row 8)
-    peak: {}, // per server: peak RSS during row 1 and over the whole run (row 8)
-    pushed: { ours: [], theirs: [] }, // per pair: { repo, digest } of row 1a's blob, for row 2
+    rssPerMeasurement: [], // both servers' peak and settled RSS per measurement (lib/ab.js, row 8)
+    peak: {}, // per server: peak RSS over the whole run (row 8)
+    pushed: { ours: [], theirs: [] }, // per pair: { repo, digest } of row 1a's blob, for row 2a
     v1: null, // row 7
     ceiling: null, // the client ceiling
   };
@@ -158,6 +183,7 @@ async function main() {
   try {
     console.log(`side-by-side: ${PAIRS} pair(s), blob ${BLOB_MB} MiB, temp dir ${tmp} (${fsType}), ${machine.cpus} CPU(s) ${machine.cpuModel}`);
     console.log(`  ours: node ${versions.node}, tsregistry ${versions.ours} ${versions.oursGit ?? ''}; theirs: ${versions.dockerRegistry}`);
+    if (Object.keys(opts.OURS_ENV).length) console.log(`  ours' environment adds (BENCH_OURS_ENV): ${envText(opts.OURS_ENV)}`);
     for (const r of regs) {
       await r.start();
       console.log(`  ${r.id.padEnd(6)} pid ${r.pid} at ${r.base}, idle RSS ${fmt(r.rssMiB())} MiB`);
@@ -211,8 +237,14 @@ async function main() {
       wrkThreads: opts.THREADS,
       wrkSeconds: opts.SECONDS,
       tags: opts.TAGS,
+      settleSeconds: opts.SETTLE_SECONDS,
+      pullers: opts.PULLERS,
+      pullersSeconds: opts.PULLERS_SECONDS,
+      pullersSettleSeconds: opts.PULLERS_SETTLE_SECONDS,
+      pullersPairs: opts.PULLERS_PAIRS,
       only: ONLY.length ? ONLY : GROUPS,
       serverCommand: serverCommand().command,
+      oursEnv: opts.OURS_ENV,
       order: 'per measurement: pair 1 ours, pair 1 theirs, pair 2 ours, ...',
     },
     units: { throughput: 'MiB/s (2^20 bytes per second)', memory: 'MiB (2^20 bytes)', cpu: 'core-seconds (user+sys)' },

@@ -20,12 +20,20 @@ function positiveInt(name, def) {
   return n;
 }
 
+/** A non-negative integer from the environment, or `def`. */
+function nonNegativeInt(name, def) {
+  return process.env[name] === '0' ? 0 : positiveInt(name, def);
+}
+
 /** Median of numbers (NaN for none). */
 function median(xs) {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
   return s.length === 0 ? NaN : s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
+
+/** Environment variables as one line: "K=V K2=V2". */
+const envText = (env) => Object.entries(env).map(([k, v]) => `${k}=${v}`).join(' ');
 
 /** A plain-text table: first column (or all, with `leftAll`) left-aligned, the rest right-aligned. */
 function table(rows, header, leftAll = false) {
@@ -48,4 +56,4 @@ function resultHeader(benchmark) {
   };
 }
 
-module.exports = { MiB, sleep, mibps, now, secondsSince, fmt, positiveInt, median, table, resultHeader };
+module.exports = { MiB, sleep, mibps, now, secondsSince, fmt, positiveInt, nonNegativeInt, median, envText, table, resultHeader };

@@ -12,11 +12,15 @@ const { Child, freePort, serverCommand, envWithoutRegistryVars } = require('./pr
 const { readStatusKiB, RssSampler } = require('./procfs');
 
 class Registry extends Child {
-  /** @param id 'ours' | 'theirs' */
-  constructor(id, dir) {
+  /**
+   * @param id 'ours' | 'theirs'
+   * @param extraEnv variables added to the server's environment last, so they may override the ones set here
+   */
+  constructor(id, dir, extraEnv = {}) {
     super(id);
     this.id = id;
     this.dir = dir;
+    this.extraEnv = extraEnv;
   }
 
   url(p) {
@@ -36,7 +40,7 @@ class Registry extends Child {
         REGISTRY_STORAGE_LOCAL_ROOT: path.join(this.dir, 'blobs'),
         REGISTRY_INDEX_PATH: path.join(this.dir, 'index.db'),
         REGISTRY_LOG_LEVEL: 'warn',
-      });
+      }, this.extraEnv);
       this.spawn(process.execPath, serverCommand().args, { cwd: this.dir, env });
     } else {
       // Our own config (the Debian default one is broken): filesystem storage, delete on, no access log.
@@ -65,7 +69,7 @@ class Registry extends Child {
           '',
         ].join('\n'),
       );
-      this.spawn('docker-registry', ['serve', config], { cwd: this.dir, env });
+      this.spawn('docker-registry', ['serve', config], { cwd: this.dir, env: Object.assign(env, this.extraEnv) });
     }
     this.agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
 

@@ -2,8 +2,8 @@
 // The side-by-side benchmark's reports from its result object: the summary printed at the end and
 // BENCHMARKS.md. The format is what BENCHMARKS.md readers (and diffs between runs) rely on.
 
-const { fmt, median, table } = require('./basics');
-const { TARGET_SPEEDUP, TARGET_CEILING } = require('./options');
+const { fmt, median, envText, table } = require('./basics');
+const { TARGET_CEILING } = require('./options');
 
 /** Where skopeo's time goes on the benchmark machine (printed under the client ceiling when skopeo is that version). */
 const SKOPEO_PROFILE =
@@ -25,17 +25,52 @@ function mdTable(header, rows, align) {
   ].join('\n');
 }
 
+/** A row's extra column (def.columns) over its runs: the median, or (agg) the sum, or every run's value. */
+function columnCell(c, runs) {
+  const vs = runs.map((x) => x[c.key]);
+  if (c.agg === 'sum') return fmt(vs.reduce((a, b) => a + b, 0), c.digits);
+  if (c.agg === 'list') return vs.map((v) => fmt(v, c.digits)).join(', ');
+  return fmt(median(vs), c.digits);
+}
+
 const digits = (row) => (row.unit === 's' ? 2 : row.unit === 'req/s' ? 0 : 1);
+
+/** A row's target as a table cell: "≥ 1.2×: PASS" (bold FAIL in Markdown), or "none". */
+const targetCell = (row, md) => (row.target === null ? 'none' : `≥ ${row.target}×: ${row.pass ? 'PASS' : md ? '**FAIL**' : 'FAIL'}`);
+
+/** "1a" of "1a. blob push ...". */
+const rowNumber = (title) => /^(\w+)\./.exec(title)?.[1] ?? title;
+
+/** The largest of `pick` over the measurements `ms` as "max 131.2 MiB (1a)", and whether none is `over` its limit. */
+function worstRss(ms, pick, over) {
+  const worst = ms.reduce((w, m) => (w === null || (pick(m) ?? -1) > (pick(w) ?? -1) ? m : w), null);
+  return { text: `max ${fmt(pick(worst))} MiB (${rowNumber(worst.title)})`, pass: !ms.some(over) };
+}
+
+/** Issue 25's memory targets: peak and settled RSS per measurement, against the common limits and the rows' own. */
+function rssTargetLines(rss) {
+  const out = { common: [], own: [] };
+  const common = rss.perMeasurement.filter((m) => !m.ownLimits);
+  const others = rss.perMeasurement.filter((m) => m.ownLimits).map((m) => rowNumber(m.title));
+  const but = others.length ? ` but ${others.join(', ')}` : '';
+  if (common.length) {
+    const peak = worstRss(common, (m) => m.ours.peakMiB, (m) => m.peakOver);
+    const settled = worstRss(common, (m) => m.ours.settledMiB, (m) => m.settledOver);
+    out.common.push([`8. ours peak RSS (VmHWM) in every measurement${but}`, `< ${rss.limitMiB} MiB`, peak.text, peak.pass ? 'PASS' : 'FAIL']);
+    out.common.push([`8. ours RSS ${rss.settleSeconds} s after every measurement${but}`, `< ${rss.settledLimitMiB} MiB`, settled.text, settled.pass ? 'PASS' : 'FAIL']);
+  }
+  for (const m of rss.perMeasurement.filter((x) => x.ownLimits)) {
+    out.own.push([`${rowNumber(m.title)}. ours peak RSS (VmHWM)`, `< ${m.limits.peakMiB} MiB`, `${fmt(m.ours.peakMiB)} MiB`, m.peakOver ? 'FAIL' : 'PASS']);
+    out.own.push([`${rowNumber(m.title)}. ours RSS ${m.settleSeconds} s after the load`, `< ${m.limits.settledMiB} MiB`, `${fmt(m.ours.settledMiB)} MiB`, m.settledOver ? 'FAIL' : 'PASS']);
+  }
+  return out;
+}
 
 function targetLines(result) {
   const out = [];
   for (const row of result.rows) {
-    out.push([
-      row.title,
-      `ours ≥ ${TARGET_SPEEDUP}× as fast`,
-      `${fmt(row.speedup, 2)}×`,
-      row.pass ? 'PASS' : 'FAIL',
-    ]);
+    if (row.target === null) continue;
+    out.push([row.title, `ours ≥ ${row.target}× as fast`, `${fmt(row.speedup, 2)}×`, row.pass ? 'PASS' : 'FAIL']);
   }
   if (result.v1) {
     const v = result.v1;
@@ -45,7 +80,10 @@ function targetLines(result) {
   if (result.rss.push) {
     out.push([`8. ours peak RSS during the ${result.params.blobMiB} MiB pushes`, `< ${result.rss.limitMiB} MiB`, `${fmt(result.rss.pushPeakOursMiB)} MiB`, result.rss.pushPass ? 'PASS' : 'FAIL']);
   }
+  const rss = rssTargetLines(result.rss);
+  out.push(...rss.common);
   out.push(['8. ours RSS, no growth over the run', result.rss.growth.tolerance, `${fmt(result.rss.growth.firstMiB)} → ${fmt(result.rss.growth.lastMiB)} MiB (max ${fmt(result.rss.growth.maxMiB)})`, result.rss.growth.pass ? 'PASS' : 'FAIL']);
+  out.push(...rss.own);
   return out;
 }
 
@@ -56,16 +94,27 @@ function summaryText(result) {
     `${fmt(r.theirs.median, digits(r))} ${r.unit}`,
     fmt(r.ratio, 2),
     `${fmt(r.speedup, 2)}x`,
-    r.pass ? 'PASS' : 'FAIL',
+    targetCell(r, false).replace('≥', '>=').replace('×', 'x'),
   ]);
   const parts = [
-    `side-by-side, ${result.params.pairs} pair(s), medians (ours = tsregistry ${result.versions.ours}, theirs = ${result.versions.dockerRegistry})`,
-    table(rows, ['measurement', 'ours', 'theirs', 'ours/theirs', 'ours as fast', `>=${TARGET_SPEEDUP}x`]),
+    `side-by-side, ${result.params.pairs} pair(s), medians (ours = tsregistry ${result.versions.ours}` +
+      `${Object.keys(result.params.oursEnv ?? {}).length ? ` with ${envText(result.params.oursEnv)}` : ''}, theirs = ${result.versions.dockerRegistry})`,
+    table(rows, ['measurement', 'ours', 'theirs', 'ours/theirs', 'ours as fast', 'target']),
     '',
     table(targetLines(result), ['target', 'wanted', 'measured', 'verdict']),
   ];
   if (result.rss.push) {
     parts.push(`peak RSS during row 1: ours ${fmt(result.rss.pushPeakOursMiB)} MiB, theirs ${fmt(result.rss.pushPeakTheirsMiB)} MiB`);
+  }
+  if (result.rss.perMeasurement.length) {
+    const flag = (m) => [m.peakOver && `peak >= ${m.limits.peakMiB}`, m.settledOver && `settled >= ${m.limits.settledMiB}`].filter(Boolean).join(', ') || 'ok';
+    parts.push(
+      '',
+      table(
+        result.rss.perMeasurement.map((m) => [m.title, fmt(m.ours.peakMiB), fmt(m.ours.settledMiB), fmt(m.theirs.peakMiB), fmt(m.theirs.settledMiB), m.settleSeconds, flag(m)]),
+        ['RSS MiB (settled: N s after)', 'ours peak', 'ours settled', 'theirs peak', 'theirs settled', 'N', 'ours'],
+      ),
+    );
   }
   const c = result.load.cpu;
   if (c) parts.push(`other processes used ${fmt(c.others, 0)} core-s (${fmt(c.othersCores, 2)} cores on average) during the ${fmt(c.wallSeconds, 0)} s run; loadavg ${result.load.loadavgStart.join(' ')} -> ${result.load.loadavgEnd.join(' ')}`);
@@ -111,11 +160,17 @@ function markdown(result) {
               ? 'no memory handed back to a host so far (the kernel can report free pages, but /sys/module/page_reporting/parameters/reported_kib is 0: no balloon device takes them)'
               : `on: a VM that hands the memory it frees back to its host (${result.freePageReportingGiBDuringRun} GiB during this run), so a page the page cache takes from free memory costs a fault on the host. Filling the page cache then costs ~1.1 s of system CPU per GiB instead of ~0.1 s (a cold 1 GiB read measured on the bench VM), which bounds the first read of a blob written with O_DIRECT (row 7 GET) and buffered writes (the disk test's "buffered")`,
         ],
-        ['ours', `tsregistry ${v.ours} (git ${v.oursGit ?? '?'}), \`${p.serverCommand}\` (as npm start), node ${v.node}, local storage (fsync on, uploads written with O_DIRECT: the defaults), SQLite index, log level warn`],
+        [
+          'ours',
+          `tsregistry ${v.ours} (git ${v.oursGit ?? '?'}), \`${p.serverCommand}\` (as npm start), node ${v.node}, local storage, SQLite index, log level warn, ` +
+            (Object.keys(p.oursEnv ?? {}).length
+              ? `**environment adds (BENCH_OURS_ENV): \`${envText(p.oursEnv)}\`**, the rest of the configuration the defaults (fsync on, uploads written with O_DIRECT unless changed above)`
+              : 'the default configuration (fsync on, uploads written with O_DIRECT)'),
+        ],
         ['theirs', `${v.dockerRegistry} (Debian package docker-registry), filesystem storage, delete enabled, blobdescriptor cache inmemory, log level warn, access log off`],
         [
           'clients',
-          `Node http (rows 1, 4, 7 PUT; and the untimed hashed check before each timed pull); ${v.curl?.split(' (')[0] ?? 'curl'} into /dev/null (rows 2, 7 GET); ${v.skopeo ?? 'skopeo'} (row 3); ${v.wrk?.split(' [')[0] ?? 'wrk'} for GET in rows 5a and 6 (${p.wrkThreads} threads, ${p.wrkConnections} connections, ${p.wrkSeconds} s per run); ` +
+          `Node http (rows 1, 2b and 4 push, 7 PUT; and the untimed hashed check before or after each timed pull); ${v.curl?.split(' (')[0] ?? 'curl'} into /dev/null (rows 2a, 2b, 7 GET); ${v.skopeo ?? 'skopeo'} (row 3); ${v.wrk?.split(' [')[0] ?? 'wrk'} for GET in rows 5a and 6 (${p.wrkThreads} threads, ${p.wrkConnections} connections, ${p.wrkSeconds} s per run) and 9 (a Lua script rotating over the blobs; ${p.pullers} connections, ${p.pullersSeconds} s per run, ${p.pullersPairs} pair(s)); ` +
             `for HEAD (5b) a raw-socket loop in the benchmark (${p.wrkConnections} connections, ${p.wrkSeconds} s), because wrk 4.1 and autocannon wait for a body after a HEAD answer and stall; ${v.openssl ?? 'openssl'} (row 7). ` +
             'wrk rather than autocannon: on 2 cores the load generator shares the CPU with the server under test, and wrk (C, epoll) spends far less CPU per request than a Node generator.',
         ],
@@ -129,21 +184,21 @@ function markdown(result) {
   L.push('');
   L.push(
     mdTable(
-      ['measurement', 'ours', 'theirs', 'ours / theirs', 'ours is ×as fast', `target ≥ ${TARGET_SPEEDUP}×`],
+      ['measurement', 'ours', 'theirs', 'ours / theirs', 'ours is ×as fast', 'target'],
       result.rows.map((r) => [
         r.title,
         `${fmt(r.ours.median, digits(r))} ${r.unit}`,
         `${fmt(r.theirs.median, digits(r))} ${r.unit}`,
         fmt(r.ratio, 2),
         `${fmt(r.speedup, 2)}×`,
-        r.pass ? 'PASS' : '**FAIL**',
+        targetCell(r, true),
       ]),
     ),
   );
   L.push('');
   L.push('"ours / theirs" is the ratio of the medians as measured (for seconds, below 1 means ours is faster); "×as fast" turns it into a speed ratio.');
   L.push('');
-  L.push('## Targets (issue 7)');
+  L.push('## Targets (issues 7 and 25)');
   L.push('');
   L.push(mdTable(['target', 'wanted', 'measured', 'verdict'], targetLines(result).map((r) => [r[0], r[1], r[2], r[3] === 'PASS' ? 'PASS' : '**FAIL**']), ['l', 'l', 'r', 'l']));
   L.push('');
@@ -154,18 +209,21 @@ function markdown(result) {
     L.push(`### ${r.title}`);
     L.push('');
     const rates = r.unit === 'req/s';
-    const extra = [...(rates ? ['p50 ms (median)', 'p99 ms (median)'] : []), 'client CPU s (median)'];
+    const columns = r.columns ?? [];
+    const extra = [...columns.map((c) => c.label), ...(rates ? ['p50 ms (median)', 'p99 ms (median)'] : []), 'client CPU s (median)'];
     const row = (id) => {
       const s = r[id];
       const runs = r.runs[id];
       const cells = [id, `${fmt(s.median, d)}`, `${fmt(s.min, d)}`, `${fmt(s.max, d)}`, runs.map((x) => fmt(x.value, d)).join(', '), fmt(s.serverCpuSecondsMedian, 2)];
+      for (const c of columns) cells.push(columnCell(c, runs));
       if (rates) cells.push(fmt(median(runs.map((x) => x.p50ms)), 2), fmt(median(runs.map((x) => x.p99ms)), 2));
       cells.push(fmt(median(runs.map((x) => x.clientCpuSeconds)), 2));
       return cells;
     };
     L.push(mdTable(['', `median ${r.unit}`, 'min', 'max', 'runs in order', 'server CPU s (median)', ...extra], [row('ours'), row('theirs')]));
     L.push('');
-    L.push(`ours / theirs ${fmt(r.ratio, 2)}, ours ${fmt(r.speedup, 2)}× as fast: **${r.pass ? 'PASS' : 'FAIL'}** (target ≥ ${TARGET_SPEEDUP}×). Other processes: ${fmt(r.cpu.othersCores, 2)} cores on average during this measurement.`);
+    const verdict = r.target === null ? 'no target' : `**${r.pass ? 'PASS' : 'FAIL'}** (target ≥ ${r.target}×)`;
+    L.push(`ours / theirs ${fmt(r.ratio, 2)}, ours ${fmt(r.speedup, 2)}× as fast: ${verdict}. Other processes: ${fmt(r.cpu.othersCores, 2)} cores on average during this measurement.`);
   }
   if (result.v1) {
     const x = result.v1;
@@ -228,7 +286,7 @@ function markdown(result) {
         'run after both registries stopped. ' +
         'It does no storage work at all, so it shows how fast the client itself goes on this machine: where it is not 1.2× the Go registry, ' +
         'the client, not the server, bounds the row ("null / theirs" is the ratio a registry doing nothing would score). ' +
-        'Rows 2 and 7 GET need no ceiling: curl into /dev/null receives several GB/s here, faster than either registry serves.',
+        'Rows 2a, 2b and 7 GET need no ceiling: curl into /dev/null receives several GB/s here, faster than either registry serves.',
     );
     L.push('');
     const lines = [];
@@ -248,11 +306,33 @@ function markdown(result) {
   const rss = result.rss;
   const rrows = [];
   if (rss.push) {
-    rrows.push(['peak RSS during row 1 (VmHWM, reset before row 1)', `${fmt(rss.push.ours.vmHwmMiB)} MiB`, `${fmt(rss.push.theirs.vmHwmMiB)} MiB`]);
+    rrows.push(['peak RSS during row 1 (VmHWM, reset before 1a and before 1b: the larger)', `${fmt(rss.push.ours.vmHwmMiB)} MiB`, `${fmt(rss.push.theirs.vmHwmMiB)} MiB`]);
     rrows.push(['max sampled VmRSS during row 1 (every 50 ms)', `${fmt(rss.push.ours.sampledMaxMiB)} MiB`, `${fmt(rss.push.theirs.sampledMaxMiB)} MiB`]);
   }
   rrows.push(['peak RSS over the whole run', `${fmt(rss.oursWholeRunPeakMiB)} MiB`, `${fmt(rss.theirsWholeRunPeakMiB)} MiB`]);
   L.push(mdTable(['', 'ours', 'theirs'], rrows));
+  if (rss.perMeasurement.length) {
+    L.push('');
+    L.push(
+      'Peak and settled RSS per measurement (MiB). Peak: VmHWM, reset through /proc/<pid>/clear_refs before the measurement and read when the server\'s last run of it ends. ' +
+        'Settled: VmRSS that many seconds later (BENCH_SETTLE_SECONDS, or the row\'s own), with no request sent to that server meanwhile; ' +
+        'each server\'s wait starts at its own last run, so ours settles while theirs runs its last one. ' +
+        `Flagged where ours' peak is ≥ ${rss.limitMiB} MiB or its settled RSS ≥ ${rss.settledLimitMiB} MiB (or the row's own limits, named in the last column).`,
+    );
+    L.push('');
+    const hwm = (x) => `${fmt(x.peakMiB)}${x.hwmReset ? '' : ' (since start: VmHWM reset refused)'}`;
+    const flag = (m) => {
+      const over = [m.peakOver && `peak ≥ ${m.limits.peakMiB}`, m.settledOver && `settled ≥ ${m.limits.settledMiB}`].filter(Boolean);
+      const limits = m.ownLimits ? ` (limits ${m.limits.peakMiB} / ${m.limits.settledMiB})` : '';
+      return over.length ? `**${over.join(', ')}**${limits}` : `ok${limits}`;
+    };
+    L.push(
+      mdTable(
+        ['measurement', 'ours peak', 'ours settled', 'theirs peak', 'theirs settled', 'settle s', 'ours'],
+        rss.perMeasurement.map((m) => [m.title, hwm(m.ours), fmt(m.ours.settledMiB), hwm(m.theirs), fmt(m.theirs.settledMiB), String(m.settleSeconds), flag(m)]),
+      ),
+    );
+  }
   L.push('');
   L.push(`Ours' RSS after each pair (MiB), per measurement (growth check: ${rss.growth.tolerance}; **${rss.growth.pass ? 'PASS' : 'FAIL'}**):`);
   L.push('');
@@ -275,8 +355,12 @@ function markdown(result) {
   L.push('');
   L.push('```sh');
   L.push('apt-get install -y --no-install-recommends docker-registry wrk   # skopeo and openssl too, if missing');
-  L.push('npm run build && node bench/side-by-side.js                       # full run, 10-20 min on 2 cores');
-  L.push('BENCH_PAIRS=1 BENCH_BLOB_MB=64 BENCH_SKOPEO_MB=32 BENCH_PAR_MB=1 BENCH_SECONDS=2 BENCH_DISK_MB=64 BENCH_MD=- node bench/side-by-side.js  # quick check');
+  L.push('npm run build && node bench/side-by-side.js                       # full run, 20-30 min on 2 cores');
+  L.push(
+    'BENCH_PAIRS=1 BENCH_BLOB_MB=64 BENCH_SKOPEO_MB=32 BENCH_PAR_MB=1 BENCH_SECONDS=2 BENCH_DISK_MB=64 BENCH_PULLERS=50 BENCH_PULLERS_SECONDS=5 ' +
+      'BENCH_SETTLE_SECONDS=2 BENCH_PULLERS_SETTLE_SECONDS=3 BENCH_MD=- node bench/side-by-side.js  # quick check',
+  );
+  L.push('BENCH_ONLY=fresh-pull,pullers BENCH_MD=- BENCH_JSON=- BENCH_OURS_ENV="REGISTRY_STORAGE_LOCAL_DIRECT_WRITES=false MALLOC_ARENA_MAX=2" node bench/side-by-side.js  # A/B a setting of ours');
   L.push('BENCH_ONLY=pull BENCH_PAIRS=2 BENCH_MD=- BENCH_JSON=- BENCH_SERVER_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" node bench/side-by-side.js  # profile ours');
   L.push('node bench/cpuprofile-top.js /tmp/prof/*.cpuprofile                # top self-time functions, GC share');
   L.push('```');

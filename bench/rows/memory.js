@@ -1,40 +1,46 @@
 'use strict';
-// Row 8: peak RSS (VmHWM, reset through /proc/<pid>/clear_refs before row 1) of both servers during
-// row 1, and ours' RSS over the whole run (VmRSS after every pair, to show it does not grow). Not a
-// group of its own: it reads what the other rows leave in ctx.peak and ctx.rssAfterPair.
+// Row 8: both servers' peak and settled RSS per measurement (lib/ab.js records them in
+// ctx.rssPerMeasurement: VmHWM reset through /proc/<pid>/clear_refs before each, VmRSS BENCH_SETTLE_SECONDS
+// after each server's last run), the peak during row 1, and ours' RSS over the whole run (VmRSS after every
+// pair, to show it does not grow). Not a group of its own: it reads what the other rows leave in ctx.
 
-const { resetPeakRss } = require('../lib/procfs');
-const { RSS_LIMIT_MB, GROWTH_TOLERANCE } = require('../lib/options');
+const { RSS_LIMIT_MB, RSS_SETTLED_LIMIT_MB, SETTLE_SECONDS, GROWTH_TOLERANCE } = require('../lib/options');
 
-/** Before row 1: reset both servers' VmHWM; returns whether each reset worked. */
-function resetPeaks(ctx) {
-  return ctx.regs.map((r) => resetPeakRss(r.pid));
-}
-
-/** After row 1: both servers' peak RSS during it, then reset VmHWM again for the rest of the run. */
-function recordPushPeaks(ctx, hwmReset) {
-  for (const r of ctx.regs) {
-    ctx.peak[r.id] = { push: { vmHwmMiB: r.hwmMiB(), sampledMaxMiB: maxPhase(r.sampler, 'push-'), hwmReset: hwmReset[ctx.regs.indexOf(r)] } };
-    resetPeakRss(r.pid);
-  }
-}
+const PUSH_ROWS = ['push-mono', 'push-chunked'];
 
 /** After the last row, before the servers stop: stop sampling, record peak and final RSS. */
 function recordWholeRun(ctx) {
   for (const r of ctx.regs) {
     r.sampler.stop();
-    ctx.peak[r.id] = { ...(ctx.peak[r.id] ?? {}), wholeRun: { sampledMaxMiB: r.sampler.maxKiB / 1024, vmHwmSinceLastResetMiB: r.hwmMiB(), finalRssMiB: r.rssMiB() } };
+    ctx.peak[r.id] = { wholeRun: { sampledMaxMiB: r.sampler.maxKiB / 1024, vmHwmSinceLastResetMiB: r.hwmMiB(), finalRssMiB: r.rssMiB() } };
   }
+}
+
+/** Row 1's peak of `reg`: the larger VmHWM of rows 1a and 1b (each reset before it), and the sampled max. */
+function pushPeak(ctx, reg) {
+  const windows = ctx.rssPerMeasurement.filter((m) => PUSH_ROWS.includes(m.id));
+  if (!windows.length) return null;
+  return {
+    vmHwmMiB: Math.max(...windows.map((m) => m[reg.id].peakMiB ?? 0)),
+    sampledMaxMiB: maxPhase(reg.sampler, 'push-'),
+    hwmReset: windows.every((m) => m[reg.id].hwmReset),
+  };
 }
 
 /** The result's `rss` part. */
 function memoryResult(ctx) {
-  const { peak, rssAfterPair } = ctx;
+  const { peak, rssAfterPair, rssPerMeasurement } = ctx;
+  const ours = pushPeak(ctx, ctx.ours);
+  const wholeRun = (id) =>
+    Math.max(peak[id]?.wholeRun?.vmHwmSinceLastResetMiB ?? 0, peak[id]?.wholeRun?.sampledMaxMiB ?? 0, ...rssPerMeasurement.map((m) => m[id].peakMiB ?? 0));
   const rss = {
     limitMiB: RSS_LIMIT_MB,
-    push: peak.ours?.push ? { ours: peak.ours.push, theirs: peak.theirs.push } : null,
-    oursWholeRunPeakMiB: Math.max(peak.ours?.push?.vmHwmMiB ?? 0, peak.ours?.wholeRun?.vmHwmSinceLastResetMiB ?? 0, peak.ours?.wholeRun?.sampledMaxMiB ?? 0),
-    theirsWholeRunPeakMiB: Math.max(peak.theirs?.push?.vmHwmMiB ?? 0, peak.theirs?.wholeRun?.vmHwmSinceLastResetMiB ?? 0, peak.theirs?.wholeRun?.sampledMaxMiB ?? 0),
+    settledLimitMiB: RSS_SETTLED_LIMIT_MB,
+    settleSeconds: SETTLE_SECONDS,
+    push: ours ? { ours, theirs: pushPeak(ctx, ctx.theirs) } : null,
+    perMeasurement: rssPerMeasurement,
+    oursWholeRunPeakMiB: wholeRun('ours'),
+    theirsWholeRunPeakMiB: wholeRun('theirs'),
     afterEachPair: rssAfterPair,
     growth: rssGrowth(rssAfterPair),
   };
@@ -82,4 +88,4 @@ function rssGrowth(samples) {
   };
 }
 
-module.exports = { resetPeaks, recordPushPeaks, recordWholeRun, memoryResult };
+module.exports = { recordWholeRun, memoryResult };

@@ -1,5 +1,5 @@
 'use strict';
-// Row 2: blob pull of a BENCH_BLOB_MB blob (the one row 1a pushed, or one pushed here untimed): the GET
+// Row 2a: blob pull of a BENCH_BLOB_MB blob (the one row 1a pushed, or one pushed here untimed): the GET
 // hashed and verified (untimed), then the same GET with curl into /dev/null (timed; a hashing client
 // saturates a core before either registry does), so the timed GET is served from the page cache by both.
 
@@ -12,7 +12,7 @@ const { cpuSeconds, selfTreeCpuSeconds } = require('../lib/procfs');
 const { pushMonolithic } = require('../lib/v2-client');
 const { BLOB_MB } = require('../lib/options');
 
-const DEF = { id: 'pull', group: 'pull', title: `2. blob pull ${BLOB_MB} MiB (GET with curl, after an untimed verified GET)`, unit: 'MiB/s', better: 'higher' };
+const DEF = { id: 'pull', group: 'pull', title: `2a. blob pull ${BLOB_MB} MiB (GET with curl, after an untimed verified GET)`, unit: 'MiB/s', better: 'higher' };
 
 async function run(ctx) {
   const blobBytes = BLOB_MB * MiB;

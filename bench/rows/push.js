@@ -1,14 +1,13 @@
 'use strict';
 // Rows 1a and 1b: blob push of a BENCH_BLOB_MB random blob, monolithic (POST, PUT ?digest= with the
-// body, Content-Length) and chunked (POST, one streamed PATCH, PUT ?digest= without a body). Row 8's
-// peak RSS is taken around them. Row 2 pulls the monolithic pushes' blobs (ctx.pushed) when it runs.
+// body, Content-Length) and chunked (POST, one streamed PATCH, PUT ?digest= without a body). Row 2a
+// pulls the monolithic pushes' blobs (ctx.pushed) when it runs.
 
 const { MiB, mibps, now, secondsSince } = require('../lib/basics');
 const { makeBlob } = require('../lib/bytes');
 const { measure } = require('../lib/ab');
 const { pushMonolithic, pushChunked, headBlob } = require('../lib/v2-client');
 const { BLOB_MB, wants } = require('../lib/options');
-const memory = require('./memory');
 
 const ROWS = [
   [{ id: 'push-mono', group: 'push', title: `1a. blob push ${BLOB_MB} MiB, monolithic (POST + PUT with body)`, unit: 'MiB/s', better: 'higher' }, pushMonolithic],
@@ -17,7 +16,6 @@ const ROWS = [
 
 async function run(ctx) {
   const blobBytes = BLOB_MB * MiB;
-  const hwmReset = memory.resetPeaks(ctx);
   for (const [def, push] of ROWS) {
     await measure(ctx, def, async (reg, pair) => {
       const blob = makeBlob(`${def.id}:${reg.id}:${pair}:${Date.now()}`, blobBytes);
@@ -32,7 +30,6 @@ async function run(ctx) {
       return { value: mibps(blobBytes, seconds), seconds };
     });
   }
-  memory.recordPushPeaks(ctx, hwmReset);
 }
 
 module.exports = { group: 'push', run };

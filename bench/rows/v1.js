@@ -3,19 +3,23 @@
 // the machine's limits, sha256 speed (openssl speed -evp sha256) and disk write speed (BENCH_DISK_MB +
 // fsync in the temp dir, the faster of buffered and O_DIRECT writes), each measured once per pair,
 // interleaved with the v1 runs; and where the CPU went (main thread, busiest other thread, the rest,
-// the client) with the fastest that work allows on this machine's cores. The result goes to ctx.v1.
+// the client) with the fastest that work allows on this machine's cores. The result goes to ctx.v1, its
+// peak and settled RSS (theirs idle) with every other row's.
 
+const { recordRss } = require('../lib/ab');
 const { MiB, fmt, median } = require('../lib/basics');
 const { agent } = require('../lib/http');
 const { sha256Speed, diskWriteSpeed, cpuBoundMiBps, flushDirtyPages } = require('../lib/machine');
 const { CpuMeter, waitForQuiet } = require('../lib/procfs');
+const { RssWindow } = require('../lib/rss-window');
 const { round } = require('../lib/v1-round');
-const { PAIRS, V1_MB, DISK_MB, TARGET_CEILING } = require('../lib/options');
+const { PAIRS, V1_MB, DISK_MB, TARGET_CEILING, SETTLE_SECONDS } = require('../lib/options');
 
 async function run(ctx) {
   console.log(`\n7. v1 layer PUT/GET ${V1_MB} MiB (ours only) vs sha256 speed and disk write speed (${DISK_MB} MiB + fsync)`);
   const { ours, theirs } = ctx;
   const cpu = new CpuMeter(ctx.regs);
+  const rss = new RssWindow(ctx.regs, SETTLE_SECONDS);
   const runs = [];
   for (let pair = 1; pair <= PAIRS; pair++) {
     await waitForQuiet([ours.pid]);
@@ -36,6 +40,7 @@ async function run(ctx) {
         `GET ${fmt(r.pullMiBps)} MiB/s (server CPU ${fmt(r.pullServerCpuSeconds, 2)} s, CPU bound ${fmt(pullBoundMiBps, 0)})`,
     );
   }
+  rss.ended(ours);
   agent.destroy(); // the v1 round's keep-alive client
   const put = median(runs.map((r) => r.pushMiBps));
   const get = median(runs.map((r) => r.pullMiBps));
@@ -68,6 +73,7 @@ async function run(ctx) {
       `(${v1Result.putPass ? 'PASS' : 'FAIL'}); GET ${fmt(get)} MiB/s = ${fmt(100 * v1Result.getVsCeiling, 0)} % (${v1Result.getPass ? 'PASS' : 'FAIL'})`,
   );
   ctx.v1 = v1Result;
+  recordRss(ctx, { id: 'v1', title: `7. v1 layer PUT and GET, ${V1_MB} MiB (ours only; theirs idle)` }, await rss.result());
 }
 
 module.exports = { group: 'v1', run };
