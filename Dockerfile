@@ -39,7 +39,9 @@ COPY config.yml ./config.yml
 # Configuration: /app/config.yml (every default), overridden by REGISTRY_* variables (REGISTRY_ + the key
 # path in upper snake case). Mount another file and point REGISTRY_CONFIG at it to replace config.yml;
 # the variables below still win over any file, so change these four with -e / environment:.
+# MALLOC_MMAP_THRESHOLD_: as npm start sets it (docs/storage.md, "Memory and garbage collection").
 ENV NODE_ENV=production \
+    MALLOC_MMAP_THRESHOLD_=131072 \
     REGISTRY_HTTP_ADDR=0.0.0.0:5000 \
     REGISTRY_STORAGE_LOCAL_ROOT=/data/blobs \
     REGISTRY_INDEX_PATH=/data/index.db \

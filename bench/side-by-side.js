@@ -261,10 +261,18 @@ async function main() {
   const md = markdown(result);
   console.log('\n' + summaryText(result));
   if (MD_PATH) {
-    fs.writeFileSync(MD_PATH, md);
+    fs.writeFileSync(MD_PATH, md + handWrittenTail(MD_PATH));
     console.log(`\nreport written to ${path.relative(process.cwd(), MD_PATH) || MD_PATH}`);
   }
   if (RESULTS) console.log(`results written to ${path.relative(process.cwd(), RESULTS) || RESULTS}`);
+}
+
+/** What follows HAND_WRITTEN in the existing report (sections written by people, e.g. design measurements), kept across runs. */
+const HAND_WRITTEN = '<!-- hand-written from here on: npm run bench keeps it -->';
+function handWrittenTail(file) {
+  const old = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '';
+  const at = old.indexOf(HAND_WRITTEN);
+  return at < 0 ? '' : '\n' + old.slice(at);
 }
 
 if (require.main === module) {

@@ -208,10 +208,16 @@ t.test('a file size limit on the real process: 507 STORAGE_FULL, nothing half-st
   t.equal(await srv.stop(), 0);
 });
 
-t.test('under a virtual memory limit (ulimit -v) uploads still work, through the page cache', async (t) => {
+t.test('under a virtual memory limit (ulimit -v) uploads with directWrites on still work, through the page cache', async (t) => {
   const dir = tempDir(t);
   const port = await freePort();
-  const env = { REGISTRY_HTTP_ADDR: `127.0.0.1:${port}`, REGISTRY_STORAGE_LOCAL_ROOT: path.join(dir, 'blobs'), REGISTRY_INDEX_PATH: path.join(dir, 'index.db'), REGISTRY_LOG_LEVEL: 'warn' };
+  const env = {
+    REGISTRY_HTTP_ADDR: `127.0.0.1:${port}`,
+    REGISTRY_STORAGE_LOCAL_ROOT: path.join(dir, 'blobs'),
+    REGISTRY_INDEX_PATH: path.join(dir, 'index.db'),
+    REGISTRY_LOG_LEVEL: 'warn',
+    REGISTRY_STORAGE_LOCAL_DIRECT_WRITES: 'true',
+  };
   const srv = await spawnServer(t, env, port);
   // Room for the upload workers' threads and heaps, not for the ~10 GiB WebAssembly reserves (the workers
   // start with the first upload). It failed every upload with 500 before.

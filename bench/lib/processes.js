@@ -32,21 +32,28 @@ function tail(stream, max = 64 * 1024) {
 }
 
 /**
- * How to start our server: the node arguments of `npm start` (its node flags from package.json, then the
- * script as an absolute path), with BENCH_SERVER_NODE_ARGS (e.g. "--cpu-prof") added before the script,
+ * How to start our server: the variables and node arguments of `npm start` (its `NAME=value`s and node
+ * flags from package.json, then the script as an absolute path), with BENCH_SERVER_NODE_ARGS (e.g. "--cpu-prof") added before the script,
  * so every benchmark measures what users run. `command` is the same as one line, for reports.
  */
 function serverCommand() {
   const root = path.resolve(__dirname, '..', '..');
   const start = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')).scripts.start.trim();
-  const [cmd, ...flags] = start.split(/\s+/);
+  const words = start.split(/\s+/);
+  const env = {};
+  while (/^[A-Za-z_][A-Za-z0-9_]*=/.test(words[0] ?? '')) {
+    const [name, ...value] = words.shift().split('=');
+    env[name] = value.join('=');
+  }
+  const [cmd, ...flags] = words;
   const script = flags.pop();
   if (cmd !== 'node' || !script || !script.endsWith('.js')) throw new Error(`npm start runs ${JSON.stringify(start)}, expected "node [flags] script.js"`);
   const file = path.join(root, script);
   if (!fs.existsSync(file)) throw new Error(`${script} not found: run \`npm run build\` first`);
   const extra = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
   const args = [...flags, ...extra, file];
-  return { args, command: ['node', ...flags, ...extra, script].join(' ') };
+  const vars = Object.entries(env).map(([k, v]) => `${k}=${v}`);
+  return { args, env, command: [...vars, 'node', ...flags, ...extra, script].join(' ') };
 }
 
 /** This process's environment minus REGISTRY_* variables: registries read those as configuration. */

@@ -35,13 +35,14 @@ class Registry extends Child {
     const env = envWithoutRegistryVars();
     if (this.id === 'ours') {
       // cwd is the temp dir: no config.yml there, so the defaults plus these overrides.
-      Object.assign(env, {
+      const command = serverCommand();
+      Object.assign(env, command.env, {
         REGISTRY_HTTP_ADDR: this.host,
         REGISTRY_STORAGE_LOCAL_ROOT: path.join(this.dir, 'blobs'),
         REGISTRY_INDEX_PATH: path.join(this.dir, 'index.db'),
         REGISTRY_LOG_LEVEL: 'warn',
       }, this.extraEnv);
-      this.spawn(process.execPath, serverCommand().args, { cwd: this.dir, env });
+      this.spawn(process.execPath, command.args, { cwd: this.dir, env });
     } else {
       // Our own config (the Debian default one is broken): filesystem storage, delete on, no access log.
       const config = path.join(this.dir, 'config.yml');

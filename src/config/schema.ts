@@ -50,7 +50,7 @@ export const schema = {
     local: {
       root: str('./data/blobs', 'directory holding blob and upload files'),
       fsync: bool(true, 'fsync every blob before it becomes visible (turn off only for throwaway test data)'),
-      directWrites: bool(true, 'write upload bodies with O_DIRECT, past the page cache (off: a just-pushed blob is still cached for its first pull)'),
+      directWrites: bool(false, 'write upload bodies with O_DIRECT, past the page cache (on: less CPU per push where fresh page-cache pages are costly, but a just-pushed blob is read from disk on its first pull)'),
     },
     s3: {
       bucket: optional('bucket name (required with driver s3)'),

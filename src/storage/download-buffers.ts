@@ -3,7 +3,7 @@
 // buffers, and when not even the smallest fits it waits for one to come back.
 
 /** The largest buffer a transfer reads into. */
-export const MAX_BUFFER = 1024 * 1024;
+export const MAX_BUFFER = 4 * 1024 * 1024;
 /** The smallest one a transfer is given under pressure (a smaller file gets one its own size). */
 const MIN_BUFFER = 64 * 1024;
 

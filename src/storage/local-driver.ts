@@ -19,7 +19,7 @@ export interface LocalDriverOptions {
   root: string;
   /** fsync data before commit and directories after rename (the default). */
   fsync: boolean;
-  /** Write upload bodies with O_DIRECT where the file system takes it (the default; see UploadWorkers). */
+  /** Write upload bodies with O_DIRECT where the file system takes it (off by default; see docs/storage.md). */
   directWrites?: boolean;
 }
 
@@ -110,7 +110,7 @@ export class LocalDriver implements StorageDriver {
     const file = this.uploadFile(id);
     const writebackEvery = this.opts.fsync ? WRITEBACK_EVERY : 0;
     try {
-      const direct = this.opts.directWrites ?? true;
+      const direct = this.opts.directWrites ?? false;
       return await this.workers.append(id, { file, position: size, fsync: this.opts.fsync, writebackEvery, direct, hashPrefix }, body);
     } catch (err) {
       // Lost staged bytes cannot be rolled back to `size` (a truncate of a short file would append zeros).

@@ -5,7 +5,7 @@ import path from 'node:path';
 import t, { type Test } from 'tap';
 import { startDockerd, type Dockerd, type DockerResult } from '../helpers/dockerd';
 import { runProcess } from '../helpers/daemon';
-import { freePort, ROOT, startArgs } from '../helpers/process';
+import { freePort, ROOT, startArgs, startCommand } from '../helpers/process';
 import { tempDir } from '../helpers/server';
 import { requireTools } from '../helpers/tools';
 import { buildImage, pushImage } from '../helpers/v2';
@@ -181,6 +181,7 @@ t.test('the Dockerfile builds with Debian dockerd, and the image runs the regist
   t.same(Object.keys(cfg.Volumes ?? {}), ['/data'], 'VOLUME /data');
   t.equal(cfg.Healthcheck?.Test[0], 'CMD', 'a HEALTHCHECK');
   t.same(cfg.Cmd, ['node', ...startArgs()], 'CMD runs what npm start runs (node flags included)');
+  for (const [name, value] of Object.entries(startCommand().env)) t.ok(cfg.Env.includes(`${name}=${value}`), `ENV ${name}=${value}, as npm start sets it`);
   for (const e of ['REGISTRY_HTTP_ADDR=0.0.0.0:5000', 'REGISTRY_STORAGE_LOCAL_ROOT=/data/blobs', 'REGISTRY_INDEX_PATH=/data/index.db', 'REGISTRY_AUTH_TOKEN_SECRET_FILE=/data/token.key']) {
     t.ok(cfg.Env.includes(e), `ENV ${e}`);
   }

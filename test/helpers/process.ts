@@ -5,12 +5,22 @@ import path from 'node:path';
 
 export const ROOT = path.resolve(__dirname, '../..');
 
-/** The node arguments of `npm start` (package.json), e.g. ['--initial-old-space-size=64', '--expose-gc', 'dist/server.js']. */
-export function startArgs(): string[] {
+/** What `npm start` (package.json) runs: its variables (`NAME=value` before `node`) and node's arguments. */
+export function startCommand(): { env: Record<string, string>; args: string[] } {
   const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { scripts: { start: string } };
-  const [cmd, ...args] = pkg.scripts.start.trim().split(/\s+/);
-  if (cmd !== 'node') throw new Error(`npm start runs ${JSON.stringify(pkg.scripts.start)}, not node`);
-  return args;
+  const words = pkg.scripts.start.trim().split(/\s+/);
+  const env: Record<string, string> = {};
+  while (/^[A-Za-z_][A-Za-z0-9_]*=/.test(words[0] ?? '')) {
+    const [name, ...value] = words.shift()!.split('=');
+    env[name!] = value.join('=');
+  }
+  if (words.shift() !== 'node') throw new Error(`npm start runs ${JSON.stringify(pkg.scripts.start)}, not node`);
+  return { env, args: words };
+}
+
+/** The node arguments of `npm start`, e.g. ['--initial-old-space-size=64', '--expose-gc', 'dist/server.js']. */
+export function startArgs(): string[] {
+  return startCommand().args;
 }
 
 /** A port that was free a moment ago on 127.0.0.1. */
@@ -43,7 +53,8 @@ export async function spawnServer(
   opts: { waitReady?: boolean } = {},
 ): Promise<ServerProcess> {
   const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('REGISTRY_')));
-  const child = spawn(process.execPath, startArgs(), { cwd: ROOT, env: { ...clean, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const start = startCommand();
+  const child = spawn(process.execPath, start.args, { cwd: ROOT, env: { ...clean, ...start.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   child.stdout!.on('data', (d) => (out += d));

@@ -3,7 +3,7 @@ import { promises as fs, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import t from 'tap';
-import { DownloadBuffers } from '../../src/storage/download-buffers';
+import { DownloadBuffers, MAX_BUFFER } from '../../src/storage/download-buffers';
 import { pipeFile } from '../../src/storage/file-reader';
 import { tempDir } from '../helpers/server';
 
@@ -12,22 +12,23 @@ const MiB = 1024 * KiB;
 const sizes = (g: { buffers: Buffer[] }) => g.buffers.map((b) => b.length);
 
 t.test('a transfer gets what it asks for while the budget has room, then fewer and smaller buffers', async (t) => {
-  const pool = new DownloadBuffers(4 * MiB + 4 * KiB, 0);
-  const first = await pool.take(10 * MiB, 3);
-  t.same(sizes(first), [MiB, MiB, MiB], 'three of 1 MiB');
-  const second = await pool.take(10 * MiB, 3);
-  t.same(sizes(second), [512 * KiB, 512 * KiB], 'the 1 MiB (and 4 KiB) left: two of 512 KiB rather than one of 1 MiB');
+  const M = MAX_BUFFER;
+  const pool = new DownloadBuffers(4 * M + 4 * KiB, 0);
+  const first = await pool.take(10 * M, 3);
+  t.same(sizes(first), [M, M, M], 'three of the largest size');
+  const second = await pool.take(10 * M, 3);
+  t.same(sizes(second), [M / 2, M / 2], 'one largest left (and 4 KiB): two of half that rather than one');
   t.same(sizes(await pool.take(3 * KiB, 1)), [4 * KiB], 'a small file gets a buffer its own size');
-  t.equal(pool.stats.used, 4 * MiB + 4 * KiB, 'counted');
+  t.equal(pool.stats.used, 4 * M + 4 * KiB, 'counted');
 });
 
 t.test('past the budget a transfer waits for bytes to come back, in turn, and never goes over', async (t) => {
   const pool = new DownloadBuffers(128 * KiB, 64 * KiB);
-  const a = await pool.take(MiB, 2);
+  const a = await pool.take(MAX_BUFFER, 2);
   t.same(sizes(a), [64 * KiB, 64 * KiB]);
   const order: string[] = [];
-  const b = pool.take(MiB, 2).then((g) => (order.push('b'), g));
-  const c = pool.take(MiB, 2).then((g) => (order.push('c'), g));
+  const b = pool.take(MAX_BUFFER, 2).then((g) => (order.push('b'), g));
+  const c = pool.take(MAX_BUFFER, 2).then((g) => (order.push('c'), g));
   await new Promise((r) => setImmediate(r));
   t.same(order, [], 'both wait');
   t.equal(pool.stats.waiting, 2);

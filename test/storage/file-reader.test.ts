@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { PassThrough, Writable } from 'node:stream';
 import t, { type Test } from 'tap';
+import { DownloadBuffers, MAX_BUFFER } from '../../src/storage/download-buffers';
 import { pipeFile } from '../../src/storage/file-reader';
 import { tempDir } from '../helpers/server';
 
@@ -31,11 +32,11 @@ function collector(delayMs: number): Writable & { chunks: Buffer[] } {
 }
 
 t.test('writes exactly the range, in order, across buffer reuse', async (t) => {
-  const data = randomBytes(5 * MiB + 777);
+  const data = randomBytes(5 * MAX_BUFFER + 777);
   const file = fileOf(t, data);
   for (const range of [
     { start: 0, end: data.length - 1 },
-    { start: 1, end: 3 * MiB + 5 },
+    { start: 1, end: 3 * MAX_BUFFER + 5 },
     { start: data.length - 1, end: data.length - 1 },
   ]) {
     const out = collector(1);
@@ -61,7 +62,7 @@ async function countingHandle(file: string) {
 }
 
 t.test('reads ahead: two reads in flight while a chunk is written, one past 16 transfers at once', async (t) => {
-  const data = randomBytes(6 * MiB + 3);
+  const data = randomBytes(6 * MAX_BUFFER + 3);
   const file = fileOf(t, data);
   const whole = { start: 0, end: data.length - 1 };
   const alone = await countingHandle(file);
@@ -71,17 +72,19 @@ t.test('reads ahead: two reads in flight while a chunk is written, one past 16 t
   t.equal(sha(Buffer.concat(out.chunks)), sha(data), 'every byte, in order');
 
   // Sixteen transfers held up by consumers that do not take their first chunk yet: the next one reads
-  // one chunk at a time, as a transfer did before reading ahead.
+  // one chunk at a time, as a transfer did before reading ahead. (A budget of their own, larger than the
+  // process's: this is about the count of transfers, not about bytes.)
+  const roomy = new DownloadBuffers(17 * 3 * MAX_BUFFER, 0);
   let release!: () => void;
   const released = new Promise<void>((r) => (release = r));
   const stalled = Array.from({ length: 16 }, async () => {
     const held = new Writable({ write: (_chunk, _enc, cb) => void released.then(() => cb()) });
-    return pipeFile(await fs.open(file, 'r'), whole, held);
+    return pipeFile(await fs.open(file, 'r'), whole, held, roomy);
   });
   await new Promise((r) => setTimeout(r, 50));
   const busy = await countingHandle(file);
   const busyOut = collector(1);
-  await pipeFile(busy.handle, whole, busyOut);
+  await pipeFile(busy.handle, whole, busyOut, roomy);
   t.equal(busy.counts.most, 1, 'the seventeenth: one read at a time');
   t.equal(sha(Buffer.concat(busyOut.chunks)), sha(data), 'every byte, in order');
   release();
@@ -99,11 +102,11 @@ t.test('a file shorter than the range rejects and closes the file', async (t) =>
 });
 
 t.test('the consumer closing mid-way rejects and closes the file', async (t) => {
-  const file = fileOf(t, randomBytes(4 * MiB));
+  const file = fileOf(t, randomBytes(4 * MAX_BUFFER));
   const handle = await fs.open(file, 'r');
   const out = new PassThrough({ highWaterMark: 1 });
   out.once('data', () => out.destroy()); // takes one chunk, then goes away
-  await t.rejects(pipeFile(handle, { start: 0, end: 4 * MiB - 1 }, out));
+  await t.rejects(pipeFile(handle, { start: 0, end: 4 * MAX_BUFFER - 1 }, out));
   await t.rejects(handle.stat(), { code: 'EBADF' }, 'handle closed');
 });
 

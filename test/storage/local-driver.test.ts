@@ -29,7 +29,7 @@ t.test('local layout: content-addressed file, nothing left in uploads/', async (
   t.same(readdirSync(path.join(root, 'uploads')), []);
 });
 
-t.test('storage.local.directWrites (and its variable) reaches the upload workers; on by default', async (t) => {
+t.test('storage.local.directWrites (and its variable) reaches the upload workers; off by default', async (t) => {
   const asked = async (env: NodeJS.ProcessEnv) => {
     const config = parseConfig('', { ...env, REGISTRY_STORAGE_LOCAL_ROOT: tempDir(t) });
     const driver = (await createDriver(config)) as LocalDriver;
@@ -42,6 +42,6 @@ t.test('storage.local.directWrites (and its variable) reaches the upload workers
     await driver.appendUpload('u', s, 0, Readable.from([Buffer.alloc(8192, 1)]));
     return seen.map((o) => o.direct);
   };
-  t.same(await asked({}), [true], 'default: O_DIRECT');
-  t.same(await asked({ REGISTRY_STORAGE_LOCAL_DIRECT_WRITES: 'false' }), [false], 'REGISTRY_STORAGE_LOCAL_DIRECT_WRITES=false: plain writes');
+  t.same(await asked({}), [false], 'default: through the page cache');
+  t.same(await asked({ REGISTRY_STORAGE_LOCAL_DIRECT_WRITES: 'true' }), [true], 'REGISTRY_STORAGE_LOCAL_DIRECT_WRITES=true: O_DIRECT');
 });
