@@ -22,6 +22,10 @@ import { BlobStore } from './storage/blob-store';
 import { createDriver } from './storage/factory';
 import { V1Registry } from './v1/registry';
 import { V2Registry } from './v2/registry';
+import { GarbageCollector } from './gc/collector';
+import { gcSettings } from './gc/run';
+import { scheduleGarbageCollection } from './gc/schedule';
+import { GcIndex } from './index/gc-index';
 import { version } from './version';
 
 export interface BuildOptions {
@@ -65,13 +69,15 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   );
   app.addHook('onClose', async () => driver.close?.());
   const access = new AccessControl(config, app.log);
+  const gc = new GarbageCollector(new GcIndex(db, index), driver, gcSettings(config));
   const ctx: RegistryContext = {
     config,
     access,
     index,
     blobs,
     v1: new V1Registry(index, new V1Index(db, index), blobs),
-    v2: new V2Registry(index, new V2Index(db, index), blobs),
+    v2: new V2Registry(index, new V2Index(db, index), blobs, config.gc.delay * 1000),
+    gc,
   };
   app.decorate('registry', ctx);
   // Without authentication every request is anonymous and may upload: then only headers have a deadline.
@@ -110,6 +116,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   if (access.tokensEnabled) await app.register(tokenRoutes);
 
   await purgeStaleUploads(app);
+  await scheduleGarbageCollection(app, gc, config.gc.interval);
   return app;
 }
 

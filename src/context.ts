@@ -4,6 +4,7 @@ import type { MetadataIndex } from './index/metadata-index';
 import type { BlobStore } from './storage/blob-store';
 import type { V1Registry } from './v1/registry';
 import type { V2Registry } from './v2/registry';
+import type { GarbageCollector } from './gc/collector';
 
 /** Everything a route may use, built once in app.ts and decorated onto the fastify instance. */
 export interface RegistryContext {
@@ -13,6 +14,7 @@ export interface RegistryContext {
   blobs: BlobStore;
   v1: V1Registry;
   v2: V2Registry;
+  gc: GarbageCollector;
 }
 
 declare module 'fastify' {

@@ -80,6 +80,11 @@ export const schema = {
     purgeAfter: int(24 * 3600, 'seconds after which an unfinished upload is removed', 60),
     maxOpen: int(1000, 'unfinished uploads one user (or one anonymous address) may keep open at once', 1),
   },
+  gc: {
+    interval: int(3600, 'seconds between background garbage collections (0: never in the background; `npm run registry -- gc` runs one)'),
+    delay: int(3600, 'seconds a blob, a link no manifest uses yet, or an untagged manifest is kept before it may be collected: a push has this long to name what it uploaded'),
+    untagged: oneOf(['keep', 'delete'], 'keep', 'manifests no tag reaches (children of tagged indexes and referrers of kept manifests are never untagged): keep, or delete once older than `delay`'),
+  },
   auth: {
     htpasswd: {
       path: optional('htpasswd file (bcrypt entries, as `htpasswd -B` writes); empty: no authentication'),

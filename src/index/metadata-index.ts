@@ -54,7 +54,11 @@ export class MetadataIndex {
           WHERE @owner IS NULL OR (SELECT count(*) FROM uploads WHERE owner = @owner) < @max`,
       ),
       getUpload: p('SELECT id, repo, owner, digest, size, state, started_at, updated_at FROM uploads WHERE id = ?'),
-      setUploadDigest: p('UPDATE uploads SET digest = ?, size = ?, state = ?, updated_at = ? WHERE id = ?'),
+      // Refused while a garbage collection is deleting the bytes of this digest (they share its location).
+      setUploadDigest: p(
+        `UPDATE uploads SET digest = @digest, size = @size, state = @state, updated_at = @now
+          WHERE id = @id AND NOT EXISTS (SELECT 1 FROM gc_doomed WHERE digest = @digest)`,
+      ),
       updateUpload: p('UPDATE uploads SET size = ?, state = ?, updated_at = ? WHERE id = ?'),
       deleteUpload: p('DELETE FROM uploads WHERE id = ?'),
       allUploads: p('SELECT id, repo, owner, digest, size, state, started_at, updated_at FROM uploads'),
@@ -73,8 +77,13 @@ export class MetadataIndex {
     };
   }
 
+  /**
+   * Run `fn` in one transaction that holds the write lock from its start (BEGIN IMMEDIATE): a check and
+   * the write that depends on it cannot be split by another process's write (a garbage collection run
+   * from the CLI), which a deferred transaction would let through or fail on.
+   */
   transaction<T>(fn: () => T): T {
-    return this.db.transaction(fn)();
+    return this.db.transaction(fn).immediate();
   }
 
   close(): void {
@@ -106,9 +115,12 @@ export class MetadataIndex {
     return this.s.createUpload.run({ id, repo, owner, state: JSON.stringify(state), now: Date.now(), max }).changes === 1;
   }
 
-  /** Remember the digest and size an upload's bytes were verified to have, before they are moved into place. */
-  setUploadDigest(id: string, digest: Digest, size: number, state: Record<string, unknown>): void {
-    this.s.setUploadDigest.run(digest, size, JSON.stringify(state), Date.now(), id);
+  /**
+   * Remember the digest and size an upload's bytes were verified to have, before they are moved into place;
+   * false (nothing recorded) while a garbage collection is deleting a blob of that digest.
+   */
+  setUploadDigest(id: string, digest: Digest, size: number, state: Record<string, unknown>): boolean {
+    return this.s.setUploadDigest.run({ id, digest, size, state: JSON.stringify(state), now: Date.now() }).changes === 1;
   }
 
   getUpload(id: string): UploadRecord | undefined {

@@ -142,4 +142,22 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE uploads ADD COLUMN digest TEXT;  -- verified digest, recorded before the bytes are moved
   CREATE INDEX uploads_owner ON uploads(owner) WHERE owner IS NOT NULL;
   `,
+  // 4: garbage collection. A link remembers when it was made (a blob pushed for a manifest that has not
+  // arrived yet is kept for gc.delay); blobs being deleted leave \`blobs\` for gc_doomed in the transaction
+  // that checked nothing refers to them, so a concurrent push either sees them gone or keeps them.
+  `
+  ALTER TABLE repo_blobs ADD COLUMN linked_at INTEGER NOT NULL DEFAULT 0;
+  UPDATE repo_blobs SET linked_at = CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER);
+  CREATE TABLE gc_doomed (
+    digest    TEXT PRIMARY KEY,
+    location  TEXT NOT NULL,
+    size      INTEGER NOT NULL,
+    doomed_at INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  CREATE INDEX manifest_refs_child ON manifest_refs(repo, child);
+  CREATE INDEX v1_images_json ON v1_images(json_digest);
+  CREATE INDEX v1_images_layer ON v1_images(layer_digest) WHERE layer_digest IS NOT NULL;
+  CREATE INDEX uploads_digest ON uploads(digest) WHERE digest IS NOT NULL;
+  CREATE INDEX blobs_location ON blobs(location);
+  `,
 ];

@@ -56,7 +56,9 @@ export class V2Index {
   ) {
     const p = (sql: string) => db.prepare(sql);
     this.s = {
-      linkBlob: p('INSERT INTO repo_blobs (repo, digest) VALUES (?, ?) ON CONFLICT DO NOTHING'),
+      // A link made again is fresh again: garbage collection keeps links younger than gc.delay.
+      linkBlob: p('INSERT INTO repo_blobs (repo, digest, linked_at) VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET linked_at = excluded.linked_at'),
+      touchLink: p('UPDATE repo_blobs SET linked_at = ? WHERE repo = ? AND digest = ? AND linked_at < ?'),
       // Set-based checks of a manifest's references (a JSON array of digests): one statement, not one per reference.
       missingBlobs: p(
         `SELECT DISTINCT j.value AS digest FROM json_each(@digests) j
@@ -100,8 +102,16 @@ export class V2Index {
   linkBlob(repo: string, digest: Digest): void {
     this.core.transaction(() => {
       this.core.ensureRepository(repo);
-      this.s.linkBlob.run(repo, digest);
+      this.s.linkBlob.run(repo, digest, Date.now());
     });
+  }
+
+  /**
+   * Mark a link as just used (a HEAD or GET before a manifest that names the blob) if it was last made
+   * or used before `staleBefore`: one write per link and period, not one per request.
+   */
+  touchLink(repo: string, digest: Digest, staleBefore: number): void {
+    this.s.touchLink.run(Date.now(), repo, digest, staleBefore);
   }
 
   isBlobLinked(repo: string, digest: Digest): boolean {
@@ -139,7 +149,7 @@ export class V2Index {
         annotations: rec.annotations ? JSON.stringify(rec.annotations) : null,
         now: Date.now(),
       });
-      this.s.linkBlob.run(rec.repo, rec.digest);
+      this.s.linkBlob.run(rec.repo, rec.digest, Date.now());
       for (const child of refs) this.s.addRef.run(rec.repo, rec.digest, child);
       if (tag !== undefined) this.s.setTag.run(rec.repo, tag, rec.digest, Date.now());
     });

@@ -13,6 +13,8 @@ import { StagedBytesShortError, StorageNotFoundError, type ByteRange, type Stora
 
 /** How long a duplicate upload's staged copy waits before it is deleted (see discardSoon). */
 const DISCARD_DELAY_MS = 2000;
+/** How long a commit waits for a garbage collection deleting an older blob of the same digest. */
+const DOOMED_WAIT_MS = 30_000;
 
 export interface IngestOptions {
   /** The digest the client announced: a mismatch is DIGEST_INVALID and nothing is stored. */
@@ -25,10 +27,12 @@ export interface IngestOptions {
    */
   hashPrefix?: Buffer;
   /**
-   * Index writes that belong with the blob (a repository link): run inside the commit's transaction,
-   * so they land together with it in one fsync, or on their own if the content was already stored.
+   * Index writes that belong with the blob (a repository link, a manifest, a v1 image's layer): run inside
+   * the transaction that records the blob, or finds it already stored, so they land together in one fsync
+   * and garbage collection never sees the blob unreferenced in between. Throwing rolls that transaction
+   * back. With `hashPrefix`, ingest passes the prefixed digest too.
    */
-  onStored?: (blob: BlobRecord) => void;
+  onStored?: (blob: BlobRecord, prefixedDigest?: Digest) => void;
 }
 
 /** An upload after an append: with `hashPrefix`, the hex of sha256(prefix + the appended bytes). */
@@ -100,7 +104,9 @@ export class BlobStore {
     let blob: BlobRecord;
     try {
       upload = await this.append(upload, body, opts);
-      blob = await this.commit(upload, opts.expected, opts.onStored);
+      const prefixed = upload.prefixedHex === undefined ? undefined : (`sha256:${upload.prefixedHex}` as Digest);
+      const onStored = opts.onStored && ((stored: BlobRecord) => opts.onStored!(stored, prefixed));
+      blob = await this.commit(upload, opts.expected, onStored);
     } catch (err) {
       await this.discard(upload);
       throw err;
@@ -109,8 +115,9 @@ export class BlobStore {
     return upload.prefixedHex === undefined ? blob : { ...blob, prefixedDigest: `sha256:${upload.prefixedHex}` };
   }
 
-  async putBytes(data: Uint8Array, expected?: Digest): Promise<BlobRecord> {
-    return this.ingest(Readable.from([Buffer.from(data.buffer, data.byteOffset, data.byteLength)]), { expected });
+  /** Store bytes as one blob; `onStored` runs in the transaction that records (or finds) it, as for ingest. */
+  async putBytes(data: Uint8Array, expected?: Digest, onStored?: IngestOptions['onStored']): Promise<BlobRecord> {
+    return this.ingest(Readable.from([Buffer.from(data.buffer, data.byteOffset, data.byteLength)]), { expected, onStored });
   }
 
   // ---- resumable uploads (v2 chunked uploads build on these) ----
@@ -331,15 +338,19 @@ export class BlobStore {
       if (moved) await this.discard(upload); // its bytes are that other blob now: nothing is left to append to
       throw new RegistryError('DIGEST_INVALID', undefined, { detail: { expected, computed: digest } });
     }
-    const known = this.index.getBlob(digest);
-    if (known && (!moved || known.size === upload.size)) {
-      onStored?.(known);
-      return known; // already stored: the staged copy is discarded by the caller
-    }
+    // Found and used in one transaction: garbage collection cannot take the blob in between.
+    const known = this.index.transaction(() => {
+      const found = this.index.getBlob(digest);
+      if (!found || (moved && found.size !== upload.size)) return undefined;
+      onStored?.(found);
+      return found;
+    });
+    if (known) return known; // already stored: the staged copy is discarded by the caller
     let location: string;
     try {
-      // Moved by rename (drivers with stagedDigest): say first what was verified, for a client's retried PUT.
-      if (this.driver.stagedDigest && !moved && upload.repo !== null) this.index.setUploadDigest(id, digest, upload.size, upload.state);
+      // Moved by rename (drivers with stagedDigest): say first what was verified, for a client's retried PUT
+      // and for garbage collection, which leaves this digest alone from then on.
+      if (this.driver.stagedDigest && !moved) await this.recordDigest(upload, digest);
       location = await this.driver.commitUpload(id, upload.state, upload.size, hexOf(digest));
     } catch (err) {
       if (!moved || !(err instanceof StorageNotFoundError)) throw err;
@@ -348,6 +359,20 @@ export class BlobStore {
       throw new RegistryError('DIGEST_INVALID', "the upload's bytes are not stored under this digest", { detail: { expected } });
     }
     return this.record(upload, digest, location, onStored);
+  }
+
+  /**
+   * Record the verified digest in the upload's row before its bytes move to the digest's location. While a
+   * garbage collection is deleting an older blob at that location, wait for it to finish (it deletes in
+   * small batches); past DOOMED_WAIT_MS the commit fails and the client may retry.
+   */
+  private async recordDigest(upload: UploadRecord, digest: Digest): Promise<void> {
+    for (const started = Date.now(); !this.index.setUploadDigest(upload.id, digest, upload.size, upload.state); ) {
+      if (Date.now() - started > DOOMED_WAIT_MS) {
+        throw new RegistryError('UNAVAILABLE', 'a garbage collection is removing this blob: retry the upload shortly', { detail: { digest } });
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
   }
 
   /** The upload's staged bytes are gone or cut short: it can go no further, so it ends. */

@@ -86,6 +86,13 @@ export interface StorageDriver {
    */
   listStaged?(): Promise<{ id: string; size: number }[]>;
   /**
+   * Optional: every committed object there is, for garbage collection to find those the index never
+   * recorded (a process killed between moving bytes into place and recording them). Each names what an
+   * upload moving its bytes there would have recorded: the content `digest` where the key comes from it
+   * (local), the `upload` id where the key is per upload (S3).
+   */
+  listObjects?(): AsyncIterable<StoredObject>;
+  /**
    * Optional: a short-lived URL from which a client can GET a committed object directly
    * (S3: a presigned GetObject URL). Routes may redirect blob downloads to it.
    */
@@ -97,6 +104,14 @@ export interface StorageDriver {
   releaseIdleMemory?(): number;
   /** Release connections and timers (optional). */
   close?(): void | Promise<void>;
+}
+
+export interface StoredObject {
+  key: string;
+  size: number;
+  modifiedMs: number;
+  digest?: Digest;
+  upload?: string;
 }
 
 /** An upload's staged bytes are fewer than its recorded size: lost in a crash with fsync off, or cut by hand. */

@@ -1,7 +1,7 @@
 import { constants, promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
-import { StagedBytesShortError, StorageNotFoundError, type ByteRange, type StorageDriver, type UploadState } from './driver';
+import { StagedBytesShortError, StorageNotFoundError, type ByteRange, type StorageDriver, type StoredObject, type UploadState } from './driver';
 import { downloadBuffers, pipeFile } from './file-reader';
 import type { Digest } from './digest';
 import { UploadWorkers, type AppendResult } from './upload-workers';
@@ -170,6 +170,19 @@ export class LocalDriver implements StorageDriver {
       if (st?.isFile()) out.push({ id: name, size: st.size });
     }
     return out;
+  }
+
+  async *listObjects(): AsyncIterable<StoredObject> {
+    const top = path.join(this.root, 'blobs', 'sha256');
+    for (const dir of (await fs.readdir(top)).sort()) {
+      if (!/^[a-f0-9]{2}$/.test(dir)) continue;
+      for (const name of (await fs.readdir(path.join(top, dir)).catch(() => [] as string[])).sort()) {
+        if (!name.startsWith(dir) || !/^[a-f0-9]{64}$/.test(name)) continue;
+        const key = `blobs/sha256/${dir}/${name}`;
+        const st = await fs.stat(this.file(key)).catch(() => null);
+        if (st?.isFile()) yield { key, size: st.size, modifiedMs: st.mtimeMs, digest: `sha256:${name}` };
+      }
+    }
   }
 
   releaseIdleMemory(): number {

@@ -7,13 +7,14 @@ import {
   GetObjectCommand,
   HeadBucketCommand,
   HeadObjectCommand,
+  ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
   UploadPartCommand,
   type S3ClientConfig,
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
-import { StorageNotFoundError, type ByteRange, type StorageDriver, type UploadState } from './driver';
+import { StorageNotFoundError, type ByteRange, type StorageDriver, type StoredObject, type UploadState } from './driver';
 
 // The SDK warns on every start that it will soon need Node 22; the registry supports Node 20 on purpose.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
@@ -175,6 +176,22 @@ export class S3Driver implements StorageDriver {
   }
 
   // ---- committed objects ----
+
+  /** Committed objects are `blobs/<upload id>`: the key names the upload that made it. */
+  async *listObjects(): AsyncIterable<StoredObject> {
+    const Prefix = this.objectKey('blobs/');
+    let ContinuationToken: string | undefined;
+    do {
+      const page = await this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix, ContinuationToken }));
+      for (const o of page.Contents ?? []) {
+        const key = o.Key?.slice(this.prefix.length) ?? '';
+        const upload = key.slice('blobs/'.length);
+        if (!BLOB_KEY.test(key) || !UPLOAD_ID.test(upload)) continue;
+        yield { key, size: o.Size ?? 0, modifiedMs: o.LastModified?.getTime() ?? 0, upload };
+      }
+      ContinuationToken = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (ContinuationToken);
+  }
 
   async ping(): Promise<void> {
     await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));

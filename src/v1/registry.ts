@@ -1,9 +1,10 @@
 import type { Readable } from 'node:stream';
 import { RegistryError } from '../errors';
-import type { MetadataIndex } from '../index/metadata-index';
+import type { BlobRecord, MetadataIndex } from '../index/metadata-index';
 import type { NamePattern } from '../index/name-filter';
 import type { V1Image, V1ImageListEntry, V1Index } from '../index/v1-index';
 import type { BlobStore } from '../storage/blob-store';
+import type { Digest } from '../storage/digest';
 import { isTag } from '../names';
 import { assertImageId } from './names';
 
@@ -72,8 +73,11 @@ export class V1Registry {
       parent = json.parent;
     }
     if (this.index.getV1Image(repo, id)?.complete) throw new RegistryError('CONFLICT', ALREADY_EXISTS);
-    const blob = await this.blobs.putBytes(body);
-    if (!this.index.putV1ImageJson(repo, id, parent, blob.digest)) throw new RegistryError('CONFLICT', ALREADY_EXISTS);
+    // The image row is written in the transaction that records the JSON blob, so garbage collection never
+    // sees the blob unreferenced in between.
+    await this.blobs.putBytes(body, undefined, (blob) => {
+      if (!this.index.putV1ImageJson(repo, id, parent, blob.digest)) throw new RegistryError('CONFLICT', ALREADY_EXISTS);
+    });
   }
 
   /**
@@ -87,13 +91,17 @@ export class V1Registry {
     if (!image) throw new RegistryError('NOT_FOUND', NOT_FOUND);
     if (image.complete) throw new RegistryError('CONFLICT', ALREADY_EXISTS);
     const json = await this.blobs.readBytes(image.jsonDigest);
-    const layer = await this.blobs.ingest(body, { hashPrefix: Buffer.concat([json, Buffer.from('\n')]) });
-    if (!this.index.setV1Layer(repo, id, image.jsonDigest, layer.digest, layer.size, layer.prefixedDigest!)) {
-      // Completed or re-described by another request while we streamed.
-      const now = this.index.getV1Image(repo, id);
-      if (now?.complete) throw new RegistryError('CONFLICT', ALREADY_EXISTS);
-      throw new RegistryError('BAD_REQUEST', 'Image JSON changed during the layer upload, retry');
-    }
+    // The layer is recorded on the image in the transaction that records (or finds) its blob, as for the JSON.
+    const hashPrefix = Buffer.concat([json, Buffer.from('\n')]);
+    const onStored = (layer: BlobRecord, checksum?: Digest) => {
+      if (!this.index.setV1Layer(repo, id, image.jsonDigest, layer.digest, layer.size, checksum!)) {
+        // Completed or re-described by another request while we streamed.
+        const now = this.index.getV1Image(repo, id);
+        if (now?.complete) throw new RegistryError('CONFLICT', ALREADY_EXISTS);
+        throw new RegistryError('BAD_REQUEST', 'Image JSON changed during the layer upload, retry');
+      }
+    };
+    await this.blobs.ingest(body, { hashPrefix, onStored });
   }
 
   /** Verify the client's payload checksum; a match makes the image visible. */

@@ -19,10 +19,12 @@ export interface Descriptor {
 }
 
 export class V2Registry {
+  /** `gcDelayMs`: how long garbage collection keeps a link no manifest uses (gc.delay); a use renews it. */
   constructor(
     private readonly core: MetadataIndex,
     private readonly index: V2Index,
     private readonly blobs: BlobStore,
+    private readonly gcDelayMs = 3600_000,
   ) {}
 
   // ---- blobs ----
@@ -31,6 +33,9 @@ export class V2Registry {
   blob(repo: string, digest: Digest): BlobRecord {
     const blob = this.index.isBlobLinked(repo, digest) ? this.blobs.stat(digest) : undefined;
     if (!blob) throw new RegistryError('BLOB_UNKNOWN', undefined, { detail: { digest } });
+    // A client that finds the blob here skips its upload and names it in a manifest soon: keep the link
+    // fresh, so that garbage collection does not take it in between.
+    this.index.touchLink(repo, digest, Date.now() - this.gcDelayMs / 2);
     return blob;
   }
 
@@ -53,11 +58,14 @@ export class V2Registry {
 
   /** Cross-repository mount: only from a repository that has the blob. Undefined if not possible. */
   mount(repo: string, digest: Digest, from: string): BlobRecord | undefined {
-    if (!this.index.isBlobLinked(from, digest)) return undefined;
-    const blob = this.blobs.stat(digest);
-    if (!blob) return undefined;
-    this.index.linkBlob(repo, digest);
-    return blob;
+    // One transaction: the blob cannot be collected between the check and the link.
+    return this.core.transaction(() => {
+      if (!this.index.isBlobLinked(from, digest)) return undefined;
+      const blob = this.blobs.stat(digest);
+      if (!blob) return undefined;
+      this.index.linkBlob(repo, digest);
+      return blob;
+    });
   }
 
   upload(repo: string, id: string): UploadRecord {
@@ -123,26 +131,33 @@ export class V2Registry {
     }
     const parsed = parseManifest(body, contentType);
     // One query per kind, however often a manifest repeats a reference; the error names the first missing one.
-    const missingBlobs = this.index.missingBlobs(repo, parsed.blobs);
-    const blob = parsed.blobs.find((d) => missingBlobs.has(d));
-    if (blob) throw new RegistryError('MANIFEST_BLOB_UNKNOWN', `blob ${blob} is not in ${repo}`, { detail: { digest: blob } });
-    const missingChildren = this.index.missingManifests(repo, parsed.manifests);
-    const child = parsed.manifests.find((d) => missingChildren.has(d));
-    if (child) throw new RegistryError('MANIFEST_BLOB_UNKNOWN', `manifest ${child} is not in ${repo}`, { detail: { digest: child } });
-    await this.blobs.putBytes(body, digest);
-    this.index.putManifest(
-      {
-        repo,
-        digest,
-        mediaType: parsed.mediaType,
-        size: body.length,
-        artifactType: parsed.artifactType,
-        subject: parsed.subject,
-        annotations: parsed.annotations,
-      },
-      [...new Set([...parsed.blobs, ...parsed.manifests])],
-      tag,
-    );
+    const checkReferences = () => {
+      const missingBlobs = this.index.missingBlobs(repo, parsed.blobs);
+      const blob = parsed.blobs.find((d) => missingBlobs.has(d));
+      if (blob) throw new RegistryError('MANIFEST_BLOB_UNKNOWN', `blob ${blob} is not in ${repo}`, { detail: { digest: blob } });
+      const missingChildren = this.index.missingManifests(repo, parsed.manifests);
+      const child = parsed.manifests.find((d) => missingChildren.has(d));
+      if (child) throw new RegistryError('MANIFEST_BLOB_UNKNOWN', `manifest ${child} is not in ${repo}`, { detail: { digest: child } });
+    };
+    checkReferences(); // before any byte is stored
+    // Checked again in the transaction that records the manifest bytes: a garbage collection that took a
+    // reference meanwhile makes this PUT fail, never leaves a manifest pointing at missing bytes.
+    await this.blobs.putBytes(body, digest, () => {
+      checkReferences();
+      this.index.putManifest(
+        {
+          repo,
+          digest,
+          mediaType: parsed.mediaType,
+          size: body.length,
+          artifactType: parsed.artifactType,
+          subject: parsed.subject,
+          annotations: parsed.annotations,
+        },
+        [...new Set([...parsed.blobs, ...parsed.manifests])],
+        tag,
+      );
+    });
     return { digest, subject: parsed.subject };
   }
 

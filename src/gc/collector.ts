@@ -1,0 +1,139 @@
+import type { DoomedBlob, GcIndex } from '../index/gc-index';
+import type { StorageDriver } from '../storage/driver';
+import type { Digest } from '../storage/digest';
+import type { GcPhase, GcReport, GcRunOptions } from './types';
+
+// Online garbage collection: mark and sweep as queries over the index, in small transactions, while pushes
+// and pulls go on. The order matters: manifests no tag reaches (if asked), then links no manifest uses,
+// then blobs nothing refers to, then what storage holds that the index never named. Blobs leave the index
+// (into gc_doomed) before their bytes are deleted, so a run killed half-way is finished by the next.
+
+export interface GcSettings {
+  /** Nothing younger than this is collected: a push in progress has this long to name what it uploaded. */
+  delayMs: number;
+  /** Delete manifests no tag reaches (once older than delayMs), or keep them. */
+  untagged: 'keep' | 'delete';
+}
+
+const REPOS_PER_QUERY = 500;
+const MANIFESTS_PER_TRANSACTION = 200;
+const DOOMED_PER_QUERY = 500;
+/** Deletions in flight at once (S3 round trips, or unlinks on the local disk). */
+const DELETE_CONCURRENCY = 8;
+
+export class GarbageCollector {
+  constructor(
+    private readonly index: GcIndex,
+    private readonly driver: StorageDriver,
+    private readonly settings: GcSettings,
+  ) {}
+
+  /** One run. With `dryRun` nothing in storage is touched (the index given should then be a copy). */
+  async run(opts: GcRunOptions = {}): Promise<GcReport> {
+    const started = Date.now();
+    const cutoff = started - this.settings.delayMs;
+    const dryRun = opts.dryRun ?? false;
+    const report: GcReport = { dryRun, manifests: 0, links: 0, blobs: 0, bytes: 0, staged: 0, stray: 0, strayBytes: 0, durationMs: 0 };
+    const progress = (phase: GcPhase, done: number, total?: number) => {
+      opts.signal?.throwIfAborted();
+      opts.onProgress?.({ phase, done, total });
+    };
+
+    if (dryRun) count(report, await this.index.doomedBlobs(Number.MAX_SAFE_INTEGER));
+    else await this.finishDoomed(report, (done) => progress('doomed', done));
+    progress('doomed', report.blobs);
+
+    if (this.settings.untagged === 'delete') {
+      await this.eachRepository(async (repo) => {
+        for (let gone; (gone = await this.index.deleteUnreachableManifests(repo, cutoff, MANIFESTS_PER_TRANSACTION)).length > 0; ) {
+          report.manifests += gone.length;
+          progress('manifests', report.manifests);
+        }
+      });
+    }
+    progress('manifests', report.manifests);
+
+    await this.eachRepository(async (repo) => {
+      report.links += await this.index.removeUnusedLinks(repo, cutoff);
+      progress('links', report.links);
+    });
+    progress('links', report.links);
+
+    const blobsBefore = report.blobs;
+    for (let after: string | null = ''; after !== null; ) {
+      const { doomed, next } = await this.index.doomUnreferenced(after, cutoff);
+      if (!dryRun) await this.deleteBytes(doomed);
+      count(report, doomed);
+      progress('blobs', report.blobs - blobsBefore);
+      after = next;
+    }
+
+    if (this.driver.listStaged) {
+      const staged = await this.driver.listStaged();
+      for (const [i, area] of staged.entries()) {
+        if (await this.index.uploadExists(area.id)) continue;
+        if (!dryRun) await this.driver.abortUpload(area.id, {});
+        report.staged++;
+        progress('staged', i + 1, staged.length);
+      }
+    }
+    progress('staged', report.staged);
+
+    if (this.driver.listObjects) {
+      const strays: DoomedBlob[] = [];
+      const flush = async () => {
+        const batch = strays.splice(0);
+        if (!dryRun) await this.deleteBytes(batch);
+        report.stray += batch.length;
+        report.strayBytes += batch.reduce((n, b) => n + b.size, 0);
+        progress('stray', report.stray);
+      };
+      for await (const o of this.driver.listObjects()) {
+        if (o.modifiedMs >= cutoff) continue;
+        // In a dry run the copy of the index is doomed too, so the counts match what a real run does.
+        if (!(await this.index.doomStray(o.key, o.size, o.digest ?? null, o.upload ?? null))) continue;
+        strays.push({ digest: (o.digest ?? o.key) as Digest, location: o.key, size: o.size });
+        if (strays.length >= DOOMED_PER_QUERY) await flush();
+      }
+      await flush();
+    }
+
+    report.durationMs = Date.now() - started;
+    return report;
+  }
+
+  /**
+   * Delete the bytes of blobs a run took out of the index and did not get to delete (it was killed): until
+   * then a push of the same digest waits. The server calls this at start.
+   */
+  async finishDoomed(report?: GcReport, onProgress?: (done: number) => void): Promise<{ blobs: number; bytes: number }> {
+    const done = { blobs: 0, bytes: 0 };
+    for (let batch; (batch = await this.index.doomedBlobs(DOOMED_PER_QUERY)).length > 0; ) {
+      await this.deleteBytes(batch);
+      done.blobs += batch.length;
+      done.bytes += batch.reduce((n, b) => n + b.size, 0);
+      if (report) count(report, batch);
+      onProgress?.(done.blobs);
+    }
+    return done;
+  }
+
+  private async eachRepository(fn: (repo: string) => Promise<void>): Promise<void> {
+    for (let after = '', repos: string[]; (repos = await this.index.repositories(after, REPOS_PER_QUERY)).length > 0; after = repos.at(-1)!) {
+      for (const repo of repos) await fn(repo);
+    }
+  }
+
+  /** Delete the bytes of doomed blobs, then let their digests be pushed again. */
+  private async deleteBytes(doomed: DoomedBlob[]): Promise<void> {
+    for (let i = 0; i < doomed.length; i += DELETE_CONCURRENCY) {
+      await Promise.all(doomed.slice(i, i + DELETE_CONCURRENCY).map((b) => this.driver.delete(b.location)));
+    }
+    await this.index.forgetDoomed(doomed.map((b) => b.digest));
+  }
+}
+
+function count(report: GcReport, blobs: DoomedBlob[]): void {
+  report.blobs += blobs.length;
+  report.bytes += blobs.reduce((n, b) => n + b.size, 0);
+}

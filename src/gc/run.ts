@@ -1,0 +1,52 @@
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { Config } from '../config/schema';
+import { openDatabase, type Db } from '../index/db';
+import { GcIndex } from '../index/gc-index';
+import { MetadataIndex } from '../index/metadata-index';
+import { createDriver } from '../storage/factory';
+import { GarbageCollector, type GcSettings } from './collector';
+import type { GcReport, GcRunOptions } from './types';
+
+/** gc.* of the configuration, in the collector's units. */
+export function gcSettings(config: Config): GcSettings {
+  return { delayMs: config.gc.delay * 1000, untagged: config.gc.untagged === 'delete' ? 'delete' : 'keep' };
+}
+
+/**
+ * One garbage collection over the index and storage the configuration names, as the CLI runs it (safe
+ * while the server runs: both take the index's write lock per small transaction). A dry run works on a
+ * copy of the index and touches no storage, so it reports exactly what a real run would remove now.
+ */
+export async function runGarbageCollection(config: Config, opts: GcRunOptions = {}): Promise<GcReport> {
+  const file = config.index.path;
+  if (file !== ':memory:' && !existsSync(file)) throw new Error(`no index at ${path.resolve(file)} (index.path): nothing to collect`);
+  let db: Db;
+  try {
+    db = openDatabase(file);
+  } catch (err) {
+    throw new Error(`cannot open the index ${path.resolve(file)}: ${(err as Error).message}`);
+  }
+  let copyDir: string | undefined;
+  const dbs = [db];
+  try {
+    let target = db;
+    if (opts.dryRun) {
+      copyDir = mkdtempSync(path.join(tmpdir(), 'registry-gc-'));
+      const copy = path.join(copyDir, 'index.db');
+      await db.backup(copy);
+      target = openDatabase(copy);
+      dbs.push(target);
+    }
+    const driver = await createDriver(config);
+    try {
+      return await new GarbageCollector(new GcIndex(target, new MetadataIndex(target)), driver, gcSettings(config)).run(opts);
+    } finally {
+      await driver.close?.();
+    }
+  } finally {
+    for (const d of dbs) d.close();
+    if (copyDir) rmSync(copyDir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,33 @@
+import type { FastifyInstance } from 'fastify';
+import type { GarbageCollector } from './collector';
+
+/**
+ * The server's garbage collection: first the deletions a killed run left (a push of such a digest waits
+ * for them), then a run every `intervalSeconds` (0: none), one at a time, stopped by close().
+ */
+export async function scheduleGarbageCollection(app: FastifyInstance, collector: GarbageCollector, intervalSeconds: number): Promise<void> {
+  const left = await collector.finishDoomed();
+  if (left.blobs > 0) app.log.info(left, 'garbage collection: finished deleting blobs an interrupted run had taken out of the index');
+  if (intervalSeconds === 0) return;
+  const stop = new AbortController();
+  let running: Promise<void> | null = null;
+  const run = () => {
+    if (running) return;
+    running = collector
+      .run({ signal: stop.signal })
+      .then(
+        (report) => app.log.info(report, 'garbage collection'),
+        (err) => {
+          if (!stop.signal.aborted) app.log.error({ err }, 'garbage collection failed; the next run starts over');
+        },
+      )
+      .finally(() => (running = null));
+  };
+  const timer = setInterval(run, intervalSeconds * 1000);
+  timer.unref();
+  app.addHook('onClose', async () => {
+    clearInterval(timer);
+    stop.abort();
+    await running;
+  });
+}
