@@ -16,6 +16,8 @@ export interface GcDeps {
   run: RunGc;
   /** Defaults to the server's loader: REGISTRY_CONFIG and REGISTRY_* overrides apply. */
   loadConfig?: () => Config;
+  /** Fired by Ctrl-C or SIGTERM: the collector stops between two batches and cleans up after itself. */
+  signal?: AbortSignal;
 }
 
 const USAGE = 'usage: npm run registry -- gc [--dry-run]\n';
@@ -53,9 +55,14 @@ export async function gcCommand(args: string[], io: CliIo, deps: GcDeps): Promis
     report = await deps.run(config, {
       dryRun,
       onProgress: (p) => progress.update(`gc ${p.phase}`, p.done, p.total),
+      signal: deps.signal,
     });
   } catch (err) {
     progress.abort();
+    if (deps.signal?.aborted) {
+      io.stderr.write('registry gc: interrupted; the next run finishes the job\n');
+      return 130;
+    }
     throw err;
   }
   progress.finish();

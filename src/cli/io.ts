@@ -22,6 +22,22 @@ export function errorMessage(err: unknown): string {
   return err instanceof Error && err.message ? err.message : String(err);
 }
 
+/**
+ * A signal fired by the first Ctrl-C (SIGINT) or SIGTERM, for a command that can stop cleanly between
+ * two steps. The handlers go once fired, so a second Ctrl-C kills the process as usual.
+ */
+export function interruptSignal(): AbortSignal {
+  const stop = new AbortController();
+  const onSignal = () => {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    stop.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return stop.signal;
+}
+
 /** Exit with `code` once stdout and stderr have taken everything written to them. */
 export function exitWith(code: number): void {
   process.exitCode = code;

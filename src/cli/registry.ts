@@ -1,7 +1,7 @@
 import { runGarbageCollection } from '../gc/run';
 import { dispatch, type Command } from './dispatch';
 import { gcCommand, gcHelp } from './gc';
-import { processIo, runEntry } from './io';
+import { interruptSignal, processIo, runEntry } from './io';
 import { userCommand } from './user-command';
 
 // The operator's tool: npm run registry -- <command> [arguments] (node dist/cli/registry.js in the
@@ -22,7 +22,7 @@ const commands: Record<string, Command> = {
   },
   gc: {
     help: gcHelp,
-    run: (args, io) => gcCommand(args, io, { run: runGarbageCollection }),
+    run: (args, io) => gcCommand(args, io, { run: runGarbageCollection, signal: interruptSignal() }),
   },
 };
 

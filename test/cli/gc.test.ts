@@ -149,6 +149,23 @@ t.test('a configuration error stops it before the collector runs', async (t) => 
   t.equal(seen.length, 0);
 });
 
+t.test('interrupted (Ctrl-C): the collector is asked to stop, status 130, no error message', async (t) => {
+  const stop = new AbortController();
+  const io = fakeIo();
+  let seen: AbortSignal | undefined;
+  const run: RunGc = async (_config, opts) => {
+    seen = opts.signal;
+    opts.onProgress?.({ phase: 'links', done: 7 });
+    stop.abort();
+    opts.signal?.throwIfAborted();
+    throw new Error('not reached');
+  };
+  t.equal(await gcCommand([], io, { run, loadConfig, signal: stop.signal }), 130);
+  t.equal(seen, stop.signal, 'the signal goes to the collector');
+  t.match(io.stderr.text(), /^gc links: stopped after 7 \(\d+ ms\)\nregistry gc: interrupted; the next run finishes the job\n$/);
+  t.equal(io.stdout.text(), '');
+});
+
 t.test('bad arguments: the usage, status 2, the collector not run', async (t) => {
   const seen: unknown[] = [];
   const io = fakeIo();
