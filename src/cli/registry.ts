@@ -1,0 +1,29 @@
+import { runGarbageCollection } from '../gc/run';
+import { dispatch, type Command } from './dispatch';
+import { gcCommand, gcHelp } from './gc';
+import { interruptSignal, processIo, runEntry } from './io';
+import { userCommand } from './user-command';
+
+// The operator's tool: npm run registry -- <command> [arguments] (node dist/cli/registry.js in the
+// image). Each command lives in its own file; this table is the only place that wires in the real
+// collaborators (the garbage collector), so that the commands themselves can be tested with fakes.
+
+const commands: Record<string, Command> = {
+  user: {
+    help: [
+      ['user add <name> [--file <htpasswd>]', 'add a user, or set a new password (stdin\'s first line, or a prompt)'],
+      ['user remove <name> [--file <htpasswd>]', 'remove a user'],
+      ['user list [--file <htpasswd>]', 'list the users (file: --file, else auth.htpasswd.path)'],
+    ],
+    run: (args, io) =>
+      userCommand(args, io, {
+        usage: 'usage: npm run registry -- user add <name> | user remove <name> | user list [--file <htpasswd>]',
+      }),
+  },
+  gc: {
+    help: gcHelp,
+    run: (args, io) => gcCommand(args, io, { run: runGarbageCollection, signal: interruptSignal() }),
+  },
+};
+
+runEntry('registry: ', () => dispatch(process.argv.slice(2), commands, processIo()));
