@@ -1,4 +1,5 @@
-import type { DoomedBlob, GcIndex } from '../index/gc-index';
+import { hostname } from 'node:os';
+import type { DoomedBlob, GcIndex, LockHolder } from '../index/gc-index';
 import type { StorageDriver } from '../storage/driver';
 import type { Digest } from '../storage/digest';
 import type { GcPhase, GcReport, GcRunOptions } from './types';
@@ -20,27 +21,89 @@ const MANIFESTS_PER_TRANSACTION = 200;
 const DOOMED_PER_QUERY = 500;
 /** Deletions in flight at once (S3 round trips, or unlinks on the local disk). */
 const DELETE_CONCURRENCY = 8;
+/** A lock holder silent this long is taken to be dead; holders say they are alive every HEARTBEAT_MS. */
+const LOCK_STALE_MS = 60_000;
+const HEARTBEAT_MS = 5_000;
+
+/** Another process (the server, or `npm run registry -- gc`) is collecting. */
+export class GcBusyError extends Error {
+  override name = 'GcBusyError';
+  constructor(readonly holder: LockHolder) {
+    super(`a garbage collection is already running (pid ${holder.pid} on ${holder.host}); try again when it has finished`);
+  }
+}
+
+const me: LockHolder = { host: hostname(), pid: process.pid };
+
+/** A holder on this machine whose process is gone (killed): its lock need not wait to go stale. */
+function isGone(holder: LockHolder): boolean {
+  if (holder.host !== me.host) return false;
+  try {
+    process.kill(holder.pid, 0);
+    return false;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ESRCH';
+  }
+}
 
 export class GarbageCollector {
+  /** Runs in this process go one after the other. */
+  private queue: Promise<unknown> = Promise.resolve();
+
   constructor(
     private readonly index: GcIndex,
     private readonly driver: StorageDriver,
     private readonly settings: GcSettings,
   ) {}
 
-  /** One run. With `dryRun` nothing in storage is touched (the index given should then be a copy). */
-  async run(opts: GcRunOptions = {}): Promise<GcReport> {
+  /**
+   * One run. With `dryRun` nothing in storage is touched (the index given should then be a copy). Runs in
+   * one process queue; across processes one holds the index's collection lock and the others get GcBusyError.
+   */
+  run(opts: GcRunOptions = {}): Promise<GcReport> {
+    return this.exclusive(() => this.runLocked(opts));
+  }
+
+  /**
+   * Delete the bytes of blobs a run took out of the index and did not get to delete (it was killed): until
+   * then a push of the same digest waits. The server calls this at start; a collection running elsewhere
+   * finishes its own (GcBusyError).
+   */
+  finishDoomed(): Promise<{ blobs: number; bytes: number }> {
+    return this.exclusive(() => this.finishDoomedLocked());
+  }
+
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.queue.then(async () => {
+      const holder = await this.index.takeLock(me, Date.now() - LOCK_STALE_MS, isGone);
+      if (holder) throw new GcBusyError(holder);
+      try {
+        return await fn();
+      } finally {
+        await this.index.releaseLock(me);
+      }
+    });
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  private async runLocked(opts: GcRunOptions): Promise<GcReport> {
     const started = Date.now();
     const cutoff = started - this.settings.delayMs;
     const dryRun = opts.dryRun ?? false;
     const report: GcReport = { dryRun, manifests: 0, links: 0, blobs: 0, bytes: 0, staged: 0, stray: 0, strayBytes: 0, durationMs: 0 };
+    let lastBeat = started;
     const progress = (phase: GcPhase, done: number, total?: number) => {
       opts.signal?.throwIfAborted();
       opts.onProgress?.({ phase, done, total });
+      if (Date.now() - lastBeat >= HEARTBEAT_MS) {
+        lastBeat = Date.now();
+        void this.index.heartbeat(me);
+      }
     };
 
     if (dryRun) count(report, await this.index.doomedBlobs(Number.MAX_SAFE_INTEGER));
-    else await this.finishDoomed(report, (done) => progress('doomed', done));
+    else await this.finishDoomedLocked(report, (done) => progress('doomed', done));
     progress('doomed', report.blobs);
 
     if (this.settings.untagged === 'delete') {
@@ -88,7 +151,9 @@ export class GarbageCollector {
         report.strayBytes += batch.reduce((n, b) => n + b.size, 0);
         progress('stray', report.stray);
       };
+      let listed = 0;
       for await (const o of this.driver.listObjects()) {
+        if (++listed % DOOMED_PER_QUERY === 0) progress('stray', report.stray);
         if (o.modifiedMs >= cutoff) continue;
         // In a dry run the copy of the index is doomed too, so the counts match what a real run does.
         if (!(await this.index.doomStray(o.key, o.size, o.digest ?? null, o.upload ?? null))) continue;
@@ -102,11 +167,7 @@ export class GarbageCollector {
     return report;
   }
 
-  /**
-   * Delete the bytes of blobs a run took out of the index and did not get to delete (it was killed): until
-   * then a push of the same digest waits. The server calls this at start.
-   */
-  async finishDoomed(report?: GcReport, onProgress?: (done: number) => void): Promise<{ blobs: number; bytes: number }> {
+  private async finishDoomedLocked(report?: GcReport, onProgress?: (done: number) => void): Promise<{ blobs: number; bytes: number }> {
     const done = { blobs: 0, bytes: 0 };
     for (let batch; (batch = await this.index.doomedBlobs(DOOMED_PER_QUERY)).length > 0; ) {
       await this.deleteBytes(batch);

@@ -38,6 +38,7 @@ export async function runGarbageCollection(config: Config, opts: GcRunOptions = 
       await db.backup(copy);
       target = openDatabase(copy);
       dbs.push(target);
+      target.prepare('DELETE FROM gc_lock').run(); // the copy is ours alone, whoever collects the original
     }
     const driver = await createDriver(config);
     try {

@@ -7,6 +7,12 @@ import type { Digest } from '../storage/digest';
 // the blob is there (BlobStore's onStored). Transactions serialize, so one of the two wins, never both.
 // Methods are asynchronous so that an index on a database server can implement them too.
 
+/** A process holding the collection lock. */
+export interface LockHolder {
+  host: string;
+  pid: number;
+}
+
 export interface DoomedBlob {
   digest: Digest;
   location: string;
@@ -70,7 +76,34 @@ export class GcIndex {
              OR (@upload IS NOT NULL AND EXISTS (SELECT 1 FROM uploads WHERE id = @upload))`,
       ).pluck(),
       uploadExists: p('SELECT EXISTS (SELECT 1 FROM uploads WHERE id = ?)').pluck(),
+      lockHolder: p('SELECT host, pid, heartbeat_at AS heartbeatAt FROM gc_lock WHERE id = 1'),
+      takeLock: p('INSERT OR REPLACE INTO gc_lock (id, host, pid, heartbeat_at) VALUES (1, ?, ?, ?)'),
+      heartbeat: p('UPDATE gc_lock SET heartbeat_at = ? WHERE id = 1 AND host = ? AND pid = ?'),
+      releaseLock: p('DELETE FROM gc_lock WHERE id = 1 AND host = ? AND pid = ?'),
     };
+  }
+
+  /**
+   * Take the collection lock for `me`, unless another holder is alive: its heartbeat is newer than
+   * `staleBefore` and `isGone` does not say it is dead. Returns the live holder when it is not taken.
+   */
+  async takeLock(me: LockHolder, staleBefore: number, isGone: (holder: LockHolder) => boolean): Promise<LockHolder | null> {
+    return this.core.transaction(() => {
+      const holder = this.s.lockHolder.get() as (LockHolder & { heartbeatAt: number }) | undefined;
+      const mine = holder && holder.host === me.host && holder.pid === me.pid;
+      if (holder && !mine && holder.heartbeatAt >= staleBefore && !isGone(holder)) return { host: holder.host, pid: holder.pid };
+      this.s.takeLock.run(me.host, me.pid, Date.now());
+      return null;
+    });
+  }
+
+  /** Say the holder is still at work; false if it no longer holds the lock (taken over as stale). */
+  async heartbeat(me: LockHolder): Promise<boolean> {
+    return this.s.heartbeat.run(Date.now(), me.host, me.pid).changes === 1;
+  }
+
+  async releaseLock(me: LockHolder): Promise<void> {
+    this.s.releaseLock.run(me.host, me.pid);
   }
 
   /** Repository names after `after`, at most `limit`, in byte order. */

@@ -154,6 +154,13 @@ export const MIGRATIONS: readonly string[] = [
     size      INTEGER NOT NULL,
     doomed_at INTEGER NOT NULL
   ) WITHOUT ROWID;
+  -- One collection at a time (two would race each other's deletions): who holds it, and when it last said so.
+  CREATE TABLE gc_lock (
+    id           INTEGER PRIMARY KEY CHECK (id = 1),
+    host         TEXT NOT NULL,
+    pid          INTEGER NOT NULL,
+    heartbeat_at INTEGER NOT NULL
+  );
   CREATE INDEX manifest_refs_child ON manifest_refs(repo, child);
   CREATE INDEX v1_images_json ON v1_images(json_digest);
   CREATE INDEX v1_images_layer ON v1_images(layer_digest) WHERE layer_digest IS NOT NULL;

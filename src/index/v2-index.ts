@@ -69,7 +69,7 @@ export class V2Index {
         `SELECT DISTINCT j.value AS digest FROM json_each(@digests) j
           WHERE NOT EXISTS (SELECT 1 FROM manifests m WHERE m.repo = @repo AND m.digest = j.value)`,
       ),
-      isLinked: p('SELECT 1 FROM repo_blobs WHERE repo = ? AND digest = ?'),
+      linkedAt: p('SELECT linked_at FROM repo_blobs WHERE repo = ? AND digest = ?').pluck(),
       unlinkBlob: p('DELETE FROM repo_blobs WHERE repo = ? AND digest = ?'),
 
       putManifest: p(
@@ -106,16 +106,18 @@ export class V2Index {
     });
   }
 
-  /**
-   * Mark a link as just used (a HEAD or GET before a manifest that names the blob) if it was last made
-   * or used before `staleBefore`: one write per link and period, not one per request.
-   */
+  /** Mark a link as just used, if it was last made or used before `staleBefore`. */
   touchLink(repo: string, digest: Digest, staleBefore: number): void {
     this.s.touchLink.run(Date.now(), repo, digest, staleBefore);
   }
 
   isBlobLinked(repo: string, digest: Digest): boolean {
-    return this.s.isLinked.get(repo, digest) !== undefined;
+    return this.linkedAt(repo, digest) !== undefined;
+  }
+
+  /** When the link was made or last used (ms), or undefined if the repository has no such link. */
+  linkedAt(repo: string, digest: Digest): number | undefined {
+    return this.s.linkedAt.get(repo, digest) as number | undefined;
   }
 
   /** Those of `digests` this repository cannot serve (not linked, or not stored), in no particular order. */

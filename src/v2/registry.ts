@@ -31,11 +31,14 @@ export class V2Registry {
 
   /** A blob this repository may serve; BLOB_UNKNOWN otherwise (even if another repository has it). */
   blob(repo: string, digest: Digest): BlobRecord {
-    const blob = this.index.isBlobLinked(repo, digest) ? this.blobs.stat(digest) : undefined;
+    const linkedAt = this.index.linkedAt(repo, digest);
+    const blob = linkedAt === undefined ? undefined : this.blobs.stat(digest);
     if (!blob) throw new RegistryError('BLOB_UNKNOWN', undefined, { detail: { digest } });
     // A client that finds the blob here skips its upload and names it in a manifest soon: keep the link
-    // fresh, so that garbage collection does not take it in between.
-    this.index.touchLink(repo, digest, Date.now() - this.gcDelayMs / 2);
+    // fresh so that garbage collection does not take it in between; one write per link and half delay,
+    // not one per request (a read is enough to tell).
+    const staleBefore = Date.now() - this.gcDelayMs / 2;
+    if (linkedAt! < staleBefore) this.index.touchLink(repo, digest, staleBefore);
     return blob;
   }
 
