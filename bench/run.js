@@ -9,6 +9,7 @@ const { spawnSync } = require('node:child_process');
 const BENCHMARKS = [
   'v1-layer.js',
   's3-blob.js',
+  'gc.js',
   'side-by-side.js',
 ];
 
