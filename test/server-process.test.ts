@@ -4,7 +4,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { request } from 'node:http';
 import t from 'tap';
-import { freePort, spawnServer } from './helpers/process';
+import { freePort, serverEnv, spawnServer } from './helpers/process';
 import { tempDir } from './helpers/server';
 import { imageChain } from './helpers/v1';
 
@@ -211,13 +211,7 @@ t.test('a file size limit on the real process: 507 STORAGE_FULL, nothing half-st
 t.test('under a virtual memory limit (ulimit -v) uploads with directWrites on still work, through the page cache', async (t) => {
   const dir = tempDir(t);
   const port = await freePort();
-  const env = {
-    REGISTRY_HTTP_ADDR: `127.0.0.1:${port}`,
-    REGISTRY_STORAGE_LOCAL_ROOT: path.join(dir, 'blobs'),
-    REGISTRY_INDEX_PATH: path.join(dir, 'index.db'),
-    REGISTRY_LOG_LEVEL: 'warn',
-    REGISTRY_STORAGE_LOCAL_DIRECT_WRITES: 'true',
-  };
+  const env = serverEnv(dir, port, { REGISTRY_STORAGE_LOCAL_DIRECT_WRITES: 'true' });
   const srv = await spawnServer(t, env, port);
   // Room for the upload workers' threads and heaps, not for the ~10 GiB WebAssembly reserves (the workers
   // start with the first upload). It failed every upload with 500 before.

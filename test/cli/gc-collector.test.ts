@@ -4,8 +4,8 @@ import path from 'node:path';
 import t from 'tap';
 import { formatBytes } from '../../src/cli/format';
 import { ROOT } from '../helpers/process';
-import { startRegistry, tempDir, type TestRegistry } from '../helpers/server';
-import { buildImage, pushImage, sha256, type BuiltImage } from '../helpers/v2';
+import { startRegistry, tempDir } from '../helpers/server';
+import { buildImage, pullsWhole, pushImage } from '../helpers/v2';
 import { STACK } from './fake-io';
 
 // `registry gc` through the built entry with the real collector (src/gc/run.ts), against the index and
@@ -26,15 +26,6 @@ function blobFiles(root: string): string[] {
   return readdirSync(top).flatMap((d) => readdirSync(path.join(top, d)).map((f) => `sha256:${f}`));
 }
 
-async function pullsWhole(reg: TestRegistry, repo: string, tag: string, image: BuiltImage): Promise<boolean> {
-  const m = await fetch(`${reg.url}/v2/${repo}/manifests/${tag}`, { headers: { accept: image.mediaType } });
-  if (m.status !== 200 || sha256(Buffer.from(await m.arrayBuffer())) !== image.manifestDigest) return false;
-  for (const b of [image.config, ...image.layers]) {
-    const res = await fetch(`${reg.url}/v2/${repo}/blobs/${b.digest}`);
-    if (res.status !== 200 || sha256(Buffer.from(await res.arrayBuffer())) !== b.digest) return false;
-  }
-  return true;
-}
 
 t.before(() => {
   if (!existsSync(CLI)) throw new Error('dist/cli/registry.js not built: run npm run build (npm test builds it)');
@@ -84,7 +75,7 @@ t.test('dry run, then the real run, while the server runs', async (t) => {
   );
   t.equal(Number(real?.[1]), freed.length);
   t.equal(real?.[2], formatBytes(freedBytes), 'the summary\'s bytes are theirs');
-  t.ok(await pullsWhole(reg, 'team/kept', 'v1', kept), 'the kept image still pulls whole from the running server');
+  t.ok(await pullsWhole(reg.url, 'team/kept', 'v1', kept), 'the kept image still pulls whole from the running server');
 
   r = gc([], cliEnv);
   t.match(r.stdout, /^gc: removed 0 blobs \(0 B\), 0 manifests, 0 links, 0 staged, 0 stray \(0 B\) in /, 'nothing left to collect');

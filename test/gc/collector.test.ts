@@ -4,7 +4,7 @@ import path from 'node:path';
 import t from 'tap';
 import { GcIndex } from '../../src/index/gc-index';
 import { startRegistry, type TestRegistry } from '../helpers/server';
-import { blobOf, buildImage, pushBlob, pushImage, sha256, type BuiltImage } from '../helpers/v2';
+import { blobOf, buildImage, pullsWhole, pushBlob, pushImage, sha256, withLayers, type BuiltImage } from '../helpers/v2';
 
 // Garbage collection in the running server, against its real index and storage (local, or S3 under
 // TEST_STORAGE=s3): what it frees, what it keeps, and that a push racing it never loses.
@@ -23,16 +23,6 @@ async function status(url: string, method = 'GET'): Promise<number> {
   return res.status;
 }
 
-/** Every blob of the image answers with its bytes, and the manifest by tag. */
-async function pullsWhole(reg: TestRegistry, repo: string, tag: string, image: BuiltImage): Promise<boolean> {
-  const m = await fetch(`${reg.url}/v2/${repo}/manifests/${tag}`, { headers: { accept: image.mediaType } });
-  if (m.status !== 200 || sha256(Buffer.from(await m.arrayBuffer())) !== image.manifestDigest) return false;
-  for (const b of [image.config, ...image.layers]) {
-    const res = await fetch(`${reg.url}/v2/${repo}/blobs/${b.digest}`);
-    if (res.status !== 200 || sha256(Buffer.from(await res.arrayBuffer())) !== b.digest) return false;
-  }
-  return true;
-}
 
 const now = { gc: { delay: 0, interval: 0 } } as const;
 
@@ -41,16 +31,7 @@ t.test('frees exactly what nothing refers to: a deleted manifest, its own blobs,
   const a = buildImage({ layers: 2 });
   const b = buildImage({ layers: 1 });
   const shared = a.layers[0]!;
-  const bWithShared: BuiltImage = { ...b, layers: [shared, ...b.layers] };
-  const manifest = Buffer.from(
-    JSON.stringify({
-      schemaVersion: 2,
-      mediaType: b.mediaType,
-      config: { mediaType: b.config.mediaType, digest: b.config.digest, size: b.config.data.length },
-      layers: bWithShared.layers.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.data.length })),
-    }),
-  );
-  const bImage = { ...bWithShared, manifest, manifestDigest: sha256(manifest) };
+  const bImage = withLayers(b, [shared, ...b.layers]);
   await pushImage(reg.url, 'team/a', 'v1', a);
   await pushImage(reg.url, 'team/b', 'v1', bImage);
 
@@ -61,13 +42,13 @@ t.test('frees exactly what nothing refers to: a deleted manifest, its own blobs,
   const report = await reg.app.registry.gc.run();
   const gone = [b.config.digest, b.layers[0]!.digest, bImage.manifestDigest];
   t.equal(report.blobs, 3, "b's manifest, config and own layer");
-  t.equal(report.bytes, b.config.data.length + b.layers[0]!.data.length + manifest.length);
+  t.equal(report.bytes, b.config.data.length + b.layers[0]!.data.length + bImage.manifest.length);
   if (local) {
     const files = blobFiles(reg);
     for (const d of gone) t.notOk(files.includes(d), `${d.slice(0, 19)} gone from disk`);
     t.ok(files.includes(shared.digest), 'the shared layer stays');
   }
-  t.ok(await pullsWhole(reg, 'team/a', 'v1', a), 'a still pulls byte for byte');
+  t.ok(await pullsWhole(reg.url, 'team/a', 'v1', a), 'a still pulls byte for byte');
   t.equal(await status(`${reg.url}/v2/team/b/blobs/${shared.digest}`), 404, 'b no longer serves the shared layer');
   t.same((await reg.app.registry.gc.run()).blobs, 0, 'a second run finds nothing');
 });
@@ -109,7 +90,7 @@ t.test('gc.untagged: keep leaves untagged manifests; delete removes them, but ne
       t.equal(await status(`${reg.url}/v2/r/x/manifests/${img.manifestDigest}`), 404);
       t.equal(await status(`${reg.url}/v2/r/x/manifests/${sigOfKept.manifestDigest}`), 200, "the kept image's referrer stays");
     }
-    t.ok(await pullsWhole(reg, 'r/x', 'kept', kept));
+    t.ok(await pullsWhole(reg.url, 'r/x', 'kept', kept));
   }
 });
 
@@ -130,8 +111,8 @@ t.test('the children of a tagged index stay with delete', async (t) => {
   t.equal(put.status, 201);
   const report = await reg.app.registry.gc.run();
   t.same([report.manifests, report.blobs], [0, 0]);
-  t.ok(await pullsWhole(reg, 'r/multi', amd.manifestDigest, amd));
-  t.ok(await pullsWhole(reg, 'r/multi', arm.manifestDigest, arm));
+  t.ok(await pullsWhole(reg.url, 'r/multi', amd.manifestDigest, amd));
+  t.ok(await pullsWhole(reg.url, 'r/multi', arm.manifestDigest, arm));
 });
 
 t.test('v1 images keep their JSON and layers', async (t) => {
@@ -153,16 +134,7 @@ t.test('a manifest PUT racing the collection of its blobs: either the PUT fails 
     // Each round reuses the shared blobs (already stored, unlinked again by the previous round's collection)
     // and adds one new layer, while collections run back to back.
     const image = buildImage({ layers: 1 });
-    const mixed: BuiltImage = { ...image, layers: [...shared.layers, ...image.layers] };
-    const manifest = Buffer.from(
-      JSON.stringify({
-        schemaVersion: 2,
-        mediaType: image.mediaType,
-        config: { mediaType: image.config.mediaType, digest: image.config.digest, size: image.config.data.length },
-        layers: mixed.layers.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.data.length })),
-      }),
-    );
-    const candidate = { ...mixed, manifest, manifestDigest: sha256(manifest) };
+    const candidate = withLayers(image, [...shared.layers, ...image.layers]);
     const repo = `race/r${round % 3}`;
     const push = pushImage(reg.url, repo, `t${round}`, candidate).then(
       () => pushed.push({ repo, tag: `t${round}`, image: candidate }),
@@ -177,7 +149,7 @@ t.test('a manifest PUT racing the collection of its blobs: either the PUT fails 
   t.equal(kept, 30);
   t.ok(pushed.length > 0, `${pushed.length} pushes acknowledged, ${failed} refused while their blobs were collected`);
   await gc.run();
-  for (const p of pushed) t.ok(await pullsWhole(reg, p.repo, p.tag, p.image), `${p.repo}:${p.tag} pulls whole after the race`);
+  for (const p of pushed) t.ok(await pullsWhole(reg.url, p.repo, p.tag, p.image), `${p.repo}:${p.tag} pulls whole after the race`);
 });
 
 t.test('a run killed after taking blobs out of the index is finished at the next start; a push of that digest meanwhile waits', async (t) => {

@@ -2,9 +2,9 @@ import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import t from 'tap';
-import { freePort, spawnServer } from '../helpers/process';
+import { freePort, serverEnv, spawnServer } from '../helpers/process';
 import { tempDir } from '../helpers/server';
-import { buildImage, pushImage, sha256, type BuiltImage } from '../helpers/v2';
+import { buildImage, pullsWhole, pushImage, type BuiltImage } from '../helpers/v2';
 
 // kill -9 of the real server process (dist/, as npm start runs it) while its background garbage collection
 // runs, cycle after cycle: the test watches the index and kills the server the moment a collection has
@@ -13,28 +13,12 @@ import { buildImage, pushImage, sha256, type BuiltImage } from '../helpers/v2';
 
 const CYCLES = 6;
 
-async function pullsWhole(base: string, repo: string, tag: string, image: BuiltImage): Promise<boolean> {
-  const m = await fetch(`${base}/v2/${repo}/manifests/${tag}`, { headers: { accept: image.mediaType } });
-  if (m.status !== 200 || sha256(Buffer.from(await m.arrayBuffer())) !== image.manifestDigest) return false;
-  for (const b of [image.config, ...image.layers]) {
-    const res = await fetch(`${base}/v2/${repo}/blobs/${b.digest}`);
-    if (res.status !== 200 || sha256(Buffer.from(await res.arrayBuffer())) !== b.digest) return false;
-  }
-  return true;
-}
 
 t.test('kill -9 during background collections: nothing referenced is lost, the next collection completes', async (t) => {
   const dir = tempDir(t);
   const port = await freePort();
-  const env = {
-    REGISTRY_HTTP_ADDR: `127.0.0.1:${port}`,
-    REGISTRY_STORAGE_LOCAL_ROOT: path.join(dir, 'blobs'),
-    REGISTRY_INDEX_PATH: path.join(dir, 'index.db'),
-    REGISTRY_LOG_LEVEL: 'info',
-    REGISTRY_GC_INTERVAL: '1',
-    // Long enough for a push to name its blobs in its manifest; collections then run every second.
-    REGISTRY_GC_DELAY: '3',
-  };
+  // gc.delay long enough for a push to name its blobs in its manifest; collections run every second.
+  const env = serverEnv(dir, port, { REGISTRY_LOG_LEVEL: 'info', REGISTRY_GC_INTERVAL: '1', REGISTRY_GC_DELAY: '3' });
   const kept: { repo: string; tag: string; image: BuiltImage }[] = [];
   let killedDuring = 0;
   for (let cycle = 0; cycle < CYCLES; cycle++) {

@@ -23,6 +23,17 @@ export function startArgs(): string[] {
   return startCommand().args;
 }
 
+/** The environment of a server process on `port` with its data under `dir`, plus `extra` settings. */
+export function serverEnv(dir: string, port: number, extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    REGISTRY_HTTP_ADDR: `127.0.0.1:${port}`,
+    REGISTRY_STORAGE_LOCAL_ROOT: path.join(dir, 'blobs'),
+    REGISTRY_INDEX_PATH: path.join(dir, 'index.db'),
+    REGISTRY_LOG_LEVEL: 'warn',
+    ...extra,
+  };
+}
+
 /** A port that was free a moment ago on 127.0.0.1. */
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {

@@ -79,3 +79,27 @@ export async function pushImage(base: string, repo: string, tag: string, image: 
   if (res.status !== 201) throw new Error(`PUT manifest: ${res.status} ${await res.text()}`);
   return res.headers.get('docker-content-digest')!;
 }
+
+/** The same image with other layers: its manifest rewritten to name them (and its digest with it). */
+export function withLayers(image: BuiltImage, layers: Blob[]): BuiltImage {
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: image.mediaType,
+      config: { mediaType: image.config.mediaType, digest: image.config.digest, size: image.config.data.length },
+      layers: layers.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.data.length })),
+    }),
+  );
+  return { ...image, layers, manifest, manifestDigest: sha256(manifest) };
+}
+
+/** The manifest by `tag` and every blob it names answer with exactly the image's bytes. */
+export async function pullsWhole(base: string, repo: string, tag: string, image: BuiltImage): Promise<boolean> {
+  const m = await fetch(`${base}/v2/${repo}/manifests/${tag}`, { headers: { accept: image.mediaType } });
+  if (m.status !== 200 || sha256(Buffer.from(await m.arrayBuffer())) !== image.manifestDigest) return false;
+  for (const b of [image.config, ...image.layers]) {
+    const res = await fetch(`${base}/v2/${repo}/blobs/${b.digest}`);
+    if (res.status !== 200 || sha256(Buffer.from(await res.arrayBuffer())) !== b.digest) return false;
+  }
+  return true;
+}
