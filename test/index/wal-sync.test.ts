@@ -125,7 +125,8 @@ t.test('write responses wait for the index to be on disk, reads do not', async (
     answered = true;
     return r;
   });
-  for (let i = 0; !held.release && i < 400; i++) await new Promise((r) => setTimeout(r, 5));
+  // Bounded generously: the first upload starts the upload workers, slow on a busy machine.
+  for (let i = 0; !held.release && i < 6000; i++) await new Promise((r) => setTimeout(r, 5));
   t.ok(held.release, 'the POST asked for a sync');
   await new Promise((r) => setTimeout(r, 50));
   t.notOk(answered, 'no answer while the index sync is held');
