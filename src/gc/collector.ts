@@ -93,12 +93,18 @@ export class GarbageCollector {
     const dryRun = opts.dryRun ?? false;
     const report: GcReport = { dryRun, manifests: 0, links: 0, blobs: 0, bytes: 0, staged: 0, stray: 0, strayBytes: 0, durationMs: 0 };
     let lastBeat = started;
+    let lockLost = false;
     const progress = (phase: GcPhase, done: number, total?: number) => {
       opts.signal?.throwIfAborted();
+      // Taken over as stale (this run stalled past LOCK_STALE_MS): another collector runs now, so stop.
+      if (lockLost) throw new Error('garbage collection stopped: another process took over the collection lock');
       opts.onProgress?.({ phase, done, total });
       if (Date.now() - lastBeat >= HEARTBEAT_MS) {
         lastBeat = Date.now();
-        void this.index.heartbeat(me);
+        this.index.heartbeat(me).then(
+          (held) => (lockLost ||= !held),
+          () => undefined, // the index is closing: the next batch fails on its own
+        );
       }
     };
 
