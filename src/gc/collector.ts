@@ -69,7 +69,7 @@ export class GarbageCollector {
    * then a push of the same digest waits. The server calls this at start; a collection running elsewhere
    * finishes its own (GcBusyError).
    */
-  finishDoomed(): Promise<{ blobs: number; bytes: number }> {
+  finishDoomed(): Promise<Tally> {
     return this.exclusive(() => this.finishDoomedLocked());
   }
 
@@ -173,13 +173,11 @@ export class GarbageCollector {
     return report;
   }
 
-  private async finishDoomedLocked(report?: GcReport, onProgress?: (done: number) => void): Promise<{ blobs: number; bytes: number }> {
-    const done = { blobs: 0, bytes: 0 };
+  /** Counts what it deletes into `done` (a run's report, or a tally of its own). */
+  private async finishDoomedLocked<T extends Tally>(done: T = { blobs: 0, bytes: 0 } as T, onProgress?: (blobs: number) => void): Promise<T> {
     for (let batch; (batch = await this.index.doomedBlobs(DOOMED_PER_QUERY)).length > 0; ) {
       await this.deleteBytes(batch);
-      done.blobs += batch.length;
-      done.bytes += batch.reduce((n, b) => n + b.size, 0);
-      if (report) count(report, batch);
+      count(done, batch);
       onProgress?.(done.blobs);
     }
     return done;
@@ -200,7 +198,12 @@ export class GarbageCollector {
   }
 }
 
-function count(report: GcReport, blobs: DoomedBlob[]): void {
+interface Tally {
+  blobs: number;
+  bytes: number;
+}
+
+function count(report: Tally, blobs: DoomedBlob[]): void {
   report.blobs += blobs.length;
   report.bytes += blobs.reduce((n, b) => n + b.size, 0);
 }
