@@ -196,3 +196,42 @@ function internals(reg: TestRegistry) {
   const index = reg.app.registry.index;
   return { index, db: (index as unknown as { db: import('../../src/index/db').Db }).db };
 }
+
+t.test('a push of a digest whose older copy is being deleted never loses its bytes to that deletion', async (t) => {
+  const reg = await startRegistry(t, now);
+  const blob = blobOf(randomBytes(4096));
+  await pushBlob(reg.url, 'team/w', blob);
+  t.equal(await status(`${reg.url}/v2/team/w/blobs/${blob.digest}`, 'DELETE'), 202);
+  const { db, index } = internals(reg);
+  const gcIndex = new GcIndex(db, index);
+  const { doomed } = await gcIndex.doomUnreferenced('', Date.now()); // taken out of the index, bytes not yet deleted
+  t.same(doomed.map((b) => b.digest), [blob.digest]);
+  let pushed = false;
+  const push = pushBlob(reg.url, 'team/w', blob).then(() => (pushed = true));
+  await new Promise((r) => setTimeout(r, 300));
+  // Local blobs live at their digest's path, which the deletion is about to remove: the commit waits. S3
+  // commits each upload to a key of its own, which the deletion never names: nothing to wait for.
+  const sharedLocation = reg.app.registry.blobs.driver.stagedDigest !== undefined;
+  t.equal(pushed, !sharedLocation, sharedLocation ? 'the commit waits while the digest is doomed' : 'the commit goes on');
+  await reg.app.registry.blobs.driver.delete(doomed[0]!.location); // the collection deletes the old bytes...
+  await gcIndex.forgetDoomed([doomed[0]!.digest]); // ...and lets the digest go
+  await push;
+  const got = await fetch(`${reg.url}/v2/team/w/blobs/${blob.digest}`);
+  t.equal(got.status, 200);
+  t.ok(Buffer.from(await got.arrayBuffer()).equals(blob.data), 'the new copy is whole: the deletion did not take it');
+});
+
+t.test('a HEAD of a blob renews its link, so a push that found it there can still name it after gc.delay', async (t) => {
+  const reg = await startRegistry(t, { gc: { delay: 3600, interval: 0 } });
+  const blob = blobOf(randomBytes(1000));
+  await pushBlob(reg.url, 'team/h', blob);
+  const { db } = internals(reg);
+  const age = db.prepare('UPDATE repo_blobs SET linked_at = ? WHERE repo = ? AND digest = ?');
+  age.run(Date.now() - 2 * 3600_000, 'team/h', blob.digest); // linked two hours ago, named by no manifest
+  t.equal(await status(`${reg.url}/v2/team/h/blobs/${blob.digest}`, 'HEAD'), 200, 'a client finds it and skips its upload');
+  t.same([(await reg.app.registry.gc.run()).links, await status(`${reg.url}/v2/team/h/blobs/${blob.digest}`, 'HEAD')], [0, 200], 'kept');
+  age.run(Date.now() - 2 * 3600_000, 'team/h', blob.digest);
+  db.prepare('UPDATE blobs SET created_at = ? WHERE digest = ?').run(Date.now() - 2 * 3600_000, blob.digest);
+  const report = await reg.app.registry.gc.run();
+  t.same([report.links, report.blobs], [1, 1], 'not renewed: unlinked and freed');
+});
