@@ -26,6 +26,13 @@ import { GarbageCollector } from './gc/collector';
 import { gcSettings } from './gc/run';
 import { scheduleGarbageCollection } from './gc/schedule';
 import { GcIndex } from './index/gc-index';
+import { RepositoryIndex } from './index/repository-index';
+import { RetentionIndex } from './index/retention-index';
+import { UsageIndex } from './index/usage-index';
+import { Quotas } from './quota/quotas';
+import { PullRecorder } from './retention/pull-recorder';
+import { Retention } from './retention/retention';
+import { scheduleRetention } from './retention/schedule';
 import { version } from './version';
 
 export interface BuildOptions {
@@ -70,20 +77,31 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   app.addHook('onClose', async () => driver.close?.());
   const access = new AccessControl(config, app.log);
   const gc = new GarbageCollector(new GcIndex(db, index), driver, gcSettings(config));
+  const repositories = new RepositoryIndex(db, index);
+  const quotas = new Quotas(config.quotas, new UsageIndex(db));
+  const retentionIndex = new RetentionIndex(db, index);
+  const retention = new Retention(config.retention.policies, retentionIndex);
+  // Pull times matter only to keepPulledWithin: without such a policy nothing is recorded.
+  const pulls = config.retention.policies.some((p) => p.keepPulledWithin !== undefined)
+    ? new PullRecorder(retentionIndex, config.retention.pullFlush * 1000, (err) => app.log.error({ err }, 'recording pull times failed'))
+    : undefined;
   const ctx: RegistryContext = {
     config,
     access,
     index,
     blobs,
-    v1: new V1Registry(index, new V1Index(db, index), blobs),
-    v2: new V2Registry(index, new V2Index(db, index), blobs, config.gc.delay * 1000),
+    v1: new V1Registry(index, new V1Index(db, index), blobs, repositories, { quotas }),
+    v2: new V2Registry(index, new V2Index(db, index), blobs, repositories, { gcDelayMs: config.gc.delay * 1000, quotas, pulls }),
     gc,
+    retention,
+    quotas,
   };
   app.decorate('registry', ctx);
   // Without authentication every request is anonymous and may upload: then only headers have a deadline.
   await app.register(unauthenticatedDeadline, { timeoutMs: config.http.unauthenticatedTimeout * 1000, bodies: access.enabled });
   await app.register(authPlugin, { access });
   app.addHook('onClose', async () => {
+    await pulls?.close();
     await blobs.settle(); // staged copies still being deleted, before their rows can no longer be
     index.close();
   });
@@ -117,6 +135,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
 
   await purgeStaleUploads(app);
   await scheduleGarbageCollection(app, gc, config.gc.interval);
+  scheduleRetention(app, retention, config.retention.interval, config.retention.dryRun);
   return app;
 }
 

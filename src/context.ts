@@ -5,6 +5,8 @@ import type { BlobStore } from './storage/blob-store';
 import type { V1Registry } from './v1/registry';
 import type { V2Registry } from './v2/registry';
 import type { GarbageCollector } from './gc/collector';
+import type { Quotas } from './quota/quotas';
+import type { Retention } from './retention/retention';
 
 /** Everything a route may use, built once in app.ts and decorated onto the fastify instance. */
 export interface RegistryContext {
@@ -15,6 +17,8 @@ export interface RegistryContext {
   v1: V1Registry;
   v2: V2Registry;
   gc: GarbageCollector;
+  retention: Retention;
+  quotas: Quotas;
 }
 
 declare module 'fastify' {

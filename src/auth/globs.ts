@@ -67,3 +67,17 @@ export class RepoGlob {
     return m;
   }
 }
+
+/**
+ * Why `source` cannot be a repository glob, or undefined if it can: only the characters of repository
+ * names, `*`, `**` (and `$user` where a caller is known), no empty path component.
+ */
+export function globProblem(source: string, allowUser: boolean): string | undefined {
+  if (source === '') return 'an empty glob matches nothing';
+  const rest = allowUser ? source.replaceAll('$user', 'u') : source;
+  const bad = /[^a-z0-9._/*-]/.exec(rest);
+  if (bad) return `"${bad[0]}" cannot appear in a repository glob${!allowUser && bad[0] === '$' ? ' ($user has no meaning here)' : ''}`;
+  if (rest.includes('***')) return '"***" is not a glob: use * (one path component) or ** (any)';
+  if (rest.startsWith('/') || rest.endsWith('/') || rest.includes('//')) return 'a repository glob has no empty path component';
+  return undefined;
+}

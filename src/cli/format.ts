@@ -1,24 +1,6 @@
 // Numbers as an operator reads them in summaries and progress lines.
 
-const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'] as const;
-
-/** 0 B, 512 B, 1.2 KiB, 10 MiB, 1.2 GiB: one decimal below 10, binary units as `du -h`. */
-export function formatBytes(bytes: number): string {
-  if (!Number.isFinite(bytes) || bytes < 1024) return `${Math.round(bytes)} B`;
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < UNITS.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  let text = value < 10 ? value.toFixed(1).replace(/\.0$/, '') : String(Math.round(value));
-  // 1023.7 KiB rounds to "1024": say 1 MiB instead.
-  if (text === '1024' && unit < UNITS.length - 1) {
-    text = '1';
-    unit++;
-  }
-  return `${text} ${UNITS[unit]}`;
-}
+export { formatBytes } from '../bytes';
 
 /** 340 ms, 1.4 s, 42 s, 3 min 5 s, 2 h 10 min. */
 export function formatDuration(ms: number): string {

@@ -1,6 +1,9 @@
 import { runGarbageCollection } from '../gc/run';
 import { dispatch, type Command } from './dispatch';
+import { duCommand, duHelp } from './du';
 import { gcCommand, gcHelp } from './gc';
+import { repoCommand, repoHelp } from './repo';
+import { retentionCommand, retentionHelp } from './retention';
 import { interruptSignal, processIo, runEntry } from './io';
 import { userCommand } from './user-command';
 
@@ -24,6 +27,9 @@ const commands: Record<string, Command> = {
     help: gcHelp,
     run: (args, io) => gcCommand(args, io, { run: runGarbageCollection, signal: interruptSignal() }),
   },
+  retention: { help: retentionHelp, run: (args, io) => retentionCommand(args, io, { signal: interruptSignal() }) },
+  du: { help: duHelp, run: (args, io) => duCommand(args, io) },
+  repo: { help: repoHelp, run: (args, io) => repoCommand(args, io) },
 };
 
 runEntry('registry: ', () => dispatch(process.argv.slice(2), commands, processIo()));

@@ -4,6 +4,8 @@
 
 import { parseGroups, parseRules } from '../auth/rules';
 import { parseTrustProxy, type TrustProxy } from '../http/trust-proxy';
+import { parseQuotas, type QuotaRule } from '../quota/quotas';
+import { parsePolicies, type RetentionPolicy } from '../retention/policy';
 
 export type LeafType = 'string' | 'boolean' | 'integer' | 'enum' | 'custom';
 
@@ -85,6 +87,17 @@ export const schema = {
     delay: int(3600, 'seconds a blob, a link no manifest uses yet, or an untagged manifest is kept before it may be collected: a push has this long to name what it uploaded'),
     untagged: oneOf(['keep', 'delete'], 'keep', 'manifests no tag reaches (children of tagged indexes and referrers of kept manifests are never untagged): keep, or delete once older than `delay`'),
   },
+  retention: {
+    interval: int(86400, 'seconds between background retention runs when policies are set (0: never in the background; `npm run registry -- retention` runs one)'),
+    dryRun: bool(false, 'background runs only log what they would delete'),
+    pullFlush: int(10, 'seconds manifest pulls are gathered in memory before their times are written (for keepPulledWithin)', 1),
+    policies: custom<RetentionPolicy[]>(
+      [],
+      parsePolicies,
+      'per repository glob, the first that matches: [{repository, keepLast, keepTags, deleteOlderThan, keepPulledWithin}]; a tag no rule keeps is deleted',
+    ),
+  },
+  quotas: custom<QuotaRule[]>([], parseQuotas, 'byte limits: [{repository: glob, limit: 10GiB}]; each limits the repositories its glob matches together'),
   auth: {
     htpasswd: {
       path: optional('htpasswd file (bcrypt entries, as `htpasswd -B` writes); empty: no authentication'),

@@ -1,8 +1,8 @@
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Config } from '../config/schema';
-import { openDatabase, type Db } from '../index/db';
+import { openDatabase, openExistingIndex } from '../index/db';
 import { GcIndex } from '../index/gc-index';
 import { MetadataIndex } from '../index/metadata-index';
 import { createDriver } from '../storage/factory';
@@ -20,14 +20,7 @@ export function gcSettings(config: Config): GcSettings {
  * copy of the index and touches no storage, so it reports exactly what a real run would remove now.
  */
 export async function runGarbageCollection(config: Config, opts: GcRunOptions = {}): Promise<GcReport> {
-  const file = config.index.path;
-  if (file !== ':memory:' && !existsSync(file)) throw new Error(`no index at ${path.resolve(file)} (index.path): nothing to collect`);
-  let db: Db;
-  try {
-    db = openDatabase(file);
-  } catch (err) {
-    throw new Error(`cannot open the index ${path.resolve(file)}: ${(err as Error).message}`);
-  }
+  const db = openExistingIndex(config.index.path);
   let copyDir: string | undefined;
   const dbs = [db];
   try {

@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { MIGRATIONS } from './migrations';
 import { registerRegexp } from './regexp';
@@ -20,6 +20,16 @@ export function openDatabase(file: string): Db {
   // write is acknowledged, so a committed push still survives power loss, not only a crash.
   db.pragma('synchronous = NORMAL');
   return db;
+}
+
+/** An index that must exist already (operator commands never create one): a clear error if it cannot be opened. */
+export function openExistingIndex(file: string): Db {
+  if (file !== ':memory:' && !existsSync(file)) throw new Error(`no index at ${path.resolve(file)} (index.path): has the registry ever run with this configuration?`);
+  try {
+    return openDatabase(file);
+  } catch (err) {
+    throw new Error(`cannot open the index ${path.resolve(file)}: ${(err as Error).message}`);
+  }
 }
 
 function migrate(db: Db): void {

@@ -167,4 +167,74 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX uploads_digest ON uploads(digest) WHERE digest IS NOT NULL;
   CREATE INDEX blobs_location ON blobs(location);
   `,
+  // 5: storage lifecycle. Usage per repository, kept by triggers so every path that links or unlinks a
+  // blob (pushes, mounts, manifests, v1 images, deletions, garbage collection) counts it: each blob once
+  // per repository however many references it has there (repo_charges.refs). Last pull times for retention.
+  `
+  CREATE TABLE repo_charges (
+    repo   TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    size   INTEGER NOT NULL,
+    refs   INTEGER NOT NULL,              -- links and v1 image references to this blob in this repository
+    PRIMARY KEY (repo, digest)
+  ) WITHOUT ROWID;
+  CREATE INDEX repo_charges_digest ON repo_charges(digest);
+  CREATE TABLE repo_usage (
+    repo  TEXT PRIMARY KEY,
+    bytes INTEGER NOT NULL,
+    blobs INTEGER NOT NULL
+  ) WITHOUT ROWID;
+
+  CREATE TRIGGER repo_charges_ai AFTER INSERT ON repo_charges BEGIN
+    INSERT INTO repo_usage (repo, bytes, blobs) VALUES (new.repo, new.size, 1)
+      ON CONFLICT (repo) DO UPDATE SET bytes = bytes + excluded.bytes, blobs = blobs + 1;
+  END;
+  CREATE TRIGGER repo_charges_ad AFTER DELETE ON repo_charges BEGIN
+    UPDATE repo_usage SET bytes = bytes - old.size, blobs = blobs - 1 WHERE repo = old.repo;
+    DELETE FROM repo_usage WHERE repo = old.repo AND blobs <= 0;
+  END;
+
+  CREATE TRIGGER repo_blobs_charge AFTER INSERT ON repo_blobs BEGIN
+    INSERT INTO repo_charges (repo, digest, size, refs)
+      VALUES (new.repo, new.digest, coalesce((SELECT size FROM blobs WHERE digest = new.digest), 0), 1)
+      ON CONFLICT (repo, digest) DO UPDATE SET refs = refs + 1;
+  END;
+  CREATE TRIGGER repo_blobs_uncharge AFTER DELETE ON repo_blobs BEGIN
+    UPDATE repo_charges SET refs = refs - 1 WHERE repo = old.repo AND digest = old.digest;
+    DELETE FROM repo_charges WHERE repo = old.repo AND digest = old.digest AND refs <= 0;
+  END;
+
+  CREATE TRIGGER v1_images_charge AFTER INSERT ON v1_images BEGIN
+    INSERT INTO repo_charges (repo, digest, size, refs)
+      SELECT new.repo, d, coalesce((SELECT size FROM blobs WHERE digest = d), 0), 1
+        FROM (SELECT new.json_digest AS d UNION SELECT new.layer_digest WHERE new.layer_digest IS NOT NULL) WHERE true
+      ON CONFLICT (repo, digest) DO UPDATE SET refs = refs + 1;
+  END;
+  CREATE TRIGGER v1_images_uncharge AFTER DELETE ON v1_images BEGIN
+    UPDATE repo_charges SET refs = refs - 1
+     WHERE repo = old.repo AND digest IN (old.json_digest, old.layer_digest);
+    DELETE FROM repo_charges WHERE repo = old.repo AND digest IN (old.json_digest, old.layer_digest) AND refs <= 0;
+  END;
+  CREATE TRIGGER v1_images_recharge AFTER UPDATE OF json_digest, layer_digest ON v1_images
+    WHEN old.json_digest IS NOT new.json_digest OR old.layer_digest IS NOT new.layer_digest BEGIN
+    UPDATE repo_charges SET refs = refs - 1
+     WHERE repo = old.repo AND digest IN (old.json_digest, old.layer_digest);
+    DELETE FROM repo_charges WHERE repo = old.repo AND digest IN (old.json_digest, old.layer_digest) AND refs <= 0;
+    INSERT INTO repo_charges (repo, digest, size, refs)
+      SELECT new.repo, d, coalesce((SELECT size FROM blobs WHERE digest = d), 0), 1
+        FROM (SELECT new.json_digest AS d UNION SELECT new.layer_digest WHERE new.layer_digest IS NOT NULL) WHERE true
+      ON CONFLICT (repo, digest) DO UPDATE SET refs = refs + 1;
+  END;
+
+  INSERT INTO repo_charges (repo, digest, size, refs)
+    SELECT r.repo, r.digest, coalesce(b.size, 0), count(*) FROM (
+      SELECT repo, digest FROM repo_blobs
+      UNION ALL SELECT repo, json_digest FROM v1_images
+      UNION ALL SELECT repo, layer_digest FROM v1_images WHERE layer_digest IS NOT NULL
+    ) r LEFT JOIN blobs b ON b.digest = r.digest
+    GROUP BY r.repo, r.digest;
+
+  ALTER TABLE manifests ADD COLUMN pulled_at INTEGER;  -- last pull by digest or tag (written in batches)
+  ALTER TABLE tags ADD COLUMN pulled_at INTEGER;       -- last pull by this tag (written in batches)
+  `,
 ];

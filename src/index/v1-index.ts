@@ -71,11 +71,9 @@ export class V1Index {
       getV1Tag: p('SELECT image_id, meta FROM v1_tags WHERE repo = ? AND tag = ?'),
       listV1Tags: p('SELECT tag, image_id FROM v1_tags WHERE repo = ? ORDER BY tag'),
       deleteV1Tag: p('DELETE FROM v1_tags WHERE repo = ? AND tag = ?'),
-      deleteV1Tags: p('DELETE FROM v1_tags WHERE repo = ?'),
 
       reposWithImageRange: p(reposSql('v1_images', 'id', 'AND complete = 1', 'AND repo < @to')),
       reposWithImageFrom: p(reposSql('v1_images', 'id', 'AND complete = 1', '')),
-      deleteRepoImageData: p('DELETE FROM v1_images WHERE repo = ?'),
       reposListingImageRange: p(reposSql('v1_repo_images', 'image_id', '', 'AND repo < @to')),
       reposListingImageFrom: p(reposSql('v1_repo_images', 'image_id', '', '')),
       getRepoImages: p('SELECT image_id, checksum FROM v1_repo_images WHERE repo = ? ORDER BY position'),
@@ -84,7 +82,6 @@ export class V1Index {
         `INSERT INTO v1_repo_images (repo, image_id, checksum, position) VALUES (?, ?, ?, ?)
          ON CONFLICT (repo, image_id) DO UPDATE SET checksum = coalesce(v1_repo_images.checksum, excluded.checksum)`,
       ),
-      deleteRepoImages: p('DELETE FROM v1_repo_images WHERE repo = ?'),
     };
   }
 
@@ -155,16 +152,6 @@ export class V1Index {
 
   deleteV1Tag(repo: string, tag: string): boolean {
     return this.s.deleteV1Tag.run(repo, tag).changes === 1;
-  }
-
-  /** Remove a repository's v1 tags, image list and images, and the repository itself (the blobs stay). */
-  deleteV1Repository(repo: string): boolean {
-    return this.core.transaction(() => {
-      this.s.deleteV1Tags.run(repo);
-      this.s.deleteRepoImages.run(repo);
-      this.s.deleteRepoImageData.run(repo);
-      return this.core.deleteRepository(repo);
-    });
   }
 
   // ---- v1 index image lists ----

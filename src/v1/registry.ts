@@ -2,7 +2,9 @@ import type { Readable } from 'node:stream';
 import { RegistryError } from '../errors';
 import type { BlobRecord, MetadataIndex } from '../index/metadata-index';
 import type { NamePattern } from '../index/name-filter';
+import type { RepositoryIndex } from '../index/repository-index';
 import type { V1Image, V1ImageListEntry, V1Index } from '../index/v1-index';
+import type { Quotas } from '../quota/quotas';
 import type { BlobStore } from '../storage/blob-store';
 import type { Digest } from '../storage/digest';
 import { isTag } from '../names';
@@ -25,12 +27,23 @@ export const DEFAULT_TAG_JSON = {
   os: 'linux',
 };
 
+export interface V1Options {
+  /** Byte limits, checked in the transaction that adds an image's JSON or layer to the repository. */
+  quotas?: Quotas;
+}
+
 export class V1Registry {
+  private readonly quotas?: Quotas;
+
   constructor(
     private readonly core: MetadataIndex,
     private readonly index: V1Index,
     private readonly blobs: BlobStore,
-  ) {}
+    private readonly repositories: RepositoryIndex,
+    opts: V1Options = {},
+  ) {
+    this.quotas = opts.quotas?.enabled ? opts.quotas : undefined;
+  }
 
   // ---- images ----
 
@@ -76,6 +89,7 @@ export class V1Registry {
     // The image row is written in the transaction that records the JSON blob, so garbage collection never
     // sees the blob unreferenced in between.
     await this.blobs.putBytes(body, undefined, (blob) => {
+      this.quotas?.checkLink(repo, blob.digest, blob.size);
       if (!this.index.putV1ImageJson(repo, id, parent, blob.digest)) throw new RegistryError('CONFLICT', ALREADY_EXISTS);
     });
   }
@@ -94,6 +108,7 @@ export class V1Registry {
     // The layer is recorded on the image in the transaction that records (or finds) its blob, as for the JSON.
     const hashPrefix = Buffer.concat([json, Buffer.from('\n')]);
     const onStored = (layer: BlobRecord, checksum?: Digest) => {
+      this.quotas?.checkLink(repo, layer.digest, layer.size);
       if (!this.index.setV1Layer(repo, id, image.jsonDigest, layer.digest, layer.size, checksum!)) {
         // Completed or re-described by another request while we streamed.
         const now = this.index.getV1Image(repo, id);
@@ -176,8 +191,9 @@ export class V1Registry {
     return found ? JSON.parse(found.meta) : DEFAULT_TAG_JSON;
   }
 
-  deleteRepository(repo: string): void {
-    if (!this.index.deleteV1Repository(repo)) throw new RegistryError('NOT_FOUND', 'Repository not found');
+  /** The whole repository goes, v2 content included: it is one repository, whichever protocol deletes it. */
+  async deleteRepository(repo: string): Promise<void> {
+    if (!(await this.repositories.deleteRepository(repo))) throw new RegistryError('NOT_FOUND', 'Repository not found');
   }
 
   getProperties(repo: string): { access: 'private' | 'public' } {

@@ -2,8 +2,11 @@ import type { Readable } from 'node:stream';
 import { RegistryError } from '../errors';
 import type { BlobRecord, MetadataIndex, UploadRecord } from '../index/metadata-index';
 import type { NamePattern } from '../index/name-filter';
+import type { DeletedRepository, RepositoryIndex } from '../index/repository-index';
 import type { ManifestRecord, V2Index } from '../index/v2-index';
 import { isTag } from '../names';
+import type { Quotas } from '../quota/quotas';
+import type { PullRecorder } from '../retention/pull-recorder';
 import type { BlobStore } from '../storage/blob-store';
 import { digestBytes, parseDigest, type Digest } from '../storage/digest';
 import { MEDIA, parseManifest } from './manifest';
@@ -18,14 +21,31 @@ export interface Descriptor {
   annotations?: Record<string, string>;
 }
 
+export interface V2Options {
+  /** How long garbage collection keeps a link no manifest uses (gc.delay); a use renews it. */
+  gcDelayMs?: number;
+  /** Byte limits checked before an upload's bytes are read (when it says its size) and when a blob is linked. */
+  quotas?: Quotas;
+  /** Remembers manifest pulls, for retention's keepPulledWithin. */
+  pulls?: PullRecorder;
+}
+
 export class V2Registry {
-  /** `gcDelayMs`: how long garbage collection keeps a link no manifest uses (gc.delay); a use renews it. */
+  private readonly gcDelayMs: number;
+  private readonly quotas?: Quotas;
+  private readonly pulls?: PullRecorder;
+
   constructor(
     private readonly core: MetadataIndex,
     private readonly index: V2Index,
     private readonly blobs: BlobStore,
-    private readonly gcDelayMs = 3600_000,
-  ) {}
+    private readonly repositories: RepositoryIndex,
+    opts: V2Options = {},
+  ) {
+    this.gcDelayMs = opts.gcDelayMs ?? 3600_000;
+    this.quotas = opts.quotas?.enabled ? opts.quotas : undefined;
+    this.pulls = opts.pulls;
+  }
 
   // ---- blobs ----
 
@@ -51,11 +71,13 @@ export class V2Registry {
 
   /** Open an upload; `owner` (a user, or "@<address>") may keep at most `maxOpen` open at once. */
   startUpload(repo: string, owner: string, maxOpen: number): Promise<UploadRecord> {
+    this.quotas?.check(repo, 0); // a repository already over its quota (a lowered limit) takes nothing new
     return this.blobs.startUpload(repo, owner, maxOpen);
   }
 
-  /** Single-request upload (POST ?digest= with the body). */
-  putMonolithic(repo: string, digest: Digest, body: Readable): Promise<BlobRecord> {
+  /** Single-request upload (POST ?digest= with the body); `declared`: its Content-Length, if sent. */
+  putMonolithic(repo: string, digest: Digest, body: Readable, declared?: number): Promise<BlobRecord> {
+    if (declared !== undefined) this.quotas?.checkLink(repo, digest, declared);
     return this.blobs.ingest(body, { expected: digest, onStored: this.linker(repo) });
   }
 
@@ -66,6 +88,7 @@ export class V2Registry {
       if (!this.index.isBlobLinked(from, digest)) return undefined;
       const blob = this.blobs.stat(digest);
       if (!blob) return undefined;
+      this.quotas?.checkLink(repo, digest, blob.size);
       this.index.linkBlob(repo, digest);
       return blob;
     });
@@ -77,22 +100,33 @@ export class V2Registry {
     return upload;
   }
 
-  appendUpload(repo: string, id: string, body: Readable, start?: number): Promise<UploadRecord> {
-    this.upload(repo, id);
+  /** `declared`: the chunk's Content-Length, if sent (a chunk that would pass a quota is refused unread). */
+  appendUpload(repo: string, id: string, body: Readable, start?: number, declared?: number): Promise<UploadRecord> {
+    const upload = this.upload(repo, id);
+    if (declared !== undefined) this.quotas?.check(repo, upload.size + declared);
     return this.blobs.appendUpload(id, body, { start });
   }
 
-  async finishUpload(repo: string, id: string, digest: Digest, last?: Readable, start?: number): Promise<BlobRecord> {
+  async finishUpload(repo: string, id: string, digest: Digest, last?: Readable, start?: number, declared?: number): Promise<BlobRecord> {
     const upload = this.upload(repo, id);
     if (last && start !== undefined && start !== upload.size) {
       throw new RegistryError('RANGE_INVALID', 'chunk does not start at the end of the upload', { detail: { size: upload.size } });
     }
+    // The whole size is known unless a last chunk streams without a length: refuse before moving any bytes.
+    if (!last || declared !== undefined) this.quotas?.checkLink(repo, digest, upload.size + (declared ?? 0));
     return this.blobs.commitUpload(id, digest, last, { onStored: this.linker(repo) });
   }
 
-  /** Links a blob to the repository in the transaction that records it (one index fsync per push, not two). */
+  /**
+   * Links a blob to the repository in the transaction that records it (one index fsync per push, not two).
+   * The quota is checked there too: concurrent pushes cannot pass a limit together, and a refused blob is
+   * never linked (its bytes are collected as unreferenced).
+   */
   private linker(repo: string): (blob: BlobRecord) => void {
-    return (blob) => this.index.linkBlob(repo, blob.digest);
+    return (blob) => {
+      this.quotas?.checkLink(repo, blob.digest, blob.size);
+      this.index.linkBlob(repo, blob.digest);
+    };
   }
 
   async cancelUpload(repo: string, id: string): Promise<void> {
@@ -101,6 +135,13 @@ export class V2Registry {
   }
 
   // ---- manifests ----
+
+  /** A manifest GET or HEAD: resolve it, and remember the pull (in batches) for retention policies. */
+  pull(repo: string, reference: string): ManifestRecord {
+    const manifest = this.resolve(repo, reference);
+    this.pulls?.record(repo, manifest.digest, referenceKind(reference) === 'tag' ? reference : undefined);
+    return manifest;
+  }
 
   /** Resolve a tag or digest reference to a manifest of this repository (a malformed one names none). */
   resolve(repo: string, reference: string): ManifestRecord {
@@ -145,8 +186,10 @@ export class V2Registry {
     checkReferences(); // before any byte is stored
     // Checked again in the transaction that records the manifest bytes: a garbage collection that took a
     // reference meanwhile makes this PUT fail, never leaves a manifest pointing at missing bytes.
+    this.quotas?.checkLink(repo, digest, body.length);
     await this.blobs.putBytes(body, digest, () => {
       checkReferences();
+      this.quotas?.checkLink(repo, digest, body.length);
       this.index.putManifest(
         {
           repo,
@@ -173,6 +216,15 @@ export class V2Registry {
     if (!this.index.deleteManifest(repo, reference as Digest)) {
       throw new RegistryError('MANIFEST_UNKNOWN', undefined, { detail: { reference } });
     }
+  }
+
+  // ---- repositories ----
+
+  /** Delete the repository and everything in it (both protocols'); the bytes are left to garbage collection. */
+  async deleteRepository(repo: string): Promise<DeletedRepository> {
+    const deleted = await this.repositories.deleteRepository(repo);
+    if (!deleted) throw new RegistryError('NAME_UNKNOWN', undefined, { detail: { name: repo } });
+    return deleted;
   }
 
   // ---- listings ----

@@ -109,7 +109,7 @@ export async function repositoryRoutes(app: FastifyInstance): Promise<void> {
         return sendJson(reply);
       case 'tags':
       case 'repository':
-        v1.deleteRepository(repo);
+        await v1.deleteRepository(repo);
         return sendJson(reply);
       case 'images':
         // The index's delete step; the registry delete above does the work.

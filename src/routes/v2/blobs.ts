@@ -86,7 +86,7 @@ export function blobHandlers(ctx: RegistryContext) {
       }
       const digestParam = queryParam(request, 'digest');
       if (digestParam !== undefined) {
-        const blob = await v2.putMonolithic(name, parseDigest(digestParam), request.raw);
+        const blob = await v2.putMonolithic(name, parseDigest(digestParam), request.raw, declaredLength(request));
         return created(request, reply, name, blob.digest);
       }
       request.raw.resume();
@@ -96,7 +96,7 @@ export function blobHandlers(ctx: RegistryContext) {
 
     async patchUpload(request: FastifyRequest, reply: FastifyReply, name: string, id: string) {
       const start = chunkStart(request);
-      const upload = await withRange(request, name, id, () => v2.appendUpload(name, id, request.raw, start));
+      const upload = await withRange(request, name, id, () => v2.appendUpload(name, id, request.raw, start, declaredLength(request)));
       return uploadState(request, reply, name, upload, 202);
     },
 
@@ -110,7 +110,7 @@ export function blobHandlers(ctx: RegistryContext) {
       const body = hasBody(request) ? request.raw : undefined;
       if (!body) request.raw.resume();
       const start = body ? chunkStart(request) : undefined;
-      const blob = await withRange(request, name, id, () => v2.finishUpload(name, id, digest, body, start));
+      const blob = await withRange(request, name, id, () => v2.finishUpload(name, id, digest, body, start, body && declaredLength(request)));
       return created(request, reply, name, blob.digest);
     },
 
@@ -123,6 +123,13 @@ export function blobHandlers(ctx: RegistryContext) {
       return reply.code(204).send();
     },
   };
+}
+
+/** The body's size as Content-Length announces it (undefined: streamed without one). */
+function declaredLength(request: FastifyRequest): number | undefined {
+  const length = request.headers['content-length'];
+  const n = length === undefined ? NaN : Number(length);
+  return Number.isSafeInteger(n) && n >= 0 ? n : undefined;
 }
 
 /**

@@ -57,6 +57,7 @@ export async function v2Routes(app: FastifyInstance): Promise<void> {
       DELETE: (q, r, res) => blobs.deleteBlob(q, r, ...digest(res)),
     },
     referrers: { GET: (q, r, res) => manifests.referrers(q, r, ...digest(res)) },
+    repository: { DELETE: (q, r, res) => manifests.deleteRepository(q, r, (res as Named).name) },
   };
 
   const { access } = app.registry;
@@ -115,6 +116,8 @@ function requiredAccess(res: V2Resource, method: string): Action | undefined {
     case 'manifest':
     case 'blob':
       return method === 'GET' ? 'pull' : method === 'DELETE' ? 'delete' : 'push';
+    case 'repository':
+      return 'delete';
     default:
       return 'pull';
   }

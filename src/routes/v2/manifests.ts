@@ -17,7 +17,7 @@ export function manifestHandlers(ctx: RegistryContext) {
 
   return {
     async getManifest(request: FastifyRequest, reply: FastifyReply, name: string, reference: string) {
-      const manifest = v2.resolve(name, reference);
+      const manifest = v2.pull(name, reference);
       reply.headers({
         'content-type': manifest.mediaType,
         'docker-content-digest': manifest.digest,
@@ -45,6 +45,12 @@ export function manifestHandlers(ctx: RegistryContext) {
     async deleteManifest(_request: FastifyRequest, reply: FastifyReply, name: string, reference: string) {
       v2.deleteManifest(name, reference);
       return reply.code(202).header('content-length', '0').send();
+    },
+
+    /** DELETE /v2/_registry/repositories/<name>: the whole repository, with what it held. */
+    async deleteRepository(_request: FastifyRequest, reply: FastifyReply, name: string) {
+      const deleted = await v2.deleteRepository(name);
+      return reply.code(202).type('application/json').send({ name, deleted });
     },
 
     async tags(request: FastifyRequest, reply: FastifyReply, name: string) {

@@ -10,9 +10,12 @@ export type V2Resource =
   | { kind: 'uploads'; name: string }
   | { kind: 'upload'; name: string; id: string }
   | { kind: 'blob'; name: string; digest: string }
-  | { kind: 'referrers'; name: string; digest: string };
+  | { kind: 'referrers'; name: string; digest: string }
+  /** Administration of a whole repository (not in the OCI API): `_registry` can never be a repository name. */
+  | { kind: 'repository'; name: string };
 
 const PATTERNS: [RegExp, (m: RegExpExecArray) => V2Resource][] = [
+  [/^_registry\/repositories\/(.+)$/, (m) => ({ kind: 'repository', name: m[1]! })],
   [/^(.+)\/tags\/list$/, (m) => ({ kind: 'tags', name: m[1]! })],
   [/^(.+)\/manifests\/([^/]+)$/, (m) => ({ kind: 'manifest', name: m[1]!, reference: m[2]! })],
   [/^(.+)\/blobs\/uploads$/, (m) => ({ kind: 'uploads', name: m[1]! })],

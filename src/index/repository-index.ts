@@ -1,0 +1,53 @@
+import type { Db } from './db';
+import type { MetadataIndex } from './metadata-index';
+
+// Deleting a whole repository, both protocols' content at once: v2 tags, manifests and blob links, v1 tags,
+// images and image list, its open uploads, and the repository row. One transaction, so a pull sees the
+// repository whole or gone. The bytes stay for garbage collection (other repositories may share them).
+
+export interface DeletedRepository {
+  tags: number;
+  manifests: number;
+  blobs: number;
+  v1Tags: number;
+  v1Images: number;
+  uploads: number;
+}
+
+const TABLES: [keyof DeletedRepository | null, string][] = [
+  ['tags', 'DELETE FROM tags WHERE repo = ?'],
+  ['manifests', 'DELETE FROM manifests WHERE repo = ?'],
+  [null, 'DELETE FROM manifest_refs WHERE repo = ?'],
+  ['blobs', 'DELETE FROM repo_blobs WHERE repo = ?'],
+  ['v1Tags', 'DELETE FROM v1_tags WHERE repo = ?'],
+  [null, 'DELETE FROM v1_repo_images WHERE repo = ?'],
+  ['v1Images', 'DELETE FROM v1_images WHERE repo = ?'],
+  // Garbage collection sweeps their staged bytes; a later PATCH or PUT fails with BLOB_UPLOAD_UNKNOWN
+  // instead of linking into the deleted repository.
+  ['uploads', 'DELETE FROM uploads WHERE repo = ?'],
+];
+
+export class RepositoryIndex {
+  private readonly statements;
+
+  constructor(
+    db: Db,
+    private readonly core: MetadataIndex,
+  ) {
+    this.statements = TABLES.map(([key, sql]) => ({ key, stmt: db.prepare(sql) }));
+  }
+
+  /** Delete `name` and everything in it; undefined if there is no such repository. */
+  async deleteRepository(name: string): Promise<DeletedRepository | undefined> {
+    return this.core.transaction(() => {
+      if (!this.core.getRepository(name)) return undefined;
+      const counts: DeletedRepository = { tags: 0, manifests: 0, blobs: 0, v1Tags: 0, v1Images: 0, uploads: 0 };
+      for (const { key, stmt } of this.statements) {
+        const n = stmt.run(name).changes;
+        if (key) counts[key] = n;
+      }
+      this.core.deleteRepository(name);
+      return counts;
+    });
+  }
+}

@@ -1,0 +1,85 @@
+import { globProblem, RepoGlob, type NameMatcher } from '../auth/globs';
+import { formatBytes, parseByteSize } from '../bytes';
+import { ConfigError } from '../config/errors';
+import { RegistryError } from '../errors';
+import type { UsageIndex } from '../index/usage-index';
+import type { Digest } from '../storage/digest';
+
+// Byte limits on groups of repositories. A quota covers every repository its glob matches, together
+// (`team-a/**` is a namespace, `team-a/app` one repository), each blob counted once per repository.
+// A push is refused before its bytes are read when it says its size, and always in the transaction that
+// would link the blob, so concurrent pushes cannot overshoot the limit together.
+
+export interface QuotaRule {
+  repository: string;
+  /** Bytes. */
+  limit: number;
+}
+
+export interface QuotaStatus extends QuotaRule {
+  used: number;
+}
+
+export function parseQuotas(value: unknown, where: string): QuotaRule[] {
+  if (value === null || value === undefined) return [];
+  if (!Array.isArray(value)) throw new ConfigError(`${where}: expected a list of {repository, limit}`);
+  return value.map((q, i) => {
+    const at = `${where}[${i}]`;
+    if (typeof q !== 'object' || q === null || Array.isArray(q)) throw new ConfigError(`${at}: expected a mapping {repository, limit}`);
+    for (const key of Object.keys(q)) {
+      if (key !== 'repository' && key !== 'limit') throw new ConfigError(`unknown configuration key "${at}.${key}" (known keys here: repository, limit)`);
+    }
+    const { repository, limit } = q as Record<string, unknown>;
+    if (typeof repository !== 'string') throw new ConfigError(`${at}.repository: expected a repository glob`);
+    const problem = globProblem(repository, false);
+    if (problem) throw new ConfigError(`${at}.repository: ${problem}`);
+    if (limit === undefined) throw new ConfigError(`${at}.limit: required (a size such as 10GiB)`);
+    try {
+      return { repository, limit: parseByteSize(limit) };
+    } catch (err) {
+      throw new ConfigError(`${at}.limit: ${(err as Error).message}`);
+    }
+  });
+}
+
+export class Quotas {
+  private readonly rules: (QuotaRule & { match: NameMatcher })[];
+
+  constructor(
+    rules: readonly QuotaRule[],
+    private readonly usage: UsageIndex,
+  ) {
+    this.rules = rules.map((r) => ({ ...r, match: new RepoGlob(r.repository).forUser(null)! }));
+  }
+
+  get enabled(): boolean {
+    return this.rules.length > 0;
+  }
+
+  /**
+   * Refuse (DENIED) adding `bytes` to `repo` if that would exceed a quota covering it. Before an upload's
+   * bytes are read this is a courtesy (the client learns early); linkBlob's check is the one that holds.
+   */
+  check(repo: string, bytes: number): void {
+    for (const rule of this.rules) {
+      if (!rule.match.test(repo)) continue;
+      const used = this.usage.bytesUsed([rule.match.pattern]);
+      if (used + bytes > rule.limit) {
+        throw new RegistryError('DENIED', `quota exceeded for ${rule.repository}: ${formatBytes(used)} of ${formatBytes(rule.limit)} used`, {
+          detail: { quota: rule.repository, limit: rule.limit, used, requested: bytes },
+        });
+      }
+    }
+  }
+
+  /** Run inside the transaction that links `digest` to `repo`: a blob the repository holds already costs nothing. */
+  checkLink(repo: string, digest: Digest, size: number): void {
+    if (this.rules.length === 0 || this.usage.isCharged(repo, digest)) return;
+    this.check(repo, size);
+  }
+
+  /** Every quota with what its repositories use now (for `du` and the admin view). */
+  status(): QuotaStatus[] {
+    return this.rules.map((r) => ({ repository: r.repository, limit: r.limit, used: this.usage.bytesUsed([r.match.pattern]) }));
+  }
+}
