@@ -94,7 +94,7 @@ export function judgeTags(policy: RetentionPolicy, tags: readonly TagState[], no
     }
     if (policy.deleteOlderThan !== undefined) {
       const young = now - t.pushedAt < policy.deleteOlderThan * DAY_MS;
-      (young ? keeps : fails).push(`pushed ${young ? 'within' : 'more than'} ${policy.deleteOlderThan} days ago`);
+      (young ? keeps : fails).push(young ? `pushed within ${policy.deleteOlderThan} days` : `pushed more than ${policy.deleteOlderThan} days ago`);
     }
     return keeps.length > 0 ? { ...t, keep: true, reason: keeps[0]! } : { ...t, keep: false, reason: fails.join(', ') || 'no rule keeps it' };
   });
