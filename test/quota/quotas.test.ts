@@ -3,6 +3,7 @@ import t from 'tap';
 import { parseByteSize } from '../../src/bytes';
 import { parseConfig } from '../../src/config/load';
 import { startRegistry } from '../helpers/server';
+import { imageChain, pushV1 } from '../helpers/v1';
 import { blobOf, buildImage, pushBlob, pushImage, pullsWhole, putManifest, type Blob } from '../helpers/v2';
 
 // Quotas over HTTP: refused before the bytes are read when the size is announced, at the commit otherwise,
@@ -128,4 +129,14 @@ t.test('deleting and collecting lowers the usage; the refused push then fits', a
   await reg.app.registry.gc.run();
   await pushImage(reg.url, 'g/app', 'two', second);
   t.ok(await pullsWhole(reg.url, 'g/app', 'two', second), 'the second image pulls whole');
+});
+
+t.test('v1 pushes are counted and refused too, with a v1 error body', async (t) => {
+  const reg = await startRegistry(t, { quotas: [{ repository: 'v1ns/**', limit: 30_000 }] });
+  await pushV1(reg.url, 'v1ns/app', 'one', imageChain(2, { layerBytes: 10_000 }));
+  const used = reg.app.registry.quotas.status()[0]!.used;
+  t.ok(used > 20_000 && used < 30_000, `the first chain is counted (${used} bytes)`);
+  const err = await pushV1(reg.url, 'v1ns/app', 'two', imageChain(2, { layerBytes: 10_000 })).then(() => undefined, (e: Error) => e.message);
+  t.match(err, /^PUT layer [0-9a-f]+: 403 \{"error":"quota exceeded for v1ns\/\*\*: .* of 29 KiB used"\}$/, 'the layer that crosses it is refused');
+  t.ok(reg.app.registry.quotas.status()[0]!.used <= 30_000, 'nothing beyond the limit');
 });

@@ -159,3 +159,10 @@ t.test('du reports what quotas count, per repository, shared and unique', async 
   t.equal(bad.code, 2);
   t.match(bad.stderr, /cannot appear in a repository glob/);
 });
+
+t.test('the server applies the policies on its schedule', async (t) => {
+  const reg = await startRegistry(t, { retention: { interval: 1, policies: [{ repository: 's/**', keepLast: 1 }] } });
+  for (const tag of ['a', 'b', 'c']) await pushImage(reg.url, 's/app', tag, buildImage({ layers: 1, layerBytes: 16 }));
+  for (let i = 0; i < 50 && (await tagsOf(reg, 's/app')).length > 1; i++) await new Promise((r) => setTimeout(r, 100));
+  t.same(await tagsOf(reg, 's/app'), ['c'], 'only the newest is left');
+});
