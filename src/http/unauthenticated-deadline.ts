@@ -1,3 +1,4 @@
+import type { Socket } from 'node:net';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { RegistryError } from '../errors';
@@ -11,6 +12,8 @@ import { answerRaw } from './client-errors';
 
 /** Answers that refuse the request: nothing more of its body is wanted. */
 const REFUSALS = new Set([401, 403, 413, 429]);
+/** How long a connection closed with a body still coming keeps reading (and dropping) it: see lingerBeforeClosing. */
+const LINGER_MS = 2000;
 
 const timers = new WeakMap<object, NodeJS.Timeout>();
 
@@ -36,6 +39,21 @@ function cut(request: FastifyRequest, reply: FastifyReply): void {
   setTimeout(() => socket.destroy(), 1000).unref();
 }
 
+/**
+ * Close like nginx's lingering close: send the answer and a FIN, then read and drop what the client is still
+ * sending for a moment before closing. Closing at once with unread bytes makes the kernel send a reset, and a
+ * client still writing its body (skopeo refused by a quota mid-PATCH) then loses the answer it was sent and
+ * reports a broken pipe instead of the error.
+ */
+function lingerBeforeClosing(socket: Socket): void {
+  socket.destroySoon = () => {
+    socket.end();
+    const timer = setTimeout(() => socket.destroy(), LINGER_MS);
+    timer.unref();
+    socket.once('close', () => clearTimeout(timer));
+  };
+}
+
 export const unauthenticatedDeadline = fp(async (app: FastifyInstance, opts: { timeoutMs: number; bodies: boolean }) => {
   // Headers: node's own timeout, the same length.
   app.server.headersTimeout = opts.timeoutMs;
@@ -48,7 +66,9 @@ export const unauthenticatedDeadline = fp(async (app: FastifyInstance, opts: { t
   });
 
   app.addHook('onSend', async (request, reply, payload) => {
-    if (REFUSALS.has(reply.statusCode) && !request.raw.complete) reply.header('connection', 'close');
+    if (request.raw.complete) return payload;
+    if (REFUSALS.has(reply.statusCode)) reply.header('connection', 'close');
+    if (reply.getHeader('connection') === 'close') lingerBeforeClosing(request.raw.socket);
     return payload;
   });
 
