@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import { repeatInBackground } from '../background';
 import { GcBusyError, type GarbageCollector } from './collector';
 
 /**
@@ -13,28 +14,14 @@ export async function scheduleGarbageCollection(app: FastifyInstance, collector:
     if (!(err instanceof GcBusyError)) throw err;
     app.log.info({ holder: err.holder }, 'garbage collection: another process is collecting; it finishes what is left');
   }
-  if (intervalSeconds === 0) return;
-  const stop = new AbortController();
-  let running: Promise<void> | null = null;
-  const run = () => {
-    if (running) return;
-    running = collector
-      .run({ signal: stop.signal })
-      .then(
-        (report) => app.log.info(report, 'garbage collection'),
-        (err) => {
-          if (stop.signal.aborted) return;
-          if (err instanceof GcBusyError) app.log.info({ holder: err.holder }, 'garbage collection skipped: another process is collecting');
-          else app.log.error({ err }, 'garbage collection failed; the next run starts over');
-        },
-      )
-      .finally(() => (running = null));
-  };
-  const timer = setInterval(run, intervalSeconds * 1000);
-  timer.unref();
-  app.addHook('onClose', async () => {
-    clearInterval(timer);
-    stop.abort();
-    await running;
-  });
+  repeatInBackground(app, intervalSeconds, (signal) =>
+    collector.run({ signal }).then(
+      (report) => app.log.info(report, 'garbage collection'),
+      (err) => {
+        if (signal.aborted) return;
+        if (err instanceof GcBusyError) app.log.info({ holder: err.holder }, 'garbage collection skipped: another process is collecting');
+        else app.log.error({ err }, 'garbage collection failed; the next run starts over');
+      },
+    ),
+  );
 }

@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import { repeatInBackground } from '../background';
 import type { Retention, RetentionDeletion } from './retention';
 
 /** The audit line of one retention deletion (or, in a dry run, one it would make). */
@@ -9,26 +10,13 @@ export function auditRetention(app: FastifyInstance, d: RetentionDeletion, dryRu
 
 /** The server's retention: a run every `intervalSeconds` when policies are set (0: none), stopped by close(). */
 export function scheduleRetention(app: FastifyInstance, retention: Retention, intervalSeconds: number, dryRun: boolean): void {
-  if (!retention.enabled || intervalSeconds === 0) return;
-  const stop = new AbortController();
-  let running: Promise<void> | null = null;
-  const run = () => {
-    if (running) return;
-    running = retention
-      .run({ dryRun, signal: stop.signal, onDelete: (d) => auditRetention(app, d, dryRun) })
-      .then(
-        (report) => app.log.info(report, 'retention'),
-        (err) => {
-          if (!stop.signal.aborted) app.log.error({ err }, 'retention failed; the next run starts over');
-        },
-      )
-      .finally(() => (running = null));
-  };
-  const timer = setInterval(run, intervalSeconds * 1000);
-  timer.unref();
-  app.addHook('onClose', async () => {
-    clearInterval(timer);
-    stop.abort();
-    await running;
-  });
+  if (!retention.enabled) return;
+  repeatInBackground(app, intervalSeconds, (signal) =>
+    retention.run({ dryRun, signal, onDelete: (d) => auditRetention(app, d, dryRun) }).then(
+      (report) => app.log.info(report, 'retention'),
+      (err) => {
+        if (!signal.aborted) app.log.error({ err }, 'retention failed; the next run starts over');
+      },
+    ),
+  );
 }
