@@ -173,6 +173,31 @@ t.test('quota: skopeo pushes until the quota, the crossing push is refused and n
   t.not(inspectC.code, 0, 'the refused image has no tag: skopeo inspect quota/c:1 fails', said(inspectC));
   t.equal((await fetch(`${srv.url}/v2/quota/c/manifests/${c.layout.manifestDigest}`, { method: 'HEAD' })).status, 404, 'nor a manifest by digest');
 
+  // Refused while skopeo is still sending a chunk (layers of 1 MiB, uploaded 4 at a time): every refusal must
+  // reach the client as DENIED with the quota message, never as a connection cut under its feet. Repeated,
+  // because whether the answer is read before the connection goes is a race.
+  const big = image(work, 'big', { layers: 4, layerBytes: MiB, seed: 504 });
+  const outcomes: Record<string, number> = {};
+  const bigRepos: string[] = [];
+  for (let i = 0; i < 12; i++) {
+    const r = await push(env, big, `${srv.host}/quota/big${i}:1`);
+    bigRepos.push(`quota/big${i}`);
+    const what =
+      r.code === 0
+        ? 'pushed (over the quota!)'
+        : r.stderr.includes('quota exceeded for quota/**')
+          ? 'denied: quota exceeded'
+          : /broken pipe/.test(r.stderr)
+            ? 'write: broken pipe (no answer seen)'
+            : /connection reset/.test(r.stderr)
+              ? 'connection reset (no answer seen)'
+              : r.stderr.trim().slice(-200);
+    outcomes[what] = (outcomes[what] ?? 0) + 1;
+  }
+  t.same(outcomes, { 'denied: quota exceeded': 12 }, 'each of 12 refused pushes tells skopeo the quota was exceeded (not a broken pipe)');
+  const bigTags = await Promise.all(bigRepos.map(async (r) => (await fetch(`${srv.url}/v2/${r}/manifests/1`, { method: 'HEAD' })).status));
+  t.same(new Set(bigTags), new Set([404]), 'none of them left a tag');
+
   // The images pushed before are intact.
   await pullsBack(t, env, a, `${srv.host}/quota/a:1`, path.join(work, 'a-back'));
   await pullsBack(t, env, b, `${srv.host}/quota/b:1`, path.join(work, 'b-back'));
