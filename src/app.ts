@@ -33,6 +33,8 @@ import { Quotas } from './quota/quotas';
 import { PullRecorder } from './retention/pull-recorder';
 import { Retention } from './retention/retention';
 import { scheduleRetention } from './retention/schedule';
+import { RefJournal } from './refs/journal';
+import { checkIndexPresent } from './refs/startup-check';
 import { version } from './version';
 
 export interface BuildOptions {
@@ -68,7 +70,9 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   });
 
   const driver = await createDriver(config);
+  await checkIndexPresent(config.index.path, driver);
   const db = openDatabase(config.index.path);
+  const journal = new RefJournal(db, driver);
   const index = new MetadataIndex(db);
   const s3 = config.storage.s3;
   const blobs = new BlobStore(driver, index, config.storage.driver === 's3' && s3.redirect ? s3.redirectExpiry : 0, (err) =>
@@ -102,12 +106,14 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   await app.register(authPlugin, { access });
   app.addHook('onClose', async () => {
     await pulls?.close();
+    await journal.close().catch((err) => app.log.error({ err }, 'writing the last reference records failed; the next start writes them'));
     await blobs.settle(); // staged copies still being deleted, before their rows can no longer be
     index.close();
   });
   closeConnectionsAsTheyIdle(app);
 
-  answerWritesOnceDurable(app, new WalSync(db));
+  await journal.start();
+  answerWritesOnceDurable(app, new WalSync(db), journal);
 
   // One log line per request: id, method, route, status, bytes, duration. Nothing else of the request.
   app.addHook('onResponse', async (request, reply) => {
@@ -140,25 +146,29 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
 }
 
 /**
- * A write is answered only once its index transactions are on disk (see WalSync). GET and HEAD do not
+ * A write is answered only once its index transactions are on disk (see WalSync) and the reference records
+ * they made are in storage (see RefJournal), both at once. GET and HEAD do not
  * write the index, and need not wait for other requests' writes. If the sync fails, the write was
  * committed but may not survive a power loss: the client gets an error (507 if the disk is full, else
  * 500), without the headers of the success it would have been.
  */
-function answerWritesOnceDurable(app: FastifyInstance, walSync: WalSync): void {
+function answerWritesOnceDurable(app: FastifyInstance, walSync: WalSync, journal: RefJournal): void {
   app.addHook('onSend', async (request, reply, payload) => {
     if (request.method === 'GET' || request.method === 'HEAD') return payload;
-    try {
-      await walSync.flush();
-      return payload;
-    } catch (err) {
-      request.log.error({ err }, 'syncing the index to disk failed');
-      const known = toRegistryError(err);
-      const e = known.code === 'INTERNAL' ? new RegistryError('INTERNAL', 'the index could not be synced to disk') : known;
-      for (const name of Object.keys(reply.getHeaders())) reply.removeHeader(name);
-      reply.code(e.status as never).type('application/json');
-      return JSON.stringify(errorBodyFor(request.url, e));
-    }
+    const [wal, refs] = await Promise.allSettled([walSync.flush(), journal.flush()]);
+    const failure =
+      wal.status === 'rejected'
+        ? { err: wal.reason, what: 'the index could not be synced to disk' }
+        : refs.status === 'rejected'
+          ? { err: refs.reason, what: 'the reference journal could not be written to storage' }
+          : undefined;
+    if (!failure) return payload;
+    request.log.error({ err: failure.err }, failure.what);
+    const known = toRegistryError(failure.err);
+    const e = known.code === 'INTERNAL' ? new RegistryError('INTERNAL', failure.what) : known;
+    for (const name of Object.keys(reply.getHeaders())) reply.removeHeader(name);
+    reply.code(e.status as never).type('application/json');
+    return JSON.stringify(errorBodyFor(request.url, e));
   });
 }
 

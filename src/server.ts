@@ -1,6 +1,7 @@
 import { buildApp } from './app';
 import { ConfigError, loadConfig, splitAddr } from './config/load';
 import { startIdleGc } from './idle-gc';
+import { IndexMissingError } from './refs/startup-check';
 
 // Process entry: load config, serve, and shut down gracefully on SIGTERM/SIGINT.
 
@@ -51,6 +52,10 @@ async function main(): Promise<void> {
 }
 
 main().catch((err) => {
+  if (err instanceof IndexMissingError) {
+    process.stderr.write(`registry: ${err.message}\n`);
+    process.exit(2);
+  }
   process.stderr.write(`registry: failed to start: ${err instanceof Error ? err.stack : String(err)}\n`);
   process.exit(1);
 });

@@ -1,7 +1,10 @@
 import { runGarbageCollection } from '../gc/run';
 import { dispatch, type Command } from './dispatch';
+import { backupCommand, backupHelp } from './backup';
+import { checkCommand, checkHelp } from './check';
 import { duCommand, duHelp } from './du';
 import { gcCommand, gcHelp } from './gc';
+import { rebuildCommand, rebuildHelp } from './rebuild';
 import { repoCommand, repoHelp } from './repo';
 import { retentionCommand, retentionHelp } from './retention';
 import { interruptSignal, processIo, runEntry } from './io';
@@ -30,6 +33,9 @@ const commands: Record<string, Command> = {
   retention: { help: retentionHelp, run: (args, io) => retentionCommand(args, io, { signal: interruptSignal() }) },
   du: { help: duHelp, run: (args, io) => duCommand(args, io) },
   repo: { help: repoHelp, run: (args, io) => repoCommand(args, io) },
+  backup: { help: backupHelp, run: (args, io) => backupCommand(args, io) },
+  'rebuild-index': { help: rebuildHelp, run: (args, io) => rebuildCommand(args, io) },
+  check: { help: checkHelp, run: (args, io) => checkCommand(args, io, { signal: interruptSignal() }) },
 };
 
 runEntry('registry: ', () => dispatch(process.argv.slice(2), commands, processIo()));

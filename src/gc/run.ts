@@ -5,6 +5,7 @@ import type { Config } from '../config/schema';
 import { openDatabase, openExistingIndex } from '../index/db';
 import { GcIndex } from '../index/gc-index';
 import { MetadataIndex } from '../index/metadata-index';
+import { flushJournal } from '../refs/journal';
 import { createDriver } from '../storage/factory';
 import { GarbageCollector, type GcSettings } from './collector';
 import type { GcReport, GcRunOptions } from './types';
@@ -35,7 +36,9 @@ export async function runGarbageCollection(config: Config, opts: GcRunOptions = 
     }
     const driver = await createDriver(config);
     try {
-      return await new GarbageCollector(new GcIndex(target, new MetadataIndex(target)), driver, gcSettings(config)).run(opts);
+      const report = await new GarbageCollector(new GcIndex(target, new MetadataIndex(target)), driver, gcSettings(config)).run(opts);
+      if (!opts.dryRun) await flushJournal(db, driver); // the blobs it removed, as the server records them
+      return report;
     } finally {
       await driver.close?.();
     }

@@ -237,4 +237,93 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE manifests ADD COLUMN pulled_at INTEGER;  -- last pull by digest or tag (written in batches)
   ALTER TABLE tags ADD COLUMN pulled_at INTEGER;       -- last pull by this tag (written in batches)
   `,
+  // 6: the reference journal. Every change to what the index knows (blobs, repositories, links, manifests,
+  // tags, v1 tags, images and lists; not uploads or pull times) leaves a JSON record in refs_outbox, by
+  // trigger, in the transaction that makes it. Before a write is answered the records are written to
+  // storage (src/refs/journal.ts), so storage alone can rebuild the index. The existing state is the first batch.
+  `
+  CREATE TABLE refs_outbox (
+    seq    INTEGER PRIMARY KEY AUTOINCREMENT, -- order of the changes; never reused (the journal replays by it)
+    record TEXT NOT NULL
+  );
+  CREATE TRIGGER refs_blobs_ai AFTER INSERT ON blobs BEGIN
+    INSERT INTO refs_outbox (record) VALUES (json_object('t', 'blob', 'd', new.digest, 'n', new.size, 'l', new.location, 'c', new.created_at));
+  END;
+  CREATE TRIGGER refs_blobs_ad AFTER DELETE ON blobs BEGIN
+    INSERT INTO refs_outbox (record) VALUES (json_object('t', 'blob', 'd', old.digest, 'del', 1));
+  END;
+  CREATE TRIGGER refs_repos_ai AFTER INSERT ON repositories BEGIN
+    INSERT INTO refs_outbox (record) VALUES (json_object('t', 'repo', 'r', new.name, 'desc', new.description, 'v1p', new.v1_private, 'v1i', new.v1_indexed, 'c', new.created_at));
+  END;
+  CREATE TRIGGER refs_repos_au AFTER UPDATE OF description, v1_private, v1_indexed ON repositories BEGIN
+    INSERT INTO refs_outbox (record) VALUES (json_object('t', 'repo', 'r', new.name, 'desc', new.description, 'v1p', new.v1_private, 'v1i', new.v1_indexed, 'c', new.created_at));
+  END;
+  CREATE TRIGGER refs_repos_ad AFTER DELETE ON repositories BEGIN
+    INSERT INTO refs_outbox (record) VALUES (json_object('t', 'repo', 'r', old.name, 'del', 1));
+  END;
+  CREATE TRIGGER refs_links_ai AFTER INSERT ON repo_blobs BEGIN
+    INSERT INTO refs_outbox (record) VALUES (json_object('t', 'link', 'r', new.repo, 'd', new.digest, 'at', new.linked_at));
+  END;
+  CREATE TRIGGER refs_links_ad AFTER DELETE ON repo_blobs BEGIN
+    INSERT INTO refs_outbox (record) VALUES (json_object('t', 'link', 'r', old.repo, 'd', old.digest, 'del', 1));
+  END;
+  CREATE TRIGGER refs_manifests_ai AFTER INSERT ON manifests BEGIN
+    INSERT INTO refs_outbox (record) VALUES (json_object('t', 'man', 'r', new.repo, 'd', new.digest, 'mt', new.media_type, 'n', new.size, 'a', new.artifact_type, 'subj', new.subject, 'ann', new.annotations, 'c', new.created_at));
+  END;
+  CREATE TRIGGER refs_manifests_ad AFTER DELETE ON manifests BEGIN
+    INSERT INTO refs_outbox (record) VALUES (json_object('t', 'man', 'r', old.repo, 'd', old.digest, 'del', 1));
+  END;
+  CREATE TRIGGER refs_refs_ai AFTER INSERT ON manifest_refs BEGIN
+    INSERT INTO refs_outbox (record) VALUES (json_object('t', 'ref', 'r', new.repo, 'd', new.digest, 'ch', new.child));
+  END;
+  CREATE TRIGGER refs_refs_ad AFTER DELETE ON manifest_refs BEGIN
+    INSERT INTO refs_outbox (record) VALUES (json_object('t', 'ref', 'r', old.repo, 'd', old.digest, 'ch', old.child, 'del', 1));
+  END;
+  CREATE TRIGGER refs_tags_ai AFTER INSERT ON tags BEGIN
+    INSERT INTO refs_outbox (record) VALUES (json_object('t', 'tag', 'r', new.repo, 'g', new.tag, 'd', new.digest, 'u', new.updated_at));
+  END;
+  CREATE TRIGGER refs_tags_au AFTER UPDATE OF digest, updated_at ON tags BEGIN
+    INSERT INTO refs_outbox (record) VALUES (json_object('t', 'tag', 'r', new.repo, 'g', new.tag, 'd', new.digest, 'u', new.updated_at));
+  END;
+  CREATE TRIGGER refs_tags_ad AFTER DELETE ON tags BEGIN
+    INSERT INTO refs_outbox (record) VALUES (json_object('t', 'tag', 'r', old.repo, 'g', old.tag, 'del', 1));
+  END;
+  CREATE TRIGGER refs_v1tags_ai AFTER INSERT ON v1_tags BEGIN
+    INSERT INTO refs_outbox (record) VALUES (json_object('t', 'v1tag', 'r', new.repo, 'g', new.tag, 'i', new.image_id, 'm', new.meta));
+  END;
+  CREATE TRIGGER refs_v1tags_au AFTER UPDATE ON v1_tags BEGIN
+    INSERT INTO refs_outbox (record) VALUES (json_object('t', 'v1tag', 'r', new.repo, 'g', new.tag, 'i', new.image_id, 'm', new.meta));
+  END;
+  CREATE TRIGGER refs_v1tags_ad AFTER DELETE ON v1_tags BEGIN
+    INSERT INTO refs_outbox (record) VALUES (json_object('t', 'v1tag', 'r', old.repo, 'g', old.tag, 'del', 1));
+  END;
+  CREATE TRIGGER refs_v1images_ai AFTER INSERT ON v1_images BEGIN
+    INSERT INTO refs_outbox (record) VALUES (json_object('t', 'v1img', 'r', new.repo, 'i', new.id, 'p', new.parent, 'j', new.json_digest, 'l', new.layer_digest, 'n', new.layer_size, 'k', new.checksum, 'x', new.complete, 'c', new.created_at));
+  END;
+  CREATE TRIGGER refs_v1images_au AFTER UPDATE ON v1_images BEGIN
+    INSERT INTO refs_outbox (record) VALUES (json_object('t', 'v1img', 'r', new.repo, 'i', new.id, 'p', new.parent, 'j', new.json_digest, 'l', new.layer_digest, 'n', new.layer_size, 'k', new.checksum, 'x', new.complete, 'c', new.created_at));
+  END;
+  CREATE TRIGGER refs_v1images_ad AFTER DELETE ON v1_images BEGIN
+    INSERT INTO refs_outbox (record) VALUES (json_object('t', 'v1img', 'r', old.repo, 'i', old.id, 'del', 1));
+  END;
+  CREATE TRIGGER refs_v1list_ai AFTER INSERT ON v1_repo_images BEGIN
+    INSERT INTO refs_outbox (record) VALUES (json_object('t', 'v1list', 'r', new.repo, 'i', new.image_id, 'k', new.checksum, 'o', new.position));
+  END;
+  CREATE TRIGGER refs_v1list_au AFTER UPDATE ON v1_repo_images BEGIN
+    INSERT INTO refs_outbox (record) VALUES (json_object('t', 'v1list', 'r', new.repo, 'i', new.image_id, 'k', new.checksum, 'o', new.position));
+  END;
+  CREATE TRIGGER refs_v1list_ad AFTER DELETE ON v1_repo_images BEGIN
+    INSERT INTO refs_outbox (record) VALUES (json_object('t', 'v1list', 'r', old.repo, 'i', old.image_id, 'del', 1));
+  END;
+
+  INSERT INTO refs_outbox (record) SELECT json_object('t', 'blob', 'd', digest, 'n', size, 'l', location, 'c', created_at) FROM blobs;
+  INSERT INTO refs_outbox (record) SELECT json_object('t', 'repo', 'r', name, 'desc', description, 'v1p', v1_private, 'v1i', v1_indexed, 'c', created_at) FROM repositories;
+  INSERT INTO refs_outbox (record) SELECT json_object('t', 'link', 'r', repo, 'd', digest, 'at', linked_at) FROM repo_blobs;
+  INSERT INTO refs_outbox (record) SELECT json_object('t', 'man', 'r', repo, 'd', digest, 'mt', media_type, 'n', size, 'a', artifact_type, 'subj', subject, 'ann', annotations, 'c', created_at) FROM manifests;
+  INSERT INTO refs_outbox (record) SELECT json_object('t', 'ref', 'r', repo, 'd', digest, 'ch', child) FROM manifest_refs;
+  INSERT INTO refs_outbox (record) SELECT json_object('t', 'tag', 'r', repo, 'g', tag, 'd', digest, 'u', updated_at) FROM tags;
+  INSERT INTO refs_outbox (record) SELECT json_object('t', 'v1tag', 'r', repo, 'g', tag, 'i', image_id, 'm', meta) FROM v1_tags;
+  INSERT INTO refs_outbox (record) SELECT json_object('t', 'v1img', 'r', repo, 'i', id, 'p', parent, 'j', json_digest, 'l', layer_digest, 'n', layer_size, 'k', checksum, 'x', complete, 'c', created_at) FROM v1_images;
+  INSERT INTO refs_outbox (record) SELECT json_object('t', 'v1list', 'r', repo, 'i', image_id, 'k', checksum, 'o', position) FROM v1_repo_images;
+  `,
 ];

@@ -93,6 +93,22 @@ export interface StorageDriver {
    */
   listObjects?(): AsyncIterable<StoredObject>;
   /**
+   * Write a small record (the reference journal, refs/<kind>/<name>) whole: it is either absent or
+   * complete, and durable once this resolves. Writing the same key again replaces it.
+   */
+  putRecord(key: string, data: Buffer): Promise<void>;
+  /** A record's bytes, or null if there is none. */
+  getRecord(key: string): Promise<Buffer | null>;
+  /** The records under `prefix` (e.g. "refs/journal/"), in key order. */
+  listRecords(prefix: string): AsyncIterable<{ key: string; size: number }>;
+  /** Remove a record; missing records are not an error. */
+  deleteRecord(key: string): Promise<void>;
+  /**
+   * Move a committed object aside (a corrupt blob found by `registry check --repair`) where nothing reads
+   * it and garbage collection does not look, for an operator to inspect; returns where it went.
+   */
+  quarantine(key: string): Promise<string>;
+  /**
    * Optional: a short-lived URL from which a client can GET a committed object directly
    * (S3: a presigned GetObject URL). Routes may redirect blob downloads to it.
    */
@@ -104,6 +120,13 @@ export interface StorageDriver {
   releaseIdleMemory?(): number;
   /** Release connections and timers (optional). */
   close?(): void | Promise<void>;
+}
+
+/** Record keys: refs/<kind>/<name>, one level, names of letters, digits, dot, dash and underscore. */
+export const RECORD_KEY = /^refs\/[a-z]{1,32}\/[A-Za-z0-9._-]{1,200}$/;
+
+export function checkRecordKey(key: string): void {
+  if (!RECORD_KEY.test(key) || key.includes('..')) throw new Error(`refusing record key ${JSON.stringify(key)}`);
 }
 
 export interface StoredObject {

@@ -1,7 +1,15 @@
 import { constants, promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
-import { StagedBytesShortError, StorageNotFoundError, type ByteRange, type StorageDriver, type StoredObject, type UploadState } from './driver';
+import {
+  checkRecordKey,
+  StagedBytesShortError,
+  StorageNotFoundError,
+  type ByteRange,
+  type StorageDriver,
+  type StoredObject,
+  type UploadState,
+} from './driver';
 import { downloadBuffers, pipeFile } from './file-reader';
 import type { Digest } from './digest';
 import { UploadWorkers, type AppendResult } from './upload-workers';
@@ -183,6 +191,66 @@ export class LocalDriver implements StorageDriver {
         if (st?.isFile()) yield { key, size: st.size, modifiedMs: st.mtimeMs, digest: `sha256:${name}` };
       }
     }
+  }
+
+  // ---- records: small files written to a temporary name, synced, renamed ----
+
+  async putRecord(key: string, data: Buffer): Promise<void> {
+    checkRecordKey(key);
+    const target = path.join(this.root, key);
+    const dir = path.dirname(target);
+    const created = await fs.mkdir(dir, { recursive: true });
+    if (created && this.opts.fsync) await fsyncDir(path.dirname(dir));
+    const tmp = `${target}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
+    const handle = await fs.open(tmp, 'w');
+    try {
+      await handle.writeFile(data);
+      if (this.opts.fsync) await handle.datasync();
+    } finally {
+      await handle.close();
+    }
+    await fs.rename(tmp, target);
+    if (this.opts.fsync) await fsyncDir(dir);
+  }
+
+  async getRecord(key: string): Promise<Buffer | null> {
+    checkRecordKey(key);
+    try {
+      return await fs.readFile(path.join(this.root, key));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw err;
+    }
+  }
+
+  async *listRecords(prefix: string): AsyncIterable<{ key: string; size: number }> {
+    const [, kind] = /^refs\/([a-z]{1,32})\/$/.exec(prefix) ?? [];
+    if (!kind) throw new Error(`refusing record prefix ${JSON.stringify(prefix)}`);
+    const dir = path.join(this.root, 'refs', kind);
+    const names = await fs.readdir(dir).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return [] as string[];
+      throw err;
+    });
+    for (const name of names.sort()) {
+      const key = `${prefix}${name}`;
+      if (name.endsWith('.tmp') || !/^[A-Za-z0-9._-]{1,200}$/.test(name)) continue; // a write that never finished
+      const st = await fs.stat(path.join(dir, name)).catch(() => null);
+      if (st?.isFile()) yield { key, size: st.size };
+    }
+  }
+
+  async deleteRecord(key: string): Promise<void> {
+    checkRecordKey(key);
+    await fs.rm(path.join(this.root, key), { force: true });
+  }
+
+  async quarantine(key: string): Promise<string> {
+    const from = this.file(key);
+    const to = `quarantine/${path.basename(key)}-${Date.now()}`;
+    await fs.mkdir(path.join(this.root, 'quarantine'), { recursive: true });
+    await fs.rename(from, path.join(this.root, to));
+    if (this.opts.fsync) await fsyncDir(path.join(this.root, 'quarantine'));
+    return to;
   }
 
   releaseIdleMemory(): number {

@@ -2,6 +2,7 @@ import { Readable } from 'node:stream';
 import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
+  CopyObjectCommand,
   CreateMultipartUploadCommand,
   DeleteObjectCommand,
   GetObjectCommand,
@@ -14,7 +15,7 @@ import {
   type S3ClientConfig,
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
-import { StorageNotFoundError, type ByteRange, type StorageDriver, type StoredObject, type UploadState } from './driver';
+import { checkRecordKey, RECORD_KEY, StorageNotFoundError, type ByteRange, type StorageDriver, type StoredObject, type UploadState } from './driver';
 
 // The SDK warns on every start that it will soon need Node 22; the registry supports Node 20 on purpose.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
@@ -232,6 +233,51 @@ export class S3Driver implements StorageDriver {
 
   async delete(key: string): Promise<void> {
     await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.blobKey(key) }));
+  }
+
+  // ---- records: one PutObject each (atomic and durable once answered) ----
+
+  async putRecord(key: string, data: Buffer): Promise<void> {
+    checkRecordKey(key);
+    await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key), Body: data, ContentLength: data.length }));
+  }
+
+  async getRecord(key: string): Promise<Buffer | null> {
+    checkRecordKey(key);
+    try {
+      const res = await this.reader.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) }));
+      return Buffer.from(await res.Body!.transformToByteArray());
+    } catch (err) {
+      if (isNotFound(err)) return null;
+      throw err;
+    }
+  }
+
+  async *listRecords(prefix: string): AsyncIterable<{ key: string; size: number }> {
+    if (!/^refs\/[a-z]{1,32}\/$/.test(prefix)) throw new Error(`refusing record prefix ${JSON.stringify(prefix)}`);
+    let ContinuationToken: string | undefined;
+    do {
+      const page = await this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.objectKey(prefix), ContinuationToken }));
+      for (const o of page.Contents ?? []) {
+        const key = o.Key?.slice(this.prefix.length) ?? '';
+        if (RECORD_KEY.test(key)) yield { key, size: o.Size ?? 0 };
+      }
+      ContinuationToken = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (ContinuationToken);
+  }
+
+  async deleteRecord(key: string): Promise<void> {
+    checkRecordKey(key);
+    await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) }));
+  }
+
+  async quarantine(key: string): Promise<string> {
+    const from = this.blobKey(key);
+    const to = `quarantine/${key.split('/').pop()}-${Date.now()}`;
+    const CopySource = `${this.bucket}/${from.split('/').map(encodeURIComponent).join('/')}`;
+    await this.client.send(new CopyObjectCommand({ Bucket: this.bucket, Key: this.objectKey(to), CopySource }));
+    await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: from }));
+    return to;
   }
 
   async redirectUrl(key: string, expiresInSeconds: number): Promise<string> {

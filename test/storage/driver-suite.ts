@@ -119,4 +119,27 @@ export function driverSuite(t: Test, make: (t: Test) => Promise<StorageDriver>):
       await t.rejects(d.stat(key), `stat ${key}`);
     }
   });
+
+  t.test('records: written whole, read, listed in key order, replaced, deleted; bad keys refused', async (t) => {
+    const d = await make(t);
+    t.equal(await d.getRecord('refs/journal/none.jsonl'), null, 'a missing record reads as null');
+    const list = async () => {
+      const out: string[] = [];
+      for await (const r of d.listRecords('refs/journal/')) out.push(`${r.key}:${r.size}`);
+      return out;
+    };
+    t.same(await list(), [], 'nothing listed before anything is written');
+    await d.putRecord('refs/journal/b.jsonl', Buffer.from('second\n'));
+    await d.putRecord('refs/journal/a.jsonl', Buffer.from('first\n'));
+    await d.putRecord('refs/other/x', Buffer.from('elsewhere'));
+    t.same(await list(), ['refs/journal/a.jsonl:6', 'refs/journal/b.jsonl:7'], 'only that prefix, in key order');
+    await d.putRecord('refs/journal/a.jsonl', Buffer.from('replaced'));
+    t.equal((await d.getRecord('refs/journal/a.jsonl'))!.toString(), 'replaced');
+    await d.deleteRecord('refs/journal/a.jsonl');
+    await d.deleteRecord('refs/journal/a.jsonl');
+    t.same(await list(), ['refs/journal/b.jsonl:7'], 'deleted, twice without error');
+    for (const bad of ['refs/../x', 'refs/journal/../../etc', 'blobs/sha256/aa', 'refs/journal/a/b', 'refs/Journal/x']) {
+      await t.rejects(d.putRecord(bad, Buffer.from('x')), /refusing record key/, `refused: ${bad}`);
+    }
+  });
 }

@@ -1,0 +1,120 @@
+'use strict';
+// What writing the reference journal costs a push: this checkout against another build, side by side in
+// one run (interleaved rounds, medians), so the machine's noise falls on both alike.
+//
+//   node bench/journal-overhead.js /path/to/baseline-checkout   (both built: npm run build)
+//
+// Per round and build: a fresh server; 150 small images pushed one after the other (config and layer by
+// monolithic POST, then the manifest with a tag), then 5 s of manifest PUTs (new tags) from 16 clients.
+
+const { createHash, randomBytes } = require('node:crypto');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { Child, freePort } = require('./lib/processes');
+
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const IMAGES = 150;
+const PUT_SECONDS = 5;
+const PUT_CLIENTS = 16;
+
+const sha = (b) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+
+async function startServer(root) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-journal-'));
+  const port = await freePort();
+  const child = new Child(path.basename(root));
+  const env = { ...process.env, REGISTRY_HTTP_ADDR: `127.0.0.1:${port}`, REGISTRY_STORAGE_LOCAL_ROOT: path.join(dir, 'blobs'), REGISTRY_INDEX_PATH: path.join(dir, 'index.db'), REGISTRY_LOG_LEVEL: 'warn', REGISTRY_GC_INTERVAL: '0' };
+  child.spawn(process.execPath, [path.join(root, 'dist', 'server.js')], { cwd: root, env });
+  const url = `http://127.0.0.1:${port}`;
+  for (let i = 0; ; i++) {
+    try {
+      if ((await fetch(`${url}/v2/`)).ok) break;
+    } catch {
+      if (i > 200) throw new Error(`server did not start:\n${child.logs()}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  return { url, stop: async () => (await child.stop(), fs.rmSync(dir, { recursive: true, force: true })) };
+}
+
+async function pushBlob(url, repo, data) {
+  const res = await fetch(`${url}/v2/${repo}/blobs/uploads/?digest=${sha(data)}`, { method: 'POST', body: data });
+  if (res.status !== 201) throw new Error(`blob POST ${res.status}`);
+}
+
+function image(i) {
+  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', n: i, r: randomBytes(8).toString('hex') }));
+  const layer = randomBytes(4096);
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha(config), size: config.length },
+      layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: sha(layer), size: layer.length }],
+    }),
+  );
+  return { config, layer, manifest };
+}
+
+async function putManifest(url, repo, tag, manifest) {
+  const res = await fetch(`${url}/v2/${repo}/manifests/${tag}`, { method: 'PUT', body: manifest, headers: { 'content-type': 'application/vnd.oci.image.manifest.v1+json' } });
+  if (res.status !== 201) throw new Error(`manifest PUT ${res.status}`);
+}
+
+async function measure(root) {
+  const srv = await startServer(root);
+  try {
+    const images = Array.from({ length: IMAGES }, (_, i) => image(i));
+    const t0 = process.hrtime.bigint();
+    for (const [i, img] of images.entries()) {
+      await pushBlob(srv.url, 'bench/app', img.config);
+      await pushBlob(srv.url, 'bench/app', img.layer);
+      await putManifest(srv.url, 'bench/app', `t${i}`, img.manifest);
+    }
+    const pushMs = Number(process.hrtime.bigint() - t0) / 1e6 / IMAGES;
+    const one = images[0].manifest;
+    let puts = 0;
+    const until = Date.now() + PUT_SECONDS * 1000;
+    await Promise.all(
+      Array.from({ length: PUT_CLIENTS }, async (_, c) => {
+        for (let n = 0; Date.now() < until; n++) {
+          await putManifest(srv.url, 'bench/app', `c${c}-${n}`, one);
+          puts++;
+        }
+      }),
+    );
+    return { pushMs, putsPerS: puts / PUT_SECONDS };
+  } finally {
+    await srv.stop();
+  }
+}
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+async function main() {
+  const baseline = process.argv[2];
+  if (!baseline || !fs.existsSync(path.join(baseline, 'dist', 'server.js'))) {
+    console.error('usage: node bench/journal-overhead.js <baseline checkout, built>');
+    process.exit(2);
+  }
+  const current = path.resolve(__dirname, '..');
+  const results = { baseline: [], current: [] };
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const [name, root] of r % 2 ? [['current', current], ['baseline', baseline]] : [['baseline', baseline], ['current', current]]) {
+      const m = await measure(root);
+      results[name].push(m);
+      console.log(`round ${r + 1} ${name}: ${m.pushMs.toFixed(2)} ms per small image push, ${m.putsPerS.toFixed(0)} manifest PUTs/s`);
+    }
+  }
+  const summary = (name) => ({ pushMs: median(results[name].map((m) => m.pushMs)), putsPerS: median(results[name].map((m) => m.putsPerS)) });
+  const b = summary('baseline');
+  const c = summary('current');
+  console.log(`medians: small image push ${b.pushMs.toFixed(2)} -> ${c.pushMs.toFixed(2)} ms (${(((c.pushMs - b.pushMs) / b.pushMs) * 100).toFixed(1)} %), ` +
+    `manifest PUTs ${b.putsPerS.toFixed(0)} -> ${c.putsPerS.toFixed(0)}/s (${(((c.putsPerS - b.putsPerS) / b.putsPerS) * 100).toFixed(1)} %)`);
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});

@@ -1,0 +1,176 @@
+import { existsSync, renameSync, rmSync } from 'node:fs';
+import path from 'node:path';
+import type { Config } from '../config/schema';
+import { openDatabase, type Db } from '../index/db';
+import { createDriver } from '../storage/factory';
+import type { StorageDriver } from '../storage/driver';
+import { JOURNAL_PREFIX, segmentRange } from './journal';
+import { Replayer, type JournalRecord } from './replay';
+
+// `registry rebuild-index`: a new index from storage alone. The journal's segments are replayed in sequence
+// order into a fresh index next to the configured one, which then takes its place; the blobs it names are
+// compared with what storage holds. Uploads in progress are not recovered: their clients start again.
+
+export interface RebuildReport {
+  segments: number;
+  records: number;
+  repositories: number;
+  tags: number;
+  manifests: number;
+  blobs: number;
+  v1Images: number;
+  v1Tags: number;
+  /** What did not add up, at most MAX_PROBLEMS of them (problemCount has them all). */
+  problems: string[];
+  problemCount: number;
+  /** Where the index that was there before went (with --force). */
+  previous?: string;
+  durationMs: number;
+}
+
+export interface RebuildOptions {
+  force?: boolean;
+  onProgress?: (p: { phase: 'segments' | 'objects' | 'checks'; done: number; total?: number }) => void;
+}
+
+const MAX_PROBLEMS = 100;
+
+export async function rebuildIndex(config: Config, opts: RebuildOptions = {}): Promise<RebuildReport> {
+  const started = Date.now();
+  const target = path.resolve(config.index.path);
+  if (config.index.path === ':memory:') throw new Error('index.path is :memory:: there is no index file to rebuild');
+  if (existsSync(target) && !opts.force) {
+    throw new Error(`an index exists at ${target}: rebuild-index replaces it only with --force (the old one is kept beside it)`);
+  }
+  // Checked before the driver starts, which would create its directories in whatever root it is given.
+  if (config.storage.driver === 'local' && !existsSync(path.join(config.storage.local.root, JOURNAL_PREFIX))) throw noJournal(config);
+  const driver = await createDriver(config);
+  try {
+    const segments: string[] = [];
+    for await (const { key } of driver.listRecords(JOURNAL_PREFIX)) if (segmentRange(key)) segments.push(key);
+    if (segments.length === 0) throw noJournal(config);
+    // Oldest first by first sequence number; records already applied (a segment written twice) are skipped.
+    segments.sort((a, b) => segmentRange(a)!.first - segmentRange(b)!.first || (a < b ? -1 : 1));
+    const building = `${target}.rebuilding-${process.pid}`;
+    removeDb(building);
+    const db = openDatabase(building);
+    let report: RebuildReport;
+    try {
+      report = await replayInto(db, driver, segments, opts);
+      db.close();
+    } catch (err) {
+      db.close();
+      removeDb(building);
+      throw err;
+    }
+    if (existsSync(target)) {
+      const previous = `${target}.before-rebuild-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+      // With its WAL: committed pages may not be in the main file yet.
+      for (const suffix of ['', '-wal', '-shm']) if (existsSync(target + suffix)) renameSync(target + suffix, previous + suffix);
+      report.previous = previous;
+    }
+    renameSync(building, target);
+    report.durationMs = Date.now() - started;
+    return report;
+  } finally {
+    await driver.close?.();
+  }
+}
+
+async function replayInto(db: Db, driver: StorageDriver, segments: string[], opts: RebuildOptions): Promise<RebuildReport> {
+  const replayer = new Replayer(db);
+  const report: RebuildReport = { segments: segments.length, records: 0, repositories: 0, tags: 0, manifests: 0, blobs: 0, v1Images: 0, v1Tags: 0, problems: [], problemCount: 0, durationMs: 0 };
+  const problem = (text: string) => {
+    if (report.problems.length < MAX_PROBLEMS) report.problems.push(text);
+    report.problemCount++;
+  };
+  let applied = 0;
+  let highest = 0;
+  for (const [i, key] of segments.entries()) {
+    const data = await driver.getRecord(key);
+    highest = Math.max(highest, segmentRange(key)!.last);
+    if (data === null) {
+      problem(`${key}: listed but gone when read`);
+      continue;
+    }
+    const lines = data.toString('utf8').split('\n');
+    db.transaction(() => {
+      for (const [n, line] of lines.entries()) {
+        if (line === '') continue;
+        let record: JournalRecord;
+        try {
+          record = JSON.parse(line) as JournalRecord;
+          if (!Number.isSafeInteger(record.s) || typeof record.t !== 'string') throw new Error('no sequence number or type');
+        } catch (err) {
+          problem(`${key} line ${n + 1}: truncated or malformed record (${(err as Error).message}), skipped`);
+          continue;
+        }
+        if (record.s <= applied) continue;
+        try {
+          replayer.applyRecord(record);
+        } catch (err) {
+          problem(`${key} line ${n + 1}: ${(err as Error).message}, skipped`);
+        }
+        applied = record.s;
+        report.records++;
+      }
+    })();
+    opts.onProgress?.({ phase: 'segments', done: i + 1, total: segments.length });
+  }
+  await compareWithStorage(db, driver, problem, opts);
+  // The replay's own triggers wrote every record again: they are in storage already. New records are
+  // numbered after the highest one there.
+  db.exec('DELETE FROM refs_outbox');
+  db.prepare("UPDATE sqlite_sequence SET seq = ? WHERE name = 'refs_outbox'").run(Math.max(highest, applied));
+  const n = (sql: string) => db.prepare(sql).pluck().get() as number;
+  Object.assign(report, {
+    repositories: n('SELECT count(*) FROM repositories'),
+    tags: n('SELECT count(*) FROM tags'),
+    manifests: n('SELECT count(*) FROM manifests'),
+    blobs: n('SELECT count(*) FROM blobs'),
+    v1Images: n('SELECT count(*) FROM v1_images'),
+    v1Tags: n('SELECT count(*) FROM v1_tags'),
+  });
+  return report;
+}
+
+/** Blobs the journal names that storage does not hold, and what refers to them. */
+async function compareWithStorage(db: Db, driver: StorageDriver, problem: (text: string) => void, opts: RebuildOptions): Promise<void> {
+  if (!driver.listObjects) return;
+  db.exec('CREATE TEMP TABLE stored (key TEXT PRIMARY KEY) WITHOUT ROWID');
+  const insert = db.prepare('INSERT OR IGNORE INTO stored (key) VALUES (?)');
+  let batch: string[] = [];
+  let done = 0;
+  const flush = () => {
+    db.transaction(() => batch.forEach((k) => insert.run(k)))();
+    done += batch.length;
+    batch = [];
+    opts.onProgress?.({ phase: 'objects', done });
+  };
+  for await (const o of driver.listObjects()) {
+    batch.push(o.key);
+    if (batch.length >= 5000) flush();
+  }
+  flush();
+  const missing = db
+    .prepare(
+      `SELECT b.digest, (SELECT group_concat(repo, ', ') FROM (SELECT repo FROM repo_blobs WHERE digest = b.digest
+                          UNION SELECT repo FROM v1_images WHERE json_digest = b.digest OR layer_digest = b.digest)) AS users
+         FROM blobs b WHERE NOT EXISTS (SELECT 1 FROM stored s WHERE s.key = b.location)`,
+    )
+    .iterate() as Iterable<{ digest: string; users: string | null }>;
+  for (const m of missing) problem(`blob ${m.digest} is recorded but not in storage${m.users ? ` (used by ${m.users})` : ''}`);
+  db.exec('DROP TABLE stored');
+  opts.onProgress?.({ phase: 'checks', done: 1, total: 1 });
+}
+
+function removeDb(file: string): void {
+  for (const f of [file, `${file}-wal`, `${file}-shm`]) rmSync(f, { force: true });
+}
+
+function noJournal(config: Config): Error {
+  const where = config.storage.driver === 's3' ? `s3://${config.storage.s3.bucket}/${config.storage.s3.prefix}` : path.resolve(config.storage.local.root);
+  return new Error(
+    `no reference journal in ${where} (${JOURNAL_PREFIX}): this is not a registry's storage, or one written before reference records were kept; nothing was changed`,
+  );
+}
