@@ -68,7 +68,9 @@ export const unauthenticatedDeadline = fp(async (app: FastifyInstance, opts: { t
   app.addHook('onSend', async (request, reply, payload) => {
     if (request.raw.complete) return payload;
     if (REFUSALS.has(reply.statusCode)) reply.header('connection', 'close');
-    if (reply.getHeader('connection') === 'close') lingerBeforeClosing(request.raw.socket);
+    // A request whose body was abandoned may have lost its socket already: nothing is left to linger on.
+    const socket = request.raw.socket as Socket | null;
+    if (reply.getHeader('connection') === 'close' && socket && !socket.destroyed) lingerBeforeClosing(socket);
     return payload;
   });
 
