@@ -35,7 +35,7 @@ async function startServer(root) {
       await new Promise((r) => setTimeout(r, 50));
     }
   }
-  return { url, stop: async () => (await child.stop(), fs.rmSync(dir, { recursive: true, force: true })) };
+  return { url, pid: child.pid, stop: async () => (await child.stop(), fs.rmSync(dir, { recursive: true, force: true })) };
 }
 
 async function pushBlob(url, repo, data) {
@@ -66,6 +66,7 @@ async function measure(root) {
   const srv = await startServer(root);
   try {
     const images = Array.from({ length: IMAGES }, (_, i) => image(i));
+    const cpu0 = cpuMs(srv.pid);
     const t0 = process.hrtime.bigint();
     for (const [i, img] of images.entries()) {
       await pushBlob(srv.url, 'bench/app', img.config);
@@ -73,6 +74,8 @@ async function measure(root) {
       await putManifest(srv.url, 'bench/app', `t${i}`, img.manifest);
     }
     const pushMs = Number(process.hrtime.bigint() - t0) / 1e6 / IMAGES;
+    const pushCpuMs = (cpuMs(srv.pid) - cpu0) / IMAGES;
+    const cpu1 = cpuMs(srv.pid);
     const one = images[0].manifest;
     let puts = 0;
     const until = Date.now() + PUT_SECONDS * 1000;
@@ -84,10 +87,16 @@ async function measure(root) {
         }
       }),
     );
-    return { pushMs, putsPerS: puts / PUT_SECONDS };
+    return { pushMs, putsPerS: puts / PUT_SECONDS, pushCpuMs, putCpuMs: (cpuMs(srv.pid) - cpu1) / puts };
   } finally {
     await srv.stop();
   }
+}
+
+/** CPU time the process has used, ms (utime + stime from /proc, in clock ticks of 10 ms). */
+function cpuMs(pid) {
+  const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10;
 }
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -104,14 +113,21 @@ async function main() {
     for (const [name, root] of r % 2 ? [['current', current], ['baseline', baseline]] : [['baseline', baseline], ['current', current]]) {
       const m = await measure(root);
       results[name].push(m);
-      console.log(`round ${r + 1} ${name}: ${m.pushMs.toFixed(2)} ms per small image push, ${m.putsPerS.toFixed(0)} manifest PUTs/s`);
+      console.log(
+        `round ${r + 1} ${name}: ${m.pushMs.toFixed(2)} ms per small image push (server CPU ${m.pushCpuMs.toFixed(2)} ms), ` +
+          `${m.putsPerS.toFixed(0)} manifest PUTs/s (server CPU ${m.putCpuMs.toFixed(3)} ms each)`,
+      );
     }
   }
-  const summary = (name) => ({ pushMs: median(results[name].map((m) => m.pushMs)), putsPerS: median(results[name].map((m) => m.putsPerS)) });
-  const b = summary('baseline');
-  const c = summary('current');
-  console.log(`medians: small image push ${b.pushMs.toFixed(2)} -> ${c.pushMs.toFixed(2)} ms (${(((c.pushMs - b.pushMs) / b.pushMs) * 100).toFixed(1)} %), ` +
-    `manifest PUTs ${b.putsPerS.toFixed(0)} -> ${c.putsPerS.toFixed(0)}/s (${(((c.putsPerS - b.putsPerS) / b.putsPerS) * 100).toFixed(1)} %)`);
+  // Each round's two runs are neighbours in time: the median of their ratios shrugs off the machine's drift.
+  const ratio = (key) => median(results.current.map((c, i) => c[key] / results.baseline[i][key]));
+  const pct = (r) => `${r >= 1 ? '+' : ''}${((r - 1) * 100).toFixed(1)} %`;
+  console.log(
+    `median of per-round ratios: small image push time ${pct(ratio('pushMs'))}, manifest PUT throughput ${pct(ratio('putsPerS'))}, ` +
+      `server CPU per push ${pct(ratio('pushCpuMs'))}, per manifest PUT ${pct(ratio('putCpuMs'))} ` +
+      `(medians: ${median(results.baseline.map((m) => m.pushMs)).toFixed(2)} -> ${median(results.current.map((m) => m.pushMs)).toFixed(2)} ms, ` +
+      `${median(results.baseline.map((m) => m.putsPerS)).toFixed(0)} -> ${median(results.current.map((m) => m.putsPerS)).toFixed(0)} PUTs/s)`,
+  );
 }
 
 main().catch((err) => {

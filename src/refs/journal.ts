@@ -3,10 +3,12 @@ import type { Db } from '../index/db';
 import type { StorageDriver } from '../storage/driver';
 
 // The reference journal: the index's triggers leave one JSON record per change in refs_outbox (migration
-// 6); flush() writes the records not yet in storage as one segment object, refs/journal/<first>-<last>-<id>.jsonl,
-// one line per record with its sequence number. A write is answered only after its records are there, so
-// storage alone describes every acknowledged push (rebuild.ts replays the segments in order).
-// Concurrent writers share one segment (group commit), as they share the index's WAL sync.
+// 6); flush() writes the records not yet in storage, one line per record with its sequence number, and a
+// write is answered only after its records are written (rebuild.ts replays them in order). Where the driver
+// appends (local), each process keeps one open segment and syncs it at most every SYNC_EVERY_MS; records
+// leave refs_outbox (itself synced with every write) only once synced, so after a power loss the next start
+// writes again what the journal may have lost. Elsewhere (S3) each flush is one object, durable at once.
+// Concurrent writers share one flush (group commit), as they share the index's WAL sync.
 
 export const JOURNAL_PREFIX = 'refs/journal/';
 const SEQ_DIGITS = 16;
@@ -18,22 +20,46 @@ const MAX_RECORDS = 5000;
  */
 const PRUNE_EVERY_MS = 5000;
 
-export const segmentKey = (first: number, last: number) =>
-  `${JOURNAL_PREFIX}${String(first).padStart(SEQ_DIGITS, '0')}-${String(last).padStart(SEQ_DIGITS, '0')}-${randomBytes(4).toString('hex')}.jsonl`;
+/** Appended records are synced this often: one data sync for every write in that time, off the request path. */
+const SYNC_EVERY_MS = 1000;
+/** An open segment (appended to) is given its final name at this size, or when its process stops. */
+const ROTATE_BYTES = 16 * 1024 * 1024;
 
-/** First and last sequence numbers of a segment key, or undefined if the key is no segment. */
-export function segmentRange(key: string): { first: number; last: number } | undefined {
-  const m = /^refs\/journal\/(\d{16})-(\d{16})-[0-9a-f]{8}\.jsonl$/.exec(key);
-  return m ? { first: Number(m[1]), last: Number(m[2]) } : undefined;
+const pad = (n: number) => String(n).padStart(SEQ_DIGITS, '0');
+const rand = () => randomBytes(4).toString('hex');
+
+export const segmentKey = (first: number, last: number) => `${JOURNAL_PREFIX}${pad(first)}-${pad(last)}-${rand()}.jsonl`;
+/** A segment still being appended to (or left so by a process that stopped without closing it): its last record is in it. */
+const openSegmentKey = (first: number) => `${JOURNAL_PREFIX}${pad(first)}-open-${rand()}.jsonl`;
+
+/**
+ * First and last sequence numbers of a segment key (last: undefined for an open segment, whose content says),
+ * or undefined if the key is no segment.
+ */
+export function segmentRange(key: string): { first: number; last?: number } | undefined {
+  const m = /^refs\/journal\/(\d{16})-(\d{16}|open)-[0-9a-f]{8}\.jsonl$/.exec(key);
+  if (!m) return undefined;
+  return { first: Number(m[1]), last: m[2] === 'open' ? undefined : Number(m[2]) };
+}
+
+/** The highest sequence number in a segment's content (its lines start with {"s":<n>,). */
+export function lastSequenceIn(data: Buffer): number {
+  let last = 0;
+  for (const m of data.toString('utf8').matchAll(/^\{"s":(\d+),/gm)) last = Math.max(last, Number(m[1]));
+  return last;
 }
 
 export class RefJournal {
   private readonly s;
-  /** Every record up to this sequence number is in storage. */
+  /** Every record up to this sequence number is written to storage, and up to `synced` durably. */
   private flushed = 0;
+  private synced = 0;
   private pruned = 0;
+  private syncTimer?: NodeJS.Timeout;
   private running: Promise<void> | null = null;
   private pruneTimer?: NodeJS.Timeout;
+  /** This process's open segment, where the driver can append. */
+  private open?: { key: string; first: number; last: number; bytes: number };
 
   constructor(
     private readonly db: Db,
@@ -56,18 +82,25 @@ export class RefJournal {
    */
   async start(pruneInBackground = true): Promise<void> {
     let highest = 0;
-    for await (const { key } of this.driver.listRecords(JOURNAL_PREFIX)) highest = Math.max(highest, segmentRange(key)?.last ?? 0);
+    for await (const { key } of this.driver.listRecords(JOURNAL_PREFIX)) {
+      const range = segmentRange(key);
+      if (!range) continue;
+      const last = range.last ?? lastSequenceIn((await this.driver.getRecord(key)) ?? Buffer.alloc(0));
+      highest = Math.max(highest, last);
+    }
     this.db.transaction(() => {
       if ((this.s.floor.get() as number) >= highest) return;
       this.s.insertFloor.run(highest);
       this.s.setFloor.run(highest);
     }).immediate();
     // Records numbered below what storage holds were written by whoever numbered them: here only what is new.
-    this.flushed = this.pruned = Math.min(highest, this.firstPending() - 1);
+    this.flushed = this.synced = this.pruned = Math.min(highest, this.firstPending() - 1);
     await this.flush();
     if (pruneInBackground) {
       this.pruneTimer = setInterval(() => void this.flush().then(() => this.prune(), () => undefined), PRUNE_EVERY_MS);
       this.pruneTimer.unref();
+      this.syncTimer = setInterval(() => void this.sync().catch(() => undefined), SYNC_EVERY_MS);
+      this.syncTimer.unref();
     }
   }
 
@@ -95,21 +128,59 @@ export class RefJournal {
     const lines = rows.map((r) => `{"s":${r.seq},${r.record.slice(1)}\n`);
     const first = rows[0]!.seq;
     const last = rows[rows.length - 1]!.seq;
-    await this.driver.putRecord(segmentKey(first, last), Buffer.from(lines.join('')));
-    this.flushed = last;
+    const data = Buffer.from(lines.join(''));
+    if (this.driver.appendRecord) {
+      this.open ??= { key: openSegmentKey(first), first, last, bytes: 0 };
+      await this.driver.appendRecord(this.open.key, data);
+      this.open.last = last;
+      this.open.bytes += data.length;
+      this.flushed = last;
+      if (this.open.bytes >= ROTATE_BYTES) await this.closeSegment();
+    } else {
+      await this.driver.putRecord(segmentKey(first, last), data);
+      this.flushed = this.synced = last;
+    }
   }
 
-  /** Drop the records storage holds from refs_outbox. */
+  /** Make what was appended durable (runs between flushes: they share `running`). */
+  private async sync(): Promise<void> {
+    if (this.synced >= this.flushed || !this.open) return;
+    while (this.running) await this.running;
+    const open = this.open;
+    if (!open) return;
+    const upTo = this.flushed;
+    this.running = this.driver.syncRecord!(open.key).then(() => void (this.synced = Math.max(this.synced, upTo)));
+    try {
+      await this.running;
+    } finally {
+      this.running = null;
+    }
+  }
+
+  /** Sync the open segment and give it its final name, with the range it holds. */
+  private async closeSegment(): Promise<void> {
+    const open = this.open;
+    if (!open) return;
+    await this.driver.syncRecord!(open.key);
+    this.synced = this.flushed;
+    this.open = undefined;
+    await this.driver.renameRecord!(open.key, segmentKey(open.first, open.last));
+  }
+
+  /** Drop the records storage holds durably from refs_outbox. */
   prune(): void {
-    if (this.flushed <= this.pruned || !this.db.open) return;
-    this.s.prune.run(this.flushed);
-    this.pruned = this.flushed;
+    if (this.synced <= this.pruned || !this.db.open) return;
+    this.s.prune.run(this.synced);
+    this.pruned = this.synced;
   }
 
   /** Write what is left, drop it from the outbox, stop pruning. */
   async close(): Promise<void> {
     clearInterval(this.pruneTimer);
+    clearInterval(this.syncTimer);
     await this.flush();
+    await this.running;
+    await this.closeSegment();
     this.prune();
   }
 }

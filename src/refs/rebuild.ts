@@ -88,7 +88,7 @@ async function replayInto(db: Db, driver: StorageDriver, segments: string[], opt
   let highest = 0;
   for (const [i, key] of segments.entries()) {
     const data = await driver.getRecord(key);
-    highest = Math.max(highest, segmentRange(key)!.last);
+    highest = Math.max(highest, segmentRange(key)!.last ?? 0);
     if (data === null) {
       problem(`${key}: listed but gone when read`);
       continue;

@@ -104,6 +104,16 @@ export interface StorageDriver {
   /** Remove a record; missing records are not an error. */
   deleteRecord(key: string): Promise<void>;
   /**
+   * Optional: append to a record (created if missing; the name itself is durable once this resolves, the
+   * bytes once syncRecord resolves). Where a file can grow, the journal keeps one segment open per process
+   * and syncs it in groups, instead of making and syncing a file per write.
+   */
+  appendRecord?(key: string, data: Buffer): Promise<void>;
+  /** With appendRecord: make what was appended to `key` durable. */
+  syncRecord?(key: string): Promise<void>;
+  /** With appendRecord: give a record its final name (it is no longer appended to). */
+  renameRecord?(from: string, to: string): Promise<void>;
+  /**
    * Move a committed object aside (a corrupt blob found by `registry check --repair`) where nothing reads
    * it and garbage collection does not look, for an operator to inspect; returns where it went.
    */

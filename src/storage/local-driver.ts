@@ -37,6 +37,8 @@ export class LocalDriver implements StorageDriver {
   private readonly root: string;
   /** Write and hash upload bodies off the main thread. */
   private readonly workers = new UploadWorkers();
+  /** Records being appended to (the journal's open segment), kept open between appends. */
+  private readonly appending = new Map<string, fs.FileHandle>();
 
   constructor(private readonly opts: LocalDriverOptions) {
     this.root = path.resolve(opts.root);
@@ -239,6 +241,35 @@ export class LocalDriver implements StorageDriver {
     }
   }
 
+  async appendRecord(key: string, data: Buffer): Promise<void> {
+    checkRecordKey(key);
+    let handle = this.appending.get(key);
+    if (!handle) {
+      const file = path.join(this.root, key);
+      const created = await fs.mkdir(path.dirname(file), { recursive: true });
+      if (created && this.opts.fsync) await fsyncDir(path.dirname(path.dirname(file)));
+      handle = await fs.open(file, 'a');
+      this.appending.set(key, handle);
+      if (this.opts.fsync) await fsyncDir(path.dirname(file)); // the new name survives a power loss too
+    }
+    // On the thread pool, not in place: a page of this file under writeback (the periodic sync) would stall
+    // a synchronous write, and the event loop with it.
+    await handle.write(data);
+  }
+
+  async syncRecord(key: string): Promise<void> {
+    if (this.opts.fsync) await this.appending.get(key)?.datasync();
+  }
+
+  async renameRecord(from: string, to: string): Promise<void> {
+    checkRecordKey(from);
+    checkRecordKey(to);
+    await this.appending.get(from)?.close();
+    this.appending.delete(from);
+    await fs.rename(path.join(this.root, from), path.join(this.root, to));
+    if (this.opts.fsync) await fsyncDir(path.dirname(path.join(this.root, to)));
+  }
+
   async deleteRecord(key: string): Promise<void> {
     checkRecordKey(key);
     await fs.rm(path.join(this.root, key), { force: true });
@@ -258,6 +289,8 @@ export class LocalDriver implements StorageDriver {
   }
 
   async close(): Promise<void> {
+    for (const handle of this.appending.values()) await handle.close();
+    this.appending.clear();
     await this.workers.close();
   }
 }

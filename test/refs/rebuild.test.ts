@@ -8,6 +8,7 @@ import { openDatabase } from '../../src/index/db';
 import { MIGRATIONS } from '../../src/index/migrations';
 import { rebuildIndex } from '../../src/refs/rebuild';
 import { IndexMissingError } from '../../src/refs/startup-check';
+import { freePort, serverEnv, spawnServer } from '../helpers/process';
 import { startRegistry, tempDir, type TestRegistry } from '../helpers/server';
 import { imageChain, pullV1, pushV1 } from '../helpers/v1';
 import { buildImage, pushImage, pullsWhole, putManifest, type BuiltImage } from '../helpers/v2';
@@ -156,4 +157,29 @@ t.test('an index from before the journal starts it with everything it holds', as
   const records = db.prepare('SELECT record FROM refs_outbox ORDER BY seq').pluck().all() as string[];
   db.close();
   t.same(records.map((r) => JSON.parse(r).t), ['repo', 'tag'], 'the existing state is the first batch the server writes');
+});
+
+t.test('kill -9 of the real server: its open segment is read as it is; the restarted server refuses the lost index by name', async (t) => {
+  const dir = tempDir(t);
+  const port = await freePort();
+  const env = serverEnv(dir, port, { REGISTRY_GC_INTERVAL: '0' });
+  const srv = await spawnServer(t, env, port);
+  const images = [buildImage({ layers: 1 }), buildImage({ layers: 2 })];
+  await pushImage(srv.url, 'kill/a', 'one', images[0]!);
+  await pushImage(srv.url, 'kill/a', 'two', images[1]!);
+  await srv.stop('SIGKILL');
+  t.ok(readdirSync(path.join(dir, 'blobs', 'refs', 'journal')).some((f) => f.includes('-open-')), 'the segment was still open');
+  removeIndex(path.join(dir, 'index.db'));
+
+  const refused = await spawnServer(t, env, port, { waitReady: false });
+  t.equal(await refused.exited, 2, 'the server refuses to start');
+  t.match(refused.stderr(), /^registry: the index .*index\.db \(index\.path\) is missing, but the storage holds a registry's data\. Rebuild the index from storage with `npm run registry -- rebuild-index`/);
+  t.notMatch(refused.stderr(), /\n\s+at /, 'no stack trace');
+
+  const config = defaultConfig({ storage: { local: { root: path.join(dir, 'blobs') } }, index: { path: path.join(dir, 'index.db') } });
+  t.same((await rebuildIndex(config)).problems, []);
+  const again = await spawnServer(t, env, port);
+  t.ok(await pullsWhole(again.url, 'kill/a', 'one', images[0]!));
+  t.ok(await pullsWhole(again.url, 'kill/a', 'two', images[1]!));
+  await again.stop();
 });
