@@ -46,7 +46,7 @@ t.test('a backup taken while 8 clients push', async (t) => {
   await reg.close();
   const report = await rebuildIndex(reg.config, { force: true });
   t.same(report.problems, []);
-  const again = await startRegistry(t, { gc: { interval: 0 } }, reg.dir);
+  const again = await startRegistry(t, { gc: { interval: 0 }, storage: reg.config.storage }, reg.dir); // the same storage (on S3: the same bucket)
   const missing: string[] = [];
   for (const a of acked) if (!(await pullsWhole(again.url, a.repo, a.tag, a.img))) missing.push(`${a.repo}:${a.tag}`);
   t.same(missing, [], `all ${acked.length} acknowledged pushes pull after rebuild-index`);

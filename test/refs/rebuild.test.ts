@@ -91,7 +91,7 @@ t.test('lose the index, rebuild it from storage: every row comes back and every 
   t.same(snapshot(file), before, 'every row as it was');
   t.same([report.tags, report.v1Images], [before.tags.length, 3]);
 
-  reg = await startRegistry(t, { gc: { interval: 0 } }, dir);
+  reg = await startRegistry(t, { gc: { interval: 0 }, storage: reg.config.storage }, dir); // the same storage (on S3: the same bucket)
   for (const [repo, tag, img] of [['mix/oci', 'v1', pushed.oci], ['mix/docker', 'latest', pushed.docker], ['mix/multi', 'amd', pushed.amd]] as [string, string, BuiltImage][]) {
     t.ok(await pullsWhole(reg.url, repo, tag, img), `${repo}:${tag} pulls whole`);
   }
