@@ -93,9 +93,8 @@ async function replayInto(db: Db, driver: StorageDriver, segments: string[], opt
       problem(`${key}: listed but gone when read`);
       continue;
     }
-    const lines = data.toString('utf8').split('\n');
     db.transaction(() => {
-      for (const [n, line] of lines.entries()) {
+      for (const [n, line] of linesOf(data)) {
         if (line === '') continue;
         let record: JournalRecord;
         try {
@@ -162,6 +161,16 @@ async function compareWithStorage(db: Db, driver: StorageDriver, problem: (text:
   for (const m of missing) problem(`blob ${m.digest} is recorded but not in storage${m.users ? ` (used by ${m.users})` : ''}`);
   db.exec('DROP TABLE stored');
   opts.onProgress?.({ phase: 'checks', done: 1, total: 1 });
+}
+
+/** The lines of a segment, decoded one at a time: a 16 MiB segment is never one string or one array of them. */
+function* linesOf(data: Buffer): Generator<[number, string]> {
+  for (let start = 0, n = 0; start < data.length; n++) {
+    const end = data.indexOf(0x0a, start);
+    const stop = end === -1 ? data.length : end;
+    yield [n, data.toString('utf8', start, stop)];
+    start = stop + 1;
+  }
 }
 
 function removeDb(file: string): void {
