@@ -81,3 +81,10 @@ export function globProblem(source: string, allowUser: boolean): string | undefi
   if (rest.startsWith('/') || rest.endsWith('/') || rest.includes('//')) return 'a repository glob has no empty path component';
   return undefined;
 }
+
+/** The matcher of a glob that names no caller (quotas, retention, `du`; globProblem refuses `$user` there). */
+export function fixedGlob(source: string): NameMatcher {
+  const matcher = new RepoGlob(source).forUser(null);
+  if (!matcher) throw new Error(`repository glob ${JSON.stringify(source)} depends on the caller ($user)`);
+  return matcher;
+}

@@ -1,4 +1,4 @@
-import { globProblem, RepoGlob } from '../auth/globs';
+import { fixedGlob, globProblem } from '../auth/globs';
 import { ALL_NAMES } from '../index/name-filter';
 import { UsageIndex } from '../index/usage-index';
 import { Quotas } from '../quota/quotas';
@@ -33,7 +33,7 @@ export async function duCommand(args: string[], io: CliIo, deps: IndexDeps = {})
   const size = exact ? String : formatBytes;
   return withIndex(deps, async (db, config) => {
     const usage = new UsageIndex(db);
-    const rows = await usage.perRepository(glob === undefined ? ALL_NAMES : [new RepoGlob(glob).forUser(null)!.pattern]);
+    const rows = await usage.perRepository(glob === undefined ? ALL_NAMES : [fixedGlob(glob).pattern]);
     const table = [['REPOSITORY', 'SIZE', 'SHARED', 'UNIQUE', 'BLOBS'], ...rows.map((r) => [r.repo, size(r.bytes), size(r.sharedBytes), size(r.uniqueBytes), String(r.blobs)])];
     const widths = table[0]!.map((_, i) => Math.max(...table.map((row) => row[i]!.length)));
     for (const row of table) io.stdout.write(row.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join('  ') + '\n');

@@ -1,4 +1,4 @@
-import { globProblem, RepoGlob, type NameMatcher } from '../auth/globs';
+import { fixedGlob, globProblem, type NameMatcher } from '../auth/globs';
 import { formatBytes, parseByteSize } from '../bytes';
 import { ConfigError } from '../config/errors';
 import { RegistryError } from '../errors';
@@ -49,7 +49,7 @@ export class Quotas {
     rules: readonly QuotaRule[],
     private readonly usage: UsageIndex,
   ) {
-    this.rules = rules.map((r) => ({ ...r, match: new RepoGlob(r.repository).forUser(null)! }));
+    this.rules = rules.map((r) => ({ ...r, match: fixedGlob(r.repository) }));
   }
 
   get enabled(): boolean {

@@ -1,4 +1,4 @@
-import { RepoGlob, type NameMatcher } from '../auth/globs';
+import { fixedGlob, type NameMatcher } from '../auth/globs';
 import type { RetentionIndex } from '../index/retention-index';
 import type { Digest } from '../storage/digest';
 import { judgeTags, type RetentionPolicy } from './policy';
@@ -45,7 +45,7 @@ export class Retention {
     policies: readonly RetentionPolicy[],
     private readonly index: RetentionIndex,
   ) {
-    this.policies = policies.map((p) => ({ ...p, match: new RepoGlob(p.repository).forUser(null)! }));
+    this.policies = policies.map((p) => ({ ...p, match: fixedGlob(p.repository) }));
   }
 
   get enabled(): boolean {

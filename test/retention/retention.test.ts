@@ -166,3 +166,10 @@ t.test('the server applies the policies on its schedule', async (t) => {
   for (let i = 0; i < 50 && (await tagsOf(reg, 's/app')).length > 1; i++) await new Promise((r) => setTimeout(r, 100));
   t.same(await tagsOf(reg, 's/app'), ['c'], 'only the newest is left');
 });
+
+t.test('retention.dryRun: the server\'s scheduled runs delete nothing', async (t) => {
+  const reg = await startRegistry(t, { retention: { interval: 1, dryRun: true, policies: [{ repository: 'd/**', keepLast: 1 }] } });
+  for (const tag of ['a', 'b']) await pushImage(reg.url, 'd/app', tag, buildImage({ layers: 1, layerBytes: 16 }));
+  await new Promise((r) => setTimeout(r, 2500)); // two scheduled runs
+  t.same((await tagsOf(reg, 'd/app')).sort(), ['a', 'b'], 'both tags stay');
+});

@@ -142,4 +142,16 @@ export function driverSuite(t: Test, make: (t: Test) => Promise<StorageDriver>):
       await t.rejects(d.putRecord(bad, Buffer.from('x')), /refusing record key/, `refused: ${bad}`);
     }
   });
+
+  t.test('quarantine moves a committed object aside: it no longer reads at its key', async (t) => {
+    const d = await make(t);
+    const data = randomBytes(3000);
+    const state = await d.startUpload('q1');
+    const appended = await d.appendUpload('q1', state, 0, Readable.from([data]));
+    const key = await d.commitUpload('q1', appended, data.length, hexOf(data));
+    const where = await d.quarantine(key);
+    t.match(where, /^quarantine\//);
+    t.equal(await d.stat(key), null, 'gone from its key');
+    await t.rejects(d.read(key), StorageNotFoundError);
+  });
 }
