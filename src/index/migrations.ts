@@ -326,4 +326,20 @@ export const MIGRATIONS: readonly string[] = [
   INSERT INTO refs_outbox (record) SELECT json_object('t', 'v1img', 'r', repo, 'i', id, 'p', parent, 'j', json_digest, 'l', layer_digest, 'n', layer_size, 'k', checksum, 'x', complete, 'c', created_at) FROM v1_images;
   INSERT INTO refs_outbox (record) SELECT json_object('t', 'v1list', 'r', repo, 'i', image_id, 'k', checksum, 'o', position) FROM v1_repo_images;
   `,
+  // 7: refs_outbox without AUTOINCREMENT. Its sqlite_sequence update was one more page and about half the
+  // CPU of a small write transaction. Sequence numbers still never go back: the journal never prunes the
+  // newest row, so max(seq) + 1 only grows, and a floor (a row with an empty record, never written to
+  // storage) takes the place of the sequence value where the table had none above it.
+  `
+  CREATE TEMP TABLE outbox_copy AS SELECT seq, record FROM refs_outbox;
+  INSERT INTO outbox_copy (seq, record) SELECT seq, '' FROM sqlite_sequence
+    WHERE name = 'refs_outbox' AND seq > (SELECT coalesce(max(seq), 0) FROM refs_outbox);
+  DROP TABLE refs_outbox;
+  CREATE TABLE refs_outbox (
+    seq    INTEGER PRIMARY KEY, -- order of the changes; never reused (the newest row is kept, see journal.ts)
+    record TEXT NOT NULL        -- '' for a floor: numbers new records after it, is not itself written
+  );
+  INSERT INTO refs_outbox (seq, record) SELECT seq, record FROM outbox_copy;
+  DROP TABLE outbox_copy;
+  `,
 ];

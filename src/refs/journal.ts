@@ -49,6 +49,15 @@ export function lastSequenceIn(data: Buffer): number {
   return last;
 }
 
+/** The record of a floor row: it numbers the records after it and is never written to storage. */
+const FLOOR = '';
+
+/** Number new records after `seq` (at least): an index restored from a backup must not reuse later numbers. */
+export function raiseSequenceFloor(db: Db, seq: number): void {
+  const last = db.prepare('SELECT coalesce(max(seq), 0) FROM refs_outbox').pluck().get() as number;
+  if (seq > last) db.prepare('INSERT INTO refs_outbox (seq, record) VALUES (?, ?)').run(seq, FLOOR);
+}
+
 export class RefJournal {
   private readonly s;
   /** Every record up to this sequence number is written to storage, and up to `synced` durably. */
@@ -69,10 +78,9 @@ export class RefJournal {
     this.s = {
       last: p('SELECT coalesce(max(seq), 0) FROM refs_outbox').pluck(),
       pending: p('SELECT seq, record FROM refs_outbox WHERE seq > ? ORDER BY seq LIMIT ?'),
-      prune: p('DELETE FROM refs_outbox WHERE seq <= ?'),
-      floor: p("SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'refs_outbox'), 0)").pluck(),
-      setFloor: p("UPDATE sqlite_sequence SET seq = ? WHERE name = 'refs_outbox'"),
-      insertFloor: p("INSERT INTO sqlite_sequence (name, seq) SELECT 'refs_outbox', ? WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'refs_outbox')"),
+      // New records are numbered max(seq) + 1 (migration 7): the newest row stays, as a floor once written.
+      prune: p('DELETE FROM refs_outbox WHERE seq <= ? AND seq < (SELECT max(seq) FROM refs_outbox)'),
+      toFloor: p(`UPDATE refs_outbox SET record = '${FLOOR}' WHERE seq <= ? AND record != '${FLOOR}'`),
     };
   }
 
@@ -88,11 +96,7 @@ export class RefJournal {
       const last = range.last ?? lastSequenceIn((await this.driver.getRecord(key)) ?? Buffer.alloc(0));
       highest = Math.max(highest, last);
     }
-    this.db.transaction(() => {
-      if ((this.s.floor.get() as number) >= highest) return;
-      this.s.insertFloor.run(highest);
-      this.s.setFloor.run(highest);
-    }).immediate();
+    this.db.transaction(() => raiseSequenceFloor(this.db, highest)).immediate();
     // Records numbered below what storage holds were written by whoever numbered them: here only what is new.
     this.flushed = this.synced = this.pruned = Math.min(highest, this.firstPending() - 1);
     await this.flush();
@@ -125,11 +129,13 @@ export class RefJournal {
   private async writeSegment(): Promise<void> {
     const rows = this.s.pending.all(this.flushed, MAX_RECORDS) as { seq: number; record: string }[];
     if (rows.length === 0) return;
-    const lines = rows.map((r) => `{"s":${r.seq},${r.record.slice(1)}\n`);
+    const lines = rows.filter((r) => r.record !== FLOOR).map((r) => `{"s":${r.seq},${r.record.slice(1)}\n`);
     const first = rows[0]!.seq;
     const last = rows[rows.length - 1]!.seq;
     const data = Buffer.from(lines.join(''));
-    if (this.driver.appendRecord) {
+    if (lines.length === 0) {
+      this.flushed = last; // only floors: nothing to write (synced follows with the next real record)
+    } else if (this.driver.appendRecord) {
       this.open ??= { key: openSegmentKey(first), first, last, bytes: 0 };
       await this.driver.appendRecord(this.open.key, data);
       this.open.last = last;
@@ -170,7 +176,10 @@ export class RefJournal {
   /** Drop the records storage holds durably from refs_outbox. */
   prune(): void {
     if (this.synced <= this.pruned || !this.db.open) return;
-    this.s.prune.run(this.synced);
+    this.db.transaction(() => {
+      this.s.prune.run(this.synced);
+      this.s.toFloor.run(this.synced);
+    })();
     this.pruned = this.synced;
   }
 

@@ -4,7 +4,7 @@ import type { Config } from '../config/schema';
 import { openDatabase, type Db } from '../index/db';
 import { createDriver } from '../storage/factory';
 import type { StorageDriver } from '../storage/driver';
-import { JOURNAL_PREFIX, segmentRange } from './journal';
+import { JOURNAL_PREFIX, raiseSequenceFloor, segmentRange } from './journal';
 import { Replayer, type JournalRecord } from './replay';
 
 // `registry rebuild-index`: a new index from storage alone. The journal's segments are replayed in sequence
@@ -120,7 +120,7 @@ async function replayInto(db: Db, driver: StorageDriver, segments: string[], opt
   // The replay's own triggers wrote every record again: they are in storage already. New records are
   // numbered after the highest one there.
   db.exec('DELETE FROM refs_outbox');
-  db.prepare("UPDATE sqlite_sequence SET seq = ? WHERE name = 'refs_outbox'").run(Math.max(highest, applied));
+  raiseSequenceFloor(db, Math.max(highest, applied));
   const n = (sql: string) => db.prepare(sql).pluck().get() as number;
   Object.assign(report, {
     repositories: n('SELECT count(*) FROM repositories'),
