@@ -34,6 +34,7 @@ import { PullRecorder } from './retention/pull-recorder';
 import { Retention } from './retention/retention';
 import { scheduleRetention } from './retention/schedule';
 import { RefJournal } from './refs/journal';
+import { scheduleCompaction } from './refs/schedule';
 import { checkIndexPresent } from './refs/startup-check';
 import { version } from './version';
 
@@ -142,6 +143,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   await purgeStaleUploads(app);
   await scheduleGarbageCollection(app, gc, config.gc.interval);
   scheduleRetention(app, retention, config.retention.interval, config.retention.dryRun);
+  scheduleCompaction(app, config, driver);
   return app;
 }
 

@@ -2,6 +2,7 @@ import { runGarbageCollection } from '../gc/run';
 import { dispatch, type Command } from './dispatch';
 import { backupCommand, backupHelp } from './backup';
 import { checkCommand, checkHelp } from './check';
+import { compactCommand, compactHelp } from './compact';
 import { duCommand, duHelp } from './du';
 import { gcCommand, gcHelp } from './gc';
 import { rebuildCommand, rebuildHelp } from './rebuild';
@@ -36,6 +37,7 @@ const commands: Record<string, Command> = {
   backup: { help: backupHelp, run: (args, io) => backupCommand(args, io) },
   'rebuild-index': { help: rebuildHelp, run: (args, io) => rebuildCommand(args, io) },
   check: { help: checkHelp, run: (args, io) => checkCommand(args, io, { signal: interruptSignal() }) },
+  'compact-journal': { help: compactHelp, run: (args, io) => compactCommand(args, io, { signal: interruptSignal() }) },
 };
 
 runEntry('registry: ', () => dispatch(process.argv.slice(2), commands, processIo()));

@@ -70,6 +70,7 @@ export const schema = {
   },
   index: {
     path: str('./data/index.db', 'SQLite metadata index file'),
+    compactInterval: int(3600, 'seconds between checks whether the reference journal in storage has outgrown a snapshot of the index, which then replaces it (0: never in the background; `npm run registry -- compact-journal` does it)'),
   },
   log: {
     level: oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'info', 'log level'),

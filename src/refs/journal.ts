@@ -1,6 +1,6 @@
-import { randomBytes } from 'node:crypto';
 import type { Db } from '../index/db';
 import type { StorageDriver } from '../storage/driver';
+import { highestStoredSeq, openSegmentKey, segmentKey } from './layout';
 
 // The reference journal: the index's triggers leave one JSON record per change in refs_outbox (migration
 // 6); flush() writes the records not yet in storage, one line per record with its sequence number, and a
@@ -10,8 +10,6 @@ import type { StorageDriver } from '../storage/driver';
 // writes again what the journal may have lost. Elsewhere (S3) each flush is one object, durable at once.
 // Concurrent writers share one flush (group commit), as they share the index's WAL sync.
 
-export const JOURNAL_PREFIX = 'refs/journal/';
-const SEQ_DIGITS = 16;
 /** Records per segment at most: bounds one segment's memory (a retention run may change thousands at once). */
 const MAX_RECORDS = 5000;
 /**
@@ -24,30 +22,6 @@ const PRUNE_EVERY_MS = 5000;
 const SYNC_EVERY_MS = 1000;
 /** An open segment (appended to) is given its final name at this size, or when its process stops. */
 const ROTATE_BYTES = 16 * 1024 * 1024;
-
-const pad = (n: number) => String(n).padStart(SEQ_DIGITS, '0');
-const rand = () => randomBytes(4).toString('hex');
-
-export const segmentKey = (first: number, last: number) => `${JOURNAL_PREFIX}${pad(first)}-${pad(last)}-${rand()}.jsonl`;
-/** A segment still being appended to (or left so by a process that stopped without closing it): its last record is in it. */
-const openSegmentKey = (first: number) => `${JOURNAL_PREFIX}${pad(first)}-open-${rand()}.jsonl`;
-
-/**
- * First and last sequence numbers of a segment key (last: undefined for an open segment, whose content says),
- * or undefined if the key is no segment.
- */
-export function segmentRange(key: string): { first: number; last?: number } | undefined {
-  const m = /^refs\/journal\/(\d{16})-(\d{16}|open)-[0-9a-f]{8}\.jsonl$/.exec(key);
-  if (!m) return undefined;
-  return { first: Number(m[1]), last: m[2] === 'open' ? undefined : Number(m[2]) };
-}
-
-/** The highest sequence number in a segment's content (its lines start with {"s":<n>,). */
-export function lastSequenceIn(data: Buffer): number {
-  let last = 0;
-  for (const m of data.toString('utf8').matchAll(/^\{"s":(\d+),/gm)) last = Math.max(last, Number(m[1]));
-  return last;
-}
 
 /** The record of a floor row: it numbers the records after it and is never written to storage. */
 const FLOOR = '';
@@ -89,13 +63,7 @@ export class RefJournal {
    * older backup must not reuse the numbers of later segments), then write what an earlier process left.
    */
   async start(pruneInBackground = true): Promise<void> {
-    let highest = 0;
-    for await (const { key } of this.driver.listRecords(JOURNAL_PREFIX)) {
-      const range = segmentRange(key);
-      if (!range) continue;
-      const last = range.last ?? lastSequenceIn((await this.driver.getRecord(key)) ?? Buffer.alloc(0));
-      highest = Math.max(highest, last);
-    }
+    const highest = await highestStoredSeq(this.driver);
     this.db.transaction(() => raiseSequenceFloor(this.db, highest)).immediate();
     // Records numbered below what storage holds were written by whoever numbered them: here only what is new.
     this.flushed = this.synced = this.pruned = Math.min(highest, this.firstPending() - 1);

@@ -4,14 +4,18 @@ import type { Config } from '../config/schema';
 import { openDatabase, type Db } from '../index/db';
 import { createDriver } from '../storage/factory';
 import type { StorageDriver } from '../storage/driver';
-import { JOURNAL_PREFIX, raiseSequenceFloor, segmentRange } from './journal';
+import { raiseSequenceFloor } from './journal';
+import { JOURNAL_PREFIX, SNAPSHOT_PREFIX, segmentRange } from './layout';
 import { Replayer, type JournalRecord } from './replay';
+import { completeSnapshots, type Snapshot } from './snapshot';
 
-// `registry rebuild-index`: a new index from storage alone. The journal's segments are replayed in sequence
-// order into a fresh index next to the configured one, which then takes its place; the blobs it names are
-// compared with what storage holds. Uploads in progress are not recovered: their clients start again.
+// `registry rebuild-index`: a new index from storage alone. The newest complete snapshot (snapshot.ts) is
+// loaded, then the journal's segments after it are replayed in sequence order, into a fresh index next to the
+// configured one, which then takes its place; the blobs it names are compared with what storage holds. Uploads in progress are not recovered: their clients start again.
 
 export interface RebuildReport {
+  /** The snapshot loaded first, if there was one. */
+  snapshot?: { seq: number; records: number };
   segments: number;
   records: number;
   repositories: number;
@@ -43,12 +47,18 @@ export async function rebuildIndex(config: Config, opts: RebuildOptions = {}): P
     throw new Error(`an index exists at ${target}: rebuild-index replaces it only with --force (the old one is kept beside it)`);
   }
   // Checked before the driver starts, which would create its directories in whatever root it is given.
-  if (config.storage.driver === 'local' && !existsSync(path.join(config.storage.local.root, JOURNAL_PREFIX))) throw noJournal(config);
+  const local = config.storage.local.root;
+  if (config.storage.driver === 'local' && ![JOURNAL_PREFIX, SNAPSHOT_PREFIX].some((p) => existsSync(path.join(local, p)))) throw noJournal(config);
   const driver = await createDriver(config);
   try {
+    const snapshot = (await completeSnapshots(driver))[0];
     const segments: string[] = [];
-    for await (const { key } of driver.listRecords(JOURNAL_PREFIX)) if (segmentRange(key)) segments.push(key);
-    if (segments.length === 0) throw noJournal(config);
+    for await (const { key } of driver.listRecords(JOURNAL_PREFIX)) {
+      const range = segmentRange(key);
+      // Segments the snapshot covers whole are left unread (compaction deletes them, but may not have yet).
+      if (range && !(snapshot && range.last !== undefined && range.last <= snapshot.seq)) segments.push(key);
+    }
+    if (segments.length === 0 && !snapshot) throw noJournal(config);
     // Oldest first by first sequence number; records already applied (a segment written twice) are skipped.
     segments.sort((a, b) => segmentRange(a)!.first - segmentRange(b)!.first || (a < b ? -1 : 1));
     const building = `${target}.rebuilding-${process.pid}`;
@@ -56,7 +66,7 @@ export async function rebuildIndex(config: Config, opts: RebuildOptions = {}): P
     const db = openDatabase(building);
     let report: RebuildReport;
     try {
-      report = await replayInto(db, driver, segments, opts);
+      report = await replayInto(db, driver, snapshot, segments, opts);
       db.close();
     } catch (err) {
       db.close();
@@ -77,7 +87,7 @@ export async function rebuildIndex(config: Config, opts: RebuildOptions = {}): P
   }
 }
 
-async function replayInto(db: Db, driver: StorageDriver, segments: string[], opts: RebuildOptions): Promise<RebuildReport> {
+async function replayInto(db: Db, driver: StorageDriver, snapshot: Snapshot | undefined, segments: string[], opts: RebuildOptions): Promise<RebuildReport> {
   const replayer = new Replayer(db);
   const report: RebuildReport = { segments: segments.length, records: 0, repositories: 0, tags: 0, manifests: 0, blobs: 0, v1Images: 0, v1Tags: 0, problems: [], problemCount: 0, durationMs: 0 };
   const problem = (text: string) => {
@@ -86,6 +96,11 @@ async function replayInto(db: Db, driver: StorageDriver, segments: string[], opt
   };
   let applied = 0;
   let highest = 0;
+  if (snapshot) {
+    await loadSnapshot(db, driver, snapshot, replayer, problem);
+    report.snapshot = { seq: snapshot.seq, records: snapshot.records };
+    applied = highest = snapshot.seq;
+  }
   for (const [i, key] of segments.entries()) {
     const data = await driver.getRecord(key);
     highest = Math.max(highest, segmentRange(key)!.last ?? 0);
@@ -131,6 +146,27 @@ async function replayInto(db: Db, driver: StorageDriver, segments: string[], opt
     v1Tags: n('SELECT count(*) FROM v1_tags'),
   });
   return report;
+}
+
+/** A snapshot's records, part by part, each as it stands (no sequence number: they all stand for its seq). */
+async function loadSnapshot(db: Db, driver: StorageDriver, snapshot: Snapshot, replayer: Replayer, problem: (text: string) => void): Promise<void> {
+  for (const key of snapshot.parts) {
+    const data = await driver.getRecord(key);
+    if (data === null) {
+      problem(`${key}: listed but gone when read`);
+      continue;
+    }
+    db.transaction(() => {
+      for (const [n, line] of linesOf(data)) {
+        if (line === '') continue;
+        try {
+          replayer.applyRecord({ s: snapshot.seq, ...(JSON.parse(line) as { t: string }) });
+        } catch (err) {
+          problem(`${key} line ${n + 1}: ${(err as Error).message}, skipped`);
+        }
+      }
+    })();
+  }
 }
 
 /** Blobs the journal names that storage does not hold, and what refers to them. */

@@ -1,16 +1,16 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { StorageDriver } from '../storage/driver';
-import { JOURNAL_PREFIX } from './journal';
+import { JOURNAL_PREFIX, SNAPSHOT_PREFIX } from './layout';
 
 /** The index is missing while storage holds a registry's data: starting would show an empty registry over it. */
 export class IndexMissingError extends Error {
   override name = 'IndexMissingError';
 }
 
-/** Whether storage holds anything a registry wrote: a journal segment or a committed blob. */
+/** Whether storage holds anything a registry wrote: a journal segment, a snapshot or a committed blob. */
 export async function storageHasData(driver: StorageDriver): Promise<boolean> {
-  for await (const _ of driver.listRecords(JOURNAL_PREFIX)) return true;
+  for (const prefix of [JOURNAL_PREFIX, SNAPSHOT_PREFIX]) for await (const _ of driver.listRecords(prefix)) return true;
   if (driver.listObjects) for await (const _ of driver.listObjects()) return true;
   return false;
 }

@@ -3,7 +3,8 @@ import path from 'node:path';
 import t from 'tap';
 import { openDatabase, type Db } from '../../src/index/db';
 import { MIGRATIONS } from '../../src/index/migrations';
-import { JOURNAL_PREFIX, RefJournal } from '../../src/refs/journal';
+import { RefJournal } from '../../src/refs/journal';
+import { JOURNAL_PREFIX } from '../../src/refs/layout';
 import { LocalDriver } from '../../src/storage/local-driver';
 import { tempDir } from '../helpers/server';
 

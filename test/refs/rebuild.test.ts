@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import { appendFileSync, existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { buildApp } from '../../src/app';
@@ -9,67 +9,13 @@ import { MIGRATIONS } from '../../src/index/migrations';
 import { rebuildIndex } from '../../src/refs/rebuild';
 import { IndexMissingError } from '../../src/refs/startup-check';
 import { freePort, serverEnv, spawnServer } from '../helpers/process';
-import { startRegistry, tempDir, type TestRegistry } from '../helpers/server';
-import { imageChain, pullV1, pushV1 } from '../helpers/v1';
-import { buildImage, pushImage, pullsWhole, putManifest, type BuiltImage } from '../helpers/v2';
+import { startRegistry, tempDir } from '../helpers/server';
+import { pullV1 } from '../helpers/v1';
+import { buildImage, pushImage, pullsWhole, type BuiltImage } from '../helpers/v2';
+import { indexRows, pushMixed, removeIndex } from './index-rows';
 
 // The reference journal and rebuild-index: after losing index.db, storage alone gives back every tag,
 // manifest, link, v1 image and tag, exactly as the index had them.
-
-/** Every row the journal promises to restore, in a stable order (times of use and uploads are not kept). */
-function snapshot(file: string): Record<string, unknown[]> {
-  const db = new Database(file, { readonly: true });
-  try {
-    const q = (sql: string) => db.prepare(sql).all();
-    return {
-      blobs: q('SELECT digest, size, location FROM blobs ORDER BY digest'),
-      repositories: q('SELECT name, description, v1_private, v1_indexed FROM repositories ORDER BY name'),
-      links: q('SELECT repo, digest FROM repo_blobs ORDER BY repo, digest'),
-      manifests: q('SELECT repo, digest, media_type, size, artifact_type, subject, annotations, created_at FROM manifests ORDER BY repo, digest'),
-      refs: q('SELECT repo, digest, child FROM manifest_refs ORDER BY repo, digest, child'),
-      tags: q('SELECT repo, tag, digest, updated_at FROM tags ORDER BY repo, tag'),
-      v1Tags: q('SELECT repo, tag, image_id, meta FROM v1_tags ORDER BY repo, tag'),
-      v1Images: q('SELECT repo, id, parent, json_digest, layer_digest, layer_size, checksum, complete FROM v1_images ORDER BY repo, id'),
-      v1Lists: q('SELECT repo, image_id, checksum, position FROM v1_repo_images ORDER BY repo, image_id'),
-      usage: q('SELECT repo, bytes, blobs FROM repo_usage ORDER BY repo'),
-    };
-  } finally {
-    db.close();
-  }
-}
-
-const removeIndex = (file: string) => ['', '-wal', '-shm'].forEach((s) => rmSync(file + s, { force: true }));
-
-async function pushMixed(reg: TestRegistry) {
-  const oci = buildImage();
-  const docker = buildImage({ format: 'docker' });
-  await pushImage(reg.url, 'mix/oci', 'v1', oci);
-  await pushImage(reg.url, 'mix/docker', 'latest', docker);
-  const amd = buildImage({ arch: 'amd64', layers: 1 });
-  const arm = buildImage({ arch: 'arm64', layers: 1 });
-  await pushImage(reg.url, 'mix/multi', 'amd', amd);
-  await pushImage(reg.url, 'mix/multi', 'arm', arm);
-  const index = Buffer.from(
-    JSON.stringify({
-      schemaVersion: 2,
-      mediaType: 'application/vnd.oci.image.index.v1+json',
-      manifests: [amd, arm].map((i, n) => ({ mediaType: i.mediaType, digest: i.manifestDigest, size: i.manifest.length, platform: { os: 'linux', architecture: n ? 'arm64' : 'amd64' } })),
-    }),
-  );
-  t.equal((await putManifest(reg.url, 'mix/multi', 'latest', index, 'application/vnd.oci.image.index.v1+json')).status, 201);
-  const sig = buildImage({ layers: 1, subject: { digest: oci.manifestDigest, size: oci.manifest.length, mediaType: oci.mediaType }, artifactType: 'application/vnd.example.sig' });
-  await pushImage(reg.url, 'mix/oci', 'sig', sig);
-  // Changes after the first push: a tag moved, a tag deleted, a manifest deleted.
-  const moved = buildImage({ layers: 1 });
-  await pushImage(reg.url, 'mix/oci', 'v1', moved);
-  await fetch(`${reg.url}/v2/mix/multi/manifests/arm`, { method: 'DELETE' });
-  const gone = buildImage({ layers: 1 });
-  await pushImage(reg.url, 'mix/gone', 'x', gone);
-  await fetch(`${reg.url}/v2/mix/gone/manifests/${gone.manifestDigest}`, { method: 'DELETE' });
-  const chain = imageChain(3);
-  await pushV1(reg.url, 'v1ns/app', 'latest', chain);
-  return { oci: moved, subject: oci.manifestDigest, docker, amd, arm, index, chain };
-}
 
 t.test('lose the index, rebuild it from storage: every row comes back and every image pulls', async (t) => {
   let reg = await startRegistry(t, { gc: { interval: 0 } });
@@ -79,7 +25,7 @@ t.test('lose the index, rebuild it from storage: every row comes back and every 
   const file = reg.config.index.path;
   const dir = reg.dir;
   await reg.close();
-  const before = snapshot(file);
+  const before = indexRows(file);
   t.ok(before.tags.length === 5 && before.v1Images.length === 3 && before.refs.length > 0, 'something to lose');
 
   removeIndex(file);
@@ -88,7 +34,7 @@ t.test('lose the index, rebuild it from storage: every row comes back and every 
 
   const report = await rebuildIndex(reg.config);
   t.same(report.problems, [], 'nothing inconsistent');
-  t.same(snapshot(file), before, 'every row as it was');
+  t.same(indexRows(file), before, 'every row as it was');
   t.same([report.tags, report.v1Images], [before.tags.length, 3]);
 
   reg = await startRegistry(t, { gc: { interval: 0 }, storage: reg.config.storage }, dir); // the same storage (on S3: the same bucket)
@@ -107,10 +53,10 @@ t.test('lose the index, rebuild it from storage: every row comes back and every 
   const more = buildImage({ layers: 1 });
   await pushImage(reg.url, 'mix/after', 'v1', more);
   await reg.close();
-  const again = snapshot(file);
+  const again = indexRows(file);
   removeIndex(file);
   t.same((await rebuildIndex(reg.config)).problems, []);
-  t.same(snapshot(file), again, 'the push after the rebuild is there too');
+  t.same(indexRows(file), again, 'the push after the rebuild is there too');
 });
 
 t.test('bad input: no journal, an existing index, a damaged record', async (t) => {
@@ -130,7 +76,7 @@ t.test('bad input: no journal, an existing index, a damaged record', async (t) =
   await pushImage(reg.url, 'bad/app', 'v2', buildImage());
   await reg.close();
   await t.rejects(rebuildIndex(reg.config), /an index exists at .*: rebuild-index replaces it only with --force/);
-  const expected = snapshot(reg.config.index.path);
+  const expected = indexRows(reg.config.index.path);
   // A record cut short at the end of the last segment (a torn write on a file system without atomic rename).
   const journal = path.join(reg.dir, 'blobs', 'refs', 'journal');
   const last = readdirSync(journal).sort().pop()!;
@@ -139,7 +85,7 @@ t.test('bad input: no journal, an existing index, a damaged record', async (t) =
   t.equal(report.problemCount, 1);
   t.match(report.problems[0], /line \d+: truncated or malformed record/);
   t.ok(report.previous && existsSync(report.previous), 'the replaced index is kept beside it');
-  t.same(snapshot(reg.config.index.path), expected, 'everything else is rebuilt');
+  t.same(indexRows(reg.config.index.path), expected, 'everything else is rebuilt');
 });
 
 t.test('an index from before the journal starts it with everything it holds', async (t) => {
