@@ -90,7 +90,7 @@ export class V2Index {
       ),
       resolveTag: p('SELECT digest FROM tags WHERE repo = ? AND tag = ?'),
       deleteTag: p('DELETE FROM tags WHERE repo = ? AND tag = ?'),
-      listTags: p('SELECT tag FROM tags WHERE repo = ? AND tag > ? ORDER BY tag LIMIT ?'),
+      listTags: p('SELECT tag FROM tags WHERE repo = ? AND tag > ? ORDER BY tag LIMIT ?').pluck(),
       // One range of names (name-filter.ts): with and without an end, so that both bounds seek the index.
       catalogRange: p(catalogSql('AND name < @to')),
       catalogFrom: p(catalogSql('')),
@@ -189,7 +189,7 @@ export class V2Index {
 
   /** Tags in byte order after `last`, at most `n`. */
   listTags(repo: string, last: string, n: number): string[] {
-    return (this.s.listTags.all(repo, last, n) as { tag: string }[]).map((r) => r.tag);
+    return this.s.listTags.all(repo, last, n) as string[];
   }
 
   /**

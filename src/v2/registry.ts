@@ -230,8 +230,10 @@ export class V2Registry {
   // ---- listings ----
 
   tags(repo: string, last: string, n: number): string[] {
-    if (!this.core.getRepository(repo)) throw new RegistryError('NAME_UNKNOWN', undefined, { detail: { name: repo } });
-    return this.index.listTags(repo, last, n);
+    const tags = this.index.listTags(repo, last, n);
+    // A tag proves the repository: only an empty page needs the second query.
+    if (tags.length === 0 && !this.core.getRepository(repo)) throw new RegistryError('NAME_UNKNOWN', undefined, { detail: { name: repo } });
+    return tags;
   }
 
   /** Up to `n` repositories after `last` that `visible` matches (what the caller may pull), in byte order. */
