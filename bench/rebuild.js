@@ -1,10 +1,11 @@
 'use strict';
 // rebuild-index and check --sample at scale: an index of BENCH_REPOS repositories x BENCH_TAGS tags is
 // generated directly (SQL, not pushes), its journal written to storage the way the server writes it, the
-// index deleted, then rebuilt. Reports the time and the process's peak RSS for each step.
+// index deleted, then rebuilt; then compacted into a snapshot and rebuilt from that. Reports the time and the process's peak RSS for each step.
 //
 //   npm run build && node bench/rebuild.js        (BENCH_REPOS=10000 BENCH_TAGS=10 by default)
 
+const { execFileSync } = require('node:child_process');
 const { createHash } = require('node:crypto');
 const fs = require('node:fs');
 const os = require('node:os');
@@ -16,6 +17,7 @@ const { createDriver } = require(path.join(dist, 'storage/factory'));
 const { flushJournal } = require(path.join(dist, 'refs/journal'));
 const { rebuildIndex } = require(path.join(dist, 'refs/rebuild'));
 const { checkRegistry } = require(path.join(dist, 'refs/check'));
+const { compactJournal } = require(path.join(dist, 'refs/snapshot'));
 
 const REPOS = Number(process.env.BENCH_REPOS ?? 10_000);
 const TAGS = Number(process.env.BENCH_TAGS ?? 10);
@@ -32,9 +34,19 @@ async function step(name, fn) {
   return out;
 }
 
+const configIn = (dir) => defaultConfig({ storage: { local: { root: path.join(dir, 'blobs'), fsync: false } }, index: { path: path.join(dir, 'index.db') } });
+
+async function rebuildOnly(dir) {
+  const t0 = Date.now();
+  const report = await rebuildIndex(configIn(dir));
+  const hwm = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync('/proc/self/status', 'utf8'))[1];
+  console.log(`rebuild-index from the snapshot: ${((Date.now() - t0) / 1000).toFixed(1)} s, peak RSS ${mib(Number(hwm) * 1024)}`);
+  console.log(`  ${report.repositories} repositories, ${report.tags} tags, ${report.blobs} blobs; ${report.problemCount} problems`);
+}
+
 async function main() {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-rebuild-'));
-  const config = defaultConfig({ storage: { local: { root: path.join(dir, 'blobs'), fsync: false } }, index: { path: path.join(dir, 'index.db') } });
+  const config = configIn(dir);
   try {
     const driver = await createDriver(config);
     await step(`generate ${REPOS} repositories x ${TAGS} tags (index rows and blob files)`, async () => {
@@ -84,6 +96,12 @@ async function main() {
     const checked = await step('check --sample 1000', () => checkRegistry(db, driver, { sample: 1000 }));
     console.log(`  ${checked.blobsChecked} blobs re-hashed, ${checked.badBlobs.length} bad, ${checked.referenceCount} broken references`);
     db.close();
+    // The same state again, from a snapshot instead of the journal.
+    const compacted = await step('compact-journal', () => compactJournal(config.index.path, driver));
+    console.log(`  ${compacted.records} records in ${compacted.parts} parts; ${compacted.segmentsDeleted} segments deleted`);
+    for (const suffix of ['', '-wal', '-shm']) fs.rmSync(config.index.path + suffix, { force: true });
+    // In a process of its own, as the CLI runs it: its peak RSS is its own, not this one's high-water mark.
+    process.stdout.write(execFileSync(process.execPath, [__filename, '--rebuild', dir], { encoding: 'utf8' }));
     await driver.close?.();
   } finally {
     clearInterval(sampler);
@@ -91,7 +109,7 @@ async function main() {
   }
 }
 
-main().catch((err) => {
+(process.argv[2] === '--rebuild' ? rebuildOnly(process.argv[3]).finally(() => clearInterval(sampler)) : main()).catch((err) => {
   console.error(err);
   process.exit(1);
 });

@@ -160,7 +160,9 @@ async function loadSnapshot(db: Db, driver: StorageDriver, snapshot: Snapshot, r
       for (const [n, line] of linesOf(data)) {
         if (line === '') continue;
         try {
-          replayer.applyRecord({ s: snapshot.seq, ...(JSON.parse(line) as { t: string }) });
+          const record = JSON.parse(line) as JournalRecord;
+          record.s = snapshot.seq;
+          replayer.applyRecord(record);
         } catch (err) {
           problem(`${key} line ${n + 1}: ${(err as Error).message}, skipped`);
         }

@@ -14,8 +14,8 @@ const PART_BYTES = 16 * 1024 * 1024;
 
 /**
  * The state, table by table, in the order a replay must apply it (repositories before what they hold), each
- * record exactly as migration 6's triggers and first batch write it. test/refs/snapshot.test.ts checks that a
- * rebuild from a snapshot equals one from the journal.
+ * record exactly as migration 6's triggers and first batch write it (test/refs/snapshot.test.ts: a rebuild from a
+ * snapshot plus the records after it gives back every row).
  */
 const STATE = [
   `SELECT json_object('t', 'blob', 'd', digest, 'n', size, 'l', location, 'c', created_at) FROM blobs`,
@@ -46,7 +46,8 @@ export async function completeSnapshots(driver: StorageDriver): Promise<Snapshot
     if (!k) continue;
     const name = `${k.seq}-${k.id}`;
     if (k.part === undefined) done.push({ seq: k.seq, id: k.id, key });
-    else parts.set(name, [...(parts.get(name) ?? []), key]);
+    else if (parts.has(name)) parts.get(name)!.push(key);
+    else parts.set(name, [key]);
   }
   const out: Snapshot[] = [];
   for (const d of done.sort((a, b) => b.seq - a.seq)) {
@@ -78,7 +79,7 @@ export async function compactIfGrown(indexFile: string, driver: StorageDriver, o
   const newest = (await completeSnapshots(driver))[0];
   let snapshotBytes = 0;
   if (newest) for await (const { key, size } of driver.listRecords(SNAPSHOT_PREFIX)) if (newest.parts.includes(key)) snapshotBytes += size;
-  if (journalBytes < Math.max(COMPACT_FLOOR_BYTES, snapshotBytes)) return undefined;
+  if (journalBytes < Math.max(opts.floorBytes ?? COMPACT_FLOOR_BYTES, snapshotBytes)) return undefined;
   return compactJournal(indexFile, driver, opts);
 }
 
@@ -91,6 +92,8 @@ export interface CompactReport {
 }
 
 export interface CompactOptions {
+  /** compactIfGrown: the least journal worth compacting (tests lower it). */
+  floorBytes?: number;
   onProgress?: (p: { phase: 'records' | 'delete'; done: number; total?: number }) => void;
   signal?: AbortSignal;
 }
@@ -113,30 +116,29 @@ async function writeSnapshot(indexFile: string, driver: StorageDriver, opts: Com
     const seq = db.prepare('SELECT coalesce(max(seq), 0) FROM refs_outbox').pluck().get() as number;
     const id = snapshotId();
     const parts: string[] = [];
-    let lines: string[] = [];
+    // Lines are encoded straight into one part-sized buffer, reused: no array of strings, no joined copy.
+    const part = Buffer.allocUnsafe(PART_BYTES);
     let bytes = 0;
     let records = 0;
-    const writePart = async () => {
+    const writePart = async (data: Buffer) => {
+      opts.signal?.throwIfAborted();
       const key = snapshotPartKey(seq, id, parts.length);
-      await driver.putRecord(key, Buffer.from(lines.join('')));
+      await driver.putRecord(key, data);
       parts.push(key);
-      lines = [];
       bytes = 0;
       opts.onProgress?.({ phase: 'records', done: records });
     };
     for (const sql of STATE) {
       for (const record of db.prepare(sql).pluck().iterate() as Iterable<string>) {
         const line = `${record}\n`;
-        lines.push(line);
-        bytes += line.length;
+        const size = Buffer.byteLength(line);
+        if (bytes + size > PART_BYTES && bytes > 0) await writePart(part.subarray(0, bytes));
+        if (size > PART_BYTES) await writePart(Buffer.from(line)); // a record larger than a part is a part
+        else bytes += part.write(line, bytes);
         records++;
-        if (bytes >= PART_BYTES) {
-          opts.signal?.throwIfAborted();
-          await writePart();
-        }
       }
     }
-    if (lines.length > 0 || parts.length === 0) await writePart();
+    if (bytes > 0 || parts.length === 0) await writePart(part.subarray(0, bytes));
     await driver.putRecord(snapshotDoneKey(seq, id), Buffer.from(JSON.stringify({ seq, parts: parts.length, records })));
     db.exec('COMMIT');
     return { seq, id, parts, records };
