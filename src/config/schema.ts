@@ -77,6 +77,7 @@ export const schema = {
   protocols: {
     v1: bool(true, 'serve the Docker Registry v1 API under /v1/'),
     v2: bool(true, 'serve the OCI Distribution (v2) API under /v2/; Docker >= 1.6 prefers v2 whenever /v2/ answers'),
+    bridge: bool(true, 'v1 tags are also pullable over v2 as Docker schema 2 images made from their v1 chain (docs/bridge.md); a tag pushed over v2 wins for v2 clients'),
   },
   uploads: {
     purgeAfter: int(24 * 3600, 'seconds after which an unfinished upload is removed', 60),

@@ -326,4 +326,32 @@ export const MIGRATIONS: readonly string[] = [
   INSERT INTO refs_outbox (record) SELECT json_object('t', 'v1img', 'r', repo, 'i', id, 'p', parent, 'j', json_digest, 'l', layer_digest, 'n', layer_size, 'k', checksum, 'x', complete, 'c', created_at) FROM v1_images;
   INSERT INTO refs_outbox (record) SELECT json_object('t', 'v1list', 'r', repo, 'i', image_id, 'k', checksum, 'o', position) FROM v1_repo_images;
   `,
+  // 7: the v1 <-> v2 bridge (docs/bridge.md). Per v1 image, what its layer is (layer_format: gzip, tar, empty,
+  // xz, bzip2, zstd, invalid) and the sha256 of its uncompressed tar (diff_id), found as the layer streams in
+  // (or later, for older images); NULL until known. A v2 tag the bridge made from a v1 tag names the v1 image
+  // it was made from (bridged_from_v1): such a tag follows its v1 tag, a pushed one (NULL) never does. Both
+  // travel in the journal's records (the tag's mark cannot be recomputed from storage).
+  `
+  ALTER TABLE v1_images ADD COLUMN diff_id TEXT;
+  ALTER TABLE v1_images ADD COLUMN layer_format TEXT;
+  ALTER TABLE tags ADD COLUMN bridged_from_v1 TEXT;
+  CREATE INDEX v1_images_unanalyzed ON v1_images(repo, id) WHERE layer_format IS NULL AND layer_digest IS NOT NULL;
+
+  DROP TRIGGER refs_tags_ai;
+  DROP TRIGGER refs_tags_au;
+  CREATE TRIGGER refs_tags_ai AFTER INSERT ON tags BEGIN
+    INSERT INTO refs_outbox (record) VALUES (json_object('t', 'tag', 'r', new.repo, 'g', new.tag, 'd', new.digest, 'u', new.updated_at, 'b', new.bridged_from_v1));
+  END;
+  CREATE TRIGGER refs_tags_au AFTER UPDATE OF digest, updated_at, bridged_from_v1 ON tags BEGIN
+    INSERT INTO refs_outbox (record) VALUES (json_object('t', 'tag', 'r', new.repo, 'g', new.tag, 'd', new.digest, 'u', new.updated_at, 'b', new.bridged_from_v1));
+  END;
+  DROP TRIGGER refs_v1images_ai;
+  DROP TRIGGER refs_v1images_au;
+  CREATE TRIGGER refs_v1images_ai AFTER INSERT ON v1_images BEGIN
+    INSERT INTO refs_outbox (record) VALUES (json_object('t', 'v1img', 'r', new.repo, 'i', new.id, 'p', new.parent, 'j', new.json_digest, 'l', new.layer_digest, 'n', new.layer_size, 'k', new.checksum, 'x', new.complete, 'c', new.created_at, 'df', new.diff_id, 'lf', new.layer_format));
+  END;
+  CREATE TRIGGER refs_v1images_au AFTER UPDATE ON v1_images BEGIN
+    INSERT INTO refs_outbox (record) VALUES (json_object('t', 'v1img', 'r', new.repo, 'i', new.id, 'p', new.parent, 'j', new.json_digest, 'l', new.layer_digest, 'n', new.layer_size, 'k', new.checksum, 'x', new.complete, 'c', new.created_at, 'df', new.diff_id, 'lf', new.layer_format));
+  END;
+  `,
 ];

@@ -5,7 +5,7 @@ import type { NamePattern } from '../index/name-filter';
 import type { RepositoryIndex } from '../index/repository-index';
 import type { V1Image, V1ImageListEntry, V1Index } from '../index/v1-index';
 import type { Quotas } from '../quota/quotas';
-import type { BlobStore } from '../storage/blob-store';
+import type { BlobStore, StoredLayerInfo } from '../storage/blob-store';
 import type { Digest } from '../storage/digest';
 import { isTag } from '../names';
 import { assertImageId } from './names';
@@ -107,16 +107,17 @@ export class V1Registry {
     const json = await this.blobs.readBytes(image.jsonDigest);
     // The layer is recorded on the image in the transaction that records (or finds) its blob, as for the JSON.
     const hashPrefix = Buffer.concat([json, Buffer.from('\n')]);
-    const onStored = (layer: BlobRecord, checksum?: Digest) => {
+    // The layer's compression and uncompressed digest (for the v2 bridge) come from the same read of its bytes.
+    const onStored = (layer: BlobRecord, checksum?: Digest, info?: StoredLayerInfo) => {
       this.quotas?.checkLink(repo, layer.digest, layer.size);
-      if (!this.index.setV1Layer(repo, id, image.jsonDigest, layer.digest, layer.size, checksum!)) {
+      if (!this.index.setV1Layer(repo, id, image.jsonDigest, layer.digest, layer.size, checksum!, info)) {
         // Completed or re-described by another request while we streamed.
         const now = this.index.getV1Image(repo, id);
         if (now?.complete) throw new RegistryError('CONFLICT', ALREADY_EXISTS);
         throw new RegistryError('BAD_REQUEST', 'Image JSON changed during the layer upload, retry');
       }
     };
-    await this.blobs.ingest(body, { hashPrefix, onStored });
+    await this.blobs.ingest(body, { hashPrefix, onStored, analyzeLayer: true });
   }
 
   /** Verify the client's payload checksum; a match makes the image visible. */
