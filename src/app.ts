@@ -102,7 +102,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     access,
     index,
     blobs,
-    v1: new V1Registry(index, v1Index, blobs, repositories, { quotas }),
+    v1: new V1Registry(index, v1Index, blobs, repositories, { quotas, analyzeLayers: bridge !== undefined }),
     v2,
     bridge,
     gc,

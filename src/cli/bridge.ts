@@ -6,7 +6,7 @@ import { V1Index } from '../index/v1-index';
 import { V2Index } from '../index/v2-index';
 import { BlobStore } from '../storage/blob-store';
 import { createDriver } from '../storage/factory';
-import type { LayerFormat } from '../storage/layer-analyzer';
+import { LAYER_FORMATS, type LayerFormat } from '../storage/layer-analyzer';
 import { V2Registry } from '../v2/registry';
 import type { Command } from './dispatch';
 import { count } from './format';
@@ -90,7 +90,7 @@ export async function bridgeCommand(args: string[], io: CliIo, deps: IndexDeps =
       await driver.close?.();
     }
     for (const s of report.skipped) io.stdout.write(`no v2 form: ${s.repo}:${s.tag}: ${s.reason}\n`);
-    const formats = Object.entries(report.layers).map(([f, n]) => `${n} ${f}`).join(', ');
+    const formats = LAYER_FORMATS.filter((f) => report.layers[f]).map((f) => `${report.layers[f]} ${f}`).join(', ');
     io.stdout.write(
       `bridge backfill: ${count(Object.values(report.layers).reduce((a, n) => a + n, 0), 'layer')} analyzed${formats ? ` (${formats})` : ''}; ` +
         (config.protocols.bridge ? `${count(report.tags, 'v1 tag')} bridged to v2, ${report.skipped.length} without a v2 form\n` : 'protocols.bridge is off: no tags bridged\n'),

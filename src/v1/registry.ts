@@ -30,10 +30,16 @@ export const DEFAULT_TAG_JSON = {
 export interface V1Options {
   /** Byte limits, checked in the transaction that adds an image's JSON or layer to the repository. */
   quotas?: Quotas;
+  /**
+   * Find each layer's compression and uncompressed digest as it streams in, for the v1 -> v2 bridge (default
+   * true; off with the bridge, which then analyzes older layers once on first use).
+   */
+  analyzeLayers?: boolean;
 }
 
 export class V1Registry {
   private readonly quotas?: Quotas;
+  private readonly analyzeLayers: boolean;
 
   constructor(
     private readonly core: MetadataIndex,
@@ -43,6 +49,7 @@ export class V1Registry {
     opts: V1Options = {},
   ) {
     this.quotas = opts.quotas?.enabled ? opts.quotas : undefined;
+    this.analyzeLayers = opts.analyzeLayers ?? true;
   }
 
   // ---- images ----
@@ -117,7 +124,7 @@ export class V1Registry {
         throw new RegistryError('BAD_REQUEST', 'Image JSON changed during the layer upload, retry');
       }
     };
-    await this.blobs.ingest(body, { hashPrefix, onStored, analyzeLayer: true });
+    await this.blobs.ingest(body, { hashPrefix, onStored, analyzeLayer: this.analyzeLayers });
   }
 
   /** Verify the client's payload checksum; a match makes the image visible. */

@@ -1,6 +1,9 @@
 import { createHash } from 'node:crypto';
 import { gunzipSync } from 'node:zlib';
+import Database from 'better-sqlite3';
 import t from 'tap';
+import { bridgeCommand } from '../../src/cli/bridge';
+import { fakeIo } from '../cli/fake-io';
 import { startRegistry } from '../helpers/server';
 import { imageChain, pushV1, pullV1, tarOf } from '../helpers/v1';
 
@@ -154,8 +157,42 @@ t.test('layers with no v2 form: MANIFEST_UNKNOWN with a message, never a 500 or 
   t.match(x.body.toString(), /xz-compressed, which no Docker v2 layer media type carries/);
 });
 
-t.test('protocols.bridge: false leaves v1 tags out of v2', async (t) => {
-  const reg = await startRegistry(t, { protocols: { bridge: false } });
-  await pushV1(reg.url, 'acme/off', 'latest', imageChain(1));
-  t.equal((await getManifest(reg.url, 'acme/off', 'latest')).status, 404);
+t.test('protocols.bridge: false leaves v1 tags out of v2; turned on, older layers are analyzed on first use', async (t) => {
+  const off = await startRegistry(t, { protocols: { bridge: false } });
+  const chain = imageChain(2, { kinds: ['gzip', 'tar'] });
+  await pushV1(off.url, 'acme/off', 'latest', chain);
+  t.equal((await getManifest(off.url, 'acme/off', 'latest')).status, 404);
+  const db = new Database(off.config.index.path, { readonly: true });
+  t.same(db.prepare('SELECT layer_format, diff_id FROM v1_images').all(), [{ layer_format: null, diff_id: null }, { layer_format: null, diff_id: null }], 'not analyzed with the bridge off');
+  db.close();
+  await off.close();
+
+  const on = await startRegistry(t, { storage: off.config.storage }, off.dir); // the same storage (and s3rver) again
+  const m = await getManifest(on.url, 'acme/off', 'latest');
+  t.equal(m.status, 200, 'bridged on the first pull, from the stored layers');
+  const manifest = JSON.parse(m.body.toString()) as Manifest;
+  t.same(manifest.layers.map((l) => l.digest), chain.map((c) => sha256(c.layer)));
+});
+
+t.test('bridge backfill: analyzes older layers and bridges every v1 tag, with a progress line', async (t) => {
+  const off = await startRegistry(t, { protocols: { bridge: false } });
+  await pushV1(off.url, 'acme/a', 'v1', imageChain(2, { kinds: ['gzip', 'empty'] }));
+  await pushV1(off.url, 'acme/b', 'v1', imageChain(1, { kinds: ['random'] }));
+  await off.close();
+  const io = fakeIo();
+  const config = { ...off.config, protocols: { ...off.config.protocols, bridge: true } };
+  const code = await bridgeCommand(['backfill'], io, { loadConfig: () => config });
+  t.equal(code, 0, 'exit 0', { stdout: io.stdout.text(), stderr: io.stderr.text() });
+  t.match(io.stdout.text(), /no v2 form: acme\/b:v1: .*not a tar archive/, 'the tag with no v2 form, and why');
+  t.match(io.stdout.text(), /bridge backfill: 3 layers analyzed \(1 gzip, 1 empty, 1 invalid\); 1 v1 tag bridged to v2, 1 without a v2 form/);
+  t.match(io.stderr.text(), /bridge backfill layers: 3/, 'progress');
+  t.equal(await bridgeCommand(['nope'], fakeIo(), { loadConfig: () => config }), 2, 'usage');
+
+  const on = await startRegistry(t, { storage: off.config.storage }, off.dir); // the same storage (and s3rver) again
+  const tags = (await (await fetch(`${on.url}/v2/acme/a/tags/list`)).json()) as { tags: string[] };
+  t.same(tags.tags, ['v1'], 'listed before any pull');
+  t.equal((await getManifest(on.url, 'acme/a', 'v1')).status, 200);
+  const again = fakeIo();
+  await bridgeCommand(['backfill'], again, { loadConfig: () => config });
+  t.match(again.stdout.text(), /0 layers analyzed; 1 v1 tag bridged/, 'a second run has nothing left to analyze');
 });
