@@ -23,6 +23,7 @@ import { createDriver } from './storage/factory';
 import { V1Registry } from './v1/registry';
 import { V2Registry } from './v2/registry';
 import { V1ToV2Bridge } from './bridge/v1-to-v2';
+import { V2ToV1Bridge } from './bridge/v2-to-v1';
 import { GarbageCollector } from './gc/collector';
 import { gcSettings } from './gc/run';
 import { scheduleGarbageCollection } from './gc/schedule';
@@ -97,12 +98,13 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     config.protocols.bridge && config.protocols.v1 && config.protocols.v2
       ? new V1ToV2Bridge(v1Index, v2Index, v2, blobs, app.log)
       : undefined;
+  const fromV2 = bridge ? new V2ToV1Bridge(db, index, v2Index, blobs, config.protocols.bridgePlatform) : undefined;
   const ctx: RegistryContext = {
     config,
     access,
     index,
     blobs,
-    v1: new V1Registry(index, v1Index, blobs, repositories, { quotas, analyzeLayers: bridge !== undefined }),
+    v1: new V1Registry(index, v1Index, blobs, repositories, { quotas, analyzeLayers: bridge !== undefined, fromV2 }),
     v2,
     bridge,
     gc,

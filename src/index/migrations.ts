@@ -331,7 +331,30 @@ export const MIGRATIONS: readonly string[] = [
   // (or later, for older images); NULL until known. A v2 tag the bridge made from a v1 tag names the v1 image
   // it was made from (bridged_from_v1): such a tag follows its v1 tag, a pushed one (NULL) never does. Both
   // travel in the journal's records (the tag's mark cannot be recomputed from storage).
+  // The other way, v2 images seen by v1 clients: which v1 id a manifest's chain ends in (NULL: it has none,
+  // reason says why), and each synthesized v1 image (its JSON inline, its layer a blob of the manifest). Both
+  // are recomputed from the manifests alone, the same every time: no journal records, and rows whose manifest
+  // is gone are ignored.
   `
+  CREATE TABLE v1_bridged (
+    repo     TEXT NOT NULL,
+    manifest TEXT NOT NULL,               -- a tagged manifest digest (image or index)
+    top_id   TEXT,
+    reason   TEXT,
+    PRIMARY KEY (repo, manifest)
+  ) WITHOUT ROWID;
+  CREATE TABLE v1_bridged_images (
+    repo         TEXT NOT NULL,
+    id           TEXT NOT NULL,
+    parent       TEXT,
+    manifest     TEXT NOT NULL,           -- the image manifest it comes from
+    json         TEXT NOT NULL,
+    layer_digest TEXT NOT NULL,
+    layer_size   INTEGER NOT NULL,
+    PRIMARY KEY (repo, id)
+  ) WITHOUT ROWID;
+  CREATE INDEX v1_bridged_images_by_id ON v1_bridged_images(id, repo);
+
   ALTER TABLE v1_images ADD COLUMN diff_id TEXT;
   ALTER TABLE v1_images ADD COLUMN layer_format TEXT;
   ALTER TABLE tags ADD COLUMN bridged_from_v1 TEXT;

@@ -54,15 +54,15 @@ export async function repositoryRoutes(app: FastifyInstance): Promise<void> {
     await auth.repository(request, reply, repo, 'pull');
     switch (res.kind) {
       case 'tags':
-        return sendJson(reply, v1.listTags(repo));
+        return sendJson(reply, await v1.listTags(repo));
       case 'tag':
-        return sendJson(reply, v1.getTag(repo, res.tag));
+        return sendJson(reply, await v1.getTag(repo, res.tag));
       case 'tagJson':
         return sendJson(reply, v1.tagJson(repo, res.tag));
       case 'json':
         return sendJson(reply, v1.tagJson(repo, 'latest'));
       case 'images': {
-        const list = v1.getImageList(repo);
+        const list = await v1.getImageList(repo);
         await indexHeaders(request, reply, repo, 'read');
         return sendJson(reply, list);
       }
