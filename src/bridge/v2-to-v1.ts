@@ -166,6 +166,15 @@ export class V2ToV1Bridge {
     return out;
   }
 
+  /**
+   * Before a bridged image's layer is served: the gzipped empty tar is linked to no manifest, so garbage
+   * collection may have taken it since; it is stored (and linked) again.
+   */
+  async ensureLayer(image: BridgedV1Image): Promise<void> {
+    if (image.layerDigest !== EMPTY_TAR_DIGEST || (this.blobs.stat(EMPTY_TAR_DIGEST) && this.v2.isBlobLinked(image.repo, EMPTY_TAR_DIGEST))) return;
+    await this.blobs.putBytes(EMPTY_TAR, EMPTY_TAR_DIGEST, () => this.v2.linkBlob(image.repo, EMPTY_TAR_DIGEST));
+  }
+
   // ---- conversion ----
 
   /** The top v1 id of a tagged manifest: computed once, then read. Null: no v1 form. */

@@ -74,6 +74,11 @@ export class V1Registry {
     return this.blobs.readBytes(image.jsonDigest);
   }
 
+  /** Before a layer is served: a bridged image's layer is there (the empty tar may have been collected). */
+  async ensureLayer(image: V1Image | BridgedV1Image): Promise<void> {
+    if ('synthesizedJson' in image) await this.fromV2?.ensureLayer(image);
+  }
+
   /** Store the image JSON byte for byte (the checksum covers its exact bytes). */
   async putImageJson(repo: string, id: string, body: Buffer): Promise<void> {
     assertImageId(id);

@@ -108,6 +108,21 @@ t.test('a Docker schema 2 image with history is a v1 chain with distribution ids
   t.same(anc, [id2, id1, id0], 'ancestry, top first');
 });
 
+t.test('garbage collection: the empty tar no manifest names comes back when served; a deleted manifest takes its v1 images', async (t) => {
+  const reg = await startRegistry(t, { gc: { delay: 0, interval: 0 } });
+  const img = customImage();
+  await push(reg.url, 'v2only/gc', 'latest', img);
+  const before = await pullV1(reg.url, 'v2only/gc', 'latest');
+  const report = await reg.app.registry.gc.run();
+  t.ok(report.blobs >= 1, 'the collection frees the empty tar', { report });
+  const after = await pullV1(reg.url, 'v2only/gc', 'latest');
+  t.same(after.map((c) => c.layer), before.map((c) => c.layer), 'the chain still pulls whole');
+  const digest = sha256(img.manifest);
+  t.equal((await fetch(`${reg.url}/v2/v2only/gc/manifests/${digest}`, { method: 'DELETE' })).status, 202);
+  t.equal((await fetch(`${reg.url}/v1/images/${before[2]!.id}/json`)).status, 404, 'its v1 images are gone with the manifest');
+  t.same(await (await fetch(`${reg.url}/v1/repositories/v2only/gc/tags`)).json(), {}, 'and its tag');
+});
+
 t.test('OCI image without history, an index, a v1 tag of the same name, images with no v1 form', async (t) => {
   const reg = await startRegistry(t);
   const oci = buildImage({ layers: 2 });
