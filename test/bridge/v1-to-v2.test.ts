@@ -10,7 +10,7 @@ import { imageChain, pushV1, pullV1, tarOf } from '../helpers/v1';
 // The v1 -> v2 bridge over HTTP, in process: a chain pushed with the Docker 1.x flow is a Docker schema 2
 // image over v2 (config from Docker 1.10's migration formula, layers as stored), stable across pulls and
 // restarts; it follows its v1 tag; a v2 push of the same name wins for v2 clients; bad layers answer a clear
-// MANIFEST_UNKNOWN. Real clients (dockerd, skopeo, umoci) are in test/e2e/bridge-clients.test.ts.
+// MANIFEST_UNKNOWN. Real clients (dockerd, skopeo, umoci) are in test/e2e/bridge-v1-to-v2.test.ts.
 
 const DOCKER_MANIFEST = 'application/vnd.docker.distribution.manifest.v2+json';
 const ACCEPT = `${DOCKER_MANIFEST}, application/vnd.oci.image.manifest.v1+json`;

@@ -10,6 +10,7 @@ import { blobOf, buildImage, pushBlob, pushImage, putManifest, sha256, type Blob
 // with distribution v2.x's schema 1 ids (one v1 image per history entry, empty_layer entries on the 32-byte
 // gzipped empty tar), the same layer bytes, consistent ancestry, the same ids every time. An index gives its
 // linux/amd64 entry; zstd and foreign layers are simply absent; a v1 tag of the same name wins for v1.
+// Real pushers (dockerd, buildah) and pullers (docker-registry-client v1) are in test/e2e/bridge-v2-to-v1.test.ts.
 
 const DOCKER_MANIFEST = 'application/vnd.docker.distribution.manifest.v2+json';
 const DOCKER_CONFIG = 'application/vnd.docker.container.image.v1+json';
