@@ -104,7 +104,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     access,
     index,
     blobs,
-    v1: new V1Registry(index, v1Index, blobs, repositories, { quotas, analyzeLayers: bridge !== undefined, fromV2 }),
+    v1: new V1Registry(index, v1Index, blobs, repositories, { quotas, analyzeLayers: bridge !== undefined, fromV2, onUnanalyzedLayer: (d) => bridge?.analyzeSoon(d) }),
     v2,
     bridge,
     gc,
@@ -116,6 +116,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   await app.register(unauthenticatedDeadline, { timeoutMs: config.http.unauthenticatedTimeout * 1000, bodies: access.enabled });
   await app.register(authPlugin, { access });
   app.addHook('onClose', async () => {
+    await bridge?.settle(); // tags being bridged, layers being analyzed: their records go out with the journal's last
     await pulls?.close();
     await journal.close().catch((err) => app.log.error({ err }, 'writing the last reference records failed; the next start writes them'));
     await blobs.settle(); // staged copies still being deleted, before their rows can no longer be

@@ -49,6 +49,9 @@ const unbridgeable = (message: string, reference: string) => new RegistryError('
 export class V1ToV2Bridge {
   /** Tags being bridged right now: concurrent requests for one wait for the same work. */
   private readonly inFlight = new Map<string, Promise<void>>();
+  private readonly analyzing = new Map<Digest, Promise<{ format: NonNullable<V1Image['layerFormat']>; diffId: Digest | null }>>();
+  private backlog: Promise<void> = Promise.resolve();
+  private readonly background = new Set<Promise<void>>();
 
   constructor(
     private readonly v1: V1Index,
@@ -65,11 +68,31 @@ export class V1ToV2Bridge {
     return this.analyzeLayer(image.layerDigest);
   }
 
-  /** Analyze a stored layer blob and record the verdict on every image that holds it. */
-  async analyzeLayer(layerDigest: Digest): Promise<{ format: NonNullable<V1Image['layerFormat']>; diffId: Digest | null }> {
-    const info = storedLayerInfo(await analyzeStream(await this.blobs.open(layerDigest)), layerDigest);
-    this.v1.setLayerInfo(layerDigest, info.format, info.diffId);
-    return info;
+  /** Analyze a stored layer blob (once at a time per blob) and record the verdict on every image that holds it. */
+  analyzeLayer(layerDigest: Digest): Promise<{ format: NonNullable<V1Image['layerFormat']>; diffId: Digest | null }> {
+    let work = this.analyzing.get(layerDigest);
+    if (!work) {
+      work = (async () => {
+        const info = storedLayerInfo(await analyzeStream(await this.blobs.open(layerDigest)), layerDigest);
+        this.v1.setLayerInfo(layerDigest, info.format, info.diffId);
+        return info;
+      })().finally(() => this.analyzing.delete(layerDigest));
+      this.analyzing.set(layerDigest, work);
+    }
+    return work;
+  }
+
+  /**
+   * A layer whose analysis could not keep up with its upload: analyzed from storage in the background, one at a
+   * time (a bridge use before then waits for the same analysis).
+   */
+  analyzeSoon(layerDigest: Digest): void {
+    this.backlog = this.backlog
+      .then(() => this.analyzeLayer(layerDigest))
+      .then(
+        () => undefined,
+        (err) => this.log?.warn({ err, layerDigest }, 'analyzing a v1 layer for the bridge failed; it is analyzed again on first use'),
+      );
   }
 
   /** Config and manifest for the chain ending at `topId`; MANIFEST_UNKNOWN naming why if it has no v2 form. */
@@ -164,13 +187,23 @@ export class V1ToV2Bridge {
     await this.v2.putManifest(repo, tag, made.manifest, MEDIA.dockerManifest, v1Tag.imageId);
   }
 
-  /** After a v1 tag was set or deleted: the v2 view follows now; a failure is logged, never the v1 request's. */
-  async afterV1TagChange(repo: string, tag: string): Promise<void> {
-    try {
-      await this.sync(repo, tag);
-    } catch (err) {
+  /**
+   * After a v1 tag was set or deleted: the v2 view follows, in the background (a layer still being analyzed
+   * must not hold the v1 client's tag PUT); a failure is logged, never the v1 request's. A v2 pull of the tag
+   * meanwhile joins the same work.
+   */
+  afterV1TagChange(repo: string, tag: string): void {
+    const work = this.sync(repo, tag).catch((err) => {
       if (!(err instanceof RegistryError)) this.log?.warn({ err, repo, tag }, 'bridging a v1 tag to v2 failed');
-    }
+    });
+    this.background.add(work);
+    void work.finally(() => this.background.delete(work));
+  }
+
+  /** Wait for background work (tag bridging, layer analyses): before the index closes. */
+  async settle(): Promise<void> {
+    while (this.background.size > 0) await Promise.all([...this.background]);
+    await this.backlog;
   }
 
   /**

@@ -5,7 +5,7 @@ import { RegistryError } from '../errors';
 import type { BlobRecord, MetadataIndex, UploadRecord } from '../index/metadata-index';
 import { digestOf, hexOf, newHash, type Digest } from './digest';
 import { ByteCache } from './byte-cache';
-import { LayerAnalyzer, type LayerFormat, type LayerInfo } from './layer-analyzer';
+import { LayerAnalyzer, MAX_BEHIND, type LayerFormat, type LayerInfo } from './layer-analyzer';
 import { StagedBytesShortError, StorageNotFoundError, type ByteRange, type StorageDriver } from './driver';
 
 // The one content-addressed blob store, shared by v1 and v2 and by every driver.
@@ -528,10 +528,22 @@ async function drain(body: Readable): Promise<void> {
  * bookkeeping between the request and the driver. When the driver stops early, the generator's
  * return ends the loop over `body`, which destroys a Readable body.
  */
-/** The body as it passes, fed to the layer analyzer; a chunk goes on only once zlib has read it (its memory is the body's). */
+/**
+ * The body as it passes, fed to the layer analyzer: up to MAX_BEHIND chunks may be with zlib (it keeps them
+ * alive); beyond, the body waits, and the analyzer gives up once that waiting passes its budget.
+ */
 async function* analyzed(body: AsyncIterable<Buffer>, analyzer: LayerAnalyzer): AsyncGenerator<Buffer> {
+  let behind = 0;
+  let wake: (() => void) | null = null;
   for await (const chunk of body) {
-    await new Promise<void>((resolve) => analyzer.write(chunk, resolve));
+    while (behind >= MAX_BEHIND) await new Promise<void>((resolve) => (wake = resolve));
+    behind++;
+    analyzer.write(chunk, () => {
+      behind--;
+      const w = wake;
+      wake = null;
+      w?.();
+    });
     yield chunk;
   }
 }

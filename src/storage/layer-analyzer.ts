@@ -6,6 +6,14 @@ import { createGunzip, type Gunzip } from 'node:zlib';
 // layer (on an upload worker for the local driver), or later from the stored blob: gzip is inflated by
 // zlib on libuv's pool, chunk by chunk, and the caller hands a chunk's memory back only once zlib has read
 // it (write's callback), so at most the chunks in flight are ever held.
+//
+// Inflating can be slower than a client sends: on the 2-core test machine zlib gives ~200 MB/s of tar, a
+// loopback PUT brings ~170 MiB/s of gzip, and a 1 GiB layer (2.3:1) took 3.2 times as long when its PUT
+// waited for zlib. So the analysis holds the upload back only so much: once zlib is MAX_BEHIND chunks behind
+// (the upload then waits for its memory), that time is counted, and past STALL_BUDGET of the time so far
+// (STALL_GRACE_MS at least: zlib's first chunk on a fresh thread pool takes ~70 ms) the analysis gives up:
+// end() says undefined, and the caller analyzes the stored blob after the PUT, off the request path. A client
+// slower than zlib (most real networks) gets it done in the same read.
 
 /**
  * gzip / tar: a v2 layer media type carries it. empty: the tar has no entries (all zero bytes, or none):
@@ -26,6 +34,11 @@ export interface LayerInfo {
 }
 
 const ZEROS = Buffer.alloc(64 * 1024);
+/** Chunks zlib may be behind before the upload is held back (and that time counted). */
+export const MAX_BEHIND = 3;
+/** The share of the upload's time so far it may be held back, and at least how long. */
+const STALL_BUDGET = 0.05;
+const STALL_GRACE_MS = 300;
 const HEADER = 512;
 
 function allZero(b: Uint8Array): boolean {
@@ -90,6 +103,15 @@ export class LayerAnalyzer {
   private readonly tar = new TarSniffer();
   private readonly diffHash = createHash('sha256');
   private broken = false;
+  /** Gave up (too slow, or aborted): no verdict; chunks already with zlib still call back when it is done with them. */
+  private gaveUp = false;
+  private readonly startedAt = Date.now();
+  private stalledMs = 0;
+  private stallSince: number | null = null;
+  private ending = false;
+
+  /** `patient`: no budget, never gives up (analyzing a stored blob, where nothing waits on it). */
+  constructor(private readonly patient = false) {}
   /** Chunk callbacks zlib has not answered yet: all are called on an error, whatever zlib does. */
   private readonly pending = new Set<() => void>();
   private ended: Promise<void> | null = null;
@@ -117,16 +139,40 @@ export class LayerAnalyzer {
       this.tar.update(chunk);
       return done();
     }
-    if (this.kind !== 'gzip' || this.broken) return done();
+    if (this.kind !== 'gzip' || this.broken || this.gaveUp) return done();
     let once = false;
     const cb = () => {
       if (once) return;
       once = true;
       this.pending.delete(cb);
+      this.account();
       done();
     };
     this.pending.add(cb);
+    this.account();
     this.gunzip!.write(chunk, () => cb());
+  }
+
+  /** Count the time zlib holds the upload back (MAX_BEHIND chunks or more), and give up past the budget. */
+  private account(): void {
+    const now = Date.now();
+    if (this.stallSince !== null) this.stalledMs += now - this.stallSince;
+    // While end() waits, every moment counts: the upload's answer waits for the verdict.
+    this.stallSince = this.pending.size >= MAX_BEHIND || (this.ending && this.pending.size > 0) ? now : null;
+    if (!this.gaveUp && !this.patient && this.stalledMs > this.budget(now)) this.giveUp();
+  }
+
+  private budget(now: number): number {
+    return Math.max(STALL_GRACE_MS, STALL_BUDGET * (now - this.startedAt));
+  }
+
+  /**
+   * Stop inflating. A chunk zlib is reading on the pool must not go back before it is done (its memory would be
+   * refilled, or freed, under it): the stream calls each chunk back, queued ones at once, that one when zlib ends.
+   */
+  private giveUp(): void {
+    this.gaveUp = true;
+    this.gunzip?.destroy();
   }
 
   /** The first bytes of a body whose kind is not decided yet (fewer than 6). */
@@ -151,8 +197,9 @@ export class LayerAnalyzer {
     for (const cb of [...this.pending]) cb();
   }
 
-  /** The verdict, once every written chunk is through. */
-  async end(): Promise<LayerInfo> {
+  /** The verdict, once every written chunk is through; undefined if the analysis gave up (too slow, aborted). */
+  async end(): Promise<LayerInfo | undefined> {
+    if (this.gaveUp) return undefined;
     if (this.kind === undefined) {
       this.kind = sniff(this.held, true);
       if (this.kind === 'raw') this.tar.update(this.held);
@@ -171,8 +218,14 @@ export class LayerAnalyzer {
         return { format: v === 'invalid' ? 'invalid' : v };
       }
       default: {
+        this.ending = true;
+        this.account();
+        // What is left of the budget, spent waiting for zlib's last chunks and its end: then no verdict.
+        const timer = this.patient ? undefined : setTimeout(() => this.giveUp(), Math.max(0, this.budget(Date.now()) - this.stalledMs));
         this.gunzip!.end();
         await this.ended;
+        clearTimeout(timer);
+        if (this.gaveUp) return undefined;
         if (this.broken) return { format: 'invalid' };
         const v = this.tar.verdict();
         if (v === 'invalid') return { format: 'invalid' };
@@ -183,14 +236,13 @@ export class LayerAnalyzer {
 
   /** Stop early (the body failed): chunk callbacks still all come. */
   abort(): void {
-    this.fail();
-    this.gunzip?.destroy();
+    this.giveUp();
   }
 }
 
 /** Analyze a whole stream (a stored blob, for images stored before the bridge). */
 export async function analyzeStream(body: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): Promise<LayerInfo> {
-  const a = new LayerAnalyzer();
+  const a = new LayerAnalyzer(true);
   for await (const chunk of body) await new Promise<void>((resolve) => a.write(chunk, resolve));
-  return a.end();
+  return (await a.end())!;
 }

@@ -38,12 +38,15 @@ export interface V1Options {
   analyzeLayers?: boolean;
   /** The v2 -> v1 bridge: v2-only tags and their images, seen as v1 ones (docs/bridge.md). */
   fromV2?: V2ToV1Bridge;
+  /** A layer whose analysis could not keep up with its upload: to be analyzed from storage, off the request path. */
+  onUnanalyzedLayer?: (digest: Digest) => void;
 }
 
 export class V1Registry {
   private readonly quotas?: Quotas;
   private readonly analyzeLayers: boolean;
   private readonly fromV2?: V2ToV1Bridge;
+  private readonly onUnanalyzedLayer?: (digest: Digest) => void;
 
   constructor(
     private readonly core: MetadataIndex,
@@ -55,6 +58,7 @@ export class V1Registry {
     this.quotas = opts.quotas?.enabled ? opts.quotas : undefined;
     this.analyzeLayers = opts.analyzeLayers ?? true;
     this.fromV2 = opts.fromV2;
+    this.onUnanalyzedLayer = opts.onUnanalyzedLayer;
   }
 
   // ---- images ----
@@ -135,7 +139,8 @@ export class V1Registry {
         throw new RegistryError('BAD_REQUEST', 'Image JSON changed during the layer upload, retry');
       }
     };
-    await this.blobs.ingest(body, { hashPrefix, onStored, analyzeLayer: this.analyzeLayers });
+    const stored = await this.blobs.ingest(body, { hashPrefix, onStored, analyzeLayer: this.analyzeLayers });
+    if (this.analyzeLayers && !stored.layer) this.onUnanalyzedLayer?.(stored.digest);
   }
 
   /** Verify the client's payload checksum; a match makes the image visible. */

@@ -1,11 +1,11 @@
 import { createHash } from 'node:crypto';
-import { gunzipSync } from 'node:zlib';
+import { gunzipSync, gzipSync } from 'node:zlib';
 import Database from 'better-sqlite3';
 import t from 'tap';
 import { bridgeCommand } from '../../src/cli/bridge';
 import { fakeIo } from '../cli/fake-io';
 import { startRegistry } from '../helpers/server';
-import { imageChain, pushV1, pullV1, tarOf } from '../helpers/v1';
+import { imageChain, payloadChecksum, pushV1, pullV1, tarOf } from '../helpers/v1';
 
 // The v1 -> v2 bridge over HTTP, in process: a chain pushed with the Docker 1.x flow is a Docker schema 2
 // image over v2 (config from Docker 1.10's migration formula, layers as stored), stable across pulls and
@@ -132,6 +132,30 @@ t.test('the bridged tag follows its v1 tag; a v2 push of the name wins; deleting
   t.equal((await getManifest(reg.url, 'other/move', 'v1')).status, 200);
   await fetch(`${reg.url}/v1/repositories/other/move/tags/v1`, { method: 'DELETE' });
   t.equal((await getManifest(reg.url, 'other/move', 'v1')).status, 404, 'deleting the v1 tag removes the bridged v2 tag');
+});
+
+t.test('a layer zlib cannot keep up with is analyzed from storage after its PUT; the bridged pull waits for it', async (t) => {
+  const reg = await startRegistry(t);
+  // 512 MiB of zeros in one file, sent as 4 MiB gzip members: ~0.5 MiB to send, 512 MiB to inflate.
+  const zeros = 512 << 20;
+  const head = tarOf([{ name: 'zeros', data: Buffer.alloc(0) }]).subarray(0, 512);
+  head.write(zeros.toString(8).padStart(11, '0') + '\0', 124);
+  head.write('        ', 148);
+  let sum = 0;
+  for (const b of head) sum += b;
+  head.write(sum.toString(8).padStart(6, '0') + '\0 ', 148);
+  const member = gzipSync(Buffer.alloc(4 << 20));
+  const layer = Buffer.concat([gzipSync(head), ...Array.from({ length: zeros / (4 << 20) }, () => member), gzipSync(Buffer.alloc(1024))]);
+  const diff = createHash('sha256').update(head);
+  for (let i = 0; i < zeros / (4 << 20); i++) diff.update(Buffer.alloc(4 << 20));
+  diff.update(Buffer.alloc(1024));
+  const [img] = imageChain(1);
+  const json = img!.json;
+  await pushV1(reg.url, 'acme/big', 'latest', [{ ...img!, layer, checksum: payloadChecksum(json, layer) }]);
+  const m = await getManifest(reg.url, 'acme/big', 'latest');
+  t.equal(m.status, 200, 'bridged');
+  const config = JSON.parse(Buffer.from(await (await fetch(`${reg.url}/v2/acme/big/blobs/${(JSON.parse(m.body.toString()) as Manifest).config.digest}`)).arrayBuffer()).toString());
+  t.same(config.rootfs.diff_ids, ['sha256:' + diff.digest('hex')], 'the diff id of 512 MiB inflated, whichever way it was found');
 });
 
 t.test('layers with no v2 form: MANIFEST_UNKNOWN with a message, never a 500 or a wrong manifest', async (t) => {

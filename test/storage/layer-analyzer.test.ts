@@ -7,7 +7,7 @@ import t from 'tap';
 import { openDatabase } from '../../src/index/db';
 import { MetadataIndex } from '../../src/index/metadata-index';
 import { BlobStore } from '../../src/storage/blob-store';
-import { analyzeStream } from '../../src/storage/layer-analyzer';
+import { analyzeStream, LayerAnalyzer } from '../../src/storage/layer-analyzer';
 import { LocalDriver } from '../../src/storage/local-driver';
 import { UploadWorkers } from '../../src/storage/upload-workers';
 import { tempDir } from '../helpers/server';
@@ -19,6 +19,14 @@ import { tarOf } from '../helpers/v1';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const pieces = (b: Buffer, n: number) => Array.from({ length: Math.ceil(b.length / n) }, (_, i) => b.subarray(i * n, (i + 1) * n));
+
+/** A client slower than zlib: one piece every few milliseconds. */
+async function* slowly(b: Buffer, n = 64 * 1024): AsyncGenerator<Buffer> {
+  for (const p of pieces(b, n)) {
+    await new Promise((r) => setTimeout(r, 5));
+    yield p;
+  }
+}
 
 const tar = tarOf([{ name: 'a.bin', data: randomBytes(700_000) }, { name: 'b.txt', data: Buffer.from('hello') }]);
 const gz = gzipSync(tar);
@@ -40,19 +48,41 @@ t.test('analyzeStream: every kind, in any chunking', async (t) => {
   t.same(await analyzeStream([Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0, 0])]), { format: 'zstd' });
 });
 
+t.test('an analysis that holds the upload back past its budget gives up; every chunk still comes back', async (t) => {
+  // 1 GiB of zeros in 4 MiB gzip members: little to send, much to inflate.
+  const member = gzipSync(Buffer.alloc(4 << 20));
+  const a = new LayerAnalyzer();
+  let back = 0;
+  const n = 256;
+  for (let i = 0; i < n; i++) a.write(member, () => back++); // as fast as a client could send them
+  t.equal(await a.end(), undefined, 'no verdict');
+  for (let i = 0; back < n && i < 500; i++) await new Promise((r) => setTimeout(r, 10));
+  t.equal(back, n, 'every chunk called back');
+});
+
 t.test('on the upload workers, in the pass that writes and hashes the bytes', async (t) => {
   const workers = new UploadWorkers(1);
   t.teardown(() => workers.close());
   const file = path.join(tempDir(t), 'staged');
   writeFileSync(file, '');
-  const r = await workers.append('u', { file, position: 0, fsync: false, writebackEvery: 0, hashPrefix: Buffer.from('{}\n'), analyzeLayer: true }, Readable.from(pieces(gz, 100_000)));
-  t.same(r.layer, { format: 'gzip', diffIdHex: sha(tar) }, 'gzip layer: its diff id');
+  const r = await workers.append('u', { file, position: 0, fsync: false, writebackEvery: 0, hashPrefix: Buffer.from('{}\n'), analyzeLayer: true }, Readable.from(slowly(gz)));
+  t.same(r.layer, { format: 'gzip', diffIdHex: sha(tar) }, 'gzip layer from a client slower than zlib: its diff id');
   t.equal(sha(readFileSync(file)), sha(gz), 'the bytes written as they came');
   t.equal(await workers.digest('u', file, gz.length), sha(gz));
   const bad = `${file}-bad`;
   writeFileSync(bad, '');
   const b = await workers.append('b', { file: bad, position: 0, fsync: false, writebackEvery: 0, analyzeLayer: true }, Readable.from([randomBytes(300_000)]));
   t.same(b.layer, { format: 'invalid' });
+  // A client faster than zlib: the analysis gives up rather than hold the upload back; every byte is written.
+  const big = gzipSync(Buffer.concat([tarOf([{ name: 'x', data: Buffer.alloc(40 << 20, 'abcdefgh') }])]));
+  const many = gzipSync(Buffer.concat(Array.from({ length: 8 }, () => tarOf([{ name: 'r', data: randomBytes(4 << 20) }]))));
+  for (const [what, body] of [['compressible', big], ['incompressible', many]] as const) {
+    const f = `${file}-${what}`;
+    writeFileSync(f, '');
+    const fast = await workers.append(`fast-${what}`, { file: f, position: 0, fsync: false, writebackEvery: 0, analyzeLayer: true }, Readable.from(pieces(body, 256 * 1024)));
+    t.ok(fast.layer === undefined || fast.layer.diffIdHex !== undefined, `${what}: no verdict, or a whole one (${fast.layer ? 'kept up' : 'gave up'})`);
+    t.equal(sha(readFileSync(f)), sha(body), `${what}: the bytes written whole either way`);
+  }
   const plain = await workers.append('p', { file: `${file}-p`, position: 0, fsync: false, writebackEvery: 0 }, Readable.from([gz]));
   t.equal(plain.layer, undefined, 'not asked, not analyzed');
 });
@@ -65,11 +95,11 @@ t.test('BlobStore ingest: on the workers (local) or as the bytes pass (drivers w
   const index = new MetadataIndex(openDatabase(path.join(root, 'index.db')));
   const store = new BlobStore(driver, index);
   let seen: unknown;
-  const a = await store.ingest(Readable.from([gz]), { hashPrefix: Buffer.from('{}\n'), analyzeLayer: true, onStored: (_b, _p, layer) => (seen = layer) });
+  const a = await store.ingest(Readable.from(slowly(gz)), { hashPrefix: Buffer.from('{}\n'), analyzeLayer: true, onStored: (_b, _p, layer) => (seen = layer) });
   t.same(a.layer, { format: 'gzip', diffId: `sha256:${sha(tar)}` });
   t.same(seen, a.layer, 'onStored has it, in the transaction that records the blob');
   const without = Object.assign(Object.create(driver) as LocalDriver, { appendUploadPrefixed: undefined });
-  const b = await new BlobStore(without, index).ingest(Readable.from(pieces(tar, 10_000)), { hashPrefix: Buffer.from('{}\n'), analyzeLayer: true });
+  const b = await new BlobStore(without, index).ingest(Readable.from(slowly(tar)), { hashPrefix: Buffer.from('{}\n'), analyzeLayer: true });
   t.same(b.layer, { format: 'tar', diffId: `sha256:${sha(tar)}` }, 'a plain tar: its diff id is its own digest');
   await store.settle();
   index.close();

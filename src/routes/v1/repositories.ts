@@ -80,7 +80,7 @@ export async function repositoryRoutes(app: FastifyInstance): Promise<void> {
     switch (res.kind) {
       case 'tag':
         v1.putTag(repo, res.tag, await body(request), request.headers['user-agent']);
-        await bridge?.afterV1TagChange(repo, res.tag); // the v2 view follows (docs/bridge.md)
+        bridge?.afterV1TagChange(repo, res.tag); // the v2 view follows, in the background (docs/bridge.md)
         return sendJson(reply);
       case 'repository':
         v1.putImageList(repo, await body(request));
@@ -107,7 +107,7 @@ export async function repositoryRoutes(app: FastifyInstance): Promise<void> {
     switch (res.kind) {
       case 'tag':
         v1.deleteTag(repo, res.tag);
-        await bridge?.afterV1TagChange(repo, res.tag);
+        bridge?.afterV1TagChange(repo, res.tag);
         return sendJson(reply);
       case 'tags':
       case 'repository':
