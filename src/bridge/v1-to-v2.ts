@@ -211,11 +211,10 @@ export class V1ToV2Bridge {
    * (or went) follows it. A pushed v2 tag costs one lookup.
    */
   async beforeTagPull(repo: string, tag: string): Promise<void> {
-    const v2Tag = this.v2Index.tag(repo, tag);
-    if (v2Tag && v2Tag.bridgedFromV1 === null) return;
-    const v1Tag = this.v1.getV1Tag(repo, tag);
-    if (v2Tag && v1Tag?.imageId === v2Tag.bridgedFromV1) return;
-    if (!v2Tag && !v1Tag) return;
+    const { digest, bridgedFromV1, v1ImageId } = this.v2Index.tagAndV1Tag(repo, tag);
+    if (digest !== null && bridgedFromV1 === null) return; // pushed over v2
+    if (digest !== null && v1ImageId === bridgedFromV1) return; // bridged, and its v1 tag has not moved
+    if (digest === null && v1ImageId === null) return; // neither: 404 as usual
     await this.sync(repo, tag);
   }
 }

@@ -93,6 +93,12 @@ export class V2Index {
       ),
       resolveTag: p('SELECT digest FROM tags WHERE repo = ? AND tag = ?'),
       tagRow: p('SELECT digest, bridged_from_v1 FROM tags WHERE repo = ? AND tag = ?'),
+      // One statement for the bridge's check before a pull by tag: the v2 tag, its mark, and the v1 tag of that name.
+      tagAndV1Tag: p(
+        `SELECT (SELECT digest FROM tags WHERE repo = @repo AND tag = @tag) AS digest,
+                (SELECT bridged_from_v1 FROM tags WHERE repo = @repo AND tag = @tag) AS bridged,
+                (SELECT image_id FROM v1_tags WHERE repo = @repo AND tag = @tag) AS v1`,
+      ),
       deleteBridgedTag: p('DELETE FROM tags WHERE repo = ? AND tag = ? AND bridged_from_v1 IS NOT NULL'),
       deleteTag: p('DELETE FROM tags WHERE repo = ? AND tag = ?'),
       listTags: p('SELECT tag FROM tags WHERE repo = ? AND tag > ? ORDER BY tag LIMIT ?'),
@@ -192,6 +198,12 @@ export class V2Index {
   tag(repo: string, tag: string): { digest: Digest; bridgedFromV1: string | null } | undefined {
     const r = this.s.tagRow.get(repo, tag) as { digest: Digest; bridged_from_v1: string | null } | undefined;
     return r && { digest: r.digest, bridgedFromV1: r.bridged_from_v1 };
+  }
+
+  /** The v2 tag (with its mark) and the v1 image id the v1 tag of the same name points at, in one lookup. */
+  tagAndV1Tag(repo: string, tag: string): { digest: Digest | null; bridgedFromV1: string | null; v1ImageId: string | null } {
+    const r = this.s.tagAndV1Tag.get({ repo, tag }) as { digest: Digest | null; bridged: string | null; v1: string | null };
+    return { digest: r.digest, bridgedFromV1: r.bridged, v1ImageId: r.v1 };
   }
 
   /** Delete the tag if the bridge made it (a pushed one stays). */
