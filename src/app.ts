@@ -22,6 +22,8 @@ import { BlobStore } from './storage/blob-store';
 import { createDriver } from './storage/factory';
 import { V1Registry } from './v1/registry';
 import { V2Registry } from './v2/registry';
+import { V1ToV2Bridge } from './bridge/v1-to-v2';
+import { V2ToV1Bridge } from './bridge/v2-to-v1';
 import { GarbageCollector } from './gc/collector';
 import { gcSettings } from './gc/run';
 import { scheduleGarbageCollection } from './gc/schedule';
@@ -90,13 +92,22 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   const pulls = config.retention.policies.some((p) => p.keepPulledWithin !== undefined)
     ? new PullRecorder(retentionIndex, config.retention.pullFlush * 1000, (err) => app.log.error({ err }, 'recording pull times failed'))
     : undefined;
+  const v1Index = new V1Index(db, index);
+  const v2Index = new V2Index(db, index);
+  const v2 = new V2Registry(index, v2Index, blobs, repositories, { gcDelayMs: config.gc.delay * 1000, quotas, pulls });
+  const bridge =
+    config.protocols.bridge && config.protocols.v1 && config.protocols.v2
+      ? new V1ToV2Bridge(v1Index, v2Index, v2, blobs, app.log)
+      : undefined;
+  const fromV2 = bridge ? new V2ToV1Bridge(db, index, v2Index, blobs, config.protocols.bridgePlatform) : undefined;
   const ctx: RegistryContext = {
     config,
     access,
     index,
     blobs,
-    v1: new V1Registry(index, new V1Index(db, index), blobs, repositories, { quotas }),
-    v2: new V2Registry(index, new V2Index(db, index), blobs, repositories, { gcDelayMs: config.gc.delay * 1000, quotas, pulls }),
+    v1: new V1Registry(index, v1Index, blobs, repositories, { quotas, analyzeLayers: bridge !== undefined, fromV2, onUnanalyzedLayer: (d) => bridge?.analyzeSoon(d) }),
+    v2,
+    bridge,
     gc,
     retention,
     quotas,
@@ -106,6 +117,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   await app.register(unauthenticatedDeadline, { timeoutMs: config.http.unauthenticatedTimeout * 1000, bodies: access.enabled });
   await app.register(authPlugin, { access });
   app.addHook('onClose', async () => {
+    await bridge?.settle(); // tags being bridged, layers being analyzed: their records go out with the journal's last
     await pulls?.close();
     await journal.close().catch((err) => app.log.error({ err }, 'writing the last reference records failed; the next start writes them'));
     await blobs.settle(); // staged copies still being deleted, before their rows can no longer be

@@ -4,6 +4,7 @@ import type { MetadataIndex } from './index/metadata-index';
 import type { BlobStore } from './storage/blob-store';
 import type { V1Registry } from './v1/registry';
 import type { V2Registry } from './v2/registry';
+import type { V1ToV2Bridge } from './bridge/v1-to-v2';
 import type { GarbageCollector } from './gc/collector';
 import type { Quotas } from './quota/quotas';
 import type { Retention } from './retention/retention';
@@ -16,6 +17,8 @@ export interface RegistryContext {
   blobs: BlobStore;
   v1: V1Registry;
   v2: V2Registry;
+  /** The v1 -> v2 bridge (protocols.bridge, with both protocols on). */
+  bridge?: V1ToV2Bridge;
   gc: GarbageCollector;
   retention: Retention;
   quotas: Quotas;

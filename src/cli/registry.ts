@@ -1,6 +1,7 @@
 import { runGarbageCollection } from '../gc/run';
 import { dispatch, type Command } from './dispatch';
 import { backupCommand, backupHelp } from './backup';
+import { bridgeCommand, bridgeHelp } from './bridge';
 import { checkCommand, checkHelp } from './check';
 import { compactCommand, compactHelp } from './compact';
 import { duCommand, duHelp } from './du';
@@ -36,6 +37,7 @@ const commands: Record<string, Command> = {
   repo: { help: repoHelp, run: (args, io) => repoCommand(args, io) },
   backup: { help: backupHelp, run: (args, io) => backupCommand(args, io) },
   'rebuild-index': { help: rebuildHelp, run: (args, io) => rebuildCommand(args, io) },
+  bridge: { help: bridgeHelp, run: (args, io) => bridgeCommand(args, io) },
   check: { help: checkHelp, run: (args, io) => checkCommand(args, io, { signal: interruptSignal() }) },
   'compact-journal': { help: compactHelp, run: (args, io) => compactCommand(args, io, { signal: interruptSignal() }) },
 };

@@ -3,9 +3,18 @@
 // so a key cannot exist in one place and be forgotten in another.
 
 import { parseGroups, parseRules } from '../auth/rules';
+import { ConfigError } from './errors';
 import { parseTrustProxy, type TrustProxy } from '../http/trust-proxy';
 import { parseQuotas, type QuotaRule } from '../quota/quotas';
 import { parsePolicies, type RetentionPolicy } from '../retention/policy';
+
+/** os/architecture[/variant], as in an index's platform. */
+function parsePlatform(value: unknown, where: string): string {
+  if (typeof value !== 'string' || !/^[a-z0-9_.-]+\/[a-z0-9_.-]+(\/[a-z0-9_.-]+)?$/.test(value)) {
+    throw new ConfigError(`${where}: expected os/architecture[/variant] such as linux/amd64, got ${JSON.stringify(value)}`);
+  }
+  return value;
+}
 
 export type LeafType = 'string' | 'boolean' | 'integer' | 'enum' | 'custom';
 
@@ -78,6 +87,8 @@ export const schema = {
   protocols: {
     v1: bool(true, 'serve the Docker Registry v1 API under /v1/'),
     v2: bool(true, 'serve the OCI Distribution (v2) API under /v2/; Docker >= 1.6 prefers v2 whenever /v2/ answers'),
+    bridge: bool(true, 'v1 tags are also pullable over v2 as Docker schema 2 images made from their v1 chain, and single-platform v2 images over v1 (docs/bridge.md); a tag wins in the protocol that pushed it'),
+    bridgePlatform: custom<string>('linux/amd64', parsePlatform, 'the entry of a multi-platform index that v1 clients get through the bridge: os/architecture[/variant]'),
   },
   uploads: {
     purgeAfter: int(24 * 3600, 'seconds after which an unfinished upload is removed', 60),

@@ -342,4 +342,55 @@ export const MIGRATIONS: readonly string[] = [
   INSERT INTO refs_outbox (seq, record) SELECT seq, record FROM outbox_copy;
   DROP TABLE outbox_copy;
   `,
+  // 8: the v1 <-> v2 bridge (docs/bridge.md). Per v1 image, what its layer is (layer_format: gzip, tar, empty,
+  // xz, bzip2, zstd, invalid) and the sha256 of its uncompressed tar (diff_id), found as the layer streams in
+  // (or later, for older images); NULL until known. A v2 tag the bridge made from a v1 tag names the v1 image
+  // it was made from (bridged_from_v1): such a tag follows its v1 tag, a pushed one (NULL) never does. Both
+  // travel in the journal's records (the tag's mark cannot be recomputed from storage).
+  // The other way, v2 images seen by v1 clients: which v1 id a manifest's chain ends in (NULL: it has none,
+  // reason says why), and each synthesized v1 image (its JSON inline, its layer a blob of the manifest). Both
+  // are recomputed from the manifests alone, the same every time: no journal records, and rows whose manifest
+  // is gone are ignored.
+  `
+  CREATE TABLE v1_bridged (
+    repo     TEXT NOT NULL,
+    manifest TEXT NOT NULL,               -- a tagged manifest digest (image or index)
+    top_id   TEXT,
+    reason   TEXT,
+    PRIMARY KEY (repo, manifest)
+  ) WITHOUT ROWID;
+  CREATE TABLE v1_bridged_images (
+    repo         TEXT NOT NULL,
+    id           TEXT NOT NULL,
+    parent       TEXT,
+    manifest     TEXT NOT NULL,           -- the image manifest it comes from
+    json         TEXT NOT NULL,
+    layer_digest TEXT NOT NULL,
+    layer_size   INTEGER NOT NULL,
+    PRIMARY KEY (repo, id)
+  ) WITHOUT ROWID;
+  CREATE INDEX v1_bridged_images_by_id ON v1_bridged_images(id, repo);
+
+  ALTER TABLE v1_images ADD COLUMN diff_id TEXT;
+  ALTER TABLE v1_images ADD COLUMN layer_format TEXT;
+  ALTER TABLE tags ADD COLUMN bridged_from_v1 TEXT;
+  CREATE INDEX v1_images_unanalyzed ON v1_images(repo, id) WHERE layer_format IS NULL AND layer_digest IS NOT NULL;
+
+  DROP TRIGGER refs_tags_ai;
+  DROP TRIGGER refs_tags_au;
+  CREATE TRIGGER refs_tags_ai AFTER INSERT ON tags BEGIN
+    INSERT INTO refs_outbox (record) VALUES (json_object('t', 'tag', 'r', new.repo, 'g', new.tag, 'd', new.digest, 'u', new.updated_at, 'b', new.bridged_from_v1));
+  END;
+  CREATE TRIGGER refs_tags_au AFTER UPDATE OF digest, updated_at, bridged_from_v1 ON tags BEGIN
+    INSERT INTO refs_outbox (record) VALUES (json_object('t', 'tag', 'r', new.repo, 'g', new.tag, 'd', new.digest, 'u', new.updated_at, 'b', new.bridged_from_v1));
+  END;
+  DROP TRIGGER refs_v1images_ai;
+  DROP TRIGGER refs_v1images_au;
+  CREATE TRIGGER refs_v1images_ai AFTER INSERT ON v1_images BEGIN
+    INSERT INTO refs_outbox (record) VALUES (json_object('t', 'v1img', 'r', new.repo, 'i', new.id, 'p', new.parent, 'j', new.json_digest, 'l', new.layer_digest, 'n', new.layer_size, 'k', new.checksum, 'x', new.complete, 'c', new.created_at, 'df', new.diff_id, 'lf', new.layer_format));
+  END;
+  CREATE TRIGGER refs_v1images_au AFTER UPDATE ON v1_images BEGIN
+    INSERT INTO refs_outbox (record) VALUES (json_object('t', 'v1img', 'r', new.repo, 'i', new.id, 'p', new.parent, 'j', new.json_digest, 'l', new.layer_digest, 'n', new.layer_size, 'k', new.checksum, 'x', new.complete, 'c', new.created_at, 'df', new.diff_id, 'lf', new.layer_format));
+  END;
+  `,
 ];

@@ -22,6 +22,9 @@ const TABLES: [keyof DeletedRepository | null, string][] = [
   ['v1Tags', 'DELETE FROM v1_tags WHERE repo = ?'],
   [null, 'DELETE FROM v1_repo_images WHERE repo = ?'],
   ['v1Images', 'DELETE FROM v1_images WHERE repo = ?'],
+  // What the v2 -> v1 bridge made from the repository's manifests (docs/bridge.md).
+  [null, 'DELETE FROM v1_bridged WHERE repo = ?'],
+  [null, 'DELETE FROM v1_bridged_images WHERE repo = ?'],
   // Garbage collection sweeps their staged bytes; a later PATCH or PUT fails with BLOB_UPLOAD_UNKNOWN
   // instead of linking into the deleted repository.
   ['uploads', 'DELETE FROM uploads WHERE repo = ?'],

@@ -3,6 +3,7 @@ import type { Db } from './db';
 import { nameRanges, type NamePattern } from './name-filter';
 import type { MetadataIndex } from './metadata-index';
 import type { Digest } from '../storage/digest';
+import type { LayerFormat } from '../storage/layer-analyzer';
 
 // The v1 protocol's part of the index: images (json + layer blobs, checksum, completeness),
 // v1 tags and the index's per-repository image lists. Images are kept per repository: an image id is
@@ -23,6 +24,10 @@ export interface V1Image {
   layerSize: number | null;
   checksum: string | null;
   complete: boolean;
+  /** The bridge's view of the layer (migration 7): null until analyzed. */
+  layerFormat: LayerFormat | null;
+  /** sha256 of the uncompressed layer tar (gzip, tar and empty gzip layers). */
+  diffId: Digest | null;
 }
 
 export interface V1ImageListEntry {
@@ -41,17 +46,24 @@ export class V1Index {
     this.s = {
       setIndexed: p('UPDATE repositories SET v1_indexed = 1 WHERE name = ?'),
       getV1Image: p(
-        'SELECT repo, id, parent, json_digest, layer_digest, layer_size, checksum, complete FROM v1_images WHERE repo = ? AND id = ?',
+        'SELECT repo, id, parent, json_digest, layer_digest, layer_size, checksum, complete, layer_format, diff_id FROM v1_images WHERE repo = ? AND id = ?',
       ),
       putV1Json: p(
         `INSERT INTO v1_images (repo, id, parent, json_digest, created_at) VALUES (@repo, @id, @parent, @json, @now)
          ON CONFLICT (repo, id) DO UPDATE SET parent = @parent, json_digest = @json, layer_digest = NULL,
-           layer_size = NULL, checksum = NULL, complete = 0
+           layer_size = NULL, checksum = NULL, complete = 0, layer_format = NULL, diff_id = NULL
          WHERE complete = 0`,
       ),
       setV1Layer: p(
-        'UPDATE v1_images SET layer_digest = ?, layer_size = ?, checksum = ? WHERE repo = ? AND id = ? AND complete = 0 AND json_digest = ?',
+        'UPDATE v1_images SET layer_digest = ?, layer_size = ?, checksum = ?, layer_format = ?, diff_id = ? WHERE repo = ? AND id = ? AND complete = 0 AND json_digest = ?',
       ),
+      // Analyzed later (images stored before the bridge): the same layer bytes, whichever image row holds them.
+      setLayerInfo: p('UPDATE v1_images SET layer_format = ?, diff_id = ? WHERE layer_digest = ? AND layer_format IS NULL'),
+      unanalyzed: p(
+        `SELECT DISTINCT layer_digest FROM v1_images WHERE layer_format IS NULL AND layer_digest IS NOT NULL AND layer_digest > ?
+          ORDER BY layer_digest LIMIT ?`,
+      ).pluck(),
+      countUnanalyzed: p('SELECT count(DISTINCT layer_digest) FROM v1_images WHERE layer_format IS NULL AND layer_digest IS NOT NULL').pluck(),
       completeV1: p('UPDATE v1_images SET complete = 1 WHERE repo = ? AND id = ? AND complete = 0 AND checksum = ?'),
       // A parent is complete before a child's JSON is accepted, so new chains have no cycles; the depth
       // bound (and the cut in ancestry()) guard chains written before that rule.
@@ -70,6 +82,8 @@ export class V1Index {
       ),
       getV1Tag: p('SELECT image_id, meta FROM v1_tags WHERE repo = ? AND tag = ?'),
       listV1Tags: p('SELECT tag, image_id FROM v1_tags WHERE repo = ? ORDER BY tag'),
+      v1TagsAfter: p('SELECT repo, tag FROM v1_tags WHERE (repo, tag) > (?, ?) ORDER BY repo, tag LIMIT ?'),
+      countV1Tags: p('SELECT count(*) FROM v1_tags').pluck(),
       deleteV1Tag: p('DELETE FROM v1_tags WHERE repo = ? AND tag = ?'),
 
       reposWithImageRange: p(reposSql('v1_images', 'id', 'AND complete = 1', 'AND repo < @to')),
@@ -99,6 +113,8 @@ export class V1Index {
         layerSize: r.layer_size,
         checksum: r.checksum,
         complete: r.complete === 1,
+        layerFormat: r.layer_format,
+        diffId: r.diff_id,
       }
     );
   }
@@ -112,8 +128,30 @@ export class V1Index {
   }
 
   /** Attach an uploaded layer; only to an in-progress image whose JSON is still the one the checksum covered. */
-  setV1Layer(repo: string, id: string, jsonDigest: Digest, layerDigest: Digest, size: number, checksum: string): boolean {
-    return this.s.setV1Layer.run(layerDigest, size, checksum, repo, id, jsonDigest).changes === 1;
+  setV1Layer(
+    repo: string,
+    id: string,
+    jsonDigest: Digest,
+    layerDigest: Digest,
+    size: number,
+    checksum: string,
+    layer?: { format: LayerFormat; diffId: Digest | null },
+  ): boolean {
+    return this.s.setV1Layer.run(layerDigest, size, checksum, layer?.format ?? null, layer?.diffId ?? null, repo, id, jsonDigest).changes === 1;
+  }
+
+  /** Record what a stored layer is, on every image row holding those bytes that does not know yet. */
+  setLayerInfo(layerDigest: Digest, format: LayerFormat, diffId: Digest | null): void {
+    this.s.setLayerInfo.run(format, diffId, layerDigest);
+  }
+
+  /** Up to `n` layer blobs (after `after`, in digest order) that images hold without knowing what they are. */
+  unanalyzedLayers(after: string, n: number): Digest[] {
+    return this.s.unanalyzed.all(after, n) as Digest[];
+  }
+
+  countUnanalyzedLayers(): number {
+    return this.s.countUnanalyzed.get() as number;
   }
 
   /** Mark an image complete if its computed checksum is `checksum`. */
@@ -148,6 +186,15 @@ export class V1Index {
   listV1Tags(repo: string): Record<string, string> {
     // fromEntries defines properties: a tag named __proto__ is listed, not taken for the prototype.
     return Object.fromEntries((this.s.listV1Tags.all(repo) as { tag: string; image_id: string }[]).map((r) => [r.tag, r.image_id]));
+  }
+
+  /** Up to `n` v1 tags of every repository after (repo, tag), in that order (the bridge's backfill walks them). */
+  v1TagsAfter(repo: string, tag: string, n: number): { repo: string; tag: string }[] {
+    return this.s.v1TagsAfter.all(repo, tag, n) as { repo: string; tag: string }[];
+  }
+
+  countV1Tags(): number {
+    return this.s.countV1Tags.get() as number;
   }
 
   deleteV1Tag(repo: string, tag: string): boolean {
@@ -209,4 +256,6 @@ interface V1Row {
   layer_size: number | null;
   checksum: string | null;
   complete: number;
+  layer_format: LayerFormat | null;
+  diff_id: Digest | null;
 }

@@ -84,11 +84,22 @@ export class V2Index {
       deleteTagsOf: p('DELETE FROM tags WHERE repo = ? AND digest = ?'),
       referrers: p(`SELECT ${MANIFEST_COLUMNS} FROM manifests WHERE repo = ? AND subject = ? ORDER BY created_at, digest`),
 
+      // A pushed tag (bridged NULL) always wins; a bridged one (from v1, docs/bridge.md) replaces only a bridged one.
       setTag: p(
-        `INSERT INTO tags (repo, tag, digest, updated_at) VALUES (?, ?, ?, ?)
-         ON CONFLICT (repo, tag) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at`,
+        `INSERT INTO tags (repo, tag, digest, updated_at, bridged_from_v1) VALUES (@repo, @tag, @digest, @now, @bridged)
+         ON CONFLICT (repo, tag) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at,
+           bridged_from_v1 = excluded.bridged_from_v1
+         WHERE excluded.bridged_from_v1 IS NULL OR tags.bridged_from_v1 IS NOT NULL`,
       ),
       resolveTag: p('SELECT digest FROM tags WHERE repo = ? AND tag = ?'),
+      tagRow: p('SELECT digest, bridged_from_v1 FROM tags WHERE repo = ? AND tag = ?'),
+      // One statement for the bridge's check before a pull by tag: the v2 tag, its mark, and the v1 tag of that name.
+      tagAndV1Tag: p(
+        `SELECT (SELECT digest FROM tags WHERE repo = @repo AND tag = @tag) AS digest,
+                (SELECT bridged_from_v1 FROM tags WHERE repo = @repo AND tag = @tag) AS bridged,
+                (SELECT image_id FROM v1_tags WHERE repo = @repo AND tag = @tag) AS v1`,
+      ),
+      deleteBridgedTag: p('DELETE FROM tags WHERE repo = ? AND tag = ? AND bridged_from_v1 IS NOT NULL'),
       deleteTag: p('DELETE FROM tags WHERE repo = ? AND tag = ?'),
       listTags: p('SELECT tag FROM tags WHERE repo = ? AND tag > ? ORDER BY tag LIMIT ?').pluck(),
       // One range of names (name-filter.ts): with and without an end, so that both bounds seek the index.
@@ -143,7 +154,7 @@ export class V2Index {
   // ---- manifests ----
 
   /** Record a manifest (idempotent), its references, and optionally a tag, in one transaction. */
-  putManifest(rec: ManifestRecord, refs: Digest[], tag?: string): void {
+  putManifest(rec: ManifestRecord, refs: Digest[], tag?: string, bridgedFromV1?: string): void {
     this.core.transaction(() => {
       this.core.ensureRepository(rec.repo);
       this.s.putManifest.run({
@@ -153,7 +164,7 @@ export class V2Index {
       });
       this.s.linkBlob.run(rec.repo, rec.digest, Date.now());
       for (const child of refs) this.s.addRef.run(rec.repo, rec.digest, child);
-      if (tag !== undefined) this.s.setTag.run(rec.repo, tag, rec.digest, Date.now());
+      if (tag !== undefined) this.s.setTag.run({ repo: rec.repo, tag, digest: rec.digest, now: Date.now(), bridged: bridgedFromV1 ?? null });
     });
   }
 
@@ -181,6 +192,23 @@ export class V2Index {
 
   resolveTag(repo: string, tag: string): Digest | undefined {
     return (this.s.resolveTag.get(repo, tag) as { digest: Digest } | undefined)?.digest;
+  }
+
+  /** A tag with the v1 image it was bridged from (null: pushed over v2). */
+  tag(repo: string, tag: string): { digest: Digest; bridgedFromV1: string | null } | undefined {
+    const r = this.s.tagRow.get(repo, tag) as { digest: Digest; bridged_from_v1: string | null } | undefined;
+    return r && { digest: r.digest, bridgedFromV1: r.bridged_from_v1 };
+  }
+
+  /** The v2 tag (with its mark) and the v1 image id the v1 tag of the same name points at, in one lookup. */
+  tagAndV1Tag(repo: string, tag: string): { digest: Digest | null; bridgedFromV1: string | null; v1ImageId: string | null } {
+    const r = this.s.tagAndV1Tag.get({ repo, tag }) as { digest: Digest | null; bridged: string | null; v1: string | null };
+    return { digest: r.digest, bridgedFromV1: r.bridged, v1ImageId: r.v1 };
+  }
+
+  /** Delete the tag if the bridge made it (a pushed one stays). */
+  deleteBridgedTag(repo: string, tag: string): boolean {
+    return this.s.deleteBridgedTag.run(repo, tag).changes === 1;
   }
 
   deleteTag(repo: string, tag: string): boolean {

@@ -47,8 +47,8 @@ export class Replayer {
         'DELETE FROM manifest_refs WHERE repo = @r AND digest = @d AND child = @ch',
       ),
       tag: run(
-        `INSERT INTO tags (repo, tag, digest, updated_at) VALUES (@r, @g, @d, @u)
-         ON CONFLICT (repo, tag) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at`,
+        `INSERT INTO tags (repo, tag, digest, updated_at, bridged_from_v1) VALUES (@r, @g, @d, @u, @b)
+         ON CONFLICT (repo, tag) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at, bridged_from_v1 = excluded.bridged_from_v1`,
         'DELETE FROM tags WHERE repo = @r AND tag = @g',
       ),
       v1tag: run(
@@ -56,10 +56,11 @@ export class Replayer {
         'DELETE FROM v1_tags WHERE repo = @r AND tag = @g',
       ),
       v1img: run(
-        `INSERT INTO v1_images (repo, id, parent, json_digest, layer_digest, layer_size, checksum, complete, created_at)
-         VALUES (@r, @i, @p, @j, @l, @n, @k, @x, @c)
+        `INSERT INTO v1_images (repo, id, parent, json_digest, layer_digest, layer_size, checksum, complete, created_at, diff_id, layer_format)
+         VALUES (@r, @i, @p, @j, @l, @n, @k, @x, @c, @df, @lf)
          ON CONFLICT (repo, id) DO UPDATE SET parent = excluded.parent, json_digest = excluded.json_digest,
-           layer_digest = excluded.layer_digest, layer_size = excluded.layer_size, checksum = excluded.checksum, complete = excluded.complete`,
+           layer_digest = excluded.layer_digest, layer_size = excluded.layer_size, checksum = excluded.checksum, complete = excluded.complete,
+           diff_id = excluded.diff_id, layer_format = excluded.layer_format`,
         'DELETE FROM v1_images WHERE repo = @r AND id = @i',
       ),
       v1list: run(
@@ -78,7 +79,7 @@ export class Replayer {
 }
 
 /** Every named parameter a statement may use, null when the record leaves it out (better-sqlite3 wants them all). */
-const PARAMS = ['d', 'n', 'l', 'c', 'r', 'desc', 'v1p', 'v1i', 'at', 'mt', 'a', 'subj', 'ann', 'ch', 'g', 'u', 'i', 'm', 'p', 'j', 'k', 'x', 'o'];
+const PARAMS = ['d', 'n', 'l', 'c', 'r', 'desc', 'v1p', 'v1i', 'at', 'mt', 'a', 'subj', 'ann', 'ch', 'g', 'u', 'i', 'm', 'p', 'j', 'k', 'x', 'o', 'b', 'df', 'lf'];
 
 function withNulls(r: Row): Row {
   const out: Row = {};

@@ -3,7 +3,7 @@ import type { StorageDriver } from '../storage/driver';
 import { JOURNAL_PREFIX, SNAPSHOT_PREFIX, segmentRange, snapshotDoneKey, snapshotId, snapshotKey, snapshotPartKey } from './layout';
 
 // Journal compaction: a snapshot is the whole state of the index as journal records (one per row, as the
-// triggers of migration 6 state it), read in one read transaction, so it stands for every record up to the
+// triggers state it), read in one read transaction, so it stands for every record up to the
 // newest sequence number that transaction saw. rebuild-index loads the newest complete snapshot and replays
 // only the records after it; the segments and older snapshots it covers are deleted. Without it the journal
 // would grow with every change for as long as the registry runs, and so would a rebuild.
@@ -14,7 +14,7 @@ const PART_BYTES = 16 * 1024 * 1024;
 
 /**
  * The state, table by table, in the order a replay must apply it (repositories before what they hold), each
- * record exactly as migration 6's triggers and first batch write it (test/refs/snapshot.test.ts: a rebuild from a
+ * record exactly as the triggers of migrations 6 and 8 write it (test/refs/snapshot.test.ts: a rebuild from a
  * snapshot plus the records after it gives back every row).
  */
 const STATE = [
@@ -23,9 +23,9 @@ const STATE = [
   `SELECT json_object('t', 'link', 'r', repo, 'd', digest, 'at', linked_at) FROM repo_blobs`,
   `SELECT json_object('t', 'man', 'r', repo, 'd', digest, 'mt', media_type, 'n', size, 'a', artifact_type, 'subj', subject, 'ann', annotations, 'c', created_at) FROM manifests`,
   `SELECT json_object('t', 'ref', 'r', repo, 'd', digest, 'ch', child) FROM manifest_refs`,
-  `SELECT json_object('t', 'tag', 'r', repo, 'g', tag, 'd', digest, 'u', updated_at) FROM tags`,
+  `SELECT json_object('t', 'tag', 'r', repo, 'g', tag, 'd', digest, 'u', updated_at, 'b', bridged_from_v1) FROM tags`,
   `SELECT json_object('t', 'v1tag', 'r', repo, 'g', tag, 'i', image_id, 'm', meta) FROM v1_tags`,
-  `SELECT json_object('t', 'v1img', 'r', repo, 'i', id, 'p', parent, 'j', json_digest, 'l', layer_digest, 'n', layer_size, 'k', checksum, 'x', complete, 'c', created_at) FROM v1_images`,
+  `SELECT json_object('t', 'v1img', 'r', repo, 'i', id, 'p', parent, 'j', json_digest, 'l', layer_digest, 'n', layer_size, 'k', checksum, 'x', complete, 'c', created_at, 'df', diff_id, 'lf', layer_format) FROM v1_images`,
   `SELECT json_object('t', 'v1list', 'r', repo, 'i', image_id, 'k', checksum, 'o', position) FROM v1_repo_images`,
 ];
 

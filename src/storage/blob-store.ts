@@ -5,6 +5,7 @@ import { RegistryError } from '../errors';
 import type { BlobRecord, MetadataIndex, UploadRecord } from '../index/metadata-index';
 import { digestOf, hexOf, newHash, type Digest } from './digest';
 import { ByteCache } from './byte-cache';
+import { LayerAnalyzer, MAX_BEHIND, type LayerFormat, type LayerInfo } from './layer-analyzer';
 import { StagedBytesShortError, StorageNotFoundError, type ByteRange, type StorageDriver } from './driver';
 
 // The one content-addressed blob store, shared by v1 and v2 and by every driver.
@@ -27,16 +28,33 @@ export interface IngestOptions {
    */
   hashPrefix?: Buffer;
   /**
+   * Also find the layer's compression and the sha256 of its uncompressed tar (layer-analyzer.ts), in the
+   * same pass (on the upload workers where the driver hashes there): passed to onStored and returned as `layer`.
+   */
+  analyzeLayer?: boolean;
+  /**
    * Index writes that belong with the blob (a repository link, a manifest, a v1 image's layer): run inside
    * the transaction that records the blob, or finds it already stored, so they land together in one fsync
    * and garbage collection never sees the blob unreferenced in between. Throwing rolls that transaction
    * back. With `hashPrefix`, ingest passes the prefixed digest too.
    */
-  onStored?: (blob: BlobRecord, prefixedDigest?: Digest) => void;
+  onStored?: (blob: BlobRecord, prefixedDigest?: Digest, layer?: StoredLayerInfo) => void;
+}
+
+/** What an analyzed layer is, with its diff id (for a plain tar: the blob's own digest). */
+export interface StoredLayerInfo {
+  format: LayerFormat;
+  diffId: Digest | null;
+}
+
+/** The analysis with the diff id as a digest: a plain tar's is its own digest. */
+export function storedLayerInfo(info: LayerInfo, digest: Digest): StoredLayerInfo {
+  const diffId = info.diffIdHex ? (`sha256:${info.diffIdHex}` as Digest) : info.format === 'tar' ? digest : null;
+  return { format: info.format, diffId };
 }
 
 /** An upload after an append: with `hashPrefix`, the hex of sha256(prefix + the appended bytes). */
-type Appended = UploadRecord & { prefixedHex?: string };
+type Appended = UploadRecord & { prefixedHex?: string; layer?: LayerInfo };
 
 interface LiveHash {
   hash: Hash;
@@ -99,20 +117,30 @@ export class BlobStore {
   }
 
   /** Store a stream as one blob, in one pass. */
-  async ingest(body: Readable, opts: IngestOptions = {}): Promise<BlobRecord & { prefixedDigest?: Digest }> {
+  async ingest(body: Readable, opts: IngestOptions = {}): Promise<BlobRecord & { prefixedDigest?: Digest; layer?: StoredLayerInfo }> {
     let upload: Appended = await this.createUpload(null);
     let blob: BlobRecord;
+    let layer: StoredLayerInfo | undefined;
     try {
       upload = await this.append(upload, body, opts);
       const prefixed = upload.prefixedHex === undefined ? undefined : (`sha256:${upload.prefixedHex}` as Digest);
-      const onStored = opts.onStored && ((stored: BlobRecord) => opts.onStored!(stored, prefixed));
+      const analyzed = upload.layer;
+      const onStored = opts.onStored && ((stored: BlobRecord) => {
+        layer = analyzed && storedLayerInfo(analyzed, stored.digest);
+        opts.onStored!(stored, prefixed, layer);
+      });
       blob = await this.commit(upload, opts.expected, onStored);
+      if (analyzed) layer ??= storedLayerInfo(analyzed, blob.digest);
     } catch (err) {
       await this.discard(upload);
       throw err;
     }
     this.discardSoon(upload);
-    return upload.prefixedHex === undefined ? blob : { ...blob, prefixedDigest: `sha256:${upload.prefixedHex}` };
+    return {
+      ...blob,
+      ...(upload.prefixedHex === undefined ? {} : { prefixedDigest: `sha256:${upload.prefixedHex}` as Digest }),
+      ...(layer ? { layer } : {}),
+    };
   }
 
   /** Store bytes as one blob; `onStored` runs in the transaction that records (or finds) it, as for ingest. */
@@ -290,14 +318,22 @@ export class BlobStore {
     const meter = new HashMeter([hash, prefixedHere], opts.limit === undefined ? Infinity : opts.limit - upload.size);
     let state: Record<string, unknown>;
     let prefixedHex: string | undefined;
+    let layer: LayerInfo | undefined;
+    // Where the driver does not analyze as it writes (S3), the layer is analyzed here as it passes.
+    const analyzer = opts.analyzeLayer && !(hashPrefix && this.driver.appendUploadPrefixed) ? new LayerAnalyzer() : null;
     try {
       if (hashPrefix && this.driver.appendUploadPrefixed) {
-        ({ state, prefixedHex } = await this.driver.appendUploadPrefixed(upload.id, upload.state, upload.size, meter.through(body), hashPrefix));
+        ({ state, prefixedHex, layer } = await this.driver.appendUploadPrefixed(
+          upload.id, upload.state, upload.size, meter.through(body), hashPrefix, opts.analyzeLayer,
+        ));
       } else {
-        state = await this.driver.appendUpload(upload.id, upload.state, upload.size, meter.through(body));
+        const bytes = analyzer ? analyzed(meter.through(body), analyzer) : meter.through(body);
+        state = await this.driver.appendUpload(upload.id, upload.state, upload.size, bytes);
         if (prefixedHere) prefixedHex = prefixedHere.digest('hex');
+        if (analyzer) layer = await analyzer.end();
       }
     } catch (err) {
+      analyzer?.abort();
       if (meter.error) throw meter.error;
       // The staged bytes are gone (see commit) or cut short: nothing can be appended to them.
       if ((err instanceof StorageNotFoundError || err instanceof StagedBytesShortError) && upload.repo !== null) return this.endLost(upload);
@@ -308,7 +344,7 @@ export class BlobStore {
     // A one-shot ingest is never resumed: its progress stays in memory (the row only lets a purge
     // find the staging area after a crash). Client uploads persist it, so they survive a restart.
     if (persist && upload.repo !== null) this.index.updateUpload(upload.id, size, state);
-    return { ...upload, size, state, prefixedHex };
+    return { ...upload, size, state, prefixedHex, layer };
   }
 
   private async commit(upload: UploadRecord, expected: Digest | undefined, onStored: IngestOptions['onStored']): Promise<BlobRecord> {
@@ -492,6 +528,26 @@ async function drain(body: Readable): Promise<void> {
  * bookkeeping between the request and the driver. When the driver stops early, the generator's
  * return ends the loop over `body`, which destroys a Readable body.
  */
+/**
+ * The body as it passes, fed to the layer analyzer: up to MAX_BEHIND chunks may be with zlib (it keeps them
+ * alive); beyond, the body waits, and the analyzer gives up once that waiting passes its budget.
+ */
+async function* analyzed(body: AsyncIterable<Buffer>, analyzer: LayerAnalyzer): AsyncGenerator<Buffer> {
+  let behind = 0;
+  let wake: (() => void) | null = null;
+  for await (const chunk of body) {
+    while (behind >= MAX_BEHIND) await new Promise<void>((resolve) => (wake = resolve));
+    behind++;
+    analyzer.write(chunk, () => {
+      behind--;
+      const w = wake;
+      wake = null;
+      w?.();
+    });
+    yield chunk;
+  }
+}
+
 class HashMeter {
   bytes = 0;
   error?: RegistryError;

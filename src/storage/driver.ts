@@ -1,3 +1,4 @@
+import type { LayerInfo } from './layer-analyzer';
 import type { Readable, Writable } from 'node:stream';
 import type { Digest } from './digest';
 
@@ -44,7 +45,8 @@ export interface StorageDriver {
   /**
    * Optional, with stagedDigest: appendUpload that also returns sha256(prefix + the bytes appended),
    * computed where the driver hashes them (the local driver: on its upload workers, off the event loop).
-   * v1's payload checksum is sha256(image JSON + "\n" + layer).
+   * v1's payload checksum is sha256(image JSON + "\n" + layer). With `analyzeLayer`, also what
+   * layer-analyzer.ts finds of the bytes (a v1 layer's compression and uncompressed digest), in the same pass.
    */
   appendUploadPrefixed?(
     id: string,
@@ -52,7 +54,8 @@ export interface StorageDriver {
     size: number,
     body: AsyncIterable<Buffer>,
     prefix: Buffer,
-  ): Promise<{ state: UploadState; prefixedHex: string }>;
+    analyzeLayer?: boolean,
+  ): Promise<{ state: UploadState; prefixedHex: string; layer?: LayerInfo }>;
   /**
    * Optional: the sha256 of the first `size` staged bytes, which the driver computes as it appends (the
    * local driver hashes where it writes, on its upload workers), also after a restart. When present the

@@ -1,4 +1,5 @@
 import { constants, promises as fs, writeSync } from 'node:fs';
+import type { LayerInfo } from './layer-analyzer';
 import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import {
@@ -111,17 +112,18 @@ export class LocalDriver implements StorageDriver {
     size: number,
     body: AsyncIterable<Buffer>,
     prefix: Buffer,
-  ): Promise<{ state: UploadState; prefixedHex: string }> {
-    const { prefixedHex } = await this.append(id, size, body, prefix);
-    return { state, prefixedHex: prefixedHex! };
+    analyzeLayer?: boolean,
+  ): Promise<{ state: UploadState; prefixedHex: string; layer?: LayerInfo }> {
+    const { prefixedHex, layer } = await this.append(id, size, body, prefix, analyzeLayer);
+    return { state, prefixedHex: prefixedHex!, layer };
   }
 
-  private async append(id: string, size: number, body: AsyncIterable<Buffer>, hashPrefix?: Buffer): Promise<AppendResult> {
+  private async append(id: string, size: number, body: AsyncIterable<Buffer>, hashPrefix?: Buffer, analyzeLayer?: boolean): Promise<AppendResult> {
     const file = this.uploadFile(id);
     const writebackEvery = this.opts.fsync ? WRITEBACK_EVERY : 0;
     try {
       const direct = this.opts.directWrites ?? false;
-      return await this.workers.append(id, { file, position: size, fsync: this.opts.fsync, writebackEvery, direct, hashPrefix }, body);
+      return await this.workers.append(id, { file, position: size, fsync: this.opts.fsync, writebackEvery, direct, hashPrefix, analyzeLayer }, body);
     } catch (err) {
       // Lost staged bytes cannot be rolled back to `size` (a truncate of a short file would append zeros).
       const lost = lostStagedBytes(err, id);

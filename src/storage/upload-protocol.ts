@@ -1,3 +1,5 @@
+import type { LayerInfo } from './layer-analyzer';
+
 // The messages between UploadWorkers (upload-workers.ts, the main thread) and its worker threads
 // (upload-worker.ts). Both sides import these types, so the compiler checks every message on both ends.
 
@@ -10,6 +12,8 @@ export interface AppendOptions {
   direct?: boolean;
   /** Also hash these bytes followed by the appended ones (v1's payload checksum): `prefixedHex`. */
   hashPrefix?: Uint8Array;
+  /** Also tell the layer's compression and the sha256 of its uncompressed tar (v1 layers, for the bridge): `layer`. */
+  analyzeLayer?: boolean;
 }
 
 /** What an append did, as the worker reports it (for tests and measurements). */
@@ -27,6 +31,8 @@ export interface AppendStats {
 export interface AppendResult extends AppendStats {
   /** sha256 (hex) of `hashPrefix` and the appended bytes, if a prefix was given. */
   prefixedHex?: string;
+  /** With `analyzeLayer`: what layer-analyzer.ts found. */
+  layer?: LayerInfo;
 }
 
 /** An error as it crosses the thread boundary (structured clone keeps no class and no `code`). */

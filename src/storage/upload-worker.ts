@@ -4,6 +4,7 @@
 import { createHash, type Hash } from 'node:crypto';
 import fs from 'node:fs';
 import { isMainThread, parentPort, workerData, type MessagePort } from 'node:worker_threads';
+import { LayerAnalyzer } from './layer-analyzer';
 import type { DataRequest, EndRequest, UploadReply, UploadRequest, UploadWorkerData, WorkerError } from './upload-protocol';
 
 // lib ES2022 and @types/node 20 declare no WebAssembly: the one constructor used here.
@@ -14,8 +15,11 @@ declare const WebAssembly: {
 /** How a running hash is got: an error, or the hash. */
 type HashDone = (...result: [err: NodeJS.ErrnoException, hash: undefined] | [err: null, hash: Hash]) => void;
 
-/** A data message waiting in its job's queue; `hashed` once its bytes are in the hash (it waits for a copy). */
-type QueuedData = DataRequest & { hashed?: boolean };
+/**
+ * A data message waiting in its job's queue; `hashed` once its bytes are in the hash (it waits for a copy).
+ * `analyzing` while the layer analyzer (zlib, on libuv's pool) still reads the slab: it goes back after that.
+ */
+type QueuedData = DataRequest & { hashed?: boolean; analyzing?: boolean; done?: boolean };
 
 /** An append in progress. */
 interface Job {
@@ -52,6 +56,8 @@ interface Job {
   backup: Hash | null;
   hash: Hash | null;
   prefixed: Hash | null;
+  /** With analyzeLayer: the v1 layer's compression and uncompressed digest, in the same pass. */
+  analyzer: LayerAnalyzer | null;
   error: unknown;
   closing: boolean;
   failedEarly?: false;
@@ -271,6 +277,12 @@ function sendBack(m: DataRequest): void {
   post({ op: 'slab', job: m.job, slab: m.slab }, [m.slab]);
 }
 
+// A data message is done with: its slab goes back, once the layer analyzer has read it too.
+function release(m: QueuedData): void {
+  m.done = true;
+  if (!m.analyzing) sendBack(m);
+}
+
 function fail(job: Job, err: unknown): void {
   if (job.error) return;
   job.error = err;
@@ -286,6 +298,13 @@ function writeData(job: Job, m: QueuedData): boolean {
       if (!m.hashed) {
         job.hash!.update(bytes); // data is written only once the job has its hash
         if (job.prefixed) job.prefixed.update(bytes);
+        if (job.analyzer) {
+          m.analyzing = true;
+          job.analyzer.write(bytes, () => {
+            m.analyzing = false;
+            if (m.done) sendBack(m);
+          });
+        }
         m.hashed = true;
       }
       const direct = directLength(job, bytes);
@@ -298,7 +317,7 @@ function writeData(job: Job, m: QueuedData): boolean {
       fail(job, err);
     }
   }
-  sendBack(m);
+  release(m);
   return true;
 }
 
@@ -306,9 +325,12 @@ function endJob(job: Job, m: EndRequest): void {
   job.ending = null;
   if (job.error) return; // 'failed' is (or will be) sent by fail()
   job.closing = true;
-  close(job, m.op === 'end').then((ok) => {
+  if (m.op === 'abort' || job.error) job.analyzer?.abort();
+  close(job, m.op === 'end').then(async (ok) => {
+    // The analyzer had every byte: its verdict waits only for zlib's last chunk.
+    const layer = ok && m.op === 'end' && job.analyzer ? await job.analyzer.end() : undefined;
     if (m.op === 'abort') post({ op: 'aborted', job: m.job });
-    else if (ok) post({ op: 'done', job: m.job, size: job.pos, hex: job.hash!.copy().digest('hex'), flushes: job.flushes, direct: job.directBytes, writes: job.writes, waited: job.waited, copiesFree: bounces.length, prefixedHex: job.prefixed ? job.prefixed.digest('hex') : undefined });
+    else if (ok) post({ op: 'done', job: m.job, size: job.pos, hex: job.hash!.copy().digest('hex'), flushes: job.flushes, direct: job.directBytes, writes: job.writes, waited: job.waited, copiesFree: bounces.length, prefixedHex: job.prefixed ? job.prefixed.digest('hex') : undefined, layer });
     else post({ op: 'failed', job: m.job, error: errorOf(job.error) });
   });
 }
@@ -350,7 +372,8 @@ function onMessage(m: UploadRequest): void {
       job: m.job, key: m.key, fd, direct, start: m.position, pos: m.position, fsync: m.fsync,
       writebackEvery: m.writebackEvery > 0 ? m.writebackEvery : Infinity, dirty: 0, flushes: 0,
       directOff: false, directBytes: 0, gathered: [], gatheredPos: 0, gatheredBytes: 0, writes: 0, waited: 0, writing: 0, drained: null, queue: [], ending: null,
-      flushing: null, backup: null, hash: null, prefixed: m.hashPrefix ? createHash('sha256').update(m.hashPrefix) : null, error: null, closing: false,
+      flushing: null, backup: null, hash: null, prefixed: m.hashPrefix ? createHash('sha256').update(m.hashPrefix) : null,
+      analyzer: m.analyzeLayer ? new LayerAnalyzer() : null, error: null, closing: false,
     };
     jobs.set(m.job, job);
     hashAt(m.key, fd, m.position, (err, hash) => {
@@ -372,7 +395,7 @@ function onMessage(m: UploadRequest): void {
     }
     if (m.op === 'abort') {
       // The body failed: what waits is not written.
-      job.queue.splice(0).forEach(sendBack);
+      job.queue.splice(0).forEach(release);
       if (waitingJobs.includes(job)) waitingJobs.splice(waitingJobs.indexOf(job), 1);
     }
     if (!job.hash || job.queue.length > 0) job.ending = m; // after the hash, and the data that waits

@@ -219,8 +219,8 @@ export class UploadWorkers {
     } else {
       if (reply.op === 'done') {
         this.lastDigest.set(job.key, { size: reply.size, hex: reply.hex });
-        const { flushes, direct, writes, waited, copiesFree, prefixedHex } = reply;
-        job.result = { flushes, direct, writes, waited, copiesFree, prefixedHex };
+        const { flushes, direct, writes, waited, copiesFree, prefixedHex, layer } = reply;
+        job.result = { flushes, direct, writes, waited, copiesFree, prefixedHex, layer };
       }
       job.settle();
     }

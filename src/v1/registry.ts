@@ -5,10 +5,11 @@ import type { NamePattern } from '../index/name-filter';
 import type { RepositoryIndex } from '../index/repository-index';
 import type { V1Image, V1ImageListEntry, V1Index } from '../index/v1-index';
 import type { Quotas } from '../quota/quotas';
-import type { BlobStore } from '../storage/blob-store';
+import type { BlobStore, StoredLayerInfo } from '../storage/blob-store';
 import type { Digest } from '../storage/digest';
 import { isTag } from '../names';
 import { assertImageId } from './names';
+import type { BridgedV1Image, V2ToV1Bridge } from '../bridge/v2-to-v1';
 
 // The v1 protocol's rules (section 2 and 4 of v1-protocol.md), over the shared blob store and index.
 // Routes translate HTTP to these calls; every guard and its order lives here.
@@ -30,10 +31,22 @@ export const DEFAULT_TAG_JSON = {
 export interface V1Options {
   /** Byte limits, checked in the transaction that adds an image's JSON or layer to the repository. */
   quotas?: Quotas;
+  /**
+   * Find each layer's compression and uncompressed digest as it streams in, for the v1 -> v2 bridge (default
+   * true; off with the bridge, which then analyzes older layers once on first use).
+   */
+  analyzeLayers?: boolean;
+  /** The v2 -> v1 bridge: v2-only tags and their images, seen as v1 ones (docs/bridge.md). */
+  fromV2?: V2ToV1Bridge;
+  /** A layer whose analysis could not keep up with its upload: to be analyzed from storage, off the request path. */
+  onUnanalyzedLayer?: (digest: Digest) => void;
 }
 
 export class V1Registry {
   private readonly quotas?: Quotas;
+  private readonly analyzeLayers: boolean;
+  private readonly fromV2?: V2ToV1Bridge;
+  private readonly onUnanalyzedLayer?: (digest: Digest) => void;
 
   constructor(
     private readonly core: MetadataIndex,
@@ -43,22 +56,31 @@ export class V1Registry {
     opts: V1Options = {},
   ) {
     this.quotas = opts.quotas?.enabled ? opts.quotas : undefined;
+    this.analyzeLayers = opts.analyzeLayers ?? true;
+    this.fromV2 = opts.fromV2;
+    this.onUnanalyzedLayer = opts.onUnanalyzedLayer;
   }
 
   // ---- images ----
 
   /** A complete image of `repo` (checksum verified); in-progress images are never served. */
-  completeImage(repo: string, id: string): V1Image {
+  completeImage(repo: string, id: string): V1Image | BridgedV1Image {
     assertImageId(id);
-    const image = this.index.getV1Image(repo, id);
+    const image = this.index.getV1Image(repo, id) ?? this.fromV2?.image(repo, id);
     if (!image) throw new RegistryError('NOT_FOUND', NOT_FOUND);
     if (!image.complete) throw new RegistryError('BAD_REQUEST', IN_PROGRESS);
     return image;
   }
 
   /** The image JSON exactly as it was uploaded. */
-  readJson(image: V1Image): Promise<Buffer> {
+  readJson(image: V1Image | BridgedV1Image): Promise<Buffer> {
+    if ('synthesizedJson' in image) return Promise.resolve(Buffer.from(image.synthesizedJson));
     return this.blobs.readBytes(image.jsonDigest);
+  }
+
+  /** Before a layer is served: a bridged image's layer is there (the empty tar may have been collected). */
+  async ensureLayer(image: V1Image | BridgedV1Image): Promise<void> {
+    if ('synthesizedJson' in image) await this.fromV2?.ensureLayer(image);
   }
 
   /** Store the image JSON byte for byte (the checksum covers its exact bytes). */
@@ -107,16 +129,18 @@ export class V1Registry {
     const json = await this.blobs.readBytes(image.jsonDigest);
     // The layer is recorded on the image in the transaction that records (or finds) its blob, as for the JSON.
     const hashPrefix = Buffer.concat([json, Buffer.from('\n')]);
-    const onStored = (layer: BlobRecord, checksum?: Digest) => {
+    // The layer's compression and uncompressed digest (for the v2 bridge) come from the same read of its bytes.
+    const onStored = (layer: BlobRecord, checksum?: Digest, info?: StoredLayerInfo) => {
       this.quotas?.checkLink(repo, layer.digest, layer.size);
-      if (!this.index.setV1Layer(repo, id, image.jsonDigest, layer.digest, layer.size, checksum!)) {
+      if (!this.index.setV1Layer(repo, id, image.jsonDigest, layer.digest, layer.size, checksum!, info)) {
         // Completed or re-described by another request while we streamed.
         const now = this.index.getV1Image(repo, id);
         if (now?.complete) throw new RegistryError('CONFLICT', ALREADY_EXISTS);
         throw new RegistryError('BAD_REQUEST', 'Image JSON changed during the layer upload, retry');
       }
     };
-    await this.blobs.ingest(body, { hashPrefix, onStored });
+    const stored = await this.blobs.ingest(body, { hashPrefix, onStored, analyzeLayer: this.analyzeLayers });
+    if (this.analyzeLayers && !stored.layer) this.onUnanalyzedLayer?.(stored.digest);
   }
 
   /** Verify the client's payload checksum; a match makes the image visible. */
@@ -141,7 +165,10 @@ export class V1Registry {
 
   /** Up to `n` repositories among `visible` holding a complete image with this id: v1 image URLs carry no repository. */
   repositoriesOf(id: string, visible: readonly NamePattern[], n: number): string[] {
-    return this.index.reposWithImage(id, visible, n);
+    const native = this.index.reposWithImage(id, visible, n);
+    if (!this.fromV2 || native.length >= n) return native;
+    const all = new Set([...native, ...this.fromV2.reposWithImage(id, visible, n)]);
+    return [...all].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)).slice(0, n);
   }
 
   /** Up to `n` repositories among `visible` whose image list names this image (where a push without a token may go). */
@@ -150,21 +177,25 @@ export class V1Registry {
   }
 
   ancestry(repo: string, id: string): string[] {
-    this.completeImage(repo, id);
-    return this.index.ancestry(repo, id);
+    const image = this.completeImage(repo, id);
+    return 'synthesizedJson' in image ? this.fromV2!.ancestry(repo, id) : this.index.ancestry(repo, id);
   }
 
   // ---- tags and repositories ----
 
-  listTags(repo: string): Record<string, string> {
+  /** The v1 tags, and v2-only tags with a v1 form (a v1 tag wins over a v2 one of the same name). */
+  async listTags(repo: string): Promise<Record<string, string>> {
     if (!this.core.getRepository(repo)) throw new RegistryError('NOT_FOUND', 'Repository not found');
-    return this.index.listV1Tags(repo);
+    const native = this.index.listV1Tags(repo);
+    if (!this.fromV2) return native;
+    const bridged = await this.fromV2.tags(repo);
+    return Object.fromEntries(Object.entries({ ...bridged, ...native }).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
   }
 
-  getTag(repo: string, tag: string): string {
-    const found = this.index.getV1Tag(repo, tag);
+  async getTag(repo: string, tag: string): Promise<string> {
+    const found = this.index.getV1Tag(repo, tag)?.imageId ?? (await this.fromV2?.tag(repo, tag));
     if (!found) throw new RegistryError('NOT_FOUND', 'Tag not found');
-    return found.imageId;
+    return found;
   }
 
   putTag(repo: string, tag: string, body: Buffer, userAgent: string | undefined): void {
@@ -239,10 +270,13 @@ export class V1Registry {
     this.index.mergeV1RepoImages(repo, entries);
   }
 
-  getImageList(repo: string): V1ImageListEntry[] {
+  /** The index's image list, with the bridged images of v2-only tags after it. */
+  async getImageList(repo: string): Promise<V1ImageListEntry[]> {
     const list = this.index.getV1RepoImages(repo);
-    if (!list) throw new RegistryError('NOT_FOUND', 'images not found');
-    return list;
+    const bridged = this.fromV2 && this.core.getRepository(repo) ? await this.fromV2.imageList(repo) : [];
+    if (!list && bridged.length === 0) throw new RegistryError('NOT_FOUND', 'images not found');
+    const known = new Set((list ?? []).map((e) => e.id));
+    return [...(list ?? []), ...bridged.filter((e) => !known.has(e.id))];
   }
 }
 

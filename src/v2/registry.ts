@@ -165,6 +165,8 @@ export class V2Registry {
     reference: string,
     body: Buffer,
     contentType: string | undefined,
+    /** The bridge's own manifests (docs/bridge.md): the tag is marked as made from this v1 image. */
+    bridgedFromV1?: string,
   ): Promise<{ digest: Digest; subject: Digest | null }> {
     const tag = referenceKind(reference) === 'tag' ? reference : undefined;
     const digest = digestBytes(body);
@@ -202,6 +204,7 @@ export class V2Registry {
         },
         [...new Set([...parsed.blobs, ...parsed.manifests])],
         tag,
+        bridgedFromV1,
       );
     });
     return { digest, subject: parsed.subject };

@@ -41,8 +41,14 @@ export function payloadChecksum(json: Buffer, layer: Buffer): string {
   return 'sha256:' + createHash('sha256').update(json).update('\n').update(layer).digest('hex');
 }
 
-/** A chain of `n` images, root first; `emptyAt` gets an empty (but valid gzip tar) layer. */
-export function imageChain(n = 3, opts: { emptyAt?: number; layerBytes?: number } = {}): V1Image[] {
+/** How a layer of imageChain is made: a gzip tar (Docker 1.x), an uncompressed tar, a gzip of an empty tar, random bytes. */
+export type LayerKind = 'gzip' | 'tar' | 'empty' | 'random';
+
+/**
+ * A chain of `n` images, root first; `emptyAt` gets an empty (but valid gzip tar) layer; `kinds[i]` says how
+ * image i's layer is made (default gzip). `files[i]` are the files image i's layer holds (none if empty).
+ */
+export function imageChain(n = 3, opts: { emptyAt?: number; layerBytes?: number; kinds?: LayerKind[] } = {}): V1Image[] {
   const chain: V1Image[] = [];
   for (let i = 0; i < n; i++) {
     const id = randomBytes(32).toString('hex');
@@ -51,8 +57,9 @@ export function imageChain(n = 3, opts: { emptyAt?: number; layerBytes?: number 
     const json = Buffer.from(
       JSON.stringify({ id, ...(parent ? { parent } : {}), created: '2015-01-01T00:00:00Z', container_config: { Cmd: ['/bin/sh', `-c #${i}`] }, architecture: 'amd64', os: 'linux', Size: 0 }, null, i === 1 ? 2 : 0),
     );
-    const files = i === opts.emptyAt ? [] : [{ name: `file${i}.bin`, data: randomBytes(opts.layerBytes ?? 4096 + i * 1000) }];
-    const layer = gzipSync(tarOf(files));
+    const kind = opts.kinds?.[i] ?? (i === opts.emptyAt ? 'empty' : 'gzip');
+    const files = kind === 'empty' ? [] : [{ name: `file${i}.bin`, data: randomBytes(opts.layerBytes ?? 4096 + i * 1000) }];
+    const layer = kind === 'random' ? randomBytes(5000) : kind === 'tar' ? tarOf(files) : gzipSync(tarOf(files));
     chain.push({ id, parent, json, layer, checksum: payloadChecksum(json, layer) });
   }
   return chain;

@@ -18,9 +18,9 @@ export function indexRows(file: string): Record<string, unknown[]> {
       links: q('SELECT repo, digest FROM repo_blobs ORDER BY repo, digest'),
       manifests: q('SELECT repo, digest, media_type, size, artifact_type, subject, annotations, created_at FROM manifests ORDER BY repo, digest'),
       refs: q('SELECT repo, digest, child FROM manifest_refs ORDER BY repo, digest, child'),
-      tags: q('SELECT repo, tag, digest, updated_at FROM tags ORDER BY repo, tag'),
+      tags: q('SELECT repo, tag, digest, updated_at, bridged_from_v1 FROM tags ORDER BY repo, tag'),
       v1Tags: q('SELECT repo, tag, image_id, meta FROM v1_tags ORDER BY repo, tag'),
-      v1Images: q('SELECT repo, id, parent, json_digest, layer_digest, layer_size, checksum, complete FROM v1_images ORDER BY repo, id'),
+      v1Images: q('SELECT repo, id, parent, json_digest, layer_digest, layer_size, checksum, complete, diff_id, layer_format FROM v1_images ORDER BY repo, id'),
       v1Lists: q('SELECT repo, image_id, checksum, position FROM v1_repo_images ORDER BY repo, image_id'),
       usage: q('SELECT repo, bytes, blobs FROM repo_usage ORDER BY repo'),
     };

@@ -46,6 +46,7 @@ export async function imageRoutes(app: FastifyInstance): Promise<void> {
       const repo = await auth.image(request, reply, assertImageId(request.params.id), 'pull');
       const image = v1.completeImage(repo, request.params.id);
       if (notModified(request, reply)) return reply;
+      await v1.ensureLayer(image);
       return sendLayer(request, reply, image);
     },
   });

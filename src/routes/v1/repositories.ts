@@ -32,7 +32,7 @@ function parsePath(raw: string): { repo: string; res: Resource } {
 
 
 export async function repositoryRoutes(app: FastifyInstance): Promise<void> {
-  const { v1, config, access } = app.registry;
+  const { v1, config, access, bridge } = app.registry;
   const auth = v1Authorizer(app);
   const body = (request: FastifyRequest) => readSmallBody(request.raw, config.http.maxJsonBody);
   const notAllowed = () => new RegistryError('NOT_FOUND', 'Not found');
@@ -54,15 +54,15 @@ export async function repositoryRoutes(app: FastifyInstance): Promise<void> {
     await auth.repository(request, reply, repo, 'pull');
     switch (res.kind) {
       case 'tags':
-        return sendJson(reply, v1.listTags(repo));
+        return sendJson(reply, await v1.listTags(repo));
       case 'tag':
-        return sendJson(reply, v1.getTag(repo, res.tag));
+        return sendJson(reply, await v1.getTag(repo, res.tag));
       case 'tagJson':
         return sendJson(reply, v1.tagJson(repo, res.tag));
       case 'json':
         return sendJson(reply, v1.tagJson(repo, 'latest'));
       case 'images': {
-        const list = v1.getImageList(repo);
+        const list = await v1.getImageList(repo);
         await indexHeaders(request, reply, repo, 'read');
         return sendJson(reply, list);
       }
@@ -80,6 +80,7 @@ export async function repositoryRoutes(app: FastifyInstance): Promise<void> {
     switch (res.kind) {
       case 'tag':
         v1.putTag(repo, res.tag, await body(request), request.headers['user-agent']);
+        bridge?.afterV1TagChange(repo, res.tag); // the v2 view follows, in the background (docs/bridge.md)
         return sendJson(reply);
       case 'repository':
         v1.putImageList(repo, await body(request));
@@ -106,6 +107,7 @@ export async function repositoryRoutes(app: FastifyInstance): Promise<void> {
     switch (res.kind) {
       case 'tag':
         v1.deleteTag(repo, res.tag);
+        bridge?.afterV1TagChange(repo, res.tag);
         return sendJson(reply);
       case 'tags':
       case 'repository':

@@ -3,6 +3,7 @@ import type { RegistryContext } from '../../context';
 import { readSmallBody } from '../../http/body';
 import { parseDigest } from '../../storage/digest';
 import { MEDIA } from '../../v2/manifest';
+import { isTag } from '../../names';
 import { location, mediaTypeOf, nextLink, pagination, queryParam } from './http';
 
 // Manifests, tags, catalog and referrers.
@@ -13,10 +14,12 @@ const MAX_PAGE = 10_000;
 const MAX_CATALOG_PAGE = 1000;
 
 export function manifestHandlers(ctx: RegistryContext) {
-  const { v2, config, access } = ctx;
+  const { v2, config, access, bridge } = ctx;
 
   return {
     async getManifest(request: FastifyRequest, reply: FastifyReply, name: string, reference: string) {
+      // A v1 tag is pullable over v2 too (docs/bridge.md): made on first use, followed when it moves.
+      if (bridge && isTag(reference)) await bridge.beforeTagPull(name, reference);
       const manifest = v2.pull(name, reference);
       reply.headers({
         'content-type': manifest.mediaType,
