@@ -141,7 +141,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   if (config.protocols.v2) await app.register(v2Routes, { prefix: '/v2' });
   if (access.tokensEnabled) await app.register(tokenRoutes);
   if (config.ui.enabled) {
-    await app.register(uiRoutes, { prefix: config.ui.pathPrefix, browse: new BrowseIndex(db), usage: new UsageIndex(db) });
+    await app.register(uiRoutes, { prefix: config.ui.pathPrefix, browse: new BrowseIndex(db) });
   }
 
   await purgeStaleUploads(app);

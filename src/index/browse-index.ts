@@ -1,6 +1,6 @@
 import type { Statement } from 'better-sqlite3';
 import type { Db } from './db';
-import { nameRanges, type NamePattern } from './name-filter';
+import { nameRanges, type NamePattern, type NameRange } from './name-filter';
 import type { Digest } from '../storage/digest';
 
 // Read-only queries the web UI needs (src/ui), answered from the index in one statement each: repository
@@ -58,6 +58,15 @@ export interface V1TagRow {
   layers: number;
 }
 
+export interface UsageRow {
+  repo: string;
+  bytes: number;
+  blobs: number;
+  /** Of `bytes`: blobs other repositories hold too, and blobs only this one holds. */
+  sharedBytes: number;
+  uniqueBytes: number;
+}
+
 export interface ManifestRow {
   digest: Digest;
   mediaType: string;
@@ -83,6 +92,29 @@ const V1_CHAIN = `chain(id, depth) AS (
     SELECT p.parent, c.depth + 1 FROM chain c JOIN v1_images p ON p.repo = v.repo AND p.id = c.id WHERE p.parent IS NOT NULL AND c.depth < 1000)`;
 
 const SORT_KEY: Record<RepoSort, string> = { name: 'NULL', pushed: 'pushed', size: 'bytes' };
+
+/** SQL matching `column` against name ranges (name-filter.ts), one OR-ed clause per range; parameters go into `params`. */
+function rangeFilter(ranges: NameRange[], column: string, params: Record<string, unknown>): string {
+  return `(${ranges
+    .map((r, i) => {
+      params[`f${i}`] = r.from;
+      let clause = `${column} >= @f${i}`;
+      if (r.to !== null) {
+        params[`t${i}`] = r.to;
+        clause += ` AND ${column} < @t${i}`;
+      }
+      if (r.like !== null) {
+        params[`l${i}`] = r.like;
+        clause += ` AND ${column} LIKE @l${i} ESCAPE '\\'`;
+      }
+      if (r.regex !== null) {
+        params[`x${i}`] = r.regex;
+        clause += ` AND ${column} REGEXP @x${i}`;
+      }
+      return `(${clause})`;
+    })
+    .join(' OR ')})`;
+}
 
 export class BrowseIndex {
   private readonly db: Db;
@@ -147,24 +179,8 @@ export class BrowseIndex {
     if (ranges.length === 0) return { rows: [], total: 0 };
     const q = opts.query ? '%' + opts.query.replace(/[\\%_]/g, (c) => '\\' + c) + '%' : null;
     const params: Record<string, unknown> = { q, limit: opts.limit + 1 };
-    const filters = ranges.map((r, i) => {
-      params[`f${i}`] = r.from;
-      let clause = `r.name >= @f${i}`;
-      if (r.to !== null) {
-        params[`t${i}`] = r.to;
-        clause += ` AND r.name < @t${i}`;
-      }
-      if (r.like !== null) {
-        params[`l${i}`] = r.like;
-        clause += ` AND r.name LIKE @l${i} ESCAPE '\\'`;
-      }
-      if (r.regex !== null) {
-        params[`x${i}`] = r.regex;
-        clause += ` AND r.name REGEXP @x${i}`;
-      }
-      return `(${clause})`;
-    });
-    const where = `(${filters.join(' OR ')})
+    const filters = rangeFilter(ranges, 'r.name', params);
+    const where = `${filters}
       AND (@q IS NULL OR r.rowid IN (SELECT rowid FROM repo_search WHERE name LIKE @q ESCAPE '\\' OR description LIKE @q ESCAPE '\\'))`;
     const total = (this.statement(`count:${ranges.length}`, () => `SELECT count(*) FROM repositories r WHERE ${where}`).pluck().get(params) as number) ?? 0;
     let page: string;
@@ -251,6 +267,29 @@ export class BrowseIndex {
   /** Set the description (v1 metadata, searched by v1 search); false if there is no such repository. */
   setDescription(repo: string, description: string): boolean {
     return this.db.transaction(() => this.s.setDescription.run(description, repo).changes === 1).immediate();
+  }
+
+  /**
+   * The `limit` repositories `visible` matches that use the most bytes (repo_usage, kept by triggers), with
+   * the bytes they share with other repositories; and the count and bytes of all of them.
+   */
+  usage(visible: readonly NamePattern[], limit: number): { rows: UsageRow[]; repositories: number; bytes: number } {
+    const ranges = nameRanges(visible);
+    if (ranges.length === 0) return { rows: [], repositories: 0, bytes: 0 };
+    const params: Record<string, unknown> = { limit };
+    const where = rangeFilter(ranges, 'u.repo', params);
+    const sum = this.statement(`usageSum:${ranges.length}`, () => `SELECT count(*) AS repositories, coalesce(sum(bytes), 0) AS bytes FROM repo_usage u WHERE ${where}`).get(params) as {
+      repositories: number;
+      bytes: number;
+    };
+    const rows = this.statement(
+      `usageTop:${ranges.length}`,
+      () => `SELECT u.repo, u.bytes, u.blobs,
+          (SELECT coalesce(sum(c.size), 0) FROM repo_charges c WHERE c.repo = u.repo
+              AND EXISTS (SELECT 1 FROM repo_charges o WHERE o.digest = c.digest AND o.repo <> c.repo)) AS sharedBytes
+        FROM (SELECT * FROM repo_usage u WHERE ${where} ORDER BY bytes DESC, repo LIMIT @limit) u ORDER BY u.bytes DESC, u.repo`,
+    ).all(params) as Omit<UsageRow, 'uniqueBytes'>[];
+    return { ...sum, rows: rows.map((r) => ({ ...r, uniqueBytes: r.bytes - r.sharedBytes })) };
   }
 
   totals(): { repositories: number; blobs: number; bytes: number; uploads: number; uploadBytes: number; doomed: number } {

@@ -26,6 +26,7 @@ a:hover { text-decoration: underline; }
 :focus-visible { outline: 2px solid var(--focus); outline-offset: 2px; border-radius: 3px; }
 code, pre, .mono { font-family: var(--mono); font-size: 13px; }
 code { background: var(--code); padding: 1px 4px; border-radius: 4px; overflow-wrap: anywhere; }
+code.digest { white-space: nowrap; overflow-wrap: normal; }
 pre { background: var(--code); padding: 12px; border-radius: 6px; overflow: auto; max-height: 70vh; margin: 0; }
 pre code { background: none; padding: 0; }
 .skip { position: absolute; left: -999px; }
@@ -69,8 +70,9 @@ button.danger.solid { background: var(--danger); color: var(--bg); }
 button.small, .button.small { padding: 1px 8px; font-size: 13px; }
 .sort a[aria-current="true"] { font-weight: 600; color: var(--fg); }
 .pager { display: flex; gap: 10px; justify-content: space-between; align-items: center; margin: 12px 0; flex-wrap: wrap; }
-.pull { display: flex; gap: 6px; align-items: center; flex-wrap: wrap; margin: 4px 0; }
-.pull input { flex: 1 1 320px; font-family: var(--mono); font-size: 13px; background: var(--code); border: 1px solid var(--line); border-radius: 6px; padding: 6px 8px; min-width: 0; }
+.pull { display: flex; gap: 6px; align-items: center; margin: 4px 0; }
+.pull button { flex: none; }
+.pull input { flex: 1 1 auto; font-family: var(--mono); font-size: 13px; background: var(--code); border: 1px solid var(--line); border-radius: 6px; padding: 6px 8px; min-width: 0; }
 .notice { padding: 10px 12px; border-radius: 6px; border: 1px solid var(--line); background: var(--soft); margin: 12px 0; }
 .notice.error { border-color: var(--danger); background: var(--danger-bg); }
 .notice.ok { border-color: var(--ok); background: var(--ok-bg); }

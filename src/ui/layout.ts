@@ -22,9 +22,10 @@ export function link(view: Pick<View, 'prefix'>, path: string, query?: Record<st
   return `${view.prefix}${path}${qs ? `?${qs}` : ''}`;
 }
 
-/** /r/<repo> with each name component encoded (names are [a-z0-9._/-], so this changes nothing in practice). */
+/** /r/<repo>[/-/<what>/<ref>], each component percent-encoded but for the colon of digests. */
 export function repoPath(repo: string, ...rest: string[]): string {
-  return `/r/${repo.split('/').map(encodeURIComponent).join('/')}${rest.length ? '/-/' + rest.map(encodeURIComponent).join('/') : ''}`;
+  const enc = (s: string) => encodeURIComponent(s).replace(/%3A/g, ':'); // digests read better with their colon
+  return `/r/${repo.split('/').map(enc).join('/')}${rest.length ? '/-/' + rest.map(enc).join('/') : ''}`;
 }
 
 export function csrfField(view: View, action: string): Html {

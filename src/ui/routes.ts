@@ -5,7 +5,6 @@ import { loadTokenKey } from '../auth/tokens';
 import { RegistryError } from '../errors';
 import type { BrowseIndex, RepoSort } from '../index/browse-index';
 import { ALL_NAMES } from '../index/name-filter';
-import type { UsageIndex } from '../index/usage-index';
 import type { Digest } from '../storage/digest';
 import { CSS, CSS_NAME, JS, JS_NAME } from './assets';
 import { Csrf, sameOrigin } from './csrf';
@@ -30,6 +29,8 @@ const TAG_LIMIT = 300;
 const PLATFORM_READS = 50;
 const ANCESTRY_SHOWN = 100;
 const FORM_LIMIT = 64 * 1024;
+/** Rows of the storage page's usage table: the largest repositories. */
+const STORAGE_ROWS = 200;
 
 const SECURITY_HEADERS = {
   'content-security-policy': "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
@@ -44,7 +45,6 @@ const V1_ID = /^[a-f0-9]{16}$|^[a-f0-9]{64}$/;
 
 export interface UiOptions {
   browse: BrowseIndex;
-  usage: UsageIndex;
 }
 
 interface UiState {
@@ -66,7 +66,7 @@ class NotFound extends Error {
 }
 
 export async function uiRoutes(app: FastifyInstance, opts: UiOptions): Promise<void> {
-  const { config, access, v1, v2, blobs, index, quotas } = app.registry;
+  const { config, access, v1, v2, blobs, quotas } = app.registry;
   const prefix = config.ui.pathPrefix;
   const secret = loadTokenKey(config.ui.sessionSecretFile);
   const sessions = new SessionCodec(secret);
@@ -93,6 +93,12 @@ export async function uiRoutes(app: FastifyInstance, opts: UiOptions): Promise<v
     const identity: Identity = valid?.user ? { user: valid.user, via: 'basic', ...(valid.fp ? { fp: valid.fp } : {}) } : ANONYMOUS;
     request.ui = { session: valid, identity };
     request.identity = identity; // for the audit line of deletions
+  });
+
+  // Server time of each page, for browsers' devtools and the speed tests (no other detail: it is public).
+  app.addHook('onSend', async (_request, reply, payload) => {
+    reply.header('server-timing', `app;dur=${reply.elapsedTime.toFixed(1)}`);
+    return payload;
   });
 
   const secure = (request: FastifyRequest) => request.protocol === 'https';
@@ -383,7 +389,7 @@ export async function uiRoutes(app: FastifyInstance, opts: UiOptions): Promise<v
     const visible = access.listablePatterns(identity);
     // Whole-registry figures only for those who may pull every repository: they would tell others about the rest.
     const everything = !access.enabled || visible.some((p) => 'prefix' in p && p.prefix === '' && p.regex === undefined) || visible === ALL_NAMES;
-    const usage = await opts.usage.perRepository(visible);
+    const usage = browse.usage(visible, STORAGE_ROWS);
     return send(
       reply,
       storagePage(viewOf(request, reply), {
@@ -439,7 +445,6 @@ export async function uiRoutes(app: FastifyInstance, opts: UiOptions): Promise<v
     return reply.redirect(link({ prefix }, '/'), 303);
   });
 
-  void index;
 }
 
 /** `<repo>` or `<repo>/-/<what>[/<ref>]` (a name component is never "-"). */

@@ -190,7 +190,7 @@ export function v1ImagePage(view: View, d: V1ImageData): Html {
   const total = d.ancestry.reduce((n, a) => n + (a.layerSize ?? 0), 0);
   const body = html`
 <div class="crumbs"><a href="${link(view, '/')}">Repositories</a> / <a href="${link(view, repoPath(d.repo))}">${d.repo}</a> /</div>
-<h1>${d.repo} <span class="badge v1">v1 image</span></h1>
+<h1>${d.repo} <span class="badge v1">v1 API image</span></h1>
 <dl class="facts">
   <dt>Image id</dt><dd><code>${d.id}</code></dd>
   <dt>Tags</dt><dd>${d.tags.length ? d.tags.join(', ') : html`<span class="muted">none</span>`}</dd>

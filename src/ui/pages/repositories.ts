@@ -22,14 +22,14 @@ export function decodeCursor(s: string | undefined, sort: RepoSort): RepoCursor 
 export function repositoriesPage(view: View, p: { q: string; sort: RepoSort; result: RepoPage; first: boolean }): Html {
   const { q, sort, result } = p;
   const sortLinks = (Object.keys(SORTS) as RepoSort[]).map(
-    (s) => html` <a href="${link(view, '/', { q, sort: s === 'name' ? undefined : s })}"${s === sort ? html` aria-current="true"` : ''}>${SORTS[s]}</a>`,
+    (s, i) => html`${i ? ' · ' : ' '}<a href="${link(view, '/', { q, sort: s === 'name' ? undefined : s })}"${s === sort ? html` aria-current="true"` : ''}>${SORTS[s]}</a>`,
   );
   const rows = result.rows.map(
     (r) => html`<tr>
       <td class="name"><a href="${link(view, repoPath(r.name))}">${r.name}</a>${r.description ? html`<div class="muted">${r.description.slice(0, 200)}</div>` : ''}</td>
       <td class="num">${r.tags}</td>
-      <td class="num">${humanBytes(r.bytes)}</td>
-      <td class="num">${time(r.pushedAt)}</td>
+      <td class="num" data-bytes="${r.bytes}">${humanBytes(r.bytes)}</td>
+      <td class="num" data-pushed="${r.pushedAt}">${time(r.pushedAt)}</td>
     </tr>`,
   );
   const next = result.next ? link(view, '/', { q, sort: sort === 'name' ? undefined : sort, after: encodeCursor(result.next) }) : undefined;

@@ -38,8 +38,8 @@ export function repositoryPage(view: View, d: RepositoryData): Html {
     d.canDelete ? html`<a class="button small danger" href="${link(view, repoPath(repo.name, 'delete'), { kind, ref })}" aria-label="${label}">Delete</a>` : '';
   const tagRows = d.tags.map(
     (t) => html`<tr>
-      <td class="name"><a href="${link(view, repoPath(repo.name, 'tag', t.tag))}">${t.tag}</a> <span class="badge v2" title="pushed over the v2 / OCI API">v2</span></td>
-      <td><a href="${link(view, repoPath(repo.name, 'manifest', t.digest))}">${shortDigest(t.digest)}</a></td>
+      <td class="name"><a href="${link(view, repoPath(repo.name, 'tag', t.tag))}">${t.tag}</a> <span class="badge v2" title="pushed over the OCI Distribution (v2) API">v2 API</span></td>
+      <td class="hide-narrow"><a href="${link(view, repoPath(repo.name, 'manifest', t.digest))}">${shortDigest(t.digest)}</a></td>
       <td>${mediaTypeLabel(t.mediaType)}${t.artifactType && !isIndexType(t.mediaType) && !/config/.test(t.artifactType) ? html`<div class="muted">${t.artifactType}</div>` : ''}${t.platforms?.length ? html`<div class="muted">${t.platforms.join(', ')}</div>` : ''}</td>
       <td class="num" title="${`${t.totalSize} bytes, compressed, every blob counted once`}">${humanBytes(t.totalSize)}</td>
       <td class="num hide-narrow">${time(t.createdAt)}</td>
@@ -50,7 +50,7 @@ export function repositoryPage(view: View, d: RepositoryData): Html {
   );
   const v1Rows = d.v1Tags.map(
     (t) => html`<tr>
-      <td class="name"><a href="${link(view, repoPath(repo.name, 'v1', t.imageId))}">${t.tag}</a> <span class="badge v1" title="pushed over the Docker Registry v1 API">v1</span></td>
+      <td class="name"><a href="${link(view, repoPath(repo.name, 'v1', t.imageId))}">${t.tag}</a> <span class="badge v1" title="pushed over the Docker Registry v1 API">v1 API</span></td>
       <td><a href="${link(view, repoPath(repo.name, 'v1', t.imageId))}"><code title="${t.imageId}">${t.imageId.slice(0, 12)}</code></a></td>
       <td>v1 image, ${t.layers} ${t.layers === 1 ? 'layer' : 'layers'}</td>
       <td class="num">${humanBytes(t.totalSize)}</td>
@@ -68,7 +68,7 @@ export function repositoryPage(view: View, d: RepositoryData): Html {
     </tr>`,
   );
   const description = d.canPush
-    ? html`<details class="card"${repo.description ? '' : html` open`}><summary>Description ${repo.description ? '' : html`<span class="muted">(none yet)</span>`}</summary>
+    ? html`<details class="card"><summary>${repo.description ? 'Edit the description' : 'Add a description'}</summary>
         <form method="post" action="${link(view, repoPath(repo.name, 'description'))}">
           ${csrfField(view, `description:${repo.name}`)}
           <label class="skip" for="description">Description</label>
@@ -93,7 +93,7 @@ ${
 ${
   d.tags.length
     ? html`<div class="table-wrap"><table>
-  <thead><tr><th>Tag</th><th>Digest</th><th>Type</th><th class="num">Size</th><th class="num hide-narrow">Created</th><th class="num">Pushed</th><th class="num hide-narrow">Pulled</th><th><span class="skip">Actions</span></th></tr></thead>
+  <thead><tr><th>Tag</th><th class="hide-narrow">Digest</th><th>Type</th><th class="num">Size</th><th class="num hide-narrow" title="when this manifest was first pushed here">First pushed</th><th class="num" title="when the tag was last set">Tagged</th><th class="num hide-narrow" title="last pull by this tag or digest (recorded while a retention policy uses pull times)">Pulled</th><th><span class="skip">Actions</span></th></tr></thead>
   <tbody>${tagRows}</tbody></table></div>
   ${d.tags.length >= d.limit ? html`<p class="muted">Showing the ${d.limit} most recently pushed tags.</p>` : ''}`
     : ''

@@ -1,4 +1,4 @@
-import type { RepoUsage } from '../../index/usage-index';
+import type { UsageRow } from '../../index/browse-index';
 import type { QuotaStatus } from '../../quota/quotas';
 import type { RetentionPolicy } from '../../retention/policy';
 import { humanBytes } from '../format';
@@ -67,7 +67,7 @@ export function errorPage(view: View, status: number, title: string, message: Fr
 }
 
 export interface StorageData {
-  usage: RepoUsage[];
+  usage: { rows: UsageRow[]; repositories: number; bytes: number };
   /** Whole-registry figures: only for viewers who may pull every repository. */
   totals?: { repositories: number; blobs: number; bytes: number; uploads: number; uploadBytes: number; doomed: number };
   quotas?: QuotaStatus[];
@@ -78,8 +78,7 @@ export interface StorageData {
 const every = (s: number) => (s === 0 ? 'never in the background' : s % 3600 === 0 ? `every ${s / 3600} h` : s % 60 === 0 ? `every ${s / 60} min` : `every ${s} s`);
 
 export function storagePage(view: View, d: StorageData): Html {
-  const visibleBytes = d.usage.reduce((n, u) => n + u.bytes, 0);
-  const sorted = [...d.usage].sort((a, b) => b.bytes - a.bytes || (a.repo < b.repo ? -1 : 1));
+  const sorted = d.usage.rows;
   const body = html`
 <h1>Storage</h1>
 ${
@@ -99,7 +98,7 @@ ${
         (u) => html`<tr><td class="name"><a href="${link(view, repoPath(u.repo))}">${u.repo}</a></td><td class="num">${humanBytes(u.bytes)}</td><td class="num">${u.blobs}</td>
           <td class="num hide-narrow">${humanBytes(u.sharedBytes)}</td><td class="num hide-narrow">${humanBytes(u.uniqueBytes)}</td></tr>`,
       )}</tbody>
-<tfoot><tr><th>${sorted.length} repositories</th><th class="num">${humanBytes(visibleBytes)}</th><th></th><th class="hide-narrow"></th><th class="hide-narrow"></th></tr></tfoot></table></div>`
+<tfoot><tr><th>${d.usage.repositories} repositories${d.usage.repositories > sorted.length ? ` (the ${sorted.length} largest shown)` : ''}</th><th class="num">${humanBytes(d.usage.bytes)}</th><th></th><th class="hide-narrow"></th><th class="hide-narrow"></th></tr></tfoot></table></div>`
     : html`<div class="notice">No stored content you may see.</div>`
 }
 ${
