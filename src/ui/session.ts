@@ -86,7 +86,7 @@ export function sessionCookie(value: string, opts: { path: string; secure: boole
   return [
     `${SESSION_COOKIE}=${value}`,
     `Path=${opts.path}`,
-    `Max-Age=${Math.max(0, Math.floor(opts.maxAgeSeconds))}`,
+    `Max-Age=${Math.max(0, Math.ceil(opts.maxAgeSeconds))}`,
     'HttpOnly',
     'SameSite=Strict',
     ...(opts.secure ? ['Secure'] : []),
