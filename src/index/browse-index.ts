@@ -153,6 +153,17 @@ export class BrowseIndex {
           ORDER BY m.created_at DESC LIMIT ?`,
       ),
       tagsOf: p('SELECT tag FROM tags WHERE repo = ? AND digest = ? ORDER BY tag'),
+      // The manifest and what it names directly, less what another manifest or a v1 image of the repository
+      // still uses: what the repository stops holding once it is deleted and garbage collection has run.
+      reclaim: p(
+        `SELECT coalesce(sum(b.size), 0) AS repoBytes,
+                coalesce(sum(CASE WHEN NOT EXISTS (SELECT 1 FROM repo_charges o WHERE o.digest = d.digest AND o.repo <> @repo) THEN b.size ELSE 0 END), 0) AS storeBytes
+           FROM (SELECT @digest AS digest UNION SELECT child FROM manifest_refs WHERE repo = @repo AND digest = @digest) d
+           JOIN blobs b ON b.digest = d.digest
+          WHERE NOT EXISTS (SELECT 1 FROM manifest_refs x WHERE x.repo = @repo AND x.child = d.digest AND x.digest <> @digest)
+            AND NOT EXISTS (SELECT 1 FROM v1_images v WHERE v.repo = @repo AND v.json_digest = d.digest)
+            AND NOT EXISTS (SELECT 1 FROM v1_images v WHERE v.repo = @repo AND v.layer_digest = d.digest)`,
+      ),
       parentsOf: p('SELECT DISTINCT digest FROM manifest_refs WHERE repo = ? AND child = ? ORDER BY digest LIMIT 20').pluck(),
       manifestTimes: p('SELECT created_at AS createdAt, pulled_at AS pulledAt FROM manifests WHERE repo = ? AND digest = ?'),
       setDescription: p('UPDATE repositories SET description = ? WHERE name = ?'),
@@ -241,6 +252,15 @@ export class BrowseIndex {
 
   tagsOf(repo: string, digest: Digest): string[] {
     return (this.s.tagsOf.all(repo, digest) as { tag: string }[]).map((r) => r.tag);
+  }
+
+  /**
+   * Bytes deleting manifest `digest` lets garbage collection take: out of the repository (`repoBytes`), and of
+   * those, bytes no other repository holds, freed in storage (`storeBytes`). Children of an index count
+   * when nothing else in the repository lists them (they stay as untagged manifests unless gc.untagged is delete).
+   */
+  reclaimable(repo: string, digest: Digest): { repoBytes: number; storeBytes: number } {
+    return this.s.reclaim.get({ repo, digest }) as { repoBytes: number; storeBytes: number };
   }
 
   /** Indexes of this repository that list `digest` (so a child manifest links back to them). */

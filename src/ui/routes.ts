@@ -8,7 +8,7 @@ import { ALL_NAMES } from '../index/name-filter';
 import type { Digest } from '../storage/digest';
 import { CSS, CSS_NAME, JS, JS_NAME } from './assets';
 import { Csrf, sameOrigin } from './csrf';
-import { isIndexType, shortDigest } from './format';
+import { humanBytes, isIndexType, shortDigest } from './format';
 import { html, type Html } from './html';
 import { link, repoPath, type View } from './layout';
 import { imagePage, platformOf, v1ImagePage, type Descriptor, type ImageData } from './pages/image';
@@ -267,6 +267,7 @@ export async function uiRoutes(app: FastifyInstance, opts: UiOptions): Promise<v
       const digest = safely(() => v2.resolve(repo, ref).digest);
       if (!digest) throw new NotFound(`tag ${ref} in ${repo}`);
       const others = browse.tagsOf(repo, digest).filter((t) => t !== ref);
+      const lastTag = others.length === 0 && browse.parentsOf(repo, digest).length === 0;
       return {
         kind,
         ref,
@@ -274,6 +275,11 @@ export async function uiRoutes(app: FastifyInstance, opts: UiOptions): Promise<v
         stays: [
           html`the manifest <a href="${link(view, repoPath(repo, 'manifest', digest))}">${shortDigest(digest)}</a> it points at, pullable by digest${others.length ? html` and by its other tags: ${others.join(', ')}` : ''}`,
         ],
+        note: lastTag
+          ? config.gc.untagged === 'delete'
+            ? html`This is the manifest's last tag: garbage collection deletes the untagged manifest after ${config.gc.delay} s (gc.untagged: delete), freeing up to ${humanBytes(browse.reclaimable(repo, digest).repoBytes)}.`
+            : html`This is the manifest's last tag: the manifest stays, untagged, until it is deleted (gc.untagged: keep). Delete the manifest instead to free its space.`
+          : undefined,
       };
     }
     if (kind === 'manifest' && ref && DIGEST.test(ref)) {
@@ -294,6 +300,7 @@ export async function uiRoutes(app: FastifyInstance, opts: UiOptions): Promise<v
           ...(refs ? [html`${refs} ${refs === 1 ? 'referrer' : 'referrers'} (signatures, SBOMs...) whose subject it is`] : []),
           ...(isIndexType(m.mediaType) ? [html`the platform manifests it lists (untagged unless another tag names them)`] : []),
         ],
+        note: reclaimNote(browse.reclaimable(repo, m.digest)),
       };
     }
     if (kind === 'v1tag' && ref && TAG.test(ref)) {
@@ -445,6 +452,13 @@ export async function uiRoutes(app: FastifyInstance, opts: UiOptions): Promise<v
     return reply.redirect(link({ prefix }, '/'), 303);
   });
 
+}
+
+function reclaimNote(r: { repoBytes: number; storeBytes: number }): Html {
+  if (r.repoBytes === 0) return html`It frees no space: everything it names is used by other manifests of this repository.`;
+  return html`The next garbage collection takes <b>${humanBytes(r.repoBytes)}</b> out of this repository${
+    r.storeBytes === r.repoBytes ? html`, all of it stored nowhere else: freed` : html`; <b>${humanBytes(r.storeBytes)}</b> of it is stored nowhere else and is freed (other repositories keep the rest)`
+  }.`;
 }
 
 /** `<repo>` or `<repo>/-/<what>[/<ref>]` (a name component is never "-"). */

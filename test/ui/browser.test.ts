@@ -208,6 +208,12 @@ t.test('web UI in a real browser', async (t) => {
     await anon.page.goto(`${base}/ui/`);
     t.same(await texts(anon.page, 'td.name > a'), ['public/hello'], 'the list holds the public repository only');
     await anon.screenshot('repositories-anonymous');
+    // Keyboard: the first Tab reaches "Skip to content", Enter moves to the main content, the next Tab its first link.
+    await anon.page.keyboard.press('Tab');
+    t.equal(await anon.page.evaluate(() => document.activeElement?.textContent), 'Skip to content');
+    await anon.page.keyboard.press('Enter');
+    await anon.page.keyboard.press('Tab');
+    t.equal(await anon.page.evaluate(() => document.activeElement?.closest('main') !== null), true, 'then into the page');
     await Promise.all([anon.page.waitForNavigation(), anon.page.click('td.name > a')]);
     t.match(await anon.page.title(), /public\/hello/);
     t.equal(await anon.page.$('a.button.danger'), null, 'no delete button without the right');
@@ -381,6 +387,7 @@ t.test('web UI in a real browser', async (t) => {
     await Promise.all([alice.page.waitForNavigation(), alice.page.click('a[aria-label="Delete tag v2"]')]);
     t.match(await alice.page.$eval('h1', (h) => h.textContent), /Delete tag v2\?/);
     t.match(await texts(alice.page, 'ul.goes li'), ['the tag v2']);
+    t.same(await texts(alice.page, 'p.reclaim'), [], 'another tag keeps the manifest: nothing to free');
     await alice.screenshot('confirm-delete');
     alice.page.once('dialog', (d) => void d.accept());
     await Promise.all([alice.page.waitForNavigation(), alice.page.click('button.danger.solid')]);
@@ -396,6 +403,7 @@ t.test('web UI in a real browser', async (t) => {
     await alice.page.goto(`${base}/ui/r/team/docker/-/tag/v1`);
     await Promise.all([alice.page.waitForNavigation(), alice.page.click('a.button.danger')]);
     t.match(await texts(alice.page, 'ul.goes li'), [/the manifest/, /its tag: v1/]);
+    t.match(await texts(alice.page, 'p.reclaim'), [/^The next garbage collection takes [\d.]+ KiB out of this repository, all of it stored nowhere else: freed\.$/], 'what GC frees');
     alice.page.once('dialog', (d) => void d.accept());
     await Promise.all([alice.page.waitForNavigation(), alice.page.click('button.danger.solid')]);
     t.match(await texts(alice.page, '.notice.ok'), [/Deleted manifest sha256:/]);

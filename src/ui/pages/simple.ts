@@ -32,6 +32,8 @@ export interface Doomed {
   goes: Fragment[];
   /** What stays, one line each. */
   stays: Fragment[];
+  /** What garbage collection then frees. */
+  note?: Fragment;
 }
 
 export function confirmPage(view: View, repo: string, d: Doomed): Html {
@@ -43,7 +45,8 @@ export function confirmPage(view: View, repo: string, d: Doomed): Html {
 <p>In <b>${repo}</b>, this deletes:</p>
 <ul class="goes">${d.goes.map((g) => html`<li>${g}</li>`)}</ul>
 ${d.stays.length ? html`<p>It leaves:</p><ul class="stays">${d.stays.map((s) => html`<li>${s}</li>`)}</ul>` : ''}
-<p class="muted">Pulls of what goes fail from now on. The bytes are freed by the next garbage collection, once no other manifest or repository uses them.</p>
+${d.note ? html`<p class="reclaim">${d.note}</p>` : ''}
+<p class="muted">Pulls of what goes fail from now on. Bytes are freed by garbage collection (after gc.delay), once no other manifest or repository uses them.</p>
 <form method="post" action="${link(view, repoPath(repo, 'delete'))}" data-confirm="${`Delete ${what} from ${repo}?`}">
   ${csrfField(view, deleteAction(repo, d.kind, d.ref))}
   <input type="hidden" name="kind" value="${d.kind}">
