@@ -153,6 +153,13 @@ export class BrowseIndex {
           ORDER BY m.created_at DESC LIMIT ?`,
       ),
       tagsOf: p('SELECT tag FROM tags WHERE repo = ? AND digest = ? ORDER BY tag'),
+      totalSizes: p(
+        `SELECT j.value AS digest,
+                (WITH RECURSIVE reach(d) AS (
+                   SELECT j.value UNION SELECT x.child FROM manifest_refs x JOIN reach ON x.repo = @repo AND x.digest = reach.d)
+                 SELECT coalesce(sum(b.size), 0) FROM blobs b WHERE b.digest IN reach) AS size
+           FROM json_each(@digests) j WHERE EXISTS (SELECT 1 FROM manifests m WHERE m.repo = @repo AND m.digest = j.value)`,
+      ),
       // The manifest and what it names directly, less what another manifest or a v1 image of the repository
       // still uses: what the repository stops holding once it is deleted and garbage collection has run.
       reclaim: p(
@@ -261,6 +268,12 @@ export class BrowseIndex {
    */
   reclaimable(repo: string, digest: Digest): { repoBytes: number; storeBytes: number } {
     return this.s.reclaim.get({ repo, digest }) as { repoBytes: number; storeBytes: number };
+  }
+
+  /** For each manifest of `repo` among `digests`: the bytes of every distinct blob it reaches (itself included). */
+  totalSizes(repo: string, digests: readonly string[]): Map<string, number> {
+    const rows = this.s.totalSizes.all({ repo, digests: JSON.stringify(digests) }) as { digest: string; size: number }[];
+    return new Map(rows.map((r) => [r.digest, r.size]));
   }
 
   /** Indexes of this repository that list `digest` (so a child manifest links back to them). */

@@ -337,6 +337,7 @@ export async function uiRoutes(app: FastifyInstance, opts: UiOptions): Promise<v
     data.manifest = parseObject(data.raw);
     const m = data.manifest;
     if (!m) return data;
+    if (Array.isArray(m.manifests)) data.childSizes = browse.totalSizes(repo, (m.manifests as Descriptor[]).map((c) => String(c.digest)));
     const layers = Array.isArray(m.layers) ? (m.layers as Descriptor[]) : [];
     data.sizes = browse.blobSizes(layers.map((l) => String(l.digest)));
     const cfg = m.config as Descriptor | undefined;

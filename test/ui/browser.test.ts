@@ -350,6 +350,12 @@ t.test('web UI in a real browser', async (t) => {
 
     await alice.page.goto(`${base}/ui/r/team/multi/-/tag/latest`);
     t.same(await texts(alice.page, 'tbody tr td:first-child'), ['linux/amd64', 'linux/arm64'], 'one entry per platform');
+    const platformBytes = await alice.page.$$eval('tbody td[data-bytes]', (els) => els.map((e) => Number(e.getAttribute('data-bytes'))));
+    const imageBytes = (img: { manifest: Buffer; configDigest: string; layerDigests: string[] }) => {
+      const m = JSON.parse(img.manifest.toString()) as { config: { size: number }; layers: { size: number }[] };
+      return img.manifest.length + m.config.size + m.layers.reduce((n, l) => n + l.size, 0);
+    };
+    t.same(platformBytes, multi.parts.map((p) => imageBytes(p.img)), 'each platform with its compressed size (manifest, config, layers)');
     await alice.screenshot('image-index');
     await Promise.all([alice.page.waitForNavigation(), alice.page.click('tbody tr:nth-child(2) td:nth-child(2) a')]);
     const arm = multi.parts[1]!.img;

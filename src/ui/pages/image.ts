@@ -34,6 +34,8 @@ export interface ImageData {
   manifest?: Json;
   /** Sizes of blobs named by the manifest, from the index. */
   sizes: Map<string, number>;
+  /** For an index: the compressed size of each platform's image (every blob it reaches once). */
+  childSizes?: Map<string, number>;
   config?: Json;
   configNote?: string;
   referrers: Descriptor[];
@@ -73,12 +75,12 @@ function platforms(d: ImageData, view: View): Fragment {
   const list = arr(d.manifest?.manifests).map((m) => m as Descriptor);
   if (!list.length) return html`<div class="notice">This index lists no manifests.</div>`;
   return html`<h2>Platforms</h2><div class="table-wrap"><table>
-<thead><tr><th>Platform</th><th>Digest</th><th>Type</th><th class="num">Size</th></tr></thead>
+<thead><tr><th>Platform</th><th>Digest</th><th>Type</th><th class="num" title="compressed: layers, config and manifest">Size</th></tr></thead>
 <tbody>${list.map(
     (m) => html`<tr><td>${platformOf(m)}</td>
       <td>${m.digest ? html`<a href="${link(view, repoPath(d.repo, 'manifest', String(m.digest)))}">${shortDigest(String(m.digest))}</a>` : '–'}</td>
       <td>${mediaTypeLabel(m.mediaType)}${m.artifactType ? html`<div class="muted">${m.artifactType}</div>` : ''}</td>
-      <td class="num">${humanBytes(typeof m.size === 'number' ? m.size : undefined)}</td></tr>`,
+      <td class="num" data-bytes="${String(d.childSizes?.get(String(m.digest)) ?? '')}">${humanBytes(d.childSizes?.get(String(m.digest)) ?? null)}</td></tr>`,
   )}</tbody></table></div>`;
 }
 
