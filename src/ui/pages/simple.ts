@@ -101,7 +101,7 @@ ${
         (u) => html`<tr><td class="name"><a href="${link(view, repoPath(u.repo))}">${u.repo}</a></td><td class="num">${humanBytes(u.bytes)}</td><td class="num">${u.blobs}</td>
           <td class="num hide-narrow">${humanBytes(u.sharedBytes)}</td><td class="num hide-narrow">${humanBytes(u.uniqueBytes)}</td></tr>`,
       )}</tbody>
-<tfoot><tr><th>${d.usage.repositories} repositories${d.usage.repositories > sorted.length ? ` (the ${sorted.length} largest shown)` : ''}</th><th class="num">${humanBytes(d.usage.bytes)}</th><th></th><th class="hide-narrow"></th><th class="hide-narrow"></th></tr></tfoot></table></div>`
+<tfoot><tr><th>${d.usage.repositories} ${d.usage.repositories === 1 ? 'repository' : 'repositories'}${d.usage.repositories > sorted.length ? ` (the ${sorted.length} largest shown)` : ''}</th><th class="num">${humanBytes(d.usage.bytes)}</th><th></th><th class="hide-narrow"></th><th class="hide-narrow"></th></tr></tfoot></table></div>`
     : html`<div class="notice">No stored content you may see.</div>`
 }
 ${
