@@ -91,7 +91,6 @@ const V1_CHAIN = `chain(id, depth) AS (
     UNION ALL
     SELECT p.parent, c.depth + 1 FROM chain c JOIN v1_images p ON p.repo = v.repo AND p.id = c.id WHERE p.parent IS NOT NULL AND c.depth < 1000)`;
 
-const SORT_KEY: Record<RepoSort, string> = { name: 'NULL', pushed: 'pushed', size: 'bytes' };
 
 /** SQL matching `column` against name ranges (name-filter.ts), one OR-ed clause per range; parameters go into `params`. */
 function rangeFilter(ranges: NameRange[], column: string, params: Record<string, unknown>): string {
@@ -207,19 +206,21 @@ export class BrowseIndex {
       page = `SELECT r.name, r.description, ${PUSHED} AS pushedAt, ${BYTES} AS bytes, ${TAGS} AS tags FROM repositories r
                WHERE ${where} ${opts.after ? 'AND r.name > @afterName' : ''} ORDER BY r.name LIMIT @limit`;
     } else {
-      const key = SORT_KEY[opts.sort];
       if (opts.after) {
         params.afterName = opts.after.name;
         params.afterKey = opts.after.key ?? 0;
       }
-      // The sort key is computed per row; 10,000 repositories take a few milliseconds (see docs/ui.md).
-      page = `SELECT * FROM (SELECT r.name, r.description, ${PUSHED} AS pushed, ${BYTES} AS bytes, ${TAGS} AS tags
-                 FROM repositories r WHERE ${where})
-               ${opts.after ? `WHERE ${key} < @afterKey OR (${key} = @afterKey AND name > @afterName)` : ''}
-               ORDER BY ${key} DESC, name LIMIT @limit`;
+      // Only the sort key is computed for every repository (10,000 take a few tens of ms, see docs/ui.md);
+      // the other columns only for the page.
+      const keyExpr = opts.sort === 'pushed' ? PUSHED : BYTES;
+      page = `SELECT r.name, r.description, ${PUSHED} AS pushedAt, ${BYTES} AS bytes, ${TAGS} AS tags
+                FROM (SELECT name, k FROM (SELECT r.name, ${keyExpr} AS k FROM repositories r WHERE ${where})
+                       ${opts.after ? 'WHERE k < @afterKey OR (k = @afterKey AND name > @afterName)' : ''}
+                       ORDER BY k DESC, name LIMIT @limit) p
+                JOIN repositories r ON r.name = p.name
+               ORDER BY p.k DESC, p.name`;
     }
-    const raw = this.statement(`page:${opts.sort}:${ranges.length}:${!!opts.after}`, () => page).all(params) as (RepoRow & { pushed?: number })[];
-    const rows = raw.map((r) => ({ name: r.name, description: r.description, pushedAt: r.pushedAt ?? r.pushed ?? 0, bytes: r.bytes, tags: r.tags }));
+    const rows = this.statement(`page:${opts.sort}:${ranges.length}:${!!opts.after}`, () => page).all(params) as RepoRow[];
     let next: RepoCursor | undefined;
     if (rows.length > opts.limit) {
       rows.length = opts.limit;
