@@ -10,6 +10,8 @@ export interface View {
   user: string | null;
   /** Whether the registry has users at all (without htpasswd there is no login). */
   loginEnabled: boolean;
+  /** No authentication at all: everyone may do everything. */
+  open: boolean;
   /** A CSRF token for `action` bound to this visitor's session. */
   csrf(action: string): string;
   /** The current path (for the nav's aria-current and the login redirect). */
@@ -41,7 +43,9 @@ export function page(view: View, title: string, body: Fragment, opts: { nav?: 'r
           <form method="post" action="${link(view, '/logout')}">${csrfField(view, 'logout')}<button type="submit" class="small">Sign out</button></form>`
       : view.loginEnabled
         ? html`<span>Anonymous</span> <a class="button small" href="${link(view, '/login', { next: view.path })}">Sign in</a>`
-        : html`<span title="auth.htpasswd.path is not set">No authentication configured</span>`;
+        : view.open
+          ? html`<span title="auth.htpasswd.path is not set">No authentication configured</span>`
+          : html`<span title="only tokens of the external issuer name users; the UI has no sign-in without htpasswd users">Anonymous</span>`;
   return html`<!doctype html>
 <html lang="en">
 <head>

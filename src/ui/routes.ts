@@ -111,6 +111,7 @@ export async function uiRoutes(app: FastifyInstance, opts: UiOptions): Promise<v
     prefix,
     user: request.ui!.identity.user,
     loginEnabled,
+    open: !access.enabled,
     path: request.url.slice(prefix.length).split('?')[0] || '/',
     csrf: (action) => {
       // An anonymous visitor gets a session of their own the first time a page carries a form.

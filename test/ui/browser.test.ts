@@ -407,6 +407,8 @@ t.test('web UI in a real browser', async (t) => {
 
   await t.test('delete a manifest with confirmation', async (t) => {
     await alice.page.goto(`${base}/ui/r/team/docker/-/tag/v1`);
+    t.match((await texts(alice.page, 'dl.facts dd'))[1], /^Docker manifest v2 application\/vnd\.docker\.distribution\.manifest\.v2\+json$/, 'skopeo --format v2s2: a Docker manifest');
+    t.same(await texts(alice.page, 'table.layers tbody td:nth-child(3)'), ['Docker layer (gzip)', 'Docker layer (gzip)'], 'its layers, with Docker media types');
     await Promise.all([alice.page.waitForNavigation(), alice.page.click('a.button.danger')]);
     t.match(await texts(alice.page, 'ul.goes li'), [/the manifest/, /its tag: v1/]);
     t.match(await texts(alice.page, 'p.reclaim'), [/^The next garbage collection takes [\d.]+ KiB out of this repository, all of it stored nowhere else: freed\.$/], 'what GC frees');

@@ -21,7 +21,9 @@ ${p.error ? html`<div class="notice error" role="alert">${p.error}</div>` : ''}
   <input type="password" id="password" name="password" autocomplete="current-password" required${p.user ? html` autofocus` : ''}>
   <button type="submit" class="primary">Sign in</button>
 </form></div>`
-    : html`<div class="notice">This registry has no users (auth.htpasswd.path is not set): everyone may do everything, no sign-in is needed.</div>`;
+    : view.open
+      ? html`<div class="notice">This registry has no users (auth.htpasswd.path is not set): everyone may do everything, no sign-in is needed.</div>`
+      : html`<div class="notice">This registry has no htpasswd users (auth.htpasswd.path is not set), so the web UI has no sign-in: it shows what anonymous visitors may pull.</div>`;
   return page(view, 'Sign in', body, { nav: 'login' });
 }
 
