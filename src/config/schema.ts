@@ -132,7 +132,7 @@ export const schema = {
     enabled: bool(true, 'serve the web UI (browse repositories, tags and images; delete with the right)'),
     pathPrefix: custom<string>('/ui', parsePathPrefix, 'path the web UI is served under, in its links and as its cookie path (behind a proxy: the path the proxy forwards unchanged)'),
     sessionTtl: custom<number>(8 * 3600, parseSessionTtl, 'how long a web UI login lasts: 8h, 30m, 2d or seconds'),
-    sessionSecretFile: str('./data/ui-session.key', 'HMAC key of web UI session cookies and CSRF tokens (created with mode 0600 if missing; share it between replicas)'),
+    sessionSecretFile: optional('HMAC key of web UI session cookies and CSRF tokens (created with mode 0600 if missing; share it between replicas); empty: ui-session.key beside index.path'),
   },
 } as const satisfies Branch;
 

@@ -1,7 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ANONYMOUS, type Identity } from '../auth/access-control';
 import type { Action } from '../auth/rules';
-import { loadTokenKey } from '../auth/tokens';
 import { RegistryError } from '../errors';
 import type { BrowseIndex, RepoSort } from '../index/browse-index';
 import { ALL_NAMES } from '../index/name-filter';
@@ -15,6 +14,7 @@ import { imagePage, platformOf, v1ImagePage, type Descriptor, type ImageData } f
 import { decodeCursor, repositoriesPage, SORTS } from './pages/repositories';
 import { repositoryPage } from './pages/repository';
 import { confirmPage, deleteAction, errorPage, loginPage, storagePage, type Doomed } from './pages/simple';
+import { loadSessionKey, sessionKeyFile } from './session-key';
 import { parseCookies, SESSION_COOKIE, SessionCodec, sessionCookie, type Session } from './session';
 
 // The web UI (docs/ui.md): server-rendered pages under ui.pathPrefix. Who may see and do what is asked of
@@ -68,7 +68,7 @@ class NotFound extends Error {
 export async function uiRoutes(app: FastifyInstance, opts: UiOptions): Promise<void> {
   const { config, access, v1, v2, blobs, quotas } = app.registry;
   const prefix = config.ui.pathPrefix;
-  const secret = loadTokenKey(config.ui.sessionSecretFile);
+  const secret = loadSessionKey(sessionKeyFile(config.ui.sessionSecretFile, config.index.path));
   const sessions = new SessionCodec(secret);
   const csrf = new Csrf(secret);
   const ttlMs = config.ui.sessionTtl * 1000;

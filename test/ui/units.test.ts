@@ -75,3 +75,38 @@ t.test('settings and formats', async (t) => {
   t.equal(relativeTime(0, 3 * 3600_000), '3 hours ago');
   t.equal(relativeTime(1000, 1000), 'just now');
 });
+
+t.test('session key: created 0600, the same for processes starting together', async (t) => {
+  const { mkdtempSync, rmSync, statSync, writeFileSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const path = await import('node:path');
+  const { execFile } = await import('node:child_process');
+  const { loadSessionKey, sessionKeyFile } = await import('../../src/ui/session-key');
+  t.equal(sessionKeyFile('', '/srv/registry/index.db'), '/srv/registry/ui-session.key', 'beside the index by default');
+  t.equal(sessionKeyFile('/k', '/srv/registry/index.db'), '/k');
+  const dir = mkdtempSync(path.join(tmpdir(), 'ui-key-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'sub', 'ui.key');
+  const key = loadSessionKey(file);
+  t.equal(key.length, 32);
+  t.equal(statSync(file).mode & 0o777, 0o600);
+  t.same(loadSessionKey(file), key, 'read back');
+  writeFileSync(path.join(dir, 'short.key'), 'c2hvcnQ=\n');
+  t.throws(() => loadSessionKey(path.join(dir, 'short.key')), /too short/);
+  // Eight processes at once on a new file: one key for all (dist/ is what npm start runs).
+  const racing = path.join(dir, 'race.key');
+  const module = path.join(__dirname, '../../dist/ui/session-key.js');
+  const keys = await Promise.all(
+    Array.from({ length: 8 }, () =>
+      new Promise<string>((resolve, reject) =>
+        execFile(process.execPath, ['-e', `process.stdout.write(require(${JSON.stringify(module)}).loadSessionKey(${JSON.stringify(racing)}).toString('hex'))`], (err, out) => (err ? reject(err) : resolve(out))),
+      ),
+    ),
+  );
+  t.equal(new Set(keys).size, 1, 'every process has the same key');
+  t.same(readdir(dir).filter((f) => f.endsWith('.tmp')), [], 'no temporary file left');
+});
+
+function readdir(dir: string): string[] {
+  return require('node:fs').readdirSync(dir) as string[];
+}
