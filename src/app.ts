@@ -39,6 +39,8 @@ import { RefJournal } from './refs/journal';
 import { scheduleCompaction } from './refs/schedule';
 import { checkIndexPresent } from './refs/startup-check';
 import { version } from './version';
+import { BrowseIndex } from './index/browse-index';
+import { uiRoutes } from './ui/routes';
 
 export interface BuildOptions {
   /** Override fastify's logger (tests pass false). */
@@ -151,6 +153,9 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   }
   if (config.protocols.v2) await app.register(v2Routes, { prefix: '/v2' });
   if (access.tokensEnabled) await app.register(tokenRoutes);
+  if (config.ui.enabled) {
+    await app.register(uiRoutes, { prefix: config.ui.pathPrefix, browse: new BrowseIndex(db) });
+  }
 
   await purgeStaleUploads(app);
   await scheduleGarbageCollection(app, gc, config.gc.interval);

@@ -9,7 +9,7 @@ export function loggerOptions(config: Config): FastifyServerOptions['logger'] {
   return {
     level: config.log.level,
     redact: {
-      paths: ['req.headers.authorization', 'req.headers.cookie', 'headers.authorization', 'password', '*.password'],
+      paths: ['req.headers.authorization', 'req.headers.cookie', 'headers.authorization', 'headers.cookie', 'password', '*.password', 'body.password', '*.body.password', 'csrf', '*.csrf'],
       censor: '[redacted]',
     },
     serializers: {

@@ -164,6 +164,11 @@ export class AccessControl {
     return hash === undefined ? undefined : entryFingerprint(this.key, user, hash);
   }
 
+  /** A web UI session of `user` (logged in against entry fingerprint `fp`) stays good as a token does. */
+  sessionValid(user: string, fp: string | undefined): boolean {
+    return this.htpasswd !== undefined && this.stillValid(user, fp);
+  }
+
   /** A token of `user` stays good while their htpasswd entry is the one it was issued against. */
   private stillValid(user: string, fp: string | undefined): boolean {
     return sameFingerprint(fp, this.fingerprintOf(user));

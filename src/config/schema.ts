@@ -7,6 +7,7 @@ import { ConfigError } from './errors';
 import { parseTrustProxy, type TrustProxy } from '../http/trust-proxy';
 import { parseQuotas, type QuotaRule } from '../quota/quotas';
 import { parsePolicies, type RetentionPolicy } from '../retention/policy';
+import { parsePathPrefix, parseSessionTtl } from '../ui/settings';
 
 /** os/architecture[/variant], as in an index's platform. */
 function parsePlatform(value: unknown, where: string): string {
@@ -138,6 +139,12 @@ export const schema = {
       perClient: int(4, 'password checks (bcrypt runs) one client address may have under way at once; more get 429', 1),
       queue: int(32, 'password checks waiting for the bcrypt worker at most; more get 503', 1),
     },
+  },
+  ui: {
+    enabled: bool(true, 'serve the web UI (browse repositories, tags and images; delete with the right)'),
+    pathPrefix: custom<string>('/ui', parsePathPrefix, 'path the web UI is served under, in its links and as its cookie path (behind a proxy: the path the proxy forwards unchanged)'),
+    sessionTtl: custom<number>(8 * 3600, parseSessionTtl, 'how long a web UI login lasts: 8h, 30m, 2d or seconds'),
+    sessionSecretFile: optional('HMAC key of web UI session cookies and CSRF tokens (created with mode 0600 if missing; share it between replicas); empty: ui-session.key beside index.path'),
   },
 } as const satisfies Branch;
 
