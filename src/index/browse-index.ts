@@ -47,6 +47,8 @@ export interface TagRow {
   /** Last pull by this tag or of its manifest (recorded only when a retention policy uses pull times). */
   pulledAt: number | null;
   artifactType: string | null;
+  /** Made by the bridge from the v1 tag of the same name (docs/bridge.md), not pushed over v2. */
+  bridged: boolean;
 }
 
 export interface V1TagRow {
@@ -128,7 +130,7 @@ export class BrowseIndex {
       tags: p(
         `SELECT t.tag, t.digest, m.media_type AS mediaType, m.size AS manifestSize, m.created_at AS createdAt,
                 t.updated_at AS updatedAt, max(coalesce(t.pulled_at, 0), coalesce(m.pulled_at, 0)) AS pulledAt,
-                m.artifact_type AS artifactType,
+                m.artifact_type AS artifactType, t.bridged_from_v1 IS NOT NULL AS bridged,
                 (WITH RECURSIVE reach(d) AS (
                    SELECT t.digest UNION SELECT x.child FROM manifest_refs x JOIN reach ON x.repo = t.repo AND x.digest = reach.d)
                  SELECT coalesce(sum(b.size), 0) FROM blobs b WHERE b.digest IN reach) AS totalSize
@@ -246,7 +248,7 @@ export class BrowseIndex {
 
   /** v2 tags, newest first, with what the repository page shows (at most `limit`). */
   tags(repo: string, limit: number): TagRow[] {
-    return (this.s.tags.all(repo, limit) as (TagRow & { pulledAt: number })[]).map((r) => ({ ...r, pulledAt: r.pulledAt || null }));
+    return (this.s.tags.all(repo, limit) as (Omit<TagRow, 'bridged'> & { pulledAt: number; bridged: number })[]).map((r) => ({ ...r, pulledAt: r.pulledAt || null, bridged: r.bridged === 1 }));
   }
 
   v1Tags(repo: string, limit: number): V1TagRow[] {

@@ -226,7 +226,7 @@ export async function uiRoutes(app: FastifyInstance, opts: UiOptions): Promise<v
       return send(reply, v1ImagePage(view, await v1ImageData(request, repo, ref, host)));
     }
     if (kind === 'delete' && rest.length === 1) {
-      const doomed = describeDeletion(repo, q.kind, q.ref, view);
+      const doomed = await describeDeletion(repo, q.kind, q.ref, view);
       if (!may(request, repo, 'delete')) throw new RegistryError('DENIED', `You may not delete anything in ${repo}.`, { status: 403 });
       return send(reply, confirmPage(view, repo, doomed));
     }
@@ -251,7 +251,7 @@ export async function uiRoutes(app: FastifyInstance, opts: UiOptions): Promise<v
       const raw = (request.body ?? {}) as Record<string, string>;
       const body = checkForm(request, deleteAction(repo, String(raw.kind), String(raw.ref)));
       if (!may(request, repo, 'delete')) throw new RegistryError('DENIED', `You may not delete anything in ${repo}.`, { status: 403 });
-      describeDeletion(repo, body.kind, body.ref, view); // 404 when it is gone already
+      await describeDeletion(repo, body.kind, body.ref, view); // 404 when it is gone already
       const ref = body.ref!;
       if (body.kind === 'v1tag') v1.deleteTag(repo, ref);
       else v2.deleteManifest(repo, ref);
@@ -263,7 +263,7 @@ export async function uiRoutes(app: FastifyInstance, opts: UiOptions): Promise<v
   });
 
   /** What a deletion takes and leaves (NotFound if the target does not exist). */
-  function describeDeletion(repo: string, kind: string | undefined, ref: string | undefined, view: View): Doomed {
+  async function describeDeletion(repo: string, kind: string | undefined, ref: string | undefined, view: View): Promise<Doomed> {
     if (kind === 'tag' && ref && TAG.test(ref)) {
       const digest = safely(() => v2.resolve(repo, ref).digest);
       if (!digest) throw new NotFound(`tag ${ref} in ${repo}`);
@@ -305,7 +305,7 @@ export async function uiRoutes(app: FastifyInstance, opts: UiOptions): Promise<v
       };
     }
     if (kind === 'v1tag' && ref && TAG.test(ref)) {
-      const id = safely(() => v1.getTag(repo, ref));
+      const id = await safelyAsync(() => v1.getTag(repo, ref));
       if (!id) throw new NotFound(`v1 tag ${ref} in ${repo}`);
       return { kind, ref, goes: [html`the v1 tag <b>${ref}</b>`], stays: [html`the image ${id.slice(0, 12)} and its ancestry (until garbage collection finds them unused)`] };
     }
@@ -385,7 +385,7 @@ export async function uiRoutes(app: FastifyInstance, opts: UiOptions): Promise<v
         cmd: Array.isArray(cc.Cmd) ? cc.Cmd.join(' ') : undefined,
       });
     }
-    const tags = Object.entries(v1.listTags(repo))
+    const tags = Object.entries(await v1.listTags(repo))
       .filter(([, imageId]) => imageId === id)
       .map(([t]) => t);
     return { repo, host, id, tags, json, rawJson, ancestry, ancestryCut: chain.length > shown.length, canDelete: may(request, repo, 'delete') };
@@ -474,13 +474,22 @@ function parseTarget(path: string): { repo: string; rest: string[] } | undefined
   return { repo, rest };
 }
 
+/** What a lookup answers when the registry says "not there" (or any other client error): undefined. */
+function notThere(err: unknown): undefined {
+  if (err instanceof RegistryError && err.status < 500) return undefined;
+  throw err;
+}
+
 function safely<T>(fn: () => T): T | undefined {
   try {
     return fn();
   } catch (err) {
-    if (err instanceof RegistryError && err.status < 500) return undefined;
-    throw err;
+    return notThere(err);
   }
+}
+
+function safelyAsync<T>(fn: () => Promise<T>): Promise<T | undefined> {
+  return fn().catch(notThere);
 }
 
 function parseObject(text: string): Record<string, unknown> | undefined {

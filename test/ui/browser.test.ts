@@ -318,7 +318,7 @@ t.test('web UI in a real browser', async (t) => {
     await alice.screenshot('repository');
 
     await alice.page.goto(`${base}/ui/r/team/legacy`);
-    t.same(await texts(alice.page, 'td.name'), ['latest v1 API'], 'the v1 tag, marked');
+    t.same(await texts(alice.page, 'td.name'), ['latest v2 API, from v1', 'latest v1 API'], 'the v1 tag, marked, and its v2 form from the bridge');
     await alice.page.goto(`${base}/ui/r/team/app`);
     t.same(await texts(alice.page, 'td.name .badge'), ['v2 API', 'v2 API'], 'v2 tags, marked');
     await alice.page.goto(`${base}/ui/r/team/multi`);
@@ -363,7 +363,7 @@ t.test('web UI in a real browser', async (t) => {
     t.match(await texts(alice.page, 'dl.facts dd'), [new RegExp(arm.manifestDigest)]);
 
     await alice.page.goto(`${base}/ui/r/team/legacy`);
-    await Promise.all([alice.page.waitForNavigation(), alice.page.click('td.name > a')]);
+    await Promise.all([alice.page.waitForNavigation(), alice.page.click('td.name > a[href*="/-/v1/"]')]);
     const ancestry = await alice.page.$$eval('table.ancestry td[data-bytes]', (els) => els.map((e) => Number(e.getAttribute('data-bytes'))));
     t.same(ancestry, [...chain].reverse().map((c) => c.layer.length), 'v1 ancestry, newest first, with layer sizes');
     await alice.screenshot('image-v1');

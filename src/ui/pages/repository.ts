@@ -38,7 +38,11 @@ export function repositoryPage(view: View, d: RepositoryData): Html {
     d.canDelete ? html`<a class="button small danger" href="${link(view, repoPath(repo.name, 'delete'), { kind, ref })}" aria-label="${label}">Delete</a>` : '';
   const tagRows = d.tags.map(
     (t) => html`<tr>
-      <td class="name"><a href="${link(view, repoPath(repo.name, 'tag', t.tag))}">${t.tag}</a> <span class="badge v2" title="pushed over the OCI Distribution (v2) API">v2 API</span></td>
+      <td class="name"><a href="${link(view, repoPath(repo.name, 'tag', t.tag))}">${t.tag}</a> ${
+        t.bridged
+          ? html`<span class="badge v2" title="the v1 tag of the same name, as v2 clients pull it (made by the bridge)">v2 API, from v1</span>`
+          : html`<span class="badge v2" title="pushed over the OCI Distribution (v2) API">v2 API</span>`
+      }</td>
       <td class="hide-narrow"><a href="${link(view, repoPath(repo.name, 'manifest', t.digest))}">${shortDigest(t.digest)}</a></td>
       <td>${mediaTypeLabel(t.mediaType)}${t.artifactType && !isIndexType(t.mediaType) && !/config/.test(t.artifactType) ? html`<div class="muted">${t.artifactType}</div>` : ''}${t.platforms?.length ? html`<div class="muted">${t.platforms.join(', ')}</div>` : ''}</td>
       <td class="num" title="${`${t.totalSize} bytes, compressed, every blob counted once`}">${humanBytes(t.totalSize)}</td>
