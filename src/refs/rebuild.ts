@@ -102,33 +102,14 @@ async function replayInto(db: Db, driver: StorageDriver, snapshot: Snapshot | un
     applied = highest = snapshot.seq;
   }
   for (const [i, key] of segments.entries()) {
-    const data = await driver.getRecord(key);
     highest = Math.max(highest, segmentRange(key)!.last ?? 0);
-    if (data === null) {
-      problem(`${key}: listed but gone when read`);
-      continue;
-    }
-    db.transaction(() => {
-      for (const [n, line] of linesOf(data)) {
-        if (line === '') continue;
-        let record: JournalRecord;
-        try {
-          record = JSON.parse(line) as JournalRecord;
-          if (!Number.isSafeInteger(record.s) || typeof record.t !== 'string') throw new Error('no sequence number or type');
-        } catch (err) {
-          problem(`${key} line ${n + 1}: truncated or malformed record (${(err as Error).message}), skipped`);
-          continue;
-        }
-        if (record.s <= applied) continue;
-        try {
-          replayer.applyRecord(record);
-        } catch (err) {
-          problem(`${key} line ${n + 1}: ${(err as Error).message}, skipped`);
-        }
-        applied = record.s;
-        report.records++;
-      }
-    })();
+    await applyLines(db, driver, key, problem, (line, where) => {
+      const record = parseRecord(line, where, problem);
+      if (!record || record.s <= applied) return;
+      applyOne(replayer, record, where, problem);
+      applied = record.s;
+      report.records++;
+    });
     opts.onProgress?.({ phase: 'segments', done: i + 1, total: segments.length });
   }
   await compareWithStorage(db, driver, problem, opts);
@@ -149,30 +130,49 @@ async function replayInto(db: Db, driver: StorageDriver, snapshot: Snapshot | un
 }
 
 /** A snapshot's records, part by part, each as it stands (no sequence number: they all stand for its seq). */
-async function loadSnapshot(db: Db, driver: StorageDriver, snapshot: Snapshot, replayer: Replayer, problem: (text: string) => void): Promise<void> {
+async function loadSnapshot(db: Db, driver: StorageDriver, snapshot: Snapshot, replayer: Replayer, problem: Problem): Promise<void> {
   for (const key of snapshot.parts) {
-    const data = await driver.getRecord(key);
-    if (data === null) {
-      problem(`${key}: listed but gone when read`);
-      continue;
-    }
-    db.transaction(() => {
-      for (const [n, line] of linesOf(data)) {
-        if (line === '') continue;
-        try {
-          const record = JSON.parse(line) as JournalRecord;
-          record.s = snapshot.seq;
-          replayer.applyRecord(record);
-        } catch (err) {
-          problem(`${key} line ${n + 1}: ${(err as Error).message}, skipped`);
-        }
-      }
-    })();
+    await applyLines(db, driver, key, problem, (line, where) => {
+      const record = parseRecord(line, where, problem, snapshot.seq);
+      if (record) applyOne(replayer, record, where, problem);
+    });
+  }
+}
+
+type Problem = (text: string) => void;
+
+/** The non-empty lines of record object `key`, in one index transaction; an object gone since the listing is a problem. */
+async function applyLines(db: Db, driver: StorageDriver, key: string, problem: Problem, apply: (line: string, where: string) => void): Promise<void> {
+  const data = await driver.getRecord(key);
+  if (data === null) return problem(`${key}: listed but gone when read`);
+  db.transaction(() => {
+    for (const [n, line] of linesOf(data)) if (line !== '') apply(line, `${key} line ${n + 1}`);
+  })();
+}
+
+/** One line as a record (`seq` for a snapshot's, which carry none), or undefined after saying why not. */
+function parseRecord(line: string, where: string, problem: Problem, seq?: number): JournalRecord | undefined {
+  try {
+    const record = JSON.parse(line) as JournalRecord;
+    if (seq !== undefined) record.s = seq;
+    if (!Number.isSafeInteger(record.s) || typeof record.t !== 'string') throw new Error('no sequence number or type');
+    return record;
+  } catch (err) {
+    problem(`${where}: truncated or malformed record (${(err as Error).message}), skipped`);
+    return undefined;
+  }
+}
+
+function applyOne(replayer: Replayer, record: JournalRecord, where: string, problem: Problem): void {
+  try {
+    replayer.applyRecord(record);
+  } catch (err) {
+    problem(`${where}: ${(err as Error).message}, skipped`);
   }
 }
 
 /** Blobs the journal names that storage does not hold, and what refers to them. */
-async function compareWithStorage(db: Db, driver: StorageDriver, problem: (text: string) => void, opts: RebuildOptions): Promise<void> {
+async function compareWithStorage(db: Db, driver: StorageDriver, problem: Problem, opts: RebuildOptions): Promise<void> {
   if (!driver.listObjects) return;
   db.exec('CREATE TEMP TABLE stored (key TEXT PRIMARY KEY) WITHOUT ROWID');
   const insert = db.prepare('INSERT OR IGNORE INTO stored (key) VALUES (?)');
