@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ConfigError } from '../config/errors';
+import { checkIssuerConfig } from '../config/cross-checks';
 import type { Config } from '../config/schema';
 import { RegistryError } from '../errors';
 import { ALL_NAMES, type NamePattern } from '../index/name-filter';
@@ -314,16 +314,4 @@ export class AccessControl {
     const exp = Math.floor(Date.now() / 1000) + this.auth.token.v1Expiry;
     return signV1Token({ user: id.user ?? '', repo, access, exp, ...(id.fp ? { fp: id.fp } : {}) }, this.key, this.service);
   }
-}
-
-/** Settings an external issuer needs, checked at start like the rest of the configuration. */
-function checkIssuerConfig(token: Config['auth']['token']): void {
-  // It goes into a quoted challenge header: a URL, nothing that could break out of the quotes.
-  if (token.realm && !/^https?:\/\/[^\s"]+$/.test(token.realm)) throw new ConfigError(`auth.token.realm: expected an http(s) URL, got "${token.realm}"`);
-  if (token.issuer === '') {
-    if (token.jwks || token.certificates) throw new ConfigError('auth.token.jwks/certificates: set auth.token.issuer, the issuer they belong to');
-    return;
-  }
-  if (!token.jwks && !token.certificates) throw new ConfigError('auth.token.issuer: set auth.token.jwks or auth.token.certificates (the issuer\'s public keys)');
-  if (!token.realm) throw new ConfigError('auth.token.issuer: set auth.token.realm, the URL of the issuer\'s token endpoint');
 }

@@ -4,6 +4,7 @@ import { backupCommand, backupHelp } from './backup';
 import { bridgeCommand, bridgeHelp } from './bridge';
 import { checkCommand, checkHelp } from './check';
 import { compactCommand, compactHelp } from './compact';
+import { configCommand, configHelp } from './config-check';
 import { duCommand, duHelp } from './du';
 import { gcCommand, gcHelp } from './gc';
 import { rebuildCommand, rebuildHelp } from './rebuild';
@@ -40,6 +41,7 @@ const commands: Record<string, Command> = {
   bridge: { help: bridgeHelp, run: (args, io) => bridgeCommand(args, io) },
   check: { help: checkHelp, run: (args, io) => checkCommand(args, io, { signal: interruptSignal() }) },
   'compact-journal': { help: compactHelp, run: (args, io) => compactCommand(args, io, { signal: interruptSignal() }) },
+  config: { help: configHelp, run: (args, io) => configCommand(args, io) },
 };
 
 runEntry('registry: ', () => dispatch(process.argv.slice(2), commands, processIo()));

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { schema, isLeaf, type Branch, type Leaf, type Config } from './schema';
 
+import { checkCrossKeys } from './cross-checks';
 import { ConfigError } from './errors';
 
 export { ConfigError };
@@ -113,6 +114,7 @@ export function parseConfig(text: string, env: NodeJS.ProcessEnv = process.env, 
     }
   }
   checkAddr(config.http.addr);
+  checkCrossKeys(config);
   return deepFreeze(config);
 }
 

@@ -1,3 +1,4 @@
+import { checkS3Config } from '../config/cross-checks';
 import type { Config } from '../config/schema';
 import type { StorageDriver } from './driver';
 import { LocalDriver } from './local-driver';
@@ -19,14 +20,7 @@ export async function createDriver(config: Config): Promise<StorageDriver> {
 }
 
 async function createS3Driver(s3: Config['storage']['s3']): Promise<S3Driver> {
-  if (!s3.bucket) {
-    throw new Error('storage.s3.bucket is empty: set it (or REGISTRY_STORAGE_S3_BUCKET) to use storage.driver s3');
-  }
-  if (!s3.accessKeyId !== !s3.secretAccessKey) {
-    throw new Error(
-      'storage.s3.accessKeyId and storage.s3.secretAccessKey go together: set both, or neither for the SDK default credential chain',
-    );
-  }
+  checkS3Config(s3);
   const driver = new S3Driver({
     bucket: s3.bucket,
     region: s3.region,
