@@ -1,7 +1,6 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import path from 'node:path';
 import { SignJWT, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import { loadOrCreateKey } from './key-file';
 import type { Action } from './rules';
 
 // Signed tokens, by the jose library: Docker registry tokens (JWT) for v2 Bearer auth, and the v1
@@ -34,20 +33,9 @@ export const EXTERNAL_ALGS = ['RS256', 'RS384', 'RS512', 'ES256', 'ES384', 'ES51
 const V1_TYP = 'docker-v1+jwt';
 const v1Audience = (service: string) => `${service}#v1`;
 
-/** Load the HMAC key, creating it (mode 0600) on first start. */
+/** Load the HMAC key, creating it on first start. */
 export function loadTokenKey(file: string): Buffer {
-  try {
-    const key = Buffer.from(readFileSync(file, 'utf8').trim(), 'base64');
-    if (key.length >= 32) return key;
-    throw new Error(`token key in ${file} is too short (need 32 bytes, base64)`);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-  }
-  mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
-  const key = randomBytes(32);
-  writeFileSync(file, key.toString('base64') + '\n', { mode: 0o600, flag: 'wx' });
-  chmodSync(file, 0o600);
-  return key;
+  return loadOrCreateKey(file, 'auth.token.secretFile');
 }
 
 /**
