@@ -3,6 +3,7 @@ import { parse as parseYaml } from 'yaml';
 import { schema, isLeaf, type Branch, type Leaf, type Config } from './schema';
 
 import { ConfigError } from './errors';
+import { checkPullEvents } from '../notifications/settings';
 
 export { ConfigError };
 
@@ -113,6 +114,7 @@ export function parseConfig(text: string, env: NodeJS.ProcessEnv = process.env, 
     }
   }
   checkAddr(config.http.addr);
+  checkPullEvents(config.notifications.endpoints, config.notifications.pullEvents);
   return deepFreeze(config);
 }
 
