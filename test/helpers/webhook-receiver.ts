@@ -5,7 +5,8 @@ import type { Socket } from 'node:net';
 // and answers as told: 200, an error status, bytes that are no HTTP at all, or nothing (hang). It can be taken
 // down and brought back on the same port.
 
-export type ReceiverMode = { status: number } | 'garbage' | 'hang';
+/** A fixed answer, or one chosen per delivery from its events. */
+export type ReceiverMode = { status: number } | 'garbage' | 'hang' | ((events: ReceivedEvent[]) => { status: number } | 'garbage' | 'hang');
 
 export interface Delivery {
   headers: IncomingHttpHeaders;
@@ -62,13 +63,13 @@ export async function startReceiver(t: { teardown(fn: () => unknown): void }, po
         req.on('data', (c: Buffer) => chunks.push(c));
         req.on('end', () => {
           const body = Buffer.concat(chunks).toString('utf8');
-          const mode = r.mode;
           let events: ReceivedEvent[] = [];
           try {
             events = (JSON.parse(body) as { events: ReceivedEvent[] }).events;
           } catch {
             /* recorded as is */
           }
+          const mode = typeof r.mode === 'function' ? r.mode(events) : r.mode;
           const answered = mode === 'hang' ? 'hang' : mode === 'garbage' ? 'garbage' : String(mode.status);
           r.deliveries.push({ headers: req.headers, body, events, answered });
           for (const w of waiters) w();
