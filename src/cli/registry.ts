@@ -7,6 +7,7 @@ import { compactCommand, compactHelp } from './compact';
 import { duCommand, duHelp } from './du';
 import { gcCommand, gcHelp } from './gc';
 import { rebuildCommand, rebuildHelp } from './rebuild';
+import { notificationsCommand, notificationsHelp } from './notifications';
 import { repoCommand, repoHelp } from './repo';
 import { retentionCommand, retentionHelp } from './retention';
 import { interruptSignal, processIo, runEntry } from './io';
@@ -40,6 +41,7 @@ const commands: Record<string, Command> = {
   bridge: { help: bridgeHelp, run: (args, io) => bridgeCommand(args, io) },
   check: { help: checkHelp, run: (args, io) => checkCommand(args, io, { signal: interruptSignal() }) },
   'compact-journal': { help: compactHelp, run: (args, io) => compactCommand(args, io, { signal: interruptSignal() }) },
+  notifications: { help: notificationsHelp, run: (args, io) => notificationsCommand(args, io) },
 };
 
 runEntry('registry: ', () => dispatch(process.argv.slice(2), commands, processIo()));
