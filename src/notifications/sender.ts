@@ -38,6 +38,8 @@ export interface SenderOptions {
   batch?: number;
   /** How often an idle loop looks at the outbox without being woken (rows written by another process). */
   idleMs?: number;
+  /** How long a woken sender waits for more events before it reads them. */
+  lingerMs?: number;
   fetch?: typeof fetch;
   now?: () => number;
   random?: () => number;
@@ -45,6 +47,11 @@ export interface SenderOptions {
 
 const DEFAULT_BATCH = 50;
 const DEFAULT_IDLE_MS = 2000;
+/**
+ * Woken by new events, a sender waits this long before reading them: the events of requests arriving meanwhile
+ * go in the same POST (one POST per push, not one per blob, under load).
+ */
+const DEFAULT_LINGER_MS = 20;
 
 type Outcome = { ok: true } | { ok: false; error: string; retry: boolean };
 
@@ -64,6 +71,7 @@ export class EndpointSender {
   private loop: Promise<void> | undefined;
   private readonly batch: number;
   private readonly idleMs: number;
+  private readonly lingerMs: number;
   private readonly fetch: typeof fetch;
   private readonly now: () => number;
 
@@ -75,6 +83,7 @@ export class EndpointSender {
   ) {
     this.batch = opts.batch ?? DEFAULT_BATCH;
     this.idleMs = opts.idleMs ?? DEFAULT_IDLE_MS;
+    this.lingerMs = opts.lingerMs ?? DEFAULT_LINGER_MS;
     this.fetch = opts.fetch ?? fetch;
     this.now = opts.now ?? Date.now;
   }
@@ -128,7 +137,9 @@ export class EndpointSender {
         this.log.error({ err, endpoint: this.endpoint.name }, 'notification sender failed; retrying');
         wait = { ms: this.idleMs, wakeable: false };
       }
-      if (!this.stopped && wait.ms > 0) await this.sleep(wait.ms, wait.wakeable);
+      if (this.stopped || wait.ms === 0) continue;
+      const woken = await this.sleep(wait.ms, wait.wakeable);
+      if (woken && this.lingerMs > 0 && !this.stopped) await this.sleep(this.lingerMs, false);
     }
   }
 
@@ -197,17 +208,18 @@ export class EndpointSender {
     }
   }
 
-  private sleep(ms: number, wakeable: boolean): Promise<void> {
-    if (wakeable && this.woken) return Promise.resolve();
+  /** Resolves true if woken by new events (wakeable waits only), false when the time is up or on stop. */
+  private sleep(ms: number, wakeable: boolean): Promise<boolean> {
+    if (wakeable && this.woken) return Promise.resolve(true);
     return new Promise((resolve) => {
-      const done = () => {
+      const done = (woken: boolean) => {
         clearTimeout(timer);
         this.wakeUp = undefined;
-        resolve();
+        resolve(woken && !this.stopped);
       };
-      const timer = setTimeout(done, ms);
+      const timer = setTimeout(() => done(false), ms);
       timer.unref();
-      this.wakeUp = wakeable ? done : () => this.stopped && done();
+      this.wakeUp = wakeable ? () => done(true) : () => this.stopped && done(false);
     });
   }
 }
