@@ -62,8 +62,11 @@ export class EndpointSender {
   private lastError: string | null = null;
   /** Failed POSTs in a row: the backoff exponent. */
   private failures = 0;
-  /** After a batch was refused for good: one event per POST up to this seq, so only the refused one is dropped. */
-  private singleUntil = 0;
+  /**
+   * After a batch was refused for good: its events (the next ones in order) go one per POST, so only the refused
+   * one is dropped. A count, not a seq: seq values are reused once the highest rows are gone.
+   */
+  private sendSingly = 0;
   private stopped = false;
   private readonly aborter = new AbortController();
   private wakeUp: (() => void) | undefined;
@@ -146,10 +149,11 @@ export class EndpointSender {
   /** One round: send the next batch if there is one; returns how long to wait before the next round. */
   private async step(): Promise<{ ms: number; wakeable: boolean }> {
     this.woken = false;
-    const single = this.singleUntil > 0;
-    const rows = this.outbox.next(this.endpoint.name, single ? 1 : this.batch);
-    if (rows.length === 0) return { ms: this.idleMs, wakeable: true };
-    if (single && rows[0]!.seq >= this.singleUntil) this.singleUntil = 0;
+    const rows = this.outbox.next(this.endpoint.name, this.sendSingly > 0 ? 1 : this.batch);
+    if (rows.length === 0) {
+      this.sendSingly = 0;
+      return { ms: this.idleMs, wakeable: true };
+    }
     const tooOld = this.now() - this.opts.maxAgeMs;
     const expired = rows.filter((r) => r.createdAt < tooOld);
     if (expired.length > 0) {
@@ -159,6 +163,7 @@ export class EndpointSender {
     const outcome = await this.post(rows);
     if (this.stopped) return { ms: 0, wakeable: false };
     if (outcome.ok) {
+      if (this.sendSingly > 0) this.sendSingly--;
       this.outbox.remove(rows.map((r) => r.seq));
       this.delivered += rows.length;
       this.failures = 0;
@@ -172,8 +177,11 @@ export class EndpointSender {
     );
     if (!outcome.retry) {
       // Refused for good. A batch may be refused for one event in it: find that one, one event per POST.
-      if (rows.length > 1) this.singleUntil = rows[rows.length - 1]!.seq + 1;
-      else this.drop(rows, `the receiver refused it (${outcome.error})`);
+      if (rows.length > 1) this.sendSingly = rows.length;
+      else {
+        if (this.sendSingly > 0) this.sendSingly--;
+        this.drop(rows, `the receiver refused it (${outcome.error})`);
+      }
       return { ms: 0, wakeable: false };
     }
     const max = this.endpoint.maxRetries;
