@@ -41,6 +41,10 @@ import { checkIndexPresent } from './refs/startup-check';
 import { version } from './version';
 import { BrowseIndex } from './index/browse-index';
 import { uiRoutes } from './ui/routes';
+import { splitAddr } from './config/load';
+import { NotificationIndex } from './index/notification-index';
+import { Notifier } from './notifications/notifier';
+import { enterRequestScope } from './notifications/request-scope';
 
 export interface BuildOptions {
   /** Override fastify's logger (tests pass false). */
@@ -96,7 +100,12 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     : undefined;
   const v1Index = new V1Index(db, index);
   const v2Index = new V2Index(db, index);
-  const v2 = new V2Registry(index, v2Index, blobs, repositories, { gcDelayMs: config.gc.delay * 1000, quotas, pulls });
+  // Webhooks (docs/notifications.md): nothing is built, and no request pays anything, without an enabled endpoint.
+  const notifier = config.notifications.endpoints.some((e) => e.enabled)
+    ? new Notifier(config.notifications, new NotificationIndex(db), app.log, { port: splitAddr(config.http.addr).port })
+    : undefined;
+  if (notifier) enterRequestScope(app);
+  const v2 = new V2Registry(index, v2Index, blobs, repositories, { gcDelayMs: config.gc.delay * 1000, quotas, pulls, events: notifier });
   const bridge =
     config.protocols.bridge && config.protocols.v1 && config.protocols.v2
       ? new V1ToV2Bridge(v1Index, v2Index, v2, blobs, app.log)
@@ -107,18 +116,20 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     access,
     index,
     blobs,
-    v1: new V1Registry(index, v1Index, blobs, repositories, { quotas, analyzeLayers: bridge !== undefined, fromV2, onUnanalyzedLayer: (d) => bridge?.analyzeSoon(d) }),
+    v1: new V1Registry(index, v1Index, blobs, repositories, { quotas, analyzeLayers: bridge !== undefined, fromV2, onUnanalyzedLayer: (d) => bridge?.analyzeSoon(d), events: notifier }),
     v2,
     bridge,
     gc,
     retention,
     quotas,
+    notifier,
   };
   app.decorate('registry', ctx);
   // Without authentication every request is anonymous and may upload: then only headers have a deadline.
   await app.register(unauthenticatedDeadline, { timeoutMs: config.http.unauthenticatedTimeout * 1000, bodies: access.enabled });
   await app.register(authPlugin, { access });
   app.addHook('onClose', async () => {
+    await notifier?.close(); // an attempt in flight is aborted: its events stay queued for the next start
     await bridge?.settle(); // tags being bridged, layers being analyzed: their records go out with the journal's last
     await pulls?.close();
     await journal.close().catch((err) => app.log.error({ err }, 'writing the last reference records failed; the next start writes them'));
@@ -161,6 +172,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   await scheduleGarbageCollection(app, gc, config.gc.interval);
   scheduleRetention(app, retention, config.retention.interval, config.retention.dryRun);
   scheduleCompaction(app, config, driver);
+  notifier?.start();
   return app;
 }
 

@@ -8,6 +8,7 @@ import { configCommand, configHelp } from './config-check';
 import { duCommand, duHelp } from './du';
 import { gcCommand, gcHelp } from './gc';
 import { rebuildCommand, rebuildHelp } from './rebuild';
+import { notificationsCommand, notificationsHelp } from './notifications';
 import { repoCommand, repoHelp } from './repo';
 import { retentionCommand, retentionHelp } from './retention';
 import { interruptSignal, processIo, runEntry } from './io';
@@ -42,6 +43,7 @@ const commands: Record<string, Command> = {
   check: { help: checkHelp, run: (args, io) => checkCommand(args, io, { signal: interruptSignal() }) },
   'compact-journal': { help: compactHelp, run: (args, io) => compactCommand(args, io, { signal: interruptSignal() }) },
   config: { help: configHelp, run: (args, io) => configCommand(args, io) },
+  notifications: { help: notificationsHelp, run: (args, io) => notificationsCommand(args, io) },
 };
 
 runEntry('registry: ', () => dispatch(process.argv.slice(2), commands, processIo()));

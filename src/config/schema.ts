@@ -8,6 +8,7 @@ import { parseTrustProxy, type TrustProxy } from '../http/trust-proxy';
 import { parseQuotas, type QuotaRule } from '../quota/quotas';
 import { parsePolicies, type RetentionPolicy } from '../retention/policy';
 import { parsePathPrefix, parseSessionTtl } from '../ui/settings';
+import { parseEndpoints, parseMaxAge, type EndpointSettings } from '../notifications/settings';
 
 /** os/architecture[/variant], as in an index's platform. */
 function parsePlatform(value: unknown, where: string): string {
@@ -139,6 +140,15 @@ export const schema = {
       perClient: int(4, 'password checks (bcrypt runs) one client address may have under way at once; more get 429', 1),
       queue: int(32, 'password checks waiting for the bcrypt worker at most; more get 503', 1),
     },
+  },
+  notifications: {
+    endpoints: custom<EndpointSettings[]>(
+      [],
+      parseEndpoints,
+      'webhook receivers of push/pull/delete/mount events (docs/notifications.md): [{name, url, enabled, headers, timeout, backoff: {initial, max}, maxRetries, actions, repositories, ignoreMediaTypes, secretFile | secretEnv}]',
+    ),
+    maxAge: custom<number>(86400, parseMaxAge, 'an event not delivered within this long is dropped with a log line: 24h, 30m or seconds (at least 1m)'),
+    pullEvents: bool(false, 'also make pull events (manifest GETs; one index write per pull): off by default, they can be many'),
   },
   ui: {
     enabled: bool(true, 'serve the web UI (browse repositories, tags and images; delete with the right)'),

@@ -393,4 +393,20 @@ export const MIGRATIONS: readonly string[] = [
     INSERT INTO refs_outbox (record) VALUES (json_object('t', 'v1img', 'r', new.repo, 'i', new.id, 'p', new.parent, 'j', new.json_digest, 'l', new.layer_digest, 'n', new.layer_size, 'k', new.checksum, 'x', new.complete, 'c', new.created_at, 'df', new.diff_id, 'lf', new.layer_format));
   END;
   `,
+  // Webhook notifications (docs/notifications.md): one row per event and endpoint, written in the transaction of the
+  // change it reports, deleted once the endpoint has it (or dropped past maxAge/maxRetries). Not a change to what the
+  // index knows: no reference journal records (no triggers).
+  `
+  CREATE TABLE notify_outbox (
+    seq        INTEGER PRIMARY KEY,     -- delivery order (per endpoint, so per repository too)
+    endpoint   TEXT NOT NULL,           -- notifications.endpoints[].name
+    repo       TEXT NOT NULL,
+    event      TEXT NOT NULL,           -- the event JSON as it is sent (its id stays the same on every attempt)
+    created_at INTEGER NOT NULL,
+    attempts   INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT
+  );
+  CREATE INDEX notify_outbox_endpoint ON notify_outbox(endpoint, seq);
+  CREATE INDEX notify_outbox_created ON notify_outbox(created_at);
+  `,
 ];

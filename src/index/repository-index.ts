@@ -40,8 +40,11 @@ export class RepositoryIndex {
     this.statements = TABLES.map(([key, sql]) => ({ key, stmt: db.prepare(sql) }));
   }
 
-  /** Delete `name` and everything in it; undefined if there is no such repository. */
-  async deleteRepository(name: string): Promise<DeletedRepository | undefined> {
+  /**
+   * Delete `name` and everything in it; undefined if there is no such repository. `within` runs in the same
+   * transaction once it is done (the repository's delete event).
+   */
+  async deleteRepository(name: string, within?: () => void): Promise<DeletedRepository | undefined> {
     return this.core.transaction(() => {
       if (!this.core.getRepository(name)) return undefined;
       const counts: DeletedRepository = { tags: 0, manifests: 0, blobs: 0, v1Tags: 0, v1Images: 0, uploads: 0 };
@@ -50,6 +53,7 @@ export class RepositoryIndex {
         if (key) counts[key] = n;
       }
       this.core.deleteRepository(name);
+      within?.();
       return counts;
     });
   }

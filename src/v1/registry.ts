@@ -10,6 +10,7 @@ import type { Digest } from '../storage/digest';
 import { isTag } from '../names';
 import { assertImageId } from './names';
 import type { BridgedV1Image, V2ToV1Bridge } from '../bridge/v2-to-v1';
+import type { EventRecorder } from '../notifications/notifier';
 
 // The v1 protocol's rules (section 2 and 4 of v1-protocol.md), over the shared blob store and index.
 // Routes translate HTTP to these calls; every guard and its order lives here.
@@ -40,13 +41,20 @@ export interface V1Options {
   fromV2?: V2ToV1Bridge;
   /** A layer whose analysis could not keep up with its upload: to be analyzed from storage, off the request path. */
   onUnanalyzedLayer?: (digest: Digest) => void;
+  /** Webhook notifications: each change records its event in its own transaction. */
+  events?: EventRecorder;
 }
+
+/** Media types of v1 events: the image JSON, and the layer as v2 blob events report blobs. */
+const V1_JSON_MEDIA_TYPE = 'application/vnd.docker.container.image.v1+json';
+const V1_LAYER_MEDIA_TYPE = 'application/octet-stream';
 
 export class V1Registry {
   private readonly quotas?: Quotas;
   private readonly analyzeLayers: boolean;
   private readonly fromV2?: V2ToV1Bridge;
   private readonly onUnanalyzedLayer?: (digest: Digest) => void;
+  private readonly events?: EventRecorder;
 
   constructor(
     private readonly core: MetadataIndex,
@@ -59,6 +67,7 @@ export class V1Registry {
     this.analyzeLayers = opts.analyzeLayers ?? true;
     this.fromV2 = opts.fromV2;
     this.onUnanalyzedLayer = opts.onUnanalyzedLayer;
+    this.events = opts.events;
   }
 
   // ---- images ----
@@ -158,9 +167,23 @@ export class V1Registry {
     if (image.complete) throw new RegistryError('CONFLICT', 'Cannot set this image checksum');
     if (!image.checksum) throw new RegistryError('BAD_REQUEST', 'Image layer not uploaded yet, upload the layer first');
     const sums = payloadHeader.split(',').map((s) => s.trim());
-    if (!sums.includes(image.checksum) || !this.index.completeV1Image(repo, id, image.checksum)) {
-      throw new RegistryError('BAD_REQUEST', 'Checksum mismatch');
-    }
+    this.core.transaction(() => {
+      if (!sums.includes(image.checksum!) || !this.index.completeV1Image(repo, id, image.checksum!)) {
+        throw new RegistryError('BAD_REQUEST', 'Checksum mismatch');
+      }
+      // The image is pushed once it is complete (visible): its JSON and its layer, one event each.
+      if (this.events) {
+        this.events.record('push', repo, this.jsonTarget(image));
+        if (image.layerDigest) {
+          this.events.record('push', repo, { mediaType: V1_LAYER_MEDIA_TYPE, digest: image.layerDigest, size: image.layerSize ?? undefined, imageId: id, path: `/v1/images/${id}/layer` });
+        }
+      }
+    });
+  }
+
+  private jsonTarget(image: V1Image) {
+    const size = this.blobs.stat(image.jsonDigest)?.size;
+    return { mediaType: V1_JSON_MEDIA_TYPE, digest: image.jsonDigest, size, imageId: image.id, path: `/v1/images/${image.id}/json` };
   }
 
   /** Up to `n` repositories among `visible` holding a complete image with this id: v1 image URLs carry no repository. */
@@ -209,12 +232,20 @@ export class V1Registry {
     if (typeof id !== 'string') throw new RegistryError('BAD_REQUEST', 'Invalid data');
     assertImageId(id);
     // Only an image of this repository: a tag never points into another tenant's images.
-    if (!this.index.getV1Image(repo, id)?.complete) throw new RegistryError('NOT_FOUND', NOT_FOUND);
-    this.index.setV1Tag(repo, tag, id, JSON.stringify(tagJson(userAgent)));
+    const image = this.index.getV1Image(repo, id);
+    if (!image?.complete) throw new RegistryError('NOT_FOUND', NOT_FOUND);
+    this.core.transaction(() => {
+      this.index.setV1Tag(repo, tag, id, JSON.stringify(tagJson(userAgent)));
+      this.events?.record('push', repo, { ...this.jsonTarget(image), tag, path: `/v1/repositories/${repo}/tags/${tag}` });
+    });
   }
 
   deleteTag(repo: string, tag: string): void {
-    if (!this.index.deleteV1Tag(repo, tag)) throw new RegistryError('NOT_FOUND', `Tag not found: ${tag}`);
+    this.core.transaction(() => {
+      const imageId = this.events && this.index.getV1Tag(repo, tag)?.imageId;
+      if (!this.index.deleteV1Tag(repo, tag)) throw new RegistryError('NOT_FOUND', `Tag not found: ${tag}`);
+      this.events?.record('delete', repo, { tag, imageId: imageId || undefined });
+    });
   }
 
   tagJson(repo: string, tag: string): object {
@@ -224,7 +255,7 @@ export class V1Registry {
 
   /** The whole repository goes, v2 content included: it is one repository, whichever protocol deletes it. */
   async deleteRepository(repo: string): Promise<void> {
-    if (!(await this.repositories.deleteRepository(repo))) throw new RegistryError('NOT_FOUND', 'Repository not found');
+    if (!(await this.repositories.deleteRepository(repo, () => this.events?.record('delete', repo, {})))) throw new RegistryError('NOT_FOUND', 'Repository not found');
   }
 
   getProperties(repo: string): { access: 'private' | 'public' } {

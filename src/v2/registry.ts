@@ -10,6 +10,7 @@ import type { PullRecorder } from '../retention/pull-recorder';
 import type { BlobStore } from '../storage/blob-store';
 import { digestBytes, parseDigest, type Digest } from '../storage/digest';
 import { MEDIA, parseManifest } from './manifest';
+import type { EventRecorder } from '../notifications/notifier';
 
 // The OCI Distribution rules over the shared blob store and index. Routes only translate HTTP.
 
@@ -28,12 +29,18 @@ export interface V2Options {
   quotas?: Quotas;
   /** Remembers manifest pulls, for retention's keepPulledWithin. */
   pulls?: PullRecorder;
+  /** Webhook notifications: each change records its event in its own transaction. */
+  events?: EventRecorder;
 }
+
+/** What a blob event says its target is (distribution reports blobs so: the manifest says what they hold). */
+const BLOB_MEDIA_TYPE = 'application/octet-stream';
 
 export class V2Registry {
   private readonly gcDelayMs: number;
   private readonly quotas?: Quotas;
   private readonly pulls?: PullRecorder;
+  private readonly events?: EventRecorder;
 
   constructor(
     private readonly core: MetadataIndex,
@@ -45,6 +52,7 @@ export class V2Registry {
     this.gcDelayMs = opts.gcDelayMs ?? 3600_000;
     this.quotas = opts.quotas?.enabled ? opts.quotas : undefined;
     this.pulls = opts.pulls;
+    this.events = opts.events;
   }
 
   // ---- blobs ----
@@ -64,7 +72,10 @@ export class V2Registry {
 
   /** Remove a blob from a repository; its bytes stay while anything else uses them. */
   deleteBlob(repo: string, digest: Digest): void {
-    if (!this.index.unlinkBlob(repo, digest)) throw new RegistryError('BLOB_UNKNOWN', undefined, { detail: { digest } });
+    this.core.transaction(() => {
+      if (!this.index.unlinkBlob(repo, digest)) throw new RegistryError('BLOB_UNKNOWN', undefined, { detail: { digest } });
+      this.events?.record('delete', repo, { mediaType: BLOB_MEDIA_TYPE, digest, path: `/v2/${repo}/blobs/${digest}` });
+    });
   }
 
   // ---- uploads ----
@@ -90,6 +101,7 @@ export class V2Registry {
       if (!blob) return undefined;
       this.quotas?.checkLink(repo, digest, blob.size);
       this.index.linkBlob(repo, digest);
+      this.events?.record('mount', repo, { ...this.blobTarget(repo, blob), fromRepository: from });
       return blob;
     });
   }
@@ -126,7 +138,12 @@ export class V2Registry {
     return (blob) => {
       this.quotas?.checkLink(repo, blob.digest, blob.size);
       this.index.linkBlob(repo, blob.digest);
+      this.events?.record('push', repo, this.blobTarget(repo, blob));
     };
+  }
+
+  private blobTarget(repo: string, blob: BlobRecord) {
+    return { mediaType: BLOB_MEDIA_TYPE, digest: blob.digest, size: blob.size, path: `/v2/${repo}/blobs/${blob.digest}` };
   }
 
   async cancelUpload(repo: string, id: string): Promise<void> {
@@ -139,8 +156,14 @@ export class V2Registry {
   /** A manifest GET or HEAD: resolve it, and remember the pull (in batches) for retention policies. */
   pull(repo: string, reference: string): ManifestRecord {
     const manifest = this.resolve(repo, reference);
-    this.pulls?.record(repo, manifest.digest, referenceKind(reference) === 'tag' ? reference : undefined);
+    const tag = referenceKind(reference) === 'tag' ? reference : undefined;
+    this.pulls?.record(repo, manifest.digest, tag);
+    if (this.events?.pulls) this.events.record('pull', repo, this.manifestTarget(manifest, tag));
     return manifest;
+  }
+
+  private manifestTarget(m: { repo: string; digest: Digest; mediaType: string; size: number }, tag: string | undefined) {
+    return { mediaType: m.mediaType, digest: m.digest, size: m.size, tag, path: `/v2/${m.repo}/manifests/${m.digest}` };
   }
 
   /** Resolve a tag or digest reference to a manifest of this repository (a malformed one names none). */
@@ -206,26 +229,33 @@ export class V2Registry {
         tag,
         bridgedFromV1,
       );
+      // A tag the bridge makes from a v1 tag is no push: the v1 tag's own event reported it.
+      if (bridgedFromV1 === undefined) this.events?.record('push', repo, this.manifestTarget({ repo, digest, mediaType: parsed.mediaType, size: body.length }, tag));
     });
     return { digest, subject: parsed.subject };
   }
 
   /** By digest: the manifest and every tag on it. By tag: only the tag. */
   deleteManifest(repo: string, reference: string): void {
-    if (referenceKind(reference) === 'tag') {
-      if (!this.index.deleteTag(repo, reference)) throw new RegistryError('MANIFEST_UNKNOWN', undefined, { detail: { reference } });
-      return;
-    }
-    if (!this.index.deleteManifest(repo, reference as Digest)) {
-      throw new RegistryError('MANIFEST_UNKNOWN', undefined, { detail: { reference } });
-    }
+    const unknown = () => new RegistryError('MANIFEST_UNKNOWN', undefined, { detail: { reference } });
+    this.core.transaction(() => {
+      if (referenceKind(reference) === 'tag') {
+        const digest = this.events && this.index.resolveTag(repo, reference);
+        if (!this.index.deleteTag(repo, reference)) throw unknown();
+        this.events?.record('delete', repo, { digest: digest || undefined, tag: reference });
+        return;
+      }
+      const manifest = this.events && this.index.getManifest(repo, reference as Digest);
+      if (!this.index.deleteManifest(repo, reference as Digest)) throw unknown();
+      if (manifest) this.events?.record('delete', repo, { mediaType: manifest.mediaType, digest: manifest.digest, size: manifest.size });
+    });
   }
 
   // ---- repositories ----
 
   /** Delete the repository and everything in it (both protocols'); the bytes are left to garbage collection. */
   async deleteRepository(repo: string): Promise<DeletedRepository> {
-    const deleted = await this.repositories.deleteRepository(repo);
+    const deleted = await this.repositories.deleteRepository(repo, () => this.events?.record('delete', repo, {}));
     if (!deleted) throw new RegistryError('NAME_UNKNOWN', undefined, { detail: { name: repo } });
     return deleted;
   }

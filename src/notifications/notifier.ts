@@ -1,0 +1,145 @@
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { randomUUID } from 'node:crypto';
+import { ConfigError } from '../config/errors';
+import type { NotificationIndex } from '../index/notification-index';
+import { makeEvent, type EventSource, type EventTarget } from './events';
+import { EndpointFilter } from './filter';
+import { currentRequest } from './request-scope';
+import { EndpointSender, type EndpointStats, type SenderLog, type SenderOptions } from './sender';
+import type { Action, EndpointSettings } from './settings';
+
+// The registry's side of notifications: registry semantics (src/v1, src/v2) call record() inside the
+// transaction of each change, which queues the event for every enabled endpoint whose filters match; one
+// EndpointSender per endpoint delivers in the background. Without enabled endpoints none of this is built.
+
+/** What registry semantics see: record an event in the transaction of the change it reports. */
+export interface EventRecorder {
+  /** Whether pull events are wanted by some endpoint (pulls are reads: recording one is a write). */
+  readonly pulls: boolean;
+  record(action: Action, repository: string, target: EventTarget): void;
+}
+
+export interface NotificationSettings {
+  endpoints: readonly EndpointSettings[];
+  maxAge: number;
+  pullEvents: boolean;
+}
+
+interface Active {
+  settings: EndpointSettings;
+  filter: EndpointFilter;
+  sender: EndpointSender;
+}
+
+const PRUNE_EVERY_MS = 60_000;
+
+export class Notifier implements EventRecorder {
+  readonly pulls: boolean;
+  private readonly active: Active[];
+  private readonly source: EventSource;
+  private wakeScheduled = new Set<Active>();
+  private pruneTimer: NodeJS.Timeout | undefined;
+  private readonly maxAgeMs: number;
+
+  constructor(
+    settings: NotificationSettings,
+    private readonly outbox: NotificationIndex,
+    private readonly log: SenderLog,
+    opts: { port: number; env?: NodeJS.ProcessEnv; sender?: Partial<SenderOptions> },
+  ) {
+    this.source = { addr: `${hostname()}:${opts.port}`, instanceID: randomUUID() };
+    this.active = settings.endpoints.flatMap((e, i) => {
+      if (!e.enabled) return [];
+      const secret = loadSecret(e, `notifications.endpoints[${i}]`, opts.env ?? process.env);
+      const sender = new EndpointSender(e, outbox, log, { maxAgeMs: settings.maxAge * 1000, secret, ...opts.sender });
+      return [{ settings: e, filter: new EndpointFilter(e, settings.pullEvents), sender }];
+    });
+    this.pulls = this.active.some((a) => a.filter.wantsAction('pull'));
+    this.maxAgeMs = settings.maxAge * 1000;
+  }
+
+  /** Whether any endpoint is enabled (else the registry is built without a notifier at all). */
+  get enabled(): boolean {
+    return this.active.length > 0;
+  }
+
+  record(action: Action, repository: string, target: EventTarget): void {
+    const to = this.active.filter((a) => a.filter.matches(action, repository, target.mediaType));
+    if (to.length === 0) return;
+    const request = currentRequest();
+    // A HEAD checks that a manifest is there (clients do before pushing, and to compare digests): no pull.
+    if (action === 'pull' && request?.method === 'HEAD') return;
+    const now = new Date();
+    const event = JSON.stringify(makeEvent(action, repository, target, request, this.source, now));
+    this.outbox.enqueue(
+      to.map((a) => a.settings.name),
+      repository,
+      event,
+      now.getTime(),
+    );
+    // Woken after this tick, when the transaction that wrote the rows has committed (or rolled back).
+    const first = this.wakeScheduled.size === 0;
+    for (const a of to) this.wakeScheduled.add(a);
+    if (first) setImmediate(() => this.wakeSenders());
+  }
+
+  start(): void {
+    for (const a of this.active) a.sender.start();
+    this.pruneTimer = setInterval(() => this.prune(), PRUNE_EVERY_MS);
+    this.pruneTimer.unref();
+    this.prune();
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.pruneTimer);
+    await Promise.all(this.active.map((a) => a.sender.stop()));
+  }
+
+  /** Per enabled endpoint: pending, oldest pending age, delivered, failed attempts, dropped, last error. */
+  stats(): EndpointStats[] {
+    return this.active.map((a) => a.sender.stats());
+  }
+
+  private wakeSenders(): void {
+    const woken = [...this.wakeScheduled];
+    this.wakeScheduled.clear();
+    for (const a of woken) a.sender.wake();
+  }
+
+  /**
+   * Drop what is past notifications.maxAge for endpoints no sender looks at (removed or disabled since the
+   * events were made), so the table stays bounded whatever the configuration did.
+   */
+  private prune(): void {
+    try {
+      const active = this.active.map((a) => a.settings.name);
+      for (;;) {
+        const rows = this.outbox.expired(Date.now() - this.maxAgeMs, active, 500);
+        if (rows.length === 0) break;
+        this.outbox.remove(rows.map((r) => r.seq));
+        for (const r of rows) this.log.warn({ endpoint: r.endpoint, seq: r.seq, repository: r.repo }, 'notification dropped: older than notifications.maxAge (endpoint not configured or disabled)');
+        if (rows.length < 500) break;
+      }
+    } catch (err) {
+      this.log.error({ err }, 'pruning old notifications failed');
+    }
+  }
+}
+
+/** The endpoint's HMAC key from its file or environment variable (never from the config itself, never logged). */
+function loadSecret(e: EndpointSettings, at: string, env: NodeJS.ProcessEnv): Buffer | undefined {
+  let secret: string | undefined;
+  if (e.secretFile !== undefined) {
+    try {
+      secret = readFileSync(e.secretFile, 'utf8').replace(/\r?\n$/, '');
+    } catch (err) {
+      throw new ConfigError(`${at}.secretFile: cannot read ${e.secretFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+  } else if (e.secretEnv !== undefined) {
+    secret = env[e.secretEnv];
+    if (secret === undefined) throw new ConfigError(`${at}.secretEnv: environment variable ${e.secretEnv} is not set`);
+  } else return undefined;
+  if (secret.length < 16) throw new ConfigError(`${at}: the secret must be at least 16 characters`);
+  return Buffer.from(secret, 'utf8');
+}
