@@ -8,6 +8,7 @@ import type { V1ToV2Bridge } from './bridge/v1-to-v2';
 import type { GarbageCollector } from './gc/collector';
 import type { Quotas } from './quota/quotas';
 import type { Retention } from './retention/retention';
+import type { Metrics } from './metrics/metrics';
 
 /** Everything a route may use, built once in app.ts and decorated onto the fastify instance. */
 export interface RegistryContext {
@@ -22,6 +23,8 @@ export interface RegistryContext {
   gc: GarbageCollector;
   retention: Retention;
   quotas: Quotas;
+  /** Where subsystems add their Prometheus series (src/metrics/metrics.ts); served only with metrics.enabled. */
+  metrics: Metrics;
 }
 
 declare module 'fastify' {

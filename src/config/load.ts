@@ -3,6 +3,7 @@ import { parse as parseYaml } from 'yaml';
 import { schema, isLeaf, type Branch, type Leaf, type Config } from './schema';
 
 import { ConfigError } from './errors';
+import { checkMetricsConfig } from '../metrics/settings';
 
 export { ConfigError };
 
@@ -113,6 +114,7 @@ export function parseConfig(text: string, env: NodeJS.ProcessEnv = process.env, 
     }
   }
   checkAddr(config.http.addr);
+  checkMetricsConfig(config);
   return deepFreeze(config);
 }
 
@@ -133,7 +135,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 /** A config with every default, plus overrides: for tests and tools. */
 export function defaultConfig(overrides: DeepPartial<Config> = {}): Config {
   const usedEnv = new Set<string>();
-  return deepFreeze(resolve(schema, overrides, {}, [], usedEnv) as unknown as Config);
+  const config = resolve(schema, overrides, {}, [], usedEnv) as unknown as Config;
+  checkMetricsConfig(config);
+  return deepFreeze(config);
 }
 
 export type DeepPartial<T> = { [K in keyof T]?: T[K] extends object ? DeepPartial<T[K]> : T[K] };
