@@ -109,8 +109,8 @@ export function registrySeries(metrics: Metrics, parts: RegistryParts): void {
     help: 'Bytes the upload requests streaming now have received so far',
     collect() { this.set(blobs.appendsInFlight().bytes); },
   });
-  mirrored(metrics.counter({ name: 'registry_upload_bytes_total', help: 'Bytes appended to uploads and staged' }), () => [[{}, blobs.counts.appendedBytes]]);
-  mirrored(metrics.counter({ name: 'registry_uploads_completed_total', help: 'Uploads that became a blob (or found it stored already)' }), () => [
+  mirrored(metrics.counter({ name: 'registry_upload_bytes_total', help: 'Bytes stored through uploads and one-shot bodies (v2 blob uploads, manifests, v1 layers and image JSON)' }), () => [[{}, blobs.counts.appendedBytes]]);
+  mirrored(metrics.counter({ name: 'registry_uploads_completed_total', help: 'Uploads and one-shot bodies that became a blob (or found it stored already)' }), () => [
     [{}, blobs.counts.completed],
   ]);
 

@@ -63,7 +63,7 @@ interface LiveHash {
 
 /** What uploads have done since start, for monitoring (src/metrics reads it at scrape time). */
 export interface UploadCounts {
-  /** Bytes appended to uploads and staged (a failed append's bytes are rolled back and not counted). */
+  /** Bytes appended to uploads and one-shot ingests (manifests, v1 bodies); a failed append's are rolled back, not counted. */
   appendedBytes: number;
   /** Uploads (and one-shot ingests) that became a blob, or found it stored already. */
   completed: number;
