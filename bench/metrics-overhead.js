@@ -8,7 +8,8 @@
 //
 // Rows per round and server: a BENCH_BLOB_MB blob pushed monolithically (MiB/s, as bench row 1a);
 // BENCH_SMALL small images pushed one after the other (config + 4 KiB layer + manifest, images/s: the
-// per-request cost of a push); manifest GET by tag under wrk (req/s, as bench row 5a).
+// per-request cost of a push); manifest GET by tag under wrk (req/s, as bench row 5a). Beside each rate, the
+// server's CPU time per unit of work (/proc), which other load on a shared machine disturbs far less.
 
 const fs = require('node:fs');
 const http = require('node:http');
@@ -19,6 +20,7 @@ const { makeBlob } = require('./lib/bytes');
 const { send, expectStatus } = require('./lib/http');
 const { rateRun, wrkScript } = require('./lib/load');
 const { smallImage, pushSmallImage } = require('./lib/oci-image');
+const { cpuSeconds } = require('./lib/procfs');
 const { Registry } = require('./lib/registry');
 const { ACCEPT_MANIFEST, pushMonolithic } = require('./lib/v2-client');
 
@@ -52,7 +54,7 @@ async function main() {
     { name: 'metrics off', reg: new Registry('ours', path.join(tmp, 'off'), { ...common, REGISTRY_METRICS_ENABLED: 'false' }) },
     { name: 'metrics on', reg: new Registry('ours', path.join(tmp, 'on'), { ...common, REGISTRY_METRICS_ENABLED: 'true' }) },
   ];
-  const results = new Map(servers.map((s) => [s.name, { push: [], small: [], get: [] }]));
+  const results = new Map(servers.map((s) => [s.name, { push: [], small: [], get: [], pushCpu: [], smallCpu: [], getCpu: [] }]));
   let scraper;
   try {
     for (const s of servers) await s.reg.start();
@@ -69,16 +71,22 @@ async function main() {
         const r = results.get(name);
         const blob = makeBlob(`metrics:${name}:${round}:${Date.now()}`, BLOB_MB * MiB);
         let t = now();
+        let cpu = cpuSeconds(reg.pid);
         await pushMonolithic(reg, `bench/push-${round}`, blob);
         r.push.push(mibps(blob.bytes, secondsSince(t)));
+        r.pushCpu.push(((cpuSeconds(reg.pid) - cpu) * 1000) / BLOB_MB); // ms per MiB
         reg.dropBlobFile(blob.digest);
 
         t = now();
+        cpu = cpuSeconds(reg.pid);
         for (let i = 0; i < SMALL; i++) await pushSmallImage(reg, `bench/small-${round}`, smallImage(), [`t${i}`]);
         r.small.push(SMALL / secondsSince(t));
+        r.smallCpu.push(((cpuSeconds(reg.pid) - cpu) * 1000) / SMALL); // ms per image
 
+        cpu = cpuSeconds(reg.pid);
         const w = await rateRun(reg.url(MANIFEST).href, script, ACCEPT_MANIFEST, { threads: 2, connections: CONNECTIONS, seconds: SECONDS });
         r.get.push(w.value);
+        r.getCpu.push(((cpuSeconds(reg.pid) - cpu) * 1e6) / w.requests); // us per request
         console.log(`round ${round + 1}/${ROUNDS} ${name}: push ${fmt(r.push.at(-1), 0)} MiB/s, small ${fmt(r.small.at(-1), 1)} images/s, GET ${fmt(w.value, 0)} req/s`);
       }
     }
@@ -101,6 +109,9 @@ async function main() {
         row(`blob push ${BLOB_MB} MiB, monolithic (MiB/s)`, 'push', 0),
         row(`small image push, sequential (images/s)`, 'small', 1),
         row(`manifest GET by tag, ${CONNECTIONS} connections (req/s)`, 'get', 0),
+        row(`  server CPU per MiB pushed (ms)`, 'pushCpu', 2),
+        row(`  server CPU per small image pushed (ms)`, 'smallCpu', 2),
+        row(`  server CPU per manifest GET (us)`, 'getCpu', 1),
       ],
       ['', 'metrics off', 'metrics on', 'on vs off'],
     ),

@@ -74,8 +74,13 @@ export class Metrics {
 }
 
 /** The same name twice is a programming error prom-client reports; our own prefix is checked here. */
+export function checkedName(name: string): string {
+  if (!/^registry_[a-z0-9_]+$/.test(name)) throw new Error(`metric ${name}: names are registry_ and lower-case words`);
+  return name;
+}
+
 function checked<T extends { name: string }>(config: T): T {
-  if (!/^registry_[a-z0-9_]+$/.test(config.name)) throw new Error(`metric ${config.name}: names are registry_ and lower-case words`);
+  checkedName(config.name);
   return config;
 }
 

@@ -2,6 +2,7 @@ import { Readable } from 'node:stream';
 import t from 'tap';
 import { FailedLoginLimiter } from '../../src/auth/limiter';
 import { parseConfig } from '../../src/config/load';
+import { CellCounter, CellHistogram } from '../../src/metrics/cells';
 import { MetricsGuard } from '../../src/metrics/endpoint';
 import { protocolOf } from '../../src/metrics/http';
 import { Metrics } from '../../src/metrics/metrics';
@@ -159,4 +160,28 @@ t.test('the text-format parser is strict', async (t) => {
   t.throws(() => parsePrometheusText('# TYPE a counter\na 1\n# TYPE b counter\nb 1\n# TYPE a counter\n'), /twice/);
   const f = parsePrometheusText('# HELP a it\n# TYPE a counter\na{x="q\\"\\n"} 1.5e3\n');
   t.equal(valueOf(f, 'a', { x: 'q"\n' }), 1500);
+});
+
+t.test('cells: hot-path counters and histograms reach the exposition at scrape time', async (t) => {
+  const m = Metrics.disabled();
+  const counter = new CellCounter(m, 'registry_test_cells_total', 'cells', ['kind']);
+  const a = counter.cell({ kind: 'a' });
+  counter.cell({ kind: 'b' });
+  a.pending += 3;
+  const h = new CellHistogram(m, 'registry_test_cell_seconds', 'latency', [0.1, 1]);
+  const fast = h.cell({ route: '/x' });
+  for (const v of [0.05, 0.1, 0.5, 2]) fast.observe(v);
+  let f = parsePrometheusText(await m.scrape());
+  t.equal(valueOf(f, 'registry_test_cells_total', { kind: 'a' }), 3);
+  t.ok(f.get('registry_test_cells_total')!.samples.some((s) => s.labels.kind === 'b' && s.value === 0), 'a cell shows at 0 from its creation');
+  t.equal(f.get('registry_test_cell_seconds')!.type, 'histogram');
+  t.equal(valueOf(f, 'registry_test_cell_seconds_bucket', { route: '/x', le: '0.1' }), 2, 'le is inclusive');
+  t.equal(valueOf(f, 'registry_test_cell_seconds_bucket', { route: '/x', le: '1' }), 3, 'cumulative');
+  t.equal(valueOf(f, 'registry_test_cell_seconds_bucket', { route: '/x', le: '+Inf' }), 4);
+  t.equal(valueOf(f, 'registry_test_cell_seconds_count', { route: '/x' }), 4);
+  t.equal(valueOf(f, 'registry_test_cell_seconds_sum', { route: '/x' }), 2.65);
+  a.pending++;
+  f = parsePrometheusText(await m.scrape());
+  t.equal(valueOf(f, 'registry_test_cells_total', { kind: 'a' }), 4, 'a second scrape adds only what came since');
+  t.throws(() => new CellHistogram(m, 'bad_name', 'x', [1]), /registry_/);
 });
