@@ -87,7 +87,10 @@ async function main() {
         const w = await rateRun(reg.url(MANIFEST).href, script, ACCEPT_MANIFEST, { threads: 2, connections: CONNECTIONS, seconds: SECONDS });
         r.get.push(w.value);
         r.getCpu.push(((cpuSeconds(reg.pid) - cpu) * 1e6) / w.requests); // us per request
-        console.log(`round ${round + 1}/${ROUNDS} ${name}: push ${fmt(r.push.at(-1), 0)} MiB/s, small ${fmt(r.small.at(-1), 1)} images/s, GET ${fmt(w.value, 0)} req/s`);
+        console.log(
+          `round ${round + 1}/${ROUNDS} ${name}: push ${fmt(r.push.at(-1), 0)} MiB/s (${fmt(r.pushCpu.at(-1), 2)} ms CPU/MiB), ` +
+            `small ${fmt(r.small.at(-1), 1)} images/s (${fmt(r.smallCpu.at(-1), 1)} ms CPU each), GET ${fmt(w.value, 0)} req/s (${fmt(r.getCpu.at(-1), 1)} us CPU each)`,
+        );
       }
     }
   } finally {
