@@ -45,6 +45,13 @@ import { splitAddr } from './config/load';
 import { NotificationIndex } from './index/notification-index';
 import { Notifier } from './notifications/notifier';
 import { enterRequestScope } from './notifications/request-scope';
+import { Metrics } from './metrics/metrics';
+import { metricsCredentials } from './metrics/settings';
+import { metricsGuard, serveMetrics } from './metrics/endpoint';
+import { declareRouteLabel, instrumentHttp } from './metrics/http';
+import { instrumentDriver } from './metrics/storage-driver';
+import { indexTimings, registrySeries } from './metrics/registry-series';
+import { StatsIndex } from './index/stats-index';
 
 export interface BuildOptions {
   /** Override fastify's logger (tests pass false). */
@@ -78,11 +85,16 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     if (!IMPLEMENTED_METHODS.has(request.method)) throw new RegistryError('UNSUPPORTED', `${request.method} is not implemented`, { status: 501 });
   });
 
-  const driver = await createDriver(config);
+  // Metrics off: no series are served and nothing per request or per storage call is measured.
+  const metrics = config.metrics.enabled ? Metrics.create() : Metrics.disabled();
+  const guard = metrics.enabled ? metricsGuard(metricsCredentials(config), config.auth.failedLogins) : undefined;
+  const driver = metrics.enabled ? instrumentDriver(await createDriver(config), metrics) : await createDriver(config);
   await checkIndexPresent(config.index.path, driver);
   const db = openDatabase(config.index.path);
   const journal = new RefJournal(db, driver);
   const index = new MetadataIndex(db);
+  const timings = metrics.enabled ? indexTimings(metrics) : undefined;
+  if (timings) index.onTransaction = timings.transaction;
   const s3 = config.storage.s3;
   const blobs = new BlobStore(driver, index, config.storage.driver === 's3' && s3.redirect ? s3.redirectExpiry : 0, (err) =>
     app.log.error({ err }, 'deleting a staged upload failed; the stale-upload purge will retry'),
@@ -123,8 +135,10 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     retention,
     quotas,
     notifier,
+    metrics,
   };
   app.decorate('registry', ctx);
+  if (metrics.enabled) registrySeries(metrics, { blobs, access, gc, retention, quotas, stats: new StatsIndex(db) });
   // Without authentication every request is anonymous and may upload: then only headers have a deadline.
   await app.register(unauthenticatedDeadline, { timeoutMs: config.http.unauthenticatedTimeout * 1000, bodies: access.enabled });
   await app.register(authPlugin, { access });
@@ -139,7 +153,9 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   closeConnectionsAsTheyIdle(app);
 
   await journal.start();
-  answerWritesOnceDurable(app, new WalSync(db), journal);
+  answerWritesOnceDurable(app, new WalSync(db, undefined, timings?.walSync), journal, timings?.durableWait);
+  declareRouteLabel(app);
+  if (metrics.enabled) instrumentHttp(app, metrics);
 
   // One log line per request: id, method, route, status, bytes, duration. Nothing else of the request.
   app.addHook('onResponse', async (request, reply) => {
@@ -167,6 +183,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   if (config.ui.enabled) {
     await app.register(uiRoutes, { prefix: config.ui.pathPrefix, browse: new BrowseIndex(db) });
   }
+  if (guard) await serveMetrics(app, config.metrics.addr, metrics, guard);
 
   await purgeStaleUploads(app);
   await scheduleGarbageCollection(app, gc, config.gc.interval);
@@ -183,10 +200,12 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
  * committed but may not survive a power loss: the client gets an error (507 if the disk is full, else
  * 500), without the headers of the success it would have been.
  */
-function answerWritesOnceDurable(app: FastifyInstance, walSync: WalSync, journal: RefJournal): void {
+function answerWritesOnceDurable(app: FastifyInstance, walSync: WalSync, journal: RefJournal, observeWait?: (seconds: number) => void): void {
   app.addHook('onSend', async (request, reply, payload) => {
     if (request.method === 'GET' || request.method === 'HEAD') return payload;
+    const start = observeWait && process.hrtime.bigint();
     const [wal, refs] = await Promise.allSettled([walSync.flush(), journal.flush()]);
+    if (start) observeWait(Number(process.hrtime.bigint() - start) / 1e9);
     const failure =
       wal.status === 'rejected'
         ? { err: wal.reason, what: 'the index could not be synced to disk' }

@@ -9,6 +9,7 @@ import type { GarbageCollector } from './gc/collector';
 import type { Quotas } from './quota/quotas';
 import type { Retention } from './retention/retention';
 import type { Notifier } from './notifications/notifier';
+import type { Metrics } from './metrics/metrics';
 
 /** Everything a route may use, built once in app.ts and decorated onto the fastify instance. */
 export interface RegistryContext {
@@ -25,6 +26,8 @@ export interface RegistryContext {
   quotas: Quotas;
   /** Webhook notifications (an enabled endpoint configured): stats() per endpoint, for metrics. */
   notifier?: Notifier;
+  /** Where subsystems add their Prometheus series (src/metrics/metrics.ts); served only with metrics.enabled. */
+  metrics: Metrics;
 }
 
 declare module 'fastify' {

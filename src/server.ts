@@ -52,6 +52,10 @@ async function main(): Promise<void> {
 }
 
 main().catch((err) => {
+  if (err instanceof ConfigError) {
+    process.stderr.write(`registry: configuration error: ${err.message}\n`);
+    process.exit(2);
+  }
   if (err instanceof IndexMissingError) {
     process.stderr.write(`registry: ${err.message}\n`);
     process.exit(2);

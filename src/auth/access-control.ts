@@ -53,7 +53,19 @@ const V1_COVERS = new Map<V1Access, Action[]>([
 /** Failed logins wait this long before the 401, so guessing is slow; good logins never wait. */
 const FAILED_LOGIN_DELAY_MS = 300;
 
+/** What authentication has done since start, for monitoring (src/metrics reads it at scrape time). */
+export interface AuthCounts {
+  /** Credentials checked, by scheme: accepted or refused. Anonymous requests are not counted. */
+  results: Record<'basic' | 'bearer' | 'v1token', { success: number; failure: number }>;
+  /** Attempts refused without a check: a client over its failed-login or password-check limits, or the queue full. */
+  limited: Record<'failed_logins' | 'password_checks' | 'password_queue', number>;
+}
+
 export class AccessControl {
+  readonly counts: AuthCounts = {
+    results: { basic: { success: 0, failure: 0 }, bearer: { success: 0, failure: 0 }, v1token: { success: 0, failure: 0 } },
+    limited: { failed_logins: 0, password_checks: 0, password_queue: 0 },
+  };
   readonly enabled: boolean;
   readonly policy: AccessPolicy;
   readonly tokensEnabled: boolean;
@@ -126,11 +138,16 @@ export class AccessControl {
     if (!this.htpasswd) return true;
     const retryAfter = this.limiter.retryAfter(client, user);
     if (retryAfter > 0) {
+      this.counts.limited.failed_logins++;
       throw new RegistryError('TOOMANYREQUESTS', 'too many failed logins; try again later', { headers: { 'retry-after': String(retryAfter) } });
     }
     const ok = await this.htpasswd.verify(user, password, () => this.checks.enter(client)).catch((err: Error) => {
-      if (err instanceof RegistryError) throw err;
+      if (err instanceof RegistryError) {
+        if (err.code === 'TOOMANYREQUESTS') this.counts.limited.password_checks++; // the per-client gate
+        throw err;
+      }
       if (err instanceof BcryptBusyError) {
+        this.counts.limited.password_queue++;
         throw new RegistryError('UNAVAILABLE', 'too many password checks waiting; try again shortly', { headers: { 'retry-after': '1' } });
       }
       // The bcrypt worker failed (it died): say so, rather than letting it pass for bad credentials.
@@ -153,10 +170,12 @@ export class AccessControl {
     if (!this.htpasswd) return undefined; // external issuer only: no local users
     await this.htpasswd.reloadIfChanged();
     const before = this.fingerprintOf(user);
-    if (!(await this.checkPassword(user, password, client))) return undefined;
+    const ok = await this.checkPassword(user, password, client);
     // The file changed during the check: the entry we would bind to may not be the one checked.
-    const after = this.fingerprintOf(user);
-    return sameFingerprint(before, after) ? after : undefined;
+    const after = ok ? this.fingerprintOf(user) : undefined;
+    const fp = ok && sameFingerprint(before, after) ? after : undefined;
+    this.counts.results.basic[fp === undefined ? 'failure' : 'success']++;
+    return fp;
   }
 
   private fingerprintOf(user: string): string | undefined {
@@ -176,6 +195,18 @@ export class AccessControl {
 
   /** Identity from a Bearer or v1 Token Authorization header (Basic is parsed by @fastify/basic-auth). */
   async identifyToken(header: string): Promise<Identity> {
+    const scheme = /^bearer\s/i.test(header) ? 'bearer' : /^token\s/i.test(header) && this.enabled ? 'v1token' : undefined;
+    try {
+      const identity = await this.identifyTokenUncounted(header);
+      if (scheme) this.counts.results[scheme].success++;
+      return identity;
+    } catch (err) {
+      if (scheme) this.counts.results[scheme].failure++;
+      throw err;
+    }
+  }
+
+  private async identifyTokenUncounted(header: string): Promise<Identity> {
     if (/^bearer\s/i.test(header)) {
       const verified = await verifyJwt(header.replace(/^bearer\s+/i, '').trim(), this.bearerKeys);
       if (!verified) throw new RegistryError('UNAUTHORIZED', 'invalid token');

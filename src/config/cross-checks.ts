@@ -1,3 +1,4 @@
+import { checkMetricsConfig } from '../metrics/settings';
 import { checkPullEvents } from '../notifications/settings';
 import { ConfigError } from './errors';
 import type { Config } from './schema';
@@ -34,4 +35,5 @@ export function checkCrossKeys(config: Config): void {
   if (config.storage.driver === 's3') checkS3Config(config.storage.s3);
   checkIssuerConfig(config.auth.token);
   checkPullEvents(config.notifications.endpoints, config.notifications.pullEvents);
+  checkMetricsConfig(config);
 }

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { schema, isLeaf, type Branch, type Leaf, type Config } from './schema';
 
+import { checkMetricsConfig } from '../metrics/settings';
 import { checkCrossKeys } from './cross-checks';
 import { ConfigError } from './errors';
 
@@ -135,7 +136,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 /** A config with every default, plus overrides: for tests and tools. */
 export function defaultConfig(overrides: DeepPartial<Config> = {}): Config {
   const usedEnv = new Set<string>();
-  return deepFreeze(resolve(schema, overrides, {}, [], usedEnv) as unknown as Config);
+  const config = resolve(schema, overrides, {}, [], usedEnv) as unknown as Config;
+  checkMetricsConfig(config);
+  return deepFreeze(config);
 }
 
 export type DeepPartial<T> = { [K in keyof T]?: T[K] extends object ? DeepPartial<T[K]> : T[K] };

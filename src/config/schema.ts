@@ -9,6 +9,7 @@ import { parseQuotas, type QuotaRule } from '../quota/quotas';
 import { parsePolicies, type RetentionPolicy } from '../retention/policy';
 import { parsePathPrefix, parseSessionTtl } from '../ui/settings';
 import { parseEndpoints, parseMaxAge, type EndpointSettings } from '../notifications/settings';
+import { parseListenAddr } from '../metrics/settings';
 
 /** os/architecture[/variant], as in an index's platform. */
 function parsePlatform(value: unknown, where: string): string {
@@ -155,6 +156,13 @@ export const schema = {
     pathPrefix: custom<string>('/ui', parsePathPrefix, 'path the web UI is served under, in its links and as its cookie path (behind a proxy: the path the proxy forwards unchanged)'),
     sessionTtl: custom<number>(8 * 3600, parseSessionTtl, 'how long a web UI login lasts: 8h, 30m, 2d or seconds'),
     sessionSecretFile: optional('HMAC key of web UI session cookies and CSRF tokens (created with mode 0600 if missing; share it between replicas); empty: ui-session.key beside index.path'),
+  },
+  metrics: {
+    enabled: bool(false, 'serve Prometheus metrics at /metrics (docs/metrics.md); off: nothing is measured per request'),
+    addr: custom<string>('', parseListenAddr, 'host:port of a separate listener that serves only /metrics (empty: /metrics on http.addr)'),
+    user: optional('user name a scraper must send with Basic credentials (empty: /metrics asks for none)'),
+    password: optional('its password (prefer passwordFile or the REGISTRY_METRICS_PASSWORD variable to keeping it in this file)'),
+    passwordFile: optional('file whose first line is the password (read at start)'),
   },
 } as const satisfies Branch;
 

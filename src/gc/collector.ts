@@ -61,8 +61,24 @@ export class GarbageCollector {
    * one process queue; across processes one holds the index's collection lock and the others get GcBusyError.
    */
   run(opts: GcRunOptions = {}): Promise<GcReport> {
-    return this.exclusive(() => this.runLocked(opts));
+    const run = this.exclusive(() => this.runLocked(opts));
+    if (!opts.dryRun) {
+      run.then(
+        (report) => {
+          const reclaimed = report.bytes + report.strayBytes;
+          Object.assign(this.counts, { runs: this.counts.runs + 1, lastSuccessMs: Date.now(), lastReclaimedBytes: reclaimed });
+          this.counts.reclaimedBytes += reclaimed;
+        },
+        (err) => {
+          if (!(err instanceof GcBusyError) && !opts.signal?.aborted) this.counts.failures++;
+        },
+      );
+    }
+    return run;
   }
+
+  /** Runs in this process since start (not a dry run), for monitoring; a run from the CLI is another process's. */
+  readonly counts = { runs: 0, failures: 0, lastSuccessMs: 0, lastReclaimedBytes: 0, reclaimedBytes: 0 };
 
   /**
    * Delete the bytes of blobs a run took out of the index and did not get to delete (it was killed): until

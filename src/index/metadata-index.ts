@@ -83,8 +83,18 @@ export class MetadataIndex {
    * from the CLI), which a deferred transaction would let through or fail on.
    */
   transaction<T>(fn: () => T): T {
-    return this.db.transaction(fn).immediate();
+    const observe = this.onTransaction;
+    if (!observe || this.db.inTransaction) return this.db.transaction(fn).immediate(); // nested: the outer one is timed
+    const start = process.hrtime.bigint();
+    try {
+      return this.db.transaction(fn).immediate();
+    } finally {
+      observe(Number(process.hrtime.bigint() - start) / 1e9);
+    }
   }
+
+  /** Told how long each outermost transaction() took, in seconds, waiting for the lock included (metrics). */
+  onTransaction?: (seconds: number) => void;
 
   close(): void {
     if (this.db.open) this.db.close();

@@ -24,6 +24,8 @@ export class WalSync {
     db: Db,
     /** fdatasync of the WAL file; replaceable for tests. */
     private readonly syncWal: () => Promise<void> = () => fdatasyncIfExists(`${db.name}-wal`),
+    /** Told how long each sync took, in seconds (metrics). */
+    private readonly onSync?: (seconds: number) => void,
   ) {
     const stmt = db.prepare('SELECT total_changes()').pluck();
     this.changes = db.memory ? () => 0 : () => stmt.get() as number;
@@ -39,10 +41,20 @@ export class WalSync {
         continue;
       }
       const covers = this.changes();
-      this.running = this.syncWal()
+      this.running = this.timedSync()
         .then(() => void (this.synced = covers)) // one sync at a time, so covers only grows
         .finally(() => (this.running = null));
       await this.running;
+    }
+  }
+
+  private async timedSync(): Promise<void> {
+    if (!this.onSync) return this.syncWal();
+    const start = process.hrtime.bigint();
+    try {
+      await this.syncWal();
+    } finally {
+      this.onSync(Number(process.hrtime.bigint() - start) / 1e9);
     }
   }
 }

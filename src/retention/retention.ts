@@ -60,8 +60,23 @@ export class Retention {
   run(opts: RetentionRunOptions = {}): Promise<RetentionReport> {
     const next = this.queue.then(() => this.runNow(opts));
     this.queue = next.catch(() => undefined);
+    if (!opts.dryRun) {
+      next.then(
+        (report) => {
+          Object.assign(this.counts, { runs: this.counts.runs + 1, lastSuccessMs: Date.now() });
+          this.counts.tagsDeleted += report.tags;
+          this.counts.manifestsDeleted += report.manifests;
+        },
+        () => {
+          if (!opts.signal?.aborted) this.counts.failures++;
+        },
+      );
+    }
     return next;
   }
+
+  /** Runs in this process since start (not a dry run), for monitoring; a run from the CLI is another process's. */
+  readonly counts = { runs: 0, failures: 0, lastSuccessMs: 0, tagsDeleted: 0, manifestsDeleted: 0 };
 
   private async runNow(opts: RetentionRunOptions): Promise<RetentionReport> {
     const started = Date.now();

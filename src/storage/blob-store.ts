@@ -61,7 +61,20 @@ interface LiveHash {
   size: number;
 }
 
+/** What uploads have done since start, for monitoring (src/metrics reads it at scrape time). */
+export interface UploadCounts {
+  /** Bytes appended to uploads and one-shot ingests (manifests, v1 bodies); a failed append's are rolled back, not counted. */
+  appendedBytes: number;
+  /** Uploads (and one-shot ingests) that became a blob, or found it stored already. */
+  completed: number;
+  /** Uploads refused because their owner had uploads.maxOpen open already. */
+  refusedOpen: number;
+}
+
 export class BlobStore {
+  readonly counts: UploadCounts = { appendedBytes: 0, completed: 0, refusedOpen: 0 };
+  /** Appends streaming now, each with the bytes it has received so far. */
+  private readonly appending = new Set<HashMeter>();
   /** Running hashes of open uploads, so a commit never re-reads the bytes. Rebuilt from storage after a restart. */
   private readonly hashes = new Map<string, LiveHash>();
   /** Manifests and image JSON are read on every pull: keep the hot ones in memory (16 MiB at most). */
@@ -79,6 +92,13 @@ export class BlobStore {
     /** Told about failures of work no request waits for (deleting a leftover staged copy). */
     private readonly onBackgroundError: (err: unknown) => void = () => undefined,
   ) {}
+
+  /** Appends streaming bytes at this moment, and the bytes they have received so far. */
+  appendsInFlight(): { uploads: number; bytes: number } {
+    let bytes = 0;
+    for (const meter of this.appending) bytes += meter.bytes;
+    return { uploads: this.appending.size, bytes };
+  }
 
   /** A URL the client may fetch the blob from directly (presigned S3 GET), if redirects are on. */
   async redirectUrl(blob: BlobRecord): Promise<string | undefined> {
@@ -135,6 +155,7 @@ export class BlobStore {
       await this.discard(upload);
       throw err;
     }
+    this.counts.completed++;
     this.discardSoon(upload);
     return {
       ...blob,
@@ -193,6 +214,7 @@ export class BlobStore {
         if (last) this.persistProgress(upload);
         throw err;
       }
+      this.counts.completed++;
       this.discardSoon(upload);
       return blob;
     });
@@ -268,6 +290,7 @@ export class BlobStore {
     const id = randomUUID();
     // The row goes first: if we crash after the driver created the staging area, the purge still finds it.
     if (!this.index.createUpload(id, repo, {}, owner, maxOpen)) {
+      this.counts.refusedOpen++;
       throw new RegistryError('TOOMANYREQUESTS', `too many open uploads (at most ${maxOpen}): finish or cancel some first`);
     }
     const state = await this.driver.startUpload(id);
@@ -321,6 +344,7 @@ export class BlobStore {
     let layer: LayerInfo | undefined;
     // Where the driver does not analyze as it writes (S3), the layer is analyzed here as it passes.
     const analyzer = opts.analyzeLayer && !(hashPrefix && this.driver.appendUploadPrefixed) ? new LayerAnalyzer() : null;
+    this.appending.add(meter);
     try {
       if (hashPrefix && this.driver.appendUploadPrefixed) {
         ({ state, prefixedHex, layer } = await this.driver.appendUploadPrefixed(
@@ -338,7 +362,10 @@ export class BlobStore {
       // The staged bytes are gone (see commit) or cut short: nothing can be appended to them.
       if ((err instanceof StorageNotFoundError || err instanceof StagedBytesShortError) && upload.repo !== null) return this.endLost(upload);
       throw err;
+    } finally {
+      this.appending.delete(meter);
     }
+    this.counts.appendedBytes += meter.bytes;
     const size = upload.size + meter.bytes;
     if (hash) this.hashes.set(upload.id, { hash, size });
     // A one-shot ingest is never resumed: its progress stays in memory (the row only lets a purge

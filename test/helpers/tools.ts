@@ -24,6 +24,7 @@ export const DEBIAN_PACKAGES: Readonly<Record<string, string>> = {
   openssl: 'openssl',
   curl: 'curl',
   mmdebstrap: 'mmdebstrap',
+  prometheus: 'prometheus',
 };
 
 /** The minimal part of a tap Test used here, so any test object fits. */

@@ -17,6 +17,18 @@ type Resource =
   | { kind: 'json' | 'images' | 'properties' | 'auth' }
   | { kind: 'repository' };
 
+/** The route pattern each kind of resource is counted under in metrics (never a name or a tag). */
+const ROUTE_LABELS: Record<Resource['kind'], string> = {
+  tagJson: '/v1/repositories/<name>/tags/<tag>/json',
+  tag: '/v1/repositories/<name>/tags/<tag>',
+  tags: '/v1/repositories/<name>/tags',
+  json: '/v1/repositories/<name>/json',
+  images: '/v1/repositories/<name>/images',
+  properties: '/v1/repositories/<name>/properties',
+  auth: '/v1/repositories/<name>/auth',
+  repository: '/v1/repositories/<name>/',
+};
+
 function parsePath(raw: string): { repo: string; res: Resource } {
   const path = raw.replace(/\/+$/, '');
   let m: RegExpExecArray | null;
@@ -51,6 +63,7 @@ export async function repositoryRoutes(app: FastifyInstance): Promise<void> {
 
   app.get('/repositories/*', async (request, reply) => {
     const { repo, res } = parsePath((request.params as { '*': string })['*']);
+    request.routeLabel = ROUTE_LABELS[res.kind];
     await auth.repository(request, reply, repo, 'pull');
     switch (res.kind) {
       case 'tags':
@@ -75,6 +88,7 @@ export async function repositoryRoutes(app: FastifyInstance): Promise<void> {
 
   app.put('/repositories/*', async (request, reply) => {
     const { repo, res } = parsePath((request.params as { '*': string })['*']);
+    request.routeLabel = ROUTE_LABELS[res.kind];
     // PUT .../auth is the index's token check (v1-protocol.md 3.9): no repository access needed.
     if (res.kind !== 'auth') await auth.repository(request, reply, repo, 'push');
     switch (res.kind) {
@@ -103,6 +117,7 @@ export async function repositoryRoutes(app: FastifyInstance): Promise<void> {
 
   app.delete('/repositories/*', async (request, reply) => {
     const { repo, res } = parsePath((request.params as { '*': string })['*']);
+    request.routeLabel = ROUTE_LABELS[res.kind];
     await auth.repository(request, reply, repo, 'delete');
     switch (res.kind) {
       case 'tag':

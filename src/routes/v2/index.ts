@@ -6,6 +6,19 @@ import { blobHandlers } from './blobs';
 import { manifestHandlers } from './manifests';
 import { parseV2Path, type V2Resource } from './paths';
 
+/** The route pattern each kind of resource is counted under in metrics (never a name or a digest). */
+const ROUTE_LABELS: Record<V2Resource['kind'], string> = {
+  base: '/v2/',
+  catalog: '/v2/_catalog',
+  tags: '/v2/<name>/tags/list',
+  manifest: '/v2/<name>/manifests/<reference>',
+  uploads: '/v2/<name>/blobs/uploads/',
+  upload: '/v2/<name>/blobs/uploads/<uuid>',
+  blob: '/v2/<name>/blobs/<digest>',
+  referrers: '/v2/<name>/referrers/<digest>',
+  repository: '/v2/_registry/repositories/<name>',
+};
+
 /** Every response of the v2 tree says which API it is (Docker decides v1 vs v2 on this header). */
 const API_VERSION = { 'docker-distribution-api-version': 'registry/2.0' };
 
@@ -64,6 +77,7 @@ export async function v2Routes(app: FastifyInstance): Promise<void> {
   const dispatch = async (request: FastifyRequest, reply: FastifyReply) => {
     const res = parseV2Path((request.params as { '*'?: string })['*'] ?? '');
     if (!res) throw new RegistryError('NOT_FOUND', 'no such API endpoint');
+    request.routeLabel = ROUTE_LABELS[res.kind];
     const handlers = table[res.kind];
     // HEAD is GET without a body; handlers check request.method themselves.
     const method = request.method === 'HEAD' ? 'GET' : request.method;
