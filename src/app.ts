@@ -41,6 +41,8 @@ import { checkIndexPresent } from './refs/startup-check';
 import { version } from './version';
 import { BrowseIndex } from './index/browse-index';
 import { uiRoutes } from './ui/routes';
+import { ProxyIndex } from './index/proxy-index';
+import { PullThroughCache } from './proxy/pull-through';
 
 export interface BuildOptions {
   /** Override fastify's logger (tests pass false). */
@@ -113,8 +115,13 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     gc,
     retention,
     quotas,
+    proxy:
+      config.proxy.upstreams.length > 0
+        ? new PullThroughCache(config.proxy.upstreams, { v2, blobs, index: new ProxyIndex(db), log: app.log, maxManifestBytes: config.http.maxJsonBody })
+        : undefined,
   };
   app.decorate('registry', ctx);
+  app.addHook('onClose', async () => ctx.proxy?.close());
   // Without authentication every request is anonymous and may upload: then only headers have a deadline.
   await app.register(unauthenticatedDeadline, { timeoutMs: config.http.unauthenticatedTimeout * 1000, bodies: access.enabled });
   await app.register(authPlugin, { access });

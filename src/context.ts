@@ -8,6 +8,7 @@ import type { V1ToV2Bridge } from './bridge/v1-to-v2';
 import type { GarbageCollector } from './gc/collector';
 import type { Quotas } from './quota/quotas';
 import type { Retention } from './retention/retention';
+import type { PullThroughCache } from './proxy/pull-through';
 
 /** Everything a route may use, built once in app.ts and decorated onto the fastify instance. */
 export interface RegistryContext {
@@ -22,6 +23,8 @@ export interface RegistryContext {
   gc: GarbageCollector;
   retention: Retention;
   quotas: Quotas;
+  /** The pull-through cache (proxy.upstreams), when upstreams are configured. */
+  proxy?: PullThroughCache;
 }
 
 declare module 'fastify' {

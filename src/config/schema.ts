@@ -7,6 +7,7 @@ import { ConfigError } from './errors';
 import { parseTrustProxy, type TrustProxy } from '../http/trust-proxy';
 import { parseQuotas, type QuotaRule } from '../quota/quotas';
 import { parsePolicies, type RetentionPolicy } from '../retention/policy';
+import { parseUpstreams, type UpstreamConfig } from '../proxy/config';
 import { parsePathPrefix, parseSessionTtl } from '../ui/settings';
 
 /** os/architecture[/variant], as in an index's platform. */
@@ -139,6 +140,13 @@ export const schema = {
       perClient: int(4, 'password checks (bcrypt runs) one client address may have under way at once; more get 429', 1),
       queue: int(32, 'password checks waiting for the bcrypt worker at most; more get 503', 1),
     },
+  },
+  proxy: {
+    upstreams: custom<UpstreamConfig[]>(
+      [],
+      (value, where) => parseUpstreams(value, where),
+      'pull-through cache (docs/proxy.md): [{prefix: hub/, url, username, passwordFile | passwordEnv, tagTtl, repositories: [globs], caFile, timeout}]; repositories under a prefix are read-only copies of the upstream\'s',
+    ),
   },
   ui: {
     enabled: bool(true, 'serve the web UI (browse repositories, tags and images; delete with the right)'),

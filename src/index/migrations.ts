@@ -393,4 +393,16 @@ export const MIGRATIONS: readonly string[] = [
     INSERT INTO refs_outbox (record) VALUES (json_object('t', 'v1img', 'r', new.repo, 'i', new.id, 'p', new.parent, 'j', new.json_digest, 'l', new.layer_digest, 'n', new.layer_size, 'k', new.checksum, 'x', new.complete, 'c', new.created_at, 'df', new.diff_id, 'lf', new.layer_format));
   END;
   `,
+  // 9: the pull-through cache (docs/proxy.md). When a proxied tag was last confirmed upstream, and the digest
+  // it named then: within proxy.upstreams[].tagTtl the tag is served without asking. Proxy-only, recomputable
+  // state (a lost row only costs one upstream HEAD), so no journal triggers: the tags themselves are journaled.
+  `
+  CREATE TABLE proxy_tags (
+    repo       TEXT NOT NULL,
+    tag        TEXT NOT NULL,
+    digest     TEXT NOT NULL,
+    checked_at INTEGER NOT NULL,
+    PRIMARY KEY (repo, tag)
+  ) WITHOUT ROWID;
+  `,
 ];
