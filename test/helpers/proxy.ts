@@ -46,7 +46,8 @@ export async function startForwarder(t: { teardown(fn: () => void | Promise<void
     const isBlobGet = req.method === 'GET' && /\/blobs\/sha256:/.test(entry.path);
     const forward = () => {
       const up = http.request(
-        { host: base.hostname, port: base.port, method: req.method, path: req.url, headers: { ...req.headers, host: base.host }, agent },
+        // Host stays as the client sent it: URLs the upstream derives from it (token realms) lead back through here.
+        { host: base.hostname, port: base.port, method: req.method, path: req.url, headers: req.headers, agent },
         (upRes) => {
           entry.status = upRes.statusCode ?? 0;
           res.writeHead(upRes.statusCode ?? 502, upRes.headers);
