@@ -194,27 +194,64 @@ export class Upstream {
   }
 }
 
+/** Bytes of a body read ahead of its consumer: the network keeps flowing while storage takes a chunk. */
+const READ_AHEAD = 8 * 1024 * 1024;
+
 /**
- * The chunks of a response body, failing with a 'timeout' UpstreamError when the upstream sends nothing for
- * `ms` while the reader waits for it (time the reader spends elsewhere does not count).
+ * The chunks of a response body, read ahead up to READ_AHEAD bytes (a paused socket at every chunk would
+ * make network and storage take turns), failing with a 'timeout' UpstreamError when the upstream sends
+ * nothing for `ms` while the consumer waits for it (time the consumer spends elsewhere does not count).
  */
 export async function* bodyChunks(res: IncomingMessage, ms: number, origin: string): AsyncGenerator<Buffer> {
-  const it = (res as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+  const queue: Buffer[] = [];
+  let queued = 0;
+  let ended = false;
+  let failure: Error | undefined;
+  let wake: (() => void) | undefined;
+  const poke = () => {
+    const w = wake;
+    wake = undefined;
+    w?.();
+  };
+  res.on('data', (chunk: Buffer) => {
+    queue.push(chunk);
+    queued += chunk.length;
+    if (queued >= READ_AHEAD) res.pause();
+    poke();
+  });
+  res.once('end', () => {
+    ended = true;
+    poke();
+  });
+  res.once('error', (err) => {
+    failure = err instanceof UpstreamError ? err : new UpstreamError('connection', `${origin}: ${err.message}`);
+    poke();
+  });
+  res.once('close', () => {
+    if (!res.complete && !failure) failure = new UpstreamError('connection', `${origin} closed the connection mid-body`);
+    ended = true;
+    poke();
+  });
   try {
     for (;;) {
-      let timer: NodeJS.Timeout | undefined;
-      const stalled = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new UpstreamError('timeout', `${origin} stopped sending for ${ms / 1000} s`)), ms);
-      });
-      try {
-        const next = await Promise.race([it.next(), stalled]);
-        if (next.done) return;
-        yield next.value;
-      } catch (err) {
-        throw err instanceof UpstreamError ? err : new UpstreamError('connection', `${origin}: ${(err as Error).message}`);
-      } finally {
-        clearTimeout(timer);
+      const chunk = queue.shift();
+      if (chunk) {
+        queued -= chunk.length;
+        if (res.isPaused() && queued < READ_AHEAD / 2) res.resume();
+        yield chunk;
+        continue;
       }
+      if (failure) throw failure;
+      if (ended) return;
+      let timer: NodeJS.Timeout | undefined;
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+        timer = setTimeout(() => {
+          failure ??= new UpstreamError('timeout', `${origin} stopped sending for ${ms / 1000} s`);
+          resolve();
+        }, ms);
+      });
+      clearTimeout(timer);
     }
   } finally {
     res.destroy();
