@@ -42,7 +42,8 @@ function parseOne(header: string): Challenge[] {
         value = m[1]!.replace(/\\(.)/g, '$1');
         rest = rest.slice(m[0].length);
       } else {
-        value = TOKEN.exec(rest)?.[0] ?? '';
+        // A token per the RFC; registries also send unquoted URLs, so anything up to a comma or space.
+        value = /^[^,\s]*/.exec(rest)![0];
         rest = rest.slice(value.length);
       }
       current.params[name.toLowerCase()] = value;
