@@ -1,11 +1,11 @@
 import { execFileSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { copyFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import t, { type Test } from 'tap';
 import { authConfig } from '../helpers/auth';
 import { containersEnv, type ContainersEnv, type ToolResult } from '../helpers/containers';
 import { startDockerd } from '../helpers/dockerd';
-import { layoutBlobs, makeOciLayout } from '../helpers/oci-layout';
+import { layoutBlobs, makeOciLayout, OCI_INDEX, OCI_MANIFEST, type OciLayoutResult } from '../helpers/oci-layout';
 import { startDockerRegistry, startForwarder } from '../helpers/proxy';
 import { startRegistry, tempDir } from '../helpers/server';
 import { requireTools } from '../helpers/tools';
@@ -29,6 +29,37 @@ async function pullToLayout(t: Test, env: ContainersEnv, ref: string, tag: strin
   const out = path.join(tempDir(t, 'proxy-pull-'), 'layout');
   await ok(t, env.skopeo(['copy', '--src-tls-verify=false', ...extra, `docker://${ref}`, `oci:${out}:${tag}`]), `skopeo copy ${ref} -> oci:`);
   return out;
+}
+
+/** An OCI layout whose tag names a two-platform index (linux/amd64 and linux/arm64 images). */
+function makeMultiLayout(t: Test, tag: string, seed: number): { dir: string; amd64: OciLayoutResult; arm64: OciLayoutResult; indexDigest: string; blobs: string[] } {
+  const work = tempDir(t, 'proxy-multi-');
+  const amd64 = makeOciLayout(path.join(work, 'amd64'), { tag, layers: 2, layerBytes: 50_000, seed, arch: 'amd64' });
+  const arm64 = makeOciLayout(path.join(work, 'arm64'), { tag, layers: 2, layerBytes: 50_000, seed: seed + 1, arch: 'arm64' });
+  const dir = path.join(work, 'multi');
+  makeOciLayout(dir, { tag: 'placeholder', layers: 0, seed }); // the layout skeleton; its blobs are left out below
+  const blobDir = path.join(dir, 'blobs', 'sha256');
+  for (const f of readdirSync(blobDir)) rmSync(path.join(blobDir, f));
+  for (const sub of ['amd64', 'arm64']) {
+    for (const f of readdirSync(path.join(work, sub, 'blobs', 'sha256'))) copyFileSync(path.join(work, sub, 'blobs', 'sha256', f), path.join(blobDir, f));
+  }
+  const index = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: OCI_INDEX,
+      manifests: [
+        { mediaType: OCI_MANIFEST, digest: amd64.manifestDigest, size: amd64.manifest.length, platform: { architecture: 'amd64', os: 'linux' } },
+        { mediaType: OCI_MANIFEST, digest: arm64.manifestDigest, size: arm64.manifest.length, platform: { architecture: 'arm64', os: 'linux' } },
+      ],
+    }),
+  );
+  const indexDigest = sha256(index);
+  writeFileSync(path.join(blobDir, indexDigest.slice(7)), index);
+  writeFileSync(
+    path.join(dir, 'index.json'),
+    JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: [{ mediaType: OCI_INDEX, digest: indexDigest, size: index.length, annotations: { 'org.opencontainers.image.ref.name': tag } }] }),
+  );
+  return { dir, amd64, arm64, indexDigest, blobs: [...amd64.blobs, ...arm64.blobs, indexDigest].sort() };
 }
 
 function htpasswdFile(t: Test, user: string, password: string): string {
@@ -110,6 +141,45 @@ t.test('docker-registry (htpasswd) upstream: skopeo and docker pull through the 
 
 });
 
+t.test('multi-platform images through the cache: skopeo --all, docker and podman pull what they need', async (t) => {
+  if (!requireTools(t, ['docker-registry', 'skopeo', 'podman', 'dockerd'])) return;
+  const upstream = await startDockerRegistry(t);
+  const fw = await startForwarder(t, upstream.url);
+  const cache = await startRegistry(t, { proxy: { upstreams: [{ prefix: 'hub/', url: fw.url }] as never } });
+  const env = await containersEnv(t);
+  const multi = makeMultiLayout(t, 'v1', 71);
+  for (const repo of ['lib/multi', 'lib/multi-docker', 'lib/multi-podman']) {
+    await ok(t, env.skopeo(['copy', '--all', '--dest-tls-verify=false', `oci:${multi.dir}:v1`, `docker://${upstream.host}/${repo}:v1`]), `skopeo copy --all to ${repo}`);
+  }
+
+  const all = await pullToLayout(t, env, `${cache.host}/hub/lib/multi:v1`, 'v1', ['--all']);
+  t.same(layoutBlobs(all), multi.blobs, 'skopeo --all: the index, both platform manifests and all blobs, byte-identical');
+  const blobGets = fw.count('GET', /\/blobs\/sha256:/);
+  const again = await pullToLayout(t, env, `${cache.host}/hub/lib/multi:v1`, 'v1', ['--all']);
+  t.same(layoutBlobs(again), multi.blobs, 'second skopeo --all pull identical');
+  t.equal(fw.count('GET', /\/blobs\/sha256:/), blobGets, 'second pull: no upstream blob request');
+
+  const d = await startDockerd(t);
+  const dockerRef = `${cache.host}/hub/lib/multi-docker:v1`;
+  const pull = await d.docker(['pull', dockerRef]);
+  t.equal(pull.code, 0, 'docker pull of a multi-platform image through the cache', pull);
+  const inspect = await d.docker(['image', 'inspect', '--format', '{{.Id}} {{json .RepoDigests}}', dockerRef]);
+  t.equal(inspect.stdout.split(' ')[0], multi.amd64.configDigest, 'docker got the linux/amd64 image');
+  t.match(inspect.stdout, multi.indexDigest, 'its repo digest is the index digest');
+  for (const digest of [...multi.arm64.layerDigests, multi.arm64.configDigest]) {
+    t.equal(fw.count('GET', new RegExp(`multi-docker/blobs/${digest}`)), 0, `arm64 blob ${digest.slice(7, 19)} not fetched: only what clients ask for`);
+  }
+
+  const podmanRef = `${cache.host}/hub/lib/multi-podman:v1`;
+  await ok(t, env.podman(['pull', '--tls-verify=false', '--arch', 'arm64', podmanRef]), 'podman pull --arch arm64 through the cache');
+  const pInspect = await ok(t, env.podman(['image', 'inspect', '--format', '{{.Id}}', podmanRef]), 'podman image inspect');
+  t.equal(`sha256:${pInspect.stdout.trim()}`, multi.arm64.configDigest, 'podman got the linux/arm64 image');
+  await ok(t, env.podman(['rmi', '--all', '--force']), 'podman rmi');
+  const upstreamGets = fw.count('GET', /multi-podman\/blobs\/sha256:/);
+  await ok(t, env.podman(['pull', '--tls-verify=false', '--arch', 'arm64', podmanRef]), 'podman pull again');
+  t.equal(fw.count('GET', /multi-podman\/blobs\/sha256:/), upstreamGets, 'second podman pull: no upstream blob request');
+});
+
 t.test('a tag moved upstream is seen through the cache after tagTtl (docker-registry upstream, skopeo)', async (t) => {
   if (!requireTools(t, ['docker-registry', 'skopeo'])) return;
   const upstream = await startDockerRegistry(t);
@@ -182,8 +252,8 @@ t.test('20 clients pulling one uncached large blob cause one upstream download (
   const cache = await startRegistry(t, { proxy: { upstreams: [{ prefix: 'hub/', url: fw.url }] as never } });
   const env = await containersEnv(t);
   const src = path.join(tempDir(t, 'proxy-big-'), 'layout');
-  const img = makeOciLayout(src, { tag: 'v1', layers: 1, layerBytes: 64 * 1024 * 1024, seed: 61 });
-  await ok(t, env.skopeo(['copy', '--dest-tls-verify=false', `oci:${src}:v1`, `docker://${upstream.host}/lib/big:v1`]), 'push a 64 MiB layer');
+  const img = makeOciLayout(src, { tag: 'v1', layers: 1, layerBytes: 32 * 1024 * 1024, seed: 61 });
+  await ok(t, env.skopeo(['copy', '--dest-tls-verify=false', `oci:${src}:v1`, `docker://${upstream.host}/lib/big:v1`]), 'push a 32 MiB layer');
   const layer = img.layerDigests[0]!;
   fw.blobDelayMs = 300;
   const bodies = await Promise.all(
