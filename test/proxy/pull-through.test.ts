@@ -227,6 +227,9 @@ t.test('pushes and deletes under a proxy prefix are DENIED; other repositories s
   await denied(await fetch(`${cache.url}/v2/up/lib/app/manifests/v1`, { method: 'DELETE' }), 'manifest DELETE');
   await denied(await fetch(`${cache.url}/v2/up/lib/app/blobs/${img.config.digest}`, { method: 'DELETE' }), 'blob DELETE');
   await denied(await fetch(`${cache.url}/v2/_registry/repositories/up/lib/app`, { method: 'DELETE' }), 'repository DELETE');
+  const v1 = await fetch(`${cache.url}/v1/repositories/up/lib/app/`, { method: 'PUT', body: '[]', headers: { 'content-type': 'application/json' } });
+  t.equal(v1.status, 403, 'a v1 push too');
+  t.match(((await v1.json()) as { error: string }).error, 'proxy cache is read-only');
   await pushImage(cache.url, 'private/app', 'v1', img);
   t.equal((await get(`${cache.url}/v2/private/app/manifests/v1`)).status, 200, 'a repository outside the prefix is a normal one');
   t.equal((await get(`${cache.url}/v2/upx/app/manifests/v1`)).status, 404, 'a name merely starting like the prefix is not proxied');
