@@ -194,8 +194,8 @@ export class Upstream {
   }
 }
 
-/** Bytes of a body read ahead of its consumer: the network keeps flowing while storage takes a chunk. */
-const READ_AHEAD = 8 * 1024 * 1024;
+/** Bytes of a body read ahead of its consumer (per download: bounds memory with many misses at once). */
+const READ_AHEAD = 1024 * 1024;
 
 /**
  * The chunks of a response body, read ahead up to READ_AHEAD bytes (a paused socket at every chunk would

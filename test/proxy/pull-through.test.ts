@@ -159,8 +159,10 @@ t.test('an upstream sending wrong bytes: the client gets an error, nothing is st
   if ('body' in failed) t.not(sha256(failed.body!), blob.digest);
   t.equal(cache.app.registry.blobs.stat(blob.digest as never), undefined, 'not stored');
   t.equal(cache.app.registry.proxy!.stats().upstreamErrors.digest, 1);
-  const staged = readdirSync(path.join(cache.dir, 'blobs'), { recursive: true }).filter((f) => String(f).includes('uploads/'));
-  t.same(staged.filter((f) => !String(f).endsWith('uploads')), [], 'nothing staged left');
+  if (cache.config.storage.driver === 'local') {
+    const staged = readdirSync(path.join(cache.dir, 'blobs'), { recursive: true }).filter((f) => String(f).includes('uploads/'));
+    t.same(staged, [], 'nothing staged left');
+  }
   fw.corrupt = false;
   const ok = await get(url);
   t.equal(sha256(ok.body), blob.digest, 'the next request fetches again and gets the right bytes');
