@@ -52,6 +52,8 @@ import { declareRouteLabel, instrumentHttp } from './metrics/http';
 import { instrumentDriver } from './metrics/storage-driver';
 import { indexTimings, registrySeries } from './metrics/registry-series';
 import { StatsIndex } from './index/stats-index';
+import { ProxyIndex } from './index/proxy-index';
+import { PullThroughCache } from './proxy/pull-through';
 
 export interface BuildOptions {
   /** Override fastify's logger (tests pass false). */
@@ -136,9 +138,14 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     quotas,
     notifier,
     metrics,
+    proxy:
+      config.proxy.upstreams.length > 0
+        ? new PullThroughCache(config.proxy.upstreams, { v2, blobs, index: new ProxyIndex(db), log: app.log, maxManifestBytes: config.http.maxJsonBody })
+        : undefined,
   };
   app.decorate('registry', ctx);
   if (metrics.enabled) registrySeries(metrics, { blobs, access, gc, retention, quotas, stats: new StatsIndex(db) });
+  app.addHook('onClose', async () => ctx.proxy?.close());
   // Without authentication every request is anonymous and may upload: then only headers have a deadline.
   await app.register(unauthenticatedDeadline, { timeoutMs: config.http.unauthenticatedTimeout * 1000, bodies: access.enabled });
   await app.register(authPlugin, { access });

@@ -10,6 +10,7 @@ import type { Quotas } from './quota/quotas';
 import type { Retention } from './retention/retention';
 import type { Notifier } from './notifications/notifier';
 import type { Metrics } from './metrics/metrics';
+import type { PullThroughCache } from './proxy/pull-through';
 
 /** Everything a route may use, built once in app.ts and decorated onto the fastify instance. */
 export interface RegistryContext {
@@ -28,6 +29,8 @@ export interface RegistryContext {
   notifier?: Notifier;
   /** Where subsystems add their Prometheus series (src/metrics/metrics.ts); served only with metrics.enabled. */
   metrics: Metrics;
+  /** The pull-through cache (proxy.upstreams), when upstreams are configured. */
+  proxy?: PullThroughCache;
 }
 
 declare module 'fastify' {

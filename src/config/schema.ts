@@ -7,6 +7,7 @@ import { ConfigError } from './errors';
 import { parseTrustProxy, type TrustProxy } from '../http/trust-proxy';
 import { parseQuotas, type QuotaRule } from '../quota/quotas';
 import { parsePolicies, type RetentionPolicy } from '../retention/policy';
+import { parseUpstreams, type UpstreamConfig } from '../proxy/config';
 import { parsePathPrefix, parseSessionTtl } from '../ui/settings';
 import { parseEndpoints, parseMaxAge, type EndpointSettings } from '../notifications/settings';
 import { parseListenAddr } from '../metrics/settings';
@@ -150,6 +151,13 @@ export const schema = {
     ),
     maxAge: custom<number>(86400, parseMaxAge, 'an event not delivered within this long is dropped with a log line: 24h, 30m or seconds (at least 1m)'),
     pullEvents: bool(false, 'also make pull events (manifest GETs; one index write per pull): off by default, they can be many'),
+  },
+  proxy: {
+    upstreams: custom<UpstreamConfig[]>(
+      [],
+      (value, where) => parseUpstreams(value, where),
+      'pull-through cache (docs/proxy.md): [{prefix: hub/, url, username, passwordFile | passwordEnv, tagTtl, repositories: [globs], caFile, timeout}]; repositories under a prefix are read-only copies of the upstream\'s',
+    ),
   },
   ui: {
     enabled: bool(true, 'serve the web UI (browse repositories, tags and images; delete with the right)'),

@@ -409,4 +409,16 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX notify_outbox_endpoint ON notify_outbox(endpoint, seq);
   CREATE INDEX notify_outbox_created ON notify_outbox(created_at);
   `,
+  // 10: the pull-through cache (docs/proxy.md). When a proxied tag was last confirmed upstream, and the digest
+  // it named then: within proxy.upstreams[].tagTtl the tag is served without asking. Proxy-only, recomputable
+  // state (a lost row only costs one upstream HEAD), so no journal triggers: the tags themselves are journaled.
+  `
+  CREATE TABLE proxy_tags (
+    repo       TEXT NOT NULL,
+    tag        TEXT NOT NULL,
+    digest     TEXT NOT NULL,
+    checked_at INTEGER NOT NULL,
+    PRIMARY KEY (repo, tag)
+  ) WITHOUT ROWID;
+  `,
 ];

@@ -198,9 +198,48 @@ export class V2Registry {
         detail: { reference, computed: digest },
       });
     }
+    return this.storeManifest(repo, tag, digest, body, contentType, true, bridgedFromV1);
+  }
+
+  /**
+   * A manifest copied from a pull-through cache's upstream (src/proxy): stored and tagged like a pushed one,
+   * except that what it references need not be here yet; blobs and child manifests are fetched when asked for.
+   * `digest` must be the digest of `body` (the caller verified it against what it asked for).
+   */
+  async putCachedManifest(repo: string, tag: string | undefined, body: Buffer, contentType: string | undefined): Promise<Digest> {
+    const digest = digestBytes(body);
+    await this.storeManifest(repo, tag, digest, body, contentType, false);
+    return digest;
+  }
+
+  /** Link a stored blob to a proxied repository (the upstream confirmed that repository has it). */
+  linkCachedBlob(repo: string, digest: Digest): BlobRecord | undefined {
+    return this.core.transaction(() => {
+      const blob = this.blobs.stat(digest);
+      if (!blob) return undefined;
+      this.linker(repo)(blob);
+      return blob;
+    });
+  }
+
+  /** Ingest options that link the stored blob to `repo` in the transaction that records it (for the proxy). */
+  linkOnStore(repo: string): (blob: BlobRecord) => void {
+    return this.linker(repo);
+  }
+
+  private async storeManifest(
+    repo: string,
+    tag: string | undefined,
+    digest: Digest,
+    body: Buffer,
+    contentType: string | undefined,
+    requireReferences: boolean,
+    bridgedFromV1?: string,
+  ): Promise<{ digest: Digest; subject: Digest | null }> {
     const parsed = parseManifest(body, contentType);
     // One query per kind, however often a manifest repeats a reference; the error names the first missing one.
     const checkReferences = () => {
+      if (!requireReferences) return;
       const missingBlobs = this.index.missingBlobs(repo, parsed.blobs);
       const blob = parsed.blobs.find((d) => missingBlobs.has(d));
       if (blob) throw new RegistryError('MANIFEST_BLOB_UNKNOWN', `blob ${blob} is not in ${repo}`, { detail: { digest: blob } });

@@ -31,6 +31,7 @@ export function v1Authorizer(app: FastifyInstance) {
     async repository(request: FastifyRequest, reply: FastifyReply, repo: string, action: Action): Promise<void> {
       const identity = await app.identify(request, reply);
       access.require(identity, repo, action, challenge);
+      if (action !== 'pull') app.registry.proxy?.assertWritable(repo); // a pull-through cache's prefix: read-only
       if (action !== 'pull') request.audit = { action, repository: repo };
     },
 
@@ -45,6 +46,7 @@ export function v1Authorizer(app: FastifyInstance) {
       const fromToken = tokenRepository(request, identity);
       if (fromToken !== undefined) {
         access.require(identity, fromToken, action, challenge);
+        if (action !== 'pull') app.registry.proxy?.assertWritable(fromToken);
         if (action !== 'pull') request.audit = { action, repository: fromToken, reference: id };
         return fromToken;
       }
@@ -61,6 +63,7 @@ export function v1Authorizer(app: FastifyInstance) {
         throw new RegistryError('BAD_REQUEST', 'Several of your repositories list this image: send the token of PUT /v1/repositories/<name>/ (X-Docker-Token: true)');
       }
       const repo = candidates[0]!;
+      if (action !== 'pull') app.registry.proxy?.assertWritable(repo);
       if (action !== 'pull') request.audit = { action, repository: repo, reference: id };
       return repo;
     },

@@ -55,6 +55,8 @@ export function blobHandlers(ctx: RegistryContext) {
 
   return {
     async getBlob(request: FastifyRequest, reply: FastifyReply, name: string, digestRaw: string) {
+      const route = ctx.proxy?.route(name);
+      if (route) return ctx.proxy!.serveBlob(request, reply, route, name, parseDigest(digestRaw));
       const blob = v2.blob(name, parseDigest(digestRaw));
       reply.headers({
         'content-type': 'application/octet-stream',

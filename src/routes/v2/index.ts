@@ -97,6 +97,8 @@ export async function v2Routes(app: FastifyInstance): Promise<void> {
       // An expired token may only finish an upload started while it was valid: pass when this one started.
       const startedAt = res.kind === 'upload' && identity.bearer?.expired ? app.registry.blobs.getUpload(res.id)?.startedAt : undefined;
       access.require(identity, res.name, need, challenge, startedAt);
+      // Under a proxy prefix the upstream is the only writer: no push, no delete (access rules still decide pulls).
+      if (need !== 'pull') app.registry.proxy?.assertWritable(res.name);
       if ((need === 'push' && res.kind === 'manifest') || need === 'delete') {
         request.audit = { action: need, repository: res.name, reference: 'reference' in res ? res.reference : 'digest' in res ? res.digest : undefined };
       }

@@ -14,13 +14,21 @@ const MAX_PAGE = 10_000;
 const MAX_CATALOG_PAGE = 1000;
 
 export function manifestHandlers(ctx: RegistryContext) {
-  const { v2, config, access, bridge } = ctx;
+  const { v2, config, access, bridge, proxy } = ctx;
 
   return {
     async getManifest(request: FastifyRequest, reply: FastifyReply, name: string, reference: string) {
-      // A v1 tag is pullable over v2 too (docs/bridge.md): made on first use, followed when it moves.
-      if (bridge && isTag(reference)) await bridge.beforeTagPull(name, reference);
-      const manifest = v2.pull(name, reference);
+      const route = proxy?.route(name);
+      let manifest;
+      if (route) {
+        const cached = await proxy!.manifest(route, name, reference);
+        if (cached.warning) reply.header('warning', cached.warning);
+        manifest = cached.manifest;
+      } else {
+        // A v1 tag is pullable over v2 too (docs/bridge.md): made on first use, followed when it moves.
+        if (bridge && isTag(reference)) await bridge.beforeTagPull(name, reference);
+        manifest = v2.pull(name, reference);
+      }
       reply.headers({
         'content-type': manifest.mediaType,
         'docker-content-digest': manifest.digest,
