@@ -51,6 +51,7 @@ import { metricsGuard, serveMetrics } from './metrics/endpoint';
 import { declareRouteLabel, instrumentHttp } from './metrics/http';
 import { instrumentDriver } from './metrics/storage-driver';
 import { indexTimings, registrySeries } from './metrics/registry-series';
+import { notificationSeries, proxySeries } from './metrics/subsystem-series';
 import { StatsIndex } from './index/stats-index';
 import { ProxyIndex } from './index/proxy-index';
 import { PullThroughCache } from './proxy/pull-through';
@@ -144,7 +145,11 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
         : undefined,
   };
   app.decorate('registry', ctx);
-  if (metrics.enabled) registrySeries(metrics, { blobs, access, gc, retention, quotas, stats: new StatsIndex(db) });
+  if (metrics.enabled) {
+    registrySeries(metrics, { blobs, access, gc, retention, quotas, stats: new StatsIndex(db) });
+    if (notifier) notificationSeries(metrics, notifier);
+    if (ctx.proxy) proxySeries(metrics, ctx.proxy);
+  }
   app.addHook('onClose', async () => ctx.proxy?.close());
   // Without authentication every request is anonymous and may upload: then only headers have a deadline.
   await app.register(unauthenticatedDeadline, { timeoutMs: config.http.unauthenticatedTimeout * 1000, bodies: access.enabled });
