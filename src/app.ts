@@ -44,7 +44,6 @@ import { uiRoutes } from './ui/routes';
 import { splitAddr } from './config/load';
 import { NotificationIndex } from './index/notification-index';
 import { Notifier } from './notifications/notifier';
-import { enterRequestScope } from './notifications/request-scope';
 import { Metrics } from './metrics/metrics';
 import { metricsCredentials } from './metrics/settings';
 import { metricsGuard, serveMetrics } from './metrics/endpoint';
@@ -119,7 +118,6 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   const notifier = config.notifications.endpoints.some((e) => e.enabled)
     ? new Notifier(config.notifications, new NotificationIndex(db), app.log, { port: splitAddr(config.http.addr).port })
     : undefined;
-  if (notifier) enterRequestScope(app);
   const v2 = new V2Registry(index, v2Index, blobs, repositories, { gcDelayMs: config.gc.delay * 1000, quotas, pulls, events: notifier });
   const bridge =
     config.protocols.bridge && config.protocols.v1 && config.protocols.v2

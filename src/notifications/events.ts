@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Action } from './settings';
-import type { RequestFacts } from './request-scope';
+import type { RequestFacts } from './request-facts';
 
 // distribution's notification envelope (notifications/event.go), which existing receivers understand: a POST body
 // {"events": [...]} of this media type. One event per pushed, pulled, mounted or deleted blob, manifest or tag.

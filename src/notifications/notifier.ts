@@ -5,7 +5,7 @@ import { ConfigError } from '../config/errors';
 import type { NotificationIndex } from '../index/notification-index';
 import { makeEvent, type EventSource, type EventTarget } from './events';
 import { EndpointFilter } from './filter';
-import { currentRequest } from './request-scope';
+import type { RequestFacts } from './request-facts';
 import { EndpointSender, type EndpointStats, type SenderLog, type SenderOptions } from './sender';
 import type { Action, EndpointSettings } from './settings';
 
@@ -17,7 +17,8 @@ import type { Action, EndpointSettings } from './settings';
 export interface EventRecorder {
   /** Whether pull events are wanted by some endpoint (pulls are reads: recording one is a write). */
   readonly pulls: boolean;
-  record(action: Action, repository: string, target: EventTarget): void;
+  /** `request`: the facts of the request that made the change (none for background work). */
+  record(action: Action, repository: string, target: EventTarget, request?: () => RequestFacts): void;
 }
 
 export interface NotificationSettings {
@@ -64,10 +65,10 @@ export class Notifier implements EventRecorder {
     return this.active.length > 0;
   }
 
-  record(action: Action, repository: string, target: EventTarget): void {
+  record(action: Action, repository: string, target: EventTarget, facts?: () => RequestFacts): void {
     const to = this.active.filter((a) => a.filter.matches(action, repository, target.mediaType));
     if (to.length === 0) return;
-    const request = currentRequest();
+    const request = facts?.();
     // A HEAD checks that a manifest is there (clients do before pushing, and to compare digests): no pull.
     if (action === 'pull' && request?.method === 'HEAD') return;
     const now = new Date();

@@ -16,6 +16,7 @@ import { repositoryPage } from './pages/repository';
 import { confirmPage, deleteAction, errorPage, loginPage, storagePage, type Doomed } from './pages/simple';
 import { loadSessionKey, sessionKeyFile } from './session-key';
 import { parseCookies, SESSION_COOKIE, SessionCodec, sessionCookie, type Session } from './session';
+import { requestFacts } from '../notifications/request-facts';
 
 // The web UI (docs/ui.md): server-rendered pages under ui.pathPrefix. Who may see and do what is asked of
 // the same AccessControl as the API, for every repository listed or shown; the UI has no rules of its own.
@@ -253,8 +254,8 @@ export async function uiRoutes(app: FastifyInstance, opts: UiOptions): Promise<v
       if (!may(request, repo, 'delete')) throw new RegistryError('DENIED', `You may not delete anything in ${repo}.`, { status: 403 });
       await describeDeletion(repo, body.kind, body.ref, view); // 404 when it is gone already
       const ref = body.ref!;
-      if (body.kind === 'v1tag') v1.deleteTag(repo, ref);
-      else v2.deleteManifest(repo, ref);
+      if (body.kind === 'v1tag') v1.on(requestFacts(request)).deleteTag(repo, ref);
+      else v2.on(requestFacts(request)).deleteManifest(repo, ref);
       request.audit = { action: 'delete', repository: repo, reference: ref };
       const what = body.kind === 'tag' ? `tag ${ref}` : body.kind === 'v1tag' ? `v1 tag ${ref}` : `manifest ${ref}`;
       return reply.redirect(link(view, repoPath(repo), { done: `Deleted ${what}.` }), 303);

@@ -11,6 +11,7 @@ import { isTag } from '../names';
 import { assertImageId } from './names';
 import type { BridgedV1Image, V2ToV1Bridge } from '../bridge/v2-to-v1';
 import type { EventRecorder } from '../notifications/notifier';
+import type { RequestFacts } from '../notifications/request-facts';
 
 // The v1 protocol's rules (section 2 and 4 of v1-protocol.md), over the shared blob store and index.
 // Routes translate HTTP to these calls; every guard and its order lives here.
@@ -55,6 +56,8 @@ export class V1Registry {
   private readonly fromV2?: V2ToV1Bridge;
   private readonly onUnanalyzedLayer?: (digest: Digest) => void;
   private readonly events?: EventRecorder;
+  /** Set on the views on() makes. */
+  private readonly request?: () => RequestFacts;
 
   constructor(
     private readonly core: MetadataIndex,
@@ -68,6 +71,15 @@ export class V1Registry {
     this.fromV2 = opts.fromV2;
     this.onUnanalyzedLayer = opts.onUnanalyzedLayer;
     this.events = opts.events;
+  }
+
+  /**
+   * This registry with its events naming the request that made them (a view sharing everything else);
+   * itself when no event is recorded.
+   */
+  on(request: () => RequestFacts): this {
+    if (!this.events) return this;
+    return Object.assign(Object.create(this) as this, { request });
   }
 
   // ---- images ----
@@ -173,9 +185,9 @@ export class V1Registry {
       }
       // The image is pushed once it is complete (visible): its JSON and its layer, one event each.
       if (this.events) {
-        this.events.record('push', repo, this.jsonTarget(image));
+        this.events.record('push', repo, this.jsonTarget(image), this.request);
         if (image.layerDigest) {
-          this.events.record('push', repo, { mediaType: V1_LAYER_MEDIA_TYPE, digest: image.layerDigest, size: image.layerSize ?? undefined, imageId: id, path: `/v1/images/${id}/layer` });
+          this.events.record('push', repo, { mediaType: V1_LAYER_MEDIA_TYPE, digest: image.layerDigest, size: image.layerSize ?? undefined, imageId: id, path: `/v1/images/${id}/layer` }, this.request);
         }
       }
     });
@@ -236,7 +248,7 @@ export class V1Registry {
     if (!image?.complete) throw new RegistryError('NOT_FOUND', NOT_FOUND);
     this.core.transaction(() => {
       this.index.setV1Tag(repo, tag, id, JSON.stringify(tagJson(userAgent)));
-      this.events?.record('push', repo, { ...this.jsonTarget(image), tag, path: `/v1/repositories/${repo}/tags/${tag}` });
+      this.events?.record('push', repo, { ...this.jsonTarget(image), tag, path: `/v1/repositories/${repo}/tags/${tag}` }, this.request);
     });
   }
 
@@ -244,7 +256,7 @@ export class V1Registry {
     this.core.transaction(() => {
       const imageId = this.events && this.index.getV1Tag(repo, tag)?.imageId;
       if (!this.index.deleteV1Tag(repo, tag)) throw new RegistryError('NOT_FOUND', `Tag not found: ${tag}`);
-      this.events?.record('delete', repo, { tag, imageId: imageId || undefined });
+      this.events?.record('delete', repo, { tag, imageId: imageId || undefined }, this.request);
     });
   }
 
@@ -255,7 +267,7 @@ export class V1Registry {
 
   /** The whole repository goes, v2 content included: it is one repository, whichever protocol deletes it. */
   async deleteRepository(repo: string): Promise<void> {
-    if (!(await this.repositories.deleteRepository(repo, () => this.events?.record('delete', repo, {})))) throw new RegistryError('NOT_FOUND', 'Repository not found');
+    if (!(await this.repositories.deleteRepository(repo, () => this.events?.record('delete', repo, {}, this.request)))) throw new RegistryError('NOT_FOUND', 'Repository not found');
   }
 
   getProperties(repo: string): { access: 'private' | 'public' } {

@@ -11,6 +11,7 @@ import type { BlobStore } from '../storage/blob-store';
 import { digestBytes, parseDigest, type Digest } from '../storage/digest';
 import { MEDIA, parseManifest } from './manifest';
 import type { EventRecorder } from '../notifications/notifier';
+import type { RequestFacts } from '../notifications/request-facts';
 
 // The OCI Distribution rules over the shared blob store and index. Routes only translate HTTP.
 
@@ -41,6 +42,8 @@ export class V2Registry {
   private readonly quotas?: Quotas;
   private readonly pulls?: PullRecorder;
   private readonly events?: EventRecorder;
+  /** Set on the views on() makes. */
+  private readonly request?: () => RequestFacts;
 
   constructor(
     private readonly core: MetadataIndex,
@@ -53,6 +56,15 @@ export class V2Registry {
     this.quotas = opts.quotas?.enabled ? opts.quotas : undefined;
     this.pulls = opts.pulls;
     this.events = opts.events;
+  }
+
+  /**
+   * This registry with its events naming the request that made them (a view sharing everything else);
+   * itself when no event is recorded.
+   */
+  on(request: () => RequestFacts): this {
+    if (!this.events) return this;
+    return Object.assign(Object.create(this) as this, { request });
   }
 
   // ---- blobs ----
@@ -74,7 +86,7 @@ export class V2Registry {
   deleteBlob(repo: string, digest: Digest): void {
     this.core.transaction(() => {
       if (!this.index.unlinkBlob(repo, digest)) throw new RegistryError('BLOB_UNKNOWN', undefined, { detail: { digest } });
-      this.events?.record('delete', repo, { mediaType: BLOB_MEDIA_TYPE, digest, path: `/v2/${repo}/blobs/${digest}` });
+      this.events?.record('delete', repo, { mediaType: BLOB_MEDIA_TYPE, digest, path: `/v2/${repo}/blobs/${digest}` }, this.request);
     });
   }
 
@@ -101,7 +113,7 @@ export class V2Registry {
       if (!blob) return undefined;
       this.quotas?.checkLink(repo, digest, blob.size);
       this.index.linkBlob(repo, digest);
-      this.events?.record('mount', repo, { ...this.blobTarget(repo, blob), fromRepository: from });
+      this.events?.record('mount', repo, { ...this.blobTarget(repo, blob), fromRepository: from }, this.request);
       return blob;
     });
   }
@@ -138,7 +150,7 @@ export class V2Registry {
     return (blob) => {
       this.quotas?.checkLink(repo, blob.digest, blob.size);
       this.index.linkBlob(repo, blob.digest);
-      this.events?.record('push', repo, this.blobTarget(repo, blob));
+      this.events?.record('push', repo, this.blobTarget(repo, blob), this.request);
     };
   }
 
@@ -158,7 +170,7 @@ export class V2Registry {
     const manifest = this.resolve(repo, reference);
     const tag = referenceKind(reference) === 'tag' ? reference : undefined;
     this.pulls?.record(repo, manifest.digest, tag);
-    if (this.events?.pulls) this.events.record('pull', repo, this.manifestTarget(manifest, tag));
+    if (this.events?.pulls) this.events.record('pull', repo, this.manifestTarget(manifest, tag), this.request);
     return manifest;
   }
 
@@ -269,7 +281,7 @@ export class V2Registry {
         bridgedFromV1,
       );
       // A tag the bridge makes from a v1 tag is no push: the v1 tag's own event reported it.
-      if (bridgedFromV1 === undefined) this.events?.record('push', repo, this.manifestTarget({ repo, digest, mediaType: parsed.mediaType, size: body.length }, tag));
+      if (bridgedFromV1 === undefined) this.events?.record('push', repo, this.manifestTarget({ repo, digest, mediaType: parsed.mediaType, size: body.length }, tag), this.request);
     });
     return { digest, subject: parsed.subject };
   }
@@ -281,12 +293,12 @@ export class V2Registry {
       if (referenceKind(reference) === 'tag') {
         const digest = this.events && this.index.resolveTag(repo, reference);
         if (!this.index.deleteTag(repo, reference)) throw unknown();
-        this.events?.record('delete', repo, { digest: digest || undefined, tag: reference });
+        this.events?.record('delete', repo, { digest: digest || undefined, tag: reference }, this.request);
         return;
       }
       const manifest = this.events && this.index.getManifest(repo, reference as Digest);
       if (!this.index.deleteManifest(repo, reference as Digest)) throw unknown();
-      if (manifest) this.events?.record('delete', repo, { mediaType: manifest.mediaType, digest: manifest.digest, size: manifest.size });
+      if (manifest) this.events?.record('delete', repo, { mediaType: manifest.mediaType, digest: manifest.digest, size: manifest.size }, this.request);
     });
   }
 
@@ -294,7 +306,7 @@ export class V2Registry {
 
   /** Delete the repository and everything in it (both protocols'); the bytes are left to garbage collection. */
   async deleteRepository(repo: string): Promise<DeletedRepository> {
-    const deleted = await this.repositories.deleteRepository(repo, () => this.events?.record('delete', repo, {}));
+    const deleted = await this.repositories.deleteRepository(repo, () => this.events?.record('delete', repo, {}, this.request));
     if (!deleted) throw new RegistryError('NAME_UNKNOWN', undefined, { detail: { name: repo } });
     return deleted;
   }

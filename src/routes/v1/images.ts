@@ -6,6 +6,7 @@ import type { V1Image } from '../../index/v1-index';
 import { assertImageId } from '../../v1/names';
 import { v1Authorizer } from './auth';
 import { cacheForever, sendJson } from './http';
+import { requestFacts } from '../../notifications/request-facts';
 
 type ImageRequest = FastifyRequest<{ Params: { id: string } }>;
 
@@ -61,7 +62,7 @@ export async function imageRoutes(app: FastifyInstance): Promise<void> {
     request.raw.resume(); // no body is expected; never leave one unread on a kept-alive connection
     const repo = await auth.image(request, reply, assertImageId(request.params.id), 'push');
     const header = request.headers['x-docker-checksum-payload'];
-    v1.putImageChecksum(repo, request.params.id, Array.isArray(header) ? header.join(',') : header);
+    v1.on(requestFacts(request)).putImageChecksum(repo, request.params.id, Array.isArray(header) ? header.join(',') : header);
     return sendJson(reply);
   });
 

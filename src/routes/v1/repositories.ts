@@ -6,6 +6,7 @@ import { readSmallBody } from '../../http/body';
 import { v1RepositoryName } from '../../v1/names';
 import { v1Authorizer } from './auth';
 import { sendJson } from './http';
+import { requestFacts } from '../../notifications/request-facts';
 
 // /v1/repositories/<repo>/... : repository names contain slashes, so one wildcard route per method
 // parses the path from the right: the last segments say what is asked, the rest is the name.
@@ -93,7 +94,7 @@ export async function repositoryRoutes(app: FastifyInstance): Promise<void> {
     if (res.kind !== 'auth') await auth.repository(request, reply, repo, 'push');
     switch (res.kind) {
       case 'tag':
-        v1.putTag(repo, res.tag, await body(request), request.headers['user-agent']);
+        v1.on(requestFacts(request)).putTag(repo, res.tag, await body(request), request.headers['user-agent']);
         bridge?.afterV1TagChange(repo, res.tag); // the v2 view follows, in the background (docs/bridge.md)
         return sendJson(reply);
       case 'repository':
@@ -121,12 +122,12 @@ export async function repositoryRoutes(app: FastifyInstance): Promise<void> {
     await auth.repository(request, reply, repo, 'delete');
     switch (res.kind) {
       case 'tag':
-        v1.deleteTag(repo, res.tag);
+        v1.on(requestFacts(request)).deleteTag(repo, res.tag);
         bridge?.afterV1TagChange(repo, res.tag);
         return sendJson(reply);
       case 'tags':
       case 'repository':
-        await v1.deleteRepository(repo);
+        await v1.on(requestFacts(request)).deleteRepository(repo);
         return sendJson(reply);
       case 'images':
         // The index's delete step; the registry delete above does the work.

@@ -5,6 +5,7 @@ import { sendBlob } from '../../http/send-blob';
 import type { UploadRecord } from '../../index/metadata-index';
 import { parseDigest, type Digest } from '../../storage/digest';
 import { hasBody, location, queryParam } from './http';
+import { requestFacts } from '../../notifications/request-facts';
 
 // Blob reads and the upload protocol: POST (start, monolithic, mount), PATCH, PUT, GET, DELETE.
 
@@ -67,8 +68,8 @@ export function blobHandlers(ctx: RegistryContext) {
       return sendBlob(request, reply, ctx.blobs, blob, 307);
     },
 
-    async deleteBlob(_request: FastifyRequest, reply: FastifyReply, name: string, digestRaw: string) {
-      v2.deleteBlob(name, parseDigest(digestRaw));
+    async deleteBlob(request: FastifyRequest, reply: FastifyReply, name: string, digestRaw: string) {
+      v2.on(requestFacts(request)).deleteBlob(name, parseDigest(digestRaw));
       return reply.code(202).header('content-length', '0').send();
     },
 
@@ -79,7 +80,7 @@ export function blobHandlers(ctx: RegistryContext) {
         const digest = parseDigest(mount);
         // Mounting reads from `from`: only for callers who may pull it.
         const mayRead = from !== undefined && access.allows(request.identity!, from, 'pull');
-        const mounted = mayRead ? v2.mount(name, digest, from) : undefined;
+        const mounted = mayRead ? v2.on(requestFacts(request)).mount(name, digest, from) : undefined;
         if (mounted) {
           request.raw.resume();
           return created(request, reply, name, mounted.digest);
@@ -88,7 +89,7 @@ export function blobHandlers(ctx: RegistryContext) {
       }
       const digestParam = queryParam(request, 'digest');
       if (digestParam !== undefined) {
-        const blob = await v2.putMonolithic(name, parseDigest(digestParam), request.raw, declaredLength(request));
+        const blob = await v2.on(requestFacts(request)).putMonolithic(name, parseDigest(digestParam), request.raw, declaredLength(request));
         return created(request, reply, name, blob.digest);
       }
       request.raw.resume();
@@ -112,7 +113,7 @@ export function blobHandlers(ctx: RegistryContext) {
       const body = hasBody(request) ? request.raw : undefined;
       if (!body) request.raw.resume();
       const start = body ? chunkStart(request) : undefined;
-      const blob = await withRange(request, name, id, () => v2.finishUpload(name, id, digest, body, start, body && declaredLength(request)));
+      const blob = await withRange(request, name, id, () => v2.on(requestFacts(request)).finishUpload(name, id, digest, body, start, body && declaredLength(request)));
       return created(request, reply, name, blob.digest);
     },
 

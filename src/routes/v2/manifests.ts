@@ -5,6 +5,7 @@ import { parseDigest } from '../../storage/digest';
 import { MEDIA } from '../../v2/manifest';
 import { isTag } from '../../names';
 import { location, mediaTypeOf, nextLink, pagination, queryParam } from './http';
+import { requestFacts } from '../../notifications/request-facts';
 
 // Manifests, tags, catalog and referrers.
 
@@ -27,7 +28,7 @@ export function manifestHandlers(ctx: RegistryContext) {
       } else {
         // A v1 tag is pullable over v2 too (docs/bridge.md): made on first use, followed when it moves.
         if (bridge && isTag(reference)) await bridge.beforeTagPull(name, reference);
-        manifest = v2.pull(name, reference);
+        manifest = v2.on(requestFacts(request)).pull(name, reference);
       }
       reply.headers({
         'content-type': manifest.mediaType,
@@ -41,7 +42,7 @@ export function manifestHandlers(ctx: RegistryContext) {
 
     async putManifest(request: FastifyRequest, reply: FastifyReply, name: string, reference: string) {
       const body = await readSmallBody(request.raw, config.http.maxJsonBody);
-      const { digest, subject } = await v2.putManifest(name, reference, body, mediaTypeOf(request));
+      const { digest, subject } = await v2.on(requestFacts(request)).putManifest(name, reference, body, mediaTypeOf(request));
       if (subject) reply.header('oci-subject', subject);
       return reply
         .code(201)
@@ -53,14 +54,14 @@ export function manifestHandlers(ctx: RegistryContext) {
         .send();
     },
 
-    async deleteManifest(_request: FastifyRequest, reply: FastifyReply, name: string, reference: string) {
-      v2.deleteManifest(name, reference);
+    async deleteManifest(request: FastifyRequest, reply: FastifyReply, name: string, reference: string) {
+      v2.on(requestFacts(request)).deleteManifest(name, reference);
       return reply.code(202).header('content-length', '0').send();
     },
 
     /** DELETE /v2/_registry/repositories/<name>: the whole repository, with what it held. */
-    async deleteRepository(_request: FastifyRequest, reply: FastifyReply, name: string) {
-      const deleted = await v2.deleteRepository(name);
+    async deleteRepository(request: FastifyRequest, reply: FastifyReply, name: string) {
+      const deleted = await v2.on(requestFacts(request)).deleteRepository(name);
       return reply.code(202).type('application/json').send({ name, deleted });
     },
 
