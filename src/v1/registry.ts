@@ -74,8 +74,8 @@ export class V1Registry {
   }
 
   /**
-   * This registry with its events naming the request that made them (a view sharing everything else);
-   * itself when no event is recorded.
+   * This registry with its events naming the request that made them (a view sharing everything else;
+   * so methods never assign fields, which would land on the view); itself when no event is recorded.
    */
   on(request: () => RequestFacts): this {
     if (!this.events) return this;
