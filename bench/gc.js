@@ -16,8 +16,8 @@ const crypto = require('node:crypto');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { positiveInt, sleep, table, resultHeader } = require('./lib/basics');
-const { Child, freePort, serverCommand, envWithoutRegistryVars } = require('./lib/processes');
+const { positiveInt, table, resultHeader } = require('./lib/basics');
+const { Child, freePort, serverCommand, envWithoutRegistryVars, waitForServer } = require('./lib/processes');
 const { RssSampler } = require('./lib/procfs');
 
 const ROOT = path.resolve(__dirname, '..');
@@ -149,15 +149,7 @@ async function main() {
     const command = serverCommand();
     server.spawn(process.execPath, command.args, { cwd: dir, env: { ...env, ...command.env } });
     const base = `http://127.0.0.1:${port}`;
-    for (let i = 0; ; i++) {
-      try {
-        await fetch(`${base}/v2/`).then((r) => r.arrayBuffer());
-        break;
-      } catch {
-        if (i > 200) throw new Error(`server did not start\n${server.logs()}`);
-        await sleep(50);
-      }
-    }
+    await waitForServer(base, server);
     const serverRss = new RssSampler(server.pid);
 
     const quietUntil = Date.now() + SECONDS * 1000;

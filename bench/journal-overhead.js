@@ -11,7 +11,7 @@ const { createHash, randomBytes } = require('node:crypto');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { Child, freePort } = require('./lib/processes');
+const { Child, freePort, waitForServer } = require('./lib/processes');
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const IMAGES = 150;
@@ -27,14 +27,7 @@ async function startServer(root) {
   const env = { ...process.env, REGISTRY_HTTP_ADDR: `127.0.0.1:${port}`, REGISTRY_STORAGE_LOCAL_ROOT: path.join(dir, 'blobs'), REGISTRY_INDEX_PATH: path.join(dir, 'index.db'), REGISTRY_LOG_LEVEL: 'warn', REGISTRY_GC_INTERVAL: '0' };
   child.spawn(process.execPath, [path.join(root, 'dist', 'server.js')], { cwd: root, env });
   const url = `http://127.0.0.1:${port}`;
-  for (let i = 0; ; i++) {
-    try {
-      if ((await fetch(`${url}/v2/`)).ok) break;
-    } catch {
-      if (i > 200) throw new Error(`server did not start:\n${child.logs()}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
+  await waitForServer(url, child);
   return { url, pid: child.pid, stop: async () => (await child.stop(), fs.rmSync(dir, { recursive: true, force: true })) };
 }
 

@@ -16,7 +16,7 @@ const fs = require('node:fs');
 const http = require('node:http');
 const os = require('node:os');
 const path = require('node:path');
-const { Child, freePort, serverCommand, envWithoutRegistryVars, tryVersion } = require('./lib/processes');
+const { Child, freePort, serverCommand, envWithoutRegistryVars, tryVersion, waitForServer } = require('./lib/processes');
 const { rateRun, wrkScript } = require('./lib/load');
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -65,14 +65,7 @@ async function startServer(setting, receiver) {
   const child = new Child(setting);
   child.spawn(process.execPath, command.args, { cwd: dir, env });
   const url = `http://127.0.0.1:${port}`;
-  for (let i = 0; ; i++) {
-    try {
-      if ((await fetch(`${url}/v2/`)).ok) break;
-    } catch {
-      if (i > 200) throw new Error(`server did not start:\n${child.logs()}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
+  await waitForServer(url, child);
   return { url, stop: async () => (await child.stop(), fs.rmSync(dir, { recursive: true, force: true })) };
 }
 

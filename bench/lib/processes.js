@@ -147,4 +147,17 @@ function run(cmd, args, { timeoutMs = 600_000, env } = {}) {
   });
 }
 
-module.exports = { freePort, serverCommand, envWithoutRegistryVars, Child, tryVersion, requireTool, run };
+/** Wait until the registry at `url` answers /v2/ (any status), for at most ~10 s; `child`'s logs if it does not. */
+async function waitForServer(url, child) {
+  for (let i = 0; ; i++) {
+    try {
+      await fetch(`${url}/v2/`).then((r) => r.arrayBuffer());
+      return;
+    } catch {
+      if (i > 200) throw new Error(`server did not start:\n${child.logs()}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+}
+
+module.exports = { freePort, serverCommand, envWithoutRegistryVars, Child, tryVersion, requireTool, run, waitForServer };
