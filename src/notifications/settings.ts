@@ -1,4 +1,5 @@
 import { globProblem } from '../auth/globs';
+import { parseDurationMs, parseDurationSeconds } from '../config/duration';
 import { ConfigError } from '../config/errors';
 
 // The notifications.* configuration keys (schema.ts): the endpoint list and durations. Parsed and checked once
@@ -36,25 +37,9 @@ const RESERVED_HEADERS = new Set(['content-type', 'content-length', 'host', 'tra
 
 const fail = (msg: string) => new ConfigError(msg);
 
-/** A duration: seconds as a number, or "250ms", "5s", "2m", "1h", "1d"; in milliseconds. Never negative. */
-export function parseDurationMs(value: unknown, where: string): number {
-  if (typeof value === 'number') {
-    if (!Number.isFinite(value) || value < 0) throw fail(`${where}: must be a duration of at least 0, got ${value}`);
-    return Math.round(value * 1000);
-  }
-  const m = /^(-?\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$/.exec(String(value ?? '').trim());
-  if (!m) throw fail(`${where}: expected a duration such as 500ms, 5s, 2m, 1h or a number of seconds, got ${JSON.stringify(value)}`);
-  const n = Number(m[1]);
-  if (n < 0) throw fail(`${where}: must be a duration of at least 0, got ${JSON.stringify(value)}`);
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[(m[2] ?? 's') as 'ms'];
-  return Math.round(n * unit);
-}
-
 /** notifications.maxAge, in seconds (at least one minute: shorter would drop events during any restart). */
 export function parseMaxAge(value: unknown, where: string): number {
-  const ms = parseDurationMs(value, where);
-  if (ms < 60_000) throw fail(`${where}: must be at least 1m, got ${JSON.stringify(value)}`);
-  return ms / 1000;
+  return parseDurationSeconds(value, where, 60);
 }
 
 function mapping(value: unknown, where: string, keys: string[]): Record<string, unknown> {

@@ -1,5 +1,6 @@
 import { accessSync, constants } from 'node:fs';
 import { globProblem } from '../auth/globs';
+import { parseDurationSeconds } from '../config/duration';
 import { ConfigError } from '../config/errors';
 import { isRepositoryName } from '../names';
 
@@ -25,14 +26,6 @@ export interface UpstreamConfig {
 }
 
 const KEYS = ['prefix', 'url', 'username', 'passwordFile', 'passwordEnv', 'tagTtl', 'repositories', 'caFile', 'timeout'] as const;
-
-/** A duration: seconds, or a number with s, m, h or d. */
-export function parseSeconds(value: unknown, where: string): number {
-  if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) return value;
-  const m = /^(\d+)\s*([smhd]?)$/.exec(typeof value === 'string' ? value.trim() : '');
-  if (!m) throw new ConfigError(`${where}: expected a duration such as 300, 30s, 5m, 1h or 1d, got ${JSON.stringify(value)}`);
-  return Number(m[1]) * { '': 1, s: 1, m: 60, h: 3600, d: 86400 }[m[2] as '' | 's' | 'm' | 'h' | 'd'];
-}
 
 function optionalString(value: unknown, where: string): string {
   if (value === undefined || value === null) return '';
@@ -86,9 +79,8 @@ function parseUpstream(value: unknown, at: string, env: NodeJS.ProcessEnv): Upst
     const problem = globProblem(glob, false);
     if (problem) throw new ConfigError(`${at}.repositories[${i}]: ${problem}`);
   });
-  const tagTtl = given.tagTtl === undefined ? 300 : parseSeconds(given.tagTtl, `${at}.tagTtl`);
-  const timeout = given.timeout === undefined ? 30 : parseSeconds(given.timeout, `${at}.timeout`);
-  if (timeout < 1) throw new ConfigError(`${at}.timeout: must be at least 1 second`);
+  const tagTtl = given.tagTtl === undefined ? 300 : parseDurationSeconds(given.tagTtl, `${at}.tagTtl`);
+  const timeout = given.timeout === undefined ? 30 : parseDurationSeconds(given.timeout, `${at}.timeout`, 1);
   return { prefix, url, username, passwordFile, passwordEnv, tagTtl, repositories: repositories as string[], caFile, timeout };
 }
 

@@ -92,13 +92,3 @@ export function sessionCookie(value: string, opts: { path: string; secure: boole
     ...(opts.secure ? ['Secure'] : []),
   ].join('; ');
 }
-
-/** "8h", "30m", "2d", "45s" or a number of seconds -> milliseconds. */
-export function parseDuration(value: unknown, where: string, error: (msg: string) => Error): number {
-  const m = /^(\d+)\s*([smhd]?)$/.exec(String(value ?? '').trim());
-  const unit = { '': 1, s: 1, m: 60, h: 3600, d: 86400 }[m?.[2] ?? ''];
-  if (!m || unit === undefined) throw error(`${where}: expected a duration such as 8h, 30m, 2d or a number of seconds, got ${JSON.stringify(value)}`);
-  const ms = Number(m[1]) * unit * 1000;
-  if (ms < 60_000) throw error(`${where}: must be at least one minute`);
-  return ms;
-}

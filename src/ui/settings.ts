@@ -1,5 +1,5 @@
 import { ConfigError } from '../config/errors';
-import { parseDuration } from './session';
+import { parseDurationSeconds } from '../config/duration';
 
 // Parsers of the ui.* configuration keys (schema.ts).
 
@@ -15,5 +15,5 @@ export function parsePathPrefix(value: unknown, where: string): string {
 
 /** ui.sessionTtl: a duration ("8h", "30m", "2d") or seconds, as seconds. */
 export function parseSessionTtl(value: unknown, where: string): number {
-  return parseDuration(value, where, (msg) => new ConfigError(msg)) / 1000;
+  return parseDurationSeconds(value, where, 60);
 }

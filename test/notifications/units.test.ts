@@ -3,7 +3,8 @@ import { parseConfig, ConfigError } from '../../src/config/load';
 import { backoffDelay, retryable } from '../../src/notifications/backoff';
 import { envelope, makeEvent } from '../../src/notifications/events';
 import { EndpointFilter } from '../../src/notifications/filter';
-import { parseDurationMs, parseEndpoints } from '../../src/notifications/settings';
+import { parseDurationMs } from '../../src/config/duration';
+import { parseEndpoints } from '../../src/notifications/settings';
 import { signatureHeader, verifySignature } from '../../src/notifications/signature';
 
 const yaml = (endpoint: string, top = '') => `notifications:\n${top}  endpoints:\n    - name: hook\n      url: http://127.0.0.1:9/hook\n${endpoint}`;
@@ -42,7 +43,7 @@ t.test('config: defaults, and every bad value stops the start naming its key', a
   t.equal(refused(yaml('      maxRetries: -1\n'), /endpoints\[0\]\.maxRetries/), true);
   t.equal(refused(yaml('      enabled: maybe\n'), /endpoints\[0\]\.enabled/), true);
   t.equal(refused(yaml('      secretFile: /x\n      secretEnv: Y\n'), /exclusive/), true);
-  t.equal(refused(yaml('', '  maxAge: 10s\n'), /notifications\.maxAge: must be at least 1m/), true);
+  t.equal(refused(yaml('', '  maxAge: 10s\n'), /notifications\.maxAge: must be at least one minute/), true);
   t.equal(refused('notifications:\n  endpoints: {name: a}\n', /notifications\.endpoints: expected a list/), true);
   // The environment override takes the list as YAML/JSON, like the other list keys.
   const env = parseConfig('', { REGISTRY_NOTIFICATIONS_ENDPOINTS: '[{name: e, url: "https://hooks.example/x", timeout: 500ms}]' });

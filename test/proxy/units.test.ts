@@ -46,7 +46,7 @@ t.test('proxy.upstreams: bad values stop the start naming the key', async (t) =>
     [[{ prefix: 'hub/', url: 'https://x', username: 'u', passwordFile: '/nonexistent/pw' }], /\[0\]\.passwordFile: cannot read \/nonexistent\/pw/],
     [[{ prefix: 'hub/', url: 'https://x', caFile: '/nonexistent/ca.pem' }], /\[0\]\.caFile: cannot read/],
     [[{ prefix: 'hub/', url: 'https://x', tagTtl: 'soon' }], /\[0\]\.tagTtl: expected a duration/],
-    [[{ prefix: 'hub/', url: 'https://x', timeout: 0 }], /\[0\]\.timeout: must be at least 1 second/],
+    [[{ prefix: 'hub/', url: 'https://x', timeout: 0 }], /\[0\]\.timeout: must be at least one second/],
     [[{ prefix: 'hub/', url: 'https://x', repositories: ['Bad$'] }], /\[0\]\.repositories\[0\]/],
     [[{ prefix: 'hub/', url: 'https://x' }, { prefix: 'hub/library/', url: 'https://y' }], /\[0\]\.prefix: hub\/ overlaps hub\/library\/ of proxy\.upstreams\[1\]/],
   ];
