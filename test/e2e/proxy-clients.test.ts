@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { copyFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import t, { type Test } from 'tap';
@@ -252,14 +253,17 @@ t.test('20 clients pulling one uncached large blob cause one upstream download (
   const cache = await startRegistry(t, { proxy: { upstreams: [{ prefix: 'hub/', url: fw.url }] as never } });
   const env = await containersEnv(t);
   const src = path.join(tempDir(t, 'proxy-big-'), 'layout');
-  const img = makeOciLayout(src, { tag: 'v1', layers: 1, layerBytes: 32 * 1024 * 1024, seed: 61 });
-  await ok(t, env.skopeo(['copy', '--dest-tls-verify=false', `oci:${src}:v1`, `docker://${upstream.host}/lib/big:v1`]), 'push a 32 MiB layer');
+  const img = makeOciLayout(src, { tag: 'v1', layers: 1, layerBytes: 100 * 1024 * 1024, seed: 61 });
+  await ok(t, env.skopeo(['copy', '--dest-tls-verify=false', `oci:${src}:v1`, `docker://${upstream.host}/lib/big:v1`]), 'push a 100 MiB layer');
   const layer = img.layerDigests[0]!;
   fw.blobDelayMs = 300;
   const bodies = await Promise.all(
     Array.from({ length: 20 }, async () => {
       const res = await fetch(`${cache.url}/v2/hub/lib/big/blobs/${layer}`);
-      return { status: res.status, digest: sha256(Buffer.from(await res.arrayBuffer())) };
+      // Hashed as it streams: 20 copies of the layer never sit in this process at once.
+      const hash = createHash('sha256');
+      for await (const chunk of res.body!) hash.update(chunk);
+      return { status: res.status, digest: `sha256:${hash.digest('hex')}` };
     }),
   );
   t.equal(fw.count('GET', new RegExp(layer)), 1, 'one upstream GET for 20 clients');
