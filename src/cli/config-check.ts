@@ -14,9 +14,12 @@ export const configHelp: Command['help'] = [
   ['config check [FILE]', 'validate a configuration (FILE, else REGISTRY_CONFIG or ./config.yml, plus REGISTRY_* overrides) and print the effective one, secrets masked'],
 ];
 
-/** Keys whose string values are credentials; `...File`/`...Path` keys name a file holding one, which is not secret. */
+/**
+ * Keys whose string values are credentials; `...File`/`...Path`/`...Env` keys name the file or environment
+ * variable holding one, which is not secret.
+ */
 const SECRET_KEY = /(secret|password|passwd|token|authorization|credential|api[-_]?key)/i;
-const FILE_KEY = /(file|path)$/i;
+const FILE_KEY = /(file|path|env)$/i;
 export const MASK = '********';
 
 /** A copy of `value` with credentials replaced: values of secret-named keys, and passwords in URLs. */

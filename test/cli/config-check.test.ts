@@ -66,13 +66,13 @@ t.test('maskSecrets: secret-named keys and passwords in URLs, not files that hol
     maskSecrets({
       token: { secretFile: './data/token.key', enabled: true },
       endpoints: [{ url: 'https://hook:s3cret@example.com/x', headers: { Authorization: 'Bearer abc', 'X-Env': 'prod' } }],
-      postgres: { url: 'postgres://reg:pw@db:5432/registry', passwordFile: '/run/secrets/pg' },
+      postgres: { url: 'postgres://reg:pw@db:5432/registry', passwordFile: '/run/secrets/pg', passwordEnv: 'PG_PASSWORD' },
       empty: { password: '' },
     }),
     {
       token: { secretFile: './data/token.key', enabled: true },
       endpoints: [{ url: `https://hook:${MASK}@example.com/x`, headers: { Authorization: MASK, 'X-Env': 'prod' } }],
-      postgres: { url: `postgres://reg:${MASK}@db:5432/registry`, passwordFile: '/run/secrets/pg' },
+      postgres: { url: `postgres://reg:${MASK}@db:5432/registry`, passwordFile: '/run/secrets/pg', passwordEnv: 'PG_PASSWORD' },
       empty: { password: '' },
     },
   );
