@@ -94,3 +94,11 @@ export const FAST_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.
 export function secondsSince(start: bigint): number {
   return Number(process.hrtime.bigint() - start) / 1e9;
 }
+
+/** A counter whose value is read from `read` at each scrape (the count is kept elsewhere, and only grows). */
+export function mirrored<L extends string>(counter: Counter<L>, read: () => [Partial<Record<L, string>>, number][]): void {
+  (counter as unknown as { collect: () => void }).collect = () => {
+    counter.reset();
+    for (const [labels, value] of read()) counter.inc(labels, value);
+  };
+}

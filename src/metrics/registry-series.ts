@@ -1,4 +1,3 @@
-import type { Counter } from 'prom-client';
 import type { AccessControl } from '../auth/access-control';
 import type { GarbageCollector } from '../gc/collector';
 import type { StatsIndex, StoreTotals } from '../index/stats-index';
@@ -6,7 +5,7 @@ import type { Quotas, QuotaStatus } from '../quota/quotas';
 import type { Retention } from '../retention/retention';
 import type { BlobStore } from '../storage/blob-store';
 import { version } from '../version';
-import { FAST_BUCKETS, type Metrics } from './metrics';
+import { FAST_BUCKETS, mirrored, type Metrics } from './metrics';
 
 // The series read at scrape time from what the registry's parts count anyway (plain numbers they keep
 // whether or not metrics are on) and from one cached index query: nothing here runs per request.
@@ -50,14 +49,6 @@ export function indexTimings(metrics: Metrics): IndexTimings {
     transaction: (s) => transaction.observe(s),
     walSync: (s) => walSync.observe(s),
     durableWait: (s) => durableWait.observe(s),
-  };
-}
-
-/** A counter whose value is read from `read` at each scrape (the count is kept elsewhere). */
-function mirrored<L extends string>(counter: Counter<L>, read: () => [Partial<Record<L, string>>, number][]): void {
-  (counter as unknown as { collect: () => void }).collect = () => {
-    counter.reset();
-    for (const [labels, value] of read()) counter.inc(labels, value);
   };
 }
 
