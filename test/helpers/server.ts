@@ -37,6 +37,7 @@ export async function startRegistry(
   overrides: DeepPartial<Config> = {},
   dir?: string,
   port = 0,
+  appOptions: Parameters<typeof buildApp>[1] = {},
 ): Promise<TestRegistry> {
   if (process.env.TEST_STORAGE === 's3' && overrides.storage?.driver === undefined) {
     const { startS3rver } = await import('./s3rver');
@@ -51,7 +52,7 @@ export async function startRegistry(
     index: { path: path.join(root, 'index.db'), ...overrides.index },
     log: { level: 'silent', ...overrides.log },
   });
-  const app = await buildApp(config);
+  const app = await buildApp(config, appOptions);
   await app.listen({ host: '127.0.0.1', port });
   const address = app.server.address() as { port: number };
   let closed = false;
@@ -71,7 +72,7 @@ export async function startRegistry(
     close,
     restart: async () => {
       await close();
-      return startRegistry(t, overrides, root, address.port);
+      return startRegistry(t, overrides, root, address.port, appOptions);
     },
   };
   return reg;
