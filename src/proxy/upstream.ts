@@ -81,7 +81,13 @@ export class Upstream {
   /** The password, read when needed (a rotated file is picked up); never logged. */
   private password(): string | undefined {
     if (!this.config.username) return undefined;
-    if (this.config.passwordFile) return readFileSync(this.config.passwordFile, 'utf8').replace(/\r?\n$/, '');
+    if (this.config.passwordFile) {
+      try {
+        return readFileSync(this.config.passwordFile, 'utf8').replace(/\r?\n$/, '');
+      } catch (err) {
+        throw new UpstreamError('unauthorized', `cannot read the password of ${this.url.origin}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
+      }
+    }
     return this.env[this.config.passwordEnv] ?? '';
   }
 
@@ -97,8 +103,14 @@ export class Upstream {
   async request(req: UpstreamRequest): Promise<IncomingMessage> {
     const scope = `repository:${req.repository}:pull`;
     let auth = await this.authorization(scope, false);
-    let res = await this.send(req, auth);
+    let { res, url } = await this.send(req, auth);
     if (res.statusCode === 401) {
+      // Only the upstream itself says how to authenticate to it: a host it redirected to (a CDN) must not
+      // name a token realm that our credentials would then be sent to.
+      if (url.origin !== this.url.origin) {
+        res.resume();
+        throw new UpstreamError('unauthorized', `${url.origin}, where ${this.url.origin} redirected, answered 401`);
+      }
       const challenges = parseChallenges(res.headers['www-authenticate']);
       res.resume();
       const chosen = challenges.find((c) => c.scheme === 'bearer') ?? challenges.find((c) => c.scheme === 'basic');
@@ -106,7 +118,7 @@ export class Upstream {
       this.challenge = chosen;
       auth = await this.authorization(chosen.params.scope ?? scope, true);
       if (auth === undefined) throw new UpstreamError('unauthorized', `${this.url.origin} requires credentials (none configured)`);
-      res = await this.send(req, auth);
+      ({ res } = await this.send(req, auth));
       if (res.statusCode === 401) {
         res.resume();
         throw new UpstreamError('unauthorized', `${this.url.origin} refused the ${chosen.scheme === 'bearer' ? 'token' : 'credentials'} (401)`);
@@ -142,6 +154,9 @@ export class Upstream {
     if (service) url.searchParams.set('service', service);
     url.searchParams.set('scope', scope);
     const basic = this.basic();
+    if (basic && this.url.protocol === 'https:' && url.protocol !== 'https:') {
+      throw new UpstreamError('invalid', `${this.url.origin} named a token realm over plain http: the credentials are not sent there`);
+    }
     const res = await this.raw(url, 'GET', basic ? { authorization: basic } : {});
     const body = await readLimited(res, MAX_TOKEN_BODY, this.timeoutMs);
     if (res.statusCode === 401 || res.statusCode === 403) throw new UpstreamError('unauthorized', `the token service of ${this.url.origin} refused (${res.statusCode})`);
@@ -160,17 +175,21 @@ export class Upstream {
   }
 
   /** Send to the upstream, following redirects; Authorization goes only to the upstream's own origin. */
-  private async send(req: UpstreamRequest, auth: string | undefined): Promise<IncomingMessage> {
+  private async send(req: UpstreamRequest, auth: string | undefined): Promise<{ res: IncomingMessage; url: URL }> {
     let url = new URL(req.path, this.url);
     for (let hops = 0; ; hops++) {
       const own = url.origin === this.url.origin;
       const headers = { ...req.headers, ...(own && auth ? { authorization: auth } : {}) };
       const res = await this.raw(url, req.method, headers);
       const status = res.statusCode ?? 0;
-      if (![301, 302, 303, 307, 308].includes(status) || !res.headers.location) return res;
+      if (![301, 302, 303, 307, 308].includes(status) || !res.headers.location) return { res, url };
       res.resume();
       if (hops >= MAX_REDIRECTS) throw new UpstreamError('invalid', `${this.url.origin} redirected more than ${MAX_REDIRECTS} times`);
-      url = new URL(res.headers.location, url);
+      try {
+        url = new URL(res.headers.location, url);
+      } catch {
+        throw new UpstreamError('invalid', `${this.url.origin} redirected to an invalid URL`);
+      }
       if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new UpstreamError('invalid', `${this.url.origin} redirected to a non-http URL`);
     }
   }
@@ -181,12 +200,19 @@ export class Upstream {
     const mod = url.protocol === 'https:' ? https : http;
     const agent = own ? this.agent : url.protocol === this.url.protocol ? this.foreignAgent : undefined;
     return new Promise((resolve, reject) => {
-      const r = mod.request(url, { method, headers: { 'user-agent': 'tsregistry-proxy', ...headers }, agent, timeout: this.timeoutMs }, (res) => {
-        // From here the deadline is the reader's (bodyChunks, readLimited): a socket timeout would also fire
-        // while the reader itself is slow (storage) and the socket is paused, which is no upstream's fault.
-        res.socket.setTimeout(0);
-        resolve(res);
-      });
+      let r: http.ClientRequest;
+      try {
+        r = mod.request(url, { method, headers: { 'user-agent': 'tsregistry-proxy', ...headers }, agent, timeout: this.timeoutMs }, (res) => {
+          // From here the deadline is the reader's (bodyChunks, readLimited): a socket timeout would also fire
+          // while the reader itself is slow (storage) and the socket is paused, which is no upstream's fault.
+          res.socket.setTimeout(0);
+          resolve(res);
+        });
+      } catch (err) {
+        // A header Node refuses to send, e.g. a token with a line break from the upstream's token service.
+        reject(new UpstreamError('invalid', `${this.url.origin}: cannot send the request: ${(err as Error).message}`));
+        return;
+      }
       r.once('timeout', () => r.destroy(new UpstreamError('timeout', `${this.url.origin} did not answer within ${this.config.timeout} s`)));
       r.once('error', (err) => reject(err instanceof UpstreamError ? err : new UpstreamError('connection', `${this.url.origin}: ${(err as Error).message}`)));
       r.end();

@@ -296,3 +296,42 @@ t.test('cached tags expire by last pull (retention keepPulledWithin) and come ba
   t.ok(again.body.equals(b.manifest));
   t.equal(manifestGets(fw), gets + 1, 'from the upstream');
 });
+
+t.test('a hostile upstream: bad redirects and a redirect target asking for credentials get errors, never a 500 or our password', async (t) => {
+  const http = await import('node:http');
+  const { writeFileSync } = await import('node:fs');
+  const { tempDir } = await import('../helpers/server');
+  const seen: { host: string; authorization?: string; url: string }[] = [];
+  const listen = async (handler: (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => void) => {
+    const server = http.createServer((req, res) => {
+      seen.push({ host: req.headers.host ?? '', authorization: req.headers.authorization, url: req.url ?? '' });
+      handler(req, res);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    t.teardown(() => void server.close());
+    return `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+  };
+  // Another host: a CDN-like target that asks for a token from a realm of its choosing.
+  const evil = await listen((req, res) => {
+    if (req.url?.startsWith('/token')) return void res.writeHead(200, { 'content-type': 'application/json' }).end('{"token":"x"}');
+    res.writeHead(401, { 'www-authenticate': `Bearer realm="http://${req.headers.host}/token",service="evil"` }).end();
+  });
+  const digest = `sha256:${'a'.repeat(64)}`;
+  const upstream = await listen((req, res) => {
+    if (req.url === '/v2/') return void res.writeHead(200).end('{}');
+    if (req.url?.includes('/bad/')) return void res.writeHead(302, { location: 'http://[bad' }).end();
+    res.writeHead(302, { location: `${evil}/blob` }).end();
+  });
+  const passwordFile = path.join(tempDir(t), 'password');
+  writeFileSync(passwordFile, 's3cret\n');
+  const cache = await startRegistry(t, { proxy: { upstreams: [{ prefix: 'up/', url: upstream, username: 'bob', passwordFile, timeout: 2 }] as never } });
+
+  const bad = await get(`${cache.url}/v2/up/lib/bad/blobs/${digest}`);
+  t.not(bad.status, 500, `an invalid Location: ${bad.status}, not 500`);
+  t.ok(bad.status >= 400, 'an error');
+  const lured = await get(`${cache.url}/v2/up/lib/app/blobs/${digest}`);
+  t.not(lured.status, 500, `a 401 from the redirect target: ${lured.status}, not 500`);
+  t.ok(lured.status >= 400, 'an error');
+  t.notOk(seen.some((s) => s.url.startsWith('/token')), 'no token was asked from a realm the redirect target named');
+  t.notOk(seen.some((s) => s.host !== new URL(upstream).host && s.authorization), 'no credentials went to another host');
+});
