@@ -22,7 +22,7 @@ const SECRET_KEY = /(secret|password|passwd|token|authorization|credential|api[-
 const FILE_KEY = /(file|path|env)$/i;
 export const MASK = '********';
 
-/** A copy of `value` with credentials replaced: values of secret-named keys, and passwords in URLs. */
+/** A copy of `value` with credentials replaced: values of secret-named keys and of headers, and passwords in URLs. */
 export function maskSecrets(value: unknown, key = ''): unknown {
   if (typeof value === 'string') {
     if (value !== '' && SECRET_KEY.test(key) && !FILE_KEY.test(key)) return MASK;
@@ -30,6 +30,8 @@ export function maskSecrets(value: unknown, key = ''): unknown {
   }
   if (Array.isArray(value)) return value.map((v) => maskSecrets(v, key));
   if (typeof value === 'object' && value !== null) {
+    // Header values are credentials as often as not (X-Hook-Key, Cookie): all of them masked.
+    if (key === 'headers') return Object.fromEntries(Object.keys(value).map((k) => [k, MASK]));
     return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, maskSecrets(v, k)]));
   }
   return value;

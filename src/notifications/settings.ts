@@ -79,10 +79,22 @@ function parseHeaders(value: unknown, where: string): Record<string, string> {
   for (const [name, v] of Object.entries(value)) {
     if (!/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/.test(name)) throw fail(`${where}: ${JSON.stringify(name)} is not a header name`);
     if (RESERVED_HEADERS.has(name.toLowerCase())) throw fail(`${where}.${name}: set by the registry itself`);
-    if ((typeof v !== 'string' && typeof v !== 'number') || /[\r\n\0]/.test(String(v))) throw fail(`${where}.${name}: expected a one-line string`);
+    // What Node's HTTP client sends: tabs, visible ASCII and Latin-1; anything else would fail every POST.
+    if ((typeof v !== 'string' && typeof v !== 'number') || !/^[\t\x20-\x7e\x80-\xff]*$/.test(String(v))) {
+      throw fail(`${where}.${name}: expected a one-line string of printable characters`);
+    }
     out[name] = String(v);
   }
   return out;
+}
+
+/** Node runs a timer of more than 2^31-1 ms (24.8 days) at once: such a backoff would retry in a loop. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+function timerMs(value: unknown, where: string): number {
+  const ms = parseDurationMs(value, where);
+  if (ms > MAX_TIMER_MS) throw fail(`${where}: at most 24d, got ${JSON.stringify(value)}`);
+  return ms;
 }
 
 function whole(value: unknown, where: string): number {
@@ -97,11 +109,11 @@ function parseEndpoint(raw: unknown, at: string): EndpointSettings {
   }
   if (r.url === undefined) throw fail(`${at}.url: required`);
   const backoff = mapping(r.backoff ?? {}, `${at}.backoff`, BACKOFF_KEYS);
-  const initialMs = backoff.initial === undefined ? 1000 : parseDurationMs(backoff.initial, `${at}.backoff.initial`);
-  const maxMs = backoff.max === undefined ? 300_000 : parseDurationMs(backoff.max, `${at}.backoff.max`);
+  const initialMs = backoff.initial === undefined ? 1000 : timerMs(backoff.initial, `${at}.backoff.initial`);
+  const maxMs = backoff.max === undefined ? 300_000 : timerMs(backoff.max, `${at}.backoff.max`);
   if (initialMs < 10) throw fail(`${at}.backoff.initial: must be at least 10ms`);
   if (maxMs < initialMs) throw fail(`${at}.backoff.max: must be at least backoff.initial`);
-  const timeoutMs = r.timeout === undefined ? 5000 : parseDurationMs(r.timeout, `${at}.timeout`);
+  const timeoutMs = r.timeout === undefined ? 5000 : timerMs(r.timeout, `${at}.timeout`);
   if (timeoutMs < 10) throw fail(`${at}.timeout: must be at least 10ms`);
   if (r.enabled !== undefined && typeof r.enabled !== 'boolean') throw fail(`${at}.enabled: expected true or false`);
   if (r.secretFile !== undefined && (typeof r.secretFile !== 'string' || r.secretFile === '')) throw fail(`${at}.secretFile: expected a file path`);

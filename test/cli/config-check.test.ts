@@ -71,7 +71,7 @@ t.test('maskSecrets: secret-named keys and passwords in URLs, not files that hol
     }),
     {
       token: { secretFile: './data/token.key', enabled: true },
-      endpoints: [{ url: `https://hook:${MASK}@example.com/x`, headers: { Authorization: MASK, 'X-Env': 'prod' } }],
+      endpoints: [{ url: `https://hook:${MASK}@example.com/x`, headers: { Authorization: MASK, 'X-Env': MASK } }],
       postgres: { url: `postgres://reg:${MASK}@db:5432/registry`, passwordFile: '/run/secrets/pg', passwordEnv: 'PG_PASSWORD' },
       empty: { password: '' },
     },

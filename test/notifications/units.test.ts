@@ -24,6 +24,9 @@ t.test('config: defaults, and every bad value stops the start naming its key', a
   t.same(parseConfig('', {}).notifications.endpoints, [], 'none by default');
   t.equal(refused(yaml('      timeout: -1\n'), /notifications\.endpoints\[0\]\.timeout: must be a duration of at least 0/), true, 'negative timeout');
   t.equal(refused(yaml('      timeout: -5s\n'), /endpoints\[0\]\.timeout/), true, 'negative timeout with a unit');
+  t.equal(refused(yaml('      timeout: 30d\n'), /endpoints\[0\]\.timeout: at most 24d/), true, 'a timeout Node\'s timers cannot hold');
+  t.equal(refused(yaml('      backoff: {max: 25d}\n'), /endpoints\[0\]\.backoff\.max: at most 24d/), true, 'a backoff Node\'s timers cannot hold');
+  t.equal(refused(yaml('      headers: {X-Key: "caf\u20ac"}\n'), /headers\.X-Key: expected a one-line string of printable characters/), true, 'a header value Node would refuse to send');
   t.equal(refused(yaml('      colour: blue\n'), /unknown configuration key "notifications\.endpoints\[0\]\.colour"/), true, 'unknown key');
   t.equal(refused(yaml('      backoff: {initial: 1s, maximum: 2s}\n'), /unknown configuration key "notifications\.endpoints\[0\]\.backoff\.maximum"/), true, 'unknown nested key');
   t.equal(refused('notifications:\n  endpoint: []\n', /unknown configuration key "notifications\.endpoint"/), true, 'unknown top key');
