@@ -124,17 +124,18 @@ export class PullThroughCache {
    * A manifest GET or HEAD under a proxy prefix. By tag: from the cache while the tag is younger than tagTtl,
    * else after asking the upstream (HEAD, then GET only if the digest changed); when the upstream is
    * unavailable, the cached tag with a `warning`. By digest: the cache, else the upstream, stored for good.
+   * `v2`: the registry as the request sees it (`on(...)`), so its pull events name the request.
    */
-  async manifest(route: ProxyRoute, repo: string, reference: string): Promise<{ manifest: ManifestRecord; warning?: string }> {
+  async manifest(route: ProxyRoute, repo: string, reference: string, v2: V2Registry = this.deps.v2): Promise<{ manifest: ManifestRecord; warning?: string }> {
     if (referenceKind(reference) === 'digest') {
       const digest = reference as Digest;
       if (this.localManifest(repo, digest)) {
         this.counters.hits.manifests++;
-        return { manifest: this.deps.v2.pull(repo, digest) };
+        return { manifest: v2.pull(repo, digest) };
       }
       this.counters.misses.manifests++;
       await this.fail(route, this.digestFlights.run(`${repo}@${digest}`, () => this.fetchManifest(route, repo, digest, undefined)).done);
-      return { manifest: this.deps.v2.pull(repo, digest) };
+      return { manifest: v2.pull(repo, digest) };
     }
     const tag = reference;
     const local = this.localTag(repo, tag);
@@ -143,19 +144,19 @@ export class PullThroughCache {
     if (local && check && check.digest === local && Date.now() - check.checkedAt < ttl) {
       this.counters.hits.manifests++;
       this.deps.log.debug({ repo, tag }, 'proxy cache hit (tag fresh)');
-      return { manifest: this.deps.v2.pull(repo, tag) };
+      return { manifest: v2.pull(repo, tag) };
     }
     try {
       const digest = await this.tagFlights.run(`${repo}:${tag}`, () => this.refreshTag(route, repo, tag)).done;
       if (digest === local) this.counters.hits.manifests++;
       else this.counters.misses.manifests++;
-      return { manifest: this.deps.v2.pull(repo, tag) };
+      return { manifest: v2.pull(repo, tag) };
     } catch (err) {
       if (local && err instanceof UpstreamError && UNAVAILABLE_KINDS.has(err.kind)) {
         this.counters.stale++;
         this.deps.log.warn({ repo, tag, upstream: route.upstream.url.origin, reason: err.message }, 'upstream unavailable: serving the cached tag');
         const warning = `110 - "stale: ${route.upstream.url.origin} is unavailable (${err.kind}); serving the cached tag"`;
-        return { manifest: this.deps.v2.pull(repo, tag), warning };
+        return { manifest: v2.pull(repo, tag), warning };
       }
       throw this.clientError(route, err);
     }

@@ -109,6 +109,23 @@ t.test('pull events only with notifications.pullEvents; HEAD is no pull', async 
   t.same(rx.accepted().map((e) => [e.action, e.target.digest, e.target.tag]), [['pull', image.manifestDigest, 'v1']]);
 });
 
+t.test('pulls through the pull-through cache: the same rule, and the event names the request', async (t) => {
+  const rx = await startReceiver(t);
+  const upstream = await startRegistry(t);
+  const image = buildImage({ layers: 1 });
+  await pushImage(upstream.url, 'lib/app', 'v1', image);
+  const reg = await startRegistry(t, {
+    notifications: { pullEvents: true, endpoints: [endpoint(rx.url, { actions: ['pull'] })] } as never,
+    proxy: { upstreams: [{ prefix: 'up/', url: upstream.url }] as never },
+  });
+  await fetch(`${reg.url}/v2/up/lib/app/manifests/v1`, { method: 'HEAD', headers: { accept: image.mediaType } });
+  const res = await fetch(`${reg.url}/v2/up/lib/app/manifests/v1`, { headers: { accept: image.mediaType, 'user-agent': 'pull-test/1' } });
+  await res.arrayBuffer();
+  await rx.waitFor(() => rx.accepted().length >= 1);
+  await new Promise((r) => setTimeout(r, 200));
+  t.same(rx.accepted().map((e) => [e.action, e.target.tag, e.request?.method, e.request?.useragent]), [['pull', 'v1', 'GET', 'pull-test/1']], 'one pull, the GET, with its request');
+});
+
 t.test('no endpoint: no outbox row, nothing sent', async (t) => {
   const reg = await startRegistry(t);
   t.equal(reg.app.registry.notifier, undefined);

@@ -22,7 +22,7 @@ export function manifestHandlers(ctx: RegistryContext) {
       const route = proxy?.route(name);
       let manifest;
       if (route) {
-        const cached = await proxy!.manifest(route, name, reference);
+        const cached = await proxy!.manifest(route, name, reference, v2.on(requestFacts(request)));
         if (cached.warning) reply.header('warning', cached.warning);
         manifest = cached.manifest;
       } else {
