@@ -73,12 +73,20 @@ export class Notifier implements EventRecorder {
     if (action === 'pull' && request?.method === 'HEAD') return;
     const now = new Date();
     const event = JSON.stringify(makeEvent(action, repository, target, request, this.source, now));
-    this.outbox.enqueue(
-      to.map((a) => a.settings.name),
-      repository,
-      event,
-      now.getTime(),
-    );
+    try {
+      this.outbox.enqueue(
+        to.map((a) => a.settings.name),
+        repository,
+        event,
+        now.getTime(),
+      );
+    } catch (err) {
+      // A change and its event commit together, so a failed write fails the change; a pull changes nothing
+      // and is served all the same.
+      if (action !== 'pull') throw err;
+      this.log.warn({ err, repository }, 'pull event not recorded');
+      return;
+    }
     // Woken after this tick, when the transaction that wrote the rows has committed (or rolled back).
     const first = this.wakeScheduled.size === 0;
     for (const a of to) this.wakeScheduled.add(a);

@@ -131,3 +131,15 @@ t.test('signature: receivers can verify body and time', async (t) => {
   t.notOk(verifySignature(secret, body, h, 1_700_001_000), 'too old');
   t.notOk(verifySignature(secret, body, 'garbage', 1_700_000_000));
 });
+
+t.test('an outbox write that fails: a pull is still served, a change fails with it', async (t) => {
+  const { Notifier } = await import('../../src/notifications/notifier');
+  const failing = { enqueue: () => { throw new Error('disk full'); } } as never;
+  const warned: string[] = [];
+  const log = { info: () => undefined, warn: (_: object, msg: string) => void warned.push(msg), error: () => undefined };
+  const [e] = parseEndpoints([{ name: 'a', url: 'http://127.0.0.1:9/' }], 'n');
+  const notifier = new Notifier({ endpoints: [e!], maxAge: 3600, pullEvents: true }, failing, log, { port: 5000 });
+  t.doesNotThrow(() => notifier.record('pull', 'a/b', { digest: 'sha256:x' }), 'a pull goes on');
+  t.same(warned, ['pull event not recorded'], 'and is logged');
+  t.throws(() => notifier.record('push', 'a/b', { digest: 'sha256:x' }), /disk full/, 'a push fails with its event');
+});
