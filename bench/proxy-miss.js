@@ -4,7 +4,9 @@
 // fresh random blob upstream, GETs it from the upstream directly with curl (its own speed), then through our
 // cache (a miss: streamed to curl while stored and verified), then again (a hit). Reports MiB/s of each and
 // our server's peak RSS during the miss. Environment: BENCH_MB (blob size, default 1024), BENCH_ROUNDS (3),
-// BENCH_FSYNC=false (our storage.local.fsync off: the ceiling without the disk).
+// BENCH_FSYNC=false (our storage.local.fsync off: the ceiling without the disk), BENCH_UPSTREAM_MIBPS (the
+// upstream reached through a relay sending at most that many MiB/s per connection, for the direct read and
+// for our cache alike: an upstream as far away as a real one).
 
 const crypto = require('node:crypto');
 const fs = require('node:fs');
@@ -14,9 +16,11 @@ const { positiveInt, fmt, median, mibps } = require('./lib/basics');
 const { streamBody, request, curlGet } = require('./lib/http');
 const { Registry } = require('./lib/registry');
 const { resetPeakRss } = require('./lib/procfs');
+const { startThrottle } = require('./lib/throttle');
 
 const MB = positiveInt('BENCH_MB', 1024);
 const ROUNDS = positiveInt('BENCH_ROUNDS', 3);
+const UPSTREAM_MIBPS = process.env.BENCH_UPSTREAM_MIBPS ? positiveInt('BENCH_UPSTREAM_MIBPS') : undefined;
 const CHUNK = 1024 * 1024;
 
 /** A generator of `mb` MiB of random bytes (fresh per round: new digests). */
@@ -38,8 +42,10 @@ async function main() {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-proxy-'));
   const upstream = new Registry('theirs', path.join(dir, 'upstream'));
   await upstream.start();
+  const relay = UPSTREAM_MIBPS ? await startThrottle(upstream.host, UPSTREAM_MIBPS) : undefined;
+  const upstreamRead = relay ? `http://${relay.host}` : upstream.base;
   const ours = new Registry('ours', path.join(dir, 'ours'), {
-    REGISTRY_PROXY_UPSTREAMS: JSON.stringify([{ prefix: 'hub/', url: upstream.base, timeout: 60 }]),
+    REGISTRY_PROXY_UPSTREAMS: JSON.stringify([{ prefix: 'hub/', url: upstreamRead, timeout: 60 }]),
     REGISTRY_LOG_LEVEL: 'warn',
     ...(process.env.BENCH_FSYNC === 'false' ? { REGISTRY_STORAGE_LOCAL_FSYNC: 'false' } : {}),
   });
@@ -70,7 +76,7 @@ async function main() {
       ourNext.searchParams.set('digest', 'sha256:' + ourHash.digest('hex'));
       await request(ours.base, 'PUT', ourNext.pathname + ourNext.search);
       rows.push.push(mibps(MB * CHUNK, pushSeconds));
-      const direct = await curlGet(`${upstream.base}/v2/bench/big/blobs/${digest}`);
+      const direct = await curlGet(`${upstreamRead}/v2/bench/big/blobs/${digest}`);
       resetPeakRss(ours.pid);
       const miss = await curlGet(`${ours.base}/v2/hub/bench/big/blobs/${digest}`);
       const rss = ours.hwmMiB();
@@ -93,11 +99,12 @@ async function main() {
     const d = median(rows.direct);
     const m = median(rows.miss);
     console.log(
-      `median of ${ROUNDS} (${MB} MiB blob): upstream direct ${fmt(d)} MiB/s, miss through the cache ${fmt(m)} MiB/s (${fmt((100 * m) / d, 0)} %), ` +
+      `median of ${ROUNDS} (${MB} MiB blob${relay ? `, upstream relayed at ${UPSTREAM_MIBPS} MiB/s` : ''}): upstream direct ${fmt(d)} MiB/s, miss through the cache ${fmt(m)} MiB/s (${fmt((100 * m) / d, 0)} %), ` +
         `our own PATCH ${fmt(median(rows.push))} MiB/s, hit ${fmt(median(rows.hit))} MiB/s, peak RSS ${fmt(Math.max(...rows.rss), 0)} MiB`,
     );
   } finally {
     await ours.stop();
+    await relay?.close();
     await upstream.stop();
     fs.rmSync(dir, { recursive: true, force: true });
   }

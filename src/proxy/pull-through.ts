@@ -301,7 +301,8 @@ export class PullThroughCache {
 
   /**
    * Download a blob into the store in one pass, verified against its digest. With `reply`, the bytes go to
-   * that client as they arrive (one chunk behind: the last one only after the digest is verified).
+   * that client as they arrive (one chunk behind: the last one once the digest is verified, before the
+   * blob is durable; if storing it fails after that, the client still has its right bytes, nothing is cached).
    */
   private async download(route: ProxyRoute, repo: string, digest: Digest, reply?: FastifyReply): Promise<BlobRecord> {
     const started = Date.now();
@@ -324,9 +325,16 @@ export class PullThroughCache {
       }
       last = held;
     }
+    // The client's last chunk goes once the bytes are verified, not once they are durable: its copy is right
+    // either way, and the fsync of a large blob is the slowest part of a miss on a fast link.
+    const finish = () => {
+      if (!out || out.destroyed || out.writableEnded) return;
+      if (last) out.write(last);
+      out.end();
+    };
     let blob: BlobRecord;
     try {
-      blob = await this.deps.blobs.ingest(Readable.from(tee()), { expected: digest, onStored: this.deps.v2.linkOnStore(repo) });
+      blob = await this.deps.blobs.ingest(Readable.from(tee()), { expected: digest, onStored: this.deps.v2.linkOnStore(repo), onVerified: finish });
     } catch (err) {
       res.destroy();
       out?.destroy();
@@ -338,10 +346,7 @@ export class PullThroughCache {
       log.warn({ repo, digest, upstream: route.upstream.url.origin, err: e }, 'proxy blob download failed');
       throw e;
     }
-    if (out && !out.destroyed) {
-      if (last) out.write(last);
-      out.end();
-    }
+    finish();
     log.info({ repo, digest, bytes, ms: Date.now() - started, upstream: route.upstream.url.origin }, 'proxy cache miss: blob fetched');
     return blob;
   }

@@ -39,6 +39,11 @@ export interface IngestOptions {
    * back. With `hashPrefix`, ingest passes the prefixed digest too.
    */
   onStored?: (blob: BlobRecord, prefixedDigest?: Digest, layer?: StoredLayerInfo) => void;
+  /**
+   * Told once the bytes are known to match `expected` (or their digest, without one), before they are made
+   * durable and recorded: a reader streaming them on (the pull-through cache) need not wait for the disk.
+   */
+  onVerified?: (digest: Digest) => void;
 }
 
 /** What an analyzed layer is, with its diff id (for a plain tar: the blob's own digest). */
@@ -149,7 +154,7 @@ export class BlobStore {
         layer = analyzed && storedLayerInfo(analyzed, stored.digest);
         opts.onStored!(stored, prefixed, layer);
       });
-      blob = await this.commit(upload, opts.expected, onStored);
+      blob = await this.commit(upload, opts.expected, onStored, opts.onVerified);
       if (analyzed) layer ??= storedLayerInfo(analyzed, blob.digest);
     } catch (err) {
       await this.discard(upload);
@@ -374,7 +379,12 @@ export class BlobStore {
     return { ...upload, size, state, prefixedHex, layer };
   }
 
-  private async commit(upload: UploadRecord, expected: Digest | undefined, onStored: IngestOptions['onStored']): Promise<BlobRecord> {
+  private async commit(
+    upload: UploadRecord,
+    expected: Digest | undefined,
+    onStored: IngestOptions['onStored'],
+    onVerified?: IngestOptions['onVerified'],
+  ): Promise<BlobRecord> {
     const id = upload.id;
     let digest: Digest;
     // The staged bytes are gone but the upload's row is not. Either a commit moved them into place and the
@@ -401,6 +411,7 @@ export class BlobStore {
       if (moved) await this.discard(upload); // its bytes are that other blob now: nothing is left to append to
       throw new RegistryError('DIGEST_INVALID', undefined, { detail: { expected, computed: digest } });
     }
+    onVerified?.(digest);
     // Found and used in one transaction: garbage collection cannot take the blob in between.
     const known = this.index.transaction(() => {
       const found = this.index.getBlob(digest);

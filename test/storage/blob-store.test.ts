@@ -321,6 +321,23 @@ t.test('onStored runs in the transaction that records the blob, or alone if the 
   t.equal(seen.length, 4);
 });
 
+t.test('onVerified: told the digest once the bytes match, before the blob is recorded; never on a mismatch', async (t) => {
+  const { store } = await setup(t);
+  const data = randomBytes(70_000);
+  const told: string[] = [];
+  const blob = await store.ingest(Readable.from([data]), {
+    expected: digest(data),
+    onVerified: (d) => told.push(`${d} recorded=${store.stat(d) !== undefined}`),
+  });
+  t.same(told, [`${blob.digest} recorded=false`], 'once, before the blob is visible');
+  told.length = 0;
+  await store.ingest(Readable.from([data]), { onVerified: (d) => told.push(d) });
+  t.same(told, [digest(data)], 'also for content already stored');
+  told.length = 0;
+  await t.rejects(store.ingest(Readable.from([randomBytes(10)]), { expected: digest(data), onVerified: (d) => told.push(d) }), { code: 'DIGEST_INVALID' });
+  t.same(told, [], 'not for bytes that do not match');
+});
+
 t.test('a second writer on a busy upload is refused', async (t) => {
   const { store } = await setup(t);
   const up = await store.startUpload('r/busy');
