@@ -151,20 +151,24 @@ export class RefJournal {
     this.pruned = this.synced;
   }
 
-  /** Write what is left, drop it from the outbox, stop pruning. */
-  async close(): Promise<void> {
+  /** Write what is left, stop pruning; with `prune`, drop what was written from the outbox. */
+  async close(prune = true): Promise<void> {
     clearInterval(this.pruneTimer);
     clearInterval(this.syncTimer);
     await this.flush();
     await this.running;
     await this.closeSegment();
-    this.prune();
+    if (prune) this.prune();
   }
 }
 
-/** For operator commands: write every record the index holds that storage may not have yet. */
+/**
+ * For operator commands: write every record the index holds that storage may not have yet. The records stay
+ * in the outbox: a server running meanwhile writes them into its own open segment too, which must hold every
+ * record from its first on (rebuild skips what an earlier-starting segment has applied), so only it prunes.
+ */
 export async function flushJournal(db: Db, driver: StorageDriver): Promise<void> {
   const journal = new RefJournal(db, driver);
   await journal.start(false);
-  await journal.close();
+  await journal.close(false);
 }

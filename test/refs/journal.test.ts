@@ -3,7 +3,9 @@ import path from 'node:path';
 import t from 'tap';
 import { openDatabase, type Db } from '../../src/index/db';
 import { MIGRATIONS } from '../../src/index/migrations';
-import { RefJournal } from '../../src/refs/journal';
+import { defaultConfig } from '../../src/config/load';
+import { flushJournal, RefJournal } from '../../src/refs/journal';
+import { rebuildIndex } from '../../src/refs/rebuild';
 import { JOURNAL_PREFIX } from '../../src/refs/layout';
 import { LocalDriver } from '../../src/storage/local-driver';
 import { tempDir } from '../helpers/server';
@@ -92,4 +94,38 @@ t.test('an index of version 6 keeps its sequence: the AUTOINCREMENT counter beco
   tag(db, 'b');
   t.equal(db.prepare('SELECT max(seq) FROM refs_outbox').pluck().get(), 41, 'the next record follows the old counter');
   db.close();
+});
+
+t.test('an operator command flushing while the server runs: the rebuild still has every record', async (t) => {
+  const dir = tempDir(t);
+  const root = path.join(dir, 'blobs');
+  const driver = new LocalDriver({ root, fsync: false });
+  await driver.init();
+  const file = path.join(dir, 'index.db');
+  const server = openDatabase(file);
+  const journal = new RefJournal(server, driver);
+  await journal.start(false);
+  server.prepare("INSERT INTO repositories (name, created_at) VALUES ('j/r', 1)").run();
+  tag(server, 'a');
+  tag(server, 'b');
+  await journal.flush();
+  await journal['sync']();
+  journal.prune(); // the server's records so far are durable and leave the outbox
+  tag(server, 'c');
+  tag(server, 'd');
+  await journal.flush(); // appended to the server's open segment, not yet synced
+  // The CLI (gc, repo delete, retention...) in its own process: its own connection, its own segment.
+  const cli = openDatabase(file);
+  tag(cli, 'e');
+  tag(cli, 'f');
+  await flushJournal(cli, driver);
+  cli.close();
+  tag(server, 'g');
+  await journal.close();
+  server.close();
+  const expected = new Database(file, { readonly: true }).prepare('SELECT tag, updated_at FROM tags ORDER BY tag').all();
+  const config = defaultConfig({ storage: { local: { root } }, index: { path: file } });
+  await rebuildIndex(config, { force: true });
+  const rebuilt = new Database(file, { readonly: true }).prepare('SELECT tag, updated_at FROM tags ORDER BY tag').all();
+  t.same(rebuilt, expected, "every tag, the command's included, as the index had it");
 });
