@@ -22,6 +22,8 @@ export interface PgCluster {
   database: string;
   /** The postmaster's PID (stopped by it at teardown). */
   pid: number;
+  /** The temp directory: data, socket and server.log (removed at teardown). */
+  dir: string;
   /** A new empty database owned by the registry user; its URL. */
   createDatabase(name: string): Promise<string>;
   /** Run SQL as the superuser (over the unix socket, trust auth) in `database` (default: the registry's). */
@@ -127,6 +129,7 @@ export async function startPostgres(t: Teardown): Promise<PgCluster | undefined>
     password,
     database,
     pid,
+    dir,
     admin,
     async createDatabase(name) {
       if (!/^[a-z_][a-z0-9_]*$/.test(name)) throw new Error(`bad database name ${name}`);
