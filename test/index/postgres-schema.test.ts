@@ -122,6 +122,13 @@ t.test('PostgreSQL index schema', async (t) => {
     t.ok(journaled > 40, `the scenario journals ${journaled} changes`);
   });
 
+  await t.test('bigint, count(*) and sum() read as numbers, as from SQLite; past 2^53 an error', async (t) => {
+    const { rows } = await pool.query("SELECT count(*) AS n, sum(x) AS total, max(x) AS big FROM (VALUES (5000000000::bigint), (7)) v(x)");
+    t.same(rows, [{ n: 2, total: 5000000007, big: 5000000000 }]);
+    await t.rejects(pool.query('SELECT 9007199254740993::bigint AS n'), { message: /9007199254740993 is not an integer JavaScript can hold exactly/ });
+    await t.rejects(pool.query('SELECT 1.5::numeric AS n'), { message: /1.5 is not an integer/ });
+  });
+
   await t.test('name search: ILIKE on the trigram indexes finds what SQLite\'s repo_search finds', async (t) => {
     for (const [name, description] of [['Team/Alpha', 'The ALPHA service'], ['team/beta', 'beta_1 100%'], ['other/gamma', '']]) {
       const params = [name, description, 1];

@@ -25,18 +25,20 @@ export function serverOf(url: string): string {
   return `${host}:${parsed.port || 5432}`;
 }
 
-// int8 (bigint: sizes, millisecond times, counts) as a number rather than pg's default string, so rows
-// look like better-sqlite3's. Beyond 2^53 a number would be wrong, so that is an error instead.
+// int8 (bigint: sizes, millisecond times, count(*)) and numeric (what sum() of a bigint returns) as numbers
+// rather than pg's default strings, so rows look like better-sqlite3's and SQL such as
+// `coalesce(sum(size), 0)` is shared. This schema holds integers only; beyond 2^53 a number would be wrong,
+// so that is an error instead.
 const INT8_OID = 20;
+const NUMERIC_OID = 1700;
+function toSafeInteger(text: string): number {
+  const n = Number(text);
+  if (!Number.isSafeInteger(n)) throw new Error(`${text} is not an integer JavaScript can hold exactly`);
+  return n;
+}
 const types: pg.CustomTypesConfig = {
   getTypeParser: ((oid: number, format?: string) => {
-    if (oid === INT8_OID && format !== 'binary') {
-      return (text: string) => {
-        const n = Number(text);
-        if (!Number.isSafeInteger(n)) throw new Error(`bigint ${text} is beyond JavaScript's safe integers`);
-        return n;
-      };
-    }
+    if ((oid === INT8_OID || oid === NUMERIC_OID) && format !== 'binary') return toSafeInteger;
     return pg.types.getTypeParser(oid, format as 'text');
   }) as pg.CustomTypesConfig['getTypeParser'],
 };
