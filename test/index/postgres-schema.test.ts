@@ -84,7 +84,10 @@ t.test('PostgreSQL index schema', async (t) => {
 
   await t.test('triggers leave the same usage, charges and journal records as SQLite\'s', async (t) => {
     const client = await pool.connect();
-    t.teardown(() => client.release());
+    t.teardown(async () => {
+      await client.query('ROLLBACK').catch(() => undefined); // a failed statement must not leave the pool a broken transaction
+      client.release();
+    });
     const onPg = async (sql: string, params: unknown[]) => {
       let n = 0;
       await client.query(sql.replace(/\?/g, () => `$${++n}`), params);
@@ -207,6 +210,10 @@ t.test('the cluster is stopped and its directory removed when its test ends', as
 type Step = { name: string; statements: [string, ...unknown[]][] };
 
 const D = (c: string) => `sha256:${c.repeat(64)}`;
+const V1_JSON_UPSERT = `INSERT INTO v1_images (repo, id, parent, json_digest, created_at) VALUES (?, ?, ?, ?, ?)
+  ON CONFLICT (repo, id) DO UPDATE SET parent = excluded.parent, json_digest = excluded.json_digest, layer_digest = NULL,
+    layer_size = NULL, checksum = NULL, complete = 0, layer_format = NULL, diff_id = NULL
+  WHERE v1_images.complete = 0`; // qualified: in PostgreSQL a bare \`complete\` is ambiguous (target or excluded), SQLite takes either
 
 /** Changes the index classes make (and some they could), in SQL both databases accept. */
 const SCENARIO: Step[] = [
@@ -263,6 +270,11 @@ const SCENARIO: Step[] = [
       ['INSERT INTO v1_images (repo, id, parent, json_digest, layer_digest, layer_size, checksum, complete, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)', 'ns/one', '3'.repeat(64), null, D('a'), D('b'), 2000, null, 1, 32],
       ['UPDATE v1_images SET layer_digest = ? WHERE repo = ? AND id = ?', D('b'), 'ns/one', '3'.repeat(64)], // same value: no recharge
       ['UPDATE v1_images SET layer_digest = NULL, layer_size = NULL WHERE repo = ? AND id = ?', 'ns/one', '3'.repeat(64)],
+      // A re-sent image JSON (v1-index putV1Json): the upsert's UPDATE recharges like a plain UPDATE; a complete image is left alone.
+      [V1_JSON_UPSERT, 'library/two', '4'.repeat(64), null, D('a'), 33],
+      ['UPDATE v1_images SET layer_digest = ?, layer_size = ? WHERE repo = ? AND id = ?', D('b'), 2000, 'library/two', '4'.repeat(64)],
+      [V1_JSON_UPSERT, 'library/two', '4'.repeat(64), null, D('c'), 34],
+      [V1_JSON_UPSERT, 'library/two', '1'.repeat(64), null, D('e'), 35],
       ['INSERT INTO v1_tags (repo, tag, image_id, meta) VALUES (?, ?, ?, ?)', 'library/two', 'latest', '2'.repeat(64), '{"arch":"amd64"}'],
       ['UPDATE v1_tags SET image_id = ? WHERE repo = ? AND tag = ?', '1'.repeat(64), 'library/two', 'latest'],
       ['INSERT INTO v1_repo_images (repo, image_id, checksum, position) VALUES (?, ?, ?, ?)', 'library/two', '1'.repeat(64), null, 0],
