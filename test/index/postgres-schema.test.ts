@@ -4,6 +4,7 @@ import t from 'tap';
 import { openDatabase, type Db } from '../../src/index/db';
 import { connectPool } from '../../src/index/postgres/connect';
 import { migrate, PG_MIGRATIONS } from '../../src/index/postgres/migrations';
+import { bindValues, toPgStatement } from '../../src/index/postgres/sql';
 import { startPostgres } from '../helpers/postgres';
 import { freePort } from '../helpers/process';
 
@@ -89,8 +90,8 @@ t.test('PostgreSQL index schema', async (t) => {
       client.release();
     });
     const onPg = async (sql: string, params: unknown[]) => {
-      let n = 0;
-      await client.query(sql.replace(/\?/g, () => `$${++n}`), params);
+      const statement = toPgStatement(sql); // the same text as SQLite's, parameters rewritten
+      await client.query(statement.text, bindValues(statement, params));
     };
     const onSqlite = (sql: string, params: unknown[]) => void sqlite.prepare(sql).run(...params);
     // The records each statement leaves, in order; one statement's rows in any order (a multi-row DELETE
@@ -210,6 +211,9 @@ t.test('the cluster is stopped and its directory removed when its test ends', as
 type Step = { name: string; statements: [string, ...unknown[]][] };
 
 const D = (c: string) => `sha256:${c.repeat(64)}`;
+const SET_TAG = `INSERT INTO tags (repo, tag, digest, updated_at, bridged_from_v1) VALUES (@repo, @tag, @digest, @now, @bridged)
+  ON CONFLICT (repo, tag) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at, bridged_from_v1 = excluded.bridged_from_v1
+  WHERE excluded.bridged_from_v1 IS NULL OR tags.bridged_from_v1 IS NOT NULL`;
 const V1_JSON_UPSERT = `INSERT INTO v1_images (repo, id, parent, json_digest, created_at) VALUES (?, ?, ?, ?, ?)
   ON CONFLICT (repo, id) DO UPDATE SET parent = excluded.parent, json_digest = excluded.json_digest, layer_digest = NULL,
     layer_size = NULL, checksum = NULL, complete = 0, layer_format = NULL, diff_id = NULL
@@ -255,6 +259,9 @@ const SCENARIO: Step[] = [
       ['UPDATE tags SET pulled_at = ? WHERE repo = ? AND tag = ?', 99, 'ns/one', 'latest'], // not journaled
       ['UPDATE tags SET digest = ?, updated_at = ? WHERE repo = ? AND tag = ?', D('f'), 22, 'ns/one', 'latest'],
       ['INSERT INTO tags (repo, tag, digest, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT (repo, tag) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at', 'ns/one', 'latest', D('c'), 23],
+      // v2-index setTag (named parameters): a bridged tag does not replace a pushed one, and does replace a bridged one.
+      [SET_TAG, { repo: 'ns/one', tag: 'latest', digest: D('f'), now: 24, bridged: '1'.repeat(64) }],
+      [SET_TAG, { repo: 'ns/one', tag: 'v1', digest: D('f'), now: 25, bridged: '2'.repeat(64) }],
       ['UPDATE manifests SET pulled_at = ? WHERE repo = ?', 100, 'ns/one'],
     ],
   },
