@@ -25,6 +25,10 @@ export const DEBIAN_PACKAGES: Readonly<Record<string, string>> = {
   curl: 'curl',
   mmdebstrap: 'mmdebstrap',
   prometheus: 'prometheus',
+  initdb: 'postgresql',
+  pg_ctl: 'postgresql',
+  postgres: 'postgresql',
+  runuser: 'util-linux',
 };
 
 /** The minimal part of a tap Test used here, so any test object fits. */

@@ -1,0 +1,94 @@
+import pg from 'pg';
+
+// The connection pool of the PostgreSQL index. Every replica holds one; PostgreSQL's max_connections
+// bounds replicas x `max`. Errors name the server (host and port), never the URL: it holds the password.
+
+export interface PoolOptions {
+  /** Connections per pool (default 10). */
+  max?: number;
+  /** Where to report a connection that broke while idle in the pool (default: ignored, the pool replaces it). */
+  onIdleError?: (message: string) => void;
+}
+
+/** host:port a URL names, for messages (a unix socket: its directory, from ?host=). Never the credentials. */
+export function serverOf(url: string): string {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new Error('index.postgres.url is not a valid URL (expected postgres://user:password@host:port/database)');
+  }
+  if (parsed.protocol !== 'postgres:' && parsed.protocol !== 'postgresql:') {
+    throw new Error(`index.postgres.url must start with postgres:// or postgresql://, not ${parsed.protocol}//`);
+  }
+  const host = parsed.searchParams.get('host') ?? (parsed.hostname || 'localhost');
+  return `${host}:${parsed.port || 5432}`;
+}
+
+// int8 (bigint: sizes, millisecond times, count(*)) and numeric (what sum() of a bigint returns) as numbers
+// rather than pg's default strings, so rows look like better-sqlite3's and SQL such as
+// `coalesce(sum(size), 0)` is shared. This schema holds integers only; beyond 2^53 a number would be wrong,
+// so that is an error instead.
+const INT8_OID = 20;
+const NUMERIC_OID = 1700;
+function toSafeInteger(text: string): number {
+  const n = Number(text);
+  if (!Number.isSafeInteger(n)) throw new Error(`${text} is not an integer JavaScript can hold exactly`);
+  return n;
+}
+const types: pg.CustomTypesConfig = {
+  getTypeParser: ((oid: number, format?: string) => {
+    if ((oid === INT8_OID || oid === NUMERIC_OID) && format !== 'binary') return toSafeInteger;
+    return pg.types.getTypeParser(oid, format as 'text');
+  }) as pg.CustomTypesConfig['getTypeParser'],
+};
+
+/** A pool on `url`, not yet connected (see connectPool). */
+export function createPool(url: string, opts: PoolOptions = {}): pg.Pool {
+  const server = serverOf(url);
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: opts.max ?? 10,
+    connectionTimeoutMillis: 5_000, // an unreachable server fails a request in bounded time, not after the OS's TCP timeout
+    idleTimeoutMillis: 30_000,
+    keepAlive: true,
+    application_name: 'tsregistry',
+    // A transaction left open by a bug must not hold its row locks (and block every replica) forever.
+    idle_in_transaction_session_timeout: 60_000,
+    types,
+  });
+  // An idle client whose connection drops emits 'error' on the pool; unhandled, that would end the process.
+  pool.on('error', (err) => opts.onIdleError?.(`PostgreSQL connection to ${server} lost: ${describe(err, url)}`));
+  return pool;
+}
+
+/**
+ * A pool on `url` that has connected once: a server that cannot be reached, or refuses the credentials,
+ * stops the start with one line naming host and port (no stack trace, no password).
+ */
+export async function connectPool(url: string, opts: PoolOptions = {}): Promise<pg.Pool> {
+  const server = serverOf(url);
+  const pool = createPool(url, opts);
+  try {
+    const client = await pool.connect();
+    client.release();
+  } catch (err) {
+    await pool.end().catch(() => undefined);
+    throw new Error(`cannot connect to the PostgreSQL index at ${server}: ${describe(err, url)}`);
+  }
+  return pool;
+}
+
+/** One line about a connection error, with the URL's password (if any) removed should a library quote it. */
+export function describe(err: unknown, url: string): string {
+  const e = err as { code?: string; message?: string };
+  let text = (e.message || e.code || String(err)).split('\n')[0]!;
+  let password = '';
+  try {
+    password = decodeURIComponent(new URL(url).password);
+  } catch {
+    // serverOf already rejected a URL that does not parse
+  }
+  if (password) text = text.split(password).join('***');
+  return text;
+}
