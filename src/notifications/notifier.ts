@@ -95,9 +95,9 @@ export class Notifier implements EventRecorder {
 
   start(): void {
     for (const a of this.active) a.sender.start();
-    this.pruneTimer = setInterval(() => this.prune(), PRUNE_EVERY_MS);
+    this.pruneTimer = setInterval(() => void this.prune(), PRUNE_EVERY_MS);
     this.pruneTimer.unref();
-    this.prune();
+    void this.prune();
   }
 
   async close(): Promise<void> {
@@ -106,8 +106,8 @@ export class Notifier implements EventRecorder {
   }
 
   /** Per enabled endpoint: pending, oldest pending age, delivered, failed attempts, dropped, last error. */
-  stats(): EndpointStats[] {
-    return this.active.map((a) => a.sender.stats());
+  stats(): Promise<EndpointStats[]> {
+    return Promise.all(this.active.map((a) => a.sender.stats()));
   }
 
   private wakeSenders(): void {
@@ -120,13 +120,13 @@ export class Notifier implements EventRecorder {
    * Drop what is past notifications.maxAge for endpoints no sender looks at (removed or disabled since the
    * events were made), so the table stays bounded whatever the configuration did.
    */
-  private prune(): void {
+  private async prune(): Promise<void> {
     try {
       const active = this.active.map((a) => a.settings.name);
       for (;;) {
-        const rows = this.outbox.expired(Date.now() - this.maxAgeMs, active, 500);
+        const rows = await this.outbox.expired(Date.now() - this.maxAgeMs, active, 500);
         if (rows.length === 0) break;
-        this.outbox.remove(rows.map((r) => r.seq));
+        await this.outbox.remove(rows.map((r) => r.seq));
         for (const r of rows) this.log.warn({ endpoint: r.endpoint, seq: r.seq, repository: r.repo }, 'notification dropped: older than notifications.maxAge (endpoint not configured or disabled)');
         if (rows.length < 500) break;
       }

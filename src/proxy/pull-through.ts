@@ -139,7 +139,7 @@ export class PullThroughCache {
     }
     const tag = reference;
     const local = this.localTag(repo, tag);
-    const check = this.deps.index.lastCheck(repo, tag);
+    const check = await this.deps.index.lastCheck(repo, tag);
     const ttl = route.upstream.config.tagTtl * 1000;
     if (local && check && check.digest === local && Date.now() - check.checkedAt < ttl) {
       this.counters.hits.manifests++;
@@ -195,7 +195,7 @@ export class PullThroughCache {
       const ref = typeof headDigest === 'string' && isDigest(headDigest) ? headDigest : undefined;
       digest = await this.fetchManifest(route, repo, ref ?? tag, tag);
     }
-    this.deps.index.checked(repo, tag, digest);
+    await this.deps.index.checked(repo, tag, digest);
     this.deps.log.info({ repo, tag, digest, upstream: route.upstream.url.origin }, 'proxy tag checked upstream');
     return digest;
   }

@@ -127,9 +127,9 @@ export async function uiRoutes(app: FastifyInstance, opts: UiOptions): Promise<v
   const may = (request: FastifyRequest, repo: string, action: Action) => access.allows(request.ui!.identity, repo, action);
 
   /** The repository, if it exists and the visitor may pull it; else NotFound (the same either way). */
-  const visibleRepo = (request: FastifyRequest, repo: string) => {
+  const visibleRepo = async (request: FastifyRequest, repo: string) => {
     if (!may(request, repo, 'pull')) throw new NotFound(`repository ${repo}`);
-    const row = browse.repository(repo);
+    const row = await browse.repository(repo);
     if (!row) throw new NotFound(`repository ${repo}`);
     return row;
   };
@@ -178,7 +178,7 @@ export async function uiRoutes(app: FastifyInstance, opts: UiOptions): Promise<v
     const query = (q.q ?? '').trim().slice(0, 200);
     const after = decodeCursor(q.after, sort);
     const visible = access.listablePatterns(request.ui!.identity);
-    const result = browse.repositories({ visible, query, sort, after, limit: PAGE_SIZE });
+    const result = await browse.repositories({ visible, query, sort, after, limit: PAGE_SIZE });
     return send(reply, repositoriesPage(viewOf(request, reply), { q: query, sort, result, first: !after }));
   });
 
@@ -186,13 +186,13 @@ export async function uiRoutes(app: FastifyInstance, opts: UiOptions): Promise<v
     const target = parseTarget((request.params as { '*': string })['*']);
     if (!target) throw new NotFound('such page');
     const { repo, rest } = target;
-    const row = visibleRepo(request, repo);
+    const row = await visibleRepo(request, repo);
     const view = viewOf(request, reply);
     const host = request.host;
     const q = request.query as Record<string, string | undefined>;
 
     if (rest.length === 0) {
-      const tags = browse.tags(repo, TAG_LIMIT).map((t) => ({ ...t, platforms: undefined as string[] | undefined }));
+      const tags = (await browse.tags(repo, TAG_LIMIT)).map((t) => ({ ...t, platforms: undefined as string[] | undefined }));
       let reads = 0;
       for (const t of tags) {
         if (!isIndexType(t.mediaType) || t.manifestSize > DISPLAY_CAP || reads++ >= PLATFORM_READS) continue;
@@ -206,8 +206,8 @@ export async function uiRoutes(app: FastifyInstance, opts: UiOptions): Promise<v
           repo: row,
           host,
           tags,
-          v1Tags: browse.v1Tags(repo, TAG_LIMIT),
-          untagged: browse.untagged(repo, 100),
+          v1Tags: await browse.v1Tags(repo, TAG_LIMIT),
+          untagged: await browse.untagged(repo, 100),
           canPush: may(request, repo, 'push'),
           canDelete: may(request, repo, 'delete'),
           notice: q.done ? String(q.done).slice(0, 300) : undefined,
@@ -238,13 +238,13 @@ export async function uiRoutes(app: FastifyInstance, opts: UiOptions): Promise<v
     const target = parseTarget((request.params as { '*': string })['*']);
     if (!target || target.rest.length !== 1) throw new NotFound('such page');
     const { repo, rest } = target;
-    visibleRepo(request, repo);
+    await visibleRepo(request, repo);
     const view = viewOf(request, reply);
     if (rest[0] === 'description') {
       const body = checkForm(request, `description:${repo}`);
       if (!may(request, repo, 'push')) throw new RegistryError('DENIED', `You may not change ${repo}.`, { status: 403 });
       const text = String(body.description ?? '').replace(/\r\n/g, '\n').trim().slice(0, 4000);
-      browse.setDescription(repo, text);
+      await browse.setDescription(repo, text);
       request.audit = { action: 'push', repository: repo, reference: 'description' };
       return reply.redirect(link(view, repoPath(repo), { done: 'Description saved.' }), 303);
     }
@@ -268,8 +268,8 @@ export async function uiRoutes(app: FastifyInstance, opts: UiOptions): Promise<v
     if (kind === 'tag' && ref && TAG.test(ref)) {
       const digest = safely(() => v2.resolve(repo, ref).digest);
       if (!digest) throw new NotFound(`tag ${ref} in ${repo}`);
-      const others = browse.tagsOf(repo, digest).filter((t) => t !== ref);
-      const lastTag = others.length === 0 && browse.parentsOf(repo, digest).length === 0;
+      const others = (await browse.tagsOf(repo, digest)).filter((t) => t !== ref);
+      const lastTag = others.length === 0 && (await browse.parentsOf(repo, digest)).length === 0;
       return {
         kind,
         ref,
@@ -279,7 +279,7 @@ export async function uiRoutes(app: FastifyInstance, opts: UiOptions): Promise<v
         ],
         note: lastTag
           ? config.gc.untagged === 'delete'
-            ? html`This is the manifest's last tag: garbage collection deletes the untagged manifest after ${config.gc.delay} s (gc.untagged: delete), freeing up to ${humanBytes(browse.reclaimable(repo, digest).repoBytes)}.`
+            ? html`This is the manifest's last tag: garbage collection deletes the untagged manifest after ${config.gc.delay} s (gc.untagged: delete), freeing up to ${humanBytes((await browse.reclaimable(repo, digest)).repoBytes)}.`
             : html`This is the manifest's last tag: the manifest stays, untagged, until it is deleted (gc.untagged: keep). Delete the manifest instead to free its space.`
           : undefined,
       };
@@ -287,8 +287,8 @@ export async function uiRoutes(app: FastifyInstance, opts: UiOptions): Promise<v
     if (kind === 'manifest' && ref && DIGEST.test(ref)) {
       const m = safely(() => v2.resolve(repo, ref));
       if (!m) throw new NotFound(`manifest ${ref} in ${repo}`);
-      const tags = browse.tagsOf(repo, m.digest);
-      const parents = browse.parentsOf(repo, m.digest);
+      const tags = await browse.tagsOf(repo, m.digest);
+      const parents = await browse.parentsOf(repo, m.digest);
       const refs = (v2.referrers(repo, m.digest) as { manifests: unknown[] }).manifests.length;
       return {
         kind,
@@ -302,7 +302,7 @@ export async function uiRoutes(app: FastifyInstance, opts: UiOptions): Promise<v
           ...(refs ? [html`${refs} ${refs === 1 ? 'referrer' : 'referrers'} (signatures, SBOMs...) whose subject it is`] : []),
           ...(isIndexType(m.mediaType) ? [html`the platform manifests it lists (untagged unless another tag names them)`] : []),
         ],
-        note: reclaimNote(browse.reclaimable(repo, m.digest)),
+        note: reclaimNote(await browse.reclaimable(repo, m.digest)),
       };
     }
     if (kind === 'v1tag' && ref && TAG.test(ref)) {
@@ -316,7 +316,7 @@ export async function uiRoutes(app: FastifyInstance, opts: UiOptions): Promise<v
   async function imageData(request: FastifyRequest, repo: string, tag: string | undefined, digest: Digest | undefined, host: string): Promise<ImageData> {
     const record = safely(() => v2.resolve(repo, tag ?? digest!));
     if (!record) throw new NotFound(tag ? `tag ${tag} in ${repo}` : `manifest ${digest} in ${repo}`);
-    const times = browse.manifestTimes(repo, record.digest);
+    const times = await browse.manifestTimes(repo, record.digest);
     const data: ImageData = {
       repo,
       host,
@@ -326,8 +326,8 @@ export async function uiRoutes(app: FastifyInstance, opts: UiOptions): Promise<v
       size: record.size,
       createdAt: times?.createdAt,
       pulledAt: times?.pulledAt ?? null,
-      tags: browse.tagsOf(repo, record.digest),
-      parents: browse.parentsOf(repo, record.digest),
+      tags: await browse.tagsOf(repo, record.digest),
+      parents: await browse.parentsOf(repo, record.digest),
       sizes: new Map(),
       referrers: (v2.referrers(repo, record.digest) as { manifests: Descriptor[] }).manifests,
       canDelete: may(request, repo, 'delete'),
@@ -339,9 +339,9 @@ export async function uiRoutes(app: FastifyInstance, opts: UiOptions): Promise<v
     data.manifest = parseObject(data.raw);
     const m = data.manifest;
     if (!m) return data;
-    if (Array.isArray(m.manifests)) data.childSizes = browse.totalSizes(repo, (m.manifests as Descriptor[]).map((c) => String(c.digest)));
+    if (Array.isArray(m.manifests)) data.childSizes = await browse.totalSizes(repo, (m.manifests as Descriptor[]).map((c) => String(c.digest)));
     const layers = Array.isArray(m.layers) ? (m.layers as Descriptor[]) : [];
-    data.sizes = browse.blobSizes(layers.map((l) => String(l.digest)));
+    data.sizes = await browse.blobSizes(layers.map((l) => String(l.digest)));
     const cfg = m.config as Descriptor | undefined;
     if (cfg && typeof cfg.digest === 'string' && DIGEST.test(cfg.digest)) {
       const isImageConfig = cfg.mediaType === 'application/vnd.oci.image.config.v1+json' || cfg.mediaType === 'application/vnd.docker.container.image.v1+json';
@@ -365,7 +365,7 @@ export async function uiRoutes(app: FastifyInstance, opts: UiOptions): Promise<v
     if (!image) throw new NotFound(`v1 image ${id} in ${repo}`);
     const chain = v1.ancestry(repo, id);
     const shown = chain.slice(0, ANCESTRY_SHOWN);
-    const rows = browse.v1Images(repo, shown);
+    const rows = await browse.v1Images(repo, shown);
     const ancestry = [];
     let json: Record<string, unknown> | undefined;
     let rawJson: string | undefined;
@@ -399,12 +399,12 @@ export async function uiRoutes(app: FastifyInstance, opts: UiOptions): Promise<v
     const visible = access.listablePatterns(identity);
     // Whole-registry figures only for those who may pull every repository: they would tell others about the rest.
     const everything = !access.enabled || visible.some((p) => 'prefix' in p && p.prefix === '' && p.regex === undefined) || visible === ALL_NAMES;
-    const usage = browse.usage(visible, STORAGE_ROWS);
+    const usage = await browse.usage(visible, STORAGE_ROWS);
     return send(
       reply,
       storagePage(viewOf(request, reply), {
         usage,
-        totals: everything ? browse.totals() : undefined,
+        totals: everything ? await browse.totals() : undefined,
         quotas: everything ? quotas.status() : undefined,
         gc: { interval: config.gc.interval, delay: config.gc.delay, untagged: config.gc.untagged },
         retention: { interval: config.retention.interval, dryRun: config.retention.dryRun, policies: config.retention.policies },

@@ -49,8 +49,8 @@ t.test('a failing endpoint: its last error, status 3; rows of a removed endpoint
   outbox.enqueue(['scanner'], 'a/b', '{}', NOW - 200_000);
   outbox.enqueue(['scanner'], 'a/b', '{}', NOW - 100_000);
   outbox.enqueue(['gone'], 'a/b', '{}', NOW - 10_000);
-  const [first] = outbox.next('scanner', 1);
-  outbox.failed([first!.seq], 'HTTP 500');
+  const [first] = await outbox.next('scanner', 1);
+  await outbox.failed([first!.seq], 'HTTP 500');
   db.close();
   const io = fakeIo();
   t.equal(await notificationsCommand(['status'], io, deps), EXIT_FAILING);

@@ -46,10 +46,10 @@ t.test('500 then 200: retried with the same ids, counted, delivered once, in ord
   await rx.waitFor(() => rx.deliveries.length >= 3);
   rx.mode = { status: 200 };
   await rx.waitFor(() => rx.accepted().length >= 3);
-  await waitUntil(() => sender.stats().delivered === 3); // the answer is read after the receiver saw the POST
+  await waitUntil(async () => (await sender.stats()).delivered === 3); // the answer is read after the receiver saw the POST
   t.same(ids(rx), ['e1', 'e2', 'e3']);
   t.ok(rx.deliveries.filter((d) => d.answered === '500').every((d) => d.events.map((e) => e.id).join() === 'e1,e2,e3'), 'every retry carries the same events');
-  const s = sender.stats();
+  const s = await sender.stats();
   t.equal(s.delivered, 3);
   t.ok(s.failedAttempts >= 3);
   t.equal(s.lastError, 'HTTP 500');
@@ -64,17 +64,17 @@ t.test('garbage answers and hangs are failures to retry, never a crash', async (
   sender.start();
   enqueue('a/b');
   await rx.waitFor(() => rx.deliveries.length >= 2);
-  const garbage = sender.stats().lastError;
+  const garbage = (await sender.stats()).lastError;
   rx.mode = 'hang';
   await rx.waitFor(() => rx.deliveries.length >= 4);
   await new Promise((r) => setTimeout(r, 400));
-  const hung = sender.stats().lastError;
+  const hung = (await sender.stats()).lastError;
   rx.mode = { status: 204 };
   await rx.waitFor(() => rx.accepted().length >= 1);
   t.ok(garbage && !/^HTTP/.test(garbage), `garbage: ${garbage}`);
   t.equal(hung, 'no answer within 300 ms');
   t.same(ids(rx), ['e1']);
-  t.ok(sender.stats().failedAttempts >= 3);
+  t.ok((await sender.stats()).failedAttempts >= 3);
 });
 
 t.test('408 and 429 are retried; another 4xx drops the event (with a log line), the next ones still go', async (t) => {
@@ -89,7 +89,7 @@ t.test('408 and 429 are retried; another 4xx drops the event (with a log line), 
   const dropped = lines.filter((l) => l.msg.startsWith('notification dropped'));
   t.equal(dropped.length, 1);
   t.match(dropped[0]!.obj, { eventId: 'e2', endpoint: 'hook', repository: 'a/b' });
-  t.equal(sender.stats().dropped, 1);
+  t.equal((await sender.stats()).dropped, 1);
   answers = [];
 });
 
@@ -100,9 +100,9 @@ t.test('maxRetries: dropped after that many retries, counted and logged', async 
   sender.start();
   enqueue('a/b');
   await new Promise((r) => setTimeout(r, 50));
-  await t.resolves(waitUntil(() => sender.stats().dropped === 1));
+  await t.resolves(waitUntil(async () => (await sender.stats()).dropped === 1));
   t.equal(rx.deliveries.length, 3, 'one attempt and two retries');
-  t.equal(sender.stats().pending, 0, 'the row is gone');
+  t.equal((await sender.stats()).pending, 0, 'the row is gone');
   t.match(lines.find((l) => l.msg.startsWith('notification dropped'))?.msg, /failed 3 times \(maxRetries 2\)/);
 });
 
@@ -115,7 +115,7 @@ t.test('maxAge: an event older than maxAge is dropped unsent', async (t) => {
   await rx.waitFor(() => rx.accepted().length >= 1);
   t.same(ids(rx), ['e2']);
   t.match(lines.find((l) => l.msg.startsWith('notification dropped'))?.msg, /older than notifications\.maxAge/);
-  t.equal(sender.stats().dropped, 1);
+  t.equal((await sender.stats()).dropped, 1);
 });
 
 t.test('batches keep the order, and a signature header verifies', async (t) => {
@@ -143,12 +143,12 @@ t.test('stop() returns at once while the receiver hangs; the event stays for the
   const started = Date.now();
   await sender.stop();
   t.ok(Date.now() - started < 1000, 'not held by the hanging POST');
-  t.equal(outbox.next('hook', 10).length, 1);
+  t.equal((await outbox.next('hook', 10)).length, 1);
 });
 
-async function waitUntil(pred: () => boolean, ms = 10_000): Promise<void> {
+async function waitUntil(pred: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> {
   const deadline = Date.now() + ms;
-  while (!pred()) {
+  while (!(await pred())) {
     if (Date.now() > deadline) throw new Error('timed out');
     await new Promise((r) => setTimeout(r, 20));
   }
