@@ -177,9 +177,9 @@ export abstract class SqliteIndexObject implements Transactional {
    * transaction is open; a throw becomes a rejection.
    */
   protected run<T>(work: () => T): Promise<T> {
-    const wait = this.gate.idle();
-    if (wait) return wait.then(() => this.run(work)); // checked again: another transaction may have begun since
     try {
+      const wait = this.gate.idle();
+      if (wait) return wait.then(() => this.run(work)); // checked again: another transaction may have begun since
       return Promise.resolve(work());
     } catch (err) {
       return Promise.reject(err);

@@ -72,8 +72,10 @@ export class NotificationIndex extends SqliteIndexObject {
   }
 
   /** Queue `event` (JSON) for each endpoint; call it inside the transaction of the change the event reports. */
-  enqueue(endpoints: readonly string[], repo: string, event: string, now: number): void {
-    for (const endpoint of endpoints) this.s.enqueue.run(endpoint, repo, event, now);
+  enqueue(endpoints: readonly string[], repo: string, event: string, now: number): Promise<void> {
+    return this.run(() => {
+      for (const endpoint of endpoints) this.s.enqueue.run(endpoint, repo, event, now);
+    });
   }
 
   /** The oldest `n` undelivered events of an endpoint, in the order they were made. */

@@ -42,18 +42,20 @@ export class UsageIndex extends SqliteIndexObject {
   }
 
   /** Whether `repo` is already charged for `digest` (a new reference to it adds no bytes). */
-  isCharged(repo: string, digest: Digest): boolean {
-    return this.s.charged.get(repo, digest) === 1;
+  isCharged(repo: string, digest: Digest): Promise<boolean> {
+    return this.run(() => this.s.charged.get(repo, digest) === 1);
   }
 
-  /** Bytes charged to the repositories `patterns` match, together. Synchronous: quotas read it inside a push's transaction. */
-  bytesUsed(patterns: readonly NamePattern[]): number {
-    let total = 0;
-    for (const r of nameRanges(patterns)) {
-      const params = { from: r.from, regex: r.regex, like: r.like };
-      total += (r.to === null ? this.s.sumFrom.get(params) : this.s.sumRange.get({ ...params, to: r.to })) as number;
-    }
-    return total;
+  /** Bytes charged to the repositories `patterns` match, together. Quotas read it inside a push's transaction. */
+  bytesUsed(patterns: readonly NamePattern[]): Promise<number> {
+    return this.run(() => {
+      let total = 0;
+      for (const r of nameRanges(patterns)) {
+        const params = { from: r.from, regex: r.regex, like: r.like };
+        total += (r.to === null ? this.s.sumFrom.get(params) : this.s.sumRange.get({ ...params, to: r.to })) as number;
+      }
+      return total;
+    });
   }
 
   /** Usage of each repository `patterns` match that is charged for anything, in name order. */

@@ -64,7 +64,7 @@ export function registrySeries(metrics: Metrics, parts: RegistryParts): void {
   metrics.beforeScrape(async () => {
     if (Date.now() - readAt < INDEX_TOTALS_TTL_MS) return;
     totals = await stats.totals();
-    quotaStatus = quotas.status();
+    quotaStatus = await quotas.status();
     readAt = Date.now();
   });
   const fromTotals = (name: string, help: string, key: keyof StoreTotals) =>

@@ -254,8 +254,8 @@ export async function uiRoutes(app: FastifyInstance, opts: UiOptions): Promise<v
       if (!may(request, repo, 'delete')) throw new RegistryError('DENIED', `You may not delete anything in ${repo}.`, { status: 403 });
       await describeDeletion(repo, body.kind, body.ref, view); // 404 when it is gone already
       const ref = body.ref!;
-      if (body.kind === 'v1tag') v1.on(requestFacts(request)).deleteTag(repo, ref);
-      else v2.on(requestFacts(request)).deleteManifest(repo, ref);
+      if (body.kind === 'v1tag') await v1.on(requestFacts(request)).deleteTag(repo, ref);
+      else await v2.on(requestFacts(request)).deleteManifest(repo, ref);
       request.audit = { action: 'delete', repository: repo, reference: ref };
       const what = body.kind === 'tag' ? `tag ${ref}` : body.kind === 'v1tag' ? `v1 tag ${ref}` : `manifest ${ref}`;
       return reply.redirect(link(view, repoPath(repo), { done: `Deleted ${what}.` }), 303);
@@ -266,7 +266,7 @@ export async function uiRoutes(app: FastifyInstance, opts: UiOptions): Promise<v
   /** What a deletion takes and leaves (NotFound if the target does not exist). */
   async function describeDeletion(repo: string, kind: string | undefined, ref: string | undefined, view: View): Promise<Doomed> {
     if (kind === 'tag' && ref && TAG.test(ref)) {
-      const digest = safely(() => v2.resolve(repo, ref).digest);
+      const digest = (await safely(() => v2.resolve(repo, ref)))?.digest;
       if (!digest) throw new NotFound(`tag ${ref} in ${repo}`);
       const others = (await browse.tagsOf(repo, digest)).filter((t) => t !== ref);
       const lastTag = others.length === 0 && (await browse.parentsOf(repo, digest)).length === 0;
@@ -285,11 +285,11 @@ export async function uiRoutes(app: FastifyInstance, opts: UiOptions): Promise<v
       };
     }
     if (kind === 'manifest' && ref && DIGEST.test(ref)) {
-      const m = safely(() => v2.resolve(repo, ref));
+      const m = await safely(() => v2.resolve(repo, ref));
       if (!m) throw new NotFound(`manifest ${ref} in ${repo}`);
       const tags = await browse.tagsOf(repo, m.digest);
       const parents = await browse.parentsOf(repo, m.digest);
-      const refs = (v2.referrers(repo, m.digest) as { manifests: unknown[] }).manifests.length;
+      const refs = ((await v2.referrers(repo, m.digest)) as { manifests: unknown[] }).manifests.length;
       return {
         kind,
         ref,
@@ -306,7 +306,7 @@ export async function uiRoutes(app: FastifyInstance, opts: UiOptions): Promise<v
       };
     }
     if (kind === 'v1tag' && ref && TAG.test(ref)) {
-      const id = await safelyAsync(() => v1.getTag(repo, ref));
+      const id = await safely(() => v1.getTag(repo, ref));
       if (!id) throw new NotFound(`v1 tag ${ref} in ${repo}`);
       return { kind, ref, goes: [html`the v1 tag <b>${ref}</b>`], stays: [html`the image ${id.slice(0, 12)} and its ancestry (until garbage collection finds them unused)`] };
     }
@@ -314,7 +314,7 @@ export async function uiRoutes(app: FastifyInstance, opts: UiOptions): Promise<v
   }
 
   async function imageData(request: FastifyRequest, repo: string, tag: string | undefined, digest: Digest | undefined, host: string): Promise<ImageData> {
-    const record = safely(() => v2.resolve(repo, tag ?? digest!));
+    const record = await safely(() => v2.resolve(repo, tag ?? digest!));
     if (!record) throw new NotFound(tag ? `tag ${tag} in ${repo}` : `manifest ${digest} in ${repo}`);
     const times = await browse.manifestTimes(repo, record.digest);
     const data: ImageData = {
@@ -329,7 +329,7 @@ export async function uiRoutes(app: FastifyInstance, opts: UiOptions): Promise<v
       tags: await browse.tagsOf(repo, record.digest),
       parents: await browse.parentsOf(repo, record.digest),
       sizes: new Map(),
-      referrers: (v2.referrers(repo, record.digest) as { manifests: Descriptor[] }).manifests,
+      referrers: ((await v2.referrers(repo, record.digest)) as { manifests: Descriptor[] }).manifests,
       canDelete: may(request, repo, 'delete'),
       cap: DISPLAY_CAP,
     };
@@ -345,7 +345,7 @@ export async function uiRoutes(app: FastifyInstance, opts: UiOptions): Promise<v
     const cfg = m.config as Descriptor | undefined;
     if (cfg && typeof cfg.digest === 'string' && DIGEST.test(cfg.digest)) {
       const isImageConfig = cfg.mediaType === 'application/vnd.oci.image.config.v1+json' || cfg.mediaType === 'application/vnd.docker.container.image.v1+json';
-      const blob = safely(() => v2.blob(repo, cfg.digest as Digest));
+      const blob = await safely(() => v2.blob(repo, cfg.digest as Digest));
       if (!isImageConfig) {
         data.configNote = `The config is of type ${cfg.mediaType ?? 'unknown'} (${cfg.size ?? '?'} bytes): an artifact, not a runnable image.`;
       } else if (!blob) {
@@ -361,9 +361,9 @@ export async function uiRoutes(app: FastifyInstance, opts: UiOptions): Promise<v
   }
 
   async function v1ImageData(request: FastifyRequest, repo: string, id: string, host: string) {
-    const image = safely(() => v1.completeImage(repo, id));
+    const image = await safely(() => v1.completeImage(repo, id));
     if (!image) throw new NotFound(`v1 image ${id} in ${repo}`);
-    const chain = v1.ancestry(repo, id);
+    const chain = await v1.ancestry(repo, id);
     const shown = chain.slice(0, ANCESTRY_SHOWN);
     const rows = await browse.v1Images(repo, shown);
     const ancestry = [];
@@ -371,7 +371,7 @@ export async function uiRoutes(app: FastifyInstance, opts: UiOptions): Promise<v
     let rawJson: string | undefined;
     for (const [i, a] of shown.entries()) {
       const r = rows.get(a);
-      const size = r ? (blobs.stat(r.jsonDigest)?.size ?? 0) : 0;
+      const size = r ? ((await blobs.stat(r.jsonDigest))?.size ?? 0) : 0;
       const text = r && size <= DISPLAY_CAP ? (await blobs.readBytes(r.jsonDigest)).toString('utf8') : undefined;
       const parsed = text ? parseObject(text) : undefined;
       if (i === 0) {
@@ -405,7 +405,7 @@ export async function uiRoutes(app: FastifyInstance, opts: UiOptions): Promise<v
       storagePage(viewOf(request, reply), {
         usage,
         totals: everything ? await browse.totals() : undefined,
-        quotas: everything ? quotas.status() : undefined,
+        quotas: everything ? await quotas.status() : undefined,
         gc: { interval: config.gc.interval, delay: config.gc.delay, untagged: config.gc.untagged },
         retention: { interval: config.retention.interval, dryRun: config.retention.dryRun, policies: config.retention.policies },
       }),
@@ -481,16 +481,12 @@ function notThere(err: unknown): undefined {
   throw err;
 }
 
-function safely<T>(fn: () => T): T | undefined {
+async function safely<T>(fn: () => Promise<T>): Promise<T | undefined> {
   try {
-    return fn();
+    return await fn();
   } catch (err) {
     return notThere(err);
   }
-}
-
-function safelyAsync<T>(fn: () => Promise<T>): Promise<T | undefined> {
-  return fn().catch(notThere);
 }
 
 function parseObject(text: string): Record<string, unknown> | undefined {

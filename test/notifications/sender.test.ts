@@ -24,10 +24,10 @@ function setup(t: Test, rx: Receiver, extra: Record<string, unknown> = {}, opts:
   const sender = new EndpointSender(endpoint!, outbox, log, { maxAgeMs: opts.maxAgeMs ?? 3_600_000, secret: opts.secret, batch: opts.batch, idleMs: 50 });
   t.teardown(() => sender.stop());
   let n = 0;
-  const enqueue = (repo: string, count = 1, createdAt = Date.now()) => {
+  const enqueue = async (repo: string, count = 1, createdAt = Date.now()) => {
     for (let i = 0; i < count; i++) {
       n++;
-      outbox.enqueue(['hook'], repo, JSON.stringify({ id: `e${n}`, action: 'push', target: { repository: repo } }), createdAt);
+      await outbox.enqueue(['hook'], repo, JSON.stringify({ id: `e${n}`, action: 'push', target: { repository: repo } }), createdAt);
     }
     sender.wake();
   };
@@ -42,7 +42,7 @@ t.test('500 then 200: retried with the same ids, counted, delivered once, in ord
   rx.mode = { status: 500 };
   const { sender, enqueue, lines } = setup(t, rx);
   sender.start();
-  enqueue('a/b', 3);
+  await enqueue('a/b', 3);
   await rx.waitFor(() => rx.deliveries.length >= 3);
   rx.mode = { status: 200 };
   await rx.waitFor(() => rx.accepted().length >= 3);
@@ -62,7 +62,7 @@ t.test('garbage answers and hangs are failures to retry, never a crash', async (
   rx.mode = 'garbage';
   const { sender, enqueue } = setup(t, rx);
   sender.start();
-  enqueue('a/b');
+  await enqueue('a/b');
   await rx.waitFor(() => rx.deliveries.length >= 2);
   const garbage = (await sender.stats()).lastError;
   rx.mode = 'hang';
@@ -82,7 +82,7 @@ t.test('408 and 429 are retried; another 4xx drops the event (with a log line), 
   let answers = [408, 429];
   rx.mode = (events) => (events.some((e) => e.id === 'e2') ? { status: 422 } : { status: answers.shift() ?? 200 });
   const { sender, enqueue, lines } = setup(t, rx, {}, { batch: 10 });
-  enqueue('a/b', 4);
+  await enqueue('a/b', 4);
   sender.start();
   await rx.waitFor(() => rx.accepted().length >= 3);
   t.same(ids(rx), ['e1', 'e3', 'e4'], 'only the refused event is dropped, the others in order');
@@ -98,7 +98,7 @@ t.test('maxRetries: dropped after that many retries, counted and logged', async 
   rx.mode = { status: 503 };
   const { sender, enqueue, lines } = setup(t, rx, { maxRetries: 2 });
   sender.start();
-  enqueue('a/b');
+  await enqueue('a/b');
   await new Promise((r) => setTimeout(r, 50));
   await t.resolves(waitUntil(async () => (await sender.stats()).dropped === 1));
   t.equal(rx.deliveries.length, 3, 'one attempt and two retries');
@@ -109,8 +109,8 @@ t.test('maxRetries: dropped after that many retries, counted and logged', async 
 t.test('maxAge: an event older than maxAge is dropped unsent', async (t) => {
   const rx = await startReceiver(t);
   const { sender, enqueue, lines } = setup(t, rx, {}, { maxAgeMs: 60_000 });
-  enqueue('a/b', 1, Date.now() - 120_000);
-  enqueue('a/b', 1);
+  await enqueue('a/b', 1, Date.now() - 120_000);
+  await enqueue('a/b', 1);
   sender.start();
   await rx.waitFor(() => rx.accepted().length >= 1);
   t.same(ids(rx), ['e2']);
@@ -122,7 +122,7 @@ t.test('batches keep the order, and a signature header verifies', async (t) => {
   const rx = await startReceiver(t);
   const secret = Buffer.from('a secret of enough length');
   const { sender, enqueue } = setup(t, rx, { headers: { Authorization: 'Bearer xyz' } }, { batch: 5, secret });
-  enqueue('a/b', 12);
+  await enqueue('a/b', 12);
   sender.start();
   await rx.waitFor(() => rx.accepted().length >= 12);
   t.same(ids(rx), Array.from({ length: 12 }, (_, i) => `e${i + 1}`));
@@ -137,7 +137,7 @@ t.test('stop() returns at once while the receiver hangs; the event stays for the
   const rx = await startReceiver(t);
   rx.mode = 'hang';
   const { sender, enqueue, outbox } = setup(t, rx, { timeout: '30s' });
-  enqueue('a/b');
+  await enqueue('a/b');
   sender.start();
   await rx.waitFor(() => rx.deliveries.length >= 1);
   const started = Date.now();
