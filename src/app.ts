@@ -103,10 +103,10 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   );
   app.addHook('onClose', async () => driver.close?.());
   const access = new AccessControl(config, app.log);
-  const gc = new GarbageCollector(new GcIndex(db, index), driver, gcSettings(config));
+  const gc = new GarbageCollector(new GcIndex(db), driver, gcSettings(config));
   const repositories = new RepositoryIndex(db, index);
   const quotas = new Quotas(config.quotas, new UsageIndex(db));
-  const retentionIndex = new RetentionIndex(db, index);
+  const retentionIndex = new RetentionIndex(db);
   const retention = new Retention(config.retention.policies, retentionIndex);
   // Pull times matter only to keepPulledWithin: without such a policy nothing is recorded.
   const pulls = config.retention.policies.some((p) => p.keepPulledWithin !== undefined)

@@ -43,7 +43,7 @@ t.test('names with empty path components are invalid, in both protocols', async 
     t.ok(r.status === 400 || r.status === 404, `${path}: ${r.status}`);
     t.ok(['NAME_INVALID', 'NOT_FOUND'].includes(r.body?.errors?.[0]?.code), `${path}: an OCI error`);
   }
-  t.equal(reg.app.registry.index.allUploads().length, 0, 'no upload was started');
+  t.equal((await reg.app.registry.index.allUploads()).length, 0, 'no upload was started');
   for (const path of ['/v1/repositories/a//b/', '/v1/repositories//a/b/tags']) {
     const r = await raw(reg.port, `PUT ${path} HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n[]`);
     t.ok(r.status === 400 || r.status === 404, `${path}: ${r.status}`);

@@ -36,8 +36,8 @@ function tail(stream, max = 64 * 1024) {
  * flags from package.json, then the script as an absolute path), with BENCH_SERVER_NODE_ARGS (e.g. "--cpu-prof") added before the script,
  * so every benchmark measures what users run. `command` is the same as one line, for reports.
  */
-function serverCommand() {
-  const root = path.resolve(__dirname, '..', '..');
+/** How `npm start` runs the server of the checkout at `root` (this one by default). */
+function serverCommand(root = path.resolve(__dirname, '..', '..')) {
   const start = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')).scripts.start.trim();
   const words = start.split(/\s+/);
   const env = {};

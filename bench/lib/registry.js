@@ -15,12 +15,14 @@ class Registry extends Child {
   /**
    * @param id 'ours' | 'theirs'
    * @param extraEnv variables added to the server's environment last, so they may override the ones set here
+   * @param root for 'ours': the checkout whose build runs (this one by default)
    */
-  constructor(id, dir, extraEnv = {}) {
+  constructor(id, dir, extraEnv = {}, root = undefined) {
     super(id);
     this.id = id;
     this.dir = dir;
     this.extraEnv = extraEnv;
+    this.root = root;
   }
 
   url(p) {
@@ -35,7 +37,7 @@ class Registry extends Child {
     const env = envWithoutRegistryVars();
     if (this.id === 'ours') {
       // cwd is the temp dir: no config.yml there, so the defaults plus these overrides.
-      const command = serverCommand();
+      const command = serverCommand(this.root);
       Object.assign(env, command.env, {
         REGISTRY_HTTP_ADDR: this.host,
         REGISTRY_STORAGE_LOCAL_ROOT: path.join(this.dir, 'blobs'),

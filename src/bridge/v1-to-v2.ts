@@ -74,7 +74,7 @@ export class V1ToV2Bridge {
     if (!work) {
       work = (async () => {
         const info = storedLayerInfo(await analyzeStream(await this.blobs.open(layerDigest)), layerDigest);
-        this.v1.setLayerInfo(layerDigest, info.format, info.diffId);
+        await this.v1.setLayerInfo(layerDigest, info.format, info.diffId);
         return info;
       })().finally(() => this.analyzing.delete(layerDigest));
       this.analyzing.set(layerDigest, work);
@@ -97,14 +97,14 @@ export class V1ToV2Bridge {
 
   /** Config and manifest for the chain ending at `topId`; MANIFEST_UNKNOWN naming why if it has no v2 form. */
   async synthesize(repo: string, topId: string, reference: string): Promise<Synthesized> {
-    const ids = this.v1.ancestry(repo, topId).reverse(); // root first
+    const ids = (await this.v1.ancestry(repo, topId)).reverse(); // root first
     if (ids.length === 0) throw unbridgeable(`v1 image ${topId} is not in ${repo}`, reference);
     const diffIds: Digest[] = [];
     const history: Record<string, unknown>[] = [];
     const layers: { mediaType: string; size: number; digest: Digest }[] = [];
     let topJson: Record<string, unknown> = {};
     for (const [i, id] of ids.entries()) {
-      const image = this.v1.getV1Image(repo, id);
+      const image = await this.v1.getV1Image(repo, id);
       if (!image?.complete || !image.layerDigest || image.layerSize === null) {
         throw unbridgeable(`v1 image ${id} of the chain is not complete`, reference);
       }
@@ -165,11 +165,11 @@ export class V1ToV2Bridge {
   }
 
   private async syncNow(repo: string, tag: string): Promise<void> {
-    const v1Tag = this.v1.getV1Tag(repo, tag);
-    const v2Tag = this.v2Index.tag(repo, tag);
+    const v1Tag = await this.v1.getV1Tag(repo, tag);
+    const v2Tag = await this.v2Index.tag(repo, tag);
     if (v2Tag && v2Tag.bridgedFromV1 === null) return; // pushed over v2: that one wins for v2 clients
     if (!v1Tag) {
-      if (v2Tag) this.v2Index.deleteBridgedTag(repo, tag);
+      if (v2Tag) await this.v2Index.deleteBridgedTag(repo, tag);
       return;
     }
     if (v2Tag?.bridgedFromV1 === v1Tag.imageId) return; // already made from this image
@@ -177,12 +177,12 @@ export class V1ToV2Bridge {
     try {
       made = await this.synthesize(repo, v1Tag.imageId, tag);
     } catch (err) {
-      if (v2Tag) this.v2Index.deleteBridgedTag(repo, tag); // never the old image under a tag that moved
+      if (v2Tag) await this.v2Index.deleteBridgedTag(repo, tag); // never the old image under a tag that moved
       throw err;
     }
     // The config blob and the layers' links to the repository, in the transaction that records the config.
-    await this.blobs.putBytes(made.config, made.blobs[0]!.digest, () => {
-      for (const b of made.blobs) this.v2Index.linkBlob(repo, b.digest);
+    await this.blobs.putBytes(made.config, made.blobs[0]!.digest, async (tx) => {
+      for (const b of made.blobs) await tx(this.v2Index).linkBlob(repo, b.digest);
     });
     await this.v2.putManifest(repo, tag, made.manifest, MEDIA.dockerManifest, v1Tag.imageId);
   }
@@ -211,7 +211,7 @@ export class V1ToV2Bridge {
    * (or went) follows it. A pushed v2 tag costs one lookup.
    */
   async beforeTagPull(repo: string, tag: string): Promise<void> {
-    const { digest, bridgedFromV1, v1ImageId } = this.v2Index.tagAndV1Tag(repo, tag);
+    const { digest, bridgedFromV1, v1ImageId } = await this.v2Index.tagAndV1Tag(repo, tag);
     if (digest !== null && bridgedFromV1 === null) return; // pushed over v2
     if (digest !== null && v1ImageId === bridgedFromV1) return; // bridged, and its v1 tag has not moved
     if (digest === null && v1ImageId === null) return; // neither: 404 as usual

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Statement } from 'better-sqlite3';
+import { SqliteIndexObject } from '../index/connection';
 import type { Db } from '../index/db';
 import type { MetadataIndex } from '../index/metadata-index';
 import { nameRanges, type NamePattern } from '../index/name-filter';
@@ -53,7 +54,8 @@ export type BridgedV1Image = V1Image & { synthesizedJson: string };
 
 class NoV1Form extends Error {}
 
-export class V2ToV1Bridge {
+// Its tables are read through the index connection's gate (connection.ts), as an index class's are.
+export class V2ToV1Bridge extends SqliteIndexObject {
   private readonly s;
   private readonly inFlight = new Map<string, Promise<string | null>>();
   private readonly os: string;
@@ -68,6 +70,7 @@ export class V2ToV1Bridge {
     /** os/architecture[/variant] whose entry of an index v1 clients get. */
     platform = 'linux/amd64',
   ) {
+    super(db);
     [this.os, this.arch, this.variant] = platform.split('/') as [string, string, string | undefined];
     const p = (sql: string) => db.prepare(sql);
     const live = 'EXISTS (SELECT 1 FROM manifests m WHERE m.repo = b.repo AND m.digest = b.manifest)';
@@ -106,7 +109,7 @@ export class V2ToV1Bridge {
   /** v2-only tags of the repository that have a v1 form, with their top v1 id. */
   async tags(repo: string): Promise<Record<string, string>> {
     const out: Record<string, string> = {};
-    for (const r of this.s.v2OnlyTags.all(repo) as { tag: string; digest: Digest }[]) {
+    for (const r of await this.run(() => this.s.v2OnlyTags.all(repo) as { tag: string; digest: Digest }[])) {
       const id = await this.topId(repo, r.digest);
       if (id) out[r.tag] = id;
     }
@@ -115,19 +118,19 @@ export class V2ToV1Bridge {
 
   /** The top v1 id of a v2-only tag, if it has a v1 form. */
   async tag(repo: string, tag: string): Promise<string | undefined> {
-    const digest = this.s.v2OnlyTag.get(repo, tag) as Digest | undefined;
+    const digest = await this.run(() => this.s.v2OnlyTag.get(repo, tag) as Digest | undefined);
     return (digest && (await this.topId(repo, digest))) || undefined;
   }
 
   /** Every bridged v1 image of the repository's v2-only tags, tops first (the v1 index's image list). */
   async imageList(repo: string): Promise<{ id: string }[]> {
     const seen = new Set<string>();
-    for (const id of Object.values(await this.tags(repo))) for (const a of this.ancestry(repo, id)) seen.add(a);
+    for (const id of Object.values(await this.tags(repo))) for (const a of await this.ancestry(repo, id)) seen.add(a);
     return [...seen].map((id) => ({ id }));
   }
 
-  image(repo: string, id: string): BridgedV1Image | undefined {
-    const r = this.s.image.get(repo, id) as ImageRow | undefined;
+  async image(repo: string, id: string): Promise<BridgedV1Image | undefined> {
+    const r = await this.run(() => this.s.image.get(repo, id) as ImageRow | undefined);
     if (!r) return undefined;
     return {
       repo: r.repo,
@@ -145,16 +148,20 @@ export class V2ToV1Bridge {
   }
 
   /** [id, parent, ..., root]; empty if the id is no bridged image of the repository. */
-  ancestry(repo: string, id: string): string[] {
+  async ancestry(repo: string, id: string): Promise<string[]> {
     const chain: string[] = [];
-    for (let img = this.image(repo, id); img && !chain.includes(img.id) && chain.length < 1000; img = img.parent ? this.image(repo, img.parent) : undefined) {
+    for (let img = await this.image(repo, id); img && !chain.includes(img.id) && chain.length < 1000; img = img.parent ? await this.image(repo, img.parent) : undefined) {
       chain.push(img.id);
     }
     return chain;
   }
 
   /** Up to `n` repositories among `visible` with a bridged image of this id, by name. */
-  reposWithImage(id: string, visible: readonly NamePattern[], n: number): string[] {
+  reposWithImage(id: string, visible: readonly NamePattern[], n: number): Promise<string[]> {
+    return this.run(() => this.reposWithImageNow(id, visible, n));
+  }
+
+  private reposWithImageNow(id: string, visible: readonly NamePattern[], n: number): string[] {
     const out: string[] = [];
     for (const r of nameRanges(visible)) {
       if (out.length >= n) break;
@@ -171,16 +178,16 @@ export class V2ToV1Bridge {
    * collection may have taken it since; it is stored (and linked) again.
    */
   async ensureLayer(image: BridgedV1Image): Promise<void> {
-    if (image.layerDigest !== EMPTY_TAR_DIGEST || (this.blobs.stat(EMPTY_TAR_DIGEST) && this.v2.isBlobLinked(image.repo, EMPTY_TAR_DIGEST))) return;
-    await this.blobs.putBytes(EMPTY_TAR, EMPTY_TAR_DIGEST, () => this.v2.linkBlob(image.repo, EMPTY_TAR_DIGEST));
+    if (image.layerDigest !== EMPTY_TAR_DIGEST || ((await this.blobs.stat(EMPTY_TAR_DIGEST)) && (await this.v2.isBlobLinked(image.repo, EMPTY_TAR_DIGEST)))) return;
+    await this.blobs.putBytes(EMPTY_TAR, EMPTY_TAR_DIGEST, (tx) => tx(this.v2).linkBlob(image.repo, EMPTY_TAR_DIGEST));
   }
 
   // ---- conversion ----
 
   /** The top v1 id of a tagged manifest: computed once, then read. Null: no v1 form. */
-  private topId(repo: string, digest: Digest): Promise<string | null> {
-    const known = this.s.bridged.get(repo, digest) as { top_id: string | null } | undefined;
-    if (known) return Promise.resolve(known.top_id);
+  private async topId(repo: string, digest: Digest): Promise<string | null> {
+    const known = await this.run(() => this.s.bridged.get(repo, digest) as { top_id: string | null } | undefined);
+    if (known) return known.top_id;
     const key = `${repo}@${digest}`;
     let work = this.inFlight.get(key);
     if (!work) {
@@ -196,26 +203,27 @@ export class V2ToV1Bridge {
       images = await this.chain(repo, tagged);
     } catch (err) {
       if (!(err instanceof NoV1Form)) throw err;
-      this.s.putBridged.run(repo, tagged, null, err.message);
+      await this.run(() => this.s.putBridged.run(repo, tagged, null, err.message));
       return null;
     }
+    // Runs inside a transaction (which holds the connection): the statements run at once.
     const write = () => {
       for (const img of images) this.s.putImage.run(img);
       this.s.putBridged.run(repo, tagged, images[images.length - 1]!.id, null);
     };
     if (images.some((i) => i.layer_digest === EMPTY_TAR_DIGEST)) {
       // distribution's empty layer, stored on demand and linked here, in the transaction that records the images.
-      await this.blobs.putBytes(EMPTY_TAR, EMPTY_TAR_DIGEST, () => {
-        this.v2.linkBlob(repo, EMPTY_TAR_DIGEST);
+      await this.blobs.putBytes(EMPTY_TAR, EMPTY_TAR_DIGEST, async (tx) => {
+        await tx(this.v2).linkBlob(repo, EMPTY_TAR_DIGEST);
         write();
       });
-    } else this.core.transaction(write);
+    } else await this.core.transaction(async () => write());
     return images[images.length - 1]!.id;
   }
 
   /** The v1 images of a manifest, root first; NoV1Form if it has none. */
   private async chain(repo: string, tagged: Digest): Promise<ImageRow[]> {
-    let record = this.v2.getManifest(repo, tagged);
+    let record = await this.v2.getManifest(repo, tagged);
     if (!record) throw new NoV1Form('manifest not found');
     let doc = await this.readJson(record.digest);
     if (record.mediaType === MEDIA.ociIndex || record.mediaType === MEDIA.dockerList) {
@@ -225,13 +233,13 @@ export class V2ToV1Bridge {
         return p?.os === this.os && p.architecture === this.arch && (this.variant === undefined || p.variant === this.variant);
       });
       if (!entry || typeof entry.digest !== 'string') throw new NoV1Form(`no ${[this.os, this.arch, this.variant].filter(Boolean).join('/')} entry in the index`);
-      record = this.v2.getManifest(repo, entry.digest as Digest);
+      record = await this.v2.getManifest(repo, entry.digest as Digest);
       if (!record) throw new NoV1Form('the platform manifest is not in the repository');
       doc = await this.readJson(record.digest);
     }
     if (record.mediaType !== MEDIA.dockerManifest && record.mediaType !== MEDIA.ociManifest) throw new NoV1Form(`${record.mediaType} has no v1 form`);
     const configDigest = (doc.config as { digest?: unknown } | undefined)?.digest;
-    if (typeof configDigest !== 'string' || !this.blobs.stat(configDigest as Digest)) throw new NoV1Form('no config');
+    if (typeof configDigest !== 'string' || !(await this.blobs.stat(configDigest as Digest))) throw new NoV1Form('no config');
     const layers = Array.isArray(doc.layers) ? (doc.layers as { mediaType?: string; digest?: string; size?: number; urls?: unknown }[]) : [];
     for (const l of layers) {
       if (typeof l.mediaType !== 'string' || !V1_LAYER_TYPES.has(l.mediaType) || l.urls !== undefined) {

@@ -50,10 +50,10 @@ export async function bridgeCommand(args: string[], io: CliIo, deps: IndexDeps =
       const v2 = new V2Registry(core, v2Index, blobs, new RepositoryIndex(db, core), { gcDelayMs: config.gc.delay * 1000 });
       const bridge = new V1ToV2Bridge(v1, v2Index, v2, blobs);
 
-      const total = v1.countUnanalyzedLayers();
+      const total = await v1.countUnanalyzedLayers();
       let done = 0;
       progress.update('bridge backfill layers', 0, total);
-      for (let page = v1.unanalyzedLayers('', PAGE); page.length > 0; page = v1.unanalyzedLayers(page[page.length - 1]!, PAGE)) {
+      for (let page = await v1.unanalyzedLayers('', PAGE); page.length > 0; page = await v1.unanalyzedLayers(page[page.length - 1]!, PAGE)) {
         for (const digest of page) {
           const info = await bridge.analyzeLayer(digest).catch(() => undefined); // a missing blob stays unknown
           if (info) report.layers[info.format] = (report.layers[info.format] ?? 0) + 1;
@@ -63,11 +63,11 @@ export async function bridgeCommand(args: string[], io: CliIo, deps: IndexDeps =
       progress.finish();
 
       if (config.protocols.bridge) {
-        const tags = v1.countV1Tags();
+        const tags = await v1.countV1Tags();
         done = 0;
         progress.update('bridge backfill tags', 0, tags);
         let after = { repo: '', tag: '' };
-        for (let page = v1.v1TagsAfter('', '', PAGE); page.length > 0; page = v1.v1TagsAfter(after.repo, after.tag, PAGE)) {
+        for (let page = await v1.v1TagsAfter('', '', PAGE); page.length > 0; page = await v1.v1TagsAfter(after.repo, after.tag, PAGE)) {
           for (const t of page) {
             try {
               await bridge.sync(t.repo, t.tag);

@@ -39,7 +39,7 @@ export async function duCommand(args: string[], io: CliIo, deps: IndexDeps = {})
     for (const row of table) io.stdout.write(row.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join('  ') + '\n');
     const total = rows.reduce((a, r) => a + r.bytes, 0);
     io.stdout.write(`total: ${size(total)} in ${rows.length} repositor${rows.length === 1 ? 'y' : 'ies'}\n`);
-    for (const q of new Quotas(config.quotas, usage).status()) {
+    for (const q of await new Quotas(config.quotas, usage).status()) {
       const pct = q.limit > 0 ? Math.floor((q.used / q.limit) * 100) : 100;
       io.stdout.write(`quota ${q.repository}: ${size(q.used)} of ${size(q.limit)} used (${pct}%)\n`);
     }

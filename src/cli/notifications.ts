@@ -32,7 +32,7 @@ export async function notificationsCommand(args: string[], io: CliIo, deps: Inde
   }
   const now = (deps.now ?? Date.now)();
   const rows = await withIndex(deps, async (db, config) => {
-    const backlog = new Map(new NotificationIndex(db).backlog().map((b) => [b.endpoint, b]));
+    const backlog = new Map((await new NotificationIndex(db).backlog()).map((b) => [b.endpoint, b]));
     const out: Row[] = config.notifications.endpoints.map((e) => row(e.name, backlog.get(e.name), e.enabled ? undefined : 'disabled', now));
     const configured = new Set(config.notifications.endpoints.map((e) => e.name));
     for (const [name, b] of backlog) if (!configured.has(name)) out.push(row(name, b, 'not configured', now));

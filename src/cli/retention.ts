@@ -1,4 +1,3 @@
-import { MetadataIndex } from '../index/metadata-index';
 import { RetentionIndex } from '../index/retention-index';
 import { Retention, type RetentionReport } from '../retention/retention';
 import type { Command } from './dispatch';
@@ -39,7 +38,7 @@ export async function retentionCommand(args: string[], io: CliIo, deps: Retentio
       io.stderr.write('registry retention: no retention.policies in the configuration: nothing to do\n');
       return 0;
     }
-    const retention = new Retention(config.retention.policies, new RetentionIndex(db, new MetadataIndex(db)));
+    const retention = new Retention(config.retention.policies, new RetentionIndex(db));
     const progress = new Progress(io.stderr);
     const verb = dryRun ? 'would delete' : 'deleted';
     let report: RetentionReport;

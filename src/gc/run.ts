@@ -4,7 +4,6 @@ import path from 'node:path';
 import type { Config } from '../config/schema';
 import { openDatabase, openExistingIndex } from '../index/db';
 import { GcIndex } from '../index/gc-index';
-import { MetadataIndex } from '../index/metadata-index';
 import { flushJournal } from '../refs/journal';
 import { createDriver } from '../storage/factory';
 import { GarbageCollector, type GcSettings } from './collector';
@@ -36,7 +35,7 @@ export async function runGarbageCollection(config: Config, opts: GcRunOptions = 
     }
     const driver = await createDriver(config);
     try {
-      const report = await new GarbageCollector(new GcIndex(target, new MetadataIndex(target)), driver, gcSettings(config)).run(opts);
+      const report = await new GarbageCollector(new GcIndex(target), driver, gcSettings(config)).run(opts);
       if (!opts.dryRun) await flushJournal(db, driver); // the blobs it removed, as the server records them
       return report;
     } finally {

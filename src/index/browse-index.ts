@@ -1,5 +1,6 @@
 import type { Statement } from 'better-sqlite3';
 import type { Db } from './db';
+import { SqliteIndexObject } from './connection';
 import { nameRanges, type NamePattern, type NameRange } from './name-filter';
 import type { Digest } from '../storage/digest';
 
@@ -117,12 +118,13 @@ function rangeFilter(ranges: NameRange[], column: string, params: Record<string,
     .join(' OR ')})`;
 }
 
-export class BrowseIndex {
+export class BrowseIndex extends SqliteIndexObject {
   private readonly db: Db;
   private readonly cache = new Map<string, Statement>();
   private readonly s;
 
   constructor(db: Db) {
+    super(db);
     this.db = db;
     const p = (sql: string) => db.prepare(sql);
     this.s = {
@@ -193,43 +195,45 @@ export class BrowseIndex {
    * trigram index v1 search uses), in `sort` order (name ascending; last push and size descending, then
    * name), starting after `after`.
    */
-  repositories(opts: { visible: readonly NamePattern[]; query?: string; sort: RepoSort; after?: RepoCursor; limit: number }): RepoPage {
-    const ranges = nameRanges(opts.visible);
-    if (ranges.length === 0) return { rows: [], total: 0 };
-    const q = opts.query ? '%' + opts.query.replace(/[\\%_]/g, (c) => '\\' + c) + '%' : null;
-    const params: Record<string, unknown> = { q, limit: opts.limit + 1 };
-    const filters = rangeFilter(ranges, 'r.name', params);
-    const where = `${filters}
-      AND (@q IS NULL OR r.rowid IN (SELECT rowid FROM repo_search WHERE name LIKE @q ESCAPE '\\' OR description LIKE @q ESCAPE '\\'))`;
-    const total = (this.statement(`count:${ranges.length}`, () => `SELECT count(*) FROM repositories r WHERE ${where}`).pluck().get(params) as number) ?? 0;
-    let page: string;
-    if (opts.sort === 'name') {
-      if (opts.after) params.afterName = opts.after.name;
-      page = `SELECT r.name, r.description, ${PUSHED} AS pushedAt, ${BYTES} AS bytes, ${TAGS} AS tags FROM repositories r
-               WHERE ${where} ${opts.after ? 'AND r.name > @afterName' : ''} ORDER BY r.name LIMIT @limit`;
-    } else {
-      if (opts.after) {
-        params.afterName = opts.after.name;
-        params.afterKey = opts.after.key ?? 0;
+  repositories(opts: { visible: readonly NamePattern[]; query?: string; sort: RepoSort; after?: RepoCursor; limit: number }): Promise<RepoPage> {
+    return this.run(() => {
+      const ranges = nameRanges(opts.visible);
+      if (ranges.length === 0) return { rows: [], total: 0 };
+      const q = opts.query ? '%' + opts.query.replace(/[\\%_]/g, (c) => '\\' + c) + '%' : null;
+      const params: Record<string, unknown> = { q, limit: opts.limit + 1 };
+      const filters = rangeFilter(ranges, 'r.name', params);
+      const where = `${filters}
+        AND (@q IS NULL OR r.rowid IN (SELECT rowid FROM repo_search WHERE name LIKE @q ESCAPE '\\' OR description LIKE @q ESCAPE '\\'))`;
+      const total = (this.statement(`count:${ranges.length}`, () => `SELECT count(*) FROM repositories r WHERE ${where}`).pluck().get(params) as number) ?? 0;
+      let page: string;
+      if (opts.sort === 'name') {
+        if (opts.after) params.afterName = opts.after.name;
+        page = `SELECT r.name, r.description, ${PUSHED} AS pushedAt, ${BYTES} AS bytes, ${TAGS} AS tags FROM repositories r
+                 WHERE ${where} ${opts.after ? 'AND r.name > @afterName' : ''} ORDER BY r.name LIMIT @limit`;
+      } else {
+        if (opts.after) {
+          params.afterName = opts.after.name;
+          params.afterKey = opts.after.key ?? 0;
+        }
+        // Only the sort key is computed for every repository (10,000 take a few tens of ms, see docs/ui.md);
+        // the other columns only for the page.
+        const keyExpr = opts.sort === 'pushed' ? PUSHED : BYTES;
+        page = `SELECT r.name, r.description, ${PUSHED} AS pushedAt, ${BYTES} AS bytes, ${TAGS} AS tags
+                  FROM (SELECT name, k FROM (SELECT r.name, ${keyExpr} AS k FROM repositories r WHERE ${where})
+                         ${opts.after ? 'WHERE k < @afterKey OR (k = @afterKey AND name > @afterName)' : ''}
+                         ORDER BY k DESC, name LIMIT @limit) p
+                  JOIN repositories r ON r.name = p.name
+                 ORDER BY p.k DESC, p.name`;
       }
-      // Only the sort key is computed for every repository (10,000 take a few tens of ms, see docs/ui.md);
-      // the other columns only for the page.
-      const keyExpr = opts.sort === 'pushed' ? PUSHED : BYTES;
-      page = `SELECT r.name, r.description, ${PUSHED} AS pushedAt, ${BYTES} AS bytes, ${TAGS} AS tags
-                FROM (SELECT name, k FROM (SELECT r.name, ${keyExpr} AS k FROM repositories r WHERE ${where})
-                       ${opts.after ? 'WHERE k < @afterKey OR (k = @afterKey AND name > @afterName)' : ''}
-                       ORDER BY k DESC, name LIMIT @limit) p
-                JOIN repositories r ON r.name = p.name
-               ORDER BY p.k DESC, p.name`;
-    }
-    const rows = this.statement(`page:${opts.sort}:${ranges.length}:${!!opts.after}`, () => page).all(params) as RepoRow[];
-    let next: RepoCursor | undefined;
-    if (rows.length > opts.limit) {
-      rows.length = opts.limit;
-      const last = rows[rows.length - 1]!;
-      next = { name: last.name, ...(opts.sort === 'name' ? {} : { key: opts.sort === 'pushed' ? last.pushedAt : last.bytes }) };
-    }
-    return { rows, total, next };
+      const rows = this.statement(`page:${opts.sort}:${ranges.length}:${!!opts.after}`, () => page).all(params) as RepoRow[];
+      let next: RepoCursor | undefined;
+      if (rows.length > opts.limit) {
+        rows.length = opts.limit;
+        const last = rows[rows.length - 1]!;
+        next = { name: last.name, ...(opts.sort === 'name' ? {} : { key: opts.sort === 'pushed' ? last.pushedAt : last.bytes }) };
+      }
+      return { rows, total, next };
+    });
   }
 
   private statement(key: string, sql: () => string): Statement {
@@ -242,26 +246,26 @@ export class BrowseIndex {
     return s;
   }
 
-  repository(name: string): RepoRow | undefined {
-    return this.s.repo.get(name) as RepoRow | undefined;
+  repository(name: string): Promise<RepoRow | undefined> {
+    return this.run(() => this.s.repo.get(name) as RepoRow | undefined);
   }
 
   /** v2 tags, newest first, with what the repository page shows (at most `limit`). */
-  tags(repo: string, limit: number): TagRow[] {
-    return (this.s.tags.all(repo, limit) as (Omit<TagRow, 'bridged'> & { pulledAt: number; bridged: number })[]).map((r) => ({ ...r, pulledAt: r.pulledAt || null, bridged: r.bridged === 1 }));
+  tags(repo: string, limit: number): Promise<TagRow[]> {
+    return this.run(() => (this.s.tags.all(repo, limit) as (Omit<TagRow, 'bridged'> & { pulledAt: number; bridged: number })[]).map((r) => ({ ...r, pulledAt: r.pulledAt || null, bridged: r.bridged === 1 })));
   }
 
-  v1Tags(repo: string, limit: number): V1TagRow[] {
-    return this.s.v1Tags.all(repo, limit) as V1TagRow[];
+  v1Tags(repo: string, limit: number): Promise<V1TagRow[]> {
+    return this.run(() => this.s.v1Tags.all(repo, limit) as V1TagRow[]);
   }
 
   /** Manifests no tag, index or subject reaches: what a push by digest left. */
-  untagged(repo: string, limit: number): ManifestRow[] {
-    return this.s.untagged.all(repo, limit) as ManifestRow[];
+  untagged(repo: string, limit: number): Promise<ManifestRow[]> {
+    return this.run(() => this.s.untagged.all(repo, limit) as ManifestRow[]);
   }
 
-  tagsOf(repo: string, digest: Digest): string[] {
-    return (this.s.tagsOf.all(repo, digest) as { tag: string }[]).map((r) => r.tag);
+  tagsOf(repo: string, digest: Digest): Promise<string[]> {
+    return this.run(() => (this.s.tagsOf.all(repo, digest) as { tag: string }[]).map((r) => r.tag));
   }
 
   /**
@@ -269,66 +273,74 @@ export class BrowseIndex {
    * those, bytes no other repository holds, freed in storage (`storeBytes`). Children of an index count
    * when nothing else in the repository lists them (they stay as untagged manifests unless gc.untagged is delete).
    */
-  reclaimable(repo: string, digest: Digest): { repoBytes: number; storeBytes: number } {
-    return this.s.reclaim.get({ repo, digest }) as { repoBytes: number; storeBytes: number };
+  reclaimable(repo: string, digest: Digest): Promise<{ repoBytes: number; storeBytes: number }> {
+    return this.run(() => this.s.reclaim.get({ repo, digest }) as { repoBytes: number; storeBytes: number });
   }
 
   /** For each manifest of `repo` among `digests`: the bytes of every distinct blob it reaches (itself included). */
-  totalSizes(repo: string, digests: readonly string[]): Map<string, number> {
-    const rows = this.s.totalSizes.all({ repo, digests: JSON.stringify(digests) }) as { digest: string; size: number }[];
-    return new Map(rows.map((r) => [r.digest, r.size]));
+  totalSizes(repo: string, digests: readonly string[]): Promise<Map<string, number>> {
+    return this.run(() => {
+      const rows = this.s.totalSizes.all({ repo, digests: JSON.stringify(digests) }) as { digest: string; size: number }[];
+      return new Map(rows.map((r) => [r.digest, r.size]));
+    });
   }
 
   /** Indexes of this repository that list `digest` (so a child manifest links back to them). */
-  parentsOf(repo: string, digest: Digest): Digest[] {
-    return this.s.parentsOf.all(repo, digest) as Digest[];
+  parentsOf(repo: string, digest: Digest): Promise<Digest[]> {
+    return this.run(() => this.s.parentsOf.all(repo, digest) as Digest[]);
   }
 
-  manifestTimes(repo: string, digest: Digest): { createdAt: number; pulledAt: number | null } | undefined {
-    return this.s.manifestTimes.get(repo, digest) as { createdAt: number; pulledAt: number | null } | undefined;
+  manifestTimes(repo: string, digest: Digest): Promise<{ createdAt: number; pulledAt: number | null } | undefined> {
+    return this.run(() => this.s.manifestTimes.get(repo, digest) as { createdAt: number; pulledAt: number | null } | undefined);
   }
 
   /** Sizes of the blobs the store knows among `digests`. */
-  blobSizes(digests: readonly string[]): Map<string, number> {
-    const rows = this.s.blobSizes.all(JSON.stringify(digests)) as { digest: string; size: number }[];
-    return new Map(rows.map((r) => [r.digest, r.size]));
+  blobSizes(digests: readonly string[]): Promise<Map<string, number>> {
+    return this.run(() => {
+      const rows = this.s.blobSizes.all(JSON.stringify(digests)) as { digest: string; size: number }[];
+      return new Map(rows.map((r) => [r.digest, r.size]));
+    });
   }
 
   /** Layer sizes and push times of v1 images of `repo`. */
-  v1Images(repo: string, ids: readonly string[]): Map<string, { layerSize: number | null; createdAt: number; jsonDigest: Digest }> {
-    const rows = this.s.v1Images.all({ repo, ids: JSON.stringify(ids) }) as { id: string; layerSize: number | null; createdAt: number; jsonDigest: Digest }[];
-    return new Map(rows.map((r) => [r.id, r]));
+  v1Images(repo: string, ids: readonly string[]): Promise<Map<string, { layerSize: number | null; createdAt: number; jsonDigest: Digest }>> {
+    return this.run(() => {
+      const rows = this.s.v1Images.all({ repo, ids: JSON.stringify(ids) }) as { id: string; layerSize: number | null; createdAt: number; jsonDigest: Digest }[];
+      return new Map(rows.map((r) => [r.id, r]));
+    });
   }
 
   /** Set the description (v1 metadata, searched by v1 search); false if there is no such repository. */
-  setDescription(repo: string, description: string): boolean {
-    return this.db.transaction(() => this.s.setDescription.run(description, repo).changes === 1).immediate();
+  setDescription(repo: string, description: string): Promise<boolean> {
+    return this.run(() => this.db.transaction(() => this.s.setDescription.run(description, repo).changes === 1).immediate());
   }
 
   /**
    * The `limit` repositories `visible` matches that use the most bytes (repo_usage, kept by triggers), with
    * the bytes they share with other repositories; and the count and bytes of all of them.
    */
-  usage(visible: readonly NamePattern[], limit: number): { rows: UsageRow[]; repositories: number; bytes: number } {
-    const ranges = nameRanges(visible);
-    if (ranges.length === 0) return { rows: [], repositories: 0, bytes: 0 };
-    const params: Record<string, unknown> = { limit };
-    const where = rangeFilter(ranges, 'u.repo', params);
-    const sum = this.statement(`usageSum:${ranges.length}`, () => `SELECT count(*) AS repositories, coalesce(sum(bytes), 0) AS bytes FROM repo_usage u WHERE ${where}`).get(params) as {
-      repositories: number;
-      bytes: number;
-    };
-    const rows = this.statement(
-      `usageTop:${ranges.length}`,
-      () => `SELECT u.repo, u.bytes, u.blobs,
-          (SELECT coalesce(sum(c.size), 0) FROM repo_charges c WHERE c.repo = u.repo
-              AND EXISTS (SELECT 1 FROM repo_charges o WHERE o.digest = c.digest AND o.repo <> c.repo)) AS sharedBytes
-        FROM (SELECT * FROM repo_usage u WHERE ${where} ORDER BY bytes DESC, repo LIMIT @limit) u ORDER BY u.bytes DESC, u.repo`,
-    ).all(params) as Omit<UsageRow, 'uniqueBytes'>[];
-    return { ...sum, rows: rows.map((r) => ({ ...r, uniqueBytes: r.bytes - r.sharedBytes })) };
+  usage(visible: readonly NamePattern[], limit: number): Promise<{ rows: UsageRow[]; repositories: number; bytes: number }> {
+    return this.run(() => {
+      const ranges = nameRanges(visible);
+      if (ranges.length === 0) return { rows: [], repositories: 0, bytes: 0 };
+      const params: Record<string, unknown> = { limit };
+      const where = rangeFilter(ranges, 'u.repo', params);
+      const sum = this.statement(`usageSum:${ranges.length}`, () => `SELECT count(*) AS repositories, coalesce(sum(bytes), 0) AS bytes FROM repo_usage u WHERE ${where}`).get(params) as {
+        repositories: number;
+        bytes: number;
+      };
+      const rows = this.statement(
+        `usageTop:${ranges.length}`,
+        () => `SELECT u.repo, u.bytes, u.blobs,
+            (SELECT coalesce(sum(c.size), 0) FROM repo_charges c WHERE c.repo = u.repo
+                AND EXISTS (SELECT 1 FROM repo_charges o WHERE o.digest = c.digest AND o.repo <> c.repo)) AS sharedBytes
+          FROM (SELECT * FROM repo_usage u WHERE ${where} ORDER BY bytes DESC, repo LIMIT @limit) u ORDER BY u.bytes DESC, u.repo`,
+      ).all(params) as Omit<UsageRow, 'uniqueBytes'>[];
+      return { ...sum, rows: rows.map((r) => ({ ...r, uniqueBytes: r.bytes - r.sharedBytes })) };
+    });
   }
 
-  totals(): { repositories: number; blobs: number; bytes: number; uploads: number; uploadBytes: number; doomed: number } {
-    return this.s.totals.get() as { repositories: number; blobs: number; bytes: number; uploads: number; uploadBytes: number; doomed: number };
+  totals(): Promise<{ repositories: number; blobs: number; bytes: number; uploads: number; uploadBytes: number; doomed: number }> {
+    return this.run(() => this.s.totals.get() as { repositories: number; blobs: number; bytes: number; uploads: number; uploadBytes: number; doomed: number });
   }
 }

@@ -1,5 +1,5 @@
 import type { Db } from './db';
-import type { MetadataIndex } from './metadata-index';
+import { SqliteIndexObject } from './connection';
 import type { Digest } from '../storage/digest';
 
 // What garbage collection asks of the index. Every step that removes something checks, in the same
@@ -22,13 +22,11 @@ export interface DoomedBlob {
 /** Blobs looked at per transaction while sweeping: bounds how long one holds the write lock. */
 const SCAN_WINDOW = 2000;
 
-export class GcIndex {
+export class GcIndex extends SqliteIndexObject {
   private readonly s;
 
-  constructor(
-    db: Db,
-    private readonly core: MetadataIndex,
-  ) {
+  constructor(db: Db) {
+    super(db);
     const p = (sql: string) => db.prepare(sql);
     this.s = {
       repositories: p('SELECT name FROM repositories WHERE name > ? ORDER BY name LIMIT ?').pluck(),
@@ -88,7 +86,7 @@ export class GcIndex {
    * `staleBefore` and `isGone` does not say it is dead. Returns the live holder when it is not taken.
    */
   async takeLock(me: LockHolder, staleBefore: number, isGone: (holder: LockHolder) => boolean): Promise<LockHolder | null> {
-    return this.core.transaction(() => {
+    return this.transaction(async () => {
       const holder = this.s.lockHolder.get() as (LockHolder & { heartbeatAt: number }) | undefined;
       const mine = holder && holder.host === me.host && holder.pid === me.pid;
       if (holder && !mine && holder.heartbeatAt >= staleBefore && !isGone(holder)) return { host: holder.host, pid: holder.pid };
@@ -98,22 +96,24 @@ export class GcIndex {
   }
 
   /** Say the holder is still at work; false if it no longer holds the lock (taken over as stale). */
-  async heartbeat(me: LockHolder): Promise<boolean> {
-    return this.s.heartbeat.run(Date.now(), me.host, me.pid).changes === 1;
+  heartbeat(me: LockHolder): Promise<boolean> {
+    return this.run(() => this.s.heartbeat.run(Date.now(), me.host, me.pid).changes === 1);
   }
 
-  async releaseLock(me: LockHolder): Promise<void> {
-    this.s.releaseLock.run(me.host, me.pid);
+  releaseLock(me: LockHolder): Promise<void> {
+    return this.run(() => {
+      this.s.releaseLock.run(me.host, me.pid);
+    });
   }
 
   /** Repository names after `after`, at most `limit`, in byte order. */
-  async repositories(after: string, limit: number): Promise<string[]> {
-    return this.s.repositories.all(after, limit) as string[];
+  repositories(after: string, limit: number): Promise<string[]> {
+    return this.run(() => this.s.repositories.all(after, limit) as string[]);
   }
 
   /** Delete up to `limit` manifests of `repo` that no tag reaches and that are older than `cutoff`; returns them. */
   async deleteUnreachableManifests(repo: string, cutoff: number, limit: number): Promise<Digest[]> {
-    return this.core.transaction(() => {
+    return this.transaction(async () => {
       const gone = this.s.unreachableManifests.all({ repo, cutoff, limit }) as Digest[];
       for (const digest of gone) {
         this.s.deleteManifest.run(repo, digest);
@@ -127,7 +127,7 @@ export class GcIndex {
 
   /** Remove the links of `repo` older than `cutoff` that no manifest there is or names; returns how many. */
   async removeUnusedLinks(repo: string, cutoff: number): Promise<number> {
-    return this.core.transaction(() => this.s.unusedLinks.run({ repo, cutoff }).changes);
+    return this.transaction(async () => this.s.unusedLinks.run({ repo, cutoff }).changes);
   }
 
   /**
@@ -135,7 +135,7 @@ export class GcIndex {
    * out of `blobs` into gc_doomed, in one transaction. Returns them and where the next window starts (null: done).
    */
   async doomUnreferenced(after: string, cutoff: number): Promise<{ doomed: DoomedBlob[]; next: string | null }> {
-    return this.core.transaction(() => {
+    return this.transaction(async () => {
       const upto = this.s.windowEnd.get({ after, window: SCAN_WINDOW }) as string | null;
       if (upto === null) return { doomed: [], next: null };
       const doomed = this.s.unreferenced.all({ after, upto, cutoff }) as DoomedBlob[];
@@ -149,13 +149,13 @@ export class GcIndex {
   }
 
   /** Blobs whose bytes are being deleted (left by a run that stopped), at most `limit`. */
-  async doomedBlobs(limit: number): Promise<DoomedBlob[]> {
-    return this.s.doomed.all(limit) as DoomedBlob[];
+  doomedBlobs(limit: number): Promise<DoomedBlob[]> {
+    return this.run(() => this.s.doomed.all(limit) as DoomedBlob[]);
   }
 
   /** The bytes of these doomed blobs are gone: a push of the same digest may store it again. */
   async forgetDoomed(digests: readonly Digest[]): Promise<void> {
-    this.core.transaction(() => {
+    return this.transaction(async () => {
       for (const d of digests) this.s.forget.run(d);
     });
   }
@@ -166,14 +166,14 @@ export class GcIndex {
    * keyed by the digest, or by the key where the key is per upload). False if it is in use.
    */
   async doomStray(key: string, size: number, digest: Digest | null, upload: string | null): Promise<boolean> {
-    return this.core.transaction(() => {
+    return this.transaction(async () => {
       if (this.s.objectInUse.get({ key, digest, upload }) === 1) return false;
       this.s.doom.run(digest ?? key, key, size, Date.now());
       return true;
     });
   }
 
-  async uploadExists(id: string): Promise<boolean> {
-    return this.s.uploadExists.get(id) === 1;
+  uploadExists(id: string): Promise<boolean> {
+    return this.run(() => this.s.uploadExists.get(id) === 1);
   }
 }

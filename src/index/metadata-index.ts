@@ -1,9 +1,10 @@
 import type { Db } from './db';
+import { SqliteIndexObject, type Tx } from './connection';
 import type { Digest } from '../storage/digest';
 import { ALL_NAMES, nameRanges, type NamePattern } from './name-filter';
 
-// The metadata index: what the bytes mean. better-sqlite3 is synchronous and every statement
-// here is prepared once; multi-step changes run in one transaction.
+// The metadata index: what the bytes mean. Every statement here is prepared once; multi-step changes
+// run in one transaction (transaction(), connection.ts), their work going through its `tx`.
 
 export interface BlobRecord {
   digest: Digest;
@@ -38,10 +39,11 @@ const searchFrom = (upperBound: string) =>
      AND (@like IS NULL OR name LIKE @like ESCAPE '\\') AND (@regex IS NULL OR name REGEXP @regex)
      AND (@q IS NULL OR rowid IN (SELECT rowid FROM repo_search WHERE name LIKE @q ESCAPE '\\' OR description LIKE @q ESCAPE '\\'))`;
 
-export class MetadataIndex {
+export class MetadataIndex extends SqliteIndexObject {
   private readonly s;
 
   constructor(private readonly db: Db) {
+    super(db);
     const p = (sql: string) => db.prepare(sql);
     this.s = {
       getBlob: p('SELECT digest, size, location FROM blobs WHERE digest = ?'),
@@ -79,100 +81,104 @@ export class MetadataIndex {
 
   /**
    * Run `fn` in one transaction that holds the write lock from its start (BEGIN IMMEDIATE): a check and
-   * the write that depends on it cannot be split by another process's write (a garbage collection run
-   * from the CLI), which a deferred transaction would let through or fail on.
+   * the write that depends on it cannot be split by another request's or process's write (a garbage
+   * collection run from the CLI). Its work goes through `tx`: `tx(index)` is `index` bound to it. Called on
+   * an object bound to a transaction, it is a savepoint of that one.
    */
-  transaction<T>(fn: () => T): T {
-    const observe = this.onTransaction;
-    if (!observe || this.db.inTransaction) return this.db.transaction(fn).immediate(); // nested: the outer one is timed
-    const start = process.hrtime.bigint();
-    try {
-      return this.db.transaction(fn).immediate();
-    } finally {
-      observe(Number(process.hrtime.bigint() - start) / 1e9);
-    }
+  override transaction<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
+    return super.transaction(fn);
   }
 
-  /** Told how long each outermost transaction() took, in seconds, waiting for the lock included (metrics). */
-  onTransaction?: (seconds: number) => void;
+  /** Told how long each outermost transaction() took, in seconds, waiting for its turn included (metrics). */
+  set onTransaction(observe: ((seconds: number) => void) | undefined) {
+    this.conn.onTransaction = observe;
+  }
 
   close(): void {
     if (this.db.open) this.db.close();
   }
 
   /** A trivial query, for readiness checks. */
-  ping(): void {
-    this.db.prepare('SELECT 1').get();
+  ping(): Promise<void> {
+    return this.run(() => void this.db.prepare('SELECT 1').get());
   }
 
   // ---- blobs ----
 
-  getBlob(digest: Digest): BlobRecord | undefined {
-    return this.s.getBlob.get(digest) as BlobRecord | undefined;
+  getBlob(digest: Digest): Promise<BlobRecord | undefined> {
+    return this.run(() => this.s.getBlob.get(digest) as BlobRecord | undefined);
   }
 
   /** Record a committed blob; if it is already known, the existing record wins and is returned. */
-  putBlob(rec: BlobRecord): BlobRecord {
-    this.s.putBlob.run(rec.digest, rec.size, rec.location, Date.now());
-    return this.getBlob(rec.digest)!;
+  putBlob(rec: BlobRecord): Promise<BlobRecord> {
+    return this.run(() => {
+      this.s.putBlob.run(rec.digest, rec.size, rec.location, Date.now());
+      return this.s.getBlob.get(rec.digest) as BlobRecord;
+    });
   }
 
   // ---- uploads ----
 
   /** Record a new upload; false (nothing recorded) if `owner` already has `maxOpen` uploads open. */
-  createUpload(id: string, repo: string | null, state: Record<string, unknown>, owner: string | null = null, maxOpen = Infinity): boolean {
-    const max = Number.isFinite(maxOpen) ? maxOpen : Number.MAX_SAFE_INTEGER;
-    return this.s.createUpload.run({ id, repo, owner, state: JSON.stringify(state), now: Date.now(), max }).changes === 1;
+  createUpload(id: string, repo: string | null, state: Record<string, unknown>, owner: string | null = null, maxOpen = Infinity): Promise<boolean> {
+    return this.run(() => {
+      const max = Number.isFinite(maxOpen) ? maxOpen : Number.MAX_SAFE_INTEGER;
+      return this.s.createUpload.run({ id, repo, owner, state: JSON.stringify(state), now: Date.now(), max }).changes === 1;
+    });
   }
 
   /**
    * Remember the digest and size an upload's bytes were verified to have, before they are moved into place;
    * false (nothing recorded) while a garbage collection is deleting a blob of that digest.
    */
-  setUploadDigest(id: string, digest: Digest, size: number, state: Record<string, unknown>): boolean {
-    return this.s.setUploadDigest.run({ id, digest, size, state: JSON.stringify(state), now: Date.now() }).changes === 1;
+  setUploadDigest(id: string, digest: Digest, size: number, state: Record<string, unknown>): Promise<boolean> {
+    return this.run(() => this.s.setUploadDigest.run({ id, digest, size, state: JSON.stringify(state), now: Date.now() }).changes === 1);
   }
 
-  getUpload(id: string): UploadRecord | undefined {
-    const row = this.s.getUpload.get(id) as UploadRow | undefined;
-    return row && uploadFromRow(row);
+  getUpload(id: string): Promise<UploadRecord | undefined> {
+    return this.run(() => {
+      const row = this.s.getUpload.get(id) as UploadRow | undefined;
+      return row && uploadFromRow(row);
+    });
   }
 
-  updateUpload(id: string, size: number, state: Record<string, unknown>): void {
-    this.s.updateUpload.run(size, JSON.stringify(state), Date.now(), id);
+  updateUpload(id: string, size: number, state: Record<string, unknown>): Promise<void> {
+    return this.run(() => void this.s.updateUpload.run(size, JSON.stringify(state), Date.now(), id));
   }
 
-  deleteUpload(id: string): void {
-    this.s.deleteUpload.run(id);
+  deleteUpload(id: string): Promise<void> {
+    return this.run(() => void this.s.deleteUpload.run(id));
   }
 
-  allUploads(): UploadRecord[] {
-    return (this.s.allUploads.all() as UploadRow[]).map(uploadFromRow);
+  allUploads(): Promise<UploadRecord[]> {
+    return this.run(() => (this.s.allUploads.all() as UploadRow[]).map(uploadFromRow));
   }
 
-  staleUploads(updatedBefore: number): UploadRecord[] {
-    return (this.s.staleUploads.all(updatedBefore) as UploadRow[]).map(uploadFromRow);
+  staleUploads(updatedBefore: number): Promise<UploadRecord[]> {
+    return this.run(() => (this.s.staleUploads.all(updatedBefore) as UploadRow[]).map(uploadFromRow));
   }
 
   // ---- repositories ----
 
-  ensureRepository(name: string): void {
-    this.s.ensureRepo.run(name, Date.now());
+  ensureRepository(name: string): Promise<void> {
+    return this.run(() => void this.s.ensureRepo.run(name, Date.now()));
   }
 
-  getRepository(name: string): { name: string; description: string; v1Private: boolean; v1Indexed: boolean } | undefined {
-    const row = this.s.getRepo.get(name) as
-      | { name: string; description: string; v1_private: number; v1_indexed: number }
-      | undefined;
-    return row && { name: row.name, description: row.description, v1Private: !!row.v1_private, v1Indexed: !!row.v1_indexed };
+  getRepository(name: string): Promise<{ name: string; description: string; v1Private: boolean; v1Indexed: boolean } | undefined> {
+    return this.run(() => {
+      const row = this.s.getRepo.get(name) as
+        | { name: string; description: string; v1_private: number; v1_indexed: number }
+        | undefined;
+      return row && { name: row.name, description: row.description, v1Private: !!row.v1_private, v1Indexed: !!row.v1_indexed };
+    });
   }
 
-  deleteRepository(name: string): boolean {
-    return this.s.deleteRepo.run(name).changes === 1;
+  deleteRepository(name: string): Promise<boolean> {
+    return this.run(() => this.s.deleteRepo.run(name).changes === 1);
   }
 
-  setV1Private(name: string, priv: boolean): void {
-    this.s.setV1Private.run(priv ? 1 : 0, name);
+  setV1Private(name: string, priv: boolean): Promise<void> {
+    return this.run(() => void this.s.setV1Private.run(priv ? 1 : 0, name));
   }
 
   /**
@@ -180,23 +186,25 @@ export class MetadataIndex {
    * `visible` matches (pagination and totals run over that list). Work is one count per range of
    * names, then the page from the ranges it falls in.
    */
-  search(query: string, limit: number, offset: number, visible: readonly NamePattern[] = ALL_NAMES): { total: number; hits: SearchHit[] } {
-    const q = query === '' ? null : '%' + query.replace(/[\\%_]/g, (c) => '\\' + c) + '%';
-    const ranges = nameRanges(visible).map((r) => ({ from: r.from, regex: r.regex, like: r.like, q, ...(r.to === null ? {} : { to: r.to }) }));
-    const counts = ranges.map((r) => ((r.to === undefined ? this.s.searchCountFrom : this.s.searchCountRange).get(r) as { n: number }).n);
-    const hits: SearchHit[] = [];
-    let skip = offset;
-    for (const [i, r] of ranges.entries()) {
-      if (hits.length >= limit) break;
-      if (skip >= counts[i]!) {
-        skip -= counts[i]!;
-        continue;
+  search(query: string, limit: number, offset: number, visible: readonly NamePattern[] = ALL_NAMES): Promise<{ total: number; hits: SearchHit[] }> {
+    return this.run(() => {
+      const q = query === '' ? null : '%' + query.replace(/[\\%_]/g, (c) => '\\' + c) + '%';
+      const ranges = nameRanges(visible).map((r) => ({ from: r.from, regex: r.regex, like: r.like, q, ...(r.to === null ? {} : { to: r.to }) }));
+      const counts = ranges.map((r) => ((r.to === undefined ? this.s.searchCountFrom : this.s.searchCountRange).get(r) as { n: number }).n);
+      const hits: SearchHit[] = [];
+      let skip = offset;
+      for (const [i, r] of ranges.entries()) {
+        if (hits.length >= limit) break;
+        if (skip >= counts[i]!) {
+          skip -= counts[i]!;
+          continue;
+        }
+        const page = { ...r, limit: limit - hits.length, offset: skip };
+        hits.push(...((r.to === undefined ? this.s.searchFrom : this.s.searchRange).all(page) as SearchHit[]));
+        skip = 0;
       }
-      const page = { ...r, limit: limit - hits.length, offset: skip };
-      hits.push(...((r.to === undefined ? this.s.searchFrom : this.s.searchRange).all(page) as SearchHit[]));
-      skip = 0;
-    }
-    return { total: counts.reduce((a, b) => a + b, 0), hits };
+      return { total: counts.reduce((a, b) => a + b, 0), hits };
+    });
   }
 
 }

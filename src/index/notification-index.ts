@@ -1,4 +1,5 @@
 import type { Db } from './db';
+import { SqliteIndexObject } from './connection';
 
 // The notification outbox (migration "notify_outbox"): events waiting for their endpoint. Rows are written
 // inside the transaction of the change they report (enqueue is called there), read in order by the sender,
@@ -46,10 +47,11 @@ const fromRow = (r: Row): OutboxRow => ({
   lastError: r.last_error,
 });
 
-export class NotificationIndex {
+export class NotificationIndex extends SqliteIndexObject {
   private readonly s;
 
   constructor(private readonly db: Db) {
+    super(db);
     const p = (sql: string) => db.prepare(sql);
     this.s = {
       enqueue: p('INSERT INTO notify_outbox (endpoint, repo, event, created_at) VALUES (?, ?, ?, ?)'),
@@ -70,38 +72,44 @@ export class NotificationIndex {
   }
 
   /** Queue `event` (JSON) for each endpoint; call it inside the transaction of the change the event reports. */
-  enqueue(endpoints: readonly string[], repo: string, event: string, now: number): void {
-    for (const endpoint of endpoints) this.s.enqueue.run(endpoint, repo, event, now);
+  enqueue(endpoints: readonly string[], repo: string, event: string, now: number): Promise<void> {
+    return this.run(() => {
+      for (const endpoint of endpoints) this.s.enqueue.run(endpoint, repo, event, now);
+    });
   }
 
   /** The oldest `n` undelivered events of an endpoint, in the order they were made. */
-  next(endpoint: string, n: number): OutboxRow[] {
-    return (this.s.next.all(endpoint, n) as Row[]).map(fromRow);
+  next(endpoint: string, n: number): Promise<OutboxRow[]> {
+    return this.run(() => (this.s.next.all(endpoint, n) as Row[]).map(fromRow));
   }
 
   /** Forget events: delivered, or dropped. */
-  remove(seqs: readonly number[]): void {
-    if (seqs.length > 0) this.s.remove.run(JSON.stringify(seqs));
+  remove(seqs: readonly number[]): Promise<void> {
+    return this.run(() => {
+      if (seqs.length > 0) this.s.remove.run(JSON.stringify(seqs));
+    });
   }
 
   /** Count a failed attempt on each event; returns each one's attempts so far. */
-  failed(seqs: readonly number[], error: string): Map<number, number> {
-    const rows = this.db.transaction(() => this.s.failed.all(error.slice(0, 500), JSON.stringify(seqs)) as { seq: number; attempts: number }[])();
-    return new Map(rows.map((r) => [r.seq, r.attempts]));
+  failed(seqs: readonly number[], error: string): Promise<Map<number, number>> {
+    return this.run(() => {
+      const rows = this.db.transaction(() => this.s.failed.all(error.slice(0, 500), JSON.stringify(seqs)) as { seq: number; attempts: number }[])();
+      return new Map(rows.map((r) => [r.seq, r.attempts]));
+    });
   }
 
   /** Up to `n` events made before `before` (ms) for endpoints other than `except`, oldest first. */
-  expired(before: number, except: readonly string[], n: number): OutboxRow[] {
-    return (this.s.expired.all(before, JSON.stringify(except), n) as Row[]).map(fromRow);
+  expired(before: number, except: readonly string[], n: number): Promise<OutboxRow[]> {
+    return this.run(() => (this.s.expired.all(before, JSON.stringify(except), n) as Row[]).map(fromRow));
   }
 
   /** What each endpoint with undelivered events is owed. */
-  backlog(): EndpointBacklog[] {
-    return (this.s.backlog.all() as EndpointBacklog[]).map((b) => ({ ...b, failing: b.failing ?? 0 }));
+  backlog(): Promise<EndpointBacklog[]> {
+    return this.run(() => (this.s.backlog.all() as EndpointBacklog[]).map((b) => ({ ...b, failing: b.failing ?? 0 })));
   }
 
   /** One endpoint's backlog (pending and failing 0, oldest null when it is owed nothing). */
-  endpointBacklog(endpoint: string): Omit<EndpointBacklog, 'endpoint' | 'lastError'> {
-    return this.s.endpointBacklog.get(endpoint) as Omit<EndpointBacklog, 'endpoint' | 'lastError'>;
+  endpointBacklog(endpoint: string): Promise<Omit<EndpointBacklog, 'endpoint' | 'lastError'>> {
+    return this.run(() => this.s.endpointBacklog.get(endpoint) as Omit<EndpointBacklog, 'endpoint' | 'lastError'>);
   }
 }

@@ -1,4 +1,5 @@
 import type { Db } from './db';
+import { SqliteIndexObject } from './connection';
 import type { Digest } from '../storage/digest';
 
 // The pull-through cache's own state (migration 9): when each proxied tag was last confirmed upstream.
@@ -10,10 +11,11 @@ export interface TagCheck {
   checkedAt: number;
 }
 
-export class ProxyIndex {
+export class ProxyIndex extends SqliteIndexObject {
   private readonly s;
 
   constructor(db: Db) {
+    super(db);
     const p = (sql: string) => db.prepare(sql);
     this.s = {
       get: p('SELECT digest, checked_at AS checkedAt FROM proxy_tags WHERE repo = ? AND tag = ?'),
@@ -25,12 +27,12 @@ export class ProxyIndex {
   }
 
   /** The last confirmation of `tag` upstream, if any. */
-  lastCheck(repo: string, tag: string): TagCheck | undefined {
-    return this.s.get.get(repo, tag) as TagCheck | undefined;
+  lastCheck(repo: string, tag: string): Promise<TagCheck | undefined> {
+    return this.run(() => this.s.get.get(repo, tag) as TagCheck | undefined);
   }
 
   /** Record that the upstream named `digest` for `tag` just now. */
-  checked(repo: string, tag: string, digest: Digest, at = Date.now()): void {
-    this.s.set.run(repo, tag, digest, at);
+  checked(repo: string, tag: string, digest: Digest, at = Date.now()): Promise<void> {
+    return this.run(() => void this.s.set.run(repo, tag, digest, at));
   }
 }

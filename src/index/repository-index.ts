@@ -1,5 +1,6 @@
 import type { Db } from './db';
 import type { MetadataIndex } from './metadata-index';
+import { SqliteIndexObject, type Tx } from './connection';
 
 // Deleting a whole repository, both protocols' content at once: v2 tags, manifests and blob links, v1 tags,
 // images and image list, its open uploads, and the repository row. One transaction, so a pull sees the
@@ -30,13 +31,14 @@ const TABLES: [keyof DeletedRepository | null, string][] = [
   ['uploads', 'DELETE FROM uploads WHERE repo = ?'],
 ];
 
-export class RepositoryIndex {
+export class RepositoryIndex extends SqliteIndexObject {
   private readonly statements;
 
   constructor(
     db: Db,
     private readonly core: MetadataIndex,
   ) {
+    super(db);
     this.statements = TABLES.map(([key, sql]) => ({ key, stmt: db.prepare(sql) }));
   }
 
@@ -44,16 +46,17 @@ export class RepositoryIndex {
    * Delete `name` and everything in it; undefined if there is no such repository. `within` runs in the same
    * transaction once it is done (the repository's delete event).
    */
-  async deleteRepository(name: string, within?: () => void): Promise<DeletedRepository | undefined> {
-    return this.core.transaction(() => {
-      if (!this.core.getRepository(name)) return undefined;
+  async deleteRepository(name: string, within?: (tx: Tx) => Promise<void>): Promise<DeletedRepository | undefined> {
+    return this.transaction(async (tx) => {
+      const core = tx(this.core);
+      if (!(await core.getRepository(name))) return undefined;
       const counts: DeletedRepository = { tags: 0, manifests: 0, blobs: 0, v1Tags: 0, v1Images: 0, uploads: 0 };
       for (const { key, stmt } of this.statements) {
         const n = stmt.run(name).changes;
         if (key) counts[key] = n;
       }
-      this.core.deleteRepository(name);
-      within?.();
+      await core.deleteRepository(name);
+      await within?.(tx);
       return counts;
     });
   }

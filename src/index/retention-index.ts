@@ -1,5 +1,5 @@
 import type { Db } from './db';
-import type { MetadataIndex } from './metadata-index';
+import { SqliteIndexObject } from './connection';
 import type { Digest } from '../storage/digest';
 import type { Pull, PullSink } from '../retention/pull-recorder';
 import type { TagState } from '../retention/policy';
@@ -30,13 +30,11 @@ class DryRun extends Error {
   }
 }
 
-export class RetentionIndex implements PullSink {
+export class RetentionIndex extends SqliteIndexObject implements PullSink {
   private readonly s;
 
-  constructor(
-    db: Db,
-    private readonly core: MetadataIndex,
-  ) {
+  constructor(db: Db) {
+    super(db);
     const p = (sql: string) => db.prepare(sql);
     this.s = {
       taggedRepositories: p('SELECT DISTINCT repo FROM tags WHERE repo > ? ORDER BY repo LIMIT ?').pluck(),
@@ -72,12 +70,12 @@ export class RetentionIndex implements PullSink {
   }
 
   /** Repositories with tags after `after`, at most `limit`, in byte order. */
-  async taggedRepositories(after: string, limit: number): Promise<string[]> {
-    return this.s.taggedRepositories.all(after, limit) as string[];
+  taggedRepositories(after: string, limit: number): Promise<string[]> {
+    return this.run(() => this.s.taggedRepositories.all(after, limit) as string[]);
   }
 
-  async tags(repo: string): Promise<TagState[]> {
-    return this.s.tags.all(repo) as TagState[];
+  tags(repo: string): Promise<TagState[]> {
+    return this.run(() => this.s.tags.all(repo) as TagState[]);
   }
 
   /**
@@ -86,7 +84,7 @@ export class RetentionIndex implements PullSink {
    */
   async removeTags(repo: string, tags: readonly TagToRemove[], dryRun: boolean): Promise<RemovalResult> {
     try {
-      return this.core.transaction(() => {
+      return await this.transaction(async () => {
         const before = new Set(this.s.reachable.all({ repo }) as Digest[]);
         const removed = tags.filter((t) => this.s.deleteTag.run(repo, t.tag, t.digest, t.pushedAt).changes === 1);
         const after = new Set(this.s.reachable.all({ repo }) as Digest[]);
@@ -111,7 +109,7 @@ export class RetentionIndex implements PullSink {
   }
 
   async recordPulls(pulls: readonly Pull[]): Promise<void> {
-    this.core.transaction(() => {
+    return this.transaction(async () => {
       for (const p of pulls) {
         this.s.pullManifest.run({ repo: p.repo, digest: p.digest, at: p.at });
         if (p.tag !== undefined) this.s.pullTag.run({ repo: p.repo, digest: p.digest, tag: p.tag, at: p.at });

@@ -1,4 +1,5 @@
 import type { Db } from './db';
+import { SqliteIndexObject } from './connection';
 
 // Totals for monitoring: what the store holds, read from the index (never by walking storage). Each is
 // one aggregate over a table (a scan of its smallest index): cheap, but callers cache it for a few
@@ -14,10 +15,11 @@ export interface StoreTotals {
   repositories: number;
 }
 
-export class StatsIndex {
+export class StatsIndex extends SqliteIndexObject {
   private readonly s;
 
   constructor(db: Db) {
+    super(db);
     this.s = db.prepare(
       `SELECT (SELECT count(*) FROM blobs) AS blobs, (SELECT coalesce(sum(size), 0) FROM blobs) AS blobBytes,
               (SELECT count(*) FROM uploads) AS uploads, (SELECT coalesce(sum(size), 0) FROM uploads) AS uploadBytes,
@@ -25,7 +27,7 @@ export class StatsIndex {
     );
   }
 
-  totals(): StoreTotals {
-    return this.s.get() as StoreTotals;
+  totals(): Promise<StoreTotals> {
+    return this.run(() => this.s.get() as StoreTotals);
   }
 }

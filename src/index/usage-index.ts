@@ -1,4 +1,5 @@
 import type { Db } from './db';
+import { SqliteIndexObject } from './connection';
 import { ALL_NAMES, nameRanges, type NamePattern } from './name-filter';
 import type { Digest } from '../storage/digest';
 
@@ -24,10 +25,11 @@ const DU_SELECT = `SELECT u.repo, u.bytes, u.blobs,
     (SELECT coalesce(sum(c.size), 0) FROM repo_charges c WHERE c.repo = u.repo
         AND EXISTS (SELECT 1 FROM repo_charges o WHERE o.digest = c.digest AND o.repo <> c.repo)) AS sharedBytes`;
 
-export class UsageIndex {
+export class UsageIndex extends SqliteIndexObject {
   private readonly s;
 
   constructor(db: Db) {
+    super(db);
     const p = (sql: string) => db.prepare(sql);
     this.s = {
       charged: p('SELECT EXISTS (SELECT 1 FROM repo_charges WHERE repo = ? AND digest = ?)').pluck(),
@@ -40,28 +42,32 @@ export class UsageIndex {
   }
 
   /** Whether `repo` is already charged for `digest` (a new reference to it adds no bytes). */
-  isCharged(repo: string, digest: Digest): boolean {
-    return this.s.charged.get(repo, digest) === 1;
+  isCharged(repo: string, digest: Digest): Promise<boolean> {
+    return this.run(() => this.s.charged.get(repo, digest) === 1);
   }
 
-  /** Bytes charged to the repositories `patterns` match, together. Synchronous: quotas read it inside a push's transaction. */
-  bytesUsed(patterns: readonly NamePattern[]): number {
-    let total = 0;
-    for (const r of nameRanges(patterns)) {
-      const params = { from: r.from, regex: r.regex, like: r.like };
-      total += (r.to === null ? this.s.sumFrom.get(params) : this.s.sumRange.get({ ...params, to: r.to })) as number;
-    }
-    return total;
+  /** Bytes charged to the repositories `patterns` match, together. Quotas read it inside a push's transaction. */
+  bytesUsed(patterns: readonly NamePattern[]): Promise<number> {
+    return this.run(() => {
+      let total = 0;
+      for (const r of nameRanges(patterns)) {
+        const params = { from: r.from, regex: r.regex, like: r.like };
+        total += (r.to === null ? this.s.sumFrom.get(params) : this.s.sumRange.get({ ...params, to: r.to })) as number;
+      }
+      return total;
+    });
   }
 
   /** Usage of each repository `patterns` match that is charged for anything, in name order. */
-  async perRepository(patterns: readonly NamePattern[] = ALL_NAMES): Promise<RepoUsage[]> {
-    const out: RepoUsage[] = [];
-    for (const r of nameRanges(patterns)) {
-      const params = { from: r.from, regex: r.regex, like: r.like };
-      const rows = (r.to === null ? this.s.duFrom.all(params) : this.s.duRange.all({ ...params, to: r.to })) as Omit<RepoUsage, 'uniqueBytes'>[];
-      for (const row of rows) out.push({ ...row, uniqueBytes: row.bytes - row.sharedBytes });
-    }
-    return out;
+  perRepository(patterns: readonly NamePattern[] = ALL_NAMES): Promise<RepoUsage[]> {
+    return this.run(() => {
+      const out: RepoUsage[] = [];
+      for (const r of nameRanges(patterns)) {
+        const params = { from: r.from, regex: r.regex, like: r.like };
+        const rows = (r.to === null ? this.s.duFrom.all(params) : this.s.duRange.all({ ...params, to: r.to })) as Omit<RepoUsage, 'uniqueBytes'>[];
+        for (const row of rows) out.push({ ...row, uniqueBytes: row.bytes - row.sharedBytes });
+      }
+      return out;
+    });
   }
 }

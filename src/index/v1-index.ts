@@ -2,6 +2,7 @@ import type { Statement } from 'better-sqlite3';
 import type { Db } from './db';
 import { nameRanges, type NamePattern } from './name-filter';
 import type { MetadataIndex } from './metadata-index';
+import { SqliteIndexObject } from './connection';
 import type { Digest } from '../storage/digest';
 import type { LayerFormat } from '../storage/layer-analyzer';
 
@@ -35,13 +36,14 @@ export interface V1ImageListEntry {
   checksum?: string;
 }
 
-export class V1Index {
+export class V1Index extends SqliteIndexObject {
   private readonly s;
 
   constructor(
     db: Db,
     private readonly core: MetadataIndex,
   ) {
+    super(db);
     const p = (sql: string) => db.prepare(sql);
     this.s = {
       setIndexed: p('UPDATE repositories SET v1_indexed = 1 WHERE name = ?'),
@@ -101,28 +103,30 @@ export class V1Index {
 
   // ---- v1 images ----
 
-  getV1Image(repo: string, id: string): V1Image | undefined {
-    const r = this.s.getV1Image.get(repo, id) as V1Row | undefined;
-    return (
-      r && {
-        repo: r.repo,
-        id: r.id,
-        parent: r.parent,
-        jsonDigest: r.json_digest,
-        layerDigest: r.layer_digest,
-        layerSize: r.layer_size,
-        checksum: r.checksum,
-        complete: r.complete === 1,
-        layerFormat: r.layer_format,
-        diffId: r.diff_id,
-      }
-    );
+  getV1Image(repo: string, id: string): Promise<V1Image | undefined> {
+    return this.run(() => {
+      const r = this.s.getV1Image.get(repo, id) as V1Row | undefined;
+      return (
+        r && {
+          repo: r.repo,
+          id: r.id,
+          parent: r.parent,
+          jsonDigest: r.json_digest,
+          layerDigest: r.layer_digest,
+          layerSize: r.layer_size,
+          checksum: r.checksum,
+          complete: r.complete === 1,
+          layerFormat: r.layer_format,
+          diffId: r.diff_id,
+        }
+      );
+    });
   }
 
   /** Store (or replace, while in progress) an image's JSON; returns false if the image is already complete. */
-  putV1ImageJson(repo: string, id: string, parent: string | null, jsonDigest: Digest): boolean {
-    return this.core.transaction(() => {
-      this.core.ensureRepository(repo);
+  putV1ImageJson(repo: string, id: string, parent: string | null, jsonDigest: Digest): Promise<boolean> {
+    return this.transaction(async (tx) => {
+      await tx(this.core).ensureRepository(repo);
       return this.s.putV1Json.run({ repo, id, parent, json: jsonDigest, now: Date.now() }).changes === 1;
     });
   }
@@ -136,77 +140,83 @@ export class V1Index {
     size: number,
     checksum: string,
     layer?: { format: LayerFormat; diffId: Digest | null },
-  ): boolean {
-    return this.s.setV1Layer.run(layerDigest, size, checksum, layer?.format ?? null, layer?.diffId ?? null, repo, id, jsonDigest).changes === 1;
+  ): Promise<boolean> {
+    return this.run(() => this.s.setV1Layer.run(layerDigest, size, checksum, layer?.format ?? null, layer?.diffId ?? null, repo, id, jsonDigest).changes === 1);
   }
 
   /** Record what a stored layer is, on every image row holding those bytes that does not know yet. */
-  setLayerInfo(layerDigest: Digest, format: LayerFormat, diffId: Digest | null): void {
-    this.s.setLayerInfo.run(format, diffId, layerDigest);
+  setLayerInfo(layerDigest: Digest, format: LayerFormat, diffId: Digest | null): Promise<void> {
+    return this.run(() => void this.s.setLayerInfo.run(format, diffId, layerDigest));
   }
 
   /** Up to `n` layer blobs (after `after`, in digest order) that images hold without knowing what they are. */
-  unanalyzedLayers(after: string, n: number): Digest[] {
-    return this.s.unanalyzed.all(after, n) as Digest[];
+  unanalyzedLayers(after: string, n: number): Promise<Digest[]> {
+    return this.run(() => this.s.unanalyzed.all(after, n) as Digest[]);
   }
 
-  countUnanalyzedLayers(): number {
-    return this.s.countUnanalyzed.get() as number;
+  countUnanalyzedLayers(): Promise<number> {
+    return this.run(() => this.s.countUnanalyzed.get() as number);
   }
 
   /** Mark an image complete if its computed checksum is `checksum`. */
-  completeV1Image(repo: string, id: string, checksum: string): boolean {
-    return this.s.completeV1.run(repo, id, checksum).changes === 1;
+  completeV1Image(repo: string, id: string, checksum: string): Promise<boolean> {
+    return this.run(() => this.s.completeV1.run(repo, id, checksum).changes === 1);
   }
 
   /** [id, parent, grandparent, ..., root] within the repository; empty if the image is unknown. */
-  ancestry(repo: string, id: string): string[] {
-    const chain: string[] = [];
-    for (const r of this.s.ancestry.all({ repo, id }) as { id: string }[]) {
-      if (chain.includes(r.id)) break; // a cycle left by an older version: the chain ends where it repeats
-      chain.push(r.id);
-    }
-    return chain;
+  ancestry(repo: string, id: string): Promise<string[]> {
+    return this.run(() => {
+      const chain: string[] = [];
+      for (const r of this.s.ancestry.all({ repo, id }) as { id: string }[]) {
+        if (chain.includes(r.id)) break; // a cycle left by an older version: the chain ends where it repeats
+        chain.push(r.id);
+      }
+      return chain;
+    });
   }
 
   // ---- v1 tags ----
 
-  setV1Tag(repo: string, tag: string, imageId: string, meta: string): void {
-    this.core.transaction(() => {
-      this.core.ensureRepository(repo);
+  setV1Tag(repo: string, tag: string, imageId: string, meta: string): Promise<void> {
+    return this.transaction(async (tx) => {
+      await tx(this.core).ensureRepository(repo);
       this.s.setV1Tag.run(repo, tag, imageId, meta);
     });
   }
 
-  getV1Tag(repo: string, tag: string): { imageId: string; meta: string } | undefined {
-    const r = this.s.getV1Tag.get(repo, tag) as { image_id: string; meta: string } | undefined;
-    return r && { imageId: r.image_id, meta: r.meta };
+  getV1Tag(repo: string, tag: string): Promise<{ imageId: string; meta: string } | undefined> {
+    return this.run(() => {
+      const r = this.s.getV1Tag.get(repo, tag) as { image_id: string; meta: string } | undefined;
+      return r && { imageId: r.image_id, meta: r.meta };
+    });
   }
 
-  listV1Tags(repo: string): Record<string, string> {
-    // fromEntries defines properties: a tag named __proto__ is listed, not taken for the prototype.
-    return Object.fromEntries((this.s.listV1Tags.all(repo) as { tag: string; image_id: string }[]).map((r) => [r.tag, r.image_id]));
+  listV1Tags(repo: string): Promise<Record<string, string>> {
+    return this.run(() => {
+      // fromEntries defines properties: a tag named __proto__ is listed, not taken for the prototype.
+      return Object.fromEntries((this.s.listV1Tags.all(repo) as { tag: string; image_id: string }[]).map((r) => [r.tag, r.image_id]));
+    });
   }
 
   /** Up to `n` v1 tags of every repository after (repo, tag), in that order (the bridge's backfill walks them). */
-  v1TagsAfter(repo: string, tag: string, n: number): { repo: string; tag: string }[] {
-    return this.s.v1TagsAfter.all(repo, tag, n) as { repo: string; tag: string }[];
+  v1TagsAfter(repo: string, tag: string, n: number): Promise<{ repo: string; tag: string }[]> {
+    return this.run(() => this.s.v1TagsAfter.all(repo, tag, n) as { repo: string; tag: string }[]);
   }
 
-  countV1Tags(): number {
-    return this.s.countV1Tags.get() as number;
+  countV1Tags(): Promise<number> {
+    return this.run(() => this.s.countV1Tags.get() as number);
   }
 
-  deleteV1Tag(repo: string, tag: string): boolean {
-    return this.s.deleteV1Tag.run(repo, tag).changes === 1;
+  deleteV1Tag(repo: string, tag: string): Promise<boolean> {
+    return this.run(() => this.s.deleteV1Tag.run(repo, tag).changes === 1);
   }
 
   // ---- v1 index image lists ----
 
   /** Merge an image list into the repository's (keeping order of first sight and any known checksum). */
-  mergeV1RepoImages(repo: string, images: V1ImageListEntry[]): void {
-    this.core.transaction(() => {
-      this.core.ensureRepository(repo);
+  mergeV1RepoImages(repo: string, images: V1ImageListEntry[]): Promise<void> {
+    return this.transaction(async (tx) => {
+      await tx(this.core).ensureRepository(repo);
       this.s.setIndexed.run(repo);
       let pos = (this.s.maxRepoImagePos.get(repo) as { p: number }).p;
       for (const img of images) this.s.addRepoImage.run(repo, img.id, img.checksum ?? null, ++pos);
@@ -217,13 +227,13 @@ export class V1Index {
    * Up to `n` repositories among `visible` holding a complete image with this id, by name (v1 image URLs
    * carry no repository). Filtered in the query, so other tenants' repositories cost nothing.
    */
-  reposWithImage(id: string, visible: readonly NamePattern[], n: number): string[] {
-    return this.reposOf(this.s.reposWithImageRange, this.s.reposWithImageFrom, id, visible, n);
+  reposWithImage(id: string, visible: readonly NamePattern[], n: number): Promise<string[]> {
+    return this.run(() => this.reposOf(this.s.reposWithImageRange, this.s.reposWithImageFrom, id, visible, n));
   }
 
   /** Up to `n` repositories among `visible` whose image list names this image, by name. */
-  reposListingImage(id: string, visible: readonly NamePattern[], n: number): string[] {
-    return this.reposOf(this.s.reposListingImageRange, this.s.reposListingImageFrom, id, visible, n);
+  reposListingImage(id: string, visible: readonly NamePattern[], n: number): Promise<string[]> {
+    return this.run(() => this.reposOf(this.s.reposListingImageRange, this.s.reposListingImageFrom, id, visible, n));
   }
 
   private reposOf(range: Statement, from: Statement, id: string, visible: readonly NamePattern[], n: number): string[] {
@@ -238,11 +248,13 @@ export class V1Index {
   }
 
   /** The repository's image list, or undefined if it was never announced through the index. */
-  getV1RepoImages(repo: string): V1ImageListEntry[] | undefined {
-    const repoRow = this.core.getRepository(repo);
+  async getV1RepoImages(repo: string): Promise<V1ImageListEntry[] | undefined> {
+    const repoRow = await this.peer(this.core).getRepository(repo);
     if (!repoRow?.v1Indexed) return undefined;
-    return (this.s.getRepoImages.all(repo) as { image_id: string; checksum: string | null }[]).map((r) =>
-      r.checksum ? { id: r.image_id, checksum: r.checksum } : { id: r.image_id },
+    return this.run(() =>
+      (this.s.getRepoImages.all(repo) as { image_id: string; checksum: string | null }[]).map((r) =>
+        r.checksum ? { id: r.image_id, checksum: r.checksum } : { id: r.image_id },
+      ),
     );
   }
 }

@@ -1,6 +1,7 @@
 import type { Statement } from 'better-sqlite3';
 import type { Db } from './db';
 import type { MetadataIndex } from './metadata-index';
+import { SqliteIndexObject } from './connection';
 import { ALL_NAMES, nameRanges, rangeStart, type NamePattern } from './name-filter';
 import type { Digest } from '../storage/digest';
 
@@ -47,13 +48,14 @@ const catalogSql = (upperBound: string) =>
       AND (EXISTS (SELECT 1 FROM manifests m WHERE m.repo = r.name) OR EXISTS (SELECT 1 FROM repo_blobs b WHERE b.repo = r.name))
     ORDER BY name LIMIT @n`;
 
-export class V2Index {
+export class V2Index extends SqliteIndexObject {
   private readonly s;
 
   constructor(
     db: Db,
     private readonly core: MetadataIndex,
   ) {
+    super(db);
     const p = (sql: string) => db.prepare(sql);
     this.s = {
       // A link made again is fresh again: garbage collection keeps links younger than gc.delay.
@@ -110,35 +112,35 @@ export class V2Index {
 
   // ---- blob membership: a repository serves only blobs pushed or mounted into it ----
 
-  linkBlob(repo: string, digest: Digest): void {
-    this.core.transaction(() => {
-      this.core.ensureRepository(repo);
+  linkBlob(repo: string, digest: Digest): Promise<void> {
+    return this.transaction(async (tx) => {
+      await tx(this.core).ensureRepository(repo);
       this.s.linkBlob.run(repo, digest, Date.now());
     });
   }
 
   /** Mark a link as just used, if it was last made or used before `staleBefore`. */
-  touchLink(repo: string, digest: Digest, staleBefore: number): void {
-    this.s.touchLink.run(Date.now(), repo, digest, staleBefore);
+  touchLink(repo: string, digest: Digest, staleBefore: number): Promise<void> {
+    return this.run(() => void this.s.touchLink.run(Date.now(), repo, digest, staleBefore));
   }
 
-  isBlobLinked(repo: string, digest: Digest): boolean {
-    return this.linkedAt(repo, digest) !== undefined;
+  isBlobLinked(repo: string, digest: Digest): Promise<boolean> {
+    return this.run(() => this.s.linkedAt.get(repo, digest) !== undefined);
   }
 
   /** When the link was made or last used (ms), or undefined if the repository has no such link. */
-  linkedAt(repo: string, digest: Digest): number | undefined {
-    return this.s.linkedAt.get(repo, digest) as number | undefined;
+  linkedAt(repo: string, digest: Digest): Promise<number | undefined> {
+    return this.run(() => this.s.linkedAt.get(repo, digest) as number | undefined);
   }
 
   /** Those of `digests` this repository cannot serve (not linked, or not stored), in no particular order. */
-  missingBlobs(repo: string, digests: readonly Digest[]): Set<Digest> {
-    return this.missing(this.s.missingBlobs, repo, digests);
+  missingBlobs(repo: string, digests: readonly Digest[]): Promise<Set<Digest>> {
+    return this.run(() => this.missing(this.s.missingBlobs, repo, digests));
   }
 
   /** Those of `digests` that are no manifest of this repository, in no particular order. */
-  missingManifests(repo: string, digests: readonly Digest[]): Set<Digest> {
-    return this.missing(this.s.missingManifests, repo, digests);
+  missingManifests(repo: string, digests: readonly Digest[]): Promise<Set<Digest>> {
+    return this.run(() => this.missing(this.s.missingManifests, repo, digests));
   }
 
   private missing(stmt: Statement, repo: string, digests: readonly Digest[]): Set<Digest> {
@@ -147,16 +149,16 @@ export class V2Index {
     return new Set(rows.map((r) => r.digest));
   }
 
-  unlinkBlob(repo: string, digest: Digest): boolean {
-    return this.s.unlinkBlob.run(repo, digest).changes === 1;
+  unlinkBlob(repo: string, digest: Digest): Promise<boolean> {
+    return this.run(() => this.s.unlinkBlob.run(repo, digest).changes === 1);
   }
 
   // ---- manifests ----
 
   /** Record a manifest (idempotent), its references, and optionally a tag, in one transaction. */
-  putManifest(rec: ManifestRecord, refs: Digest[], tag?: string, bridgedFromV1?: string): void {
-    this.core.transaction(() => {
-      this.core.ensureRepository(rec.repo);
+  putManifest(rec: ManifestRecord, refs: Digest[], tag?: string, bridgedFromV1?: string): Promise<void> {
+    return this.transaction(async (tx) => {
+      await tx(this.core).ensureRepository(rec.repo);
       this.s.putManifest.run({
         ...rec,
         annotations: rec.annotations ? JSON.stringify(rec.annotations) : null,
@@ -168,14 +170,16 @@ export class V2Index {
     });
   }
 
-  getManifest(repo: string, digest: Digest): ManifestRecord | undefined {
-    const row = this.s.getManifest.get(repo, digest) as ManifestRow | undefined;
-    return row && fromRow(row);
+  getManifest(repo: string, digest: Digest): Promise<ManifestRecord | undefined> {
+    return this.run(() => {
+      const row = this.s.getManifest.get(repo, digest) as ManifestRow | undefined;
+      return row && fromRow(row);
+    });
   }
 
   /** Delete a manifest and every tag pointing at it; false if it was not there. */
-  deleteManifest(repo: string, digest: Digest): boolean {
-    return this.core.transaction(() => {
+  deleteManifest(repo: string, digest: Digest): Promise<boolean> {
+    return this.transaction(async () => {
       if (this.s.deleteManifest.run(repo, digest).changes === 0) return false;
       this.s.deleteRefs.run(repo, digest);
       this.s.deleteTagsOf.run(repo, digest);
@@ -184,56 +188,62 @@ export class V2Index {
     });
   }
 
-  referrers(repo: string, subject: Digest): ManifestRecord[] {
-    return (this.s.referrers.all(repo, subject) as ManifestRow[]).map(fromRow);
+  referrers(repo: string, subject: Digest): Promise<ManifestRecord[]> {
+    return this.run(() => (this.s.referrers.all(repo, subject) as ManifestRow[]).map(fromRow));
   }
 
   // ---- tags ----
 
-  resolveTag(repo: string, tag: string): Digest | undefined {
-    return (this.s.resolveTag.get(repo, tag) as { digest: Digest } | undefined)?.digest;
+  resolveTag(repo: string, tag: string): Promise<Digest | undefined> {
+    return this.run(() => (this.s.resolveTag.get(repo, tag) as { digest: Digest } | undefined)?.digest);
   }
 
   /** A tag with the v1 image it was bridged from (null: pushed over v2). */
-  tag(repo: string, tag: string): { digest: Digest; bridgedFromV1: string | null } | undefined {
-    const r = this.s.tagRow.get(repo, tag) as { digest: Digest; bridged_from_v1: string | null } | undefined;
-    return r && { digest: r.digest, bridgedFromV1: r.bridged_from_v1 };
+  tag(repo: string, tag: string): Promise<{ digest: Digest; bridgedFromV1: string | null } | undefined> {
+    return this.run(() => {
+      const r = this.s.tagRow.get(repo, tag) as { digest: Digest; bridged_from_v1: string | null } | undefined;
+      return r && { digest: r.digest, bridgedFromV1: r.bridged_from_v1 };
+    });
   }
 
   /** The v2 tag (with its mark) and the v1 image id the v1 tag of the same name points at, in one lookup. */
-  tagAndV1Tag(repo: string, tag: string): { digest: Digest | null; bridgedFromV1: string | null; v1ImageId: string | null } {
-    const r = this.s.tagAndV1Tag.get({ repo, tag }) as { digest: Digest | null; bridged: string | null; v1: string | null };
-    return { digest: r.digest, bridgedFromV1: r.bridged, v1ImageId: r.v1 };
+  tagAndV1Tag(repo: string, tag: string): Promise<{ digest: Digest | null; bridgedFromV1: string | null; v1ImageId: string | null }> {
+    return this.run(() => {
+      const r = this.s.tagAndV1Tag.get({ repo, tag }) as { digest: Digest | null; bridged: string | null; v1: string | null };
+      return { digest: r.digest, bridgedFromV1: r.bridged, v1ImageId: r.v1 };
+    });
   }
 
   /** Delete the tag if the bridge made it (a pushed one stays). */
-  deleteBridgedTag(repo: string, tag: string): boolean {
-    return this.s.deleteBridgedTag.run(repo, tag).changes === 1;
+  deleteBridgedTag(repo: string, tag: string): Promise<boolean> {
+    return this.run(() => this.s.deleteBridgedTag.run(repo, tag).changes === 1);
   }
 
-  deleteTag(repo: string, tag: string): boolean {
-    return this.s.deleteTag.run(repo, tag).changes === 1;
+  deleteTag(repo: string, tag: string): Promise<boolean> {
+    return this.run(() => this.s.deleteTag.run(repo, tag).changes === 1);
   }
 
   /** Tags in byte order after `last`, at most `n`. */
-  listTags(repo: string, last: string, n: number): string[] {
-    return this.s.listTags.all(repo, last, n) as string[];
+  listTags(repo: string, last: string, n: number): Promise<string[]> {
+    return this.run(() => this.s.listTags.all(repo, last, n) as string[]);
   }
 
   /**
    * Repositories with v2 content that `visible` matches, in byte order after `last`, at most `n`:
    * one query per range of names, each stopping at what the page still needs.
    */
-  catalog(last: string, n: number, visible: readonly NamePattern[] = ALL_NAMES): string[] {
-    const out: string[] = [];
-    for (const range of nameRanges(visible)) {
-      if (out.length >= n) break;
-      const from = rangeStart(range, last);
-      if (from === undefined) continue;
-      const params = { from, last, regex: range.regex, like: range.like, n: n - out.length };
-      const rows = (range.to === null ? this.s.catalogFrom.all(params) : this.s.catalogRange.all({ ...params, to: range.to })) as { name: string }[];
-      for (const r of rows) out.push(r.name);
-    }
-    return out;
+  catalog(last: string, n: number, visible: readonly NamePattern[] = ALL_NAMES): Promise<string[]> {
+    return this.run(() => {
+      const out: string[] = [];
+      for (const range of nameRanges(visible)) {
+        if (out.length >= n) break;
+        const from = rangeStart(range, last);
+        if (from === undefined) continue;
+        const params = { from, last, regex: range.regex, like: range.like, n: n - out.length };
+        const rows = (range.to === null ? this.s.catalogFrom.all(params) : this.s.catalogRange.all({ ...params, to: range.to })) as { name: string }[];
+        for (const r of rows) out.push(r.name);
+      }
+      return out;
+    });
   }
 }

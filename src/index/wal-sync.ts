@@ -1,4 +1,5 @@
 import { promises as fs } from 'node:fs';
+import { connectionOf, type Gate } from './connection';
 import type { Db } from './db';
 
 /**
@@ -12,13 +13,16 @@ import type { Db } from './db';
  * (group commit): a flush joins the running sync, and if that one started before its commit, the next.
  *
  * "Committed" is counted with SQLite's total_changes() (rows changed on this connection): every write
- * bumps it, so flush() knows whether anything since the last sync is still in the page cache.
+ * bumps it, so flush() knows whether anything since the last sync is still in the page cache. It is read
+ * only while no transaction is open (connection.ts): an open one's writes are counted before their COMMIT
+ * reaches the WAL, and a sync covering that count would be taken for theirs.
  */
 export class WalSync {
   private readonly changes: () => number;
   /** total_changes() as of the start of the last sync that completed. */
   private synced: number;
   private running: Promise<void> | null = null;
+  private readonly gate: Gate;
 
   constructor(
     db: Db,
@@ -27,6 +31,7 @@ export class WalSync {
     /** Told how long each sync took, in seconds (metrics). */
     private readonly onSync?: (seconds: number) => void,
   ) {
+    this.gate = connectionOf(db);
     const stmt = db.prepare('SELECT total_changes()').pluck();
     this.changes = db.memory ? () => 0 : () => stmt.get() as number;
     this.synced = this.changes();
@@ -34,8 +39,15 @@ export class WalSync {
 
   /** Resolves once every transaction committed before the call is on disk; rejects if the sync fails. */
   async flush(): Promise<void> {
-    const target = this.changes();
-    while (this.synced < target) {
+    let target: number | undefined;
+    while (target === undefined || this.synced < target) {
+      const open = this.gate.idle();
+      if (open) {
+        await open;
+        continue;
+      }
+      target ??= this.changes();
+      if (this.synced >= target) return;
       if (this.running) {
         await this.running; // it may have started before our commit: check again once it is done
         continue;

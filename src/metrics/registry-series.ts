@@ -61,10 +61,10 @@ export function registrySeries(metrics: Metrics, parts: RegistryParts): void {
   let totals: StoreTotals = { blobs: 0, blobBytes: 0, uploads: 0, uploadBytes: 0, repositories: 0 };
   let quotaStatus: QuotaStatus[] = [];
   let readAt = -Infinity;
-  metrics.beforeScrape(() => {
+  metrics.beforeScrape(async () => {
     if (Date.now() - readAt < INDEX_TOTALS_TTL_MS) return;
-    totals = stats.totals();
-    quotaStatus = quotas.status();
+    totals = await stats.totals();
+    quotaStatus = await quotas.status();
     readAt = Date.now();
   });
   const fromTotals = (name: string, help: string, key: keyof StoreTotals) =>

@@ -5,9 +5,9 @@ import { mirrored, type Metrics } from './metrics';
 // Series of the subsystems that keep their own counts (stats()): read once per scrape, so counting costs
 // them nothing per event. Counters are set from those running totals, which only grow while the process runs.
 
-export function notificationSeries(metrics: Metrics, notifier: { stats(): EndpointStats[] }): void {
+export function notificationSeries(metrics: Metrics, notifier: { stats(): Promise<EndpointStats[]> }): void {
   let stats: EndpointStats[] = [];
-  metrics.beforeScrape(() => void (stats = notifier.stats()));
+  metrics.beforeScrape(async () => void (stats = await notifier.stats()));
   const perEndpoint = (name: string, help: string, key: 'pending' | 'oldestPendingAgeSeconds') =>
     metrics.gauge({
       name,

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import { ConfigError } from '../config/errors';
+import type { Tx } from '../index/connection';
 import type { NotificationIndex } from '../index/notification-index';
 import { makeEvent, type EventSource, type EventTarget } from './events';
 import { EndpointFilter } from './filter';
@@ -17,8 +18,11 @@ import type { Action, EndpointSettings } from './settings';
 export interface EventRecorder {
   /** Whether pull events are wanted by some endpoint (pulls are reads: recording one is a write). */
   readonly pulls: boolean;
-  /** `request`: the facts of the request that made the change (none for background work). */
-  record(action: Action, repository: string, target: EventTarget, request?: () => RequestFacts): void;
+  /**
+   * `tx`: the transaction of the change (null for a pull, which changes nothing); `request`: the facts of the
+   * request that made the change (none for background work).
+   */
+  record(tx: Tx | null, action: Action, repository: string, target: EventTarget, request?: () => RequestFacts): Promise<void>;
 }
 
 export interface NotificationSettings {
@@ -65,7 +69,7 @@ export class Notifier implements EventRecorder {
     return this.active.length > 0;
   }
 
-  record(action: Action, repository: string, target: EventTarget, facts?: () => RequestFacts): void {
+  async record(tx: Tx | null, action: Action, repository: string, target: EventTarget, facts?: () => RequestFacts): Promise<void> {
     const to = this.active.filter((a) => a.filter.matches(action, repository, target.mediaType));
     if (to.length === 0) return;
     const request = facts?.();
@@ -74,7 +78,7 @@ export class Notifier implements EventRecorder {
     const now = new Date();
     const event = JSON.stringify(makeEvent(action, repository, target, request, this.source, now));
     try {
-      this.outbox.enqueue(
+      await (tx ? tx(this.outbox) : this.outbox).enqueue(
         to.map((a) => a.settings.name),
         repository,
         event,
@@ -87,7 +91,8 @@ export class Notifier implements EventRecorder {
       this.log.warn({ err, repository }, 'pull event not recorded');
       return;
     }
-    // Woken after this tick, when the transaction that wrote the rows has committed (or rolled back).
+    // Woken after this tick, when the transaction that wrote the rows has committed (or rolled back): a
+    // SQLite transaction ends within the tick it began in (connection.ts).
     const first = this.wakeScheduled.size === 0;
     for (const a of to) this.wakeScheduled.add(a);
     if (first) setImmediate(() => this.wakeSenders());
@@ -95,9 +100,9 @@ export class Notifier implements EventRecorder {
 
   start(): void {
     for (const a of this.active) a.sender.start();
-    this.pruneTimer = setInterval(() => this.prune(), PRUNE_EVERY_MS);
+    this.pruneTimer = setInterval(() => void this.prune(), PRUNE_EVERY_MS);
     this.pruneTimer.unref();
-    this.prune();
+    void this.prune();
   }
 
   async close(): Promise<void> {
@@ -106,8 +111,8 @@ export class Notifier implements EventRecorder {
   }
 
   /** Per enabled endpoint: pending, oldest pending age, delivered, failed attempts, dropped, last error. */
-  stats(): EndpointStats[] {
-    return this.active.map((a) => a.sender.stats());
+  stats(): Promise<EndpointStats[]> {
+    return Promise.all(this.active.map((a) => a.sender.stats()));
   }
 
   private wakeSenders(): void {
@@ -120,13 +125,13 @@ export class Notifier implements EventRecorder {
    * Drop what is past notifications.maxAge for endpoints no sender looks at (removed or disabled since the
    * events were made), so the table stays bounded whatever the configuration did.
    */
-  private prune(): void {
+  private async prune(): Promise<void> {
     try {
       const active = this.active.map((a) => a.settings.name);
       for (;;) {
-        const rows = this.outbox.expired(Date.now() - this.maxAgeMs, active, 500);
+        const rows = await this.outbox.expired(Date.now() - this.maxAgeMs, active, 500);
         if (rows.length === 0) break;
-        this.outbox.remove(rows.map((r) => r.seq));
+        await this.outbox.remove(rows.map((r) => r.seq));
         for (const r of rows) this.log.warn({ endpoint: r.endpoint, seq: r.seq, repository: r.repo }, 'notification dropped: older than notifications.maxAge (endpoint not configured or disabled)');
         if (rows.length < 500) break;
       }

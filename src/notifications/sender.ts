@@ -114,8 +114,8 @@ export class EndpointSender {
     this.agent.destroy();
   }
 
-  stats(): EndpointStats {
-    const b = this.outbox.endpointBacklog(this.endpoint.name);
+  async stats(): Promise<EndpointStats> {
+    const b = await this.outbox.endpointBacklog(this.endpoint.name);
     return {
       endpoint: this.endpoint.name,
       pending: b.pending,
@@ -128,9 +128,9 @@ export class EndpointSender {
   }
 
   /** Drop events with a log line each (and count them). */
-  drop(rows: readonly OutboxRow[], reason: string): void {
+  async drop(rows: readonly OutboxRow[], reason: string): Promise<void> {
     if (rows.length === 0) return;
-    this.outbox.remove(rows.map((r) => r.seq));
+    await this.outbox.remove(rows.map((r) => r.seq));
     this.dropped += rows.length;
     for (const r of rows) this.log.warn({ endpoint: this.endpoint.name, ...describe(r), attempts: r.attempts }, `notification dropped: ${reason}`);
   }
@@ -154,7 +154,7 @@ export class EndpointSender {
   /** One round: send the next batch if there is one; returns how long to wait before the next round. */
   private async step(): Promise<{ ms: number; wakeable: boolean }> {
     this.woken = false;
-    const rows = this.outbox.next(this.endpoint.name, this.sendSingly > 0 ? 1 : this.batch);
+    const rows = await this.outbox.next(this.endpoint.name, this.sendSingly > 0 ? 1 : this.batch);
     if (rows.length === 0) {
       this.sendSingly = 0;
       return { ms: this.idleMs, wakeable: true };
@@ -162,21 +162,21 @@ export class EndpointSender {
     const tooOld = this.now() - this.opts.maxAgeMs;
     const expired = rows.filter((r) => r.createdAt < tooOld);
     if (expired.length > 0) {
-      this.drop(expired, 'older than notifications.maxAge');
+      await this.drop(expired, 'older than notifications.maxAge');
       return { ms: 0, wakeable: false };
     }
     const outcome = await this.post(rows);
     if (this.stopped) return { ms: 0, wakeable: false };
     if (outcome.ok) {
       if (this.sendSingly > 0) this.sendSingly--;
-      this.outbox.remove(rows.map((r) => r.seq));
+      await this.outbox.remove(rows.map((r) => r.seq));
       this.delivered += rows.length;
       this.failures = 0;
       return { ms: 0, wakeable: false };
     }
     this.failedAttempts++;
     this.lastError = outcome.error;
-    const attempts = this.outbox.failed(
+    const attempts = await this.outbox.failed(
       rows.map((r) => r.seq),
       outcome.error,
     );
@@ -185,12 +185,12 @@ export class EndpointSender {
       if (rows.length > 1) this.sendSingly = rows.length;
       else {
         if (this.sendSingly > 0) this.sendSingly--;
-        this.drop(rows, `the receiver refused it (${outcome.error})`);
+        await this.drop(rows, `the receiver refused it (${outcome.error})`);
       }
       return { ms: 0, wakeable: false };
     }
     const max = this.endpoint.maxRetries;
-    if (max > 0) this.drop(rows.filter((r) => (attempts.get(r.seq) ?? 0) > max).map((r) => ({ ...r, attempts: attempts.get(r.seq) ?? r.attempts })), `failed ${max + 1} times (maxRetries ${max})`);
+    if (max > 0) await this.drop(rows.filter((r) => (attempts.get(r.seq) ?? 0) > max).map((r) => ({ ...r, attempts: attempts.get(r.seq) ?? r.attempts })), `failed ${max + 1} times (maxRetries ${max})`);
     this.failures++;
     const ms = backoffDelay(this.failures, this.endpoint.backoff.initialMs, this.endpoint.backoff.maxMs, this.opts.random);
     this.log.warn({ endpoint: this.endpoint.name, events: rows.length, error: outcome.error, retryInMs: ms }, 'notification delivery failed; will retry');

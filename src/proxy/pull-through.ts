@@ -129,50 +129,50 @@ export class PullThroughCache {
   async manifest(route: ProxyRoute, repo: string, reference: string, v2: V2Registry = this.deps.v2): Promise<{ manifest: ManifestRecord; warning?: string }> {
     if (referenceKind(reference) === 'digest') {
       const digest = reference as Digest;
-      if (this.localManifest(repo, digest)) {
+      if (await this.localManifest(repo, digest)) {
         this.counters.hits.manifests++;
-        return { manifest: v2.pull(repo, digest) };
+        return { manifest: await v2.pull(repo, digest) };
       }
       this.counters.misses.manifests++;
       await this.fail(route, this.digestFlights.run(`${repo}@${digest}`, () => this.fetchManifest(route, repo, digest, undefined)).done);
-      return { manifest: v2.pull(repo, digest) };
+      return { manifest: await v2.pull(repo, digest) };
     }
     const tag = reference;
-    const local = this.localTag(repo, tag);
-    const check = this.deps.index.lastCheck(repo, tag);
+    const local = await this.localTag(repo, tag);
+    const check = await this.deps.index.lastCheck(repo, tag);
     const ttl = route.upstream.config.tagTtl * 1000;
     if (local && check && check.digest === local && Date.now() - check.checkedAt < ttl) {
       this.counters.hits.manifests++;
       this.deps.log.debug({ repo, tag }, 'proxy cache hit (tag fresh)');
-      return { manifest: v2.pull(repo, tag) };
+      return { manifest: await v2.pull(repo, tag) };
     }
     try {
       const digest = await this.tagFlights.run(`${repo}:${tag}`, () => this.refreshTag(route, repo, tag)).done;
       if (digest === local) this.counters.hits.manifests++;
       else this.counters.misses.manifests++;
-      return { manifest: v2.pull(repo, tag) };
+      return { manifest: await v2.pull(repo, tag) };
     } catch (err) {
       if (local && err instanceof UpstreamError && UNAVAILABLE_KINDS.has(err.kind)) {
         this.counters.stale++;
         this.deps.log.warn({ repo, tag, upstream: route.upstream.url.origin, reason: err.message }, 'upstream unavailable: serving the cached tag');
         const warning = `110 - "stale: ${route.upstream.url.origin} is unavailable (${err.kind}); serving the cached tag"`;
-        return { manifest: v2.pull(repo, tag), warning };
+        return { manifest: await v2.pull(repo, tag), warning };
       }
       throw this.clientError(route, err);
     }
   }
 
-  private localTag(repo: string, tag: string): Digest | undefined {
+  private async localTag(repo: string, tag: string): Promise<Digest | undefined> {
     try {
-      return this.deps.v2.resolve(repo, tag).digest;
+      return (await this.deps.v2.resolve(repo, tag)).digest;
     } catch {
       return undefined;
     }
   }
 
-  private localManifest(repo: string, digest: Digest): ManifestRecord | undefined {
+  private async localManifest(repo: string, digest: Digest): Promise<ManifestRecord | undefined> {
     try {
-      return this.deps.v2.resolve(repo, digest);
+      return await this.deps.v2.resolve(repo, digest);
     } catch {
       return undefined;
     }
@@ -184,10 +184,10 @@ export class PullThroughCache {
     head.resume();
     const headDigest = head.headers['docker-content-digest'];
     let digest: Digest;
-    const known = typeof headDigest === 'string' && isDigest(headDigest) ? this.localManifest(repo, headDigest) : undefined;
+    const known = typeof headDigest === 'string' && isDigest(headDigest) ? await this.localManifest(repo, headDigest) : undefined;
     if (known) {
       // Known here already (another tag, or this one unchanged): point the tag at it, bytes untouched.
-      if (this.localTag(repo, tag) !== known.digest) {
+      if ((await this.localTag(repo, tag)) !== known.digest) {
         await this.deps.v2.putCachedManifest(repo, tag, await this.deps.v2.readManifest(known), known.mediaType);
       }
       digest = known.digest;
@@ -195,7 +195,7 @@ export class PullThroughCache {
       const ref = typeof headDigest === 'string' && isDigest(headDigest) ? headDigest : undefined;
       digest = await this.fetchManifest(route, repo, ref ?? tag, tag);
     }
-    this.deps.index.checked(repo, tag, digest);
+    await this.deps.index.checked(repo, tag, digest);
     this.deps.log.info({ repo, tag, digest, upstream: route.upstream.url.origin }, 'proxy tag checked upstream');
     return digest;
   }
@@ -236,18 +236,18 @@ export class PullThroughCache {
    * the cache.
    */
   async serveBlob(request: FastifyRequest, reply: FastifyReply, route: ProxyRoute, repo: string, digest: Digest): Promise<FastifyReply> {
-    const local = this.linked(repo, digest);
+    const local = await this.linked(repo, digest);
     if (local) {
       this.counters.hits.blobs++;
       return this.sendLocal(request, reply, local);
     }
-    if (this.deps.blobs.stat(digest)) {
+    if (await this.deps.blobs.stat(digest)) {
       // Stored for another repository: linked here once the upstream confirms this repository has it.
       const head = await this.exchange(route, `/v2/${route.remote}/blobs/${digest}`, 'HEAD', 'blob').catch((err) => {
         throw this.clientError(route, err);
       });
       head.resume();
-      const blob = this.deps.v2.linkCachedBlob(repo, digest);
+      const blob = await this.deps.v2.linkCachedBlob(repo, digest);
       if (blob) {
         this.counters.hits.blobs++;
         return this.sendLocal(request, reply, blob);
@@ -273,9 +273,9 @@ export class PullThroughCache {
     return this.sendLocal(request, reply, blob);
   }
 
-  private linked(repo: string, digest: Digest): BlobRecord | undefined {
+  private async linked(repo: string, digest: Digest): Promise<BlobRecord | undefined> {
     try {
-      return this.deps.v2.blob(repo, digest);
+      return await this.deps.v2.blob(repo, digest);
     } catch (err) {
       if (err instanceof RegistryError && err.code === 'BLOB_UNKNOWN') return undefined;
       throw err;

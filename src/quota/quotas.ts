@@ -2,6 +2,7 @@ import { fixedGlob, globProblem, type NameMatcher } from '../auth/globs';
 import { formatBytes, parseByteSize } from '../bytes';
 import { ConfigError } from '../config/errors';
 import { RegistryError } from '../errors';
+import type { Tx } from '../index/connection';
 import type { UsageIndex } from '../index/usage-index';
 import type { Digest } from '../storage/digest';
 
@@ -59,11 +60,13 @@ export class Quotas {
   /**
    * Refuse (DENIED) adding `bytes` to `repo` if that would exceed a quota covering it. Before an upload's
    * bytes are read this is a courtesy (the client learns early); linkBlob's check is the one that holds.
+   * `tx`: the transaction it runs in, if any.
    */
-  check(repo: string, bytes: number): void {
+  async check(repo: string, bytes: number, tx?: Tx): Promise<void> {
+    const usage = tx ? tx(this.usage) : this.usage;
     for (const rule of this.rules) {
       if (!rule.match.test(repo)) continue;
-      const used = this.usage.bytesUsed([rule.match.pattern]);
+      const used = await usage.bytesUsed([rule.match.pattern]);
       if (used + bytes > rule.limit) {
         throw new RegistryError('DENIED', `quota exceeded for ${rule.repository}: ${formatBytes(used)} of ${formatBytes(rule.limit)} used`, {
           detail: { quota: rule.repository, limit: rule.limit, used, requested: bytes },
@@ -72,14 +75,14 @@ export class Quotas {
     }
   }
 
-  /** Run inside the transaction that links `digest` to `repo`: a blob the repository holds already costs nothing. */
-  checkLink(repo: string, digest: Digest, size: number): void {
-    if (this.rules.length === 0 || this.usage.isCharged(repo, digest)) return;
-    this.check(repo, size);
+  /** Run inside the transaction `tx` that links `digest` to `repo` (undefined: a courtesy check before): a blob the repository holds already costs nothing. */
+  async checkLink(tx: Tx | undefined, repo: string, digest: Digest, size: number): Promise<void> {
+    if (this.rules.length === 0 || (await (tx ? tx(this.usage) : this.usage).isCharged(repo, digest))) return;
+    await this.check(repo, size, tx);
   }
 
   /** Every quota with what its repositories use now (for `du` and the admin view). */
-  status(): QuotaStatus[] {
-    return this.rules.map((r) => ({ repository: r.repository, limit: r.limit, used: this.usage.bytesUsed([r.match.pattern]) }));
+  status(): Promise<QuotaStatus[]> {
+    return Promise.all(this.rules.map(async (r) => ({ repository: r.repository, limit: r.limit, used: await this.usage.bytesUsed([r.match.pattern]) })));
   }
 }

@@ -1,3 +1,4 @@
+import { connectionOf, type SqliteConnection } from '../index/connection';
 import type { Db } from '../index/db';
 import type { StorageDriver } from '../storage/driver';
 import { highestStoredSeq, openSegmentKey, segmentKey } from './layout';
@@ -8,7 +9,8 @@ import { highestStoredSeq, openSegmentKey, segmentKey } from './layout';
 // appends (local), each process keeps one open segment and syncs it at most every SYNC_EVERY_MS; records
 // leave refs_outbox (itself synced with every write) only once synced, so after a power loss the next start
 // writes again what the journal may have lost. Elsewhere (S3) each flush is one object, durable at once.
-// Concurrent writers share one flush (group commit), as they share the index's WAL sync.
+// Concurrent writers share one flush (group commit), as they share the index's WAL sync. It reads the
+// outbox only while no index transaction is open (connection.ts): never records a transaction may roll back.
 
 /** Records per segment at most: bounds one segment's memory (a retention run may change thousands at once). */
 const MAX_RECORDS = 5000;
@@ -43,11 +45,13 @@ export class RefJournal {
   private pruneTimer?: NodeJS.Timeout;
   /** This process's open segment, where the driver can append. */
   private open?: { key: string; first: number; last: number; bytes: number };
+  private readonly conn: SqliteConnection;
 
   constructor(
     private readonly db: Db,
     private readonly driver: StorageDriver,
   ) {
+    this.conn = connectionOf(db);
     const p = (sql: string) => db.prepare(sql);
     this.s = {
       last: p('SELECT coalesce(max(seq), 0) FROM refs_outbox').pluck(),
@@ -64,12 +68,12 @@ export class RefJournal {
    */
   async start(pruneInBackground = true): Promise<void> {
     const highest = await highestStoredSeq(this.driver);
-    this.db.transaction(() => raiseSequenceFloor(this.db, highest)).immediate();
+    await this.conn.whenIdle(() => this.db.transaction(() => raiseSequenceFloor(this.db, highest)).immediate());
     // Records numbered below what storage holds were written by whoever numbered them: here only what is new.
-    this.flushed = this.synced = this.pruned = Math.min(highest, this.firstPending() - 1);
+    this.flushed = this.synced = this.pruned = Math.min(highest, (await this.conn.whenIdle(() => this.firstPending())) - 1);
     await this.flush();
     if (pruneInBackground) {
-      this.pruneTimer = setInterval(() => void this.flush().then(() => this.prune(), () => undefined), PRUNE_EVERY_MS);
+      this.pruneTimer = setInterval(() => void this.flush().then(() => this.prune()).catch(() => undefined), PRUNE_EVERY_MS);
       this.pruneTimer.unref();
       this.syncTimer = setInterval(() => void this.sync().catch(() => undefined), SYNC_EVERY_MS);
       this.syncTimer.unref();
@@ -83,7 +87,7 @@ export class RefJournal {
 
   /** Resolves once every record committed before the call is in storage; rejects if writing it fails. */
   async flush(): Promise<void> {
-    const target = this.s.last.get() as number;
+    const target = await this.conn.whenIdle(() => this.s.last.get() as number);
     while (this.flushed < target) {
       if (this.running) {
         await this.running;
@@ -95,7 +99,7 @@ export class RefJournal {
   }
 
   private async writeSegment(): Promise<void> {
-    const rows = this.s.pending.all(this.flushed, MAX_RECORDS) as { seq: number; record: string }[];
+    const rows = await this.conn.whenIdle(() => this.s.pending.all(this.flushed, MAX_RECORDS) as { seq: number; record: string }[]);
     if (rows.length === 0) return;
     const lines = rows.filter((r) => r.record !== FLOOR).map((r) => `{"s":${r.seq},${r.record.slice(1)}\n`);
     const first = rows[0]!.seq;
@@ -142,13 +146,17 @@ export class RefJournal {
   }
 
   /** Drop the records storage holds durably from refs_outbox. */
-  prune(): void {
-    if (this.synced <= this.pruned || !this.db.open) return;
-    this.db.transaction(() => {
-      this.s.prune.run(this.synced);
-      this.s.toFloor.run(this.synced);
-    })();
-    this.pruned = this.synced;
+  async prune(): Promise<void> {
+    const upTo = this.synced;
+    if (upTo <= this.pruned || !this.db.open) return;
+    await this.conn.whenIdle(() => {
+      if (!this.db.open) return;
+      this.db.transaction(() => {
+        this.s.prune.run(upTo);
+        this.s.toFloor.run(upTo);
+      })();
+    });
+    this.pruned = Math.max(this.pruned, upTo);
   }
 
   /** Write what is left, stop pruning; with `prune`, drop what was written from the outbox. */
@@ -158,7 +166,7 @@ export class RefJournal {
     await this.flush();
     await this.running;
     await this.closeSegment();
-    if (prune) this.prune();
+    if (prune) await this.prune();
   }
 }
 

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Hash } from 'node:crypto';
 import { Readable, type Writable } from 'node:stream';
 import { RegistryError } from '../errors';
+import type { Tx } from '../index/connection';
 import type { BlobRecord, MetadataIndex, UploadRecord } from '../index/metadata-index';
 import { digestOf, hexOf, newHash, type Digest } from './digest';
 import { ByteCache } from './byte-cache';
@@ -36,9 +37,9 @@ export interface IngestOptions {
    * Index writes that belong with the blob (a repository link, a manifest, a v1 image's layer): run inside
    * the transaction that records the blob, or finds it already stored, so they land together in one fsync
    * and garbage collection never sees the blob unreferenced in between. Throwing rolls that transaction
-   * back. With `hashPrefix`, ingest passes the prefixed digest too.
+   * back. Its index work goes through `tx`. With `hashPrefix`, ingest passes the prefixed digest too.
    */
-  onStored?: (blob: BlobRecord, prefixedDigest?: Digest, layer?: StoredLayerInfo) => void;
+  onStored?: (tx: Tx, blob: BlobRecord, prefixedDigest?: Digest, layer?: StoredLayerInfo) => Promise<void>;
   /**
    * Told once the bytes are known to match `expected` (or their digest, without one), before they are made
    * durable and recorded: a reader streaming them on (the pull-through cache) need not wait for the disk.
@@ -111,13 +112,13 @@ export class BlobStore {
     return this.driver.redirectUrl(blob.location, this.redirectExpiry);
   }
 
-  stat(digest: Digest): BlobRecord | undefined {
+  stat(digest: Digest): Promise<BlobRecord | undefined> {
     return this.index.getBlob(digest);
   }
 
   /** Stream a blob (or a range of it). BLOB_UNKNOWN if the index does not know it. */
   async open(digest: Digest, range?: ByteRange): Promise<Readable> {
-    const blob = this.stat(digest);
+    const blob = await this.stat(digest);
     if (!blob) throw new RegistryError('BLOB_UNKNOWN', undefined, { detail: { digest } });
     return this.driver.read(blob.location, range);
   }
@@ -150,9 +151,9 @@ export class BlobStore {
       upload = await this.append(upload, body, opts);
       const prefixed = upload.prefixedHex === undefined ? undefined : (`sha256:${upload.prefixedHex}` as Digest);
       const analyzed = upload.layer;
-      const onStored = opts.onStored && ((stored: BlobRecord) => {
+      const onStored = opts.onStored && ((tx: Tx, stored: BlobRecord) => {
         layer = analyzed && storedLayerInfo(analyzed, stored.digest);
-        opts.onStored!(stored, prefixed, layer);
+        return opts.onStored!(tx, stored, prefixed, layer);
       });
       blob = await this.commit(upload, opts.expected, onStored, opts.onVerified);
       if (analyzed) layer ??= storedLayerInfo(analyzed, blob.digest);
@@ -181,8 +182,10 @@ export class BlobStore {
     return this.createUpload(repo, owner, maxOpen);
   }
 
-  getUpload(id: string): UploadRecord | undefined {
-    return this.leaving.has(id) ? undefined : this.index.getUpload(id);
+  async getUpload(id: string): Promise<UploadRecord | undefined> {
+    if (this.leaving.has(id)) return undefined;
+    const upload = await this.index.getUpload(id);
+    return this.leaving.has(id) ? undefined : upload; // finished meanwhile
   }
 
   /**
@@ -216,7 +219,7 @@ export class BlobStore {
         blob = await this.commit(upload, expected, opts.onStored);
       } catch (err) {
         // Best effort: if this write fails too, the commit's error is still the one the client sees.
-        if (last) this.persistProgress(upload);
+        if (last) await this.persistProgress(upload);
         throw err;
       }
       this.counts.completed++;
@@ -225,9 +228,9 @@ export class BlobStore {
     });
   }
 
-  private persistProgress(upload: UploadRecord): void {
+  private async persistProgress(upload: UploadRecord): Promise<void> {
     try {
-      this.index.updateUpload(upload.id, upload.size, upload.state);
+      await this.index.updateUpload(upload.id, upload.size, upload.state);
     } catch (err) {
       this.onBackgroundError(err);
     }
@@ -247,10 +250,11 @@ export class BlobStore {
   async purgeStaleUploads(maxAgeMs: number): Promise<number> {
     const cutoff = Date.now() - maxAgeMs;
     let purged = 0;
-    for (const { id } of this.index.staleUploads(cutoff)) {
+    for (const { id } of await this.index.staleUploads(cutoff)) {
       if (this.busy.has(id) || this.leaving.has(id)) continue;
-      const upload = this.index.getUpload(id); // written to since the listing?
+      const upload = await this.index.getUpload(id); // written to since the listing?
       if (!upload || upload.updatedAt >= cutoff) continue;
+      if (this.busy.has(id) || this.leaving.has(id)) continue; // taken while we read
       this.busy.add(id);
       try {
         await this.discard(upload);
@@ -272,7 +276,7 @@ export class BlobStore {
     const staged = this.driver.listStaged ? new Map((await this.driver.listStaged()).map((f) => [f.id, f.size])) : undefined;
     let uploads = 0;
     let bytes = 0;
-    for (const upload of this.index.allUploads()) {
+    for (const upload of await this.index.allUploads()) {
       const size = staged?.get(upload.id);
       staged?.delete(upload.id);
       const lost = staged !== undefined && size === undefined && upload.size > 0 && !upload.digest;
@@ -294,20 +298,21 @@ export class BlobStore {
   private async createUpload(repo: string | null, owner: string | null = null, maxOpen = Infinity): Promise<UploadRecord> {
     const id = randomUUID();
     // The row goes first: if we crash after the driver created the staging area, the purge still finds it.
-    if (!this.index.createUpload(id, repo, {}, owner, maxOpen)) {
+    if (!(await this.index.createUpload(id, repo, {}, owner, maxOpen))) {
       this.counts.refusedOpen++;
       throw new RegistryError('TOOMANYREQUESTS', `too many open uploads (at most ${maxOpen}): finish or cancel some first`);
     }
     const state = await this.driver.startUpload(id);
-    if (Object.keys(state).length > 0) this.index.updateUpload(id, 0, state); // each write is an fsync
+    if (Object.keys(state).length > 0) await this.index.updateUpload(id, 0, state); // each write is an fsync
     if (!this.driver.stagedDigest) this.hashes.set(id, { hash: newHash(), size: 0 });
     const now = Date.now();
     return { id, repo, owner, digest: null, size: 0, state, startedAt: now, updatedAt: now };
   }
 
   private async exclusive(id: string, fn: (u: UploadRecord) => Promise<UploadRecord | BlobRecord>): Promise<any> {
-    const upload = this.getUpload(id);
+    const upload = await this.getUpload(id);
     if (!upload || upload.repo === null) throw new RegistryError('BLOB_UPLOAD_UNKNOWN', undefined, { detail: { id } });
+    // From here to busy.add, no await: two requests cannot both take the upload.
     if (this.busy.has(id)) {
       throw new RegistryError('RANGE_INVALID', 'another request is writing to this upload', {
         detail: { size: upload.size },
@@ -375,7 +380,7 @@ export class BlobStore {
     if (hash) this.hashes.set(upload.id, { hash, size });
     // A one-shot ingest is never resumed: its progress stays in memory (the row only lets a purge
     // find the staging area after a crash). Client uploads persist it, so they survive a restart.
-    if (persist && upload.repo !== null) this.index.updateUpload(upload.id, size, state);
+    if (persist && upload.repo !== null) await this.index.updateUpload(upload.id, size, state);
     return { ...upload, size, state, prefixedHex, layer };
   }
 
@@ -413,10 +418,10 @@ export class BlobStore {
     }
     onVerified?.(digest);
     // Found and used in one transaction: garbage collection cannot take the blob in between.
-    const known = this.index.transaction(() => {
-      const found = this.index.getBlob(digest);
+    const known = await this.index.transaction(async (tx) => {
+      const found = await tx(this.index).getBlob(digest);
       if (!found || (moved && found.size !== upload.size)) return undefined;
-      onStored?.(found);
+      await onStored?.(tx, found);
       return found;
     });
     if (known) return known; // already stored: the staged copy is discarded by the caller
@@ -441,7 +446,7 @@ export class BlobStore {
    * small batches); past DOOMED_WAIT_MS the commit fails and the client may retry.
    */
   private async recordDigest(upload: UploadRecord, digest: Digest): Promise<void> {
-    for (const started = Date.now(); !this.index.setUploadDigest(upload.id, digest, upload.size, upload.state); ) {
+    for (const started = Date.now(); !(await this.index.setUploadDigest(upload.id, digest, upload.size, upload.state)); ) {
       if (Date.now() - started > DOOMED_WAIT_MS) {
         throw new RegistryError('UNAVAILABLE', 'a garbage collection is removing this blob: retry the upload shortly', { detail: { digest } });
       }
@@ -457,10 +462,11 @@ export class BlobStore {
 
   /** Record a committed object, with what onStored adds, in one transaction that also ends the upload. */
   private async record(upload: UploadRecord, digest: Digest, location: string, onStored: IngestOptions['onStored']): Promise<BlobRecord> {
-    const stored = this.index.transaction(() => {
-      this.index.deleteUpload(upload.id);
-      const blob = this.index.putBlob({ digest, size: upload.size, location });
-      onStored?.(blob);
+    const stored = await this.index.transaction(async (tx) => {
+      const index = tx(this.index);
+      await index.deleteUpload(upload.id);
+      const blob = await index.putBlob({ digest, size: upload.size, location });
+      await onStored?.(tx, blob);
       return blob;
     });
     // Two identical uploads racing: the first record wins; drop our copy if it lives elsewhere.
@@ -507,13 +513,24 @@ export class BlobStore {
    */
   private discardSoon(upload: UploadRecord): void {
     this.forget(upload.id);
-    if (!this.index.getUpload(upload.id)) return; // committed by rename: nothing staged is left
     let now!: () => void;
     const due = new Promise<void>((resolve) => (now = resolve));
     const timer = setTimeout(now, DISCARD_DELAY_MS);
     timer.unref();
-    const done = due
-      .then(() => this.discard(upload))
+    // Leaving at once (unknown to clients); committed by rename, nothing staged is left and it is gone at once.
+    const staged = this.index.getUpload(upload.id).then((row) => {
+      if (!row) {
+        clearTimeout(timer);
+        now();
+      }
+      return row !== undefined;
+    });
+    const done = staged
+      .then(async (left) => {
+        if (!left) return;
+        await due;
+        await this.discard(upload);
+      })
       .catch((err) => this.onBackgroundError(err))
       .finally(() => this.leaving.delete(upload.id));
     this.leaving.set(upload.id, {
@@ -547,8 +564,8 @@ export class BlobStore {
    */
   private async discard(upload: UploadRecord): Promise<void> {
     this.forget(upload.id);
-    if (!this.index.getUpload(upload.id)) return;
-    this.index.deleteUpload(upload.id);
+    if (!(await this.index.getUpload(upload.id))) return;
+    await this.index.deleteUpload(upload.id);
     await this.driver.abortUpload(upload.id, upload.state);
   }
 }

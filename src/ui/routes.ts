@@ -127,9 +127,9 @@ export async function uiRoutes(app: FastifyInstance, opts: UiOptions): Promise<v
   const may = (request: FastifyRequest, repo: string, action: Action) => access.allows(request.ui!.identity, repo, action);
 
   /** The repository, if it exists and the visitor may pull it; else NotFound (the same either way). */
-  const visibleRepo = (request: FastifyRequest, repo: string) => {
+  const visibleRepo = async (request: FastifyRequest, repo: string) => {
     if (!may(request, repo, 'pull')) throw new NotFound(`repository ${repo}`);
-    const row = browse.repository(repo);
+    const row = await browse.repository(repo);
     if (!row) throw new NotFound(`repository ${repo}`);
     return row;
   };
@@ -178,7 +178,7 @@ export async function uiRoutes(app: FastifyInstance, opts: UiOptions): Promise<v
     const query = (q.q ?? '').trim().slice(0, 200);
     const after = decodeCursor(q.after, sort);
     const visible = access.listablePatterns(request.ui!.identity);
-    const result = browse.repositories({ visible, query, sort, after, limit: PAGE_SIZE });
+    const result = await browse.repositories({ visible, query, sort, after, limit: PAGE_SIZE });
     return send(reply, repositoriesPage(viewOf(request, reply), { q: query, sort, result, first: !after }));
   });
 
@@ -186,13 +186,13 @@ export async function uiRoutes(app: FastifyInstance, opts: UiOptions): Promise<v
     const target = parseTarget((request.params as { '*': string })['*']);
     if (!target) throw new NotFound('such page');
     const { repo, rest } = target;
-    const row = visibleRepo(request, repo);
+    const row = await visibleRepo(request, repo);
     const view = viewOf(request, reply);
     const host = request.host;
     const q = request.query as Record<string, string | undefined>;
 
     if (rest.length === 0) {
-      const tags = browse.tags(repo, TAG_LIMIT).map((t) => ({ ...t, platforms: undefined as string[] | undefined }));
+      const tags = (await browse.tags(repo, TAG_LIMIT)).map((t) => ({ ...t, platforms: undefined as string[] | undefined }));
       let reads = 0;
       for (const t of tags) {
         if (!isIndexType(t.mediaType) || t.manifestSize > DISPLAY_CAP || reads++ >= PLATFORM_READS) continue;
@@ -206,8 +206,8 @@ export async function uiRoutes(app: FastifyInstance, opts: UiOptions): Promise<v
           repo: row,
           host,
           tags,
-          v1Tags: browse.v1Tags(repo, TAG_LIMIT),
-          untagged: browse.untagged(repo, 100),
+          v1Tags: await browse.v1Tags(repo, TAG_LIMIT),
+          untagged: await browse.untagged(repo, 100),
           canPush: may(request, repo, 'push'),
           canDelete: may(request, repo, 'delete'),
           notice: q.done ? String(q.done).slice(0, 300) : undefined,
@@ -238,13 +238,13 @@ export async function uiRoutes(app: FastifyInstance, opts: UiOptions): Promise<v
     const target = parseTarget((request.params as { '*': string })['*']);
     if (!target || target.rest.length !== 1) throw new NotFound('such page');
     const { repo, rest } = target;
-    visibleRepo(request, repo);
+    await visibleRepo(request, repo);
     const view = viewOf(request, reply);
     if (rest[0] === 'description') {
       const body = checkForm(request, `description:${repo}`);
       if (!may(request, repo, 'push')) throw new RegistryError('DENIED', `You may not change ${repo}.`, { status: 403 });
       const text = String(body.description ?? '').replace(/\r\n/g, '\n').trim().slice(0, 4000);
-      browse.setDescription(repo, text);
+      await browse.setDescription(repo, text);
       request.audit = { action: 'push', repository: repo, reference: 'description' };
       return reply.redirect(link(view, repoPath(repo), { done: 'Description saved.' }), 303);
     }
@@ -254,8 +254,8 @@ export async function uiRoutes(app: FastifyInstance, opts: UiOptions): Promise<v
       if (!may(request, repo, 'delete')) throw new RegistryError('DENIED', `You may not delete anything in ${repo}.`, { status: 403 });
       await describeDeletion(repo, body.kind, body.ref, view); // 404 when it is gone already
       const ref = body.ref!;
-      if (body.kind === 'v1tag') v1.on(requestFacts(request)).deleteTag(repo, ref);
-      else v2.on(requestFacts(request)).deleteManifest(repo, ref);
+      if (body.kind === 'v1tag') await v1.on(requestFacts(request)).deleteTag(repo, ref);
+      else await v2.on(requestFacts(request)).deleteManifest(repo, ref);
       request.audit = { action: 'delete', repository: repo, reference: ref };
       const what = body.kind === 'tag' ? `tag ${ref}` : body.kind === 'v1tag' ? `v1 tag ${ref}` : `manifest ${ref}`;
       return reply.redirect(link(view, repoPath(repo), { done: `Deleted ${what}.` }), 303);
@@ -266,10 +266,10 @@ export async function uiRoutes(app: FastifyInstance, opts: UiOptions): Promise<v
   /** What a deletion takes and leaves (NotFound if the target does not exist). */
   async function describeDeletion(repo: string, kind: string | undefined, ref: string | undefined, view: View): Promise<Doomed> {
     if (kind === 'tag' && ref && TAG.test(ref)) {
-      const digest = safely(() => v2.resolve(repo, ref).digest);
+      const digest = (await safely(() => v2.resolve(repo, ref)))?.digest;
       if (!digest) throw new NotFound(`tag ${ref} in ${repo}`);
-      const others = browse.tagsOf(repo, digest).filter((t) => t !== ref);
-      const lastTag = others.length === 0 && browse.parentsOf(repo, digest).length === 0;
+      const others = (await browse.tagsOf(repo, digest)).filter((t) => t !== ref);
+      const lastTag = others.length === 0 && (await browse.parentsOf(repo, digest)).length === 0;
       return {
         kind,
         ref,
@@ -279,17 +279,17 @@ export async function uiRoutes(app: FastifyInstance, opts: UiOptions): Promise<v
         ],
         note: lastTag
           ? config.gc.untagged === 'delete'
-            ? html`This is the manifest's last tag: garbage collection deletes the untagged manifest after ${config.gc.delay} s (gc.untagged: delete), freeing up to ${humanBytes(browse.reclaimable(repo, digest).repoBytes)}.`
+            ? html`This is the manifest's last tag: garbage collection deletes the untagged manifest after ${config.gc.delay} s (gc.untagged: delete), freeing up to ${humanBytes((await browse.reclaimable(repo, digest)).repoBytes)}.`
             : html`This is the manifest's last tag: the manifest stays, untagged, until it is deleted (gc.untagged: keep). Delete the manifest instead to free its space.`
           : undefined,
       };
     }
     if (kind === 'manifest' && ref && DIGEST.test(ref)) {
-      const m = safely(() => v2.resolve(repo, ref));
+      const m = await safely(() => v2.resolve(repo, ref));
       if (!m) throw new NotFound(`manifest ${ref} in ${repo}`);
-      const tags = browse.tagsOf(repo, m.digest);
-      const parents = browse.parentsOf(repo, m.digest);
-      const refs = (v2.referrers(repo, m.digest) as { manifests: unknown[] }).manifests.length;
+      const tags = await browse.tagsOf(repo, m.digest);
+      const parents = await browse.parentsOf(repo, m.digest);
+      const refs = ((await v2.referrers(repo, m.digest)) as { manifests: unknown[] }).manifests.length;
       return {
         kind,
         ref,
@@ -302,11 +302,11 @@ export async function uiRoutes(app: FastifyInstance, opts: UiOptions): Promise<v
           ...(refs ? [html`${refs} ${refs === 1 ? 'referrer' : 'referrers'} (signatures, SBOMs...) whose subject it is`] : []),
           ...(isIndexType(m.mediaType) ? [html`the platform manifests it lists (untagged unless another tag names them)`] : []),
         ],
-        note: reclaimNote(browse.reclaimable(repo, m.digest)),
+        note: reclaimNote(await browse.reclaimable(repo, m.digest)),
       };
     }
     if (kind === 'v1tag' && ref && TAG.test(ref)) {
-      const id = await safelyAsync(() => v1.getTag(repo, ref));
+      const id = await safely(() => v1.getTag(repo, ref));
       if (!id) throw new NotFound(`v1 tag ${ref} in ${repo}`);
       return { kind, ref, goes: [html`the v1 tag <b>${ref}</b>`], stays: [html`the image ${id.slice(0, 12)} and its ancestry (until garbage collection finds them unused)`] };
     }
@@ -314,9 +314,9 @@ export async function uiRoutes(app: FastifyInstance, opts: UiOptions): Promise<v
   }
 
   async function imageData(request: FastifyRequest, repo: string, tag: string | undefined, digest: Digest | undefined, host: string): Promise<ImageData> {
-    const record = safely(() => v2.resolve(repo, tag ?? digest!));
+    const record = await safely(() => v2.resolve(repo, tag ?? digest!));
     if (!record) throw new NotFound(tag ? `tag ${tag} in ${repo}` : `manifest ${digest} in ${repo}`);
-    const times = browse.manifestTimes(repo, record.digest);
+    const times = await browse.manifestTimes(repo, record.digest);
     const data: ImageData = {
       repo,
       host,
@@ -326,10 +326,10 @@ export async function uiRoutes(app: FastifyInstance, opts: UiOptions): Promise<v
       size: record.size,
       createdAt: times?.createdAt,
       pulledAt: times?.pulledAt ?? null,
-      tags: browse.tagsOf(repo, record.digest),
-      parents: browse.parentsOf(repo, record.digest),
+      tags: await browse.tagsOf(repo, record.digest),
+      parents: await browse.parentsOf(repo, record.digest),
       sizes: new Map(),
-      referrers: (v2.referrers(repo, record.digest) as { manifests: Descriptor[] }).manifests,
+      referrers: ((await v2.referrers(repo, record.digest)) as { manifests: Descriptor[] }).manifests,
       canDelete: may(request, repo, 'delete'),
       cap: DISPLAY_CAP,
     };
@@ -339,13 +339,13 @@ export async function uiRoutes(app: FastifyInstance, opts: UiOptions): Promise<v
     data.manifest = parseObject(data.raw);
     const m = data.manifest;
     if (!m) return data;
-    if (Array.isArray(m.manifests)) data.childSizes = browse.totalSizes(repo, (m.manifests as Descriptor[]).map((c) => String(c.digest)));
+    if (Array.isArray(m.manifests)) data.childSizes = await browse.totalSizes(repo, (m.manifests as Descriptor[]).map((c) => String(c.digest)));
     const layers = Array.isArray(m.layers) ? (m.layers as Descriptor[]) : [];
-    data.sizes = browse.blobSizes(layers.map((l) => String(l.digest)));
+    data.sizes = await browse.blobSizes(layers.map((l) => String(l.digest)));
     const cfg = m.config as Descriptor | undefined;
     if (cfg && typeof cfg.digest === 'string' && DIGEST.test(cfg.digest)) {
       const isImageConfig = cfg.mediaType === 'application/vnd.oci.image.config.v1+json' || cfg.mediaType === 'application/vnd.docker.container.image.v1+json';
-      const blob = safely(() => v2.blob(repo, cfg.digest as Digest));
+      const blob = await safely(() => v2.blob(repo, cfg.digest as Digest));
       if (!isImageConfig) {
         data.configNote = `The config is of type ${cfg.mediaType ?? 'unknown'} (${cfg.size ?? '?'} bytes): an artifact, not a runnable image.`;
       } else if (!blob) {
@@ -361,17 +361,17 @@ export async function uiRoutes(app: FastifyInstance, opts: UiOptions): Promise<v
   }
 
   async function v1ImageData(request: FastifyRequest, repo: string, id: string, host: string) {
-    const image = safely(() => v1.completeImage(repo, id));
+    const image = await safely(() => v1.completeImage(repo, id));
     if (!image) throw new NotFound(`v1 image ${id} in ${repo}`);
-    const chain = v1.ancestry(repo, id);
+    const chain = await v1.ancestry(repo, id);
     const shown = chain.slice(0, ANCESTRY_SHOWN);
-    const rows = browse.v1Images(repo, shown);
+    const rows = await browse.v1Images(repo, shown);
     const ancestry = [];
     let json: Record<string, unknown> | undefined;
     let rawJson: string | undefined;
     for (const [i, a] of shown.entries()) {
       const r = rows.get(a);
-      const size = r ? (blobs.stat(r.jsonDigest)?.size ?? 0) : 0;
+      const size = r ? ((await blobs.stat(r.jsonDigest))?.size ?? 0) : 0;
       const text = r && size <= DISPLAY_CAP ? (await blobs.readBytes(r.jsonDigest)).toString('utf8') : undefined;
       const parsed = text ? parseObject(text) : undefined;
       if (i === 0) {
@@ -399,13 +399,13 @@ export async function uiRoutes(app: FastifyInstance, opts: UiOptions): Promise<v
     const visible = access.listablePatterns(identity);
     // Whole-registry figures only for those who may pull every repository: they would tell others about the rest.
     const everything = !access.enabled || visible.some((p) => 'prefix' in p && p.prefix === '' && p.regex === undefined) || visible === ALL_NAMES;
-    const usage = browse.usage(visible, STORAGE_ROWS);
+    const usage = await browse.usage(visible, STORAGE_ROWS);
     return send(
       reply,
       storagePage(viewOf(request, reply), {
         usage,
-        totals: everything ? browse.totals() : undefined,
-        quotas: everything ? quotas.status() : undefined,
+        totals: everything ? await browse.totals() : undefined,
+        quotas: everything ? await quotas.status() : undefined,
         gc: { interval: config.gc.interval, delay: config.gc.delay, untagged: config.gc.untagged },
         retention: { interval: config.retention.interval, dryRun: config.retention.dryRun, policies: config.retention.policies },
       }),
@@ -481,16 +481,12 @@ function notThere(err: unknown): undefined {
   throw err;
 }
 
-function safely<T>(fn: () => T): T | undefined {
+async function safely<T>(fn: () => Promise<T>): Promise<T | undefined> {
   try {
-    return fn();
+    return await fn();
   } catch (err) {
     return notThere(err);
   }
-}
-
-function safelyAsync<T>(fn: () => Promise<T>): Promise<T | undefined> {
-  return fn().catch(notThere);
 }
 
 function parseObject(text: string): Record<string, unknown> | undefined {

@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
 import { RegistryError } from '../errors';
+import type { Tx } from '../index/connection';
 import type { BlobRecord, MetadataIndex } from '../index/metadata-index';
 import type { NamePattern } from '../index/name-filter';
 import type { RepositoryIndex } from '../index/repository-index';
@@ -85,9 +86,9 @@ export class V1Registry {
   // ---- images ----
 
   /** A complete image of `repo` (checksum verified); in-progress images are never served. */
-  completeImage(repo: string, id: string): V1Image | BridgedV1Image {
+  async completeImage(repo: string, id: string): Promise<V1Image | BridgedV1Image> {
     assertImageId(id);
-    const image = this.index.getV1Image(repo, id) ?? this.fromV2?.image(repo, id);
+    const image = (await this.index.getV1Image(repo, id)) ?? (await this.fromV2?.image(repo, id));
     if (!image) throw new RegistryError('NOT_FOUND', NOT_FOUND);
     if (!image.complete) throw new RegistryError('BAD_REQUEST', IN_PROGRESS);
     return image;
@@ -123,17 +124,17 @@ export class V1Registry {
     if (json.parent !== undefined && json.parent !== null && json.parent !== '') {
       // Only a complete parent of the same repository: clients push root first, and a chain built
       // this way can never loop back on itself.
-      if (typeof json.parent !== 'string' || json.parent === id || !this.index.getV1Image(repo, json.parent)?.complete) {
+      if (typeof json.parent !== 'string' || json.parent === id || !(await this.index.getV1Image(repo, json.parent))?.complete) {
         throw new RegistryError('BAD_REQUEST', 'Image depends on a non existing parent');
       }
       parent = json.parent;
     }
-    if (this.index.getV1Image(repo, id)?.complete) throw new RegistryError('CONFLICT', ALREADY_EXISTS);
+    if ((await this.index.getV1Image(repo, id))?.complete) throw new RegistryError('CONFLICT', ALREADY_EXISTS);
     // The image row is written in the transaction that records the JSON blob, so garbage collection never
     // sees the blob unreferenced in between.
-    await this.blobs.putBytes(body, undefined, (blob) => {
-      this.quotas?.checkLink(repo, blob.digest, blob.size);
-      if (!this.index.putV1ImageJson(repo, id, parent, blob.digest)) throw new RegistryError('CONFLICT', ALREADY_EXISTS);
+    await this.blobs.putBytes(body, undefined, async (tx, blob) => {
+      await this.quotas?.checkLink(tx, repo, blob.digest, blob.size);
+      if (!(await tx(this.index).putV1ImageJson(repo, id, parent, blob.digest))) throw new RegistryError('CONFLICT', ALREADY_EXISTS);
     });
   }
 
@@ -144,18 +145,19 @@ export class V1Registry {
    */
   async putImageLayer(repo: string, id: string, body: Readable): Promise<void> {
     assertImageId(id);
-    const image = this.index.getV1Image(repo, id);
+    const image = await this.index.getV1Image(repo, id);
     if (!image) throw new RegistryError('NOT_FOUND', NOT_FOUND);
     if (image.complete) throw new RegistryError('CONFLICT', ALREADY_EXISTS);
     const json = await this.blobs.readBytes(image.jsonDigest);
     // The layer is recorded on the image in the transaction that records (or finds) its blob, as for the JSON.
     const hashPrefix = Buffer.concat([json, Buffer.from('\n')]);
     // The layer's compression and uncompressed digest (for the v2 bridge) come from the same read of its bytes.
-    const onStored = (layer: BlobRecord, checksum?: Digest, info?: StoredLayerInfo) => {
-      this.quotas?.checkLink(repo, layer.digest, layer.size);
-      if (!this.index.setV1Layer(repo, id, image.jsonDigest, layer.digest, layer.size, checksum!, info)) {
+    const onStored = async (tx: Tx, layer: BlobRecord, checksum?: Digest, info?: StoredLayerInfo) => {
+      await this.quotas?.checkLink(tx, repo, layer.digest, layer.size);
+      const index = tx(this.index);
+      if (!(await index.setV1Layer(repo, id, image.jsonDigest, layer.digest, layer.size, checksum!, info))) {
         // Completed or re-described by another request while we streamed.
-        const now = this.index.getV1Image(repo, id);
+        const now = await index.getV1Image(repo, id);
         if (now?.complete) throw new RegistryError('CONFLICT', ALREADY_EXISTS);
         throw new RegistryError('BAD_REQUEST', 'Image JSON changed during the layer upload, retry');
       }
@@ -165,7 +167,7 @@ export class V1Registry {
   }
 
   /** Verify the client's payload checksum; a match makes the image visible. */
-  putImageChecksum(repo: string, id: string, payloadHeader: string | undefined): void {
+  async putImageChecksum(repo: string, id: string, payloadHeader: string | undefined): Promise<void> {
     assertImageId(id);
     if (payloadHeader === undefined) {
       throw new RegistryError(
@@ -174,45 +176,45 @@ export class V1Registry {
       );
     }
     if (payloadHeader.trim() === '') throw new RegistryError('BAD_REQUEST', "Missing Image's checksum");
-    const image = this.index.getV1Image(repo, id);
+    const image = await this.index.getV1Image(repo, id);
     if (!image) throw new RegistryError('NOT_FOUND', NOT_FOUND);
     if (image.complete) throw new RegistryError('CONFLICT', 'Cannot set this image checksum');
     if (!image.checksum) throw new RegistryError('BAD_REQUEST', 'Image layer not uploaded yet, upload the layer first');
     const sums = payloadHeader.split(',').map((s) => s.trim());
-    this.core.transaction(() => {
-      if (!sums.includes(image.checksum!) || !this.index.completeV1Image(repo, id, image.checksum!)) {
+    await this.core.transaction(async (tx) => {
+      if (!sums.includes(image.checksum!) || !(await tx(this.index).completeV1Image(repo, id, image.checksum!))) {
         throw new RegistryError('BAD_REQUEST', 'Checksum mismatch');
       }
       // The image is pushed once it is complete (visible): its JSON and its layer, one event each.
       if (this.events) {
-        this.events.record('push', repo, this.jsonTarget(image), this.request);
+        await this.events.record(tx, 'push', repo, await this.jsonTarget(tx, image), this.request);
         if (image.layerDigest) {
-          this.events.record('push', repo, { mediaType: V1_LAYER_MEDIA_TYPE, digest: image.layerDigest, size: image.layerSize ?? undefined, imageId: id, path: `/v1/images/${id}/layer` }, this.request);
+          await this.events.record(tx, 'push', repo, { mediaType: V1_LAYER_MEDIA_TYPE, digest: image.layerDigest, size: image.layerSize ?? undefined, imageId: id, path: `/v1/images/${id}/layer` }, this.request);
         }
       }
     });
   }
 
-  private jsonTarget(image: V1Image) {
-    const size = this.blobs.stat(image.jsonDigest)?.size;
+  private async jsonTarget(tx: Tx, image: V1Image) {
+    const size = (await tx(this.core).getBlob(image.jsonDigest))?.size;
     return { mediaType: V1_JSON_MEDIA_TYPE, digest: image.jsonDigest, size, imageId: image.id, path: `/v1/images/${image.id}/json` };
   }
 
   /** Up to `n` repositories among `visible` holding a complete image with this id: v1 image URLs carry no repository. */
-  repositoriesOf(id: string, visible: readonly NamePattern[], n: number): string[] {
-    const native = this.index.reposWithImage(id, visible, n);
+  async repositoriesOf(id: string, visible: readonly NamePattern[], n: number): Promise<string[]> {
+    const native = await this.index.reposWithImage(id, visible, n);
     if (!this.fromV2 || native.length >= n) return native;
-    const all = new Set([...native, ...this.fromV2.reposWithImage(id, visible, n)]);
+    const all = new Set([...native, ...(await this.fromV2.reposWithImage(id, visible, n))]);
     return [...all].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)).slice(0, n);
   }
 
   /** Up to `n` repositories among `visible` whose image list names this image (where a push without a token may go). */
-  repositoriesListing(id: string, visible: readonly NamePattern[], n: number): string[] {
+  repositoriesListing(id: string, visible: readonly NamePattern[], n: number): Promise<string[]> {
     return this.index.reposListingImage(id, visible, n);
   }
 
-  ancestry(repo: string, id: string): string[] {
-    const image = this.completeImage(repo, id);
+  async ancestry(repo: string, id: string): Promise<string[]> {
+    const image = await this.completeImage(repo, id);
     return 'synthesizedJson' in image ? this.fromV2!.ancestry(repo, id) : this.index.ancestry(repo, id);
   }
 
@@ -220,20 +222,20 @@ export class V1Registry {
 
   /** The v1 tags, and v2-only tags with a v1 form (a v1 tag wins over a v2 one of the same name). */
   async listTags(repo: string): Promise<Record<string, string>> {
-    if (!this.core.getRepository(repo)) throw new RegistryError('NOT_FOUND', 'Repository not found');
-    const native = this.index.listV1Tags(repo);
+    if (!(await this.core.getRepository(repo))) throw new RegistryError('NOT_FOUND', 'Repository not found');
+    const native = await this.index.listV1Tags(repo);
     if (!this.fromV2) return native;
     const bridged = await this.fromV2.tags(repo);
     return Object.fromEntries(Object.entries({ ...bridged, ...native }).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
   }
 
   async getTag(repo: string, tag: string): Promise<string> {
-    const found = this.index.getV1Tag(repo, tag)?.imageId ?? (await this.fromV2?.tag(repo, tag));
+    const found = (await this.index.getV1Tag(repo, tag))?.imageId ?? (await this.fromV2?.tag(repo, tag));
     if (!found) throw new RegistryError('NOT_FOUND', 'Tag not found');
     return found;
   }
 
-  putTag(repo: string, tag: string, body: Buffer, userAgent: string | undefined): void {
+  async putTag(repo: string, tag: string, body: Buffer, userAgent: string | undefined): Promise<void> {
     if (!isTag(tag)) throw new RegistryError('BAD_REQUEST', 'Invalid tag name (must match ^[\\w][\\w.-]{0,127}$)');
     let id: unknown;
     try {
@@ -244,39 +246,40 @@ export class V1Registry {
     if (typeof id !== 'string') throw new RegistryError('BAD_REQUEST', 'Invalid data');
     assertImageId(id);
     // Only an image of this repository: a tag never points into another tenant's images.
-    const image = this.index.getV1Image(repo, id);
+    const image = await this.index.getV1Image(repo, id);
     if (!image?.complete) throw new RegistryError('NOT_FOUND', NOT_FOUND);
-    this.core.transaction(() => {
-      this.index.setV1Tag(repo, tag, id, JSON.stringify(tagJson(userAgent)));
-      this.events?.record('push', repo, { ...this.jsonTarget(image), tag, path: `/v1/repositories/${repo}/tags/${tag}` }, this.request);
+    await this.core.transaction(async (tx) => {
+      await tx(this.index).setV1Tag(repo, tag, id, JSON.stringify(tagJson(userAgent)));
+      if (this.events) await this.events.record(tx, 'push', repo, { ...(await this.jsonTarget(tx, image)), tag, path: `/v1/repositories/${repo}/tags/${tag}` }, this.request);
     });
   }
 
-  deleteTag(repo: string, tag: string): void {
-    this.core.transaction(() => {
-      const imageId = this.events && this.index.getV1Tag(repo, tag)?.imageId;
-      if (!this.index.deleteV1Tag(repo, tag)) throw new RegistryError('NOT_FOUND', `Tag not found: ${tag}`);
-      this.events?.record('delete', repo, { tag, imageId: imageId || undefined }, this.request);
+  deleteTag(repo: string, tag: string): Promise<void> {
+    return this.core.transaction(async (tx) => {
+      const index = tx(this.index);
+      const imageId = this.events && (await index.getV1Tag(repo, tag))?.imageId;
+      if (!(await index.deleteV1Tag(repo, tag))) throw new RegistryError('NOT_FOUND', `Tag not found: ${tag}`);
+      await this.events?.record(tx, 'delete', repo, { tag, imageId: imageId || undefined }, this.request);
     });
   }
 
-  tagJson(repo: string, tag: string): object {
-    const found = this.index.getV1Tag(repo, tag);
+  async tagJson(repo: string, tag: string): Promise<object> {
+    const found = await this.index.getV1Tag(repo, tag);
     return found ? JSON.parse(found.meta) : DEFAULT_TAG_JSON;
   }
 
   /** The whole repository goes, v2 content included: it is one repository, whichever protocol deletes it. */
   async deleteRepository(repo: string): Promise<void> {
-    if (!(await this.repositories.deleteRepository(repo, () => this.events?.record('delete', repo, {}, this.request)))) throw new RegistryError('NOT_FOUND', 'Repository not found');
+    if (!(await this.repositories.deleteRepository(repo, async (tx) => this.events?.record(tx, 'delete', repo, {}, this.request)))) throw new RegistryError('NOT_FOUND', 'Repository not found');
   }
 
-  getProperties(repo: string): { access: 'private' | 'public' } {
-    const r = this.core.getRepository(repo);
+  async getProperties(repo: string): Promise<{ access: 'private' | 'public' }> {
+    const r = await this.core.getRepository(repo);
     if (!r) throw new RegistryError('NOT_FOUND', 'Repository not found');
     return { access: r.v1Private ? 'private' : 'public' };
   }
 
-  setProperties(repo: string, body: Buffer): void {
+  async setProperties(repo: string, body: Buffer): Promise<void> {
     let parsed: unknown;
     try {
       parsed = JSON.parse(body.toString('utf8'));
@@ -287,14 +290,17 @@ export class V1Registry {
     if (access !== 'private' && access !== 'public') {
       throw new RegistryError('BAD_REQUEST', 'Invalid data: "access" must be "private" or "public"');
     }
-    this.core.ensureRepository(repo);
-    this.core.setV1Private(repo, access === 'private');
+    await this.core.transaction(async (tx) => {
+      const core = tx(this.core);
+      await core.ensureRepository(repo);
+      await core.setV1Private(repo, access === 'private');
+    });
   }
 
   // ---- index (image lists) ----
 
   /** PUT /v1/repositories/<repo>/ and .../images: merge the client's image list. */
-  putImageList(repo: string, body: Buffer): void {
+  async putImageList(repo: string, body: Buffer): Promise<void> {
     let parsed: unknown;
     try {
       parsed = JSON.parse(body.toString('utf8') || '[]');
@@ -310,13 +316,13 @@ export class V1Registry {
       const checksum = (item as { checksum?: unknown }).checksum;
       entries.push(typeof checksum === 'string' && checksum ? { id, checksum } : { id });
     }
-    this.index.mergeV1RepoImages(repo, entries);
+    await this.index.mergeV1RepoImages(repo, entries);
   }
 
   /** The index's image list, with the bridged images of v2-only tags after it. */
   async getImageList(repo: string): Promise<V1ImageListEntry[]> {
-    const list = this.index.getV1RepoImages(repo);
-    const bridged = this.fromV2 && this.core.getRepository(repo) ? await this.fromV2.imageList(repo) : [];
+    const list = await this.index.getV1RepoImages(repo);
+    const bridged = this.fromV2 && (await this.core.getRepository(repo)) ? await this.fromV2.imageList(repo) : [];
     if (!list && bridged.length === 0) throw new RegistryError('NOT_FOUND', 'images not found');
     const known = new Set((list ?? []).map((e) => e.id));
     return [...(list ?? []), ...bridged.filter((e) => !known.has(e.id))];

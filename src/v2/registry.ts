@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
 import { RegistryError } from '../errors';
+import type { Tx } from '../index/connection';
 import type { BlobRecord, MetadataIndex, UploadRecord } from '../index/metadata-index';
 import type { NamePattern } from '../index/name-filter';
 import type { DeletedRepository, RepositoryIndex } from '../index/repository-index';
@@ -70,74 +71,75 @@ export class V2Registry {
   // ---- blobs ----
 
   /** A blob this repository may serve; BLOB_UNKNOWN otherwise (even if another repository has it). */
-  blob(repo: string, digest: Digest): BlobRecord {
-    const linkedAt = this.index.linkedAt(repo, digest);
-    const blob = linkedAt === undefined ? undefined : this.blobs.stat(digest);
+  async blob(repo: string, digest: Digest): Promise<BlobRecord> {
+    const linkedAt = await this.index.linkedAt(repo, digest);
+    const blob = linkedAt === undefined ? undefined : await this.blobs.stat(digest);
     if (!blob) throw new RegistryError('BLOB_UNKNOWN', undefined, { detail: { digest } });
     // A client that finds the blob here skips its upload and names it in a manifest soon: keep the link
     // fresh so that garbage collection does not take it in between; one write per link and half delay,
     // not one per request (a read is enough to tell).
     const staleBefore = Date.now() - this.gcDelayMs / 2;
-    if (linkedAt! < staleBefore) this.index.touchLink(repo, digest, staleBefore);
+    if (linkedAt! < staleBefore) await this.index.touchLink(repo, digest, staleBefore);
     return blob;
   }
 
   /** Remove a blob from a repository; its bytes stay while anything else uses them. */
-  deleteBlob(repo: string, digest: Digest): void {
-    this.core.transaction(() => {
-      if (!this.index.unlinkBlob(repo, digest)) throw new RegistryError('BLOB_UNKNOWN', undefined, { detail: { digest } });
-      this.events?.record('delete', repo, { mediaType: BLOB_MEDIA_TYPE, digest, path: `/v2/${repo}/blobs/${digest}` }, this.request);
+  deleteBlob(repo: string, digest: Digest): Promise<void> {
+    return this.core.transaction(async (tx) => {
+      if (!(await tx(this.index).unlinkBlob(repo, digest))) throw new RegistryError('BLOB_UNKNOWN', undefined, { detail: { digest } });
+      await this.events?.record(tx, 'delete', repo, { mediaType: BLOB_MEDIA_TYPE, digest, path: `/v2/${repo}/blobs/${digest}` }, this.request);
     });
   }
 
   // ---- uploads ----
 
   /** Open an upload; `owner` (a user, or "@<address>") may keep at most `maxOpen` open at once. */
-  startUpload(repo: string, owner: string, maxOpen: number): Promise<UploadRecord> {
-    this.quotas?.check(repo, 0); // a repository already over its quota (a lowered limit) takes nothing new
+  async startUpload(repo: string, owner: string, maxOpen: number): Promise<UploadRecord> {
+    await this.quotas?.check(repo, 0); // a repository already over its quota (a lowered limit) takes nothing new
     return this.blobs.startUpload(repo, owner, maxOpen);
   }
 
   /** Single-request upload (POST ?digest= with the body); `declared`: its Content-Length, if sent. */
-  putMonolithic(repo: string, digest: Digest, body: Readable, declared?: number): Promise<BlobRecord> {
-    if (declared !== undefined) this.quotas?.checkLink(repo, digest, declared);
+  async putMonolithic(repo: string, digest: Digest, body: Readable, declared?: number): Promise<BlobRecord> {
+    if (declared !== undefined) await this.quotas?.checkLink(undefined, repo, digest, declared);
     return this.blobs.ingest(body, { expected: digest, onStored: this.linker(repo) });
   }
 
   /** Cross-repository mount: only from a repository that has the blob. Undefined if not possible. */
-  mount(repo: string, digest: Digest, from: string): BlobRecord | undefined {
+  mount(repo: string, digest: Digest, from: string): Promise<BlobRecord | undefined> {
     // One transaction: the blob cannot be collected between the check and the link.
-    return this.core.transaction(() => {
-      if (!this.index.isBlobLinked(from, digest)) return undefined;
-      const blob = this.blobs.stat(digest);
+    return this.core.transaction(async (tx) => {
+      const index = tx(this.index);
+      if (!(await index.isBlobLinked(from, digest))) return undefined;
+      const blob = await tx(this.core).getBlob(digest);
       if (!blob) return undefined;
-      this.quotas?.checkLink(repo, digest, blob.size);
-      this.index.linkBlob(repo, digest);
-      this.events?.record('mount', repo, { ...this.blobTarget(repo, blob), fromRepository: from }, this.request);
+      await this.quotas?.checkLink(tx, repo, digest, blob.size);
+      await index.linkBlob(repo, digest);
+      await this.events?.record(tx, 'mount', repo, { ...this.blobTarget(repo, blob), fromRepository: from }, this.request);
       return blob;
     });
   }
 
-  upload(repo: string, id: string): UploadRecord {
-    const upload = this.blobs.getUpload(id);
+  async upload(repo: string, id: string): Promise<UploadRecord> {
+    const upload = await this.blobs.getUpload(id);
     if (!upload || upload.repo !== repo) throw new RegistryError('BLOB_UPLOAD_UNKNOWN', undefined, { detail: { id } });
     return upload;
   }
 
   /** `declared`: the chunk's Content-Length, if sent (a chunk that would pass a quota is refused unread). */
-  appendUpload(repo: string, id: string, body: Readable, start?: number, declared?: number): Promise<UploadRecord> {
-    const upload = this.upload(repo, id);
-    if (declared !== undefined) this.quotas?.check(repo, upload.size + declared);
+  async appendUpload(repo: string, id: string, body: Readable, start?: number, declared?: number): Promise<UploadRecord> {
+    const upload = await this.upload(repo, id);
+    if (declared !== undefined) await this.quotas?.check(repo, upload.size + declared);
     return this.blobs.appendUpload(id, body, { start });
   }
 
   async finishUpload(repo: string, id: string, digest: Digest, last?: Readable, start?: number, declared?: number): Promise<BlobRecord> {
-    const upload = this.upload(repo, id);
+    const upload = await this.upload(repo, id);
     if (last && start !== undefined && start !== upload.size) {
       throw new RegistryError('RANGE_INVALID', 'chunk does not start at the end of the upload', { detail: { size: upload.size } });
     }
     // The whole size is known unless a last chunk streams without a length: refuse before moving any bytes.
-    if (!last || declared !== undefined) this.quotas?.checkLink(repo, digest, upload.size + (declared ?? 0));
+    if (!last || declared !== undefined) await this.quotas?.checkLink(undefined, repo, digest, upload.size + (declared ?? 0));
     return this.blobs.commitUpload(id, digest, last, { onStored: this.linker(repo) });
   }
 
@@ -146,11 +148,11 @@ export class V2Registry {
    * The quota is checked there too: concurrent pushes cannot pass a limit together, and a refused blob is
    * never linked (its bytes are collected as unreferenced).
    */
-  private linker(repo: string): (blob: BlobRecord) => void {
-    return (blob) => {
-      this.quotas?.checkLink(repo, blob.digest, blob.size);
-      this.index.linkBlob(repo, blob.digest);
-      this.events?.record('push', repo, this.blobTarget(repo, blob), this.request);
+  private linker(repo: string): (tx: Tx, blob: BlobRecord) => Promise<void> {
+    return async (tx, blob) => {
+      await this.quotas?.checkLink(tx, repo, blob.digest, blob.size);
+      await tx(this.index).linkBlob(repo, blob.digest);
+      await this.events?.record(tx, 'push', repo, this.blobTarget(repo, blob), this.request);
     };
   }
 
@@ -159,18 +161,18 @@ export class V2Registry {
   }
 
   async cancelUpload(repo: string, id: string): Promise<void> {
-    this.upload(repo, id);
+    await this.upload(repo, id);
     await this.blobs.cancelUpload(id);
   }
 
   // ---- manifests ----
 
   /** A manifest GET or HEAD: resolve it, and remember the pull (in batches) for retention policies. */
-  pull(repo: string, reference: string): ManifestRecord {
-    const manifest = this.resolve(repo, reference);
+  async pull(repo: string, reference: string): Promise<ManifestRecord> {
+    const manifest = await this.resolve(repo, reference);
     const tag = referenceKind(reference) === 'tag' ? reference : undefined;
     this.pulls?.record(repo, manifest.digest, tag);
-    if (this.events?.pulls) this.events.record('pull', repo, this.manifestTarget(manifest, tag), this.request);
+    if (this.events?.pulls) await this.events.record(null, 'pull', repo, this.manifestTarget(manifest, tag), this.request);
     return manifest;
   }
 
@@ -179,14 +181,15 @@ export class V2Registry {
   }
 
   /** Resolve a tag or digest reference to a manifest of this repository (a malformed one names none). */
-  resolve(repo: string, reference: string): ManifestRecord {
-    let digest: Digest | undefined;
+  async resolve(repo: string, reference: string): Promise<ManifestRecord> {
+    let kind: 'tag' | 'digest';
     try {
-      digest = this.referenceDigest(repo, reference);
+      kind = referenceKind(reference);
     } catch {
       throw new RegistryError('MANIFEST_UNKNOWN', undefined, { detail: { reference } });
     }
-    const manifest = digest && this.index.getManifest(repo, digest);
+    const digest = kind === 'tag' ? await this.index.resolveTag(repo, reference) : (reference as Digest);
+    const manifest = digest && (await this.index.getManifest(repo, digest));
     if (!manifest) throw new RegistryError('MANIFEST_UNKNOWN', undefined, { detail: { reference } });
     return manifest;
   }
@@ -225,17 +228,17 @@ export class V2Registry {
   }
 
   /** Link a stored blob to a proxied repository (the upstream confirmed that repository has it). */
-  linkCachedBlob(repo: string, digest: Digest): BlobRecord | undefined {
-    return this.core.transaction(() => {
-      const blob = this.blobs.stat(digest);
+  linkCachedBlob(repo: string, digest: Digest): Promise<BlobRecord | undefined> {
+    return this.core.transaction(async (tx) => {
+      const blob = await tx(this.core).getBlob(digest);
       if (!blob) return undefined;
-      this.linker(repo)(blob);
+      await this.linker(repo)(tx, blob);
       return blob;
     });
   }
 
   /** Ingest options that link the stored blob to `repo` in the transaction that records it (for the proxy). */
-  linkOnStore(repo: string): (blob: BlobRecord) => void {
+  linkOnStore(repo: string): (tx: Tx, blob: BlobRecord) => Promise<void> {
     return this.linker(repo);
   }
 
@@ -250,23 +253,23 @@ export class V2Registry {
   ): Promise<{ digest: Digest; subject: Digest | null }> {
     const parsed = parseManifest(body, contentType);
     // One query per kind, however often a manifest repeats a reference; the error names the first missing one.
-    const checkReferences = () => {
+    const checkReferences = async (index: V2Index) => {
       if (!requireReferences) return;
-      const missingBlobs = this.index.missingBlobs(repo, parsed.blobs);
+      const missingBlobs = await index.missingBlobs(repo, parsed.blobs);
       const blob = parsed.blobs.find((d) => missingBlobs.has(d));
       if (blob) throw new RegistryError('MANIFEST_BLOB_UNKNOWN', `blob ${blob} is not in ${repo}`, { detail: { digest: blob } });
-      const missingChildren = this.index.missingManifests(repo, parsed.manifests);
+      const missingChildren = await index.missingManifests(repo, parsed.manifests);
       const child = parsed.manifests.find((d) => missingChildren.has(d));
       if (child) throw new RegistryError('MANIFEST_BLOB_UNKNOWN', `manifest ${child} is not in ${repo}`, { detail: { digest: child } });
     };
-    checkReferences(); // before any byte is stored
+    await checkReferences(this.index); // before any byte is stored
     // Checked again in the transaction that records the manifest bytes: a garbage collection that took a
     // reference meanwhile makes this PUT fail, never leaves a manifest pointing at missing bytes.
-    this.quotas?.checkLink(repo, digest, body.length);
-    await this.blobs.putBytes(body, digest, () => {
-      checkReferences();
-      this.quotas?.checkLink(repo, digest, body.length);
-      this.index.putManifest(
+    await this.quotas?.checkLink(undefined, repo, digest, body.length);
+    await this.blobs.putBytes(body, digest, async (tx) => {
+      await checkReferences(tx(this.index));
+      await this.quotas?.checkLink(tx, repo, digest, body.length);
+      await tx(this.index).putManifest(
         {
           repo,
           digest,
@@ -281,24 +284,26 @@ export class V2Registry {
         bridgedFromV1,
       );
       // A tag the bridge makes from a v1 tag is no push: the v1 tag's own event reported it.
-      if (bridgedFromV1 === undefined) this.events?.record('push', repo, this.manifestTarget({ repo, digest, mediaType: parsed.mediaType, size: body.length }, tag), this.request);
+      if (bridgedFromV1 === undefined) await this.events?.record(tx, 'push', repo, this.manifestTarget({ repo, digest, mediaType: parsed.mediaType, size: body.length }, tag), this.request);
     });
     return { digest, subject: parsed.subject };
   }
 
   /** By digest: the manifest and every tag on it. By tag: only the tag. */
-  deleteManifest(repo: string, reference: string): void {
+  async deleteManifest(repo: string, reference: string): Promise<void> {
     const unknown = () => new RegistryError('MANIFEST_UNKNOWN', undefined, { detail: { reference } });
-    this.core.transaction(() => {
-      if (referenceKind(reference) === 'tag') {
-        const digest = this.events && this.index.resolveTag(repo, reference);
-        if (!this.index.deleteTag(repo, reference)) throw unknown();
-        this.events?.record('delete', repo, { digest: digest || undefined, tag: reference }, this.request);
+    const kind = referenceKind(reference);
+    return this.core.transaction(async (tx) => {
+      const index = tx(this.index);
+      if (kind === 'tag') {
+        const digest = this.events && (await index.resolveTag(repo, reference));
+        if (!(await index.deleteTag(repo, reference))) throw unknown();
+        await this.events?.record(tx, 'delete', repo, { digest: digest || undefined, tag: reference }, this.request);
         return;
       }
-      const manifest = this.events && this.index.getManifest(repo, reference as Digest);
-      if (!this.index.deleteManifest(repo, reference as Digest)) throw unknown();
-      if (manifest) this.events?.record('delete', repo, { mediaType: manifest.mediaType, digest: manifest.digest, size: manifest.size }, this.request);
+      const manifest = this.events && (await index.getManifest(repo, reference as Digest));
+      if (!(await index.deleteManifest(repo, reference as Digest))) throw unknown();
+      if (manifest) await this.events?.record(tx, 'delete', repo, { mediaType: manifest.mediaType, digest: manifest.digest, size: manifest.size }, this.request);
     });
   }
 
@@ -306,29 +311,28 @@ export class V2Registry {
 
   /** Delete the repository and everything in it (both protocols'); the bytes are left to garbage collection. */
   async deleteRepository(repo: string): Promise<DeletedRepository> {
-    const deleted = await this.repositories.deleteRepository(repo, () => this.events?.record('delete', repo, {}, this.request));
+    const deleted = await this.repositories.deleteRepository(repo, async (tx) => this.events?.record(tx, 'delete', repo, {}, this.request));
     if (!deleted) throw new RegistryError('NAME_UNKNOWN', undefined, { detail: { name: repo } });
     return deleted;
   }
 
   // ---- listings ----
 
-  tags(repo: string, last: string, n: number): string[] {
-    const tags = this.index.listTags(repo, last, n);
+  async tags(repo: string, last: string, n: number): Promise<string[]> {
+    const tags = await this.index.listTags(repo, last, n);
     // A tag proves the repository: only an empty page needs the second query.
-    if (tags.length === 0 && !this.core.getRepository(repo)) throw new RegistryError('NAME_UNKNOWN', undefined, { detail: { name: repo } });
+    if (tags.length === 0 && !(await this.core.getRepository(repo))) throw new RegistryError('NAME_UNKNOWN', undefined, { detail: { name: repo } });
     return tags;
   }
 
   /** Up to `n` repositories after `last` that `visible` matches (what the caller may pull), in byte order. */
-  catalog(last: string, n: number, visible?: readonly NamePattern[]): string[] {
+  catalog(last: string, n: number, visible?: readonly NamePattern[]): Promise<string[]> {
     return this.index.catalog(last, n, visible);
   }
 
   /** OCI 1.1 referrers of `subject` in this repository, optionally filtered by artifactType. */
-  referrers(repo: string, subject: Digest, artifactType?: string): object {
-    const manifests: Descriptor[] = this.index
-      .referrers(repo, subject)
+  async referrers(repo: string, subject: Digest, artifactType?: string): Promise<object> {
+    const manifests: Descriptor[] = (await this.index.referrers(repo, subject))
       .filter((m) => artifactType === undefined || m.artifactType === artifactType)
       .map((m) => ({
         mediaType: m.mediaType,
@@ -338,10 +342,6 @@ export class V2Registry {
         ...(m.annotations ? { annotations: m.annotations } : {}),
       }));
     return { schemaVersion: 2, mediaType: MEDIA.ociIndex, manifests };
-  }
-
-  private referenceDigest(repo: string, reference: string): Digest | undefined {
-    return referenceKind(reference) === 'tag' ? this.index.resolveTag(repo, reference) : (reference as Digest);
   }
 }
 

@@ -33,7 +33,7 @@ function setup(t: { teardown(fn: () => void): void }) {
 
 t.test('every endpoint delivering: a table and status 0', async (t) => {
   const { db, outbox, deps } = setup(t);
-  outbox.enqueue(['ci'], 'a/b', '{}', NOW - 4000);
+  await outbox.enqueue(['ci'], 'a/b', '{}', NOW - 4000);
   db.close();
   const io = fakeIo();
   t.equal(await notificationsCommand(['status'], io, deps), 0);
@@ -46,11 +46,11 @@ t.test('every endpoint delivering: a table and status 0', async (t) => {
 
 t.test('a failing endpoint: its last error, status 3; rows of a removed endpoint are shown', async (t) => {
   const { db, outbox, deps } = setup(t);
-  outbox.enqueue(['scanner'], 'a/b', '{}', NOW - 200_000);
-  outbox.enqueue(['scanner'], 'a/b', '{}', NOW - 100_000);
-  outbox.enqueue(['gone'], 'a/b', '{}', NOW - 10_000);
-  const [first] = outbox.next('scanner', 1);
-  outbox.failed([first!.seq], 'HTTP 500');
+  await outbox.enqueue(['scanner'], 'a/b', '{}', NOW - 200_000);
+  await outbox.enqueue(['scanner'], 'a/b', '{}', NOW - 100_000);
+  await outbox.enqueue(['gone'], 'a/b', '{}', NOW - 10_000);
+  const [first] = await outbox.next('scanner', 1);
+  await outbox.failed([first!.seq], 'HTTP 500');
   db.close();
   const io = fakeIo();
   t.equal(await notificationsCommand(['status'], io, deps), EXIT_FAILING);

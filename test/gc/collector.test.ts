@@ -162,8 +162,8 @@ t.test('a run killed after taking blobs out of the index is finished at the next
   await pushBlob(reg.url, 'team/k', blob);
   t.equal(await status(`${reg.url}/v2/team/k/blobs/${blob.digest}`, 'DELETE'), 202);
   // The first half of a sweep, as a run that is then killed leaves it.
-  const { db, index } = internals(reg);
-  const doomed = await new GcIndex(db, index).doomUnreferenced('', Date.now());
+  const { db } = internals(reg);
+  const doomed = await new GcIndex(db).doomUnreferenced('', Date.now());
   t.same(doomed.doomed.map((b) => b.digest), [blob.digest]);
   const again = await reg.restart();
   t.equal(await status(`${again.url}/v2/team/k/blobs/${blob.digest}`), 404);
@@ -205,8 +205,8 @@ t.test('a push of a digest whose older copy is being deleted never loses its byt
   const blob = blobOf(randomBytes(4096));
   await pushBlob(reg.url, 'team/w', blob);
   t.equal(await status(`${reg.url}/v2/team/w/blobs/${blob.digest}`, 'DELETE'), 202);
-  const { db, index } = internals(reg);
-  const gcIndex = new GcIndex(db, index);
+  const { db } = internals(reg);
+  const gcIndex = new GcIndex(db);
   const { doomed } = await gcIndex.doomUnreferenced('', Date.now()); // taken out of the index, bytes not yet deleted
   t.same(doomed.map((b) => b.digest), [blob.digest]);
   let pushed = false;

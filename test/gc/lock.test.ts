@@ -10,7 +10,7 @@ import { startRegistry, type TestRegistry } from '../helpers/server';
 
 function gcIndexOf(reg: TestRegistry): GcIndex {
   const index = reg.app.registry.index;
-  return new GcIndex((index as unknown as { db: Db }).db, index);
+  return new GcIndex((index as unknown as { db: Db }).db);
 }
 
 /** A live process of this machine, to stand for another collector. */

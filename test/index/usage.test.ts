@@ -27,58 +27,58 @@ const used = (u: UsageIndex, repo: string) => u.bytesUsed([{ exact: repo }]);
 
 t.test('links, manifests and v1 images charge each blob once per repository', async (t) => {
   const { v2, v1, usage, blob } = open();
-  blob(d('a'), 100);
-  blob(d('b'), 20);
-  blob(d('c'), 3);
-  v2.linkBlob('ns/one', d('a'));
-  v2.linkBlob('ns/one', d('a')); // linked again: no second charge
-  t.equal(used(usage, 'ns/one'), 100);
-  t.ok(usage.isCharged('ns/one', d('a')));
-  t.notOk(usage.isCharged('ns/two', d('a')));
+  await blob(d('a'), 100);
+  await blob(d('b'), 20);
+  await blob(d('c'), 3);
+  await v2.linkBlob('ns/one', d('a'));
+  await v2.linkBlob('ns/one', d('a')); // linked again: no second charge
+  t.equal(await used(usage, 'ns/one'), 100);
+  t.ok(await usage.isCharged('ns/one', d('a')));
+  t.notOk(await usage.isCharged('ns/two', d('a')));
 
-  v2.putManifest({ repo: 'ns/one', digest: d('b'), mediaType: 'x', size: 20, artifactType: null, subject: null, annotations: null }, [d('a')], 'latest');
-  t.equal(used(usage, 'ns/one'), 120, 'the manifest bytes count, the layer it names is counted already');
+  await v2.putManifest({ repo: 'ns/one', digest: d('b'), mediaType: 'x', size: 20, artifactType: null, subject: null, annotations: null }, [d('a')], 'latest');
+  t.equal(await used(usage, 'ns/one'), 120, 'the manifest bytes count, the layer it names is counted already');
 
   // The same layer in a v1 image of the same repository: still once. In another repository: once there too.
-  v1.putV1ImageJson('ns/one', 'f'.repeat(64), null, d('c'));
-  v1.setV1Layer('ns/one', 'f'.repeat(64), d('c'), d('a'), 100, 'sum');
-  t.equal(used(usage, 'ns/one'), 123, 'json added, layer already charged');
-  v2.linkBlob('ns/two', d('a'));
-  t.equal(used(usage, 'ns/two'), 100);
-  t.equal(usage.bytesUsed([{ prefix: 'ns/' }]), 223, 'a namespace adds its repositories up');
+  await v1.putV1ImageJson('ns/one', 'f'.repeat(64), null, d('c'));
+  await v1.setV1Layer('ns/one', 'f'.repeat(64), d('c'), d('a'), 100, 'sum');
+  t.equal(await used(usage, 'ns/one'), 123, 'json added, layer already charged');
+  await v2.linkBlob('ns/two', d('a'));
+  t.equal(await used(usage, 'ns/two'), 100);
+  t.equal(await usage.bytesUsed([{ prefix: 'ns/' }]), 223, 'a namespace adds its repositories up');
 
   const [one, two] = await usage.perRepository();
   t.same(one, { repo: 'ns/one', bytes: 123, blobs: 3, sharedBytes: 100, uniqueBytes: 23 });
   t.same(two, { repo: 'ns/two', bytes: 100, blobs: 1, sharedBytes: 100, uniqueBytes: 0 });
 
   // The link goes, but the v1 image still names the layer: still charged. Then the image goes too.
-  v2.unlinkBlob('ns/one', d('a'));
-  t.equal(used(usage, 'ns/one'), 123, 'the v1 image still holds the layer');
-  v2.deleteManifest('ns/one', d('b'));
-  t.equal(used(usage, 'ns/one'), 103);
+  await v2.unlinkBlob('ns/one', d('a'));
+  t.equal(await used(usage, 'ns/one'), 123, 'the v1 image still holds the layer');
+  await v2.deleteManifest('ns/one', d('b'));
+  t.equal(await used(usage, 'ns/one'), 103);
 });
 
 t.test('a v1 image whose JSON is replaced while in progress moves its charge', async (t) => {
   const { v1, usage, blob } = open();
-  blob(d('1'), 10);
-  blob(d('2'), 7);
+  await blob(d('1'), 10);
+  await blob(d('2'), 7);
   const id = 'e'.repeat(64);
-  v1.putV1ImageJson('v1/r', id, null, d('1'));
-  t.equal(used(usage, 'v1/r'), 10);
-  v1.putV1ImageJson('v1/r', id, null, d('2'));
-  t.equal(used(usage, 'v1/r'), 7, 'the old JSON is no longer charged');
+  await v1.putV1ImageJson('v1/r', id, null, d('1'));
+  t.equal(await used(usage, 'v1/r'), 10);
+  await v1.putV1ImageJson('v1/r', id, null, d('2'));
+  t.equal(await used(usage, 'v1/r'), 7, 'the old JSON is no longer charged');
 });
 
 t.test('deleting a repository removes its usage entirely', async (t) => {
   const { v2, v1, usage, repos, blob } = open();
-  blob(d('a'), 5);
-  blob(d('b'), 6);
-  v2.linkBlob('gone/r', d('a'));
-  v1.putV1ImageJson('gone/r', 'a'.repeat(64), null, d('b'));
-  v2.linkBlob('kept/r', d('a'));
-  t.equal(used(usage, 'gone/r'), 11);
+  await blob(d('a'), 5);
+  await blob(d('b'), 6);
+  await v2.linkBlob('gone/r', d('a'));
+  await v1.putV1ImageJson('gone/r', 'a'.repeat(64), null, d('b'));
+  await v2.linkBlob('kept/r', d('a'));
+  t.equal(await used(usage, 'gone/r'), 11);
   t.same(await repos.deleteRepository('gone/r'), { tags: 0, manifests: 0, blobs: 1, v1Tags: 0, v1Images: 1, uploads: 0 });
-  t.equal(used(usage, 'gone/r'), 0);
+  t.equal(await used(usage, 'gone/r'), 0);
   t.same((await usage.perRepository()).map((r) => r.repo), ['kept/r'], 'no row is left for it');
   t.equal(await repos.deleteRepository('gone/r'), undefined, 'a second delete finds nothing');
 });
@@ -104,7 +104,7 @@ t.test('an index from before migration 5 starts with the usage its references ma
   t.same(await usage.perRepository(), [{ repo: 'old/r', bytes: 1010, blobs: 2, sharedBytes: 0, uniqueBytes: 1010 }]);
   // The counts go on from there: removing the link leaves the v1 image's charge.
   db.prepare("DELETE FROM repo_blobs WHERE repo = 'old/r'").run();
-  t.equal(usage.bytesUsed([{ exact: 'old/r' }]), 1010);
+  t.equal(await usage.bytesUsed([{ exact: 'old/r' }]), 1010);
   db.prepare("DELETE FROM v1_images WHERE repo = 'old/r'").run();
-  t.equal(usage.bytesUsed([{ exact: 'old/r' }]), 0);
+  t.equal(await usage.bytesUsed([{ exact: 'old/r' }]), 0);
 });

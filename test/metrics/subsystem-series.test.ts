@@ -10,7 +10,7 @@ import { startRegistry } from '../helpers/server';
 t.test('series copy the subsystems\' running totals at each scrape', async (t) => {
   const metrics = Metrics.disabled();
   const endpoint = { endpoint: 'ci', pending: 3, oldestPendingAgeSeconds: 12, delivered: 40, failedAttempts: 5, dropped: 1, lastError: 'HTTP 500' };
-  notificationSeries(metrics, { stats: () => [endpoint] });
+  notificationSeries(metrics, { stats: async () => [endpoint] });
   const proxy = { hits: { manifests: 7, blobs: 20 }, misses: { manifests: 2, blobs: 4 }, stale: 1, joined: 3, upstreamBytes: 1234, upstreamErrors: { timeout: 2 } as never };
   proxySeries(metrics, { stats: () => proxy });
 

@@ -43,8 +43,8 @@ t.test('v2: blob and manifest pushes, mount, tag and manifest deletes; request i
   t.equal(new Set(events.map((e) => e.id)).size, events.length, 'ids are unique');
   t.equal(rx.deliveries[0]!.headers['content-type'], 'application/vnd.docker.distribution.events.v1+json');
   // The receiver records a POST before the sender has read its answer: wait for the sender's count.
-  for (let i = 0; i < 200 && reg.app.registry.notifier!.stats()[0]!.delivered < 7; i++) await new Promise((r) => setTimeout(r, 25));
-  t.same(reg.app.registry.notifier!.stats().map((s) => ({ ...s, oldestPendingAgeSeconds: 0 })), [
+  for (let i = 0; i < 200 && (await reg.app.registry.notifier!.stats())[0]!.delivered < 7; i++) await new Promise((r) => setTimeout(r, 25));
+  t.same((await reg.app.registry.notifier!.stats()).map((s) => ({ ...s, oldestPendingAgeSeconds: 0 })), [
     { endpoint: 'hook', pending: 0, oldestPendingAgeSeconds: 0, delivered: 7, failedAttempts: 0, dropped: 0, lastError: null },
   ]);
 });

@@ -24,10 +24,10 @@ function setup(t: Test, rx: Receiver, extra: Record<string, unknown> = {}, opts:
   const sender = new EndpointSender(endpoint!, outbox, log, { maxAgeMs: opts.maxAgeMs ?? 3_600_000, secret: opts.secret, batch: opts.batch, idleMs: 50 });
   t.teardown(() => sender.stop());
   let n = 0;
-  const enqueue = (repo: string, count = 1, createdAt = Date.now()) => {
+  const enqueue = async (repo: string, count = 1, createdAt = Date.now()) => {
     for (let i = 0; i < count; i++) {
       n++;
-      outbox.enqueue(['hook'], repo, JSON.stringify({ id: `e${n}`, action: 'push', target: { repository: repo } }), createdAt);
+      await outbox.enqueue(['hook'], repo, JSON.stringify({ id: `e${n}`, action: 'push', target: { repository: repo } }), createdAt);
     }
     sender.wake();
   };
@@ -42,14 +42,14 @@ t.test('500 then 200: retried with the same ids, counted, delivered once, in ord
   rx.mode = { status: 500 };
   const { sender, enqueue, lines } = setup(t, rx);
   sender.start();
-  enqueue('a/b', 3);
+  await enqueue('a/b', 3);
   await rx.waitFor(() => rx.deliveries.length >= 3);
   rx.mode = { status: 200 };
   await rx.waitFor(() => rx.accepted().length >= 3);
-  await waitUntil(() => sender.stats().delivered === 3); // the answer is read after the receiver saw the POST
+  await waitUntil(async () => (await sender.stats()).delivered === 3); // the answer is read after the receiver saw the POST
   t.same(ids(rx), ['e1', 'e2', 'e3']);
   t.ok(rx.deliveries.filter((d) => d.answered === '500').every((d) => d.events.map((e) => e.id).join() === 'e1,e2,e3'), 'every retry carries the same events');
-  const s = sender.stats();
+  const s = await sender.stats();
   t.equal(s.delivered, 3);
   t.ok(s.failedAttempts >= 3);
   t.equal(s.lastError, 'HTTP 500');
@@ -62,19 +62,19 @@ t.test('garbage answers and hangs are failures to retry, never a crash', async (
   rx.mode = 'garbage';
   const { sender, enqueue } = setup(t, rx);
   sender.start();
-  enqueue('a/b');
+  await enqueue('a/b');
   await rx.waitFor(() => rx.deliveries.length >= 2);
-  const garbage = sender.stats().lastError;
+  const garbage = (await sender.stats()).lastError;
   rx.mode = 'hang';
   await rx.waitFor(() => rx.deliveries.length >= 4);
   await new Promise((r) => setTimeout(r, 400));
-  const hung = sender.stats().lastError;
+  const hung = (await sender.stats()).lastError;
   rx.mode = { status: 204 };
   await rx.waitFor(() => rx.accepted().length >= 1);
   t.ok(garbage && !/^HTTP/.test(garbage), `garbage: ${garbage}`);
   t.equal(hung, 'no answer within 300 ms');
   t.same(ids(rx), ['e1']);
-  t.ok(sender.stats().failedAttempts >= 3);
+  t.ok((await sender.stats()).failedAttempts >= 3);
 });
 
 t.test('408 and 429 are retried; another 4xx drops the event (with a log line), the next ones still go', async (t) => {
@@ -82,14 +82,14 @@ t.test('408 and 429 are retried; another 4xx drops the event (with a log line), 
   let answers = [408, 429];
   rx.mode = (events) => (events.some((e) => e.id === 'e2') ? { status: 422 } : { status: answers.shift() ?? 200 });
   const { sender, enqueue, lines } = setup(t, rx, {}, { batch: 10 });
-  enqueue('a/b', 4);
+  await enqueue('a/b', 4);
   sender.start();
   await rx.waitFor(() => rx.accepted().length >= 3);
   t.same(ids(rx), ['e1', 'e3', 'e4'], 'only the refused event is dropped, the others in order');
   const dropped = lines.filter((l) => l.msg.startsWith('notification dropped'));
   t.equal(dropped.length, 1);
   t.match(dropped[0]!.obj, { eventId: 'e2', endpoint: 'hook', repository: 'a/b' });
-  t.equal(sender.stats().dropped, 1);
+  t.equal((await sender.stats()).dropped, 1);
   answers = [];
 });
 
@@ -98,31 +98,31 @@ t.test('maxRetries: dropped after that many retries, counted and logged', async 
   rx.mode = { status: 503 };
   const { sender, enqueue, lines } = setup(t, rx, { maxRetries: 2 });
   sender.start();
-  enqueue('a/b');
+  await enqueue('a/b');
   await new Promise((r) => setTimeout(r, 50));
-  await t.resolves(waitUntil(() => sender.stats().dropped === 1));
+  await t.resolves(waitUntil(async () => (await sender.stats()).dropped === 1));
   t.equal(rx.deliveries.length, 3, 'one attempt and two retries');
-  t.equal(sender.stats().pending, 0, 'the row is gone');
+  t.equal((await sender.stats()).pending, 0, 'the row is gone');
   t.match(lines.find((l) => l.msg.startsWith('notification dropped'))?.msg, /failed 3 times \(maxRetries 2\)/);
 });
 
 t.test('maxAge: an event older than maxAge is dropped unsent', async (t) => {
   const rx = await startReceiver(t);
   const { sender, enqueue, lines } = setup(t, rx, {}, { maxAgeMs: 60_000 });
-  enqueue('a/b', 1, Date.now() - 120_000);
-  enqueue('a/b', 1);
+  await enqueue('a/b', 1, Date.now() - 120_000);
+  await enqueue('a/b', 1);
   sender.start();
   await rx.waitFor(() => rx.accepted().length >= 1);
   t.same(ids(rx), ['e2']);
   t.match(lines.find((l) => l.msg.startsWith('notification dropped'))?.msg, /older than notifications\.maxAge/);
-  t.equal(sender.stats().dropped, 1);
+  t.equal((await sender.stats()).dropped, 1);
 });
 
 t.test('batches keep the order, and a signature header verifies', async (t) => {
   const rx = await startReceiver(t);
   const secret = Buffer.from('a secret of enough length');
   const { sender, enqueue } = setup(t, rx, { headers: { Authorization: 'Bearer xyz' } }, { batch: 5, secret });
-  enqueue('a/b', 12);
+  await enqueue('a/b', 12);
   sender.start();
   await rx.waitFor(() => rx.accepted().length >= 12);
   t.same(ids(rx), Array.from({ length: 12 }, (_, i) => `e${i + 1}`));
@@ -137,18 +137,18 @@ t.test('stop() returns at once while the receiver hangs; the event stays for the
   const rx = await startReceiver(t);
   rx.mode = 'hang';
   const { sender, enqueue, outbox } = setup(t, rx, { timeout: '30s' });
-  enqueue('a/b');
+  await enqueue('a/b');
   sender.start();
   await rx.waitFor(() => rx.deliveries.length >= 1);
   const started = Date.now();
   await sender.stop();
   t.ok(Date.now() - started < 1000, 'not held by the hanging POST');
-  t.equal(outbox.next('hook', 10).length, 1);
+  t.equal((await outbox.next('hook', 10)).length, 1);
 });
 
-async function waitUntil(pred: () => boolean, ms = 10_000): Promise<void> {
+async function waitUntil(pred: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> {
   const deadline = Date.now() + ms;
-  while (!pred()) {
+  while (!(await pred())) {
     if (Date.now() > deadline) throw new Error('timed out');
     await new Promise((r) => setTimeout(r, 20));
   }

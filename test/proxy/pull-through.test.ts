@@ -157,7 +157,7 @@ t.test('an upstream sending wrong bytes: the client gets an error, nothing is st
   );
   t.ok('error' in failed, 'the response is cut short, never a whole body', failed);
   if ('body' in failed) t.not(sha256(failed.body!), blob.digest);
-  t.equal(cache.app.registry.blobs.stat(blob.digest as never), undefined, 'not stored');
+  t.equal(await cache.app.registry.blobs.stat(blob.digest as never), undefined, 'not stored');
   t.equal(cache.app.registry.proxy!.stats().upstreamErrors.digest, 1);
   if (cache.config.storage.driver === 'local') {
     const staged = readdirSync(path.join(cache.dir, 'blobs'), { recursive: true }).filter((f) => String(f).includes('uploads/'));

@@ -55,12 +55,12 @@ async function pushChunked(url: string, repo: string, b: Blob): Promise<Response
 
 t.test('pushes up to the limit pass; the one that crosses it is DENIED and leaves nothing visible', async (t) => {
   const reg = await startRegistry(t, { quotas: [{ repository: 'q/**', limit: 10_000 }, { repository: 'q/small', limit: 3_000 }] });
-  const used = () => reg.app.registry.quotas.status()[0]!.used;
+  const used = async () => (await reg.app.registry.quotas.status())[0]!.used;
   const a = blobOf(randomBytes(4000));
   const b = blobOf(randomBytes(4000));
   await pushBlob(reg.url, 'q/a', a);
   await pushBlob(reg.url, 'q/b', b);
-  t.equal(used(), 8000, 'the namespace uses both');
+  t.equal(await used(), 8000, 'the namespace uses both');
 
   // Announced size: refused before a byte is read.
   const c = blobOf(randomBytes(3000));
@@ -76,7 +76,7 @@ t.test('pushes up to the limit pass; the one that crosses it is DENIED and leave
   // Streamed without a length: the bytes are taken, the commit is refused, the blob is not linked.
   t.ok(await denied(await pushChunked(reg.url, 'q/a', c), 'q/**'), 'chunked upload refused at its final PUT');
   t.notOk(await linked(reg.url, 'q/a', c), 'not linked');
-  t.equal(used(), 8000, 'usage unchanged');
+  t.equal(await used(), 8000, 'usage unchanged');
 
   // A blob the repository holds already costs nothing, even at the limit; a mount into another repository does.
   await pushBlob(reg.url, 'q/a', a);
@@ -134,9 +134,9 @@ t.test('deleting and collecting lowers the usage; the refused push then fits', a
 t.test('v1 pushes are counted and refused too, with a v1 error body', async (t) => {
   const reg = await startRegistry(t, { quotas: [{ repository: 'v1ns/**', limit: 30_000 }] });
   await pushV1(reg.url, 'v1ns/app', 'one', imageChain(2, { layerBytes: 10_000 }));
-  const used = reg.app.registry.quotas.status()[0]!.used;
+  const used = (await reg.app.registry.quotas.status())[0]!.used;
   t.ok(used > 20_000 && used < 30_000, `the first chain is counted (${used} bytes)`);
   const err = await pushV1(reg.url, 'v1ns/app', 'two', imageChain(2, { layerBytes: 10_000 })).then(() => undefined, (e: Error) => e.message);
   t.match(err, /^PUT layer [0-9a-f]+: 403 \{"error":"quota exceeded for v1ns\/\*\*: .* of 29 KiB used"\}$/, 'the layer that crosses it is refused');
-  t.ok(reg.app.registry.quotas.status()[0]!.used <= 30_000, 'nothing beyond the limit');
+  t.ok((await reg.app.registry.quotas.status())[0]!.used <= 30_000, 'nothing beyond the limit');
 });

@@ -110,7 +110,7 @@ t.test('an operator command flushing while the server runs: the rebuild still ha
   tag(server, 'b');
   await journal.flush();
   await journal['sync']();
-  journal.prune(); // the server's records so far are durable and leave the outbox
+  await journal.prune(); // the server's records so far are durable and leave the outbox
   tag(server, 'c');
   tag(server, 'd');
   await journal.flush(); // appended to the server's open segment, not yet synced

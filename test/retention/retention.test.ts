@@ -154,7 +154,7 @@ t.test('du reports what quotas count, per repository, shared and unique', async 
   ], 'each repository is charged the whole image once; all of it shared');
   t.match(out.stdout, new RegExp(`^total: ${2 * size} in 2 repositories$`, 'm'));
   t.match(out.stdout, new RegExp(`^quota du/\\*\\*: ${2 * size} of 1000000 used \\(\\d+%\\)$`, 'm'), 'the quota line agrees with the table');
-  t.equal(reg.app.registry.quotas.status()[0]!.used, 2 * size, 'and with what the server enforces');
+  t.equal((await reg.app.registry.quotas.status())[0]!.used, 2 * size, 'and with what the server enforces');
   const bad = await cli(reg, duCommand, ['Bad Glob']);
   t.equal(bad.code, 2);
   t.match(bad.stderr, /cannot appear in a repository glob/);

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import t from 'tap';
 import { RegistryError } from '../../src/errors';
+import type { Tx } from '../../src/index/connection';
 import { openDatabase } from '../../src/index/db';
 import { MetadataIndex } from '../../src/index/metadata-index';
 import { BlobStore } from '../../src/storage/blob-store';
@@ -35,7 +36,7 @@ t.test('ingest verifies the digest and stores once', async (t) => {
   const { store, root, index } = await setup(t);
   const data = randomBytes(100_000);
   await t.rejects(store.ingest(Readable.from([data]), { expected: digest(Buffer.from('other')) }), { code: 'DIGEST_INVALID' });
-  t.equal(store.stat(digest(data)), undefined, 'nothing recorded after a mismatch');
+  t.equal(await store.stat(digest(data)), undefined, 'nothing recorded after a mismatch');
   t.same(readdirSync(path.join(root, 'blobs/uploads')), [], 'no staged leftovers');
   const [a, b] = await Promise.all([store.ingest(Readable.from([data])), store.ingest(Readable.from([data]))]);
   t.equal(a.digest, digest(data));
@@ -43,7 +44,7 @@ t.test('ingest verifies the digest and stores once', async (t) => {
   t.ok((await bytesOf(await store.open(a.digest))).equals(data));
   t.ok((await bytesOf(await store.open(a.digest, { start: 5, end: 9 }))).equals(data.subarray(5, 10)));
   await store.settle(); // the duplicate's staged copy is deleted after the ingest returned
-  t.same(index.staleUploads(Date.now() + 1000), [], 'no upload rows left');
+  t.same(await index.staleUploads(Date.now() + 1000), [], 'no upload rows left');
   t.same(readdirSync(path.join(root, 'blobs/uploads')), [], 'no staged copies left');
   await t.rejects(store.open(digest(Buffer.from('nope'))), { code: 'BLOB_UNKNOWN' });
 });
@@ -78,13 +79,13 @@ t.test('an upload of content already stored: answered at once, its staged copy d
   t.equal(blob.digest, digest(data));
   // The staged copy is deleted a little later, off every client's path; the upload is finished at once.
   t.equal(readdirSync(path.join(root, 'blobs/uploads')).length, 1, 'staged copy still there right after the commit');
-  t.equal(store.getUpload(upload.id), undefined, 'but the upload is unknown to clients');
+  t.equal(await store.getUpload(upload.id), undefined, 'but the upload is unknown to clients');
   await t.rejects(store.appendUpload(upload.id, Readable.from([Buffer.from('x')])), { code: 'BLOB_UPLOAD_UNKNOWN' });
   await t.rejects(store.cancelUpload(upload.id), { code: 'BLOB_UPLOAD_UNKNOWN' });
   t.equal(await store.purgeStaleUploads(0), 0, 'the purge leaves it to the pending delete');
   await store.settle();
   t.same(readdirSync(path.join(root, 'blobs/uploads')), [], 'staged copy deleted');
-  t.equal(index.getUpload(upload.id), undefined, 'upload row gone');
+  t.equal(await index.getUpload(upload.id), undefined, 'upload row gone');
   await t.rejects(store.appendUpload(upload.id, Readable.from([Buffer.from('x')])), { code: 'BLOB_UPLOAD_UNKNOWN' });
 });
 
@@ -96,10 +97,10 @@ t.test('a final chunk whose commit fails is still counted, so the client can ret
   await t.rejects(store.commitUpload(upload.id, digest(Buffer.from('wrong')), Readable.from([data.subarray(1000)])), {
     code: 'DIGEST_INVALID',
   });
-  t.equal(index.getUpload(upload.id)?.size, data.length, 'the last chunk is in the upload');
+  t.equal((await index.getUpload(upload.id))?.size, data.length, 'the last chunk is in the upload');
   const blob = await store.commitUpload(upload.id, digest(data));
   t.equal(blob.size, data.length);
-  t.equal(index.getUpload(upload.id), undefined, 'row gone after the commit');
+  t.equal(await index.getUpload(upload.id), undefined, 'row gone after the commit');
 });
 
 t.test('a failed commit whose progress cannot be saved either still reports the commit error', async (t) => {
@@ -141,7 +142,7 @@ t.test('a driver that fails half-way: the body is destroyed and the upload keeps
   body.write(randomBytes(100));
   await t.rejects(store.appendUpload(upload.id, body), /disk went away/);
   t.ok(body.destroyed, 'body destroyed');
-  t.equal(index.getUpload(upload.id)?.size, 5, 'size unchanged');
+  t.equal((await index.getUpload(upload.id))?.size, 5, 'size unchanged');
   driver.appendUpload = realAppend;
   await store.appendUpload(upload.id, Readable.from([Buffer.from('second')]));
   const blob = await store.commitUpload(upload.id, digest(Buffer.from('firstsecond')));
@@ -170,7 +171,7 @@ t.test('chunked upload: order enforced, resumable across a restart, hash kept', 
 
   // "Restart": a fresh store over the same files and database has no in-memory hash.
   const again = await s.reopen();
-  t.equal(again.store.getUpload(up.id)!.size, 70_001, 'upload state survived');
+  t.equal((await again.store.getUpload(up.id))!.size, 70_001, 'upload state survived');
   await again.store.appendUpload(up.id, Readable.from([parts[2]!]), { start: 70_001 });
   await t.rejects(again.store.commitUpload(up.id, digest(Buffer.from('x'))), { code: 'DIGEST_INVALID' });
   const blob = await again.store.commitUpload(up.id, digest(all));
@@ -195,10 +196,10 @@ t.test('staged bytes cut short (lost in a crash with fsync off, or by hand): the
   await t.rejects(again.store.appendUpload(resumed.id, Readable.from([data]), { start: 300_000 }), gone, 'a resumed PATCH');
   await t.rejects(again.store.commitUpload(committed.id, digest(data)), gone, 'the PUT that ends it');
   for (const id of [resumed.id, committed.id]) {
-    t.equal(again.store.getUpload(id), undefined, 'the upload is gone');
+    t.equal(await again.store.getUpload(id), undefined, 'the upload is gone');
     t.notOk(existsSync(staged(id)), 'and its staged bytes');
   }
-  t.equal(again.store.stat(digest(data)), undefined, 'nothing stored');
+  t.equal(await again.store.stat(digest(data)), undefined, 'nothing stored');
   again.index.close();
 });
 
@@ -217,13 +218,13 @@ t.test('a restart between the commit moving the bytes into place and the index r
   await t.rejects(s.store.commitUpload(other.id, digest(data.subarray(1)), undefined, { onStored: crash }));
 
   const again = await s.reopen();
-  t.equal(again.store.stat(digest(data)), undefined, 'not recorded before the retry');
+  t.equal(await again.store.stat(digest(data)), undefined, 'not recorded before the retry');
   await t.rejects(again.store.commitUpload(other.id, digest(data)), { code: 'DIGEST_INVALID' }, 'a digest the moved bytes do not have');
-  t.equal(again.store.getUpload(other.id), undefined, 'that upload is gone: nothing is left to append to');
+  t.equal(await again.store.getUpload(other.id), undefined, 'that upload is gone: nothing is left to append to');
   const blob = await again.store.commitUpload(up.id, digest(data));
   t.equal(blob.size, data.length);
   t.ok((await bytesOf(await again.store.open(blob.digest))).equals(data), 'served from where the first commit put it');
-  t.equal(again.store.getUpload(up.id), undefined, 'upload finished');
+  t.equal(await again.store.getUpload(up.id), undefined, 'upload finished');
 
   // A monolithic PUT (body and digest at once) stopped at the same point: the retry sends the whole body
   // again, but the bytes were moved into place already (the row says so): it is stored once.
@@ -243,7 +244,7 @@ t.test('an upload whose staged bytes are gone ends with BLOB_UPLOAD_UNKNOWN, not
   await store.appendUpload(up.id, Readable.from([randomBytes(1000)]));
   rmSync(path.join(root, 'blobs/uploads', up.id));
   await t.rejects(store.appendUpload(up.id, Readable.from([randomBytes(10)]), { start: 1000 }), { code: 'BLOB_UPLOAD_UNKNOWN' });
-  t.equal(store.getUpload(up.id), undefined, 'the upload is gone: the client starts a new one');
+  t.equal(await store.getUpload(up.id), undefined, 'the upload is gone: the client starts a new one');
 });
 
 t.test("an upload whose staged bytes were removed never links the client's digest, even of a stored blob of its size", async (t) => {
@@ -255,9 +256,9 @@ t.test("an upload whose staged bytes were removed never links the client's diges
   rmSync(path.join(s.root, 'blobs/uploads', up.id)); // as the old purge did: the file before the row
   const { store, index } = await s.reopen(); // and no running hash left in memory
   let linked = false;
-  await t.rejects(store.commitUpload(up.id, stored.digest, undefined, { onStored: () => (linked = true) }), { code: 'BLOB_UPLOAD_UNKNOWN' });
+  await t.rejects(store.commitUpload(up.id, stored.digest, undefined, { onStored: async () => void (linked = true) }), { code: 'BLOB_UPLOAD_UNKNOWN' });
   t.notOk(linked, 'nothing linked');
-  t.equal(index.getUpload(up.id), undefined, 'the upload ended');
+  t.equal(await index.getUpload(up.id), undefined, 'the upload ended');
   index.close();
 });
 
@@ -269,7 +270,7 @@ t.test('an upload being purged is refused to a PUT, never half-served', async (t
   const during = await store.commitUpload(up.id, digest(Buffer.from('x'))).catch((err: RegistryError) => err.code);
   t.ok(during === 'RANGE_INVALID' || during === 'BLOB_UPLOAD_UNKNOWN', `refused (${during})`);
   t.equal(await purging, 1);
-  t.equal(index.getUpload(up.id), undefined);
+  t.equal(await index.getUpload(up.id), undefined);
   await t.rejects(store.commitUpload(up.id, digest(Buffer.from('x'))), { code: 'BLOB_UPLOAD_UNKNOWN' });
 });
 
@@ -282,29 +283,29 @@ t.test('commit with a final chunk; cancel; purge of stale uploads', async (t) =>
 
   const c = await store.startUpload('r/y');
   await store.cancelUpload(c.id);
-  t.equal(store.getUpload(c.id), undefined);
+  t.equal(await store.getUpload(c.id), undefined);
   await t.rejects(store.cancelUpload(c.id), { code: 'BLOB_UPLOAD_UNKNOWN' });
 
   const stale = await store.startUpload('r/z');
   await store.appendUpload(stale.id, Readable.from([data]));
   t.equal(await store.purgeStaleUploads(60_000), 0, 'fresh uploads stay');
   t.equal(await store.purgeStaleUploads(-1), 1, 'old ones go');
-  t.equal(index.getUpload(stale.id), undefined);
+  t.equal(await index.getUpload(stale.id), undefined);
   t.same(readdirSync(path.join(root, 'blobs/uploads')), []);
 });
 
 t.test('onStored runs in the transaction that records the blob, or alone if the content was already stored', async (t) => {
-  const { store } = await setup(t);
+  const { store, index } = await setup(t);
   const data = randomBytes(3000);
-  const refuse = () => {
+  const refuse = async () => {
     throw new Error('link failed');
   };
   await t.rejects(store.ingest(Readable.from([data]), { onStored: refuse }), { message: 'link failed' });
-  t.equal(store.stat(digest(data)), undefined, 'a failing onStored rolls the blob record back with it');
+  t.equal(await store.stat(digest(data)), undefined, 'a failing onStored rolls the blob record back with it');
 
   const seen: string[] = [];
-  const record = (b: { digest: Digest }) => {
-    seen.push(`${b.digest === digest(data)} ${store.stat(b.digest) !== undefined}`);
+  const record = async (tx: Tx, b: { digest: Digest }) => {
+    seen.push(`${b.digest === digest(data)} ${(await tx(index).getBlob(b.digest)) !== undefined}`);
   };
   await store.ingest(Readable.from([data]), { onStored: record });
   await store.ingest(Readable.from([data]), { onStored: record });
@@ -315,7 +316,7 @@ t.test('onStored runs in the transaction that records the blob, or alone if the 
   const other = randomBytes(10);
   const up2 = await store.startUpload('r/linked');
   await t.rejects(store.commitUpload(up2.id, digest(other), Readable.from([other]), { onStored: refuse }), { message: 'link failed' });
-  t.equal(store.stat(digest(other)), undefined, 'same for a client upload');
+  t.equal(await store.stat(digest(other)), undefined, 'same for a client upload');
   const retried = await store.commitUpload(up2.id, digest(other), undefined, { onStored: record });
   t.equal(retried.digest, digest(other), 'whose client can retry the PUT alone (its bytes were already moved into place)');
   t.equal(seen.length, 4);
@@ -325,11 +326,16 @@ t.test('onVerified: told the digest once the bytes match, before the blob is rec
   const { store } = await setup(t);
   const data = randomBytes(70_000);
   const told: string[] = [];
+  const recorded: Promise<unknown>[] = [];
   const blob = await store.ingest(Readable.from([data]), {
     expected: digest(data),
-    onVerified: (d) => told.push(`${d} recorded=${store.stat(d) !== undefined}`),
+    onVerified: (d) => {
+      told.push(d);
+      recorded.push(store.stat(d)); // read at once, before the ingest goes on
+    },
   });
-  t.same(told, [`${blob.digest} recorded=false`], 'once, before the blob is visible');
+  t.same(told, [blob.digest], 'once');
+  t.same(await Promise.all(recorded), [undefined], 'before the blob is visible');
   told.length = 0;
   await store.ingest(Readable.from([data]), { onVerified: (d) => told.push(d) });
   t.same(told, [digest(data)], 'also for content already stored');

@@ -95,7 +95,7 @@ t.test('BlobStore ingest: on the workers (local) or as the bytes pass (drivers w
   const index = new MetadataIndex(openDatabase(path.join(root, 'index.db')));
   const store = new BlobStore(driver, index);
   let seen: unknown;
-  const a = await store.ingest(Readable.from(slowly(gz)), { hashPrefix: Buffer.from('{}\n'), analyzeLayer: true, onStored: (_b, _p, layer) => (seen = layer) });
+  const a = await store.ingest(Readable.from(slowly(gz)), { hashPrefix: Buffer.from('{}\n'), analyzeLayer: true, onStored: async (_tx, _b, _p, layer) => void (seen = layer) });
   t.same(a.layer, { format: 'gzip', diffId: `sha256:${sha(tar)}` });
   t.same(seen, a.layer, 'onStored has it, in the transaction that records the blob');
   const without = Object.assign(Object.create(driver) as LocalDriver, { appendUploadPrefixed: undefined });

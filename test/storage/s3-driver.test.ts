@@ -292,7 +292,7 @@ t.test('BlobStore on S3', async (t) => {
     first.index.close();
 
     const again = open();
-    t.equal(again.store.getUpload(up.id)!.size, 7 * MiB + 3, 'upload state survived the restart');
+    t.equal((await again.store.getUpload(up.id))!.size, 7 * MiB + 3, 'upload state survived the restart');
     await again.store.appendUpload(up.id, chunked(pieces[2]!), { start: 7 * MiB + 3 });
     const blob = await again.store.commitUpload(up.id, digest(all), chunked(pieces[3]!));
     t.equal(blob.digest, digest(all), 'committed under the verified digest');
@@ -300,14 +300,14 @@ t.test('BlobStore on S3', async (t) => {
     t.equal(blob.location, `blobs/${up.id}`, 'at the upload\'s own key');
     t.ok((await collect(await again.store.open(blob.digest))).equals(all), 'byte-identical');
     t.ok((await collect(await again.store.open(blob.digest, { start: 7 * MiB - 2, end: 7 * MiB + 4 }))).equals(all.subarray(7 * MiB - 2, 7 * MiB + 5)), 'ranged');
-    t.equal(again.store.getUpload(up.id), undefined, 'upload row gone');
+    t.equal(await again.store.getUpload(up.id), undefined, 'upload row gone');
 
     // Wrong digest after a restart: the bytes were committed to check them, so the upload goes with them.
     const wrong = digest(Buffer.from('something else'));
     await again.store.appendUpload(bad.id, Readable.from([pieces[1]!]), { start: 7 * MiB });
     await t.rejects(again.store.commitUpload(bad.id, wrong), { code: 'DIGEST_INVALID' });
-    t.equal(again.store.stat(wrong), undefined, 'nothing recorded under the claimed digest');
-    t.equal(again.store.stat(digest(Buffer.concat([pieces[0]!, pieces[1]!]))), undefined, 'nor under the real one');
+    t.equal(await again.store.stat(wrong), undefined, 'nothing recorded under the claimed digest');
+    t.equal(await again.store.stat(digest(Buffer.concat([pieces[0]!, pieces[1]!]))), undefined, 'nor under the real one');
     t.notOk(await look.exists(`blobs/${bad.id}`), 'the checked object is deleted');
     t.same(await look.keys(`uploads/${bad.id}/`), [], 'no staged tail left');
     await t.rejects(again.store.appendUpload(bad.id, Readable.from([Buffer.from('x')])), { code: 'BLOB_UPLOAD_UNKNOWN' }, 'the upload is gone');
@@ -344,18 +344,18 @@ t.test('BlobStore on S3', async (t) => {
     t.same(added, [a.location], 'exactly one object in the bucket for the four uploads');
     t.ok((await collect(await first.store.open(a.digest))).equals(data));
     await first.store.settle(); // the duplicates' staged parts are deleted a little later
-    t.same(first.index.staleUploads(Date.now() + 1000), [], 'no upload rows left');
+    t.same(await first.index.staleUploads(Date.now() + 1000), [], 'no upload rows left');
   });
 
   t.test('the stale-upload purge removes an abandoned multipart upload', async (t) => {
     const { first } = setup(t);
     const up = await first.store.startUpload('r/stale');
     await first.store.appendUpload(up.id, chunked(randomBytes(13 * MiB)));
-    t.equal(view(first.store.getUpload(up.id)!.state).parts.length, 2, 'two parts uploaded');
+    t.equal(view((await first.store.getUpload(up.id))!.state).parts.length, 2, 'two parts uploaded');
     t.same(await look.keys(`uploads/${up.id}/`), [`uploads/${up.id}/tail.1`], 'a tail staged');
     t.equal(await first.store.purgeStaleUploads(60_000), 0, 'fresh uploads stay');
     t.equal(await first.store.purgeStaleUploads(-1), 1, 'the old one goes (AbortMultipartUpload refused by s3rver: ignored)');
-    t.equal(first.store.getUpload(up.id), undefined, 'row gone');
+    t.equal(await first.store.getUpload(up.id), undefined, 'row gone');
     t.same(await look.keys(`uploads/${up.id}/`), [], 'tail gone');
     t.notOk(await look.exists(`blobs/${up.id}`), 'no object');
   });
@@ -370,7 +370,7 @@ t.test('BlobStore on S3', async (t) => {
     t.equal((await first.store.readBytes(empty.digest)).length, 0);
     await t.rejects(first.store.ingest(failingAfter(randomBytes(7 * MiB))), /went away/);
     await first.store.settle(); // the duplicates' staged parts are deleted a little later
-    t.same(first.index.staleUploads(Date.now() + 1000), [], 'no upload rows left');
+    t.same(await first.index.staleUploads(Date.now() + 1000), [], 'no upload rows left');
   });
 });
 

@@ -18,8 +18,8 @@ t.test('a v1 tag named __proto__ or constructor is listed like any other', async
   t.teardown(() => db.close());
   const core = new MetadataIndex(db);
   const v1 = new V1Index(db, core);
-  for (const tag of ['__proto__', 'constructor', 'latest']) v1.setV1Tag('a/b', tag, `id-${tag}`, '{}');
-  const tags = v1.listV1Tags('a/b');
+  for (const tag of ['__proto__', 'constructor', 'latest']) await v1.setV1Tag('a/b', tag, `id-${tag}`, '{}');
+  const tags = await v1.listV1Tags('a/b');
   t.same(Object.entries(tags), [['__proto__', 'id-__proto__'], ['constructor', 'id-constructor'], ['latest', 'id-latest']]);
   t.equal(JSON.stringify(tags), '{"__proto__":"id-__proto__","constructor":"id-constructor","latest":"id-latest"}');
 });

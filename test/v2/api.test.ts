@@ -453,7 +453,7 @@ t.test('v1 and v2 share one blob store', async (t) => {
   const layerDigest = sha256(img!.layer);
   const r = await http(reg.url, 'POST', `/v2/shared/two/blobs/uploads/?digest=${layerDigest}`, img!.layer);
   t.equal(r.status, 201);
-  const rec = reg.app.registry.blobs.stat(layerDigest as `sha256:${string}`);
+  const rec = await reg.app.registry.blobs.stat(layerDigest as `sha256:${string}`);
   t.ok(rec, 'one record for the bytes both protocols pushed');
   const { readdirSync, readFileSync } = await import('node:fs');
   const { join } = await import('node:path');

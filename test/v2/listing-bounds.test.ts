@@ -84,29 +84,29 @@ t.test('index: filtered catalog and search pages equal filtering every repositor
   for (const user of users) {
     const visible = policy.reach(user, 'pull');
     const expected = rows.filter((r) => r.content && policy.can(user, r.name, 'pull')).map((r) => r.name).sort(byteOrder);
-    t.same(v2.catalog('', 100_000, visible), expected, `catalog of ${user}`);
+    t.same(await v2.catalog('', 100_000, visible), expected, `catalog of ${user}`);
     for (const n of [1, 3, 7]) {
       const pages: string[] = [];
-      for (let last = '', page = v2.catalog(last, n, visible); page.length > 0; last = page[page.length - 1]!, page = v2.catalog(last, n, visible)) {
+      for (let last = '', page = await v2.catalog(last, n, visible); page.length > 0; last = page[page.length - 1]!, page = await v2.catalog(last, n, visible)) {
         t.ok(page.length <= n);
         pages.push(...page);
       }
       t.same(pages, expected, `catalog of ${user}, pages of ${n}`);
     }
-    t.same(v2.catalog('other/zzz', 5, visible), expected.filter((x) => x > 'other/zzz').slice(0, 5), `${user}: last between names`);
+    t.same(await v2.catalog('other/zzz', 5, visible), expected.filter((x) => x > 'other/zzz').slice(0, 5), `${user}: last between names`);
 
     for (const q of ['', 'app', 'APP-1', 'shared', 'x', 'none-such']) {
       const all = rows.filter((r) => like(r, q) && policy.can(user, r.name, 'pull')).sort((a, b) => byteOrder(a.name, b.name));
       for (const [n, page] of [[3, 1], [3, 4], [100, 1], [5, 1000]] as const) {
-        const got = core.search(q, n, (page - 1) * n, visible);
+        const got = await core.search(q, n, (page - 1) * n, visible);
         t.equal(got.total, all.length, `search ${user} "${q}" total`);
         t.same(got.hits, all.slice((page - 1) * n, page * n).map((r) => ({ name: r.name, description: r.description })), `search ${user} "${q}" n=${n} page=${page}`);
       }
     }
   }
   // Without a filter: every repository.
-  t.same(v2.catalog('', 100_000), rows.filter((r) => r.content).map((r) => r.name).sort(byteOrder));
-  t.equal(core.search('', 10, 0).total, rows.length);
+  t.same(await v2.catalog('', 100_000), rows.filter((r) => r.content).map((r) => r.name).sort(byteOrder));
+  t.equal((await core.search('', 10, 0)).total, rows.length);
 });
 
 t.test('HTTP: catalog and search pages per tenant, Bearer needs registry:catalog, n is capped', async (t) => {

@@ -109,15 +109,15 @@ t.test('at start, staged uploads that can never resume are removed; resumable on
   const lostBytes = await open();
   rmSync(path.join(uploadsDir, lostBytes)); // bytes gone, no digest recorded before a move: cannot go on
   const movedBeforeCrash = await open();
-  index.setUploadDigest(movedBeforeCrash, sha256('x') as never, 1000, {});
+  await index.setUploadDigest(movedBeforeCrash, sha256('x') as never, 1000, {});
   rmSync(path.join(uploadsDir, movedBeforeCrash)); // a retried PUT still finishes it (see above)
-  index.createUpload('oneshot', null, {}); // a monolithic PUT or v1 layer cut off by a stop
+  await index.createUpload('oneshot', null, {}); // a monolithic PUT or v1 layer cut off by a stop
   writeFileSync(path.join(uploadsDir, 'oneshot'), randomBytes(5000));
   writeFileSync(path.join(uploadsDir, 'orphan'), randomBytes(7000)); // staged bytes no row names
   mkdirSync(path.join(uploadsDir, 'not-ours.d'));
 
   const again = await reg.restart();
-  const left = again.app.registry.index.allUploads().map((u) => u.id).sort();
+  const left = (await again.app.registry.index.allUploads()).map((u) => u.id).sort();
   t.same(left, [resumable, movedBeforeCrash].sort(), 'only resumable uploads are left');
   t.same(readdirSync(uploadsDir).sort(), [resumable, 'not-ours.d'].sort(), 'and only their staged files');
   const status = await http(again.url, 'GET', `/v2/start/r/blobs/uploads/${resumable}`);

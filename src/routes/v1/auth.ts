@@ -52,7 +52,7 @@ export function v1Authorizer(app: FastifyInstance) {
       }
       // Looked up among the repositories the caller may use: one for a read, two to tell a write is ambiguous.
       const reach = access.reach(identity, action);
-      const candidates = (action === 'pull' ? v1.repositoriesOf(id, reach, 1) : v1.repositoriesListing(id, reach, 2)).filter((repo) =>
+      const candidates = (action === 'pull' ? await v1.repositoriesOf(id, reach, 1) : await v1.repositoriesListing(id, reach, 2)).filter((repo) =>
         access.allows(identity, repo, action),
       );
       if (candidates.length === 0) {

@@ -24,7 +24,7 @@ export async function imageRoutes(app: FastifyInstance): Promise<void> {
 
   app.get('/images/:id/json', async (request: ImageRequest, reply) => {
     const repo = await auth.image(request, reply, assertImageId(request.params.id), 'pull');
-    const image = v1.completeImage(repo, request.params.id);
+    const image = await v1.completeImage(repo, request.params.id);
     if (notModified(request, reply)) return reply;
     const json = await v1.readJson(image);
     if (image.layerSize !== null) reply.header('x-docker-size', String(image.layerSize));
@@ -45,7 +45,7 @@ export async function imageRoutes(app: FastifyInstance): Promise<void> {
     url: '/images/:id/layer',
     handler: async (request: ImageRequest, reply) => {
       const repo = await auth.image(request, reply, assertImageId(request.params.id), 'pull');
-      const image = v1.completeImage(repo, request.params.id);
+      const image = await v1.completeImage(repo, request.params.id);
       if (notModified(request, reply)) return reply;
       await v1.ensureLayer(image);
       return sendLayer(request, reply, image);
@@ -62,19 +62,19 @@ export async function imageRoutes(app: FastifyInstance): Promise<void> {
     request.raw.resume(); // no body is expected; never leave one unread on a kept-alive connection
     const repo = await auth.image(request, reply, assertImageId(request.params.id), 'push');
     const header = request.headers['x-docker-checksum-payload'];
-    v1.on(requestFacts(request)).putImageChecksum(repo, request.params.id, Array.isArray(header) ? header.join(',') : header);
+    await v1.on(requestFacts(request)).putImageChecksum(repo, request.params.id, Array.isArray(header) ? header.join(',') : header);
     return sendJson(reply);
   });
 
   app.get('/images/:id/ancestry', async (request: ImageRequest, reply) => {
     const repo = await auth.image(request, reply, assertImageId(request.params.id), 'pull');
-    const ancestry = v1.ancestry(repo, request.params.id);
+    const ancestry = await v1.ancestry(repo, request.params.id);
     if (notModified(request, reply)) return reply;
     return cacheForever(reply).type('application/json').send(JSON.stringify(ancestry));
   });
 
   async function sendLayer(request: FastifyRequest, reply: FastifyReply, image: V1Image) {
-    const blob = image.layerDigest ? blobs.stat(image.layerDigest) : undefined;
+    const blob = image.layerDigest ? await blobs.stat(image.layerDigest) : undefined;
     if (!blob) throw new RegistryError('NOT_FOUND', 'Image not found');
     cacheForever(reply).header('content-type', 'application/octet-stream');
     return sendBlob(request, reply, blobs, blob, 302);

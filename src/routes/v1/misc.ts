@@ -16,7 +16,7 @@ export async function miscRoutes(app: FastifyInstance): Promise<void> {
     if (!Number.isInteger(n) || n < 1 || n > 100) throw new RegistryError('BAD_REQUEST', 'n must be an integer from 1 to 100');
     if (!Number.isInteger(page) || page < 1) throw new RegistryError('BAD_REQUEST', 'page must be a positive integer');
     const identity = await app.identify(request, reply);
-    const { total, hits } = index.search(q, n, (page - 1) * n, access.listablePatterns(identity));
+    const { total, hits } = await index.search(q, n, (page - 1) * n, access.listablePatterns(identity));
     return sendJson(reply, {
       num_pages: Math.max(1, Math.ceil(total / n)),
       num_results: total,

@@ -72,16 +72,16 @@ export async function repositoryRoutes(app: FastifyInstance): Promise<void> {
       case 'tag':
         return sendJson(reply, await v1.getTag(repo, res.tag));
       case 'tagJson':
-        return sendJson(reply, v1.tagJson(repo, res.tag));
+        return sendJson(reply, await v1.tagJson(repo, res.tag));
       case 'json':
-        return sendJson(reply, v1.tagJson(repo, 'latest'));
+        return sendJson(reply, await v1.tagJson(repo, 'latest'));
       case 'images': {
         const list = await v1.getImageList(repo);
         await indexHeaders(request, reply, repo, 'read');
         return sendJson(reply, list);
       }
       case 'properties':
-        return sendJson(reply, v1.getProperties(repo));
+        return sendJson(reply, await v1.getProperties(repo));
       default:
         throw notAllowed();
     }
@@ -94,19 +94,19 @@ export async function repositoryRoutes(app: FastifyInstance): Promise<void> {
     if (res.kind !== 'auth') await auth.repository(request, reply, repo, 'push');
     switch (res.kind) {
       case 'tag':
-        v1.on(requestFacts(request)).putTag(repo, res.tag, await body(request), request.headers['user-agent']);
+        await v1.on(requestFacts(request)).putTag(repo, res.tag, await body(request), request.headers['user-agent']);
         bridge?.afterV1TagChange(repo, res.tag); // the v2 view follows, in the background (docs/bridge.md)
         return sendJson(reply);
       case 'repository':
-        v1.putImageList(repo, await body(request));
+        await v1.putImageList(repo, await body(request));
         await indexHeaders(request, reply, repo, 'write');
         return sendJson(reply, '');
       case 'images':
-        v1.putImageList(repo, await body(request));
+        await v1.putImageList(repo, await body(request));
         await indexHeaders(request, reply, repo, 'write');
         return reply.code(204).send();
       case 'properties':
-        v1.setProperties(repo, await body(request));
+        await v1.setProperties(repo, await body(request));
         return sendJson(reply);
       case 'auth':
         request.raw.resume();
@@ -122,7 +122,7 @@ export async function repositoryRoutes(app: FastifyInstance): Promise<void> {
     await auth.repository(request, reply, repo, 'delete');
     switch (res.kind) {
       case 'tag':
-        v1.on(requestFacts(request)).deleteTag(repo, res.tag);
+        await v1.on(requestFacts(request)).deleteTag(repo, res.tag);
         bridge?.afterV1TagChange(repo, res.tag);
         return sendJson(reply);
       case 'tags':

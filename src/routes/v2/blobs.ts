@@ -58,7 +58,7 @@ export function blobHandlers(ctx: RegistryContext) {
     async getBlob(request: FastifyRequest, reply: FastifyReply, name: string, digestRaw: string) {
       const route = ctx.proxy?.route(name);
       if (route) return ctx.proxy!.serveBlob(request, reply, route, name, parseDigest(digestRaw));
-      const blob = v2.blob(name, parseDigest(digestRaw));
+      const blob = await v2.blob(name, parseDigest(digestRaw));
       reply.headers({
         'content-type': 'application/octet-stream',
         'docker-content-digest': blob.digest,
@@ -69,7 +69,7 @@ export function blobHandlers(ctx: RegistryContext) {
     },
 
     async deleteBlob(request: FastifyRequest, reply: FastifyReply, name: string, digestRaw: string) {
-      v2.on(requestFacts(request)).deleteBlob(name, parseDigest(digestRaw));
+      await v2.on(requestFacts(request)).deleteBlob(name, parseDigest(digestRaw));
       return reply.code(202).header('content-length', '0').send();
     },
 
@@ -80,7 +80,7 @@ export function blobHandlers(ctx: RegistryContext) {
         const digest = parseDigest(mount);
         // Mounting reads from `from`: only for callers who may pull it.
         const mayRead = from !== undefined && access.allows(request.identity!, from, 'pull');
-        const mounted = mayRead ? v2.on(requestFacts(request)).mount(name, digest, from) : undefined;
+        const mounted = mayRead ? await v2.on(requestFacts(request)).mount(name, digest, from) : undefined;
         if (mounted) {
           request.raw.resume();
           return created(request, reply, name, mounted.digest);
@@ -118,7 +118,7 @@ export function blobHandlers(ctx: RegistryContext) {
     },
 
     async getUpload(request: FastifyRequest, reply: FastifyReply, name: string, id: string) {
-      return uploadState(request, reply, name, v2.upload(name, id), 204);
+      return uploadState(request, reply, name, await v2.upload(name, id), 204);
     },
 
     async deleteUpload(_request: FastifyRequest, reply: FastifyReply, name: string, id: string) {

@@ -95,7 +95,7 @@ export async function v2Routes(app: FastifyInstance): Promise<void> {
     }
     if (need && 'name' in res) {
       // An expired token may only finish an upload started while it was valid: pass when this one started.
-      const startedAt = res.kind === 'upload' && identity.bearer?.expired ? app.registry.blobs.getUpload(res.id)?.startedAt : undefined;
+      const startedAt = res.kind === 'upload' && identity.bearer?.expired ? (await app.registry.blobs.getUpload(res.id))?.startedAt : undefined;
       access.require(identity, res.name, need, challenge, startedAt);
       // Under a proxy prefix the upstream is the only writer: no push, no delete (access rules still decide pulls).
       if (need !== 'pull') app.registry.proxy?.assertWritable(res.name);

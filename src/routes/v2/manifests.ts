@@ -28,7 +28,7 @@ export function manifestHandlers(ctx: RegistryContext) {
       } else {
         // A v1 tag is pullable over v2 too (docs/bridge.md): made on first use, followed when it moves.
         if (bridge && isTag(reference)) await bridge.beforeTagPull(name, reference);
-        manifest = v2.on(requestFacts(request)).pull(name, reference);
+        manifest = await v2.on(requestFacts(request)).pull(name, reference);
       }
       reply.headers({
         'content-type': manifest.mediaType,
@@ -55,7 +55,7 @@ export function manifestHandlers(ctx: RegistryContext) {
     },
 
     async deleteManifest(request: FastifyRequest, reply: FastifyReply, name: string, reference: string) {
-      v2.on(requestFacts(request)).deleteManifest(name, reference);
+      await v2.on(requestFacts(request)).deleteManifest(name, reference);
       return reply.code(202).header('content-length', '0').send();
     },
 
@@ -67,14 +67,14 @@ export function manifestHandlers(ctx: RegistryContext) {
 
     async tags(request: FastifyRequest, reply: FastifyReply, name: string) {
       const { n, last } = pagination(request, MAX_PAGE);
-      const tags = v2.tags(name, last, n);
+      const tags = await v2.tags(name, last, n);
       nextLink(reply, `/v2/${name}/tags/list`, tags, n);
       return reply.type('application/json').send({ name, tags });
     },
 
     async catalog(request: FastifyRequest, reply: FastifyReply) {
       const { n, last } = pagination(request, MAX_CATALOG_PAGE);
-      const repositories = v2.catalog(last, n, access.listablePatterns(request.identity!));
+      const repositories = await v2.catalog(last, n, access.listablePatterns(request.identity!));
       nextLink(reply, '/v2/_catalog', repositories, n);
       return reply.type('application/json').send({ repositories });
     },
@@ -84,7 +84,7 @@ export function manifestHandlers(ctx: RegistryContext) {
       const artifactType = queryParam(request, 'artifactType');
       if (artifactType !== undefined) reply.header('oci-filters-applied', 'artifactType');
       // A Buffer, so the media type goes out exactly (fastify would append a charset to a JSON type).
-      const index = Buffer.from(JSON.stringify(v2.referrers(name, digest, artifactType)));
+      const index = Buffer.from(JSON.stringify(await v2.referrers(name, digest, artifactType)));
       return reply.type(MEDIA.ociIndex).send(index);
     },
   };
