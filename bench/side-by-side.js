@@ -83,7 +83,9 @@
 //                          interleaved run (the report's targets then mean nothing); with
 //   BENCH_THEIRS_ENV       as BENCH_OURS_ENV, for that second server of ours
 //   BENCH_THEIRS_NODE_ARGS as BENCH_SERVER_NODE_ARGS, for it (default: BENCH_SERVER_NODE_ARGS)
-//   BENCH_THEIRS_DIST      another build to run for it: a copy of dist/ (e.g. cp -r dist /tmp/dist-base before a change)
+//   BENCH_THEIRS_DIST      another build to run for it: a copy of dist/ made before a change, in a dir that also
+//                          links the repo's node_modules and package.json (mkdir /tmp/ab; ln -s $PWD/node_modules
+//                          $PWD/package.json /tmp/ab; cp -r dist /tmp/ab/dist-base), so its requires resolve
 //   TMPDIR                 where the temp dir is created (os.tmpdir()); both registries store there
 //
 // Layout: this file checks the tools, starts both registries, runs the rows in the order above and
