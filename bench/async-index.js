@@ -33,7 +33,7 @@ async function main() {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-async-'));
   const common = { REGISTRY_GC_INTERVAL: '0', REGISTRY_LOG_LEVEL: 'warn' };
   const servers = [
-    { name: 'baseline', reg: new Registry('ours', path.join(tmp, 'base'), common, path.resolve(baseRoot)) },
+    { name: 'baseline', reg: new Registry('ours', path.join(tmp, 'base'), common, { root: path.resolve(baseRoot) }) },
     { name: 'this build', reg: new Registry('ours', path.join(tmp, 'this'), common) },
   ];
   const results = new Map(servers.map((s) => [s.name, { small: [], parallel: [], get: [], smallCpu: [], parallelCpu: [], getCpu: [] }]));

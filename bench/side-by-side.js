@@ -79,6 +79,13 @@
 //                          to A/B a setting without editing code, e.g.
 //                          "REGISTRY_STORAGE_LOCAL_DIRECT_WRITES=false MALLOC_ARENA_MAX=2"; the REGISTRY_* ones
 //                          override the benchmark's own (the bench's own environment passes no REGISTRY_* through)
+//   BENCH_THEIRS           "ours": "theirs" is our server as well, to A/B two settings or builds of ours in one
+//                          interleaved run (the report's targets then mean nothing); with
+//   BENCH_THEIRS_ENV       as BENCH_OURS_ENV, for that second server of ours
+//   BENCH_THEIRS_NODE_ARGS as BENCH_SERVER_NODE_ARGS, for it (default: BENCH_SERVER_NODE_ARGS)
+//   BENCH_THEIRS_DIST      another build to run for it: a copy of dist/ made before a change, in a dir that also
+//                          links the repo's node_modules and package.json (mkdir /tmp/ab; ln -s $PWD/node_modules
+//                          $PWD/package.json /tmp/ab; cp -r dist /tmp/ab/dist-base), so its requires resolve
 //   TMPDIR                 where the temp dir is created (os.tmpdir()); both registries store there
 //
 // Layout: this file checks the tools, starts both registries, runs the rows in the order above and
@@ -144,7 +151,7 @@ async function main() {
   const fsType = tryVersion('stat', ['-f', '-c', '%T', tmp]);
   const machine = machineInfo(tmp, fsType);
   const ours = new Registry('ours', path.join(tmp, 'ours'), opts.OURS_ENV);
-  const theirs = new Registry('theirs', path.join(tmp, 'theirs'));
+  const theirs = new Registry('theirs', path.join(tmp, 'theirs'), opts.THEIRS_ENV, opts.THEIRS_SERVER);
   const regs = [ours, theirs];
   /** What the rows share: the servers and the temp dir, and what they record for the report. */
   const ctx = {

@@ -28,6 +28,12 @@ module.exports = {
   MD_PATH: process.env.BENCH_MD === '-' ? null : path.resolve(process.env.BENCH_MD || path.join(ROOT, 'BENCHMARKS.md')),
   NOTE: process.env.BENCH_NOTE || null,
   OURS_ENV: parseEnvList('BENCH_OURS_ENV'),
+  /** BENCH_THEIRS=ours: "theirs" is our server too, with BENCH_THEIRS_ENV, BENCH_THEIRS_NODE_ARGS and BENCH_THEIRS_DIST. */
+  THEIRS_SERVER:
+    process.env.BENCH_THEIRS === 'ours'
+      ? { kind: 'ours', nodeArgs: process.env.BENCH_THEIRS_NODE_ARGS ?? process.env.BENCH_SERVER_NODE_ARGS, dist: process.env.BENCH_THEIRS_DIST || null }
+      : {},
+  THEIRS_ENV: process.env.BENCH_THEIRS === 'ours' ? parseEnvList('BENCH_THEIRS_ENV') : {},
   PAIRS,
   BLOB_MB,
   V1_MB: positiveInt('BENCH_V1_MB', BLOB_MB),

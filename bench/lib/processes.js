@@ -36,8 +36,8 @@ function tail(stream, max = 64 * 1024) {
  * flags from package.json, then the script as an absolute path), with BENCH_SERVER_NODE_ARGS (e.g. "--cpu-prof") added before the script,
  * so every benchmark measures what users run. `command` is the same as one line, for reports.
  */
-/** How `npm start` runs the server of the checkout at `root` (this one by default). */
-function serverCommand(root = path.resolve(__dirname, '..', '..')) {
+/** `root`: the checkout whose `npm start` and build run (this one by default); `dist`: another build's output dir. */
+function serverCommand({ nodeArgs = process.env.BENCH_SERVER_NODE_ARGS, dist = null, root = path.resolve(__dirname, '..', '..') } = {}) {
   const start = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')).scripts.start.trim();
   const words = start.split(/\s+/);
   const env = {};
@@ -48,12 +48,13 @@ function serverCommand(root = path.resolve(__dirname, '..', '..')) {
   const [cmd, ...flags] = words;
   const script = flags.pop();
   if (cmd !== 'node' || !script || !script.endsWith('.js')) throw new Error(`npm start runs ${JSON.stringify(start)}, expected "node [flags] script.js"`);
-  const file = path.join(root, script);
-  if (!fs.existsSync(file)) throw new Error(`${script} not found: run \`npm run build\` first`);
-  const extra = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
+  // `dist`: another build's output dir (a copy of dist/), whose server script is run instead, to A/B two builds.
+  const file = dist ? path.resolve(dist, path.relative('dist', script)) : path.join(root, script);
+  if (!fs.existsSync(file)) throw new Error(`${file} not found: run \`npm run build\` first`);
+  const extra = (nodeArgs ?? '').split(/\s+/).filter(Boolean);
   const args = [...flags, ...extra, file];
   const vars = Object.entries(env).map(([k, v]) => `${k}=${v}`);
-  return { args, env, command: [...vars, 'node', ...flags, ...extra, script].join(' ') };
+  return { args, env, command: [...vars, 'node', ...flags, ...extra, dist ? file : script].join(' ') };
 }
 
 /** This process's environment minus REGISTRY_* variables: registries read those as configuration. */

@@ -15,14 +15,16 @@ class Registry extends Child {
   /**
    * @param id 'ours' | 'theirs'
    * @param extraEnv variables added to the server's environment last, so they may override the ones set here
-   * @param root for 'ours': the checkout whose build runs (this one by default)
+   * @param server which server runs: `kind` 'ours' or 'theirs' (default: as `id`; 'ours' as 'theirs' A/Bs two
+   *   settings or builds of ours), and for ours `nodeArgs`, `dist` and `root` (see serverCommand)
    */
-  constructor(id, dir, extraEnv = {}, root = undefined) {
+  constructor(id, dir, extraEnv = {}, server = {}) {
     super(id);
     this.id = id;
+    this.kind = server.kind ?? id;
+    this.serverOptions = { nodeArgs: server.nodeArgs, dist: server.dist, root: server.root };
     this.dir = dir;
     this.extraEnv = extraEnv;
-    this.root = root;
   }
 
   url(p) {
@@ -35,9 +37,9 @@ class Registry extends Child {
     this.host = `127.0.0.1:${port}`;
     this.base = `http://${this.host}`;
     const env = envWithoutRegistryVars();
-    if (this.id === 'ours') {
+    if (this.kind === 'ours') {
       // cwd is the temp dir: no config.yml there, so the defaults plus these overrides.
-      const command = serverCommand(this.root);
+      const command = serverCommand(this.serverOptions);
       Object.assign(env, command.env, {
         REGISTRY_HTTP_ADDR: this.host,
         REGISTRY_STORAGE_LOCAL_ROOT: path.join(this.dir, 'blobs'),
@@ -100,7 +102,7 @@ class Registry extends Child {
   dropBlobFile(digest) {
     const hex = digest.replace(/^sha256:/, '');
     const file =
-      this.id === 'ours'
+      this.kind === 'ours'
         ? path.join(this.dir, 'blobs', 'blobs', 'sha256', hex.slice(0, 2), hex)
         : path.join(this.dir, 'data', 'docker', 'registry', 'v2', 'blobs', 'sha256', hex.slice(0, 2), hex, 'data');
     if (!fs.existsSync(file)) {

@@ -361,6 +361,7 @@ function markdown(result) {
       'BENCH_SETTLE_SECONDS=2 BENCH_PULLERS_SETTLE_SECONDS=3 BENCH_MD=- node bench/side-by-side.js  # quick check',
   );
   L.push('BENCH_ONLY=fresh-pull,pullers BENCH_MD=- BENCH_JSON=- BENCH_OURS_ENV="REGISTRY_STORAGE_LOCAL_DIRECT_WRITES=false MALLOC_ARENA_MAX=2" node bench/side-by-side.js  # A/B a setting of ours');
+  L.push('BENCH_ONLY=parallel,manifest BENCH_PAIRS=3 BENCH_MD=- BENCH_JSON=- BENCH_THEIRS=ours BENCH_THEIRS_DIST=/tmp/ab/dist-base node bench/side-by-side.js  # A/B two builds of ours ("theirs": a copy of dist/ made before the change, next to a node_modules link)');
   L.push('BENCH_ONLY=pull BENCH_PAIRS=2 BENCH_MD=- BENCH_JSON=- BENCH_SERVER_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" node bench/side-by-side.js  # profile ours');
   L.push('node bench/cpuprofile-top.js /tmp/prof/*.cpuprofile                # top self-time functions, GC share');
   L.push('```');

@@ -18,17 +18,18 @@ const FIRST_SLAB = 64 * 1024;
 /** Slabs per append: at most this many bytes wait for the worker; then the body waits (flow control). */
 const SLABS_PER_APPEND = 4;
 /**
- * Once this many slabs are out over all appends, an append takes no more than two (double buffering): a
- * single upload keeps its four, many parallel ones hold half as much, at the same throughput.
+ * Bytes of slabs out over all appends past which an append takes no slab beyond its first: one upload keeps
+ * its four (double buffering and more), many parallel ones cycle one each, and the socket holds the rest of
+ * the body back. Every append always gets one, so each goes on (BENCHMARKS.md, "Design measurements").
  */
-const BUSY_SLABS = 32;
-const SLABS_WHEN_BUSY = 2;
+const SLAB_BUDGET = 8 * 1024 * 1024;
 /**
- * Slabs kept for reuse once their append ended, per size (the rest are left to the garbage collector): at most
- * 16 MiB of each. Reuse matters: freshly allocated first slabs fragment glibc's heap, which then keeps
- * what was freed after a burst of small pushes (BENCHMARKS.md, "Design measurements").
+ * Slabs kept for reuse once their append ended, per size (the rest are left to the garbage collector).
+ * Reuse matters for the small first slabs: freshly allocated ones fragment glibc's heap, which then keeps
+ * what was freed after a burst of small pushes. Full slabs are mmap'd (MALLOC_MMAP_THRESHOLD_ in npm start)
+ * and given back whole, so few are kept (BENCHMARKS.md, "Design measurements").
  */
-const SPARE = { [FIRST_SLAB]: 256, [SLAB]: 64 } as Record<number, number>;
+const SPARE = { [FIRST_SLAB]: 256, [SLAB]: 16 } as Record<number, number>;
 
 /** Told once per process: every worker that cannot have its page-aligned copies says so. */
 let warnedNoDirect = false;
@@ -38,7 +39,10 @@ interface Job {
   key: string;
   home: Home;
   free: ArrayBuffer[];
+  /** Slabs it holds (with the worker, in `free` or being filled), and their bytes; whether it had its small first one. */
   slabs: number;
+  slabBytes: number;
+  tookFirst: boolean;
   /** Settles the append's wait for the worker's final answer (done, aborted or failed). */
   settle: (err?: Error) => void;
   /** Reported with 'done'. */
@@ -91,8 +95,8 @@ export class UploadWorkers {
     [FIRST_SLAB, []],
     [SLAB, []],
   ]);
-  /** Slabs held by appends in flight (with the worker, or back and waiting to be filled). */
-  private slabsOut = 0;
+  /** Bytes of the slabs held by appends in flight (with the worker, or back and waiting to be filled). */
+  private slabBytes = 0;
   private nextJob = 1;
   private closed = false;
 
@@ -117,7 +121,7 @@ export class UploadWorkers {
       settle = (err) => (err ? reject(err) : resolve());
     });
     settled.catch(() => undefined); // a failure may come while the body is still being read: seen there via job.failure
-    const job: Job = { key, home, free: [], slabs: 0, settle, result: null, failure: null, wake: null };
+    const job: Job = { key, home, free: [], slabs: 0, slabBytes: 0, tookFirst: false, settle, result: null, failure: null, wake: null };
     this.jobs.set(id, job);
     home.hold();
     let sentEnd = false;
@@ -154,7 +158,7 @@ export class UploadWorkers {
       throw err;
     } finally {
       this.jobs.delete(id);
-      this.slabsOut -= job.slabs;
+      this.slabBytes -= job.slabBytes;
       home.release();
       for (const slab of job.free) this.giveBack(slab);
     }
@@ -208,7 +212,8 @@ export class UploadWorkers {
       if (reply.slab.byteLength === SLAB) job.free.push(reply.slab);
       else {
         job.slabs--;
-        this.slabsOut--;
+        job.slabBytes -= reply.slab.byteLength;
+        this.slabBytes -= reply.slab.byteLength;
         this.giveBack(reply.slab);
       }
       this.wake(job);
@@ -259,13 +264,16 @@ export class UploadWorkers {
     return home;
   }
 
-  /** A slab for the job: one of its own that came back, or a new one while it has fewer than its share. */
+  /** A slab for the job: one of its own that came back, its first, or another while it has fewer than four and the budget has room. */
   private takeSlab(job: Job): ArrayBuffer | null {
     const own = job.free.pop();
     if (own) return own;
-    if (job.slabs >= (this.slabsOut >= BUSY_SLABS ? SLABS_WHEN_BUSY : SLABS_PER_APPEND)) return null;
-    this.slabsOut++;
-    const size = job.slabs++ === 0 ? FIRST_SLAB : SLAB;
+    const size = job.tookFirst ? SLAB : FIRST_SLAB;
+    if (job.slabs >= SLABS_PER_APPEND || (job.slabs > 0 && this.slabBytes + size > SLAB_BUDGET)) return null;
+    job.tookFirst = true;
+    job.slabs++;
+    job.slabBytes += size;
+    this.slabBytes += size;
     return this.spare.get(size)!.pop() ?? new ArrayBuffer(size);
   }
 

@@ -22,6 +22,14 @@ function chunks(total: number, seed = 1): Buffer[] {
   return out;
 }
 
+/** Bytes of the slabs appends hold beyond their first: what the 8 MiB budget bounds. */
+function extraSlabBytes(workers: UploadWorkers): number {
+  const jobs = (workers as unknown as { jobs: Map<number, { slabs: number }> }).jobs;
+  let extra = 0;
+  for (const job of jobs.values()) extra += Math.max(0, job.slabs - 1) * 256 * 1024;
+  return extra;
+}
+
 function setup(t: Parameters<typeof tempDir>[0], size?: number) {
   const workers = new UploadWorkers(size);
   t.teardown(() => workers.close());
@@ -278,9 +286,9 @@ t.test('flow control: a slow worker holds the body back instead of buffering it'
   t.equal(read, 64, 'the whole body once the worker is free');
 });
 
-t.test('many appends at once: past 32 slabs out, each takes only two', async (t) => {
+t.test('many appends at once: slabs past each one\'s first stay within an 8 MiB budget', async (t) => {
   const { workers, file } = setup(t, 1);
-  const out = () => (workers as unknown as { slabsOut: number }).slabsOut;
+  const out = () => (workers as unknown as { slabBytes: number }).slabBytes;
   const chunk = Buffer.alloc(256 * 1024, 7);
   let stop = false;
   async function* body() {
@@ -296,11 +304,50 @@ t.test('many appends at once: past 32 slabs out, each takes only two', async (t)
   });
   await new Promise((r) => setTimeout(r, 20));
   const held = out();
-  t.ok(held >= 80, `every append has its two slabs: ${held} out`);
-  t.ok(held <= 80 + 32, `at most 32 more than two each (four each would be 160): ${held} out`);
+  t.ok(held >= 40 * 64 * 1024, `every append has its first slab: ${held} bytes out`);
+  t.ok(held <= 8 * MiB + 40 * 256 * 1024, `the budget plus one slab per append at most (four each would be 40 MiB): ${held} bytes out`);
+  const extra = extraSlabBytes(workers);
+  t.ok(extra > 0 && extra <= 8 * MiB, `slabs beyond each append's first within the budget: ${extra} bytes`);
   stop = true;
   await busy;
   await Promise.all(appends);
+  t.equal(out(), 0, 'all given back');
+});
+
+t.test('64 appends at once of 1 MiB each: every byte lands, and slabs out never pass the budget plus one slab per append', async (t) => {
+  const { workers, file } = setup(t, 2);
+  const out = () => (workers as unknown as { slabBytes: number }).slabBytes;
+  let most = 0;
+  let mostExtra = 0;
+  const sample = () => {
+    most = Math.max(most, out());
+    mostExtra = Math.max(mostExtra, extraSlabBytes(workers));
+  };
+  const sampler = setInterval(sample, 1);
+  const n = 64;
+  const data = Array.from({ length: n }, (_, i) => chunks(1 * MiB, i + 2));
+  const files = data.map((_, i) => `${file}-${i}`);
+  for (const f of files) writeFileSync(f, '');
+  // Bodies that hand over a chunk at a time, as sockets do, so the appends interleave.
+  async function* body(parts: Buffer[]) {
+    for (const p of parts) {
+      sample();
+      yield p;
+      await new Promise((r) => setImmediate(r));
+    }
+  }
+  const results = await Promise.all(
+    files.map((f, i) => workers.append(`q${i}`, { file: f, position: 0, fsync: false, writebackEvery: 0 }, body(data[i]!))),
+  );
+  clearInterval(sampler);
+  t.equal(results.length, n);
+  for (let i = 0; i < n; i++) {
+    if (sha(readFileSync(files[i]!)) !== sha(...data[i]!)) t.fail(`append ${i}: file differs from its body`);
+    if ((await workers.digest(`q${i}`, files[i]!, 1 * MiB)) !== sha(...data[i]!)) t.fail(`append ${i}: running hash differs`);
+  }
+  t.ok(most > 0, `sampled: at most ${(most / MiB).toFixed(2)} MiB out`);
+  t.ok(most <= 8 * MiB + n * 256 * 1024, `within the budget plus one slab per append: ${(most / MiB).toFixed(2)} MiB`);
+  t.ok(mostExtra <= 8 * MiB, `slabs beyond each append's first within the budget: at most ${(mostExtra / MiB).toFixed(2)} MiB`);
   t.equal(out(), 0, 'all given back');
 });
 
