@@ -235,7 +235,7 @@ export class PullThroughCache {
    * downloading, and Range requests on a missing blob, wait for that one download and are then served from
    * the cache.
    */
-  async serveBlob(request: FastifyRequest, reply: FastifyReply, route: ProxyRoute, repo: string, digest: Digest): Promise<FastifyReply> {
+  async serveBlob(request: FastifyRequest, reply: FastifyReply, route: ProxyRoute, repo: string, digest: Digest, retried = false): Promise<FastifyReply> {
     const local = await this.linked(repo, digest);
     if (local) {
       this.counters.hits.blobs++;
@@ -267,9 +267,16 @@ export class PullThroughCache {
       }
       return reply;
     }
-    const blob = await flight.done.catch((err) => {
+    let blob: BlobRecord;
+    try {
+      blob = await flight.done;
+    } catch (err) {
+      // The download it waited for failed to be stored, not fetched (its own client got the bytes anyway):
+      // this one fetches them itself, once, rather than failing with it.
+      const fetched = err instanceof UpstreamError || (err instanceof RegistryError && err.code === 'BLOB_UNKNOWN');
+      if (!fetched && !retried) return this.serveBlob(request, reply, route, repo, digest, true);
       throw this.clientError(route, err);
-    });
+    }
     return this.sendLocal(request, reply, blob);
   }
 
@@ -337,7 +344,8 @@ export class PullThroughCache {
       blob = await this.deps.blobs.ingest(Readable.from(tee()), { expected: digest, onStored: this.deps.v2.linkOnStore(repo), onVerified: finish });
     } catch (err) {
       res.destroy();
-      out?.destroy();
+      // A response already ended (verified, then storing failed) keeps its bytes: destroy would cut what is unsent.
+      if (out && !out.writableEnded) out.destroy();
       const e =
         err instanceof RegistryError && err.code === 'DIGEST_INVALID'
           ? new UpstreamError('digest', `${route.upstream.url.origin} sent bytes for ${digest} that do not match it; nothing was stored`)

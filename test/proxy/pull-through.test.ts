@@ -168,6 +168,32 @@ t.test('an upstream sending wrong bytes: the client gets an error, nothing is st
   t.equal(sha256(ok.body), blob.digest, 'the next request fetches again and gets the right bytes');
 });
 
+t.test('storing fails after the bytes are verified: the client still gets the whole right body, nothing is cached', async (t) => {
+  const { upstream, fw, cache } = await setup(t);
+  const blob = blobOf(randomBytes(4 * 1024 * 1024));
+  await pushImage(upstream.url, 'lib/late', 'v1', withLayers(buildImage({ layers: 0 }), [blob]));
+  const v2 = cache.app.registry.v2;
+  const linkOnStore = v2.linkOnStore;
+  // Recording the blob fails, slowly: the client has its bytes by then, and a second request joins meanwhile.
+  let refused = 0;
+  v2.linkOnStore = () => async () => {
+    await new Promise((r) => setTimeout(r, 300));
+    refused++;
+    v2.linkOnStore = linkOnStore;
+    throw new Error('the index refused the record');
+  };
+  const url = `${cache.url}/v2/up/lib/late/blobs/${blob.digest}`;
+  const first = await get(url);
+  t.equal(first.status, 200);
+  t.equal(sha256(first.body), blob.digest, 'whole and verified');
+  const again = await get(url);
+  t.equal(refused, 1);
+  t.equal(again.status, 200, 'a request that joined the failed download fetched on its own');
+  t.equal(sha256(again.body), blob.digest);
+  t.equal(blobGets(fw), 2);
+  t.not(await cache.app.registry.blobs.stat(blob.digest as never), undefined, 'and cached it');
+});
+
 t.test('upstream down or rate-limited: cached tags still pull with a Warning, misses answer 503 naming the upstream', async (t) => {
   const { upstream, fw, cache } = await setup(t, { tagTtl: 0 });
   const img = buildImage({ layers: 1 });
