@@ -245,10 +245,11 @@ export class V1Registry {
     }
     if (typeof id !== 'string') throw new RegistryError('BAD_REQUEST', 'Invalid data');
     assertImageId(id);
-    // Only an image of this repository: a tag never points into another tenant's images.
-    const image = await this.index.getV1Image(repo, id);
-    if (!image?.complete) throw new RegistryError('NOT_FOUND', NOT_FOUND);
     await this.core.transaction(async (tx) => {
+      // Only a complete image of this repository: a tag never points into another tenant's images. Checked in
+      // the transaction that tags it, so a repository deleted meanwhile is not brought back with a dangling tag.
+      const image = await tx(this.index).getV1Image(repo, id);
+      if (!image?.complete) throw new RegistryError('NOT_FOUND', NOT_FOUND);
       await tx(this.index).setV1Tag(repo, tag, id, JSON.stringify(tagJson(userAgent)));
       if (this.events) await this.events.record(tx, 'push', repo, { ...(await this.jsonTarget(tx, image)), tag, path: `/v1/repositories/${repo}/tags/${tag}` }, this.request);
     });
