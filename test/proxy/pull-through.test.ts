@@ -168,7 +168,7 @@ t.test('an upstream sending wrong bytes: the client gets an error, nothing is st
   t.equal(sha256(ok.body), blob.digest, 'the next request fetches again and gets the right bytes');
 });
 
-t.test('storing fails after the bytes are verified: the client still gets the whole right body, nothing is cached', async (t) => {
+t.test('storing fails after the bytes are verified: the client still gets the whole right body; a request that joined fetches on its own', async (t) => {
   const { upstream, fw, cache } = await setup(t);
   const blob = blobOf(randomBytes(4 * 1024 * 1024));
   await pushImage(upstream.url, 'lib/late', 'v1', withLayers(buildImage({ layers: 0 }), [blob]));
@@ -191,7 +191,11 @@ t.test('storing fails after the bytes are verified: the client still gets the wh
   t.equal(again.status, 200, 'a request that joined the failed download fetched on its own');
   t.equal(sha256(again.body), blob.digest);
   t.equal(blobGets(fw), 2);
+  // Its client had the bytes before the blob was recorded: wait for the record (bounded), then a hit.
+  for (let i = 0; i < 200 && !(await cache.app.registry.blobs.stat(blob.digest as never)); i++) await new Promise((r) => setTimeout(r, 50));
   t.not(await cache.app.registry.blobs.stat(blob.digest as never), undefined, 'and cached it');
+  t.equal(sha256((await get(url)).body), blob.digest);
+  t.equal(blobGets(fw), 2, 'served from the cache');
 });
 
 t.test('upstream down or rate-limited: cached tags still pull with a Warning, misses answer 503 naming the upstream', async (t) => {
