@@ -61,7 +61,8 @@ t.test('an image pulls through the cache byte-identical; the second pull asks th
   t.same(JSON.parse(tags.body.toString()), { name: 'up/lib/app', tags: ['v1'] }, 'the cached tag is listed like a pushed one');
   const stats = cache.app.registry.proxy!.stats();
   t.equal(stats.misses.blobs, 3);
-  t.equal(stats.hits.blobs, 3);
+  // A client has its bytes before the blob is recorded, so a request right after may join that download.
+  t.equal(stats.hits.blobs + stats.joined, 3, 'the second pulls came from the cache or the download being recorded');
   t.ok(stats.upstreamBytes > 600_000, 'upstream bytes counted');
 
   const range = await get(`${cache.url}/v2/up/lib/app/blobs/${img.layers[0]!.digest}`, { headers: { range: 'bytes=10-19' } });
