@@ -13,7 +13,7 @@
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const { now, secondsSince, fmt, positiveInt, median, table } = require('./lib/basics');
+const { now, secondsSince, fmt, positiveInt, medianRow, table } = require('./lib/basics');
 const { rateRun, wrkScript } = require('./lib/load');
 const { smallImage, pushSmallImage } = require('./lib/oci-image');
 const { cpuSeconds } = require('./lib/procfs');
@@ -80,11 +80,7 @@ async function main() {
   }
 
   const [a, b] = servers.map((s) => results.get(s.name));
-  const row = (title, key, digits) => {
-    const base = median(a[key]);
-    const ours = median(b[key]);
-    return [title, fmt(base, digits), fmt(ours, digits), `${fmt((ours / base - 1) * 100, 1)} %`];
-  };
+  const row = (title, key, digits) => medianRow(a, b, title, key, digits);
   console.log(`\nmedians of ${ROUNDS} interleaved rounds\n`);
   console.log(
     table(

@@ -15,7 +15,7 @@ const fs = require('node:fs');
 const http = require('node:http');
 const os = require('node:os');
 const path = require('node:path');
-const { MiB, mibps, now, secondsSince, fmt, positiveInt, median, table } = require('./lib/basics');
+const { MiB, mibps, now, secondsSince, fmt, positiveInt, medianRow, table } = require('./lib/basics');
 const { makeBlob } = require('./lib/bytes');
 const { send, expectStatus } = require('./lib/http');
 const { rateRun, wrkScript } = require('./lib/load');
@@ -100,11 +100,7 @@ async function main() {
   }
 
   const [a, b] = servers.map((s) => results.get(s.name));
-  const row = (title, key, digits) => {
-    const off = median(a[key]);
-    const on = median(b[key]);
-    return [title, fmt(off, digits), fmt(on, digits), `${fmt((on / off - 1) * 100, 1)} %`];
-  };
+  const row = (title, key, digits) => medianRow(a, b, title, key, digits);
   console.log(`\nmedians of ${ROUNDS} interleaved rounds; /metrics scraped ${scraper.count()} times during the run\n`);
   console.log(
     table(

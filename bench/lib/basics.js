@@ -56,4 +56,11 @@ function resultHeader(benchmark) {
   };
 }
 
-module.exports = { MiB, sleep, mibps, now, secondsSince, fmt, positiveInt, nonNegativeInt, median, envText, table, resultHeader };
+/** A row of an A/B table: the medians of `a[key]` and `b[key]` and b's change against a, in percent. */
+function medianRow(a, b, title, key, digits) {
+  const ma = median(a[key]);
+  const mb = median(b[key]);
+  return [title, fmt(ma, digits), fmt(mb, digits), `${fmt((mb / ma - 1) * 100, 1)} %`];
+}
+
+module.exports = { MiB, sleep, mibps, now, secondsSince, fmt, positiveInt, nonNegativeInt, median, medianRow, envText, table, resultHeader };
