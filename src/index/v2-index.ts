@@ -81,6 +81,10 @@ export class V2Index extends SqliteIndexObject {
       ),
       addRef: p('INSERT INTO manifest_refs (repo, digest, child) VALUES (?, ?, ?) ON CONFLICT DO NOTHING'),
       getManifest: p(`SELECT ${MANIFEST_COLUMNS} FROM manifests WHERE repo = ? AND digest = ?`),
+      taggedManifest: p(
+        `SELECT ${MANIFEST_COLUMNS.split(', ').map((c) => `m.${c}`).join(', ')}
+           FROM tags t JOIN manifests m ON m.repo = t.repo AND m.digest = t.digest WHERE t.repo = ? AND t.tag = ?`,
+      ),
       deleteManifest: p('DELETE FROM manifests WHERE repo = ? AND digest = ?'),
       deleteRefs: p('DELETE FROM manifest_refs WHERE repo = ? AND digest = ?'),
       deleteTagsOf: p('DELETE FROM tags WHERE repo = ? AND digest = ?'),
@@ -173,6 +177,14 @@ export class V2Index extends SqliteIndexObject {
   getManifest(repo: string, digest: Digest): Promise<ManifestRecord | undefined> {
     return this.run(() => {
       const row = this.s.getManifest.get(repo, digest) as ManifestRow | undefined;
+      return row && fromRow(row);
+    });
+  }
+
+  /** The manifest a tag points at, read in one statement: a tag moved meanwhile never yields its old, deleted manifest. */
+  taggedManifest(repo: string, tag: string): Promise<ManifestRecord | undefined> {
+    return this.run(() => {
+      const row = this.s.taggedManifest.get(repo, tag) as ManifestRow | undefined;
       return row && fromRow(row);
     });
   }

@@ -188,8 +188,7 @@ export class V2Registry {
     } catch {
       throw new RegistryError('MANIFEST_UNKNOWN', undefined, { detail: { reference } });
     }
-    const digest = kind === 'tag' ? await this.index.resolveTag(repo, reference) : (reference as Digest);
-    const manifest = digest && (await this.index.getManifest(repo, digest));
+    const manifest = kind === 'tag' ? await this.index.taggedManifest(repo, reference) : await this.index.getManifest(repo, reference as Digest);
     if (!manifest) throw new RegistryError('MANIFEST_UNKNOWN', undefined, { detail: { reference } });
     return manifest;
   }
