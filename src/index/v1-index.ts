@@ -93,6 +93,7 @@ export class V1Index extends SqliteIndexObject {
       reposListingImageRange: p(reposSql('v1_repo_images', 'image_id', '', 'AND repo < @to')),
       reposListingImageFrom: p(reposSql('v1_repo_images', 'image_id', '', '')),
       getRepoImages: p('SELECT image_id, checksum FROM v1_repo_images WHERE repo = ? ORDER BY position'),
+      isV1Indexed: p('SELECT v1_indexed FROM repositories WHERE name = ?').pluck(),
       maxRepoImagePos: p('SELECT coalesce(max(position), -1) AS p FROM v1_repo_images WHERE repo = ?'),
       addRepoImage: p(
         `INSERT INTO v1_repo_images (repo, image_id, checksum, position) VALUES (?, ?, ?, ?)
@@ -248,14 +249,14 @@ export class V1Index extends SqliteIndexObject {
   }
 
   /** The repository's image list, or undefined if it was never announced through the index. */
-  async getV1RepoImages(repo: string): Promise<V1ImageListEntry[] | undefined> {
-    const repoRow = await this.peer(this.core).getRepository(repo);
-    if (!repoRow?.v1Indexed) return undefined;
-    return this.run(() =>
-      (this.s.getRepoImages.all(repo) as { image_id: string; checksum: string | null }[]).map((r) =>
+  getV1RepoImages(repo: string): Promise<V1ImageListEntry[] | undefined> {
+    // One read: a repository deleted meanwhile is either listed whole or unknown, never an empty list.
+    return this.run(() => {
+      if (!this.s.isV1Indexed.get(repo)) return undefined;
+      return (this.s.getRepoImages.all(repo) as { image_id: string; checksum: string | null }[]).map((r) =>
         r.checksum ? { id: r.image_id, checksum: r.checksum } : { id: r.image_id },
-      ),
-    );
+      );
+    });
   }
 }
 

@@ -30,3 +30,15 @@ t.test('tagging while the repository is deleted: never a tag without its image',
   }
   t.comment(`outcomes: ${[...outcomes].join(', ')}`);
 });
+
+t.test('reading the image list while the repository is deleted: the list as it was, never an empty one', async (t) => {
+  const reg = await startRegistry(t);
+  const v1 = reg.app.registry.v1;
+  for (let round = 0; round < 10; round++) {
+    const chain = imageChain(1);
+    await pushV1(reg.url, 'race/list', 'base', chain);
+    const [listed, deleted] = await Promise.allSettled([v1.getImageList('race/list'), v1.deleteRepository('race/list')]);
+    t.equal(deleted.status, 'fulfilled');
+    t.same(listed.status === 'fulfilled' && listed.value.map((e) => e.id), [chain[0]!.id], `round ${round}: read before the delete`);
+  }
+});
