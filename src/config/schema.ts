@@ -82,7 +82,14 @@ export const schema = {
     },
   },
   index: {
-    path: str('./data/index.db', 'SQLite metadata index file'),
+    driver: oneOf(['sqlite', 'postgres'], 'sqlite', 'metadata index: sqlite (one process, no setup) or postgres (several replicas share it; docs/replicas.md)'),
+    path: str('./data/index.db', 'SQLite metadata index file (driver sqlite)'),
+    postgres: {
+      url: optional('postgres://user@host:port/database (required with driver postgres); its password, if any, is never logged'),
+      password: optional('password, if not in the URL (prefer passwordFile or the REGISTRY_INDEX_POSTGRES_PASSWORD variable)'),
+      passwordFile: optional('file whose first line is the password (read at start)'),
+      maxConnections: int(10, 'connections per replica (PostgreSQL\'s max_connections bounds replicas x this)', 2),
+    },
     compactInterval: int(3600, 'seconds between checks whether the reference journal in storage has outgrown a snapshot of the index, which then replaces it (0: never in the background; `npm run registry -- compact-journal` does it)'),
   },
   log: {

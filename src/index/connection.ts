@@ -1,22 +1,14 @@
+import type { Statement } from 'better-sqlite3';
 import type { Db } from './db';
+import { IndexObject, makeTx, type IndexDatabase, type Tx } from './database';
+import type { Query, RunResult, Sql } from './sql';
 
-// One better-sqlite3 connection shared by every index object, with transactions whose work is asynchronous
-// (the interface a PostgreSQL index implements too; docs/development.md, "Index interface"). A transaction
-// holds the connection from BEGIN IMMEDIATE to COMMIT: statements from outside it wait for it to end
-// (idle()), or they would run inside it between its awaits, seeing and joining its uncommitted writes.
+// The SQLite index database: one better-sqlite3 connection shared by every index object, with transactions
+// whose work is asynchronous (docs/development.md, "Index interface"). A transaction holds the connection
+// from BEGIN IMMEDIATE to COMMIT: statements from outside it wait for it to end (idle()), or they would run
+// inside it between its awaits, seeing and joining its uncommitted writes.
 
-/** A transaction's view of the index: `tx(index)` is that index object bound to the transaction. */
-export interface Tx {
-  <T extends Transactional>(index: T): T;
-}
-
-/** An index object that can be bound to a transaction; its methods then run inside it, without waiting. */
-export interface Transactional {
-  /** Used by Tx only: this object with its statements running in `tx`. */
-  boundTo(tx: Tx): this;
-}
-
-/** How an index object reaches the connection: undefined when it may run its statements now. */
+/** How statements reach the connection: undefined when they may run now. */
 export interface Gate {
   idle(): Promise<void> | undefined;
 }
@@ -29,21 +21,94 @@ export function connectionOf(db: Db): SqliteConnection {
 }
 const connections = new WeakMap<Db, SqliteConnection>();
 
-/** The gate of the transaction `tx` was made for (undefined: not a SQLite transaction of this process). */
-const gates = new WeakMap<Tx, TxGate>();
+/** An index object's database: the SQLite connection a raw handle stands for, or the database itself. */
+export function databaseOf(db: Db | IndexDatabase): IndexDatabase {
+  return 'dialect' in db ? db : connectionOf(db);
+}
 
-export class SqliteConnection implements Gate {
+/** Runs statements on the connection once its gate lets them. */
+class SqliteStatements implements Sql {
+  constructor(
+    private readonly conn: SqliteConnection,
+    private readonly gate: Gate,
+  ) {}
+
+  get<Row>(q: Query<Row>, ...params: unknown[]): Promise<Row | undefined> {
+    return this.when(() => this.conn.statement(q).get(...params) as Row | undefined);
+  }
+
+  all<Row>(q: Query<Row>, ...params: unknown[]): Promise<Row[]> {
+    return this.when(() => this.conn.statement(q).all(...params) as Row[]);
+  }
+
+  run(q: Query, ...params: unknown[]): Promise<RunResult> {
+    return this.when(() => ({ changes: this.conn.statement(q).run(...params).changes }));
+  }
+
+  /** Run `work` at once (no extra tick) unless another transaction is open; a throw becomes a rejection. */
+  private when<T>(work: () => T): Promise<T> {
+    try {
+      const wait = this.gate.idle();
+      if (wait) return wait.then(() => this.when(work)); // checked again: another transaction may have begun since
+      return Promise.resolve(work());
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+}
+
+export class SqliteConnection implements IndexDatabase, Gate {
+  readonly dialect = 'sqlite';
+  /** Statements outside any transaction. */
+  private readonly unbound = new SqliteStatements(this, this);
   /** Resolves when the open transaction ends; null while none is open. */
   private open: Promise<void> | null = null;
-  private savepoints = 0;
+  private readonly statements = new Map<string, Statement>();
+  private readonly gates = new WeakMap<Tx, TxGate>();
   private readonly s;
 
-  /** Told how long each outermost transaction took, in seconds, waiting for its turn included (metrics). */
   onTransaction?: (seconds: number) => void;
 
   constructor(readonly db: Db) {
     const p = (sql: string) => db.prepare(sql);
     this.s = { begin: p('BEGIN IMMEDIATE'), commit: p('COMMIT'), rollback: p('ROLLBACK') };
+  }
+
+  get<Row>(q: Query<Row>, ...params: unknown[]): Promise<Row | undefined> {
+    return this.unbound.get(q, ...params);
+  }
+
+  all<Row>(q: Query<Row>, ...params: unknown[]): Promise<Row[]> {
+    return this.unbound.all(q, ...params);
+  }
+
+  run(q: Query, ...params: unknown[]): Promise<RunResult> {
+    return this.unbound.run(q, ...params);
+  }
+
+  /** `q` prepared on this connection (once). */
+  statement(q: Query): Statement {
+    let stmt = this.statements.get(q.id);
+    if (!stmt) {
+      stmt = this.db.prepare(q.sqlite);
+      if (q.pluck) stmt.pluck();
+      this.statements.set(q.id, stmt);
+    }
+    return stmt;
+  }
+
+  sqlOf(tx: Tx): Sql {
+    return this.gateOf(tx).statements;
+  }
+
+  gateOf(tx: Tx): TxGate {
+    const gate = this.gates.get(tx);
+    if (!gate) throw new Error('not a transaction of this SQLite index');
+    return gate;
+  }
+
+  async close(): Promise<void> {
+    if (this.db.open) this.db.close();
   }
 
   /** Outside a transaction: resolves once none is open (undefined at once when none is, the usual case). */
@@ -67,19 +132,18 @@ export class SqliteConnection implements Gate {
   }
 
   /**
-   * Run `fn` in one transaction that holds the write lock from its start (BEGIN IMMEDIATE): a check and the
-   * write that depends on it cannot be split by another request's write, nor by another process's (a garbage
-   * collection run from the CLI). `within`: the transaction this one runs in (a savepoint of it).
+   * BEGIN IMMEDIATE: the write lock from the start, so a CLI garbage collection on the same file cannot
+   * split a check and its write either.
    */
   async transaction<T>(fn: (tx: Tx) => Promise<T>, within?: Tx): Promise<T> {
-    const outer = within && gates.get(within);
+    const outer = within && this.gates.get(within);
     if (outer) return this.savepoint(fn, outer);
     const start = this.onTransaction && process.hrtime.bigint();
     while (this.open) await this.open;
     let end!: () => void;
     this.open = new Promise<void>((resolve) => (end = resolve));
-    const gate = new TxGate();
-    const tx = makeTx(gate);
+    const gate = new TxGate(this);
+    const tx = this.txFor(gate);
     try {
       this.s.begin.run();
       try {
@@ -101,24 +165,37 @@ export class SqliteConnection implements Gate {
   /** A nested transaction: its work is undone alone if it throws (the outer one goes on). */
   private async savepoint<T>(fn: (tx: Tx) => Promise<T>, outer: TxGate): Promise<T> {
     outer.check();
-    const name = `sp${++this.savepoints}`;
+    const name = `sp${++outer.savepoints}`;
     this.db.exec(`SAVEPOINT ${name}`);
     try {
-      const result = await fn(makeTx(outer));
+      const result = await fn(this.txFor(outer));
       this.db.exec(`RELEASE ${name}`);
       return result;
     } catch (err) {
       if (this.db.inTransaction) this.db.exec(`ROLLBACK TO ${name}; RELEASE ${name}`);
       throw err;
     } finally {
-      this.savepoints--;
+      outer.savepoints--;
     }
+  }
+
+  private txFor(gate: TxGate): Tx {
+    const tx = makeTx();
+    this.gates.set(tx, gate);
+    return tx;
   }
 }
 
 /** A transaction's gate: open while it runs; an object bound to it and used after its end is a bug, not a wait. */
 class TxGate implements Gate {
   active = true;
+  /** Savepoints open in this transaction (they nest: one at a time per level). */
+  savepoints = 0;
+  readonly statements: Sql;
+
+  constructor(conn: SqliteConnection) {
+    this.statements = new SqliteStatements(conn, this);
+  }
 
   idle(): undefined {
     this.check();
@@ -130,56 +207,29 @@ class TxGate implements Gate {
   }
 }
 
-function makeTx(gate: TxGate): Tx {
-  const tx: Tx = (index) => index.boundTo(tx);
-  gates.set(tx, gate);
-  return tx;
-}
-
-/** The gate an index object bound to `tx` uses. */
-export function gateOf(tx: Tx): Gate {
-  const gate = gates.get(tx);
-  if (!gate) throw new Error('not a transaction of this SQLite index');
-  return gate;
-}
-
 /**
- * The base of the SQLite index objects: `ready()` before running statements (undefined: at once), and
- * `boundTo(tx)` for the same object inside a transaction.
+ * Transitional: an index object still running better-sqlite3 statements itself inside run(). Each class
+ * moves to IndexObject and sql.ts statements (which PostgreSQL runs too); then this goes.
  */
-export abstract class SqliteIndexObject implements Transactional {
-  protected gate: Gate;
-  /** The transaction this object is bound to, if any. */
-  protected tx?: Tx;
+export abstract class SqliteIndexObject extends IndexObject {
+  private gate: Gate;
   protected readonly conn: SqliteConnection;
 
   constructor(db: Db) {
-    this.conn = connectionOf(db);
-    this.gate = this.conn;
+    const conn = connectionOf(db);
+    super(conn);
+    this.conn = conn;
+    this.gate = conn;
   }
 
-  boundTo(tx: Tx): this {
-    return Object.assign(Object.create(this) as this, { gate: gateOf(tx), tx });
+  override boundTo(tx: Tx): this {
+    return Object.assign(super.boundTo(tx), { gate: this.conn.gateOf(tx) });
   }
 
-  /** `index` in the transaction this object is bound to, if any (itself otherwise). */
-  protected peer<T extends Transactional>(index: T): T {
-    return this.tx ? this.tx(index) : index;
-  }
-
-  /** Run `fn` in a transaction: a savepoint of the one this object is bound to, if any. */
-  protected transaction<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
-    return this.conn.transaction(fn, this.tx);
-  }
-
-  /**
-   * Run synchronous statements once the connection is ours: at once (no extra tick) unless another
-   * transaction is open; a throw becomes a rejection.
-   */
   protected run<T>(work: () => T): Promise<T> {
     try {
       const wait = this.gate.idle();
-      if (wait) return wait.then(() => this.run(work)); // checked again: another transaction may have begun since
+      if (wait) return wait.then(() => this.run(work));
       return Promise.resolve(work());
     } catch (err) {
       return Promise.reject(err);

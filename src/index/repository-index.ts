@@ -1,6 +1,7 @@
 import type { Db } from './db';
 import type { MetadataIndex } from './metadata-index';
-import { SqliteIndexObject, type Tx } from './connection';
+import { SqliteIndexObject } from './connection';
+import type { Tx } from './database';
 
 // Deleting a whole repository, both protocols' content at once: v2 tags, manifests and blob links, v1 tags,
 // images and image list, its open uploads, and the repository row. One transaction, so a pull sees the

@@ -1,5 +1,7 @@
 import type { Db } from './db';
-import { SqliteIndexObject } from './connection';
+import { databaseOf } from './connection';
+import { IndexObject, type IndexDatabase } from './database';
+import { sql } from './sql';
 
 // Totals for monitoring: what the store holds, read from the index (never by walking storage). Each is
 // one aggregate over a table (a scan of its smallest index): cheap, but callers cache it for a few
@@ -15,19 +17,18 @@ export interface StoreTotals {
   repositories: number;
 }
 
-export class StatsIndex extends SqliteIndexObject {
-  private readonly s;
+const totals = sql<StoreTotals>(
+  `SELECT (SELECT count(*) FROM blobs) AS blobs, (SELECT coalesce(sum(size), 0) FROM blobs) AS "blobBytes",
+          (SELECT count(*) FROM uploads) AS uploads, (SELECT coalesce(sum(size), 0) FROM uploads) AS "uploadBytes",
+          (SELECT count(*) FROM repositories) AS repositories`,
+);
 
-  constructor(db: Db) {
-    super(db);
-    this.s = db.prepare(
-      `SELECT (SELECT count(*) FROM blobs) AS blobs, (SELECT coalesce(sum(size), 0) FROM blobs) AS blobBytes,
-              (SELECT count(*) FROM uploads) AS uploads, (SELECT coalesce(sum(size), 0) FROM uploads) AS uploadBytes,
-              (SELECT count(*) FROM repositories) AS repositories`,
-    );
+export class StatsIndex extends IndexObject {
+  constructor(db: Db | IndexDatabase) {
+    super(databaseOf(db));
   }
 
-  totals(): Promise<StoreTotals> {
-    return this.run(() => this.s.get() as StoreTotals);
+  async totals(): Promise<StoreTotals> {
+    return (await this.sql.get(totals))!;
   }
 }

@@ -1,5 +1,7 @@
 import type { Db } from './db';
-import { SqliteIndexObject } from './connection';
+import { databaseOf } from './connection';
+import { IndexObject, type IndexDatabase } from './database';
+import { sql } from './sql';
 import { ALL_NAMES, nameRanges, type NamePattern } from './name-filter';
 import type { Digest } from '../storage/digest';
 
@@ -19,55 +21,49 @@ export interface RepoUsage {
 
 const rangeSql = (select: string, table: string, upperBound: string, tail = '') =>
   `${select} FROM ${table} WHERE repo >= @from ${upperBound}
-     AND (@like IS NULL OR repo LIKE @like ESCAPE '\\') AND (@regex IS NULL OR repo REGEXP @regex) ${tail}`;
+     AND (CAST(@like AS TEXT) IS NULL OR repo LIKE @like ESCAPE '\\') AND (CAST(@regex AS TEXT) IS NULL OR repo REGEXP @regex) ${tail}`;
 
 const DU_SELECT = `SELECT u.repo, u.bytes, u.blobs,
     (SELECT coalesce(sum(c.size), 0) FROM repo_charges c WHERE c.repo = u.repo
-        AND EXISTS (SELECT 1 FROM repo_charges o WHERE o.digest = c.digest AND o.repo <> c.repo)) AS sharedBytes`;
+        AND EXISTS (SELECT 1 FROM repo_charges o WHERE o.digest = c.digest AND o.repo <> c.repo)) AS "sharedBytes"`;
 
-export class UsageIndex extends SqliteIndexObject {
-  private readonly s;
+const Q = {
+  charged: sql<number>('SELECT EXISTS (SELECT 1 FROM repo_charges WHERE repo = ? AND digest = ?)', { pluck: true }),
+  // One range of names (name-filter.ts): with and without an end, so that both bounds seek the index.
+  sumRange: sql<number>(rangeSql('SELECT coalesce(sum(bytes), 0)', 'repo_usage', 'AND repo < @to'), { pluck: true }),
+  sumFrom: sql<number>(rangeSql('SELECT coalesce(sum(bytes), 0)', 'repo_usage', ''), { pluck: true }),
+  duRange: sql<Omit<RepoUsage, 'uniqueBytes'>>(rangeSql(DU_SELECT, 'repo_usage u', 'AND repo < @to', 'ORDER BY repo')),
+  duFrom: sql<Omit<RepoUsage, 'uniqueBytes'>>(rangeSql(DU_SELECT, 'repo_usage u', '', 'ORDER BY repo')),
+};
 
-  constructor(db: Db) {
-    super(db);
-    const p = (sql: string) => db.prepare(sql);
-    this.s = {
-      charged: p('SELECT EXISTS (SELECT 1 FROM repo_charges WHERE repo = ? AND digest = ?)').pluck(),
-      // One range of names (name-filter.ts): with and without an end, so that both bounds seek the index.
-      sumRange: p(rangeSql('SELECT coalesce(sum(bytes), 0)', 'repo_usage', 'AND repo < @to')).pluck(),
-      sumFrom: p(rangeSql('SELECT coalesce(sum(bytes), 0)', 'repo_usage', '')).pluck(),
-      duRange: p(rangeSql(DU_SELECT, 'repo_usage u', 'AND repo < @to', 'ORDER BY repo')),
-      duFrom: p(rangeSql(DU_SELECT, 'repo_usage u', '', 'ORDER BY repo')),
-    };
+export class UsageIndex extends IndexObject {
+  constructor(db: Db | IndexDatabase) {
+    super(databaseOf(db));
   }
 
   /** Whether `repo` is already charged for `digest` (a new reference to it adds no bytes). */
-  isCharged(repo: string, digest: Digest): Promise<boolean> {
-    return this.run(() => this.s.charged.get(repo, digest) === 1);
+  async isCharged(repo: string, digest: Digest): Promise<boolean> {
+    return (await this.sql.get(Q.charged, repo, digest)) === 1;
   }
 
   /** Bytes charged to the repositories `patterns` match, together. Quotas read it inside a push's transaction. */
-  bytesUsed(patterns: readonly NamePattern[]): Promise<number> {
-    return this.run(() => {
-      let total = 0;
-      for (const r of nameRanges(patterns)) {
-        const params = { from: r.from, regex: r.regex, like: r.like };
-        total += (r.to === null ? this.s.sumFrom.get(params) : this.s.sumRange.get({ ...params, to: r.to })) as number;
-      }
-      return total;
-    });
+  async bytesUsed(patterns: readonly NamePattern[]): Promise<number> {
+    let total = 0;
+    for (const r of nameRanges(patterns)) {
+      const params = { from: r.from, regex: r.regex, like: r.like };
+      total += (await (r.to === null ? this.sql.get(Q.sumFrom, params) : this.sql.get(Q.sumRange, { ...params, to: r.to })))!;
+    }
+    return total;
   }
 
   /** Usage of each repository `patterns` match that is charged for anything, in name order. */
-  perRepository(patterns: readonly NamePattern[] = ALL_NAMES): Promise<RepoUsage[]> {
-    return this.run(() => {
-      const out: RepoUsage[] = [];
-      for (const r of nameRanges(patterns)) {
-        const params = { from: r.from, regex: r.regex, like: r.like };
-        const rows = (r.to === null ? this.s.duFrom.all(params) : this.s.duRange.all({ ...params, to: r.to })) as Omit<RepoUsage, 'uniqueBytes'>[];
-        for (const row of rows) out.push({ ...row, uniqueBytes: row.bytes - row.sharedBytes });
-      }
-      return out;
-    });
+  async perRepository(patterns: readonly NamePattern[] = ALL_NAMES): Promise<RepoUsage[]> {
+    const out: RepoUsage[] = [];
+    for (const r of nameRanges(patterns)) {
+      const params = { from: r.from, regex: r.regex, like: r.like };
+      const rows = await (r.to === null ? this.sql.all(Q.duFrom, params) : this.sql.all(Q.duRange, { ...params, to: r.to }));
+      for (const row of rows) out.push({ ...row, uniqueBytes: row.bytes - row.sharedBytes });
+    }
+    return out;
   }
 }

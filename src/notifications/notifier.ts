@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import { ConfigError } from '../config/errors';
-import type { Tx } from '../index/connection';
+import type { Tx } from '../index/database';
 import type { NotificationIndex } from '../index/notification-index';
 import { makeEvent, type EventSource, type EventTarget } from './events';
 import { EndpointFilter } from './filter';

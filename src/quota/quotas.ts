@@ -2,7 +2,7 @@ import { fixedGlob, globProblem, type NameMatcher } from '../auth/globs';
 import { formatBytes, parseByteSize } from '../bytes';
 import { ConfigError } from '../config/errors';
 import { RegistryError } from '../errors';
-import type { Tx } from '../index/connection';
+import type { Tx } from '../index/database';
 import type { UsageIndex } from '../index/usage-index';
 import type { Digest } from '../storage/digest';
 

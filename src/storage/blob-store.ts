@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Hash } from 'node:crypto';
 import { Readable, type Writable } from 'node:stream';
 import { RegistryError } from '../errors';
-import type { Tx } from '../index/connection';
+import type { Tx } from '../index/database';
 import type { BlobRecord, MetadataIndex, UploadRecord } from '../index/metadata-index';
 import { digestOf, hexOf, newHash, type Digest } from './digest';
 import { ByteCache } from './byte-cache';

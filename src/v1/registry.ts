@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
 import { RegistryError } from '../errors';
-import type { Tx } from '../index/connection';
+import type { Tx } from '../index/database';
 import type { BlobRecord, MetadataIndex } from '../index/metadata-index';
 import type { NamePattern } from '../index/name-filter';
 import type { RepositoryIndex } from '../index/repository-index';

@@ -25,11 +25,12 @@ export function serverOf(url: string): string {
   return `${host}:${parsed.port || 5432}`;
 }
 
-// int8 (bigint: sizes, millisecond times, count(*)) and numeric (what sum() of a bigint returns) as numbers
+// Booleans as 1 / 0, as SQLite returns them. int8 (bigint: sizes, millisecond times, count(*)) and numeric (what sum() of a bigint returns) as numbers
 // rather than pg's default strings, so rows look like better-sqlite3's and SQL such as
 // `coalesce(sum(size), 0)` is shared. This schema holds integers only; beyond 2^53 a number would be wrong,
 // so that is an error instead.
 const INT8_OID = 20;
+const BOOL_OID = 16;
 const NUMERIC_OID = 1700;
 function toSafeInteger(text: string): number {
   const n = Number(text);
@@ -39,6 +40,7 @@ function toSafeInteger(text: string): number {
 const types: pg.CustomTypesConfig = {
   getTypeParser: ((oid: number, format?: string) => {
     if ((oid === INT8_OID || oid === NUMERIC_OID) && format !== 'binary') return toSafeInteger;
+    if (oid === BOOL_OID && format !== 'binary') return (text: string) => (text === 't' ? 1 : 0); // as SQLite's 1 / 0
     return pg.types.getTypeParser(oid, format as 'text');
   }) as pg.CustomTypesConfig['getTypeParser'],
 };

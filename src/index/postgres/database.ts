@@ -1,0 +1,197 @@
+import type pg from 'pg';
+import { makeTx, type IndexDatabase, type Tx } from '../database';
+import type { Query, RunResult, Sql } from '../sql';
+import { describe, serverOf } from './connect';
+import { bindValues, toPgStatement, type PgStatement } from './sql';
+
+// The PostgreSQL index database: a pool shared by the index objects. Reads outside a transaction take any
+// pooled connection; a transaction holds one from BEGIN to COMMIT. Every write, of every replica, runs
+// under one advisory lock (WRITE_LOCK) held to its commit, as SQLite's writes run under its write lock:
+// the index's checks-then-writes need no retry loop, writers touching the same rows cannot deadlock, and
+// sequence numbers (the refs and notification outboxes) are committed in the order they were taken.
+// A statement that writes outside a transaction is made one. Reads never wait for the lock.
+
+/** Arbitrary, fixed: the advisory lock every write transaction holds ("tsreg" + 2 in ASCII). */
+export const WRITE_LOCK = 0x7473726567_02n;
+
+/** The index database cannot be reached (connection refused, lost, or the server shutting down). */
+export class IndexUnavailableError extends Error {
+  override name = 'IndexUnavailableError';
+}
+
+// SQLSTATE classes that mean "no usable connection", not a bad statement: 08 connection exception,
+// 57P01-03 the server shutting down or not yet accepting, 53300 too many connections.
+const UNAVAILABLE_STATES = /^(08|57P0[1-3]|53300)/;
+const UNAVAILABLE_ERRNOS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENOTFOUND', 'EAI_AGAIN']);
+
+export class PostgresDatabase implements IndexDatabase {
+  readonly dialect = 'postgres';
+  private readonly server: string;
+  private readonly statements = new Map<string, PgStatement>();
+  private readonly transactions = new WeakMap<Tx, PgTransaction>();
+  private readonly unbound: Sql;
+
+  onTransaction?: (seconds: number) => void;
+
+  constructor(
+    readonly pool: pg.Pool,
+    private readonly url: string,
+  ) {
+    this.server = serverOf(url);
+    this.unbound = new PgStatements(this, pool);
+  }
+
+  get<Row>(q: Query<Row>, ...params: unknown[]): Promise<Row | undefined> {
+    if (q.writes) return this.transaction((tx) => this.sqlOf(tx).get(q, ...params));
+    return this.unbound.get(q, ...params);
+  }
+
+  all<Row>(q: Query<Row>, ...params: unknown[]): Promise<Row[]> {
+    if (q.writes) return this.transaction((tx) => this.sqlOf(tx).all(q, ...params));
+    return this.unbound.all(q, ...params);
+  }
+
+  run(q: Query, ...params: unknown[]): Promise<RunResult> {
+    if (q.writes) return this.transaction((tx) => this.sqlOf(tx).run(q, ...params));
+    return this.unbound.run(q, ...params);
+  }
+
+  sqlOf(tx: Tx): Sql {
+    const t = this.transactions.get(tx);
+    if (!t) throw new Error('not a transaction of this PostgreSQL index');
+    return t.statements;
+  }
+
+  async close(): Promise<void> {
+    await this.pool.end();
+  }
+
+  /** Run `q` on `client` (prepared there once, by its id). */
+  async query(client: pg.Pool | pg.PoolClient, q: Query, params: unknown[]): Promise<pg.QueryResult> {
+    let st = this.statements.get(q.id);
+    if (!st) this.statements.set(q.id, (st = toPgStatement(q.postgres)));
+    try {
+      return await client.query({ name: q.id, text: st.text, values: bindValues(st, params), rowMode: q.pluck ? 'array' : undefined } as pg.QueryConfig);
+    } catch (err) {
+      throw this.translate(err);
+    }
+  }
+
+  /** A lost or refused connection as IndexUnavailableError (a 503 to clients); anything else as it is. */
+  translate(err: unknown): unknown {
+    const e = err as { code?: string; message?: string };
+    const lost =
+      (typeof e?.code === 'string' && (UNAVAILABLE_STATES.test(e.code) || UNAVAILABLE_ERRNOS.has(e.code))) ||
+      /Connection terminated|connection timeout|Client has encountered a connection error|Cannot use a pool after calling end/i.test(e?.message ?? '');
+    return lost ? new IndexUnavailableError(`the PostgreSQL index at ${this.server} is unavailable: ${describe(err, this.url)}`) : err;
+  }
+
+  async transaction<T>(fn: (tx: Tx) => Promise<T>, within?: Tx): Promise<T> {
+    const outer = within && this.transactions.get(within);
+    if (outer) return this.savepoint(fn, outer);
+    const start = this.onTransaction && process.hrtime.bigint();
+    let client: pg.PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (err) {
+      throw this.translate(err);
+    }
+    const t = new PgTransaction(this, client);
+    const tx = this.txFor(t);
+    let broken: unknown;
+    try {
+      await t.exec('BEGIN');
+      await t.exec(`SELECT pg_advisory_xact_lock(${WRITE_LOCK})`);
+      try {
+        const result = await fn(tx);
+        await t.exec('COMMIT');
+        return result;
+      } catch (err) {
+        await t.exec('ROLLBACK').catch((e) => (broken = e));
+        throw err;
+      }
+    } catch (err) {
+      broken ??= err instanceof IndexUnavailableError ? err : undefined;
+      throw err;
+    } finally {
+      t.active = false;
+      // A connection that failed mid-transaction is dropped, never handed to the next caller.
+      client.release(broken instanceof Error ? broken : undefined);
+      if (start !== undefined) this.onTransaction!(Number(process.hrtime.bigint() - start) / 1e9);
+    }
+  }
+
+  private async savepoint<T>(fn: (tx: Tx) => Promise<T>, outer: PgTransaction): Promise<T> {
+    outer.check();
+    const name = `sp${++outer.savepoints}`;
+    await outer.exec(`SAVEPOINT ${name}`);
+    try {
+      const result = await fn(this.txFor(outer));
+      await outer.exec(`RELEASE SAVEPOINT ${name}`);
+      return result;
+    } catch (err) {
+      await outer.exec(`ROLLBACK TO SAVEPOINT ${name}`);
+      await outer.exec(`RELEASE SAVEPOINT ${name}`);
+      throw err;
+    } finally {
+      outer.savepoints--;
+    }
+  }
+
+  private txFor(t: PgTransaction): Tx {
+    const tx = makeTx();
+    this.transactions.set(tx, t);
+    return tx;
+  }
+}
+
+/** Runs statements on the pool, or on one transaction's connection. */
+class PgStatements implements Sql {
+  constructor(
+    private readonly db: PostgresDatabase,
+    private readonly client: pg.Pool | pg.PoolClient,
+    private readonly check: () => void = () => undefined,
+  ) {}
+
+  async get<Row>(q: Query<Row>, ...params: unknown[]): Promise<Row | undefined> {
+    return (await this.all(q, ...params))[0];
+  }
+
+  async all<Row>(q: Query<Row>, ...params: unknown[]): Promise<Row[]> {
+    this.check();
+    const result = await this.db.query(this.client, q, params);
+    return (q.pluck ? result.rows.map((r: unknown[]) => r[0]) : result.rows) as Row[];
+  }
+
+  async run(q: Query, ...params: unknown[]): Promise<RunResult> {
+    this.check();
+    const result = await this.db.query(this.client, q, params);
+    return { changes: result.rowCount ?? 0 };
+  }
+}
+
+/** One transaction: its connection, its savepoints, and whether it is still open. */
+class PgTransaction {
+  active = true;
+  savepoints = 0;
+  readonly statements: Sql;
+
+  constructor(
+    private readonly db: PostgresDatabase,
+    private readonly client: pg.PoolClient,
+  ) {
+    this.statements = new PgStatements(db, client, () => this.check());
+  }
+
+  check(): void {
+    if (!this.active) throw new Error('an index object bound to a transaction was used after the transaction ended');
+  }
+
+  async exec(text: string): Promise<void> {
+    try {
+      await this.client.query(text);
+    } catch (err) {
+      throw this.db.translate(err);
+    }
+  }
+}

@@ -1,0 +1,56 @@
+import tap, { type Test } from 'tap';
+import { connectionOf } from '../../src/index/connection';
+import type { IndexDatabase } from '../../src/index/database';
+import { openDatabase } from '../../src/index/db';
+import { openIndex } from '../../src/index/open';
+import { defaultConfig } from '../../src/config/load';
+import { startPostgres, type PgCluster } from './postgres';
+
+// The index a test runs on: SQLite in memory, or with TEST_INDEX=postgres a new database of one throw-away
+// PostgreSQL cluster per test file (started on first use, stopped when the file's tests end). The same
+// tests thus prove both implementations (npm run test:postgres).
+
+export const testIndexDriver: 'sqlite' | 'postgres' = process.env.TEST_INDEX === 'postgres' ? 'postgres' : 'sqlite';
+
+let cluster: Promise<PgCluster> | undefined;
+let databases = 0;
+
+/** The cluster of this test file (TEST_INDEX=postgres, or tests that need PostgreSQL whatever it says). */
+export function sharedPostgres(): Promise<PgCluster> {
+  cluster ??= startPostgres(tap).then((c) => {
+    if (!c) throw new Error('PostgreSQL is not installed (apt-get install postgresql)');
+    return c;
+  });
+  return cluster;
+}
+
+/** The URL of a new, empty database on this file's cluster. */
+export async function newPostgresDatabase(): Promise<string> {
+  return (await sharedPostgres()).createDatabase(`t${process.pid}_${++databases}`);
+}
+
+/** A fresh, migrated index for one test, closed at its teardown. */
+export async function openTestIndex(t: { teardown(fn: () => void | Promise<void>): void }, driver = testIndexDriver): Promise<IndexDatabase> {
+  let database: IndexDatabase;
+  if (driver === 'sqlite') {
+    database = connectionOf(openDatabase(':memory:'));
+  } else {
+    const config = defaultConfig({ index: { driver: 'postgres', postgres: { url: await newPostgresDatabase(), maxConnections: 4 } } });
+    database = (await openIndex(config.index)).database;
+  }
+  t.teardown(() => database.close());
+  return database;
+}
+
+export const INDEX_DRIVERS = ['sqlite', 'postgres'] as const;
+
+/** Run `fn` once per index implementation, each on a fresh index: the shared index test-suite. */
+export function forEachIndex(
+  t: Test,
+  name: string,
+  fn: (t: Test, database: IndexDatabase) => Promise<void>,
+): void {
+  for (const driver of INDEX_DRIVERS) {
+    t.test(`${name} (${driver})`, async (t) => fn(t, await openTestIndex(t, driver)));
+  }
+}
