@@ -6,7 +6,8 @@ import type { Config } from './config/schema';
 import { RegistryError, errorBodyFor, toRegistryError } from './errors';
 import { IMPLEMENTED_METHODS, clientErrorHandler, refuseConnect } from './http/client-errors';
 import type { RegistryContext } from './context';
-import { openDatabase } from './index/db';
+import { openIndex } from './index/open';
+import { repeatInBackground } from './background';
 import { MetadataIndex } from './index/metadata-index';
 import { V1Index } from './index/v1-index';
 import { V2Index } from './index/v2-index';
@@ -91,10 +92,12 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   const metrics = config.metrics.enabled ? Metrics.create() : Metrics.disabled();
   const guard = metrics.enabled ? metricsGuard(metricsCredentials(config), config.auth.failedLogins) : undefined;
   const driver = metrics.enabled ? instrumentDriver(await createDriver(config), metrics) : await createDriver(config);
-  await checkIndexPresent(config.index.path, driver);
-  const db = openDatabase(config.index.path);
-  const journal = new RefJournal(db, driver);
+  if (config.index.driver === 'sqlite') await checkIndexPresent(config.index.path, driver);
+  const { database: db, sqlite, leadership } = await openIndex(config.index, app.log);
+  // The refs journal and the WAL sync are SQLite's: a PostgreSQL commit is durable, and backed up with its own tools.
+  const journal = sqlite ? new RefJournal(sqlite, driver) : undefined;
   const index = new MetadataIndex(db);
+  const legacy = sqlite!; // transitional: index classes not yet on IndexObject run on SQLite only
   const timings = metrics.enabled ? indexTimings(metrics) : undefined;
   if (timings) index.onTransaction = timings.transaction;
   const s3 = config.storage.s3;
@@ -103,27 +106,27 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   );
   app.addHook('onClose', async () => driver.close?.());
   const access = new AccessControl(config, app.log);
-  const gc = new GarbageCollector(new GcIndex(db), driver, gcSettings(config));
-  const repositories = new RepositoryIndex(db, index);
+  const gc = new GarbageCollector(new GcIndex(legacy), driver, gcSettings(config));
+  const repositories = new RepositoryIndex(legacy, index);
   const quotas = new Quotas(config.quotas, new UsageIndex(db));
-  const retentionIndex = new RetentionIndex(db);
+  const retentionIndex = new RetentionIndex(legacy);
   const retention = new Retention(config.retention.policies, retentionIndex);
   // Pull times matter only to keepPulledWithin: without such a policy nothing is recorded.
   const pulls = config.retention.policies.some((p) => p.keepPulledWithin !== undefined)
     ? new PullRecorder(retentionIndex, config.retention.pullFlush * 1000, (err) => app.log.error({ err }, 'recording pull times failed'))
     : undefined;
-  const v1Index = new V1Index(db, index);
-  const v2Index = new V2Index(db, index);
+  const v1Index = new V1Index(legacy, index);
+  const v2Index = new V2Index(legacy, index);
   // Webhooks (docs/notifications.md): nothing is built, and no request pays anything, without an enabled endpoint.
   const notifier = config.notifications.endpoints.some((e) => e.enabled)
-    ? new Notifier(config.notifications, new NotificationIndex(db), app.log, { port: splitAddr(config.http.addr).port })
+    ? new Notifier(config.notifications, new NotificationIndex(legacy), app.log, { port: splitAddr(config.http.addr).port })
     : undefined;
   const v2 = new V2Registry(index, v2Index, blobs, repositories, { gcDelayMs: config.gc.delay * 1000, quotas, pulls, events: notifier });
   const bridge =
     config.protocols.bridge && config.protocols.v1 && config.protocols.v2
       ? new V1ToV2Bridge(v1Index, v2Index, v2, blobs, app.log)
       : undefined;
-  const fromV2 = bridge ? new V2ToV1Bridge(db, index, v2Index, blobs, config.protocols.bridgePlatform) : undefined;
+  const fromV2 = bridge ? new V2ToV1Bridge(legacy, index, v2Index, blobs, config.protocols.bridgePlatform) : undefined;
   const ctx: RegistryContext = {
     config,
     access,
@@ -137,9 +140,10 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     quotas,
     notifier,
     metrics,
+    leadership,
     proxy:
       config.proxy.upstreams.length > 0
-        ? new PullThroughCache(config.proxy.upstreams, { v2, blobs, index: new ProxyIndex(db), log: app.log, maxManifestBytes: config.http.maxJsonBody })
+        ? new PullThroughCache(config.proxy.upstreams, { v2, blobs, index: new ProxyIndex(legacy), log: app.log, maxManifestBytes: config.http.maxJsonBody })
         : undefined,
   };
   app.decorate('registry', ctx);
@@ -156,14 +160,17 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     await notifier?.close(); // an attempt in flight is aborted: its events stay queued for the next start
     await bridge?.settle(); // tags being bridged, layers being analyzed: their records go out with the journal's last
     await pulls?.close();
-    await journal.close().catch((err) => app.log.error({ err }, 'writing the last reference records failed; the next start writes them'));
+    await journal?.close().catch((err) => app.log.error({ err }, 'writing the last reference records failed; the next start writes them'));
     await blobs.settle(); // staged copies still being deleted, before their rows can no longer be
-    index.close();
+    await leadership.close();
+    await index.close();
   });
   closeConnectionsAsTheyIdle(app);
 
-  await journal.start();
-  answerWritesOnceDurable(app, new WalSync(db, undefined, timings?.walSync), journal, timings?.durableWait);
+  if (sqlite && journal) {
+    await journal.start();
+    answerWritesOnceDurable(app, new WalSync(sqlite, undefined, timings?.walSync), journal, timings?.durableWait);
+  }
   declareRouteLabel(app);
   if (metrics.enabled) instrumentHttp(app, metrics);
 
@@ -191,7 +198,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   if (config.protocols.v2) await app.register(v2Routes, { prefix: '/v2' });
   if (access.tokensEnabled) await app.register(tokenRoutes);
   if (config.ui.enabled) {
-    await app.register(uiRoutes, { prefix: config.ui.pathPrefix, browse: new BrowseIndex(db) });
+    await app.register(uiRoutes, { prefix: config.ui.pathPrefix, browse: new BrowseIndex(legacy) });
   }
   if (guard) await serveMetrics(app, config.metrics.addr, metrics, guard);
 
@@ -258,10 +265,11 @@ async function purgeStaleUploads(app: FastifyInstance): Promise<void> {
       app.log.error({ err }, 'stale upload purge failed');
     }
   };
-  const removed = await blobs.removeUnresumable();
-  if (removed.uploads > 0) app.log.info(removed, 'removed staged uploads that can never resume (left by a stop mid-request)');
-  await run();
-  const timer = setInterval(run, Math.min(maxAge, 10 * 60 * 1000));
-  timer.unref();
-  app.addHook('onClose', async () => clearInterval(timer));
+  // With replicas, another one's uploads in progress look the same: there, only age ends them.
+  if (config.index.driver === 'sqlite') {
+    const removed = await blobs.removeUnresumable();
+    if (removed.uploads > 0) app.log.info(removed, 'removed staged uploads that can never resume (left by a stop mid-request)');
+  }
+  if (app.registry.leadership.held) await run();
+  repeatInBackground(app, Math.min(maxAge, 10 * 60 * 1000) / 1000, run);
 }

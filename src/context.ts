@@ -1,4 +1,5 @@
 import type { AccessControl } from './auth/access-control';
+import type { Leadership } from './index/leader';
 import type { Config } from './config/schema';
 import type { MetadataIndex } from './index/metadata-index';
 import type { BlobStore } from './storage/blob-store';
@@ -31,6 +32,8 @@ export interface RegistryContext {
   metrics: Metrics;
   /** The pull-through cache (proxy.upstreams), when upstreams are configured. */
   proxy?: PullThroughCache;
+  /** Whether this process runs the background work (always, on SQLite; one replica at a time on PostgreSQL). */
+  leadership: Leadership;
 }
 
 declare module 'fastify' {

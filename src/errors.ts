@@ -61,6 +61,8 @@ export class RegistryError extends Error {
 export function toRegistryError(err: unknown): RegistryError {
   if (err instanceof RegistryError) return err;
   const e = err as { statusCode?: number; code?: string; message?: string; name?: string };
+  // The PostgreSQL index is unreachable: retryable, and it recovers by itself when the server is back.
+  if (e?.name === 'IndexUnavailableError') return new RegistryError('UNAVAILABLE', 'the index database is unavailable; retry shortly', { headers: { 'retry-after': '1' } });
   // The index knows a blob whose bytes are gone: a client error to the caller, an alarm in the log.
   if (e?.name === 'StorageNotFoundError') return new RegistryError('BLOB_UNKNOWN', 'blob data missing from storage', { status: 404 });
   // A full disk (blobs or index) is the operator's problem, but the client should be told which one.

@@ -1,6 +1,7 @@
 import { buildApp } from './app';
 import { ConfigError, loadConfig, splitAddr } from './config/load';
 import { startIdleGc } from './idle-gc';
+import { PostgresStartError } from './index/postgres/connect';
 import { IndexMissingError } from './refs/startup-check';
 
 // Process entry: load config, serve, and shut down gracefully on SIGTERM/SIGINT.
@@ -56,7 +57,7 @@ main().catch((err) => {
     process.stderr.write(`registry: configuration error: ${err.message}\n`);
     process.exit(2);
   }
-  if (err instanceof IndexMissingError) {
+  if (err instanceof IndexMissingError || err instanceof PostgresStartError) {
     process.stderr.write(`registry: ${err.message}\n`);
     process.exit(2);
   }

@@ -22,6 +22,20 @@ t.test('a bad config stops the start with a message naming the key', async (t) =
   t.match(srv.stderr(), /configuration error: REGISTRY_PROTOCOLS_V1 \(protocols\.v1\): expected true or false/);
 });
 
+t.test('an unreachable PostgreSQL index stops the start with one line naming its host, never the password', async (t) => {
+  const port = await freePort();
+  const dead = await freePort(); // nothing listens there
+  const srv = await spawnServer(
+    t,
+    { REGISTRY_HTTP_ADDR: `127.0.0.1:${port}`, REGISTRY_INDEX_DRIVER: 'postgres', REGISTRY_INDEX_POSTGRES_URL: `postgres://registry:s3cret-pw@127.0.0.1:${dead}/registry` },
+    port,
+    { waitReady: false },
+  );
+  t.equal(await srv.exited, 2);
+  t.match(srv.stderr(), new RegExp(`^registry: cannot connect to the PostgreSQL index at 127\\.0\\.0\\.1:${dead}: .*ECONNREFUSED`, 'm'));
+  t.notMatch(srv.stderr(), /s3cret-pw|\n\s+at /, 'no password, no stack trace');
+});
+
 t.test('env overrides, one log line per request, nothing secret, graceful SIGTERM', async (t) => {
   const dir = tempDir(t);
   const port = await freePort();

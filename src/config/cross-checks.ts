@@ -1,3 +1,4 @@
+import { checkIndexConfig } from '../index/settings';
 import { checkMetricsConfig } from '../metrics/settings';
 import { checkPullEvents } from '../notifications/settings';
 import { ConfigError } from './errors';
@@ -36,4 +37,5 @@ export function checkCrossKeys(config: Config): void {
   checkIssuerConfig(config.auth.token);
   checkPullEvents(config.notifications.endpoints, config.notifications.pullEvents);
   checkMetricsConfig(config);
+  checkIndexConfig(config.index);
 }

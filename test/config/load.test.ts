@@ -60,6 +60,9 @@ t.test('mistakes stop the start and name the key', async (t) => {
     ['http:\n  addr: [1, 2\n', {}, /invalid YAML/],
     ['', { REGISTRY_HTTP_ADRR: 'x:1' }, /unknown environment override REGISTRY_HTTP_ADRR/],
     ['', { REGISTRY_PROTOCOLS_V1: 'maybe' }, /REGISTRY_PROTOCOLS_V1 \(protocols\.v1\): expected true or false/],
+    ['index:\n  driver: mysql\n', {}, /index\.driver: expected one of sqlite, postgres/],
+    ['index:\n  driver: postgres\n', {}, /index\.postgres\.url is empty/],
+    ['index:\n  driver: postgres\n  postgres:\n    url: postgres://u:pw@h/db\n', { REGISTRY_INDEX_POSTGRES_PASSWORD: 'x' }, /index\.postgres\.password and the password in index\.postgres\.url: set the password in one place only/],
   ];
   for (const [yaml, env, re] of cases) {
     t.throws(() => parseConfig(yaml, env), re, re.source);

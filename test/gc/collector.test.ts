@@ -3,6 +3,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import t from 'tap';
+import { sqliteHandleOf } from '../helpers/index-db';
 import { GcIndex } from '../../src/index/gc-index';
 import { startRegistry, type TestRegistry } from '../helpers/server';
 import { blobOf, buildImage, pullsWhole, pushBlob, pushImage, sha256, withLayers, type BuiltImage } from '../helpers/v2';
@@ -197,7 +198,7 @@ t.test('storage nobody recorded: staged areas without an upload, committed objec
 
 function internals(reg: TestRegistry) {
   const index = reg.app.registry.index;
-  return { index, db: (index as unknown as { db: import('../../src/index/db').Db }).db };
+  return { index, db: sqliteHandleOf(index) };
 }
 
 t.test('a push of a digest whose older copy is being deleted never loses its bytes to that deletion', async (t) => {

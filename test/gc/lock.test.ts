@@ -1,8 +1,8 @@
 import { spawn } from 'node:child_process';
 import t from 'tap';
+import { sqliteHandleOf } from '../helpers/index-db';
 import { GcBusyError } from '../../src/gc/collector';
 import { GcIndex } from '../../src/index/gc-index';
-import type { Db } from '../../src/index/db';
 import { startRegistry, type TestRegistry } from '../helpers/server';
 
 // One collection at a time across processes (the server's schedule and `npm run registry -- gc`): two
@@ -10,7 +10,7 @@ import { startRegistry, type TestRegistry } from '../helpers/server';
 
 function gcIndexOf(reg: TestRegistry): GcIndex {
   const index = reg.app.registry.index;
-  return new GcIndex((index as unknown as { db: Db }).db);
+  return new GcIndex(sqliteHandleOf(index));
 }
 
 /** A live process of this machine, to stand for another collector. */
@@ -44,7 +44,7 @@ t.test('a holder that died on this machine, or went silent, does not block', asy
 
   await gcIndex.takeLock({ host: 'elsewhere', pid: 1 }, 0, () => false);
   await t.rejects(reg.app.registry.gc.run(), GcBusyError, 'a holder on another machine that said it is alive a moment ago blocks');
-  const db = (reg.app.registry.index as unknown as { db: Db }).db;
+  const db = sqliteHandleOf(reg.app.registry.index);
   db.prepare('UPDATE gc_lock SET heartbeat_at = ?').run(Date.now() - 61_000);
   t.ok(await reg.app.registry.gc.run(), 'silent for more than a minute: taken over');
 });

@@ -1,7 +1,7 @@
 import tap, { type Test } from 'tap';
-import { connectionOf } from '../../src/index/connection';
+import { connectionOf, SqliteConnection } from '../../src/index/connection';
 import type { IndexDatabase } from '../../src/index/database';
-import { openDatabase } from '../../src/index/db';
+import { openDatabase, type Db } from '../../src/index/db';
 import { openIndex } from '../../src/index/open';
 import { defaultConfig } from '../../src/config/load';
 import { startPostgres, type PgCluster } from './postgres';
@@ -36,7 +36,9 @@ export async function openTestIndex(t: { teardown(fn: () => void | Promise<void>
     database = connectionOf(openDatabase(':memory:'));
   } else {
     const config = defaultConfig({ index: { driver: 'postgres', postgres: { url: await newPostgresDatabase(), maxConnections: 4 } } });
-    database = (await openIndex(config.index)).database;
+    const opened = await openIndex(config.index);
+    database = opened.database;
+    t.teardown(() => opened.leadership.close());
   }
   t.teardown(() => database.close());
   return database;
@@ -53,4 +55,11 @@ export function forEachIndex(
   for (const driver of INDEX_DRIVERS) {
     t.test(`${name} (${driver})`, async (t) => fn(t, await openTestIndex(t, driver)));
   }
+}
+
+/** The better-sqlite3 handle behind an index object on SQLite (tests that inspect or break rows directly). */
+export function sqliteHandleOf(index: object): Db {
+  const database = (index as unknown as { database: IndexDatabase }).database;
+  if (!(database instanceof SqliteConnection)) throw new Error('this test reaches into SQLite: run it on the SQLite index');
+  return database.db;
 }

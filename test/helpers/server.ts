@@ -30,7 +30,8 @@ export function tempDir(t: { teardown(fn: () => void): void }, prefix = 'registr
 /**
  * Start a registry in this process on 127.0.0.1 and a free port, with its data in a temp dir.
  * Stopped and removed at teardown. With TEST_STORAGE=s3 (and no storage.driver override) the blobs go
- * to an s3rver started for this registry, so the same tests prove both drivers.
+ * to an s3rver started for this registry, so the same tests prove both drivers; with TEST_INDEX=postgres
+ * (and no index.driver override) the index is a new PostgreSQL database.
  */
 export async function startRegistry(
   t: { teardown(fn: () => void | Promise<void>): void },
@@ -43,6 +44,11 @@ export async function startRegistry(
     const { startS3rver } = await import('./s3rver');
     const s3 = await startS3rver(t);
     overrides = { ...overrides, storage: { ...overrides.storage, ...s3.overrides.storage } };
+  }
+  if (process.env.TEST_INDEX === 'postgres' && overrides.index?.driver === undefined) {
+    // A database of its own on this test file's cluster; a restart (same overrides) finds the same one.
+    const { newPostgresDatabase } = await import('./index-db');
+    overrides = { ...overrides, index: { ...overrides.index, driver: 'postgres', postgres: { url: await newPostgresDatabase(), maxConnections: 6 } } };
   }
   const root = dir ?? tempDir(t);
   const config = defaultConfig({

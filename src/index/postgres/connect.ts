@@ -45,6 +45,11 @@ const types: pg.CustomTypesConfig = {
   }) as pg.CustomTypesConfig['getTypeParser'],
 };
 
+/** The PostgreSQL index cannot be used at start (unreachable, refused login, failed migration): one line for the operator. */
+export class PostgresStartError extends Error {
+  override name = 'PostgresStartError';
+}
+
 /** A pool on `url`, not yet connected (see connectPool). */
 export function createPool(url: string, opts: PoolOptions = {}): pg.Pool {
   const server = serverOf(url);
@@ -76,7 +81,7 @@ export async function connectPool(url: string, opts: PoolOptions = {}): Promise<
     client.release();
   } catch (err) {
     await pool.end().catch(() => undefined);
-    throw new Error(`cannot connect to the PostgreSQL index at ${server}: ${describe(err, url)}`);
+    throw new PostgresStartError(`cannot connect to the PostgreSQL index at ${server}: ${describe(err, url)}`);
   }
   return pool;
 }

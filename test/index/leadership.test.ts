@@ -1,0 +1,50 @@
+import t from 'tap';
+import { PostgresLeadership } from '../../src/index/postgres/leader';
+import { newPostgresDatabase, sharedPostgres } from '../helpers/index-db';
+
+// One replica leads the background work at a time; when its session ends, another takes over.
+
+const quiet = { info: () => undefined, warn: () => undefined };
+
+async function until(cond: () => boolean, ms: number): Promise<number> {
+  const start = Date.now();
+  while (!cond()) {
+    if (Date.now() - start > ms) throw new Error(`not within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return Date.now() - start;
+}
+
+t.test('one leader at a time; when its session ends, leadership passes within the poll interval', async (t) => {
+  const url = await newPostgresDatabase();
+  const a = new PostgresLeadership(url, quiet, 200);
+  const b = new PostgresLeadership(url, quiet, 200);
+  t.teardown(() => Promise.all([a.close(), b.close()]));
+  await a.start();
+  await b.start();
+  t.equal(a.held, true, 'the first to try leads');
+  t.equal(b.held, false);
+  t.equal(await a.confirm(), true);
+  t.equal(await b.confirm(), false);
+
+  const changes: boolean[] = [];
+  a.onChange((held) => changes.push(held));
+  // As kill -9 of a replica would: the server ends its session.
+  const cluster = await sharedPostgres();
+  const killed = await cluster.admin((c) => c.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'tsregistry-leader' AND pid IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted)"));
+  t.equal(killed.rowCount, 1, 'the leader\'s session was ended');
+  await until(() => changes.length > 0, 5000);
+  t.same(changes, [false], 'the old leader knows at once that it lost');
+  // Both now race for the lock (the old leader's process lives on here; a killed one would not).
+  const ms = await until(() => a.held || b.held, 5000);
+  t.comment(`led again after ${ms} ms (poll interval 200 ms)`);
+  await new Promise((r) => setTimeout(r, 500));
+  t.equal(Number(a.held) + Number(b.held), 1, 'by exactly one replica');
+  const [leader, other] = a.held ? [a, b] : [b, a];
+  t.equal(await leader.confirm(), true);
+  t.equal(await other.confirm(), false);
+
+  await leader.close();
+  await until(() => other.held, 5000);
+  t.pass('a closed leader releases the lock; the other replica leads');
+});
