@@ -27,13 +27,29 @@ t.test('an unreachable PostgreSQL index stops the start with one line naming its
   const dead = await freePort(); // nothing listens there
   const srv = await spawnServer(
     t,
-    { REGISTRY_HTTP_ADDR: `127.0.0.1:${port}`, REGISTRY_INDEX_DRIVER: 'postgres', REGISTRY_INDEX_POSTGRES_URL: `postgres://registry:s3cret-pw@127.0.0.1:${dead}/registry` },
+    { REGISTRY_HTTP_ADDR: `127.0.0.1:${port}`, REGISTRY_INDEX_DRIVER: 'postgres', REGISTRY_INDEX_POSTGRES_URL: `postgres://registry:s3cret-pw@127.0.0.1:${dead}/registry`, REGISTRY_STORAGE_LOCAL_SHARED: 'true' },
     port,
     { waitReady: false },
   );
   t.equal(await srv.exited, 2);
   t.match(srv.stderr(), new RegExp(`^registry: cannot connect to the PostgreSQL index at 127\\.0\\.0\\.1:${dead}: .*ECONNREFUSED`, 'm'));
   t.notMatch(srv.stderr(), /s3cret-pw|\n\s+at /, 'no password, no stack trace');
+});
+
+t.test('local storage with the PostgreSQL index is refused unless the directory is stated shared', async (t) => {
+  const port = await freePort();
+  const srv = await spawnServer(
+    t,
+    { REGISTRY_HTTP_ADDR: `127.0.0.1:${port}`, REGISTRY_INDEX_DRIVER: 'postgres', REGISTRY_INDEX_POSTGRES_URL: `postgres://registry@127.0.0.1:${await freePort()}/registry` },
+    port,
+    { waitReady: false },
+  );
+  t.equal(await srv.exited, 2, 'exit status 2, before any connection is tried');
+  t.equal(
+    srv.stderr(),
+    'registry: configuration error: storage.driver local with index.driver postgres: replicas would each keep blobs the others cannot read; use storage.driver s3, or set storage.local.shared: true (REGISTRY_STORAGE_LOCAL_SHARED) if storage.local.root is a file system every replica mounts\n',
+    'one line naming the keys',
+  );
 });
 
 t.test('env overrides, one log line per request, nothing secret, graceful SIGTERM', async (t) => {

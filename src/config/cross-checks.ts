@@ -32,7 +32,20 @@ export function checkIssuerConfig(token: Config['auth']['token']): void {
   if (!token.realm) throw new ConfigError('auth.token.issuer: set auth.token.realm, the URL of the issuer\'s token endpoint');
 }
 
+/**
+ * Replicas share one PostgreSQL index; with local storage each would keep the blobs it received on its own
+ * disk, listed in the index for all, unreadable to the others. Only a directory every replica mounts will do.
+ */
+export function checkSharedStorage(config: Config): void {
+  if (config.index.driver === 'postgres' && config.storage.driver === 'local' && !config.storage.local.shared) {
+    throw new ConfigError(
+      'storage.driver local with index.driver postgres: replicas would each keep blobs the others cannot read; use storage.driver s3, or set storage.local.shared: true (REGISTRY_STORAGE_LOCAL_SHARED) if storage.local.root is a file system every replica mounts',
+    );
+  }
+}
+
 export function checkCrossKeys(config: Config): void {
+  checkSharedStorage(config);
   if (config.storage.driver === 's3') checkS3Config(config.storage.s3);
   checkIssuerConfig(config.auth.token);
   checkPullEvents(config.notifications.endpoints, config.notifications.pullEvents);

@@ -65,6 +65,7 @@ export const schema = {
     local: {
       root: str('./data/blobs', 'directory holding blob and upload files'),
       fsync: bool(true, 'fsync every blob before it becomes visible (turn off only for throwaway test data)'),
+      shared: bool(false, 'root is a file system every replica mounts (NFS, CephFS...): required to run local storage with index.driver postgres, whose replicas would otherwise each keep blobs the others cannot read'),
       directWrites: bool(false, 'write upload bodies with O_DIRECT, past the page cache (on: less CPU per push where fresh page-cache pages are costly, but a just-pushed blob is read from disk on its first pull)'),
     },
     s3: {

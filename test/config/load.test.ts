@@ -61,8 +61,9 @@ t.test('mistakes stop the start and name the key', async (t) => {
     ['', { REGISTRY_HTTP_ADRR: 'x:1' }, /unknown environment override REGISTRY_HTTP_ADRR/],
     ['', { REGISTRY_PROTOCOLS_V1: 'maybe' }, /REGISTRY_PROTOCOLS_V1 \(protocols\.v1\): expected true or false/],
     ['index:\n  driver: mysql\n', {}, /index\.driver: expected one of sqlite, postgres/],
-    ['index:\n  driver: postgres\n', {}, /index\.postgres\.url is empty/],
-    ['index:\n  driver: postgres\n  postgres:\n    url: postgres://u:pw@h/db\n', { REGISTRY_INDEX_POSTGRES_PASSWORD: 'x' }, /index\.postgres\.password and the password in index\.postgres\.url: set the password in one place only/],
+    ['index:\n  driver: postgres\nstorage:\n  local:\n    shared: true\n', {}, /index\.postgres\.url is empty/],
+    ['index:\n  driver: postgres\n  postgres:\n    url: postgres://u@h/db\n', {}, /^storage\.driver local with index\.driver postgres: replicas would each keep blobs the others cannot read; use storage\.driver s3, or set storage\.local\.shared: true \(REGISTRY_STORAGE_LOCAL_SHARED\)/],
+    ['index:\n  driver: postgres\n  postgres:\n    url: postgres://u:pw@h/db\n', { REGISTRY_INDEX_POSTGRES_PASSWORD: 'x', REGISTRY_STORAGE_LOCAL_SHARED: 'true' }, /index\.postgres\.password and the password in index\.postgres\.url: set the password in one place only/],
   ];
   for (const [yaml, env, re] of cases) {
     t.throws(() => parseConfig(yaml, env), re, re.source);
