@@ -28,6 +28,13 @@ export interface PgCluster {
   createDatabase(name: string): Promise<string>;
   /** Run SQL as the superuser (over the unix socket, trust auth) in `database` (default: the registry's). */
   admin<T>(fn: (client: Client) => Promise<T>, database?: string): Promise<T>;
+  /**
+   * Stop the postmaster (replicas see their connections end: `fast` terminates sessions and shuts down
+   * cleanly, `immediate` as a crash would) and wait until it is gone. `pid` is then 0.
+   */
+  stop(mode?: 'fast' | 'immediate'): Promise<void>;
+  /** Start it again on the same data, address and port; waits until it accepts connections. */
+  start(): Promise<void>;
   /** Milliseconds initdb and the start took (the harness's cost, for BENCHMARKS/reports). */
   timings: { initdbMs: number; startMs: number; setupMs: number };
 }
@@ -99,7 +106,8 @@ export async function startPostgres(t: Teardown): Promise<PgCluster | undefined>
       if (attempt >= 2) throw new Error(`${(err as Error).message}\n${readLog(dir)}`);
     }
   }
-  pid = Number(readFileSync(path.join(data, 'postmaster.pid'), 'utf8').split('\n')[0]);
+  const readPid = () => Number(readFileSync(path.join(data, 'postmaster.pid'), 'utf8').split('\n')[0]);
+  pid = readPid();
   const t2 = performance.now();
 
   const user = 'registry';
@@ -128,13 +136,30 @@ export async function startPostgres(t: Teardown): Promise<PgCluster | undefined>
     user,
     password,
     database,
-    pid,
     dir,
     admin,
     async createDatabase(name) {
       if (!/^[a-z_][a-z0-9_]*$/.test(name)) throw new Error(`bad database name ${name}`);
       await admin((c) => c.query(`CREATE DATABASE ${name} OWNER ${user}`), 'postgres');
       return urlOf(name);
+    },
+    get pid() {
+      return pid;
+    },
+    async stop(mode = 'fast') {
+      if (!pid) return;
+      const was = pid;
+      process.kill(was, mode === 'fast' ? 'SIGINT' : 'SIGQUIT'); // PostgreSQL's fast / immediate shutdown
+      for (let waited = 0; alive(was); waited += 20) {
+        if (waited >= 30_000) throw new Error(`PostgreSQL (pid ${was}) did not stop within 30 s`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      pid = 0;
+    },
+    async start() {
+      if (pid) return;
+      run('pg_ctl', ['start', '-w', '-t', '60', '-D', data, '-l', path.join(dir, 'server.log')]);
+      pid = readPid();
     },
     timings: { initdbMs: Math.round(t1 - t0), startMs: Math.round(t2 - t1), setupMs: Math.round(t3 - t2) },
   };
