@@ -27,6 +27,7 @@ import { V2ToV1Bridge } from './bridge/v2-to-v1';
 import { GarbageCollector } from './gc/collector';
 import { gcSettings } from './gc/run';
 import { scheduleGarbageCollection } from './gc/schedule';
+import { BridgeIndex } from './index/bridge-index';
 import { GcIndex } from './index/gc-index';
 import { RepositoryIndex } from './index/repository-index';
 import { RetentionIndex } from './index/retention-index';
@@ -123,7 +124,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     config.protocols.bridge && config.protocols.v1 && config.protocols.v2
       ? new V1ToV2Bridge(v1Index, v2Index, v2, blobs, app.log)
       : undefined;
-  const fromV2 = bridge ? new V2ToV1Bridge(db, index, v2Index, blobs, config.protocols.bridgePlatform) : undefined;
+  const fromV2 = bridge ? new V2ToV1Bridge(new BridgeIndex(db), v2Index, blobs, config.protocols.bridgePlatform) : undefined;
   const ctx: RegistryContext = {
     config,
     access,
