@@ -49,7 +49,7 @@ const catalogSql = (upperBound: string) =>
       AND (EXISTS (SELECT 1 FROM manifests m WHERE m.repo = r.name) OR EXISTS (SELECT 1 FROM repo_blobs b WHERE b.repo = r.name))
     ORDER BY name LIMIT @n`;
 
-/** The distinct digests of the JSON array @digests, as rows of `j.value`. */
+/** The elements of the JSON array @digests, as rows with a `j.value` column (SQLite json_each; PostgreSQL has none). */
 const DIGESTS = { sqlite: 'json_each(@digests) j', postgres: 'json_array_elements_text(CAST(@digests AS json)) AS j(value)' };
 
 // Set-based checks of a manifest's references (a JSON array of digests): one statement, not one per reference.
