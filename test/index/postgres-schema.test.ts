@@ -33,7 +33,8 @@ t.test('PostgreSQL index schema', async (t) => {
     const started = performance.now();
     const results = await Promise.all(replicas.map((p) => migrate(p)));
     t.comment(`4 concurrent migrations to version ${PG_MIGRATIONS.length}: ${Math.round(performance.now() - started)} ms`);
-    t.same(results.map((r) => r.from).sort(), [0, 1, 1, 1], 'one replica migrated from 0, the others found version 1');
+    const n = PG_MIGRATIONS.length;
+    t.same(results.map((r) => r.from).sort(), [0, n, n, n], `one replica migrated from 0, the others found version ${n}`);
     t.ok(results.every((r) => r.to === PG_MIGRATIONS.length));
     const { rows } = await replicas[0]!.query('SELECT version FROM schema_migrations ORDER BY version');
     t.same(rows, PG_MIGRATIONS.map((_, i) => ({ version: i + 1 })), 'each version recorded once');
@@ -64,8 +65,9 @@ t.test('PostgreSQL index schema', async (t) => {
     t.same((await pool.query('SELECT max(version) AS v FROM schema_migrations')).rows, [{ v: 99 }], 'nothing changed');
   });
 
+  // Migration 1 is SQLite's schema; migration 2 then drops the reference journal (schema-v2.ts), tested below.
   const pool = await poolOn(cluster.url);
-  await migrate(pool);
+  await migrate(pool, PG_MIGRATIONS.slice(0, 1));
   const sqlite = openDatabase(':memory:');
   t.teardown(() => sqlite.close());
 
@@ -124,6 +126,17 @@ t.test('PostgreSQL index schema', async (t) => {
       t.same((await client.query(chargesSql)).rows, sqlite.prepare(chargesSql).all(), `step ${i + 1} (${step.name}): repo_charges`);
     }
     t.ok(journaled > 40, `the scenario journals ${journaled} changes`);
+  });
+
+  await t.test('migration 2 drops the reference journal: usage is still kept, no record is written', async (t) => {
+    t.same(await migrate(pool), { from: 1, to: PG_MIGRATIONS.length });
+    const { rows: left } = await pool.query("SELECT tgname FROM pg_trigger WHERE tgname LIKE 'refs\\_%' AND NOT tgisinternal");
+    t.same(left, [], 'no journal trigger left');
+    await pool.query("INSERT INTO blobs (digest, size, location, created_at) VALUES ('sha256:j2', 7, 'x', 1)");
+    await pool.query("INSERT INTO repositories (name, created_at) VALUES ('j2/r', 1)");
+    await pool.query("INSERT INTO repo_blobs (repo, digest, linked_at) VALUES ('j2/r', 'sha256:j2', 1)");
+    t.same((await pool.query("SELECT bytes FROM repo_usage WHERE repo = 'j2/r'")).rows, [{ bytes: 7 }], 'the usage triggers still run');
+    t.same((await pool.query('SELECT count(*) AS n FROM refs_outbox')).rows, [{ n: 0 }], 'no journal record');
   });
 
   await t.test('bigint, count(*) and sum() read as numbers, as from SQLite; past 2^53 an error', async (t) => {
