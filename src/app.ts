@@ -71,7 +71,9 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     genReqId: () => randomUUID(),
     requestTimeout: 0, // multi-GB layers take as long as they take
     keepAliveTimeout: 75_000,
-    return503OnClosing: true,
+    // While stopping, a request that still arrives on an open connection is served, not refused (see
+    // closeConnectionsAsTheyIdle): a proxy cannot retry a streamed upload elsewhere once it has sent it.
+    return503OnClosing: false,
     bodyLimit: config.http.maxJsonBody,
     // Duplicate slashes are not merged: `a//b` is no repository name, and must not quietly become `a/b`.
     routerOptions: { maxParamLength: 1024, ignoreTrailingSlash: true, ignoreDuplicateSlashes: false },
@@ -241,12 +243,21 @@ function answerWritesOnceDurable(app: FastifyInstance, walSync: WalSync, journal
 }
 
 /**
- * On close, node closes the connections idle at that moment; keep-alive connections whose request
- * finishes later would otherwise hold the close for the whole keep-alive timeout.
+ * On close, node stops listening and closes the connections idle at that moment; keep-alive connections
+ * whose request finishes later would otherwise hold the close for the whole keep-alive timeout. Every
+ * response from then on says `Connection: close`, so a proxy (nginx's upstream keep-alive pool) drops the
+ * connection after it instead of sending the next request down a connection about to close: behind a load
+ * balancer a stopping replica finishes what it has and gets nothing new (a rolling restart fails no request).
  */
 function closeConnectionsAsTheyIdle(app: FastifyInstance): void {
   let timer: NodeJS.Timeout | undefined;
+  let closing = false;
+  app.addHook('onSend', async (_request, reply, payload) => {
+    if (closing) reply.raw.shouldKeepAlive = false;
+    return payload;
+  });
   app.addHook('preClose', async () => {
+    closing = true;
     app.server.closeIdleConnections();
     timer = setInterval(() => app.server.closeIdleConnections(), 50);
     timer.unref();

@@ -10,7 +10,7 @@ import { startReplicas, type Balancing, type ReplicaSet } from '../helpers/repli
 import { tempDir } from '../helpers/server';
 import { requireTools } from '../helpers/tools';
 import { imageChain, pullV1, pushV1 } from '../helpers/v1';
-import { blobOf, buildImage, pullsWhole, putManifest, sha256, withLayers, type Blob, type BuiltImage } from '../helpers/v2';
+import { blobOf, buildImage, pullsWhole, pushChunked, putManifest, sha256, withLayers, type BuiltImage } from '../helpers/v2';
 
 // Acceptance (issue 32): three registry processes (dist/server.js) on one PostgreSQL index and one s3rver
 // bucket, behind Debian's nginx running the shipped config with the replicas as its upstream. Twice: with
@@ -109,34 +109,6 @@ async function v1RoundTrip(t: Test, set: ReplicaSet, repo: string): Promise<void
   const pulled = await pullV1(set.base, repo, 'latest');
   t.same(pulled.map((p) => p.id), chain.map((i) => i.id), 'v1: pulled root first');
   t.ok(chain.every((img, i) => pulled[i]!.json.equals(img.json) && pulled[i]!.layer.equals(img.layer)), 'v1: json and layers byte for byte');
-}
-
-/** A blob pushed as a client that sends chunks does: POST, two PATCHes, PUT with the digest. */
-async function pushChunked(base: string, repo: string, blob: Blob): Promise<void> {
-  const head = await fetch(`${base}/v2/${repo}/blobs/${blob.digest}`, { method: 'HEAD' });
-  await head.arrayBuffer();
-  if (head.status === 200) return;
-  const start = await fetch(`${base}/v2/${repo}/blobs/uploads/`, { method: 'POST' });
-  await start.arrayBuffer();
-  if (start.status !== 202) throw new Error(`POST uploads: ${start.status}`);
-  let loc = new URL(start.headers.get('location')!, base).toString();
-  const cut = Math.floor(blob.data.length / 2);
-  for (const [from, to] of [[0, cut], [cut, blob.data.length]] as const) {
-    if (to === from) continue;
-    const patch = await fetch(loc, {
-      method: 'PATCH',
-      body: blob.data.subarray(from, to),
-      headers: { 'content-type': 'application/octet-stream', 'content-range': `${from}-${to - 1}` },
-    });
-    const text = await patch.text();
-    if (patch.status !== 202) throw new Error(`PATCH ${from}-${to - 1}: ${patch.status} ${text}`);
-    loc = new URL(patch.headers.get('location')!, base).toString();
-  }
-  const url = new URL(loc);
-  url.searchParams.set('digest', blob.digest);
-  const put = await fetch(url, { method: 'PUT' });
-  const text = await put.text();
-  if (put.status !== 201) throw new Error(`PUT ${blob.digest}: ${put.status} ${text}`);
 }
 
 /** 8 pushers, each an image of 2 of 3 shared layers (one of 6 MiB) and one of its own, all at once. */

@@ -68,6 +68,34 @@ export async function pushBlob(base: string, repo: string, blob: Blob): Promise<
   if (put.status !== 201) throw new Error(`PUT upload: ${put.status} ${await put.text()}`);
 }
 
+/** Upload one blob as chunking clients do: HEAD (skip if present), POST, two PATCHes, PUT ?digest=. */
+export async function pushChunked(base: string, repo: string, blob: Blob): Promise<void> {
+  const head = await fetch(`${base}/v2/${repo}/blobs/${blob.digest}`, { method: 'HEAD' });
+  await head.arrayBuffer();
+  if (head.status === 200) return;
+  const start = await fetch(`${base}/v2/${repo}/blobs/uploads/`, { method: 'POST' });
+  await start.arrayBuffer();
+  if (start.status !== 202) throw new Error(`POST uploads: ${start.status}`);
+  let loc = new URL(start.headers.get('location')!, base).toString();
+  const cut = Math.floor(blob.data.length / 2);
+  for (const [from, to] of [[0, cut], [cut, blob.data.length]] as const) {
+    if (to === from) continue;
+    const patch = await fetch(loc, {
+      method: 'PATCH',
+      body: blob.data.subarray(from, to),
+      headers: { 'content-type': 'application/octet-stream', 'content-range': `${from}-${to - 1}` },
+    });
+    const text = await patch.text();
+    if (patch.status !== 202) throw new Error(`PATCH ${from}-${to - 1}: ${patch.status} ${text}`);
+    loc = new URL(patch.headers.get('location')!, base).toString();
+  }
+  const url = new URL(loc);
+  url.searchParams.set('digest', blob.digest);
+  const put = await fetch(url, { method: 'PUT' });
+  const text = await put.text();
+  if (put.status !== 201) throw new Error(`PUT ${blob.digest}: ${put.status} ${text}`);
+}
+
 export async function putManifest(base: string, repo: string, ref: string, body: Buffer, mediaType: string): Promise<Response> {
   return fetch(`${base}/v2/${repo}/manifests/${ref}`, { method: 'PUT', body, headers: { 'content-type': mediaType } });
 }
