@@ -120,3 +120,35 @@ t.test('request lines for the probes are logged at debug, not info', async (t) =
   t.equal(byRoute('/readyz')[0]?.level, 20, '/readyz at debug (20)');
   t.equal(byRoute('/v2/')[0]?.level, 30, 'other routes stay at info (30)');
 });
+
+t.test('a stopping server: /readyz says so (503), other requests that still reach it are served with Connection: close', async (t) => {
+  const reg = await startRegistry(t);
+  const { connect } = await import('node:net');
+  // Requests begun before the stop and finished after it: a proxy's keep-alive connection in use.
+  const begin = (head: string) => {
+    const socket = connect(reg.port, '127.0.0.1');
+    let answer = '';
+    socket.on('data', (d) => (answer += d));
+    const ended = new Promise<string>((resolve) => socket.on('close', () => resolve(answer)));
+    socket.write(head);
+    return { socket, ended };
+  };
+  const post = await http(reg.url, 'POST', '/v2/stopping/app/blobs/uploads/');
+  const loc = new URL(post.headers.get('location')!, reg.url).pathname;
+  const upload = begin(`PATCH ${loc} HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: 10\r\n\r\n12345`);
+  const probe = begin('GET /readyz HTTP/1.1\r\nHost: x\r\n');
+  const ping = begin('GET /v2/ HTTP/1.1\r\nHost: x\r\n');
+  await new Promise((r) => setTimeout(r, 200));
+  const closed = reg.close();
+  await new Promise((r) => setTimeout(r, 200));
+  probe.socket.write('\r\n');
+  ping.socket.write('\r\n');
+  upload.socket.write('67890');
+  const [readyz, v2, patched] = await Promise.all([probe.ended, ping.ended, upload.ended]);
+  t.match(readyz, /^HTTP\/1\.1 503 /, '/readyz: 503 while stopping');
+  t.match(readyz, /\{"status":"stopping","checks":\{\}\}$/, 'saying so');
+  t.match(v2, /^HTTP\/1\.1 200 /, 'a request that still arrives is served, not refused');
+  t.match(patched, /^HTTP\/1\.1 202 /, 'the upload in flight finishes');
+  for (const [what, answer] of [['readyz', readyz], ['/v2/', v2], ['PATCH', patched]]) t.match(answer, /\r\nConnection: close\r\n/i, `${what}: Connection: close`);
+  await closed;
+});

@@ -48,7 +48,17 @@ export async function healthRoutes(app: FastifyInstance): Promise<void> {
    * 200 {"status":"ok","checks":{...}} or 503 naming the part that failed. Error details go to the
    * log only (this endpoint is anonymous; paths and backend messages stay private).
    */
+  // A stopping process still serves the requests that reach it, but asks to be taken out of rotation.
+  let stopping = false;
+  app.addHook('preClose', async () => {
+    stopping = true;
+  });
+
   app.get('/readyz', { config }, async (request, reply) => {
+    if (stopping) {
+      noStore(reply).code(503);
+      return { status: 'stopping', checks: {} };
+    }
     const { index, blobs } = app.registry;
     const [idx, storage] = await Promise.all([check(() => index.ping()), check(() => blobs.driver.ping())]);
     const checks = { index: idx.result, storage: storage.result };
