@@ -50,8 +50,9 @@ interface Span {
 }
 
 function span(p: NamePattern): Span {
-  // An exact name is the range [name, name + "\0"): nothing else sorts between them.
-  if ('exact' in p) return { from: p.exact, to: p.exact + '\0', body: escapeRegex(p.exact), whole: true };
+  // An exact name is the range [name, name + "\u0001"): only names continuing with NUL sort between them,
+  // and there are none (repository names are validated; PostgreSQL text cannot even hold NUL, so "\0" is no bound there).
+  if ('exact' in p) return { from: p.exact, to: p.exact + '\u0001', body: escapeRegex(p.exact), whole: true };
   const body = p.regex !== undefined ? `(?:${p.regex})` : escapeRegex(p.prefix) + '.*';
   return { from: p.prefix, to: after(p.prefix), body, whole: p.regex === undefined, like: p.like };
 }
