@@ -116,7 +116,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   const pulls = config.retention.policies.some((p) => p.keepPulledWithin !== undefined)
     ? new PullRecorder(retentionIndex, config.retention.pullFlush * 1000, (err) => app.log.error({ err }, 'recording pull times failed'))
     : undefined;
-  const v1Index = new V1Index(legacy, index);
+  const v1Index = new V1Index(db, index);
   const v2Index = new V2Index(db, index);
   // Webhooks (docs/notifications.md): nothing is built, and no request pays anything, without an enabled endpoint.
   const notifier = config.notifications.endpoints.some((e) => e.enabled)
@@ -199,7 +199,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   if (config.protocols.v2) await app.register(v2Routes, { prefix: '/v2' });
   if (access.tokensEnabled) await app.register(tokenRoutes);
   if (config.ui.enabled) {
-    await app.register(uiRoutes, { prefix: config.ui.pathPrefix, browse: new BrowseIndex(legacy) });
+    await app.register(uiRoutes, { prefix: config.ui.pathPrefix, browse: new BrowseIndex(db) });
   }
   if (guard) await serveMetrics(app, config.metrics.addr, metrics, guard);
 
