@@ -2,6 +2,8 @@ import type { Db } from './db';
 import { databaseOf } from './connection';
 import { IndexObject, type IndexDatabase } from './database';
 import { sql } from './sql';
+import { inJsonList } from './json-list';
+import { keptManifests } from './reachable';
 import type { Digest } from '../storage/digest';
 
 // What garbage collection asks of the index. Every step that removes something checks, in the same
@@ -24,32 +26,9 @@ export interface DoomedBlob {
 /** Blobs looked at per transaction while sweeping: bounds how long one holds the write lock. */
 const SCAN_WINDOW = 2000;
 
-/** `column IN` the strings of the JSON array parameter @name (one statement for any number of values). */
-const inJson = (column: string, name: string) => ({
-  sqlite: `${column} IN (SELECT value FROM json_each(@${name}))`,
-  postgres: `${column} IN (SELECT value FROM json_array_elements_text(CAST(@${name} AS json)) AS j(value))`,
-});
-const byDigests = inJson('digest', 'digests');
-/** A statement whose only dialect difference is its IN list (inJson). */
-const withList = (text: (list: string) => string, list = byDigests) => sql(text(list.sqlite), { postgres: text(list.postgres) });
-
-// Manifests a tag reaches from `seed` (its non-recursive part): children of kept indexes, referrers (subject)
-// of kept manifests. PostgreSQL allows one recursive reference, so there the two steps are one LATERAL join;
-// SQLite keeps two recursive branches (each seeks its index per kept row; a join against a UNION ALL of
-// both would rescan the repository's references per row).
-const keptManifests = (seed: string) => ({
-  sqlite: `WITH RECURSIVE kept(digest) AS (
-     ${seed}
-     UNION SELECT r.child FROM manifest_refs r JOIN kept k ON r.repo = @repo AND r.digest = k.digest
-     UNION SELECT m.digest FROM manifests m JOIN kept k ON m.repo = @repo AND m.subject = k.digest
-   )`,
-  postgres: `WITH RECURSIVE kept(digest) AS (
-     ${seed}
-     UNION SELECT e.digest FROM kept k CROSS JOIN LATERAL (
-         SELECT r.child AS digest FROM manifest_refs r WHERE r.repo = @repo AND r.digest = k.digest
-         UNION ALL SELECT m.digest FROM manifests m WHERE m.repo = @repo AND m.subject = k.digest) e
-   )`,
-});
+const byDigests = inJsonList('digest', 'digests');
+/** A statement whose only dialect difference is its list of digests (json-list.ts). */
+const withList = (text: (list: string) => string) => sql(text(byDigests.sqlite), { postgres: text(byDigests.postgres) });
 
 // Manifests of a repository that no tag reaches: not tagged, no child of a kept index, no referrer (subject)
 // of a kept manifest, and not younger than the cutoff (those keep what they reach, too).

@@ -197,7 +197,8 @@ t.test('storage nobody recorded: staged areas without an upload, committed objec
 
 function internals(reg: TestRegistry) {
   const index = reg.app.registry.index;
-  return { index, db: (index as unknown as { db: import('../../src/index/db').Db }).db };
+  // The raw handle behind the metadata index (its SQLite connection's), for rows no index method writes.
+  return { index, db: (index as unknown as { database: { db: import('../../src/index/db').Db } }).database.db };
 }
 
 t.test('a push of a digest whose older copy is being deleted never loses its bytes to that deletion', async (t) => {

@@ -1,42 +1,14 @@
 import t from 'tap';
 import { GcIndex } from '../../src/index/gc-index';
-import type { IndexDatabase } from '../../src/index/database';
-import { sql } from '../../src/index/sql';
-import type { Digest } from '../../src/storage/digest';
 import { forEachIndex } from '../helpers/index-db';
+import { digestOf, manifest, R, W } from '../helpers/index-rows';
 
 // The garbage collection index on both implementations (SQLite, PostgreSQL): the lock, the mark queries
 // (unreachable manifests, unused links, unreferenced blobs) and the doomed list.
 
-const digestOf = (n: number) => `sha256:${n.toString(16).padStart(64, '0')}` as Digest;
 const OLD = 1_000;
 const YOUNG = 9_000;
 const CUTOFF = 5_000;
-
-// Rows as the other index classes write them (they are not under test here).
-const W = {
-  repo: sql('INSERT INTO repositories (name, created_at) VALUES (?, 0)'),
-  blob: sql('INSERT INTO blobs (digest, size, location, created_at) VALUES (?, ?, ?, ?)'),
-  manifest: sql('INSERT INTO manifests (repo, digest, media_type, size, subject, created_at) VALUES (?, ?, ?, 10, ?, ?)'),
-  ref: sql('INSERT INTO manifest_refs (repo, digest, child) VALUES (?, ?, ?)'),
-  tag: sql('INSERT INTO tags (repo, tag, digest, updated_at) VALUES (?, ?, ?, 0)'),
-  link: sql('INSERT INTO repo_blobs (repo, digest, linked_at) VALUES (?, ?, ?)'),
-  upload: sql("INSERT INTO uploads (id, repo, size, state, started_at, updated_at, digest) VALUES (?, 'r', 0, '{}', 0, 0, ?)"),
-  v1image: sql('INSERT INTO v1_images (repo, id, json_digest, layer_digest, created_at) VALUES (?, ?, ?, ?, 0)'),
-};
-const R = {
-  manifests: sql<string>('SELECT digest FROM manifests WHERE repo = ? ORDER BY digest', { pluck: true }),
-  refs: sql<number>('SELECT count(*) FROM manifest_refs WHERE repo = ?', { pluck: true }),
-  tags: sql<string>('SELECT tag FROM tags WHERE repo = ? ORDER BY tag', { pluck: true }),
-  links: sql<string>('SELECT digest FROM repo_blobs WHERE repo = ? ORDER BY digest', { pluck: true }),
-  blobs: sql<string>('SELECT digest FROM blobs ORDER BY digest', { pluck: true }),
-};
-const MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
-
-async function manifest(db: IndexDatabase, repo: string, n: number, createdAt: number, subject: number | null = null): Promise<Digest> {
-  await db.run(W.manifest, repo, digestOf(n), MANIFEST, subject === null ? null : digestOf(subject), createdAt);
-  return digestOf(n);
-}
 
 forEachIndex(t, 'the collection lock: taken, held against the living, taken over from the stale and the gone', async (t, db) => {
   const gc = new GcIndex(db);
@@ -82,7 +54,7 @@ forEachIndex(t, 'unreachable manifests: what no tag, kept index, kept subject or
   const sigOfSig = await manifest(db, repo, 5, OLD, 4); // ...and of that referrer
   await db.run(W.ref, repo, index, child);
   await db.run(W.ref, repo, child, grandchild);
-  await db.run(W.tag, repo, 'v1', index);
+  await db.run(W.tag, repo, 'v1', index, 0);
   const young = await manifest(db, repo, 6, YOUNG);
   const youngChild = await manifest(db, repo, 7, OLD);
   await db.run(W.ref, repo, young, youngChild);
