@@ -2,7 +2,7 @@ import type { Db } from './db';
 import { databaseOf } from './connection';
 import { IndexObject, type IndexDatabase } from './database';
 import { sql } from './sql';
-import { inJsonList } from './json-list';
+import { inJsonList, sqlWith } from './json-list';
 import { keptManifests } from './reachable';
 import type { Digest } from '../storage/digest';
 
@@ -27,8 +27,7 @@ export interface DoomedBlob {
 const SCAN_WINDOW = 2000;
 
 const byDigests = inJsonList('digest', 'digests');
-/** A statement whose only dialect difference is its list of digests (json-list.ts). */
-const withList = (text: (list: string) => string) => sql(text(byDigests.sqlite), { postgres: text(byDigests.postgres) });
+const withList = (text: (list: string) => string) => sqlWith(byDigests, text);
 
 // Manifests of a repository that no tag reaches: not tagged, no child of a kept index, no referrer (subject)
 // of a kept manifest, and not younger than the cutoff (those keep what they reach, too).
@@ -39,7 +38,7 @@ const UNREACHABLE_TAIL = 'SELECT digest FROM manifests WHERE repo = @repo AND di
 
 const Q = {
   repositories: sql<string>('SELECT name FROM repositories WHERE name > ? ORDER BY name LIMIT ?', { pluck: true }),
-  unreachableManifests: sql<Digest>(`${unreachable.sqlite} ${UNREACHABLE_TAIL}`, { pluck: true, postgres: `${unreachable.postgres} ${UNREACHABLE_TAIL}` }),
+  unreachableManifests: sqlWith<Digest>(unreachable, (kept) => `${kept} ${UNREACHABLE_TAIL}`, { pluck: true }),
   // The manifests in @digests of @repo, with their references, tags and links (as one per table).
   deleteManifests: withList((l) => `DELETE FROM manifests WHERE repo = @repo AND ${l}`),
   deleteRefs: withList((l) => `DELETE FROM manifest_refs WHERE repo = @repo AND ${l}`),

@@ -2,7 +2,7 @@ import type { Db } from './db';
 import { databaseOf } from './connection';
 import { IndexObject, type IndexDatabase } from './database';
 import { sql } from './sql';
-import { inJsonList, jsonRows } from './json-list';
+import { inJsonList, jsonRows, sqlWith } from './json-list';
 
 // The notification outbox (migration "notify_outbox"): events waiting for their endpoint. Rows are written
 // inside the transaction of the change they report (enqueue is called there), read in order by the sender,
@@ -52,29 +52,24 @@ const fromRow = (r: Row): OutboxRow => ({
   lastError: r.last_error,
 });
 
-/** A statement whose dialects differ only in the text `parts` makes for each. */
-const dialects = <Row = unknown>(
-  text: (part: { sqlite: string; postgres: string }, dialect: 'sqlite' | 'postgres') => string,
-  part: { sqlite: string; postgres: string },
-) => sql<Row>(text(part, 'sqlite'), { postgres: text(part, 'postgres') });
 const bySeqs = inJsonList('seq', 'seqs', 'BIGINT');
 const FAILING = 'count(CASE WHEN attempts > 0 THEN 1 END)';
 
 const Q = {
   // One row per endpoint, in one statement: an event is queued for all of them or for none.
-  enqueue: dialects(
-    (rows, d) => `INSERT INTO notify_outbox (endpoint, repo, event, created_at) SELECT j.value, @repo, @event, @now FROM ${rows[d]}`,
+  enqueue: sqlWith(
     jsonRows('endpoints'),
+    (rows) => `INSERT INTO notify_outbox (endpoint, repo, event, created_at) SELECT j.value, @repo, @event, @now FROM ${rows}`,
   ),
   next: sql<Row>('SELECT * FROM notify_outbox WHERE endpoint = ? ORDER BY seq LIMIT ?'),
-  remove: dialects((l, d) => `DELETE FROM notify_outbox WHERE ${l[d]}`, bySeqs),
-  failed: dialects<{ seq: number; attempts: number }>(
-    (l, d) => `UPDATE notify_outbox SET attempts = attempts + 1, last_error = @error WHERE ${l[d]} RETURNING seq, attempts`,
+  remove: sqlWith(bySeqs, (l) => `DELETE FROM notify_outbox WHERE ${l}`),
+  failed: sqlWith<{ seq: number; attempts: number }>(
     bySeqs,
+    (l) => `UPDATE notify_outbox SET attempts = attempts + 1, last_error = @error WHERE ${l} RETURNING seq, attempts`,
   ),
-  expired: dialects<Row>(
-    (l, d) => `SELECT * FROM notify_outbox WHERE created_at < @before AND NOT (${l[d]}) ORDER BY seq LIMIT @limit`,
+  expired: sqlWith<Row>(
     inJsonList('endpoint', 'except'),
+    (l) => `SELECT * FROM notify_outbox WHERE created_at < @before AND NOT (${l}) ORDER BY seq LIMIT @limit`,
   ),
   backlog: sql<EndpointBacklog>(
     `SELECT endpoint, count(*) AS pending, ${FAILING} AS failing, min(created_at) AS oldest,

@@ -1,3 +1,5 @@
+import type { Dialects } from './json-list';
+
 // Which manifests of a repository are kept: those `seed` names (tags, young manifests), the children of kept
 // indexes and the referrers (subject) of kept manifests, as a recursive CTE `kept(digest)` over @repo.
 // Garbage collection deletes what it does not reach; retention deletes what a removal stops reaching.
@@ -6,7 +8,7 @@
 // rescan the repository's references for every kept row there).
 
 /** `WITH RECURSIVE kept(digest) AS (...)` in each dialect; `seed` selects the digests kept to begin with. */
-export function keptManifests(seed: string): { sqlite: string; postgres: string } {
+export function keptManifests(seed: string): Dialects {
   return {
     sqlite: `WITH RECURSIVE kept(digest) AS (
        ${seed}

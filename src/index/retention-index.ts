@@ -2,7 +2,7 @@ import type { Db } from './db';
 import { databaseOf } from './connection';
 import { IndexObject, type IndexDatabase } from './database';
 import { sql } from './sql';
-import { inJsonList } from './json-list';
+import { inJsonList, jsonRows, sqlWith } from './json-list';
 import { keptManifests } from './reachable';
 import type { Digest } from '../storage/digest';
 import type { Pull, PullSink } from '../retention/pull-recorder';
@@ -35,9 +35,7 @@ class DryRun extends Error {
 }
 
 const byDigests = inJsonList('digest', 'digests');
-/** A statement whose only dialect difference is its list of digests (json-list.ts). */
-const withList = <Row = unknown>(text: (list: string) => string, opts: { pluck?: boolean } = {}) =>
-  sql<Row>(text(byDigests.sqlite), { ...opts, postgres: text(byDigests.postgres) });
+const withList = <Row = unknown>(text: (list: string) => string, opts: { pluck?: boolean } = {}) => sqlWith<Row>(byDigests, text, opts);
 
 // Manifests of a repository a tag reaches: tagged, children of reached indexes, referrers of reached manifests.
 const reachable = keptManifests('SELECT digest FROM tags WHERE repo = @repo');
@@ -47,7 +45,7 @@ const REACHABLE_TAIL = 'SELECT digest FROM manifests WHERE repo = @repo AND dige
 // `->>` reads a member on both (SQLite 3.38+ takes 'repo' as '$.repo'); only the row source differs.
 const pullRows = (from: string, keys: string) =>
   `SELECT ${keys}, max(CAST(j.value ->> 'at' AS BIGINT)) AS at FROM ${from}`;
-const PULLS = { sqlite: 'json_each(@pulls) j', postgres: 'json_array_elements(CAST(@pulls AS json)) AS j(value)' };
+const PULLS = jsonRows('pulls', true);
 const PULLED_MANIFESTS = (from: string) =>
   `${pullRows(from, "j.value ->> 'repo' AS repo, j.value ->> 'digest' AS digest")} GROUP BY 1, 2`;
 const PULLED_TAGS = (from: string) =>
@@ -61,7 +59,9 @@ const pullTags = (from: string) =>
   `UPDATE tags SET pulled_at = p.at FROM (${PULLED_TAGS(from)}) p
     WHERE tags.repo = p.repo AND tags.tag = p.tag AND tags.digest = p.digest AND coalesce(tags.pulled_at, 0) < p.at`;
 
-const TAGS = (greatest: 'max' | 'greatest') =>
+// The later of two times: SQLite's scalar max(), PostgreSQL's greatest().
+const GREATEST = { sqlite: 'max', postgres: 'greatest' };
+const TAGS = (greatest: string) =>
   `SELECT t.tag, t.digest, t.updated_at AS "pushedAt",
           nullif(${greatest}(coalesce(t.pulled_at, 0), coalesce(m.pulled_at, 0)), 0) AS "pulledAt"
      FROM tags t LEFT JOIN manifests m ON m.repo = t.repo AND m.digest = t.digest
@@ -69,8 +69,8 @@ const TAGS = (greatest: 'max' | 'greatest') =>
 
 const Q = {
   taggedRepositories: sql<string>('SELECT DISTINCT repo FROM tags WHERE repo > ? ORDER BY repo LIMIT ?', { pluck: true }),
-  tags: sql<TagState>(TAGS('max'), { postgres: TAGS('greatest') }),
-  reachable: sql<Digest>(`${reachable.sqlite} ${REACHABLE_TAIL}`, { pluck: true, postgres: `${reachable.postgres} ${REACHABLE_TAIL}` }),
+  tags: sqlWith<TagState>(GREATEST, TAGS),
+  reachable: sqlWith<Digest>(reachable, (kept) => `${kept} ${REACHABLE_TAIL}`, { pluck: true }),
   deleteTag: sql('DELETE FROM tags WHERE repo = ? AND tag = ? AND digest = ? AND updated_at = ?'),
   // The manifests in @digests of @repo: their children, then the manifests with their references and links.
   children: withList<Digest>((l) => `SELECT DISTINCT child FROM manifest_refs WHERE repo = @repo AND ${l}`, { pluck: true }),
@@ -86,8 +86,8 @@ const Q = {
        AND NOT EXISTS (SELECT 1 FROM v1_images i WHERE i.json_digest = b.digest OR i.layer_digest = b.digest)`,
     { pluck: true },
   ),
-  pullManifests: sql(pullManifests(PULLS.sqlite), { postgres: pullManifests(PULLS.postgres) }),
-  pullTags: sql(pullTags(PULLS.sqlite), { postgres: pullTags(PULLS.postgres) }),
+  pullManifests: sqlWith(PULLS, pullManifests),
+  pullTags: sqlWith(PULLS, pullTags),
 };
 
 export class RetentionIndex extends IndexObject implements PullSink {
