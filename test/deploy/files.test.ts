@@ -78,7 +78,7 @@ t.test('docker-compose.yml: registry behind nginx, wired the way nginx/registry.
   t.ok('registry-data' in compose.volumes, 'declared');
   t.notOk(registry!.ports, 'the registry publishes no port: only through nginx');
 
-  t.match(nginxConf, /server registry:5000;/, 'nginx upstream is the compose service on the image port');
+  t.match(nginxConf, /server registry:5000 max_fails=0;/, 'nginx upstream is the compose service on the image port');
   t.ok(nginx!.volumes?.includes('./nginx/registry.conf:/etc/nginx/nginx.conf:ro'), 'nginx runs the shipped config');
   t.ok(nginx!.volumes?.includes('./certs:/etc/nginx/certs:ro'), 'certificates mounted where the config reads them');
   t.match(nginxConf, /ssl_certificate\s+\/etc\/nginx\/certs\/server\.crt;/);

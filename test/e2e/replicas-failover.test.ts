@@ -111,7 +111,7 @@ t.test('replicas fail over', async (t) => {
     await loop.stop();
     t.comment(restarts.join('; '));
     t.comment(`rolling restart: ${loop.ops()} client operations (${loop.acknowledged.length} pushes), ${loop.failures.length} failed`);
-    t.same(loop.failures, [], 'no client operation failed');
+    t.same(loop.failures, [], 'no client operation failed', { nginx: set.nginx.errors().split('\n').filter((l) => /\[(error|warn)\]/.test(l)).map((l) => l.replace(/, server: .*?(upstream: \S+).*/, ' $1').slice(0, 300)) });
     t.ok(loop.ops() >= 40, `the clients kept working throughout (${loop.ops()} operations)`);
     await allWhole(t, set, loop.acknowledged);
   });

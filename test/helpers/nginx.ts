@@ -45,7 +45,7 @@ function replaceAll(text: string, from: string, to: string): string {
  */
 export function renderConfig(dir: string, ports: NginxPorts, certsDir = path.join(dir, 'certs')): string {
   let conf = readFileSync(SHIPPED_CONF, 'utf8');
-  conf = replaceAll(conf, 'server registry:5000;', `server 127.0.0.1:${ports.upstreamPort};`);
+  conf = replaceAll(conf, 'server registry:5000 max_fails=0;', `server 127.0.0.1:${ports.upstreamPort} max_fails=0;`);
   conf = replaceAll(conf, 'listen 443 ssl http2;', `listen 127.0.0.1:${ports.https} ssl http2;`);
   conf = replaceAll(conf, 'listen 80;', `listen 127.0.0.1:${ports.http};`);
   conf = replaceAll(conf, 'return 308 https://$host$request_uri;', `return 308 https://$host:${ports.https}$request_uri;`);

@@ -192,10 +192,10 @@ function replaceOnce(text: string, from: string, to: string): string {
  * a map choosing the upstream by method, which every proxy_pass then uses.
  */
 export function upstreamsFor(conf: string, ports: number[], balancing: Balancing): string {
-  const servers = ports.map((p) => `server 127.0.0.1:${p};`).join('\n        ');
-  conf = replaceOnce(conf, `server 127.0.0.1:${ports[0]};`, servers);
+  const servers = ports.map((p) => `server 127.0.0.1:${p} max_fails=0;`).join('\n        ');
+  conf = replaceOnce(conf, `server 127.0.0.1:${ports[0]} max_fails=0;`, servers);
   if (balancing === 'round-robin') return conf;
-  const singles = ports.map((p, i) => `    upstream replica${i} {\n        server 127.0.0.1:${p};\n        keepalive 8;\n    }\n`).join('');
+  const singles = ports.map((p, i) => `    upstream replica${i} {\n        server 127.0.0.1:${p} max_fails=0;\n        keepalive 8;\n    }\n`).join('');
   const map = [
     '    # One upload, three replicas: POST starts it on one, PATCH continues it on another, PUT ends it on a third.',
     '    map $request_method $registry_upstream {',
