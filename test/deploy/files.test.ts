@@ -101,3 +101,37 @@ t.test("the image's HEALTHCHECK command: exit 0 against a live registry, 1 when 
   t.equal(await runCheck(`127.0.0.1:${reg.port}`), 0, 'healthy (explicit address)');
   t.equal(await runCheck(`127.0.0.1:${await freePort()}`), 1, 'unhealthy when nothing listens');
 });
+
+t.test('docker-compose.ha.yml: three replicas on PostgreSQL and S3, sharing their secrets, all named `registry` for nginx', async (t) => {
+  type Service = { environment?: Record<string, string>; volumes?: string[]; secrets?: string[]; networks?: Record<string, { ipv4_address?: string; aliases?: string[] }>; depends_on?: Record<string, { condition: string }>; ports?: string[] };
+  const ha = parseYaml(read('docker-compose.ha.yml'), { merge: true }) as { services: Record<string, Service>; volumes: Record<string, unknown>; secrets: Record<string, { file: string }> };
+  // Compose's interpolation: ${NAME:-default} -> default, ${NAME:?message} -> a value the operator must give.
+  const interpolate = (v: string) => v.replace(/\$\{[A-Z0-9_]+:-([^}]*)\}/g, '$1').replace(/\$\{[A-Z0-9_]+:\?[^}]*\}/g, 'my-bucket');
+  const replicas = ['registry-1', 'registry-2', 'registry-3'];
+  const addresses = new Set<string>();
+  for (const name of replicas) {
+    const s = ha.services[name]!;
+    t.ok(s, name);
+    const env = Object.fromEntries(Object.entries(s.environment ?? {}).map(([k, v]) => [k, interpolate(String(v))]));
+    const config = parseConfig(read('config.yml'), { ...runtimeEnv(), ...env }, 'config.yml');
+    t.equal(config.index.driver, 'postgres', `${name}: PostgreSQL index`);
+    t.equal(config.storage.driver, 's3', `${name}: S3 storage`);
+    t.equal(config.index.postgres.passwordFile, '/run/secrets/postgres-password', `${name}: password from the secret`);
+    t.ok(s.secrets?.includes('postgres-password'), `${name}: gets the secret`);
+    t.ok(s.volumes?.includes('registry-shared:/data'), `${name}: the shared volume at /data`);
+    for (const file of [config.auth.token.secretFile, config.auth.htpasswd.path, config.ui.sessionSecretFile]) t.match(file, /^\/data\//, `${name}: ${file} on the shared volume`);
+    t.same(s.networks?.backend?.aliases, ['registry'], `${name}: answers to registry (nginx/registry.conf's upstream)`);
+    addresses.add(s.networks!.backend!.ipv4_address!);
+    t.equal(s.depends_on?.postgres?.condition, 'service_healthy', `${name}: starts once PostgreSQL is ready`);
+    t.notOk(s.ports, `${name}: publishes no port`);
+  }
+  t.equal(addresses.size, 3, 'fixed, distinct addresses (nginx resolves `registry` once)');
+  t.match(nginxConf, /server registry:5000 max_fails=0;/);
+  const nginx = ha.services.nginx!;
+  t.ok(nginx.volumes?.includes('./nginx/registry.conf:/etc/nginx/nginx.conf:ro'), 'nginx runs the shipped config');
+  t.same(Object.keys(nginx.depends_on ?? {}).sort(), replicas, 'nginx waits for the three replicas');
+  const pg = ha.services.postgres!;
+  t.equal(pg.environment?.POSTGRES_PASSWORD_FILE, '/run/secrets/postgres-password', 'PostgreSQL takes its password from the same secret');
+  t.equal(ha.secrets['postgres-password']?.file, './secrets/postgres-password');
+  t.ok('registry-shared' in ha.volumes && 'postgres-data' in ha.volumes, 'volumes declared');
+});
