@@ -92,6 +92,9 @@ async function allWhole(t: Test, set: ReplicaSet, pushed: Pushed[]): Promise<voi
 t.test('replicas fail over', async (t) => {
   const set = await startReplicas(t);
   if (!set) return;
+  t.teardown(() => {
+    if (set.unexpectedExits.length > 0) t.fail('no replica exits by itself', { exits: set.unexpectedExits });
+  });
 
   await t.test('rolling restart under 4 looping clients: no operation fails', async (t) => {
     const loop = clientLoop(set, 4, 'roll');
@@ -142,9 +145,10 @@ t.test('replicas fail over', async (t) => {
     const acknowledgedBefore = loop.acknowledged.length;
     await set.pg.stop('fast');
     await sleep(1000);
+    t.same(set.unexpectedExits, [], 'every replica runs on without PostgreSQL');
     // Straight to each replica: the same answer from all.
     const pushedBefore = loop.acknowledged[0]!;
-    for (const r of set.replicas) {
+    for (const r of set.replicas.filter((r) => r.proc)) {
       const res = await fetch(`${r.proc!.url}/v2/${pushedBefore.repo}/manifests/${pushedBefore.tag}`, { headers: { accept: pushedBefore.image.mediaType } });
       const body = (await res.json()) as { errors?: { code: string; message: string }[] };
       t.equal(res.status, 503, `replica ${r.i}: 503 while PostgreSQL is down`);

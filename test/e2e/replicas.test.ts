@@ -171,6 +171,7 @@ async function clientsThrough(t: Test, balancing: Balancing, tools: { env?: Cont
     const patches = set.replicas.map((r) => (r.log().match(/"method":"PATCH"/g) ?? []).length);
     t.ok(patches[0] === 0 && patches[2] === 0 && patches[1]! > 0, `only replica 1 got PATCHes (${patches.join(', ')})`);
   }
+  t.same(set.unexpectedExits, [], 'no replica exited by itself');
   const errors = set.replicas.map((r) => (r.log().match(/"level":50/g) ?? []).length);
   t.same(errors, set.replicas.map(() => 0), 'no replica logged an error');
   return set;

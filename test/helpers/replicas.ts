@@ -53,6 +53,8 @@ export interface ReplicaSet {
   query<T = Record<string, unknown>>(sql: string): Promise<T[]>;
   /** Committed blob objects in the bucket (s3rver's files under blobs/). */
   blobObjects(): number;
+  /** Replicas that exited without being stopped by `stop`: which, how, and the end of their output. */
+  unexpectedExits: string[];
 }
 
 export interface ReplicaOptions {
@@ -109,6 +111,7 @@ export async function startReplicas(t: Test, opts: ReplicaOptions = {}): Promise
   };
 
   const replicas: (Replica & { logs: string[] })[] = [];
+  const unexpectedExits: string[] = [];
   for (let i = 0; i < n; i++) {
     const r: Replica & { logs: string[] } = {
       i,
@@ -124,6 +127,12 @@ export async function startReplicas(t: Test, opts: ReplicaOptions = {}): Promise
     if (r.proc) throw new Error(`replica ${i} is running`);
     const proc = await spawnServer(t, { ...env, REGISTRY_HTTP_ADDR: `127.0.0.1:${r.port}` }, r.port);
     r.proc = proc;
+    void proc.exited.then((code) => {
+      if (r.proc !== proc) return; // stopped by stop()
+      unexpectedExits.push(`replica ${i} exited (${code ?? proc.child.signalCode}): ${(proc.stdout() + proc.stderr()).slice(-3000)}`);
+      r.logs.push(proc.stdout() + proc.stderr());
+      r.proc = undefined;
+    });
     return proc;
   };
   const stop = async (i: number, signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> => {
@@ -179,6 +188,7 @@ export async function startReplicas(t: Test, opts: ReplicaOptions = {}): Promise
         .map((r) => r.i),
     query: async <T>(sql: string) => (await pg.admin((c) => c.query(sql), new URL(databaseUrl).pathname.slice(1))).rows as T[],
     blobObjects: () => countObjects(path.join(s3.dir, s3.bucket, 'blobs')),
+    unexpectedExits,
   };
 }
 
