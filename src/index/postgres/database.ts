@@ -99,6 +99,10 @@ export class PostgresDatabase implements IndexDatabase {
     const t = new PgTransaction(this, client);
     const tx = this.txFor(t);
     let broken: unknown;
+    // A checked-out client is ours to watch: a socket error (the server shutting down, a reset) is emitted
+    // on it besides failing its query, and an 'error' nobody hears ends the process.
+    const onError = (err: Error) => (broken ??= this.translate(err));
+    client.on('error', onError);
     try {
       await t.exec('BEGIN');
       await t.exec(`SELECT pg_advisory_xact_lock(${WRITE_LOCK})`);
@@ -115,7 +119,9 @@ export class PostgresDatabase implements IndexDatabase {
       throw err;
     } finally {
       t.active = false;
-      // A connection that failed mid-transaction is dropped, never handed to the next caller.
+      // A connection that failed mid-transaction is dropped, never handed to the next caller (and keeps
+      // the listener: a dying socket may report more).
+      if (!(broken instanceof Error)) client.removeListener('error', onError);
       client.release(broken instanceof Error ? broken : undefined);
       if (start !== undefined) this.onTransaction!(Number(process.hrtime.bigint() - start) / 1e9);
     }
