@@ -112,6 +112,7 @@ export async function startReplicas(t: Test, opts: ReplicaOptions = {}): Promise
 
   const replicas: (Replica & { logs: string[] })[] = [];
   const unexpectedExits: string[] = [];
+  const stopping = new WeakSet<ServerProcess>();
   for (let i = 0; i < n; i++) {
     const r: Replica & { logs: string[] } = {
       i,
@@ -128,7 +129,7 @@ export async function startReplicas(t: Test, opts: ReplicaOptions = {}): Promise
     const proc = await spawnServer(t, { ...env, REGISTRY_HTTP_ADDR: `127.0.0.1:${r.port}` }, r.port);
     r.proc = proc;
     void proc.exited.then((code) => {
-      if (r.proc !== proc) return; // stopped by stop()
+      if (r.proc !== proc || stopping.has(proc)) return; // stopped by stop()
       unexpectedExits.push(`replica ${i} exited (${code ?? proc.child.signalCode}): ${(proc.stdout() + proc.stderr()).slice(-3000)}`);
       r.logs.push(proc.stdout() + proc.stderr());
       r.proc = undefined;
@@ -139,6 +140,7 @@ export async function startReplicas(t: Test, opts: ReplicaOptions = {}): Promise
     const r = replicas[i]!;
     const proc = r.proc;
     if (!proc) return null;
+    stopping.add(proc);
     const code = await proc.stop(signal);
     r.logs.push(proc.stdout() + proc.stderr());
     r.proc = undefined;
