@@ -206,7 +206,11 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   await scheduleGarbageCollection(app, gc, config.gc.interval);
   scheduleRetention(app, retention, config.retention.interval, config.retention.dryRun);
   scheduleCompaction(app, config, driver);
-  notifier?.start();
+  if (notifier) {
+    // Events go out from one replica at a time, in order: the leader's.
+    leadership.onChange((leads) => (leads ? notifier.start() : void notifier.pause()));
+    if (leadership.held) notifier.start();
+  }
   return app;
 }
 
