@@ -1,6 +1,5 @@
 import t from 'tap';
-import Database from 'better-sqlite3';
-import path from 'node:path';
+import { indexRows } from '../helpers/index-db';
 import { startLoggedRegistry } from '../helpers/logged-registry';
 import { startRegistry } from '../helpers/server';
 import { startReceiver, type ReceivedEvent } from '../helpers/webhook-receiver';
@@ -130,9 +129,7 @@ t.test('no endpoint: no outbox row, nothing sent', async (t) => {
   const reg = await startRegistry(t);
   t.equal(reg.app.registry.notifier, undefined);
   await pushBlob(reg.url, 'a/b', { digest: sha256('x'), data: Buffer.from('x'), mediaType: 'application/octet-stream' });
-  const db = new Database(path.join(reg.dir, 'index.db'), { readonly: true });
-  t.equal((db.prepare('SELECT count(*) AS n FROM notify_outbox').get() as { n: number }).n, 0);
-  db.close();
+  t.equal(await indexRows(reg.app.registry.index).value('SELECT count(*) FROM notify_outbox'), 0);
 });
 
 t.test('a paused notifier (a replica that stopped leading) sends nothing; resumed, it sends what was queued, in order', async (t) => {
