@@ -28,6 +28,7 @@ import { V2ToV1Bridge } from './bridge/v2-to-v1';
 import { GarbageCollector } from './gc/collector';
 import { gcSettings } from './gc/run';
 import { scheduleGarbageCollection } from './gc/schedule';
+import { BridgeIndex } from './index/bridge-index';
 import { GcIndex } from './index/gc-index';
 import { RepositoryIndex } from './index/repository-index';
 import { RetentionIndex } from './index/retention-index';
@@ -107,7 +108,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   app.addHook('onClose', async () => driver.close?.());
   const access = new AccessControl(config, app.log);
   const gc = new GarbageCollector(new GcIndex(legacy), driver, gcSettings(config));
-  const repositories = new RepositoryIndex(legacy, index);
+  const repositories = new RepositoryIndex(db, index);
   const quotas = new Quotas(config.quotas, new UsageIndex(db));
   const retentionIndex = new RetentionIndex(legacy);
   const retention = new Retention(config.retention.policies, retentionIndex);
@@ -116,7 +117,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     ? new PullRecorder(retentionIndex, config.retention.pullFlush * 1000, (err) => app.log.error({ err }, 'recording pull times failed'))
     : undefined;
   const v1Index = new V1Index(legacy, index);
-  const v2Index = new V2Index(legacy, index);
+  const v2Index = new V2Index(db, index);
   // Webhooks (docs/notifications.md): nothing is built, and no request pays anything, without an enabled endpoint.
   const notifier = config.notifications.endpoints.some((e) => e.enabled)
     ? new Notifier(config.notifications, new NotificationIndex(legacy), app.log, { port: splitAddr(config.http.addr).port })
@@ -126,7 +127,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     config.protocols.bridge && config.protocols.v1 && config.protocols.v2
       ? new V1ToV2Bridge(v1Index, v2Index, v2, blobs, app.log)
       : undefined;
-  const fromV2 = bridge ? new V2ToV1Bridge(legacy, index, v2Index, blobs, config.protocols.bridgePlatform) : undefined;
+  const fromV2 = bridge ? new V2ToV1Bridge(new BridgeIndex(db), v2Index, blobs, config.protocols.bridgePlatform) : undefined;
   const ctx: RegistryContext = {
     config,
     access,
@@ -143,7 +144,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     leadership,
     proxy:
       config.proxy.upstreams.length > 0
-        ? new PullThroughCache(config.proxy.upstreams, { v2, blobs, index: new ProxyIndex(legacy), log: app.log, maxManifestBytes: config.http.maxJsonBody })
+        ? new PullThroughCache(config.proxy.upstreams, { v2, blobs, index: new ProxyIndex(db), log: app.log, maxManifestBytes: config.http.maxJsonBody })
         : undefined,
   };
   app.decorate('registry', ctx);

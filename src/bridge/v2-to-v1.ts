@@ -1,9 +1,6 @@
 import { createHash } from 'node:crypto';
-import type { Statement } from 'better-sqlite3';
-import { SqliteIndexObject } from '../index/connection';
-import type { Db } from '../index/db';
-import type { MetadataIndex } from '../index/metadata-index';
-import { nameRanges, type NamePattern } from '../index/name-filter';
+import type { BridgeIndex, BridgedImageRecord } from '../index/bridge-index';
+import type { NamePattern } from '../index/name-filter';
 import type { V1Image } from '../index/v1-index';
 import type { V2Index } from '../index/v2-index';
 import type { BlobStore } from '../storage/blob-store';
@@ -21,8 +18,9 @@ import { goJson } from './v1-to-v2';
 // Docker 1.x unpacks); anything else (zstd, foreign / non-distributable layers, Windows) has no v1 form and is
 // simply absent from v1.
 //
-// What is made is kept in v1_bridged and v1_bridged_images (migration 7), recomputable from the manifests
-// alone: ids resolve without recomputation, and the same manifest always gives the same ids.
+// What is made is kept in v1_bridged and v1_bridged_images (migration 7, src/index/bridge-index.ts),
+// recomputable from the manifests alone: ids resolve without recomputation, and the same manifest always
+// gives the same ids.
 
 /** distribution's gzippedEmptyTar: a gzip of 1024 zero bytes. */
 export const EMPTY_TAR = Buffer.from([
@@ -39,69 +37,25 @@ const V1_LAYER_TYPES = new Set([
 
 const sha256Hex = (s: string | Buffer) => createHash('sha256').update(s).digest('hex');
 
-interface ImageRow {
-  repo: string;
-  id: string;
-  parent: string | null;
-  manifest: Digest;
-  json: string;
-  layer_digest: Digest;
-  layer_size: number;
-}
-
 /** A bridged v1 image as the v1 registry serves it: its JSON is made, not stored as a blob. */
 export type BridgedV1Image = V1Image & { synthesizedJson: string };
 
 class NoV1Form extends Error {}
 
-// Its tables are read through the index connection's gate (connection.ts), as an index class's are.
-export class V2ToV1Bridge extends SqliteIndexObject {
-  private readonly s;
+export class V2ToV1Bridge {
   private readonly inFlight = new Map<string, Promise<string | null>>();
   private readonly os: string;
   private readonly arch: string;
   private readonly variant: string | undefined;
 
   constructor(
-    db: Db,
-    private readonly core: MetadataIndex,
+    private readonly index: BridgeIndex,
     private readonly v2: V2Index,
     private readonly blobs: BlobStore,
     /** os/architecture[/variant] whose entry of an index v1 clients get. */
     platform = 'linux/amd64',
   ) {
-    super(db);
     [this.os, this.arch, this.variant] = platform.split('/') as [string, string, string | undefined];
-    const p = (sql: string) => db.prepare(sql);
-    const live = 'EXISTS (SELECT 1 FROM manifests m WHERE m.repo = b.repo AND m.digest = b.manifest)';
-    const reposSql = (upper: string) =>
-      `SELECT DISTINCT repo FROM v1_bridged_images b WHERE id = @id AND ${live} AND repo >= @from ${upper}
-         AND (@like IS NULL OR repo LIKE @like ESCAPE '\\') AND (@regex IS NULL OR repo REGEXP @regex) ORDER BY repo LIMIT @n`;
-    this.s = {
-      // v2 tags v1 clients see: pushed over v2 (not made from a v1 tag) and with no v1 tag of the same name.
-      v2OnlyTags: p(
-        `SELECT t.tag, t.digest FROM tags t WHERE t.repo = ? AND t.bridged_from_v1 IS NULL
-            AND NOT EXISTS (SELECT 1 FROM v1_tags v WHERE v.repo = t.repo AND v.tag = t.tag) ORDER BY t.tag`,
-      ),
-      v2OnlyTag: p(
-        `SELECT t.digest FROM tags t WHERE t.repo = ? AND t.tag = ? AND t.bridged_from_v1 IS NULL
-            AND NOT EXISTS (SELECT 1 FROM v1_tags v WHERE v.repo = t.repo AND v.tag = t.tag)`,
-      ).pluck(),
-      bridged: p('SELECT top_id, reason FROM v1_bridged WHERE repo = ? AND manifest = ?'),
-      putBridged: p(
-        `INSERT INTO v1_bridged (repo, manifest, top_id, reason) VALUES (?, ?, ?, ?)
-         ON CONFLICT (repo, manifest) DO UPDATE SET top_id = excluded.top_id, reason = excluded.reason`,
-      ),
-      putImage: p(
-        `INSERT INTO v1_bridged_images (repo, id, parent, manifest, json, layer_digest, layer_size)
-         VALUES (@repo, @id, @parent, @manifest, @json, @layer_digest, @layer_size)
-         ON CONFLICT (repo, id) DO UPDATE SET parent = excluded.parent, manifest = excluded.manifest, json = excluded.json,
-           layer_digest = excluded.layer_digest, layer_size = excluded.layer_size`,
-      ),
-      image: p(`SELECT repo, id, parent, manifest, json, layer_digest, layer_size FROM v1_bridged_images b WHERE repo = ? AND id = ? AND ${live}`),
-      reposRange: p(reposSql('AND repo < @to')),
-      reposFrom: p(reposSql('')),
-    };
   }
 
   // ---- what v1 routes ask ----
@@ -109,7 +63,7 @@ export class V2ToV1Bridge extends SqliteIndexObject {
   /** v2-only tags of the repository that have a v1 form, with their top v1 id. */
   async tags(repo: string): Promise<Record<string, string>> {
     const out: Record<string, string> = {};
-    for (const r of await this.run(() => this.s.v2OnlyTags.all(repo) as { tag: string; digest: Digest }[])) {
+    for (const r of await this.index.v2OnlyTags(repo)) {
       const id = await this.topId(repo, r.digest);
       if (id) out[r.tag] = id;
     }
@@ -118,7 +72,7 @@ export class V2ToV1Bridge extends SqliteIndexObject {
 
   /** The top v1 id of a v2-only tag, if it has a v1 form. */
   async tag(repo: string, tag: string): Promise<string | undefined> {
-    const digest = await this.run(() => this.s.v2OnlyTag.get(repo, tag) as Digest | undefined);
+    const digest = await this.index.v2OnlyTag(repo, tag);
     return (digest && (await this.topId(repo, digest))) || undefined;
   }
 
@@ -130,15 +84,15 @@ export class V2ToV1Bridge extends SqliteIndexObject {
   }
 
   async image(repo: string, id: string): Promise<BridgedV1Image | undefined> {
-    const r = await this.run(() => this.s.image.get(repo, id) as ImageRow | undefined);
+    const r = await this.index.image(repo, id);
     if (!r) return undefined;
     return {
       repo: r.repo,
       id: r.id,
       parent: r.parent,
       jsonDigest: '' as Digest,
-      layerDigest: r.layer_digest,
-      layerSize: r.layer_size,
+      layerDigest: r.layerDigest,
+      layerSize: r.layerSize,
       checksum: null,
       complete: true,
       layerFormat: null,
@@ -158,19 +112,7 @@ export class V2ToV1Bridge extends SqliteIndexObject {
 
   /** Up to `n` repositories among `visible` with a bridged image of this id, by name. */
   reposWithImage(id: string, visible: readonly NamePattern[], n: number): Promise<string[]> {
-    return this.run(() => this.reposWithImageNow(id, visible, n));
-  }
-
-  private reposWithImageNow(id: string, visible: readonly NamePattern[], n: number): string[] {
-    const out: string[] = [];
-    for (const r of nameRanges(visible)) {
-      if (out.length >= n) break;
-      const params = { id, from: r.from, regex: r.regex, like: r.like, n: n - out.length };
-      const stmt: Statement = r.to === null ? this.s.reposFrom : this.s.reposRange;
-      const rows = (r.to === null ? stmt.all(params) : stmt.all({ ...params, to: r.to })) as { repo: string }[];
-      for (const row of rows) out.push(row.repo);
-    }
-    return out;
+    return this.index.reposWithImage(id, visible, n);
   }
 
   /**
@@ -186,8 +128,8 @@ export class V2ToV1Bridge extends SqliteIndexObject {
 
   /** The top v1 id of a tagged manifest: computed once, then read. Null: no v1 form. */
   private async topId(repo: string, digest: Digest): Promise<string | null> {
-    const known = await this.run(() => this.s.bridged.get(repo, digest) as { top_id: string | null } | undefined);
-    if (known) return known.top_id;
+    const known = await this.index.bridged(repo, digest);
+    if (known) return known.topId;
     const key = `${repo}@${digest}`;
     let work = this.inFlight.get(key);
     if (!work) {
@@ -198,31 +140,26 @@ export class V2ToV1Bridge extends SqliteIndexObject {
   }
 
   private async convert(repo: string, tagged: Digest): Promise<string | null> {
-    let images: ImageRow[];
+    let images: BridgedImageRecord[];
     try {
       images = await this.chain(repo, tagged);
     } catch (err) {
       if (!(err instanceof NoV1Form)) throw err;
-      await this.run(() => this.s.putBridged.run(repo, tagged, null, err.message));
+      await this.index.recordNoV1Form(repo, tagged, err.message);
       return null;
     }
-    // Runs inside a transaction (which holds the connection): the statements run at once.
-    const write = () => {
-      for (const img of images) this.s.putImage.run(img);
-      this.s.putBridged.run(repo, tagged, images[images.length - 1]!.id, null);
-    };
-    if (images.some((i) => i.layer_digest === EMPTY_TAR_DIGEST)) {
+    if (images.some((i) => i.layerDigest === EMPTY_TAR_DIGEST)) {
       // distribution's empty layer, stored on demand and linked here, in the transaction that records the images.
       await this.blobs.putBytes(EMPTY_TAR, EMPTY_TAR_DIGEST, async (tx) => {
         await tx(this.v2).linkBlob(repo, EMPTY_TAR_DIGEST);
-        write();
+        await tx(this.index).recordImages(repo, tagged, images);
       });
-    } else await this.core.transaction(async () => write());
+    } else await this.index.recordImages(repo, tagged, images);
     return images[images.length - 1]!.id;
   }
 
   /** The v1 images of a manifest, root first; NoV1Form if it has none. */
-  private async chain(repo: string, tagged: Digest): Promise<ImageRow[]> {
+  private async chain(repo: string, tagged: Digest): Promise<BridgedImageRecord[]> {
     let record = await this.v2.getManifest(repo, tagged);
     if (!record) throw new NoV1Form('manifest not found');
     let doc = await this.readJson(record.digest);
@@ -264,7 +201,7 @@ export class V2ToV1Bridge extends SqliteIndexObject {
     }
     if (history.length === 0) throw new NoV1Form('an image with no layers and no history');
 
-    const out: ImageRow[] = [];
+    const out: BridgedImageRecord[] = [];
     let parent = '';
     let layer = 0;
     for (const [i, h] of history.entries()) {
@@ -295,7 +232,7 @@ export class V2ToV1Bridge extends SqliteIndexObject {
           Size: size,
         });
       }
-      out.push({ repo, id, parent: parent || null, manifest: record.digest, json, layer_digest: blobsum, layer_size: size });
+      out.push({ repo, id, parent: parent || null, manifest: record.digest, json, layerDigest: blobsum, layerSize: size });
       parent = id;
     }
     return out;

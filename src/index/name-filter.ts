@@ -50,8 +50,9 @@ interface Span {
 }
 
 function span(p: NamePattern): Span {
-  // An exact name is the range [name, name + "\0"): nothing else sorts between them.
-  if ('exact' in p) return { from: p.exact, to: p.exact + '\0', body: escapeRegex(p.exact), whole: true };
+  // An exact name is the range [name, name + "\x01"): only name + "\0..." sorts between them, and no repository
+  // name holds a control character. Not "\0" as the end: a PostgreSQL text parameter cannot hold NUL.
+  if ('exact' in p) return { from: p.exact, to: p.exact + '\x01', body: escapeRegex(p.exact), whole: true };
   const body = p.regex !== undefined ? `(?:${p.regex})` : escapeRegex(p.prefix) + '.*';
   return { from: p.prefix, to: after(p.prefix), body, whole: p.regex === undefined, like: p.like };
 }

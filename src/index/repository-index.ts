@@ -1,7 +1,8 @@
 import type { Db } from './db';
 import type { MetadataIndex } from './metadata-index';
-import { SqliteIndexObject } from './connection';
-import type { Tx } from './database';
+import { databaseOf } from './connection';
+import { IndexObject, type IndexDatabase, type Tx } from './database';
+import { sql, type Query } from './sql';
 
 // Deleting a whole repository, both protocols' content at once: v2 tags, manifests and blob links, v1 tags,
 // images and image list, its open uploads, and the repository row. One transaction, so a pull sees the
@@ -16,7 +17,7 @@ export interface DeletedRepository {
   uploads: number;
 }
 
-const TABLES: [keyof DeletedRepository | null, string][] = [
+const DELETES: [keyof DeletedRepository | null, string][] = [
   ['tags', 'DELETE FROM tags WHERE repo = ?'],
   ['manifests', 'DELETE FROM manifests WHERE repo = ?'],
   [null, 'DELETE FROM manifest_refs WHERE repo = ?'],
@@ -31,16 +32,14 @@ const TABLES: [keyof DeletedRepository | null, string][] = [
   // instead of linking into the deleted repository.
   ['uploads', 'DELETE FROM uploads WHERE repo = ?'],
 ];
+const STATEMENTS: { key: keyof DeletedRepository | null; q: Query }[] = DELETES.map(([key, text]) => ({ key, q: sql(text) }));
 
-export class RepositoryIndex extends SqliteIndexObject {
-  private readonly statements;
-
+export class RepositoryIndex extends IndexObject {
   constructor(
-    db: Db,
+    db: Db | IndexDatabase,
     private readonly core: MetadataIndex,
   ) {
-    super(db);
-    this.statements = TABLES.map(([key, sql]) => ({ key, stmt: db.prepare(sql) }));
+    super(databaseOf(db));
   }
 
   /**
@@ -52,9 +51,10 @@ export class RepositoryIndex extends SqliteIndexObject {
       const core = tx(this.core);
       if (!(await core.getRepository(name))) return undefined;
       const counts: DeletedRepository = { tags: 0, manifests: 0, blobs: 0, v1Tags: 0, v1Images: 0, uploads: 0 };
-      for (const { key, stmt } of this.statements) {
-        const n = stmt.run(name).changes;
-        if (key) counts[key] = n;
+      const s = tx(this).sql;
+      for (const { key, q } of STATEMENTS) {
+        const { changes } = await s.run(q, name);
+        if (key) counts[key] = changes;
       }
       await core.deleteRepository(name);
       await within?.(tx);

@@ -2,6 +2,7 @@ import t from 'tap';
 import { MetadataIndex } from '../../src/index/metadata-index';
 import { StatsIndex } from '../../src/index/stats-index';
 import { UsageIndex } from '../../src/index/usage-index';
+import { V2Index } from '../../src/index/v2-index';
 import { forEachIndex } from '../helpers/index-db';
 
 // The metadata, usage and stats index objects on both implementations (SQLite, PostgreSQL).
@@ -49,13 +50,30 @@ forEachIndex(t, 'repositories, search and totals', async (t, db) => {
   t.same((await core.search('', 10, 0, [{ prefix: 'team/' }])).hits.map((h) => h.name), ['team/app', 'team/db']);
   t.same((await core.search('', 10, 0, [{ prefix: 'team/', regex: 'team/d.*' }])).hits.map((h) => h.name), ['team/db']);
 
-  // TODO(V2Index on IndexObject): link blobs and check UsageIndex's charges here.
+  // Charges: each blob once per repository that links it; shared bytes are charged to another repository too.
   await core.putBlob({ digest: digestOf(1), size: 100, location: 'x' });
   await core.putBlob({ digest: digestOf(2), size: 10, location: 'y' });
   const usage = new UsageIndex(db);
   t.equal(await usage.isCharged('team/db', digestOf(2)), false);
   t.equal(await usage.bytesUsed([{ prefix: 'team/' }]), 0);
   t.same(await usage.perRepository(), []);
+  const v2 = new V2Index(db, core);
+  await v2.linkBlob('team/app', digestOf(1));
+  await v2.linkBlob('team/app', digestOf(1)); // linked again: charged once
+  await v2.linkBlob('team/db', digestOf(1));
+  await v2.linkBlob('team/db', digestOf(2));
+  t.equal(await usage.isCharged('team/db', digestOf(2)), true);
+  t.equal(await usage.isCharged('team/app', digestOf(2)), false);
+  t.equal(await usage.bytesUsed([{ exact: 'team/app' }]), 100);
+  t.equal(await usage.bytesUsed([{ prefix: 'team/' }]), 210);
+  t.equal(await usage.bytesUsed([{ prefix: 'team/', regex: 'team/d.*' }]), 110);
+  t.same(await usage.perRepository(), [
+    { repo: 'team/app', bytes: 100, blobs: 1, sharedBytes: 100, uniqueBytes: 0 },
+    { repo: 'team/db', bytes: 110, blobs: 2, sharedBytes: 100, uniqueBytes: 10 },
+  ]);
+  t.same(await usage.perRepository([{ exact: 'team/db' }]), [{ repo: 'team/db', bytes: 110, blobs: 2, sharedBytes: 100, uniqueBytes: 10 }]);
+  await v2.unlinkBlob('team/app', digestOf(1));
+  t.same(await usage.perRepository(), [{ repo: 'team/db', bytes: 110, blobs: 2, sharedBytes: 0, uniqueBytes: 110 }]);
   t.same(await new StatsIndex(db).totals(), { blobs: 2, blobBytes: 110, uploads: 0, uploadBytes: 0, repositories: 3 });
   t.equal(await core.deleteRepository('team/app'), true);
   t.equal(await core.deleteRepository('team/app'), false);

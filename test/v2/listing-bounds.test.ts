@@ -65,7 +65,7 @@ t.test('name ranges: sorted, disjoint, a regex only where no pattern takes the w
   t.same(nameRanges([{ prefix: '' }, { prefix: 'x/' }, { exact: 'y' }]), [{ from: '', to: null, regex: null, like: null }]);
   t.same(nameRanges([{ prefix: 'a/', regex: 'a/[^/]*', like: 'a/%' }, { exact: 'a/b' }, { prefix: 'a/' }]), [{ from: 'a/', to: 'a0', regex: null, like: null }]);
   t.same(nameRanges([{ prefix: 'b/', regex: 'b/[^/]*', like: 'b/%' }, { exact: 'a' }, { prefix: 'b/', regex: 'b/[^/]*', like: 'b/%' }]), [
-    { from: 'a', to: 'a\0', regex: null, like: null },
+    { from: 'a', to: 'a\x01', regex: null, like: null },
     { from: 'b/', to: 'b0', regex: '^(?:(?:b/[^/]*))$', like: 'b/%' },
   ]);
   t.same(nameRanges([{ prefix: 'b', regex: 'b[^/]*/x', like: 'b%/x' }, { prefix: 'b/' }]), [{ from: 'b', to: 'c', regex: '^(?:(?:b[^/]*/x)|b/.*)$', like: null }]);
