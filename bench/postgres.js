@@ -20,6 +20,9 @@
 //
 // The cluster runs with fsync, full_page_writes and synchronous_commit on (PostgreSQL's defaults), so its
 // commits are as durable as SQLite's (WAL fdatasync before a write is acknowledged).
+//
+//   BENCH_ONLY=1,3                          parts to run (default 1,2,3)
+//   BENCH_BASE_DIST=/tmp/ab/dist-base       part 1 also runs that build on PostgreSQL ("postgres-base")
 
 const { createHash, randomBytes } = require('node:crypto');
 const fs = require('node:fs');
@@ -35,6 +38,8 @@ const { sleep, median, fmt, table } = require('./lib/basics');
 const ROOT = path.resolve(__dirname, '..');
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const PROFILE = process.env.BENCH_PROFILE !== '0';
+// Another build's dist/ (next to a node_modules link), run as a third setting "postgres-base" in part 1: A/B a change.
+const BASE_DIST = process.env.BENCH_BASE_DIST || null;
 const IMAGES = 150;
 const PUSH_SECONDS = 5;
 const PUSH_CLIENTS = 8;
@@ -57,9 +62,9 @@ function hasSharedLocal() {
 // Servers
 
 /** `storage`: { dir } for local, { s3: endpoint } for s3rver. `postgres`: a database URL, or none for SQLite. */
-async function startRegistry(name, { dir, blobs = path.join(dir, 'blobs'), postgres, s3, sharedLocal }) {
+async function startRegistry(name, { dir, blobs = path.join(dir, 'blobs'), postgres, s3, sharedLocal, dist = null }) {
   const port = await freePort();
-  const command = serverCommand();
+  const command = serverCommand({ dist });
   const env = {
     ...envWithoutRegistryVars(),
     ...command.env,
@@ -177,8 +182,9 @@ async function pushParallel(url, seconds) {
 
 async function measureSingle(setting, cluster, tmp) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-pg-reg-'));
-  const db = setting === 'postgres' ? await cluster.createDatabase() : null;
-  const srv = await startRegistry(setting, { dir, postgres: db?.url, sharedLocal: hasSharedLocal() });
+  const db = setting === 'sqlite' ? null : await cluster.createDatabase();
+  const dist = setting === 'postgres-base' ? BASE_DIST : null;
+  const srv = await startRegistry(setting, { dir, postgres: db?.url, sharedLocal: hasSharedLocal(), dist });
   const meters = { registry: srv.cpuSeconds, postgres: cluster.cpuSeconds };
   try {
     const seq = await withCpu(meters, () => pushSequential(srv.url, 'bench/seq', IMAGES));
@@ -208,10 +214,11 @@ async function measureSingle(setting, cluster, tmp) {
 
 async function partOne(cluster, tmp) {
   console.log(`\n== Part 1: one replica, SQLite vs PostgreSQL ${cluster.version} (fsync, full_page_writes, synchronous_commit on), ${ROUNDS} rounds ==`);
-  const settings = ['sqlite', 'postgres'];
-  const results = { sqlite: [], postgres: [] };
+  const settings = ['sqlite', 'postgres', ...(BASE_DIST ? ['postgres-base'] : [])];
+  if (BASE_DIST) console.log(`postgres-base: the build in ${BASE_DIST} (BENCH_BASE_DIST), on the same cluster`);
+  const results = Object.fromEntries(settings.map((s) => [s, []]));
   for (let r = 0; r < ROUNDS; r++) {
-    const order = r % 2 ? [...settings].reverse() : settings;
+    const order = settings.slice(r % settings.length).concat(settings.slice(0, r % settings.length));
     for (const s of order) {
       const m = await measureSingle(s, cluster, tmp);
       results[s].push(m);
@@ -223,7 +230,9 @@ async function partOne(cluster, tmp) {
     }
   }
   const pct = (x) => `${x >= 1 ? '+' : ''}${fmt((x - 1) * 100)} %`;
-  const ratio = (key) => median(results.postgres.map((m, i) => m[key] / results.sqlite[i][key]));
+  // Runs of one round are neighbours in time: the median of their ratios shrugs off the machine's drift.
+  const ratio = (key, s = 'postgres', base = 'sqlite') => median(results[s].map((m, i) => m[key] / results[base][i][key]));
+  const others = settings.slice(1);
   const rows = [
     ['push p50 (ms)', 'p50', 2],
     ['push p99 (ms)', 'p99', 2],
@@ -233,9 +242,14 @@ async function partOne(cluster, tmp) {
     ['PostgreSQL CPU per image push (ms)', 'pushPostgresMs', 2],
     ['registry CPU per GET (ms)', 'getRegistryMs', 3],
     ['PostgreSQL CPU per GET (ms)', 'getPostgresMs', 3],
-  ].map(([label, key, d]) => [label, fmt(median(results.sqlite.map((m) => m[key])), d), fmt(median(results.postgres.map((m) => m[key])), d), key.startsWith('getPostgres') || key.startsWith('pushPostgres') ? '' : pct(ratio(key))]);
-  console.log('\nmedians (PostgreSQL vs SQLite: the median of the per-round ratios)\n');
-  console.log(table(rows, ['', 'SQLite', 'PostgreSQL', 'PostgreSQL vs SQLite']));
+  ].map(([label, key, d]) => [
+    label,
+    ...settings.map((s) => fmt(median(results[s].map((m) => m[key])), d)),
+    ...others.map((s) => (/Postgres/.test(key) ? '' : pct(ratio(key, s)))),
+    ...(BASE_DIST ? [/Postgres/.test(key) ? '' : pct(ratio(key, 'postgres', 'postgres-base'))] : []),
+  ]);
+  console.log('\nmedians (X vs Y: the median of the per-round ratios)\n');
+  console.log(table(rows, ['', ...settings, ...others.map((s) => `${s} vs sqlite`), ...(BASE_DIST ? ['postgres vs postgres-base'] : [])]));
   const goal = (key) => ratio(key) >= 0.7;
   console.log(`\ngoal (within 30 %): GET ${goal('getRps') ? 'met' : 'MISSED'} (${pct(ratio('getRps'))}), push throughput ${goal('pushesPerS') ? 'met' : 'MISSED'} (${pct(ratio('pushesPerS'))})`);
   return results;
