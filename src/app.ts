@@ -98,7 +98,6 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   // The refs journal and the WAL sync are SQLite's: a PostgreSQL commit is durable, and backed up with its own tools.
   const journal = sqlite ? new RefJournal(sqlite, driver) : undefined;
   const index = new MetadataIndex(db);
-  const legacy = sqlite!; // transitional: index classes not yet on IndexObject run on SQLite only
   const timings = metrics.enabled ? indexTimings(metrics) : undefined;
   if (timings) index.onTransaction = timings.transaction;
   const s3 = config.storage.s3;
@@ -107,20 +106,20 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   );
   app.addHook('onClose', async () => driver.close?.());
   const access = new AccessControl(config, app.log);
-  const gc = new GarbageCollector(new GcIndex(legacy), driver, gcSettings(config));
+  const gc = new GarbageCollector(new GcIndex(db), driver, gcSettings(config));
   const repositories = new RepositoryIndex(db, index);
   const quotas = new Quotas(config.quotas, new UsageIndex(db));
-  const retentionIndex = new RetentionIndex(legacy);
+  const retentionIndex = new RetentionIndex(db);
   const retention = new Retention(config.retention.policies, retentionIndex);
   // Pull times matter only to keepPulledWithin: without such a policy nothing is recorded.
   const pulls = config.retention.policies.some((p) => p.keepPulledWithin !== undefined)
     ? new PullRecorder(retentionIndex, config.retention.pullFlush * 1000, (err) => app.log.error({ err }, 'recording pull times failed'))
     : undefined;
-  const v1Index = new V1Index(legacy, index);
+  const v1Index = new V1Index(db, index);
   const v2Index = new V2Index(db, index);
   // Webhooks (docs/notifications.md): nothing is built, and no request pays anything, without an enabled endpoint.
   const notifier = config.notifications.endpoints.some((e) => e.enabled)
-    ? new Notifier(config.notifications, new NotificationIndex(legacy), app.log, { port: splitAddr(config.http.addr).port })
+    ? new Notifier(config.notifications, new NotificationIndex(db), app.log, { port: splitAddr(config.http.addr).port })
     : undefined;
   const v2 = new V2Registry(index, v2Index, blobs, repositories, { gcDelayMs: config.gc.delay * 1000, quotas, pulls, events: notifier });
   const bridge =
@@ -199,7 +198,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   if (config.protocols.v2) await app.register(v2Routes, { prefix: '/v2' });
   if (access.tokensEnabled) await app.register(tokenRoutes);
   if (config.ui.enabled) {
-    await app.register(uiRoutes, { prefix: config.ui.pathPrefix, browse: new BrowseIndex(legacy) });
+    await app.register(uiRoutes, { prefix: config.ui.pathPrefix, browse: new BrowseIndex(db) });
   }
   if (guard) await serveMetrics(app, config.metrics.addr, metrics, guard);
 

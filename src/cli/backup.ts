@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { Command } from './dispatch';
 import { formatBytes, formatDuration } from './format';
-import { withIndex, type IndexDeps } from './index-access';
+import { withSqliteIndex, type IndexDeps } from './index-access';
 import type { CliIo } from './io';
 import { Progress } from './progress';
 
@@ -25,7 +25,7 @@ export async function backupCommand(args: string[], io: CliIo, deps: IndexDeps =
     return 1;
   }
   const started = Date.now();
-  return withIndex(deps, async (db) => {
+  return withSqliteIndex(deps, 'backup', async (db) => {
     const progress = new Progress(io.stderr);
     const meta = await db.backup(file, {
       progress: ({ totalPages, remainingPages }) => {

@@ -2,7 +2,7 @@ import { checkRegistry, type CheckReport } from '../refs/check';
 import { createDriver } from '../storage/factory';
 import type { Command } from './dispatch';
 import { count, formatBytes, formatDuration } from './format';
-import { withIndex, type IndexDeps } from './index-access';
+import { withSqliteIndex, type IndexDeps } from './index-access';
 import type { CliIo } from './io';
 import { Progress } from './progress';
 
@@ -34,7 +34,7 @@ export async function checkCommand(args: string[], io: CliIo, deps: IndexDeps & 
       return 2;
     }
   }
-  return withIndex(deps, async (db, config) => {
+  return withSqliteIndex(deps, 'check', async (db, config) => {
     const driver = await createDriver(config);
     const progress = new Progress(io.stderr);
     let report: CheckReport;

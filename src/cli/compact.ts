@@ -4,7 +4,7 @@ import { compactJournal } from '../refs/snapshot';
 import { createDriver } from '../storage/factory';
 import type { Command } from './dispatch';
 import { formatDuration } from './format';
-import type { IndexDeps } from './index-access';
+import { requireSqliteIndex, type IndexDeps } from './index-access';
 import type { CliIo } from './io';
 import { Progress } from './progress';
 
@@ -24,6 +24,7 @@ export async function compactCommand(args: string[], io: CliIo, deps: IndexDeps 
   const config = (deps.loadConfig ?? (() => loadConfig()))();
   // Opened once to say clearly when it is missing (and to bring it to this version's schema); the snapshot
   // reads it on a connection of its own. Nothing here changes the index, so there is nothing to journal after.
+  requireSqliteIndex(config, 'compact-journal');
   openExistingIndex(config.index.path).close();
   const driver = await createDriver(config);
   const progress = new Progress(io.stderr);

@@ -4,6 +4,7 @@ import { rebuildIndex, type RebuildReport } from '../refs/rebuild';
 import type { Command } from './dispatch';
 import { count, formatDuration } from './format';
 import type { CliIo } from './io';
+import { requireSqliteIndex } from './index-access';
 import { Progress } from './progress';
 
 // `registry rebuild-index [--force]`: a new index from the reference journal in storage. Run it with the
@@ -38,6 +39,7 @@ export async function rebuildCommand(args: string[], io: CliIo, deps: { loadConf
     }
   }
   const config = (deps.loadConfig ?? (() => loadConfig()))();
+  requireSqliteIndex(config, 'rebuild-index');
   const progress = new Progress(io.stderr);
   let report: RebuildReport;
   try {

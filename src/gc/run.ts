@@ -4,6 +4,7 @@ import path from 'node:path';
 import type { Config } from '../config/schema';
 import { openDatabase, openExistingIndex } from '../index/db';
 import { GcIndex } from '../index/gc-index';
+import { openIndex } from '../index/open';
 import { flushJournal } from '../refs/journal';
 import { createDriver } from '../storage/factory';
 import { GarbageCollector, type GcSettings } from './collector';
@@ -20,6 +21,7 @@ export function gcSettings(config: Config): GcSettings {
  * copy of the index and touches no storage, so it reports exactly what a real run would remove now.
  */
 export async function runGarbageCollection(config: Config, opts: GcRunOptions = {}): Promise<GcReport> {
+  if (config.index.driver === 'postgres') return collectOnPostgres(config, opts);
   const db = openExistingIndex(config.index.path);
   let copyDir: string | undefined;
   const dbs = [db];
@@ -44,5 +46,21 @@ export async function runGarbageCollection(config: Config, opts: GcRunOptions = 
   } finally {
     for (const d of dbs) d.close();
     if (copyDir) rmSync(copyDir, { recursive: true, force: true });
+  }
+}
+
+/** The same on the PostgreSQL index; no dry run there (it has no file to copy aside, and a run is many transactions). */
+async function collectOnPostgres(config: Config, opts: GcRunOptions): Promise<GcReport> {
+  if (opts.dryRun) throw new Error('--dry-run needs the SQLite index (it collects on a copy of the file); with index.driver postgres, run retention --dry-run to preview deletions');
+  const { database } = await openIndex(config.index, undefined, { lead: false });
+  try {
+    const driver = await createDriver(config);
+    try {
+      return await new GarbageCollector(new GcIndex(database), driver, gcSettings(config)).run(opts);
+    } finally {
+      await driver.close?.();
+    }
+  } finally {
+    await database.close();
   }
 }

@@ -1,6 +1,6 @@
 import type { Statement } from 'better-sqlite3';
 import type { Db } from './db';
-import { IndexObject, makeTx, type IndexDatabase, type Tx } from './database';
+import { makeTx, type IndexDatabase, type Tx } from './database';
 import type { Query, RunResult, Sql } from './sql';
 
 // The SQLite index database: one better-sqlite3 connection shared by every index object, with transactions
@@ -207,32 +207,3 @@ class TxGate implements Gate {
   }
 }
 
-/**
- * Transitional: an index object still running better-sqlite3 statements itself inside run(). Each class
- * moves to IndexObject and sql.ts statements (which PostgreSQL runs too); then this goes.
- */
-export abstract class SqliteIndexObject extends IndexObject {
-  private gate: Gate;
-  protected readonly conn: SqliteConnection;
-
-  constructor(db: Db) {
-    const conn = connectionOf(db);
-    super(conn);
-    this.conn = conn;
-    this.gate = conn;
-  }
-
-  override boundTo(tx: Tx): this {
-    return Object.assign(super.boundTo(tx), { gate: this.conn.gateOf(tx) });
-  }
-
-  protected run<T>(work: () => T): Promise<T> {
-    try {
-      const wait = this.gate.idle();
-      if (wait) return wait.then(() => this.run(work));
-      return Promise.resolve(work());
-    } catch (err) {
-      return Promise.reject(err);
-    }
-  }
-}

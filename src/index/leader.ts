@@ -19,3 +19,11 @@ export const SOLE_LEADER: Leadership = {
   onChange: () => undefined,
   close: async () => undefined,
 };
+
+/** An operator command: never the leader. */
+export const NEVER_LEADER: Leadership = {
+  held: false,
+  confirm: async () => false,
+  onChange: () => undefined,
+  close: async () => undefined,
+};

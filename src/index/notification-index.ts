@@ -1,9 +1,14 @@
 import type { Db } from './db';
-import { SqliteIndexObject } from './connection';
+import { databaseOf } from './connection';
+import { IndexObject, type IndexDatabase } from './database';
+import { sql } from './sql';
+import { inJsonList, jsonRows, sqlWith } from './json-list';
 
 // The notification outbox (migration "notify_outbox"): events waiting for their endpoint. Rows are written
 // inside the transaction of the change they report (enqueue is called there), read in order by the sender,
-// and deleted once delivered or dropped, so the table holds only what is still owed.
+// and deleted once delivered or dropped, so the table holds only what is still owed. seq is the delivery
+// order: SQLite numbers rows max(seq) + 1, PostgreSQL from an identity sequence; there every write holds
+// one lock to its commit (postgres/database.ts), so numbers are committed in the order they are taken.
 
 export interface OutboxRow {
   seq: number;
@@ -47,69 +52,74 @@ const fromRow = (r: Row): OutboxRow => ({
   lastError: r.last_error,
 });
 
-export class NotificationIndex extends SqliteIndexObject {
-  private readonly s;
+const bySeqs = inJsonList('seq', 'seqs', 'BIGINT');
+const FAILING = 'count(CASE WHEN attempts > 0 THEN 1 END)';
 
-  constructor(private readonly db: Db) {
-    super(db);
-    const p = (sql: string) => db.prepare(sql);
-    this.s = {
-      enqueue: p('INSERT INTO notify_outbox (endpoint, repo, event, created_at) VALUES (?, ?, ?, ?)'),
-      next: p('SELECT * FROM notify_outbox WHERE endpoint = ? ORDER BY seq LIMIT ?'),
-      remove: p('DELETE FROM notify_outbox WHERE seq IN (SELECT value FROM json_each(?))'),
-      failed: p('UPDATE notify_outbox SET attempts = attempts + 1, last_error = ? WHERE seq IN (SELECT value FROM json_each(?)) RETURNING seq, attempts'),
-      expired: p('SELECT * FROM notify_outbox WHERE created_at < ? AND endpoint NOT IN (SELECT value FROM json_each(?)) ORDER BY seq LIMIT ?'),
-      backlog: p(
-        `SELECT endpoint, count(*) AS pending, sum(attempts > 0) AS failing, min(created_at) AS oldest,
-                (SELECT last_error FROM notify_outbox f WHERE f.endpoint = o.endpoint AND f.attempts > 0 ORDER BY seq LIMIT 1) AS lastError
-           FROM notify_outbox o GROUP BY endpoint ORDER BY endpoint`,
-      ),
-      endpointBacklog: p(
-        `SELECT count(*) AS pending, coalesce(sum(attempts > 0), 0) AS failing, min(created_at) AS oldest
-           FROM notify_outbox WHERE endpoint = ?`,
-      ),
-    };
+const Q = {
+  // One row per endpoint, in one statement: an event is queued for all of them or for none.
+  enqueue: sqlWith(
+    jsonRows('endpoints'),
+    (rows) => `INSERT INTO notify_outbox (endpoint, repo, event, created_at) SELECT j.value, @repo, @event, @now FROM ${rows}`,
+  ),
+  next: sql<Row>('SELECT * FROM notify_outbox WHERE endpoint = ? ORDER BY seq LIMIT ?'),
+  remove: sqlWith(bySeqs, (l) => `DELETE FROM notify_outbox WHERE ${l}`),
+  failed: sqlWith<{ seq: number; attempts: number }>(
+    bySeqs,
+    (l) => `UPDATE notify_outbox SET attempts = attempts + 1, last_error = @error WHERE ${l} RETURNING seq, attempts`,
+  ),
+  expired: sqlWith<Row>(
+    inJsonList('endpoint', 'except'),
+    (l) => `SELECT * FROM notify_outbox WHERE created_at < @before AND NOT (${l}) ORDER BY seq LIMIT @limit`,
+  ),
+  backlog: sql<EndpointBacklog>(
+    `SELECT endpoint, count(*) AS pending, ${FAILING} AS failing, min(created_at) AS oldest,
+            (SELECT last_error FROM notify_outbox f WHERE f.endpoint = o.endpoint AND f.attempts > 0 ORDER BY seq LIMIT 1) AS "lastError"
+       FROM notify_outbox o GROUP BY endpoint ORDER BY endpoint`,
+  ),
+  endpointBacklog: sql<Omit<EndpointBacklog, 'endpoint' | 'lastError'>>(
+    `SELECT count(*) AS pending, ${FAILING} AS failing, min(created_at) AS oldest FROM notify_outbox WHERE endpoint = ?`,
+  ),
+};
+
+export class NotificationIndex extends IndexObject {
+  constructor(db: Db | IndexDatabase) {
+    super(databaseOf(db));
   }
 
   /** Queue `event` (JSON) for each endpoint; call it inside the transaction of the change the event reports. */
-  enqueue(endpoints: readonly string[], repo: string, event: string, now: number): Promise<void> {
-    return this.run(() => {
-      for (const endpoint of endpoints) this.s.enqueue.run(endpoint, repo, event, now);
-    });
+  async enqueue(endpoints: readonly string[], repo: string, event: string, now: number): Promise<void> {
+    if (endpoints.length > 0) await this.sql.run(Q.enqueue, { endpoints: JSON.stringify(endpoints), repo, event, now });
   }
 
   /** The oldest `n` undelivered events of an endpoint, in the order they were made. */
-  next(endpoint: string, n: number): Promise<OutboxRow[]> {
-    return this.run(() => (this.s.next.all(endpoint, n) as Row[]).map(fromRow));
+  async next(endpoint: string, n: number): Promise<OutboxRow[]> {
+    return (await this.sql.all(Q.next, endpoint, n)).map(fromRow);
   }
 
   /** Forget events: delivered, or dropped. */
-  remove(seqs: readonly number[]): Promise<void> {
-    return this.run(() => {
-      if (seqs.length > 0) this.s.remove.run(JSON.stringify(seqs));
-    });
+  async remove(seqs: readonly number[]): Promise<void> {
+    if (seqs.length > 0) await this.sql.run(Q.remove, { seqs: JSON.stringify(seqs) });
   }
 
   /** Count a failed attempt on each event; returns each one's attempts so far. */
-  failed(seqs: readonly number[], error: string): Promise<Map<number, number>> {
-    return this.run(() => {
-      const rows = this.db.transaction(() => this.s.failed.all(error.slice(0, 500), JSON.stringify(seqs)) as { seq: number; attempts: number }[])();
-      return new Map(rows.map((r) => [r.seq, r.attempts]));
-    });
+  async failed(seqs: readonly number[], error: string): Promise<Map<number, number>> {
+    if (seqs.length === 0) return new Map();
+    const rows = await this.sql.all(Q.failed, { error: error.slice(0, 500), seqs: JSON.stringify(seqs) });
+    return new Map(rows.map((r) => [r.seq, r.attempts]));
   }
 
   /** Up to `n` events made before `before` (ms) for endpoints other than `except`, oldest first. */
-  expired(before: number, except: readonly string[], n: number): Promise<OutboxRow[]> {
-    return this.run(() => (this.s.expired.all(before, JSON.stringify(except), n) as Row[]).map(fromRow));
+  async expired(before: number, except: readonly string[], n: number): Promise<OutboxRow[]> {
+    return (await this.sql.all(Q.expired, { before, except: JSON.stringify(except), limit: n })).map(fromRow);
   }
 
   /** What each endpoint with undelivered events is owed. */
   backlog(): Promise<EndpointBacklog[]> {
-    return this.run(() => (this.s.backlog.all() as EndpointBacklog[]).map((b) => ({ ...b, failing: b.failing ?? 0 })));
+    return this.sql.all(Q.backlog);
   }
 
   /** One endpoint's backlog (pending and failing 0, oldest null when it is owed nothing). */
-  endpointBacklog(endpoint: string): Promise<Omit<EndpointBacklog, 'endpoint' | 'lastError'>> {
-    return this.run(() => this.s.endpointBacklog.get(endpoint) as Omit<EndpointBacklog, 'endpoint' | 'lastError'>);
+  async endpointBacklog(endpoint: string): Promise<Omit<EndpointBacklog, 'endpoint' | 'lastError'>> {
+    return (await this.sql.get(Q.endpointBacklog, endpoint))!;
   }
 }

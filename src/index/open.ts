@@ -6,7 +6,7 @@ import { connectPool, PostgresStartError, serverOf } from './postgres/connect';
 import { PostgresDatabase } from './postgres/database';
 import { migrate } from './postgres/migrations';
 import { PostgresLeadership } from './postgres/leader';
-import { SOLE_LEADER, type Leadership } from './leader';
+import { NEVER_LEADER, SOLE_LEADER, type Leadership } from './leader';
 import { checkIndexConfig, postgresUrl } from './settings';
 
 /** Where the index reports what an operator should know (a lost connection, leadership changes). */
@@ -27,10 +27,10 @@ export interface OpenedIndex {
 }
 
 /**
- * Open the index, creating or migrating its schema. PostgreSQL: an unreachable server or refused login
+ * Open the index, creating or migrating its schema (`lead: false`: never take part in leadership). PostgreSQL: an unreachable server or refused login
  * stops the start with one line naming host:port; replicas starting together migrate once (migrations.ts).
  */
-export async function openIndex(index: Config['index'], log?: IndexLog): Promise<OpenedIndex> {
+export async function openIndex(index: Config['index'], log?: IndexLog, opts: { lead?: boolean } = {}): Promise<OpenedIndex> {
   if (index.driver === 'sqlite') {
     const sqlite = openDatabase(index.path);
     return { database: connectionOf(sqlite), sqlite, leadership: SOLE_LEADER };
@@ -44,6 +44,8 @@ export async function openIndex(index: Config['index'], log?: IndexLog): Promise
     await pool.end().catch(() => undefined);
     throw new PostgresStartError(`the PostgreSQL index at ${serverOf(url)}: ${(err as Error).message}`);
   }
+  // Operator commands never lead: the background work is the servers'.
+  if (opts.lead === false) return { database: new PostgresDatabase(pool, url), leadership: NEVER_LEADER };
   const leadership = new PostgresLeadership(url, log ?? { info: () => undefined, warn: () => undefined });
   await leadership.start();
   return { database: new PostgresDatabase(pool, url), leadership };

@@ -1,12 +1,16 @@
 import type { Db } from './db';
-import { SqliteIndexObject } from './connection';
+import { databaseOf } from './connection';
+import { IndexObject, type IndexDatabase } from './database';
+import { sql } from './sql';
+import { inJsonList, jsonRows, sqlWith } from './json-list';
+import { keptManifests } from './reachable';
 import type { Digest } from '../storage/digest';
 import type { Pull, PullSink } from '../retention/pull-recorder';
 import type { TagState } from '../retention/policy';
 
 // What retention asks of the index: each repository's tags with push and pull times, and the removal of
-// tags with the manifests only they kept reachable, in one transaction per repository. Methods are
-// asynchronous so that an index on a database server can implement them too.
+// tags with the manifests only they kept reachable, in one transaction per repository. Statements are
+// sql.ts's: the same methods run on SQLite and PostgreSQL.
 
 export interface TagToRemove {
   tag: string;
@@ -30,52 +34,74 @@ class DryRun extends Error {
   }
 }
 
-export class RetentionIndex extends SqliteIndexObject implements PullSink {
-  private readonly s;
+const byDigests = inJsonList('digest', 'digests');
+const withList = <Row = unknown>(text: (list: string) => string, opts: { pluck?: boolean } = {}) => sqlWith<Row>(byDigests, text, opts);
 
-  constructor(db: Db) {
-    super(db);
-    const p = (sql: string) => db.prepare(sql);
-    this.s = {
-      taggedRepositories: p('SELECT DISTINCT repo FROM tags WHERE repo > ? ORDER BY repo LIMIT ?').pluck(),
-      tags: p(
-        `SELECT t.tag, t.digest, t.updated_at AS pushedAt,
-                nullif(max(coalesce(t.pulled_at, 0), coalesce(m.pulled_at, 0)), 0) AS pulledAt
-           FROM tags t LEFT JOIN manifests m ON m.repo = t.repo AND m.digest = t.digest
-          WHERE t.repo = ?`,
-      ),
-      // Manifests of a repository a tag reaches: tagged, children of reached indexes, referrers of reached manifests.
-      reachable: p(
-        `WITH RECURSIVE kept(digest) AS (
-           SELECT digest FROM tags WHERE repo = @repo
-           UNION SELECT r.child FROM manifest_refs r JOIN kept k ON r.repo = @repo AND r.digest = k.digest
-           UNION SELECT m.digest FROM manifests m JOIN kept k ON m.repo = @repo AND m.subject = k.digest
-         ) SELECT digest FROM manifests WHERE repo = @repo AND digest IN (SELECT digest FROM kept)`,
-      ).pluck(),
-      deleteTag: p('DELETE FROM tags WHERE repo = ? AND tag = ? AND digest = ? AND updated_at = ?'),
-      children: p('SELECT child FROM manifest_refs WHERE repo = ? AND digest = ?').pluck(),
-      deleteManifest: p('DELETE FROM manifests WHERE repo = ? AND digest = ?'),
-      deleteRefs: p('DELETE FROM manifest_refs WHERE repo = ? AND digest = ?'),
-      unlink: p('DELETE FROM repo_blobs WHERE repo = ? AND digest = ?'),
-      // A blob no manifest anywhere is or names, and no v1 image uses: only links (which expire) hold it.
-      orphanSize: p(
-        `SELECT size FROM blobs b WHERE digest = ?
-           AND NOT EXISTS (SELECT 1 FROM manifests m WHERE m.digest = b.digest)
-           AND NOT EXISTS (SELECT 1 FROM manifest_refs r WHERE r.child = b.digest)
-           AND NOT EXISTS (SELECT 1 FROM v1_images i WHERE i.json_digest = b.digest OR i.layer_digest = b.digest)`,
-      ).pluck(),
-      pullManifest: p('UPDATE manifests SET pulled_at = @at WHERE repo = @repo AND digest = @digest AND coalesce(pulled_at, 0) < @at'),
-      pullTag: p('UPDATE tags SET pulled_at = @at WHERE repo = @repo AND tag = @tag AND digest = @digest AND coalesce(pulled_at, 0) < @at'),
-    };
+// Manifests of a repository a tag reaches: tagged, children of reached indexes, referrers of reached manifests.
+const reachable = keptManifests('SELECT digest FROM tags WHERE repo = @repo');
+const REACHABLE_TAIL = 'SELECT digest FROM manifests WHERE repo = @repo AND digest IN (SELECT digest FROM kept)';
+
+// A batch of pulls (a JSON array of {repo, digest, tag?, at}) as rows, the latest pull per manifest or tag.
+// `->>` reads a member on both (SQLite 3.38+ takes 'repo' as '$.repo'); only the row source differs.
+const pullRows = (from: string, keys: string) =>
+  `SELECT ${keys}, max(CAST(j.value ->> 'at' AS BIGINT)) AS at FROM ${from}`;
+const PULLS = jsonRows('pulls', true);
+const PULLED_MANIFESTS = (from: string) =>
+  `${pullRows(from, "j.value ->> 'repo' AS repo, j.value ->> 'digest' AS digest")} GROUP BY 1, 2`;
+const PULLED_TAGS = (from: string) =>
+  `${pullRows(from, "j.value ->> 'repo' AS repo, j.value ->> 'tag' AS tag, j.value ->> 'digest' AS digest")}
+    WHERE j.value ->> 'tag' IS NOT NULL GROUP BY 1, 2, 3`;
+// A pull only moves pulled_at forward (an older batch written late changes nothing).
+const pullManifests = (from: string) =>
+  `UPDATE manifests SET pulled_at = p.at FROM (${PULLED_MANIFESTS(from)}) p
+    WHERE manifests.repo = p.repo AND manifests.digest = p.digest AND coalesce(manifests.pulled_at, 0) < p.at`;
+const pullTags = (from: string) =>
+  `UPDATE tags SET pulled_at = p.at FROM (${PULLED_TAGS(from)}) p
+    WHERE tags.repo = p.repo AND tags.tag = p.tag AND tags.digest = p.digest AND coalesce(tags.pulled_at, 0) < p.at`;
+
+// The later of two times: SQLite's scalar max(), PostgreSQL's greatest().
+const GREATEST = { sqlite: 'max', postgres: 'greatest' };
+const TAGS = (greatest: string) =>
+  `SELECT t.tag, t.digest, t.updated_at AS "pushedAt",
+          nullif(${greatest}(coalesce(t.pulled_at, 0), coalesce(m.pulled_at, 0)), 0) AS "pulledAt"
+     FROM tags t LEFT JOIN manifests m ON m.repo = t.repo AND m.digest = t.digest
+    WHERE t.repo = ?`;
+
+const Q = {
+  taggedRepositories: sql<string>('SELECT DISTINCT repo FROM tags WHERE repo > ? ORDER BY repo LIMIT ?', { pluck: true }),
+  tags: sqlWith<TagState>(GREATEST, TAGS),
+  reachable: sqlWith<Digest>(reachable, (kept) => `${kept} ${REACHABLE_TAIL}`, { pluck: true }),
+  deleteTag: sql('DELETE FROM tags WHERE repo = ? AND tag = ? AND digest = ? AND updated_at = ?'),
+  // The manifests in @digests of @repo: their children, then the manifests with their references and links.
+  children: withList<Digest>((l) => `SELECT DISTINCT child FROM manifest_refs WHERE repo = @repo AND ${l}`, { pluck: true }),
+  deleteManifests: withList((l) => `DELETE FROM manifests WHERE repo = @repo AND ${l}`),
+  deleteRefs: withList((l) => `DELETE FROM manifest_refs WHERE repo = @repo AND ${l}`),
+  unlink: withList((l) => `DELETE FROM repo_blobs WHERE repo = @repo AND ${l}`),
+  // Bytes of the blobs in @digests that no manifest anywhere is or names, and no v1 image uses: only links
+  // (which expire) hold them.
+  orphanBytes: withList<number>(
+    (l) => `SELECT coalesce(sum(size), 0) FROM blobs b WHERE ${l}
+       AND NOT EXISTS (SELECT 1 FROM manifests m WHERE m.digest = b.digest)
+       AND NOT EXISTS (SELECT 1 FROM manifest_refs r WHERE r.child = b.digest)
+       AND NOT EXISTS (SELECT 1 FROM v1_images i WHERE i.json_digest = b.digest OR i.layer_digest = b.digest)`,
+    { pluck: true },
+  ),
+  pullManifests: sqlWith(PULLS, pullManifests),
+  pullTags: sqlWith(PULLS, pullTags),
+};
+
+export class RetentionIndex extends IndexObject implements PullSink {
+  constructor(db: Db | IndexDatabase) {
+    super(databaseOf(db));
   }
 
   /** Repositories with tags after `after`, at most `limit`, in byte order. */
   taggedRepositories(after: string, limit: number): Promise<string[]> {
-    return this.run(() => this.s.taggedRepositories.all(after, limit) as string[]);
+    return this.sql.all(Q.taggedRepositories, after, limit);
   }
 
   tags(repo: string): Promise<TagState[]> {
-    return this.run(() => this.s.tags.all(repo) as TagState[]);
+    return this.sql.all(Q.tags, repo);
   }
 
   /**
@@ -84,20 +110,20 @@ export class RetentionIndex extends SqliteIndexObject implements PullSink {
    */
   async removeTags(repo: string, tags: readonly TagToRemove[], dryRun: boolean): Promise<RemovalResult> {
     try {
-      return await this.transaction(async () => {
-        const before = new Set(this.s.reachable.all({ repo }) as Digest[]);
-        const removed = tags.filter((t) => this.s.deleteTag.run(repo, t.tag, t.digest, t.pushedAt).changes === 1);
-        const after = new Set(this.s.reachable.all({ repo }) as Digest[]);
+      return await this.transaction(async (tx) => {
+        const self = tx(this);
+        const before = new Set(await self.sql.all(Q.reachable, { repo }));
+        const removed: TagToRemove[] = [];
+        for (const t of tags) if ((await self.sql.run(Q.deleteTag, repo, t.tag, t.digest, t.pushedAt)).changes === 1) removed.push(t);
+        const after = new Set(await self.sql.all(Q.reachable, { repo }));
         const manifests = [...before].filter((d) => !after.has(d));
-        const candidates = new Set<Digest>(manifests);
-        for (const digest of manifests) {
-          for (const child of this.s.children.all(repo, digest) as Digest[]) candidates.add(child);
-          this.s.deleteManifest.run(repo, digest);
-          this.s.deleteRefs.run(repo, digest);
-          this.s.unlink.run(repo, digest);
-        }
         let bytes = 0;
-        for (const d of candidates) bytes += (this.s.orphanSize.get(d) as number | undefined) ?? 0;
+        if (manifests.length > 0) {
+          const params = { repo, digests: JSON.stringify(manifests) };
+          const candidates = new Set<Digest>([...manifests, ...(await self.sql.all(Q.children, params))]);
+          for (const q of [Q.deleteManifests, Q.deleteRefs, Q.unlink]) await self.sql.run(q, params);
+          bytes = (await self.sql.get(Q.orphanBytes, { digests: JSON.stringify([...candidates]) }))!;
+        }
         const result = { tags: removed, manifests, bytes };
         if (dryRun) throw new DryRun(result);
         return result;
@@ -108,12 +134,14 @@ export class RetentionIndex extends SqliteIndexObject implements PullSink {
     }
   }
 
+  /** Write a batch of pulls: each manifest's and tag's latest, where it is newer than the one recorded. */
   async recordPulls(pulls: readonly Pull[]): Promise<void> {
-    return this.transaction(async () => {
-      for (const p of pulls) {
-        this.s.pullManifest.run({ repo: p.repo, digest: p.digest, at: p.at });
-        if (p.tag !== undefined) this.s.pullTag.run({ repo: p.repo, digest: p.digest, tag: p.tag, at: p.at });
-      }
+    if (pulls.length === 0) return;
+    const params = { pulls: JSON.stringify(pulls) };
+    await this.transaction(async (tx) => {
+      const self = tx(this);
+      await self.sql.run(Q.pullManifests, params);
+      await self.sql.run(Q.pullTags, params);
     });
   }
 }
