@@ -337,14 +337,14 @@ async function partTwo(cluster, tmp) {
 // ---------------------------------------------------------------------------------------------
 // Part 3: where PostgreSQL's time goes
 
-async function partThree(tmp) {
+async function partThree(tmp, dist, label) {
   const cluster = await startCluster({ settings: ["shared_preload_libraries = 'pg_stat_statements'", 'pg_stat_statements.track_utility = on', 'track_wal_io_timing = on', 'track_io_timing = on'] });
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-pg-prof-'));
   let srv;
   try {
     const db = await cluster.createDatabase();
     await cluster.admin('CREATE EXTENSION pg_stat_statements', db.name);
-    srv = await startRegistry('postgres', { dir, postgres: db.url, sharedLocal: hasSharedLocal() });
+    srv = await startRegistry(label, { dir, postgres: db.url, sharedLocal: hasSharedLocal(), dist });
     await pushImage(srv.url, 'bench/warm', 'w', image()); // the pool's connections prepare their statements
     const reset = () => Promise.all([cluster.admin('SELECT pg_stat_statements_reset()', db.name), cluster.admin('SELECT pg_stat_reset_shared(\'wal\')'), cluster.admin('SELECT pg_stat_reset()', db.name)]);
     const stats = async () => ({
@@ -365,7 +365,7 @@ async function partThree(tmp) {
         .map((x) => [x.query.replace(/\s+/g, ' ').slice(0, 90), fmt(Number(x.calls) / n, 2), fmt(x.total_exec_time / Number(x.calls), 3), fmt(x.total_exec_time / n, 3)]);
       console.log(table(rows, ['statement', 'per op', 'ms each', 'ms per op'], true).replace(/^/gm, '  '));
     };
-    console.log(`\n== Part 3: where PostgreSQL's time goes (a second cluster with pg_stat_statements and WAL I/O timing; one replica) ==`);
+    console.log(`\n== Part 3, ${label}: where PostgreSQL's time goes (a second cluster with pg_stat_statements and WAL I/O timing; one replica) ==`);
     await reset();
     let t0 = performance.now();
     await pushSequential(srv.url, 'bench/prof', IMAGES);
@@ -398,7 +398,10 @@ async function main() {
   } finally {
     await cluster.stop();
   }
-  if (PROFILE && only.includes('3')) await partThree(tmp);
+  if (PROFILE && only.includes('3')) {
+    await partThree(tmp, null, 'postgres');
+    if (BASE_DIST) await partThree(tmp, BASE_DIST, 'postgres-base');
+  }
   console.log(`\nload average at the end ${os.loadavg().map((x) => x.toFixed(1)).join(' ')}`);
   fs.rmSync(tmp, { recursive: true, force: true });
 }
