@@ -121,7 +121,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   const v2Index = new V2Index(db, index);
   // Webhooks (docs/notifications.md): nothing is built, and no request pays anything, without an enabled endpoint.
   const notifier = config.notifications.endpoints.some((e) => e.enabled)
-    ? new Notifier(config.notifications, new NotificationIndex(db), app.log, { port: splitAddr(config.http.addr).port, sender: { leads: () => leadership.held } })
+    ? new Notifier(config.notifications, new NotificationIndex(db), app.log, { port: splitAddr(config.http.addr).port })
     : undefined;
   const v2 = new V2Registry(index, v2Index, blobs, repositories, { gcDelayMs: config.gc.delay * 1000, quotas, pulls, events: notifier });
   const bridge =
@@ -208,7 +208,11 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   await scheduleGarbageCollection(app, gc, config.gc.interval);
   scheduleRetention(app, retention, config.retention.interval, config.retention.dryRun);
   scheduleCompaction(app, config, driver);
-  notifier?.start();
+  if (notifier) {
+    // Events go out from one replica at a time, in order: the leader's.
+    leadership.onChange((leads) => (leads ? notifier.start() : void notifier.pause()));
+    if (leadership.held) notifier.start();
+  }
   return app;
 }
 

@@ -47,6 +47,42 @@ function cpuSeconds(pid) {
   }
 }
 
+/** The parent PID of every live process, from /proc/<pid>/stat (field 4). */
+function parentPids() {
+  const parents = new Map();
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${name}/stat`, 'utf8');
+      parents.set(Number(name), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
+    } catch {
+      // the process ended
+    }
+  }
+  return parents;
+}
+
+/**
+ * CPU seconds of a process and all its descendants (a postmaster and its backends, nginx and its
+ * workers): each live one's user + sys, plus what the ended ones used (counted in their parent once it
+ * has waited for them). NaN if `pid` is gone.
+ */
+function processTreeCpuSeconds(pid) {
+  const parents = parentPids();
+  const total = (p) => {
+    let t;
+    try {
+      t = statCpuSeconds(`/proc/${p}/stat`);
+    } catch {
+      return p === pid ? NaN : 0; // a descendant that ended between the two reads
+    }
+    let sum = t.user + t.sys + t.childUser + t.childSys;
+    for (const [child, parent] of parents) if (parent === p) sum += total(child);
+    return sum;
+  };
+  return total(pid);
+}
+
 /** User and system CPU seconds of each live thread of `pid`, by thread id (the main thread's id is the pid). */
 function threadCpuSeconds(pid) {
   const threads = new Map();
@@ -199,6 +235,8 @@ module.exports = {
   selfTreeCpuSeconds,
   readStatusKiB,
   cpuSeconds,
+  processTreeCpuSeconds,
+  machineBusySeconds,
   threadCpuSeconds,
   cpuByThread,
   CpuMeter,

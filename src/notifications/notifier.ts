@@ -35,6 +35,8 @@ interface Active {
   settings: EndpointSettings;
   filter: EndpointFilter;
   sender: EndpointSender;
+  /** A new sender for this endpoint (after a pause, the stopped one cannot start again). */
+  makeSender: () => EndpointSender;
 }
 
 const PRUNE_EVERY_MS = 60_000;
@@ -45,6 +47,7 @@ export class Notifier implements EventRecorder {
   private readonly source: EventSource;
   private wakeScheduled = new Set<Active>();
   private pruneTimer: NodeJS.Timeout | undefined;
+  private state: 'new' | 'running' | 'paused' = 'new';
   private readonly maxAgeMs: number;
 
   constructor(
@@ -57,8 +60,8 @@ export class Notifier implements EventRecorder {
     this.active = settings.endpoints.flatMap((e, i) => {
       if (!e.enabled) return [];
       const secret = loadSecret(e, `notifications.endpoints[${i}]`, opts.env ?? process.env);
-      const sender = new EndpointSender(e, outbox, log, { maxAgeMs: settings.maxAge * 1000, secret, ...opts.sender });
-      return [{ settings: e, filter: new EndpointFilter(e, settings.pullEvents), sender }];
+      const makeSender = () => new EndpointSender(e, outbox, log, { maxAgeMs: settings.maxAge * 1000, secret, ...opts.sender });
+      return [{ settings: e, filter: new EndpointFilter(e, settings.pullEvents), sender: makeSender(), makeSender }];
     });
     this.pulls = this.active.some((a) => a.filter.wantsAction('pull'));
     this.maxAgeMs = settings.maxAge * 1000;
@@ -98,16 +101,27 @@ export class Notifier implements EventRecorder {
     if (first) setImmediate(() => this.wakeSenders());
   }
 
+  /** Start sending (again, after pause()): on one process at a time, the leader (src/index/leader.ts). */
   start(): void {
+    if (this.state === 'running') return;
+    if (this.state === 'paused') for (const a of this.active) a.sender = a.makeSender();
+    this.state = 'running';
     for (const a of this.active) a.sender.start();
     this.pruneTimer = setInterval(() => void this.prune(), PRUNE_EVERY_MS);
     this.pruneTimer.unref();
     void this.prune();
   }
 
-  async close(): Promise<void> {
+  /** Stop sending: an attempt in flight is aborted, its events stay queued for whoever sends next. */
+  async pause(): Promise<void> {
+    if (this.state !== 'running') return;
+    this.state = 'paused';
     clearInterval(this.pruneTimer);
     await Promise.all(this.active.map((a) => a.sender.stop()));
+  }
+
+  close(): Promise<void> {
+    return this.pause();
   }
 
   /** Per enabled endpoint: pending, oldest pending age, delivered, failed attempts, dropped, last error. */

@@ -42,11 +42,6 @@ export interface SenderOptions {
   idleMs?: number;
   /** How long a woken sender waits for more events before it reads them. */
   lingerMs?: number;
-  /**
-   * Whether this process sends now (replicas on PostgreSQL: only the leader does, or every replica would
-   * post the same events); the others look again every idleMs. Default: always.
-   */
-  leads?: () => boolean;
   now?: () => number;
   random?: () => number;
 }
@@ -159,7 +154,6 @@ export class EndpointSender {
   /** One round: send the next batch if there is one; returns how long to wait before the next round. */
   private async step(): Promise<{ ms: number; wakeable: boolean }> {
     this.woken = false;
-    if (this.opts.leads && !this.opts.leads()) return { ms: this.idleMs, wakeable: false };
     const rows = await this.outbox.next(this.endpoint.name, this.sendSingly > 0 ? 1 : this.batch);
     if (rows.length === 0) {
       this.sendSingly = 0;

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { gunzipSync, gzipSync } from 'node:zlib';
-import Database from 'better-sqlite3';
+import { indexRows } from '../helpers/index-db';
 import t from 'tap';
 import { bridgeCommand } from '../../src/cli/bridge';
 import { fakeIo } from '../cli/fake-io';
@@ -186,9 +186,7 @@ t.test('protocols.bridge: false leaves v1 tags out of v2; turned on, older layer
   const chain = imageChain(2, { kinds: ['gzip', 'tar'] });
   await pushV1(off.url, 'acme/off', 'latest', chain);
   t.equal((await getManifest(off.url, 'acme/off', 'latest')).status, 404);
-  const db = new Database(off.config.index.path, { readonly: true });
-  t.same(db.prepare('SELECT layer_format, diff_id FROM v1_images').all(), [{ layer_format: null, diff_id: null }, { layer_format: null, diff_id: null }], 'not analyzed with the bridge off');
-  db.close();
+  t.same(await indexRows(off.app.registry.index).all('SELECT layer_format, diff_id FROM v1_images'), [{ layer_format: null, diff_id: null }, { layer_format: null, diff_id: null }], 'not analyzed with the bridge off');
   await off.close();
 
   const on = await startRegistry(t, { storage: off.config.storage }, off.dir); // the same storage (and s3rver) again

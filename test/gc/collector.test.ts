@@ -3,7 +3,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import t from 'tap';
-import { sqliteHandleOf } from '../helpers/index-db';
+import { databaseBehind, indexRows } from '../helpers/index-db';
 import { GcIndex } from '../../src/index/gc-index';
 import { startRegistry, type TestRegistry } from '../helpers/server';
 import { blobOf, buildImage, pullsWhole, pushBlob, pushImage, sha256, withLayers, type BuiltImage } from '../helpers/v2';
@@ -198,7 +198,7 @@ t.test('storage nobody recorded: staged areas without an upload, committed objec
 
 function internals(reg: TestRegistry) {
   const index = reg.app.registry.index;
-  return { index, db: sqliteHandleOf(index) };
+  return { index, db: databaseBehind(index), rows: indexRows(index) };
 }
 
 t.test('a push of a digest whose older copy is being deleted never loses its bytes to that deletion', async (t) => {
@@ -229,13 +229,13 @@ t.test('a HEAD of a blob renews its link, so a push that found it there can stil
   const reg = await startRegistry(t, { gc: { delay: 3600, interval: 0 } });
   const blob = blobOf(randomBytes(1000));
   await pushBlob(reg.url, 'team/h', blob);
-  const { db } = internals(reg);
-  const age = db.prepare('UPDATE repo_blobs SET linked_at = ? WHERE repo = ? AND digest = ?');
-  age.run(Date.now() - 2 * 3600_000, 'team/h', blob.digest); // linked two hours ago, named by no manifest
+  const { rows } = internals(reg);
+  const age = () => rows.run('UPDATE repo_blobs SET linked_at = ? WHERE repo = ? AND digest = ?', Date.now() - 2 * 3600_000, 'team/h', blob.digest);
+  await age(); // linked two hours ago, named by no manifest
   t.equal(await status(`${reg.url}/v2/team/h/blobs/${blob.digest}`, 'HEAD'), 200, 'a client finds it and skips its upload');
   t.same([(await reg.app.registry.gc.run()).links, await status(`${reg.url}/v2/team/h/blobs/${blob.digest}`, 'HEAD')], [0, 200], 'kept');
-  age.run(Date.now() - 2 * 3600_000, 'team/h', blob.digest);
-  db.prepare('UPDATE blobs SET created_at = ? WHERE digest = ?').run(Date.now() - 2 * 3600_000, blob.digest);
+  await age();
+  await rows.run('UPDATE blobs SET created_at = ? WHERE digest = ?', Date.now() - 2 * 3600_000, blob.digest);
   const report = await reg.app.registry.gc.run();
   t.same([report.links, report.blobs], [1, 1], 'not renewed: unlinked and freed');
 });

@@ -3,6 +3,7 @@ import { connectionOf, SqliteConnection } from '../../src/index/connection';
 import type { IndexDatabase } from '../../src/index/database';
 import { openDatabase, type Db } from '../../src/index/db';
 import { openIndex } from '../../src/index/open';
+import { sql, type Query } from '../../src/index/sql';
 import { defaultConfig } from '../../src/config/load';
 import { startPostgres, type PgCluster } from './postgres';
 
@@ -62,4 +63,28 @@ export function sqliteHandleOf(index: object): Db {
   const database = (index as unknown as { database: IndexDatabase }).database;
   if (!(database instanceof SqliteConnection)) throw new Error('this test reaches into SQLite: run it on the SQLite index');
   return database.db;
+}
+
+/** The index database behind a registry's index object (either backend). */
+export function databaseBehind(index: object): IndexDatabase {
+  return (index as unknown as { database: IndexDatabase }).database;
+}
+
+const adHoc = new Map<string, Query<unknown>>();
+/** One statement by its text, made once (tests that read or age rows directly, on either backend). */
+function adHocQuery<Row>(text: string, pluck: boolean): Query<Row> {
+  const key = `${pluck}:${text}`;
+  let q = adHoc.get(key);
+  if (!q) adHoc.set(key, (q = sql(text, { pluck })));
+  return q as Query<Row>;
+}
+
+/** Statements on a registry's index, whichever backend it runs on: `rows.value(sql, ...)` is pluck().get(). */
+export function indexRows(index: object) {
+  const db = databaseBehind(index);
+  return {
+    value: async <T = unknown>(text: string, ...params: unknown[]) => db.get<T>(adHocQuery<T>(text, true), ...params),
+    all: async <T = unknown>(text: string, ...params: unknown[]) => db.all<T>(adHocQuery<T>(text, false), ...params),
+    run: async (text: string, ...params: unknown[]) => db.run(adHocQuery(text, false), ...params),
+  };
 }

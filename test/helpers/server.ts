@@ -20,6 +20,8 @@ export interface TestRegistry {
   restart(): Promise<TestRegistry>;
 }
 
+const postgresByDir = new Map<string, string>();
+
 /** A temp directory removed when the test ends. */
 export function tempDir(t: { teardown(fn: () => void): void }, prefix = 'registry-test-'): string {
   const dir = mkdtempSync(path.join(tmpdir(), prefix));
@@ -45,12 +47,15 @@ export async function startRegistry(
     const s3 = await startS3rver(t);
     overrides = { ...overrides, storage: { ...overrides.storage, ...s3.overrides.storage } };
   }
-  if (process.env.TEST_INDEX === 'postgres' && overrides.index?.driver === undefined) {
-    // A database of its own on this test file's cluster; a restart (same overrides) finds the same one.
-    const { newPostgresDatabase } = await import('./index-db');
-    overrides = { ...overrides, index: { ...overrides.index, driver: 'postgres', postgres: { url: await newPostgresDatabase(), maxConnections: 6 } } };
-  }
   const root = dir ?? tempDir(t);
+  if (process.env.TEST_INDEX === 'postgres' && overrides.index?.driver === undefined) {
+    // A database of its own on this test file's cluster, one per data directory: a registry started again on
+    // the same directory finds its index, as it would find index.db there.
+    const { newPostgresDatabase } = await import('./index-db');
+    let url = postgresByDir.get(root);
+    if (!url) postgresByDir.set(root, (url = await newPostgresDatabase()));
+    overrides = { ...overrides, index: { ...overrides.index, driver: 'postgres', postgres: { url, maxConnections: 6 } } };
+  }
   const config = defaultConfig({
     ...overrides,
     http: { addr: '127.0.0.1:0', ...overrides.http },

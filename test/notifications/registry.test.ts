@@ -1,10 +1,9 @@
 import t from 'tap';
-import Database from 'better-sqlite3';
-import path from 'node:path';
+import { indexRows } from '../helpers/index-db';
 import { startLoggedRegistry } from '../helpers/logged-registry';
 import { startRegistry } from '../helpers/server';
 import { startReceiver, type ReceivedEvent } from '../helpers/webhook-receiver';
-import { buildImage, pushBlob, pushImage, sha256 } from '../helpers/v2';
+import { blobOf, buildImage, pushBlob, pushImage, sha256 } from '../helpers/v2';
 import { imageChain, pushV1 } from '../helpers/v1';
 
 // The events a registry makes for v2 and v1 changes, over plain HTTP (real clients: test/e2e/notifications-clients):
@@ -130,7 +129,20 @@ t.test('no endpoint: no outbox row, nothing sent', async (t) => {
   const reg = await startRegistry(t);
   t.equal(reg.app.registry.notifier, undefined);
   await pushBlob(reg.url, 'a/b', { digest: sha256('x'), data: Buffer.from('x'), mediaType: 'application/octet-stream' });
-  const db = new Database(path.join(reg.dir, 'index.db'), { readonly: true });
-  t.equal((db.prepare('SELECT count(*) AS n FROM notify_outbox').get() as { n: number }).n, 0);
-  db.close();
+  t.equal(await indexRows(reg.app.registry.index).value('SELECT count(*) FROM notify_outbox'), 0);
+});
+
+t.test('a paused notifier (a replica that stopped leading) sends nothing; resumed, it sends what was queued, in order', async (t) => {
+  const rx = await startReceiver(t);
+  const reg = await startRegistry(t, { notifications: { endpoints: [endpoint(rx.url)] } as never });
+  const notifier = reg.app.registry.notifier!;
+  await notifier.pause();
+  const [one, two] = [blobOf(Buffer.from('one')), blobOf(Buffer.from('two'))];
+  await pushBlob(reg.url, 'team/paused', one);
+  await pushBlob(reg.url, 'team/paused', two);
+  await new Promise((r) => setTimeout(r, 300));
+  t.same(rx.accepted(), [], 'nothing sent while paused');
+  notifier.start();
+  await rx.waitFor(() => rx.accepted().length >= 2);
+  t.same(rx.accepted().map((e) => e.target.digest), [one.digest, two.digest], 'queued events, once each, in order');
 });

@@ -10,7 +10,7 @@ import { startReceiver, type Receiver } from '../helpers/webhook-receiver';
 
 // One endpoint's sender against a receiver that misbehaves: error statuses, garbage, hangs, refusals.
 
-function setup(t: Test, rx: Receiver, extra: Record<string, unknown> = {}, opts: { maxAgeMs?: number; secret?: Buffer; batch?: number; leads?: () => boolean } = {}) {
+function setup(t: Test, rx: Receiver, extra: Record<string, unknown> = {}, opts: { maxAgeMs?: number; secret?: Buffer; batch?: number } = {}) {
   const db = openDatabase(path.join(tempDir(t), 'index.db'));
   t.teardown(() => db.close());
   const outbox = new NotificationIndex(db);
@@ -21,7 +21,7 @@ function setup(t: Test, rx: Receiver, extra: Record<string, unknown> = {}, opts:
     error: (obj, msg) => lines.push({ level: 'error', obj: obj as Record<string, unknown>, msg }),
   };
   const [endpoint] = parseEndpoints([{ name: 'hook', url: rx.url, timeout: '300ms', backoff: { initial: '20ms', max: '100ms' }, ...extra }], 'e');
-  const sender = new EndpointSender(endpoint!, outbox, log, { maxAgeMs: opts.maxAgeMs ?? 3_600_000, secret: opts.secret, batch: opts.batch, idleMs: 50, leads: opts.leads });
+  const sender = new EndpointSender(endpoint!, outbox, log, { maxAgeMs: opts.maxAgeMs ?? 3_600_000, secret: opts.secret, batch: opts.batch, idleMs: 50 });
   t.teardown(() => sender.stop());
   let n = 0;
   const enqueue = async (repo: string, count = 1, createdAt = Date.now()) => {
@@ -36,19 +36,6 @@ function setup(t: Test, rx: Receiver, extra: Record<string, unknown> = {}, opts:
 
 
 const ids = (rx: Receiver) => rx.accepted().map((e) => e.id);
-
-t.test('a replica that does not lead sends nothing; once it leads, it sends what is waiting', async (t) => {
-  const rx = await startReceiver(t);
-  let leads = false;
-  const { sender, enqueue } = setup(t, rx, {}, { leads: () => leads });
-  sender.start();
-  await enqueue('a/b', 2);
-  await new Promise((r) => setTimeout(r, 300)); // several idle rounds (50 ms)
-  t.equal(rx.deliveries.length, 0, 'nothing posted while another replica leads');
-  leads = true;
-  await rx.waitFor(() => rx.accepted().length >= 2);
-  t.same(ids(rx), ['e1', 'e2'], 'posted once leading, in order');
-});
 
 t.test('500 then 200: retried with the same ids, counted, delivered once, in order', async (t) => {
   const rx = await startReceiver(t);

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { readdirSync } from 'node:fs';
 import path from 'node:path';
 import t, { type Test } from 'tap';
+import { indexRows } from '../helpers/index-db';
 import type { DeepPartial } from '../../src/config/load';
 import type { Config } from '../../src/config/schema';
 import { startForwarder, type Forwarder } from '../helpers/proxy';
@@ -301,7 +302,6 @@ t.test('an upstream manifest over the size limit or malformed is refused cleanly
 });
 
 t.test('cached tags expire by last pull (retention keepPulledWithin) and come back on the next pull', async (t) => {
-  const { openDatabase } = await import('../../src/index/db');
   const { upstream, fw, cache } = await setup(t, {}, { retention: { interval: 0, pullFlush: 1, policies: [{ repository: 'up/**', keepPulledWithin: 7 }] } });
   const a = buildImage({ layers: 1 });
   const b = buildImage({ layers: 1 });
@@ -309,15 +309,14 @@ t.test('cached tags expire by last pull (retention keepPulledWithin) and come ba
   await pushImage(upstream.url, 'lib/app', 'b', b);
   t.equal((await get(`${cache.url}/v2/up/lib/app/manifests/a`)).status, 200);
   t.equal((await get(`${cache.url}/v2/up/lib/app/manifests/b`)).status, 200);
-  const db = openDatabase(cache.config.index.path);
-  t.teardown(() => db.close());
-  const pulled = () => db.prepare("SELECT count(*) FROM tags WHERE repo = 'up/lib/app' AND pulled_at IS NOT NULL").pluck().get();
-  for (let i = 0; i < 50 && pulled() !== 2; i++) await new Promise((r) => setTimeout(r, 100));
-  t.equal(pulled(), 2, 'pulls through the cache are recorded like any pull');
+  const db = indexRows(cache.app.registry.index);
+  const pulled = () => db.value("SELECT count(*) FROM tags WHERE repo = 'up/lib/app' AND pulled_at IS NOT NULL");
+  for (let i = 0; i < 50 && (await pulled()) !== 2; i++) await new Promise((r) => setTimeout(r, 100));
+  t.equal(await pulled(), 2, 'pulls through the cache are recorded like any pull');
   // b was cached and last pulled "40 days ago".
   const old = Date.now() - 40 * 86400_000;
-  db.prepare("UPDATE tags SET updated_at = ?, pulled_at = ? WHERE repo = 'up/lib/app' AND tag = 'b'").run(old, old);
-  db.prepare("UPDATE manifests SET pulled_at = ? WHERE repo = 'up/lib/app' AND digest = ?").run(old, b.manifestDigest);
+  await db.run("UPDATE tags SET updated_at = ?, pulled_at = ? WHERE repo = 'up/lib/app' AND tag = 'b'", old, old);
+  await db.run("UPDATE manifests SET pulled_at = ? WHERE repo = 'up/lib/app' AND digest = ?", old, b.manifestDigest);
   const run = await cache.app.registry.retention.run();
   t.same([run.tags, run.manifests], [1, 1], 'the unpulled cached tag and its manifest went');
   t.same(JSON.parse((await get(`${cache.url}/v2/up/lib/app/tags/list`)).body.toString()).tags, ['a']);

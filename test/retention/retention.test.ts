@@ -3,7 +3,7 @@ import { duCommand } from '../../src/cli/du';
 import { retentionCommand } from '../../src/cli/retention';
 import { parseConfig } from '../../src/config/load';
 import type { Config } from '../../src/config/schema';
-import { openDatabase } from '../../src/index/db';
+import { indexRows } from '../helpers/index-db';
 import { judgeTags, type TagState } from '../../src/retention/policy';
 import type { Digest } from '../../src/storage/digest';
 import { fakeIo } from '../cli/fake-io';
@@ -125,14 +125,13 @@ t.test('pulls, recorded in batches, keep tags alive; a tag pushed again after th
   const imgs = ['a', 'b', 'c', 'd'].map(() => buildImage({ layers: 1, layerBytes: 16 }));
   for (const [i, name] of ['a', 'b', 'c', 'd'].entries()) await pushImage(reg.url, 'p/app', name, imgs[i]!);
   // All four were pushed "40 days ago"; then a is pulled by tag and b by digest.
-  const db = openDatabase(reg.config.index.path);
-  t.teardown(() => db.close());
-  db.prepare("UPDATE tags SET updated_at = updated_at - 40 * 86400000 WHERE repo = 'p/app'").run();
+  const db = indexRows(reg.app.registry.index);
+  await db.run("UPDATE tags SET updated_at = updated_at - ? WHERE repo = 'p/app'", 40 * 86400_000);
   await fetch(`${reg.url}/v2/p/app/manifests/a`);
   await fetch(`${reg.url}/v2/p/app/manifests/${imgs[1]!.manifestDigest}`, { method: 'HEAD' });
-  const pulled = () => db.prepare("SELECT count(*) FROM tags t JOIN manifests m USING (repo, digest) WHERE t.repo = 'p/app' AND coalesce(t.pulled_at, m.pulled_at) IS NOT NULL").pluck().get();
-  for (let i = 0; i < 50 && pulled() !== 2; i++) await new Promise((r) => setTimeout(r, 100));
-  t.equal(pulled(), 2, 'the pulls reached the index within the flush interval');
+  const pulled = () => db.value("SELECT count(*) FROM tags t JOIN manifests m USING (repo, digest) WHERE t.repo = 'p/app' AND coalesce(t.pulled_at, m.pulled_at) IS NOT NULL");
+  for (let i = 0; i < 50 && (await pulled()) !== 2; i++) await new Promise((r) => setTimeout(r, 100));
+  t.equal(await pulled(), 2, 'the pulls reached the index within the flush interval');
   const run = await reg.app.registry.retention.run();
   t.same([run.tags, run.manifests], [1, 1], 'c went; a and b were pulled, d is the newest');
   t.same((await tagsOf(reg, 'p/app')).sort(), ['a', 'b', 'd']);

@@ -1,4 +1,4 @@
-import Database from 'better-sqlite3';
+import { indexRows } from '../helpers/index-db';
 import t from 'tap';
 import { startRegistry } from '../helpers/server';
 import { imageChain, pushV1 } from '../helpers/v1';
@@ -19,12 +19,7 @@ t.test('tagging while the repository is deleted: never a tag without its image',
       v1.deleteRepository('race/app'),
     ]);
     outcomes.add(`${tagged.status} ${deleted.status}`);
-    const db = new Database(reg.config.index.path, { readonly: true });
-    const dangling = db
-      .prepare('SELECT count(*) FROM v1_tags t WHERE NOT EXISTS (SELECT 1 FROM v1_images i WHERE i.repo = t.repo AND i.id = t.image_id)')
-      .pluck()
-      .get();
-    db.close();
+    const dangling = await indexRows(reg.app.registry.index).value('SELECT count(*) FROM v1_tags t WHERE NOT EXISTS (SELECT 1 FROM v1_images i WHERE i.repo = t.repo AND i.id = t.image_id)');
     t.equal(dangling, 0, `round ${round}: no tag without its image`);
     if (tagged.status === 'fulfilled' && deleted.status === 'fulfilled') await v1.deleteRepository('race/app').catch(() => undefined);
   }

@@ -1,0 +1,101 @@
+import type pg from 'pg';
+import t, { type Test } from 'tap';
+import { createPool } from '../../src/index/postgres/connect';
+import { PostgresDatabase } from '../../src/index/postgres/database';
+import { sql } from '../../src/index/sql';
+import { newPostgresDatabase, sharedPostgres } from '../helpers/index-db';
+
+// How a PostgreSQL write transaction commits: one round trip opens it (BEGIN, its commit not waiting for the
+// WAL flush, the write lock); after COMMIT, with the lock released, a flush makes it durable before the caller
+// goes on, so concurrent writers share WAL flushes. A transaction that wrote nothing needs no flush.
+
+const create = sql('CREATE TABLE IF NOT EXISTS kv (k text PRIMARY KEY, v integer NOT NULL)');
+const put = sql('INSERT INTO kv (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v');
+const read = sql<{ v: number }>('SELECT v FROM kv WHERE k = ?');
+const setting = sql<string>('SELECT current_setting(\'synchronous_commit\')', { pluck: true });
+
+/** A database on one pooled connection whose simple-protocol statements (BEGIN, COMMIT, the flush...) are recorded. */
+async function open(t: Test) {
+  const url = await newPostgresDatabase();
+  const pool = createPool(url, { max: 1 });
+  const db = new PostgresDatabase(pool, url);
+  t.teardown(() => db.close());
+  const sent: string[] = [];
+  pool.on('connect', (client: pg.PoolClient) => {
+    const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+    (client as unknown as { query: unknown }).query = (...args: unknown[]) => {
+      if (typeof args[0] === 'string') sent.push(args[0]);
+      return query(...args);
+    };
+  });
+  await db.run(create);
+  sent.length = 0;
+  return { db, sent };
+}
+
+t.test('a write commits without waiting for the flush, then flushes after the lock is released', async (t) => {
+  const { db, sent } = await open(t);
+  const serverSetting = await db.get(setting); // off in the test harness's cluster, on by default
+  sent.length = 0;
+  const inside = await db.transaction(async (tx) => {
+    await db.sqlOf(tx).run(put, 'a', 1);
+    return db.sqlOf(tx).get(setting);
+  });
+  t.equal(inside, 'off', 'the commit itself does not wait for the flush');
+  t.equal(sent.length, 3, 'BEGIN (with the lock), COMMIT, the flush');
+  t.match(sent[0], /^BEGIN; SET LOCAL synchronous_commit = off; SELECT pg_advisory_xact_lock\(\d+\)$/, 'one round trip opens it');
+  t.equal(sent[1], 'COMMIT');
+  t.match(sent[2], /^SELECT pg_logical_emit_message\(true, /, 'a synchronous commit that writes WAL of its own flushes it up to there');
+  t.same(await db.get(read, 'a'), { v: 1 });
+  t.equal(await db.get(setting), serverSetting, 'the pooled connection is back to the server\'s setting (SET LOCAL ended with the transaction)');
+
+  sent.length = 0;
+  await db.run(put, 'b', 2);
+  t.same(sent.slice(1, 2), ['COMMIT'], 'a write outside a transaction is made one');
+  t.match(sent[2], /^SELECT pg_logical_emit_message/, 'and flushed alike');
+});
+
+t.test('a transaction that wrote nothing, or rolled back, is not flushed', async (t) => {
+  const { db, sent } = await open(t);
+  await db.transaction(async (tx) => db.sqlOf(tx).get(read, 'a'));
+  t.same(sent.slice(1), ['COMMIT'], 'read only: no flush');
+  sent.length = 0;
+  await t.rejects(
+    db.transaction(async (tx) => {
+      await db.sqlOf(tx).run(put, 'a', 1);
+      throw new Error('changed my mind');
+    }),
+    /changed my mind/,
+  );
+  t.same(sent.slice(1), ['ROLLBACK'], 'rolled back: no flush');
+  t.equal(await db.get(read, 'a'), undefined);
+});
+
+t.test('concurrent writers all commit: their flushes, outside the lock, do not hold each other up', async (t) => {
+  const url = await newPostgresDatabase();
+  const db = new PostgresDatabase(createPool(url, { max: 8 }), url);
+  t.teardown(() => db.close());
+  await db.run(create);
+  await Promise.all(Array.from({ length: 40 }, (_, i) => db.transaction(async (tx) => void (await db.sqlOf(tx).run(put, `k${i}`, i)))));
+  const rows = await db.all(sql<{ n: number }>('SELECT count(*) AS n FROM kv'));
+  t.same(rows, [{ n: 40 }]);
+});
+
+t.test('once a write transaction returns, its commit is flushed (with the server\'s synchronous_commit on)', async (t) => {
+  const url = await newPostgresDatabase();
+  const name = new URL(url).pathname.slice(1);
+  const cluster = await sharedPostgres();
+  await cluster.admin((c) => c.query(`ALTER DATABASE ${name} SET synchronous_commit = on`), 'postgres'); // the harness turns it off
+  const db = new PostgresDatabase(createPool(url, { max: 2 }), url);
+  t.teardown(() => db.close());
+  await db.run(create);
+  const insertLsn = sql<string>('SELECT CAST(pg_current_wal_insert_lsn() AS text)', { pluck: true });
+  for (let i = 0; i < 5; i++) {
+    const written = await db.transaction(async (tx) => {
+      await db.sqlOf(tx).run(put, `k${i}`, i);
+      return db.sqlOf(tx).get(insertLsn); // past this write; its commit record follows
+    });
+    const flushed = await cluster.admin((c) => c.query('SELECT pg_current_wal_flush_lsn() > CAST($1 AS pg_lsn) AS ok', [written]));
+    t.equal(flushed.rows[0].ok, true, `write ${i}: the WAL is flushed past it when the transaction returns`);
+  }
+});
