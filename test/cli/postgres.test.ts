@@ -22,6 +22,7 @@ t.test('du, repo delete, gc and notifications status on PostgreSQL; the SQLite-f
     REGISTRY_INDEX_DRIVER: 'postgres',
     REGISTRY_INDEX_POSTGRES_URL: url,
     REGISTRY_STORAGE_LOCAL_ROOT: path.join(dir, 'blobs'),
+    REGISTRY_STORAGE_LOCAL_SHARED: 'true', // one process here; a local root with the PostgreSQL index must be stated shared
   };
   const run = (...args: string[]) => spawnSync(process.execPath, [path.join(ROOT, 'dist/cli/registry.js'), ...args], { encoding: 'utf8', cwd: ROOT, env });
 
