@@ -54,7 +54,12 @@ export async function startRegistry(
     const { newPostgresDatabase } = await import('./index-db');
     let url = postgresByDir.get(root);
     if (!url) postgresByDir.set(root, (url = await newPostgresDatabase()));
-    overrides = { ...overrides, index: { ...overrides.index, driver: 'postgres', postgres: { url, maxConnections: 6 } } };
+    // One process on its own directory: stated shared, which the start requires of local storage with PostgreSQL.
+    overrides = {
+      ...overrides,
+      index: { ...overrides.index, driver: 'postgres', postgres: { url, maxConnections: 6 } },
+      storage: { ...overrides.storage, local: { shared: true, ...overrides.storage?.local } },
+    };
   }
   const config = defaultConfig({
     ...overrides,
