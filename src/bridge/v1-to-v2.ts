@@ -1,6 +1,6 @@
 import { RegistryError } from '../errors';
 import type { V1Image, V1Index } from '../index/v1-index';
-import type { V2Index } from '../index/v2-index';
+import type { ManifestRecord, V2Index } from '../index/v2-index';
 import { storedLayerInfo, type BlobStore } from '../storage/blob-store';
 import { digestBytes, type Digest } from '../storage/digest';
 import { analyzeStream } from '../storage/layer-analyzer';
@@ -208,14 +208,16 @@ export class V1ToV2Bridge {
 
   /**
    * Before a v2 manifest GET/HEAD by tag: a v1-only tag gets its v2 form, a bridged tag whose v1 tag moved
-   * (or went) follows it. A pushed v2 tag costs one lookup.
+   * (or went) follows it. A pushed v2 tag costs one lookup, which also finds its manifest: returned when the
+   * bridge had nothing to do (undefined: resolve the tag as usual).
    */
-  async beforeTagPull(repo: string, tag: string): Promise<void> {
-    const { digest, bridgedFromV1, v1ImageId } = await this.v2Index.tagAndV1Tag(repo, tag);
-    if (digest !== null && bridgedFromV1 === null) return; // pushed over v2
-    if (digest !== null && v1ImageId === bridgedFromV1) return; // bridged, and its v1 tag has not moved
-    if (digest === null && v1ImageId === null) return; // neither: 404 as usual
+  async beforeTagPull(repo: string, tag: string): Promise<ManifestRecord | undefined> {
+    const { digest, bridgedFromV1, v1ImageId, manifest } = await this.v2Index.tagForPull(repo, tag);
+    if (digest !== null && bridgedFromV1 === null) return manifest; // pushed over v2
+    if (digest !== null && v1ImageId === bridgedFromV1) return manifest; // bridged, and its v1 tag has not moved
+    if (digest === null && v1ImageId === null) return undefined; // neither: 404 as usual
     await this.sync(repo, tag);
+    return undefined;
   }
 }
 

@@ -97,11 +97,15 @@ const Q = {
   ),
   resolveTag: sql<Digest>('SELECT digest FROM tags WHERE repo = ? AND tag = ?', { pluck: true }),
   tagRow: sql<{ digest: Digest; bridged_from_v1: string | null }>('SELECT digest, bridged_from_v1 FROM tags WHERE repo = ? AND tag = ?'),
-  // One statement for the bridge's check before a pull by tag: the v2 tag, its mark, and the v1 tag of that name.
-  tagAndV1Tag: sql<{ digest: Digest | null; bridged: string | null; v1: string | null }>(
-    `SELECT (SELECT digest FROM tags WHERE repo = @repo AND tag = @tag) AS digest,
-            (SELECT bridged_from_v1 FROM tags WHERE repo = @repo AND tag = @tag) AS bridged,
-            (SELECT image_id FROM v1_tags WHERE repo = @repo AND tag = @tag) AS v1`,
+  // A pull by tag with the bridge on, in one statement (one round trip to PostgreSQL): the v2 tag, its mark, the
+  // v1 tag of that name (whether the bridge must act first), and the manifest the tag names (if it need not).
+  tagForPull: sql<Partial<ManifestRow> & { tag_digest: Digest | null; bridged: string | null; v1: string | null }>(
+    `SELECT t.digest AS tag_digest, t.bridged_from_v1 AS bridged,
+            (SELECT image_id FROM v1_tags WHERE repo = @repo AND tag = @tag) AS v1,
+            ${MANIFEST_COLUMNS.split(', ').map((c) => `m.${c}`).join(', ')}
+       FROM (SELECT 1 AS one) AS one
+       LEFT JOIN tags t ON t.repo = @repo AND t.tag = @tag
+       LEFT JOIN manifests m ON m.repo = t.repo AND m.digest = t.digest`,
   ),
   deleteBridgedTag: sql('DELETE FROM tags WHERE repo = ? AND tag = ? AND bridged_from_v1 IS NOT NULL'),
   deleteTag: sql('DELETE FROM tags WHERE repo = ? AND tag = ?'),
@@ -216,10 +220,17 @@ export class V2Index extends IndexObject {
     return r && { digest: r.digest, bridgedFromV1: r.bridged_from_v1 };
   }
 
-  /** The v2 tag (with its mark) and the v1 image id the v1 tag of the same name points at, in one lookup. */
-  async tagAndV1Tag(repo: string, tag: string): Promise<{ digest: Digest | null; bridgedFromV1: string | null; v1ImageId: string | null }> {
-    const r = (await this.sql.get(Q.tagAndV1Tag, { repo, tag }))!;
-    return { digest: r.digest, bridgedFromV1: r.bridged, v1ImageId: r.v1 };
+  /**
+   * The v2 tag (with its mark), the v1 image id the v1 tag of the same name points at, and the manifest the v2
+   * tag names, in one read.
+   */
+  async tagForPull(
+    repo: string,
+    tag: string,
+  ): Promise<{ digest: Digest | null; bridgedFromV1: string | null; v1ImageId: string | null; manifest: ManifestRecord | undefined }> {
+    const r = (await this.sql.get(Q.tagForPull, { repo, tag }))!;
+    const manifest = r.digest ? fromRow(r as ManifestRow) : undefined;
+    return { digest: r.tag_digest, bridgedFromV1: r.bridged, v1ImageId: r.v1, manifest };
   }
 
   /** Delete the tag if the bridge made it (a pushed one stays). */

@@ -167,9 +167,12 @@ export class V2Registry {
 
   // ---- manifests ----
 
-  /** A manifest GET or HEAD: resolve it, and remember the pull (in batches) for retention policies. */
-  async pull(repo: string, reference: string): Promise<ManifestRecord> {
-    const manifest = await this.resolve(repo, reference);
+  /**
+   * A manifest GET or HEAD: resolve it (unless the caller already read it, `resolved`), and remember the pull
+   * (in batches) for retention policies.
+   */
+  async pull(repo: string, reference: string, resolved?: ManifestRecord): Promise<ManifestRecord> {
+    const manifest = resolved ?? (await this.resolve(repo, reference));
     const tag = referenceKind(reference) === 'tag' ? reference : undefined;
     this.pulls?.record(repo, manifest.digest, tag);
     if (this.events?.pulls) await this.events.record(null, 'pull', repo, this.manifestTarget(manifest, tag), this.request);

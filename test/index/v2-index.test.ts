@@ -119,9 +119,15 @@ forEachIndex(t, 'tags: pushed win over bridged, the v1 tag beside, listings', as
   t.equal(await v2.deleteBridgedTag('r/a', 'br'), true);
   t.equal(await v2.resolveTag('r/a', 'br'), undefined);
 
-  t.same(await v2.tagAndV1Tag('r/a', 'none'), { digest: null, bridgedFromV1: null, v1ImageId: null });
+  t.same(await v2.tagForPull('r/a', 'none'), { digest: null, bridgedFromV1: null, v1ImageId: null, manifest: undefined });
   await db.run(putV1Tag, 'r/a', 'latest', 'f'.repeat(64));
-  t.same(await v2.tagAndV1Tag('r/a', 'latest'), { digest: digestOf(1), bridgedFromV1: null, v1ImageId: 'f'.repeat(64) });
+  t.same(await v2.tagForPull('r/a', 'latest'), {
+    digest: digestOf(1),
+    bridgedFromV1: null,
+    v1ImageId: 'f'.repeat(64),
+    manifest: await v2.taggedManifest('r/a', 'latest'),
+  });
+  t.ok((await v2.tagForPull('r/a', 'latest')).manifest, 'with the manifest the tag names');
 
   for (const tag of ['b', 'a', 'B', 'z']) await v2.putManifest(manifest('r/a', 1), [], tag);
   t.same(await v2.listTags('r/a', '', 100), ['B', 'a', 'b', 'latest', 'old', 'z'], 'byte order');

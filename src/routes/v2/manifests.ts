@@ -27,8 +27,8 @@ export function manifestHandlers(ctx: RegistryContext) {
         manifest = cached.manifest;
       } else {
         // A v1 tag is pullable over v2 too (docs/bridge.md): made on first use, followed when it moves.
-        if (bridge && isTag(reference)) await bridge.beforeTagPull(name, reference);
-        manifest = await v2.on(requestFacts(request)).pull(name, reference);
+        const resolved = bridge && isTag(reference) ? await bridge.beforeTagPull(name, reference) : undefined;
+        manifest = await v2.on(requestFacts(request)).pull(name, reference, resolved);
       }
       reply.headers({
         'content-type': manifest.mediaType,
