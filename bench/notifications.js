@@ -11,11 +11,11 @@
 //   2. push throughput: small images pushed by 8 clients for 5 s, images per second;
 //   3. manifest GET by tag: wrk, 16 connections, 5 s, requests per second (pull events are off, the default).
 
-const { createHash, randomBytes } = require('node:crypto');
 const fs = require('node:fs');
 const http = require('node:http');
 const os = require('node:os');
 const path = require('node:path');
+const { MANIFEST_TYPE, smallImage, pushSmallImage, quantile } = require('./lib/small-image');
 const { Child, freePort, serverCommand, envWithoutRegistryVars, tryVersion, waitForServer } = require('./lib/processes');
 const { rateRun, wrkScript } = require('./lib/load');
 
@@ -25,9 +25,7 @@ const PUSH_SECONDS = 5;
 const PUSH_CLIENTS = 8;
 const GET_SECONDS = 5;
 const GET_CONNECTIONS = 16;
-const MANIFEST_TYPE = 'application/vnd.oci.image.manifest.v1+json';
 
-const sha = (b) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 /** A receiver in this process: answers 204 at once, or never (hang). Counts the events it got. */
 async function startReceiver(hang) {
@@ -69,30 +67,7 @@ async function startServer(setting, receiver) {
   return { url, stop: async () => (await child.stop(), fs.rmSync(dir, { recursive: true, force: true })) };
 }
 
-function image() {
-  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', r: randomBytes(8).toString('hex') }));
-  const layer = randomBytes(4096);
-  const manifest = Buffer.from(
-    JSON.stringify({
-      schemaVersion: 2,
-      mediaType: MANIFEST_TYPE,
-      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha(config), size: config.length },
-      layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: sha(layer), size: layer.length }],
-    }),
-  );
-  return { config, layer, manifest };
-}
 
-async function pushImage(url, repo, tag, img) {
-  for (const data of [img.config, img.layer]) {
-    const res = await fetch(`${url}/v2/${repo}/blobs/uploads/?digest=${sha(data)}`, { method: 'POST', body: data });
-    if (res.status !== 201) throw new Error(`blob POST ${res.status}`);
-  }
-  const res = await fetch(`${url}/v2/${repo}/manifests/${tag}`, { method: 'PUT', body: img.manifest, headers: { 'content-type': MANIFEST_TYPE } });
-  if (res.status !== 201) throw new Error(`manifest PUT ${res.status}`);
-}
-
-const quantile = (xs, q) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))];
 const median = (xs) => quantile(xs, 0.5);
 
 async function measure(setting, wrk, tmp) {
@@ -101,9 +76,9 @@ async function measure(setting, wrk, tmp) {
   try {
     const latencies = [];
     for (let i = 0; i < IMAGES; i++) {
-      const img = image();
+      const img = smallImage();
       const t0 = performance.now();
-      await pushImage(srv.url, 'bench/seq', `t${i}`, img);
+      await pushSmallImage(srv.url, 'bench/seq', `t${i}`, img);
       latencies.push(performance.now() - t0);
     }
     let pushed = 0;
@@ -111,7 +86,7 @@ async function measure(setting, wrk, tmp) {
     await Promise.all(
       Array.from({ length: PUSH_CLIENTS }, async (_, c) => {
         for (let n = 0; Date.now() < until; n++) {
-          await pushImage(srv.url, `bench/par${c}`, `t${n}`, image());
+          await pushSmallImage(srv.url, `bench/par${c}`, `t${n}`, smallImage());
           pushed++;
         }
       }),

@@ -24,10 +24,10 @@
 //   BENCH_ONLY=1,3                          parts to run (default 1,2,3)
 //   BENCH_BASE_DIST=/tmp/ab/dist-base       part 1 also runs that build on PostgreSQL ("postgres-base")
 
-const { createHash, randomBytes } = require('node:crypto');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
+const { MANIFEST_TYPE, smallImage, pushSmallImage, quantile } = require('./lib/small-image');
 const { Child, freePort, serverCommand, envWithoutRegistryVars, waitForServer } = require('./lib/processes');
 const { rateRun, wrkScript } = require('./lib/load');
 const { cpuSeconds, machineBusySeconds } = require('./lib/procfs');
@@ -46,11 +46,8 @@ const PUSH_CLIENTS = 8;
 const GET_SECONDS = 5;
 const GET_CONNECTIONS = 16;
 const REPLICA_CONNECTIONS = 32;
-const MANIFEST_TYPE = 'application/vnd.oci.image.manifest.v1+json';
 const S3RVER = path.join(ROOT, 'node_modules', 's3rver', 'bin', 's3rver.js');
 
-const sha = (b) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
-const quantile = (xs, q) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(q * xs.length))];
 
 /** Whether this build has storage.local.shared (local storage under replicas must be stated shared). */
 function hasSharedLocal() {
@@ -115,30 +112,6 @@ async function startS3rver(dir) {
 // ---------------------------------------------------------------------------------------------
 // Clients
 
-function image() {
-  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', r: randomBytes(8).toString('hex') }));
-  const layer = randomBytes(4096);
-  const manifest = Buffer.from(
-    JSON.stringify({
-      schemaVersion: 2,
-      mediaType: MANIFEST_TYPE,
-      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha(config), size: config.length },
-      layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: sha(layer), size: layer.length }],
-    }),
-  );
-  return { config, layer, manifest };
-}
-
-async function pushImage(url, repo, tag, img) {
-  for (const data of [img.config, img.layer]) {
-    const res = await fetch(`${url}/v2/${repo}/blobs/uploads/?digest=${sha(data)}`, { method: 'POST', body: data });
-    await res.arrayBuffer();
-    if (res.status !== 201) throw new Error(`blob POST ${res.status}`);
-  }
-  const res = await fetch(`${url}/v2/${repo}/manifests/${tag}`, { method: 'PUT', body: img.manifest, headers: { 'content-type': MANIFEST_TYPE } });
-  await res.arrayBuffer();
-  if (res.status !== 201) throw new Error(`manifest PUT ${res.status}`);
-}
 
 /** CPU seconds of each named process while `fn` runs, and the wall seconds. */
 async function withCpu(meters, fn) {
@@ -155,9 +128,9 @@ async function withCpu(meters, fn) {
 async function pushSequential(url, repo, n) {
   const latencies = [];
   for (let i = 0; i < n; i++) {
-    const img = image();
+    const img = smallImage();
     const t0 = performance.now();
-    await pushImage(url, repo, `t${i}`, img);
+    await pushSmallImage(url, repo, `t${i}`, img);
     latencies.push(performance.now() - t0);
   }
   return latencies;
@@ -169,7 +142,7 @@ async function pushParallel(url, seconds) {
   await Promise.all(
     Array.from({ length: PUSH_CLIENTS }, async (_, c) => {
       for (let n = 0; Date.now() < until; n++) {
-        await pushImage(url, `bench/par${c}`, `t${n}`, image());
+        await pushSmallImage(url, `bench/par${c}`, `t${n}`, smallImage());
         pushed++;
       }
     }),
@@ -270,7 +243,7 @@ async function measureReplicas(count, viaNginx, cluster, storage, tmp) {
       // One storage for all: a local directory stated shared, or the s3rver bucket.
       replicas.push(await startRegistry(`replica${i + 1}`, { dir: rdir, blobs: path.join(dir, 'blobs'), postgres: db.url, s3: storage.s3, sharedLocal: storage.sharedLocal }));
     }
-    await pushImage(replicas[0].url, 'bench/rep', 'latest', image());
+    await pushSmallImage(replicas[0].url, 'bench/rep', 'latest', smallImage());
     const target = viaNginx ? (nginx = await startNginx(replicas.map((r) => r.addr))).url : replicas[0].url;
     // Warm every replica's manifest cache and pool (a few requests each), untimed.
     for (const r of replicas) for (let i = 0; i < 5; i++) await fetch(`${r.url}/v2/bench/rep/manifests/latest`, { headers: { accept: MANIFEST_TYPE } }).then((x) => x.arrayBuffer());
@@ -345,7 +318,7 @@ async function partThree(tmp, dist, label) {
     const db = await cluster.createDatabase();
     await cluster.admin('CREATE EXTENSION pg_stat_statements', db.name);
     srv = await startRegistry(label, { dir, postgres: db.url, sharedLocal: hasSharedLocal(), dist });
-    await pushImage(srv.url, 'bench/warm', 'w', image()); // the pool's connections prepare their statements
+    await pushSmallImage(srv.url, 'bench/warm', 'w', smallImage()); // the pool's connections prepare their statements
     const reset = () => Promise.all([cluster.admin('SELECT pg_stat_statements_reset()', db.name), cluster.admin('SELECT pg_stat_reset_shared(\'wal\')'), cluster.admin('SELECT pg_stat_reset()', db.name)]);
     const stats = async () => ({
       statements: (await cluster.admin(`SELECT query, calls, total_exec_time FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = '${db.name}' ORDER BY calls DESC, total_exec_time DESC`, db.name)).rows,
