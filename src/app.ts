@@ -159,12 +159,12 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   await app.register(unauthenticatedDeadline, { timeoutMs: config.http.unauthenticatedTimeout * 1000, bodies: access.enabled });
   await app.register(authPlugin, { access });
   app.addHook('onClose', async () => {
+    await leadership.close(); // first: leading again now would restart the notifier and background work
     await notifier?.close(); // an attempt in flight is aborted: its events stay queued for the next start
     await bridge?.settle(); // tags being bridged, layers being analyzed: their records go out with the journal's last
     await pulls?.close();
     await journal?.close().catch((err) => app.log.error({ err }, 'writing the last reference records failed; the next start writes them'));
     await blobs.settle(); // staged copies still being deleted, before their rows can no longer be
-    await leadership.close();
     await index.close();
   });
   closeConnectionsAsTheyIdle(app);
@@ -207,7 +207,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
   await purgeStaleUploads(app);
   await scheduleGarbageCollection(app, gc, config.gc.interval);
   scheduleRetention(app, retention, config.retention.interval, config.retention.dryRun);
-  scheduleCompaction(app, config, driver);
+  if (sqlite) scheduleCompaction(app, config, driver); // the refs journal is SQLite's
   if (notifier) {
     // Events go out from one replica at a time, in order: the leader's.
     leadership.onChange((leads) => (leads ? notifier.start() : void notifier.pause()));

@@ -1,7 +1,9 @@
 import t from 'tap';
-import { IndexUnavailableError } from '../../src/index/postgres/database';
+import { defaultConfig } from '../../src/config/load';
+import { openIndex } from '../../src/index/open';
+import { IndexUnavailableError, WRITE_LOCK } from '../../src/index/postgres/database';
 import { sql } from '../../src/index/sql';
-import { openTestIndex, sharedPostgres } from '../helpers/index-db';
+import { newPostgresDatabase, openTestIndex, sharedPostgres } from '../helpers/index-db';
 
 // PostgreSQL ending the connection of a transaction in progress (a restart, a failover, an operator's
 // pg_terminate_backend): the transaction fails as unavailable (503 to a client), the process lives on,
@@ -26,4 +28,25 @@ t.test('a transaction whose connection the server ends fails as unavailable; the
   t.type(err, IndexUnavailableError, 'the transaction fails as unavailable (503), not as a crash');
   t.same(await db.get(ONE), { one: 1 }, 'the next statement runs on a fresh connection');
   t.same(await db.transaction((tx) => db.sqlOf(tx).get(ONE)), { one: 1 }, 'and so does the next transaction');
+});
+
+t.test('a BEGIN whose wait for the write lock is cancelled (statement_timeout) does not hand a broken connection to the next caller', async (t) => {
+  const url = await newPostgresDatabase();
+  const cluster = await sharedPostgres();
+  const name = new URL(url).pathname.slice(1);
+  await cluster.admin((c) => c.query(`ALTER DATABASE ${name} SET statement_timeout = '300ms'`), 'postgres');
+  const config = defaultConfig({ index: { driver: 'postgres', postgres: { url, maxConnections: 2 } } });
+  const { database: db, leadership } = await openIndex(config.index, undefined, { lead: false });
+  t.teardown(async () => {
+    await leadership.close();
+    await db.close();
+  });
+  // Another session holds the write lock past the timeout.
+  await cluster.admin(async (c) => {
+    await c.query('SELECT pg_advisory_lock($1)', [WRITE_LOCK.toString()]);
+    await t.rejects(db.transaction((tx) => db.sqlOf(tx).get(ONE)), /statement timeout/, 'the transaction fails');
+    await c.query('SELECT pg_advisory_unlock($1)', [WRITE_LOCK.toString()]);
+  }, name);
+  for (let i = 0; i < 3; i++) t.same(await db.get(ONE), { one: 1 }, `read ${i + 1} runs (no connection left in an aborted transaction)`);
+  t.same(await db.transaction((tx) => db.sqlOf(tx).get(ONE)), { one: 1 }, 'and a transaction');
 });

@@ -90,7 +90,7 @@ export class PostgresDatabase implements IndexDatabase {
     const e = err as { code?: string; message?: string };
     const lost =
       (typeof e?.code === 'string' && (UNAVAILABLE_STATES.test(e.code) || UNAVAILABLE_ERRNOS.has(e.code))) ||
-      /Connection terminated|connection timeout|Client has encountered a connection error|Cannot use a pool after calling end/i.test(e?.message ?? '');
+      /Connection terminated|connection timeout|timeout exceeded when trying to connect|Client has encountered a connection error|Cannot use a pool after calling end/i.test(e?.message ?? '');
     return lost ? new IndexUnavailableError(`the PostgreSQL index at ${this.server} is unavailable: ${describe(err, this.url)}`) : err;
   }
 
@@ -112,7 +112,12 @@ export class PostgresDatabase implements IndexDatabase {
     const onError = (err: Error) => (broken ??= this.translate(err));
     client.on('error', onError);
     try {
-      await t.exec(BEGIN);
+      // A BEGIN that failed (its lock wait cancelled by a statement_timeout, say) may leave the connection in
+      // an aborted transaction: it is dropped, never handed to the next caller.
+      await t.exec(BEGIN).catch((err) => {
+        broken ??= err;
+        throw err;
+      });
       let result: T;
       try {
         result = await fn(tx);

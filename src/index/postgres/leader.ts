@@ -25,10 +25,13 @@ export class PostgresLeadership implements Leadership {
     private readonly pollMs = 2000,
   ) {}
 
-  /** Try at once, then every pollMs while not leading. */
+  /**
+   * Try at once, then every pollMs: while not leading, to take over; while leading, to confirm it (an idle
+   * connection silently dropped would otherwise keep a stale `held`, and the notifier sending).
+   */
   async start(): Promise<void> {
     await this.tryToLead();
-    this.timer = setInterval(() => void this.tryToLead(), this.pollMs);
+    this.timer = setInterval(() => void (this.held ? this.confirm() : this.tryToLead()), this.pollMs);
     this.timer.unref();
   }
 
@@ -71,7 +74,15 @@ export class PostgresLeadership implements Leadership {
   private async attemptOnce(): Promise<void> {
     try {
       if (!this.client) {
-        const client = new pg.Client({ connectionString: this.url, keepAlive: true, connectionTimeoutMillis: 5000, application_name: 'tsregistry-leader' });
+        // Bounded: a dead socket must not leave confirm() (and the background work waiting on it) hanging.
+        const client = new pg.Client({
+          connectionString: this.url,
+          keepAlive: true,
+          keepAliveInitialDelayMillis: 10_000,
+          query_timeout: 5000,
+          connectionTimeoutMillis: 5000,
+          application_name: 'tsregistry-leader',
+        });
         client.on('error', () => this.drop(client, 'its connection to PostgreSQL broke'));
         client.on('end', () => this.drop(client, 'its connection to PostgreSQL ended'));
         await client.connect();

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { WRITE_LOCK } from './database';
 import { SCHEMA_V1 } from './schema-v1';
 import { SCHEMA_V2 } from './schema-v2';
 
@@ -27,6 +28,8 @@ export async function migrate(pool: pg.Pool, migrations: readonly string[] = PG_
   try {
     await client.query('BEGIN');
     await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK.toString()]);
+    // And the write lock: DDL racing other replicas' writes (a rolling upgrade) could deadlock with them.
+    await client.query('SELECT pg_advisory_xact_lock($1)', [WRITE_LOCK.toString()]);
     await client
       .query(
         `CREATE TABLE IF NOT EXISTS schema_migrations (
