@@ -3,6 +3,7 @@ import type { MetadataIndex } from './metadata-index';
 import { databaseOf } from './connection';
 import { IndexObject, type IndexDatabase } from './database';
 import { sql, type Query } from './sql';
+import { jsonRows, sqlWith } from './json-list';
 import { ALL_NAMES, nameRanges, rangeStart, type NamePattern } from './name-filter';
 import type { Digest } from '../storage/digest';
 
@@ -49,9 +50,6 @@ const catalogSql = (upperBound: string) =>
       AND (EXISTS (SELECT 1 FROM manifests m WHERE m.repo = r.name) OR EXISTS (SELECT 1 FROM repo_blobs b WHERE b.repo = r.name))
     ORDER BY name LIMIT @n`;
 
-/** The elements of the JSON array @digests, as rows with a `j.value` column (SQLite json_each; PostgreSQL has none). */
-const DIGESTS = { sqlite: 'json_each(@digests) j', postgres: 'json_array_elements_text(CAST(@digests AS json)) AS j(value)' };
-
 // Set-based checks of a manifest's references (a JSON array of digests): one statement, not one per reference.
 const missingBlobsSql = (from: string) =>
   `SELECT DISTINCT j.value AS digest FROM ${from}
@@ -67,8 +65,8 @@ const Q = {
     'INSERT INTO repo_blobs (repo, digest, linked_at) VALUES (?, ?, ?) ON CONFLICT (repo, digest) DO UPDATE SET linked_at = excluded.linked_at',
   ),
   touchLink: sql('UPDATE repo_blobs SET linked_at = ? WHERE repo = ? AND digest = ? AND linked_at < ?'),
-  missingBlobs: sql<{ digest: Digest }>(missingBlobsSql(DIGESTS.sqlite), { postgres: missingBlobsSql(DIGESTS.postgres) }),
-  missingManifests: sql<{ digest: Digest }>(missingManifestsSql(DIGESTS.sqlite), { postgres: missingManifestsSql(DIGESTS.postgres) }),
+  missingBlobs: sqlWith<{ digest: Digest }>(jsonRows('digests'), missingBlobsSql),
+  missingManifests: sqlWith<{ digest: Digest }>(jsonRows('digests'), missingManifestsSql),
   linkedAt: sql<number>('SELECT linked_at FROM repo_blobs WHERE repo = ? AND digest = ?', { pluck: true }),
   unlinkBlob: sql('DELETE FROM repo_blobs WHERE repo = ? AND digest = ?'),
 
