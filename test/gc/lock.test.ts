@@ -2,20 +2,15 @@ import { spawn } from 'node:child_process';
 import t from 'tap';
 import { GcBusyError } from '../../src/gc/collector';
 import { GcIndex } from '../../src/index/gc-index';
-import type { IndexDatabase } from '../../src/index/database';
+import { databaseBehind } from '../helpers/index-db';
 import { sql } from '../../src/index/sql';
 import { startRegistry, type TestRegistry } from '../helpers/server';
 
 // One collection at a time across processes (the server's schedule and `npm run registry -- gc`): two
 // would race each other's deletions. A holder that died (kill -9) or went silent does not block the next.
 
-/** The index database behind the registry's metadata index. */
-function databaseOf(reg: TestRegistry): IndexDatabase {
-  return (reg.app.registry.index as unknown as { database: IndexDatabase }).database;
-}
-
 function gcIndexOf(reg: TestRegistry): GcIndex {
-  return new GcIndex(databaseOf(reg));
+  return new GcIndex(databaseBehind(reg.app.registry.index));
 }
 
 /** A live process of this machine, to stand for another collector. */
@@ -49,7 +44,7 @@ t.test('a holder that died on this machine, or went silent, does not block', asy
 
   await gcIndex.takeLock({ host: 'elsewhere', pid: 1 }, 0, () => false);
   await t.rejects(reg.app.registry.gc.run(), GcBusyError, 'a holder on another machine that said it is alive a moment ago blocks');
-  await databaseOf(reg).run(sql('UPDATE gc_lock SET heartbeat_at = ?'), Date.now() - 61_000);
+  await databaseBehind(reg.app.registry.index).run(sql('UPDATE gc_lock SET heartbeat_at = ?'), Date.now() - 61_000);
   t.ok(await reg.app.registry.gc.run(), 'silent for more than a minute: taken over');
 });
 

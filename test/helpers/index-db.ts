@@ -60,7 +60,7 @@ export function forEachIndex(
 
 /** The better-sqlite3 handle behind an index object on SQLite (tests that inspect or break rows directly). */
 export function sqliteHandleOf(index: object): Db {
-  const database = (index as unknown as { database: IndexDatabase }).database;
+  const database = databaseBehind(index);
   if (!(database instanceof SqliteConnection)) throw new Error('this test reaches into SQLite: run it on the SQLite index');
   return database.db;
 }
