@@ -50,3 +50,25 @@ t.test('a BEGIN whose wait for the write lock is cancelled (statement_timeout) d
   for (let i = 0; i < 3; i++) t.same(await db.get(ONE), { one: 1 }, `read ${i + 1} runs (no connection left in an aborted transaction)`);
   t.same(await db.transaction((tx) => db.sqlOf(tx).get(ONE)), { one: 1 }, 'and a transaction');
 });
+
+t.test('every pooled connection taken (writers queued on the write lock): a read fails as unavailable (503), not as a 500', async (t) => {
+  const url = await newPostgresDatabase();
+  const cluster = await sharedPostgres();
+  const name = new URL(url).pathname.slice(1);
+  const config = defaultConfig({ index: { driver: 'postgres', postgres: { url, maxConnections: 2 } } });
+  const { database: db, leadership } = await openIndex(config.index, undefined, { lead: false });
+  t.teardown(async () => {
+    await leadership.close();
+    await db.close();
+  });
+  await cluster.admin(async (c) => {
+    await c.query('SELECT pg_advisory_lock($1)', [WRITE_LOCK.toString()]);
+    const writers = [1, 2].map(() => db.transaction((tx) => db.sqlOf(tx).get(ONE)));
+    await new Promise((r) => setTimeout(r, 300)); // both wait for the lock, each on a connection of the two
+    const err = await db.get(ONE).then(() => undefined, (e: unknown) => e);
+    t.type(err, IndexUnavailableError, 'the read waited its bounded time and is told the index is unavailable');
+    await c.query('SELECT pg_advisory_unlock($1)', [WRITE_LOCK.toString()]);
+    t.same(await Promise.all(writers), [{ one: 1 }, { one: 1 }], 'the writers go on once the lock is free');
+  }, name);
+  t.same(await db.get(ONE), { one: 1 });
+});
