@@ -47,6 +47,12 @@ export interface IngestOptions {
   onVerified?: (digest: Digest) => void;
 }
 
+/** What a commit did: the blob, and whether the upload (its row, maybe its staged copy) is left to discard. */
+interface Committed {
+  blob: BlobRecord;
+  leftOver: boolean;
+}
+
 /** What an analyzed layer is, with its diff id (for a plain tar: the blob's own digest). */
 export interface StoredLayerInfo {
   format: LayerFormat;
@@ -146,6 +152,7 @@ export class BlobStore {
   async ingest(body: Readable, opts: IngestOptions = {}): Promise<BlobRecord & { prefixedDigest?: Digest; layer?: StoredLayerInfo }> {
     let upload: Appended = await this.createUpload(null);
     let blob: BlobRecord;
+    let leftOver: boolean;
     let layer: StoredLayerInfo | undefined;
     try {
       upload = await this.append(upload, body, opts);
@@ -155,14 +162,14 @@ export class BlobStore {
         layer = analyzed && storedLayerInfo(analyzed, stored.digest);
         return opts.onStored!(tx, stored, prefixed, layer);
       });
-      blob = await this.commit(upload, opts.expected, onStored, opts.onVerified);
+      ({ blob, leftOver } = await this.commit(upload, opts.expected, onStored, opts.onVerified));
       if (analyzed) layer ??= storedLayerInfo(analyzed, blob.digest);
     } catch (err) {
       await this.discard(upload);
       throw err;
     }
     this.counts.completed++;
-    this.discardSoon(upload);
+    this.finished(upload, leftOver);
     return {
       ...blob,
       ...(upload.prefixedHex === undefined ? {} : { prefixedDigest: `sha256:${upload.prefixedHex}` as Digest }),
@@ -214,17 +221,17 @@ export class BlobStore {
       // moved into place before a crash: its body is the same chunk, so it is read and dropped.
       if (last && upload.digest) await drain(last);
       else if (last) upload = await this.append(upload, last, opts, false);
-      let blob: BlobRecord;
+      let done: Committed;
       try {
-        blob = await this.commit(upload, expected, opts.onStored);
+        done = await this.commit(upload, expected, opts.onStored);
       } catch (err) {
         // Best effort: if this write fails too, the commit's error is still the one the client sees.
         if (last) await this.persistProgress(upload);
         throw err;
       }
       this.counts.completed++;
-      this.discardSoon(upload);
-      return blob;
+      this.finished(upload, done.leftOver);
+      return done.blob;
     });
   }
 
@@ -389,7 +396,7 @@ export class BlobStore {
     expected: Digest | undefined,
     onStored: IngestOptions['onStored'],
     onVerified?: IngestOptions['onVerified'],
-  ): Promise<BlobRecord> {
+  ): Promise<Committed> {
     const id = upload.id;
     let digest: Digest;
     // The staged bytes are gone but the upload's row is not. Either a commit moved them into place and the
@@ -417,14 +424,15 @@ export class BlobStore {
       throw new RegistryError('DIGEST_INVALID', undefined, { detail: { expected, computed: digest } });
     }
     onVerified?.(digest);
-    // Found and used in one transaction: garbage collection cannot take the blob in between.
-    const known = await this.index.transaction(async (tx) => {
+    // Most pushes bring new blobs: a read without the write lock tells. A known one is found again and used
+    // in one transaction, so that garbage collection cannot take it in between.
+    const known = (await this.index.getBlob(digest)) && (await this.index.transaction(async (tx) => {
       const found = await tx(this.index).getBlob(digest);
       if (!found || (moved && found.size !== upload.size)) return undefined;
       await onStored?.(tx, found);
       return found;
-    });
-    if (known) return known; // already stored: the staged copy is discarded by the caller
+    }));
+    if (known) return { blob: known, leftOver: true }; // already stored: the caller discards the staged copy
     let location: string;
     try {
       // Moved by rename (drivers with stagedDigest): say first what was verified, for a client's retried PUT
@@ -437,7 +445,7 @@ export class BlobStore {
       await this.discard(upload);
       throw new RegistryError('DIGEST_INVALID', "the upload's bytes are not stored under this digest", { detail: { expected } });
     }
-    return this.record(upload, digest, location, onStored);
+    return { blob: await this.record(upload, digest, location, onStored), leftOver: false };
   }
 
   /**
@@ -480,7 +488,7 @@ export class BlobStore {
    * then hash the committed object, verify digest and size, and only then record it. On a mismatch the
    * object is deleted and the upload is gone with it (its bytes became that object): DIGEST_INVALID.
    */
-  private async commitUnhashed(upload: UploadRecord, expected: Digest | undefined, onStored: IngestOptions['onStored']): Promise<BlobRecord> {
+  private async commitUnhashed(upload: UploadRecord, expected: Digest | undefined, onStored: IngestOptions['onStored']): Promise<Committed> {
     const location = await this.driver.commitUpload(upload.id, upload.state, upload.size, expected ? hexOf(expected) : '');
     let digest: Digest;
     try {
@@ -500,7 +508,13 @@ export class BlobStore {
       await this.discard(upload).catch(() => undefined);
       throw err;
     }
-    return this.record(upload, digest, location, onStored);
+    return { blob: await this.record(upload, digest, location, onStored), leftOver: false };
+  }
+
+  /** After a commit: the upload is gone with it, or its staged copy is left over and discarded soon. */
+  private finished(upload: UploadRecord, leftOver: boolean): void {
+    if (leftOver) this.discardSoon(upload);
+    else this.forget(upload.id);
   }
 
   /**
@@ -517,20 +531,8 @@ export class BlobStore {
     const due = new Promise<void>((resolve) => (now = resolve));
     const timer = setTimeout(now, DISCARD_DELAY_MS);
     timer.unref();
-    // Leaving at once (unknown to clients); committed by rename, nothing staged is left and it is gone at once.
-    const staged = this.index.getUpload(upload.id).then((row) => {
-      if (!row) {
-        clearTimeout(timer);
-        now();
-      }
-      return row !== undefined;
-    });
-    const done = staged
-      .then(async (left) => {
-        if (!left) return;
-        await due;
-        await this.discard(upload);
-      })
+    const done = due
+      .then(() => this.discard(upload))
       .catch((err) => this.onBackgroundError(err))
       .finally(() => this.leaving.delete(upload.id));
     this.leaving.set(upload.id, {

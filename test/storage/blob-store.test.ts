@@ -152,11 +152,14 @@ t.test('a driver that fails half-way: the body is destroyed and the upload keeps
 t.test('a client that goes away stores nothing', async (t) => {
   const { store, root } = await setup(t);
   const body = new PassThrough();
+  // Under load the hang-up may come before the store reads the body: its error is then the store's to find, not an uncaught one.
+  body.on('error', () => undefined);
   const p = store.ingest(body);
   body.write(randomBytes(1000));
   setTimeout(() => body.destroy(new Error('socket hang up')), 20);
   await t.rejects(p, /socket hang up/);
-  t.same(readdirSync(path.join(root, 'blobs/uploads')), []);
+  const uploads = path.join(root, 'blobs/uploads');
+  t.same(existsSync(uploads) ? readdirSync(uploads) : [], []);
 });
 
 t.test('chunked upload: order enforced, resumable across a restart, hash kept', async (t) => {
