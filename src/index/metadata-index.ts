@@ -48,13 +48,18 @@ const searchFrom = (upperBound: string, dialect: 'sqlite' | 'postgres') =>
 
 const Q = {
   getBlob: sql<BlobRecord>('SELECT digest, size, location FROM blobs WHERE digest = ?'),
-  putBlob: sql('INSERT INTO blobs (digest, size, location, created_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING'),
+  putBlob: sql<BlobRecord>('INSERT INTO blobs (digest, size, location, created_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING digest, size, location'),
 
   // One statement counts and inserts, so concurrent POSTs cannot all slip under the limit.
-  createUpload: sql(
+  createOwnedUpload: sql(
     `INSERT INTO uploads (id, repo, owner, size, state, started_at, updated_at)
      SELECT @id, @repo, @owner, 0, @state, @now, @now
-      WHERE CAST(@owner AS TEXT) IS NULL OR (SELECT count(*) FROM uploads WHERE owner = @owner) < @max`,
+      WHERE (SELECT count(*) FROM uploads WHERE owner = @owner) < @max`,
+  ),
+  // Nothing to count (a one-shot ingest's row): nothing checked, no write lock needed.
+  createUpload: sql(
+    `INSERT INTO uploads (id, repo, owner, size, state, started_at, updated_at) VALUES (@id, @repo, NULL, 0, @state, @now, @now)`,
+    { lockFree: true },
   ),
   getUpload: sql<UploadRow>('SELECT id, repo, owner, digest, size, state, started_at, updated_at FROM uploads WHERE id = ?'),
   // Refused while a garbage collection is deleting the bytes of this digest (they share its location).
@@ -125,16 +130,18 @@ export class MetadataIndex extends IndexObject {
 
   /** Record a committed blob; if it is already known, the existing record wins and is returned. */
   async putBlob(rec: BlobRecord): Promise<BlobRecord> {
-    await this.sql.run(Q.putBlob, rec.digest, rec.size, rec.location, Date.now());
-    return (await this.sql.get(Q.getBlob, rec.digest)) ?? rec;
+    const put = await this.sql.get(Q.putBlob, rec.digest, rec.size, rec.location, Date.now());
+    return put ?? (await this.sql.get(Q.getBlob, rec.digest)) ?? rec;
   }
 
   // ---- uploads ----
 
   /** Record a new upload; false (nothing recorded) if `owner` already has `maxOpen` uploads open. */
   async createUpload(id: string, repo: string | null, state: Record<string, unknown>, owner: string | null = null, maxOpen = Infinity): Promise<boolean> {
+    const row = { id, repo, state: JSON.stringify(state), now: Date.now() };
+    if (owner === null) return (await this.sql.run(Q.createUpload, row)).changes === 1;
     const max = Number.isFinite(maxOpen) ? maxOpen : Number.MAX_SAFE_INTEGER;
-    return (await this.sql.run(Q.createUpload, { id, repo, owner, state: JSON.stringify(state), now: Date.now(), max })).changes === 1;
+    return (await this.sql.run(Q.createOwnedUpload, { ...row, owner, max })).changes === 1;
   }
 
   /**

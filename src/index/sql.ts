@@ -12,19 +12,24 @@ export interface Query<Row = unknown> {
   readonly pluck: boolean;
   /** Unique per statement: the name it is prepared under on each PostgreSQL connection. */
   readonly id: string;
-  /** It may change rows (not a plain read): on PostgreSQL it runs under the write lock. */
+  /** It may change rows (not a plain read): on PostgreSQL it runs under the write lock... */
   readonly writes: boolean;
+  /**
+   * ...unless it checks nothing and writes only a row no other transaction can depend on yet (a new row under
+   * a fresh random key): run outside a transaction, it then commits on its own, without waiting for the lock.
+   */
+  readonly lockFree: boolean;
 }
 
 let nextId = 0;
 
 /**
  * A statement of the index. `postgres`: its PostgreSQL text where it differs. `pluck`: rows are their first
- * column's value. Define statements once (module or constructor level), not per call.
+ * column's value. `lockFree`: see Query. Define statements once (module or constructor level), not per call.
  */
-export function sql<Row = unknown>(text: string, opts: { postgres?: string; pluck?: boolean } = {}): Query<Row> {
+export function sql<Row = unknown>(text: string, opts: { postgres?: string; pluck?: boolean; lockFree?: boolean } = {}): Query<Row> {
   const postgres = (opts.postgres ?? text).replace(/\bREGEXP\b/g, '~');
-  return { sqlite: text, postgres, pluck: opts.pluck ?? false, id: `q${++nextId}`, writes: !isRead(text) };
+  return { sqlite: text, postgres, pluck: opts.pluck ?? false, id: `q${++nextId}`, writes: !isRead(text), lockFree: opts.lockFree ?? false };
 }
 
 /** A statement that only reads: SELECT, or WITH whose body neither inserts, updates nor deletes. */

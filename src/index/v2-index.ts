@@ -50,14 +50,15 @@ const catalogSql = (upperBound: string) =>
       AND (EXISTS (SELECT 1 FROM manifests m WHERE m.repo = r.name) OR EXISTS (SELECT 1 FROM repo_blobs b WHERE b.repo = r.name))
     ORDER BY name LIMIT @n`;
 
-// Set-based checks of a manifest's references (a JSON array of digests): one statement, not one per reference.
+// Set-based checks of a manifest's references (a JSON array of distinct digests): one statement, not one per
+// reference. A scalar subquery per reference, two key lookups: PostgreSQL made NOT EXISTS under OR a hashed
+// subplan that read every link of the repository.
 const missingBlobsSql = (from: string) =>
-  `SELECT DISTINCT j.value AS digest FROM ${from}
-    WHERE NOT EXISTS (SELECT 1 FROM repo_blobs b WHERE b.repo = @repo AND b.digest = j.value)
-       OR NOT EXISTS (SELECT 1 FROM blobs WHERE digest = j.value)`;
+  `SELECT j.value AS digest FROM ${from}
+    WHERE (SELECT 1 FROM repo_blobs b JOIN blobs s ON s.digest = b.digest WHERE b.repo = @repo AND b.digest = j.value) IS NULL`;
 const missingManifestsSql = (from: string) =>
-  `SELECT DISTINCT j.value AS digest FROM ${from}
-    WHERE NOT EXISTS (SELECT 1 FROM manifests m WHERE m.repo = @repo AND m.digest = j.value)`;
+  `SELECT j.value AS digest FROM ${from}
+    WHERE (SELECT 1 FROM manifests m WHERE m.repo = @repo AND m.digest = j.value) IS NULL`;
 
 const Q = {
   // A link made again is fresh again: garbage collection keeps links younger than gc.delay.
@@ -75,7 +76,11 @@ const Q = {
      VALUES (@repo, @digest, @mediaType, @size, @artifactType, @subject, @annotations, @now)
      ON CONFLICT (repo, digest) DO NOTHING`,
   ),
-  addRef: sql('INSERT INTO manifest_refs (repo, digest, child) VALUES (?, ?, ?) ON CONFLICT DO NOTHING'),
+  // WHERE true: SQLite's parser needs it between INSERT ... SELECT and ON CONFLICT.
+  addRefs: sqlWith(
+    jsonRows('children'),
+    (children) => `INSERT INTO manifest_refs (repo, digest, child) SELECT @repo, @digest, j.value FROM ${children} WHERE true ON CONFLICT DO NOTHING`,
+  ),
   getManifest: sql<ManifestRow>(`SELECT ${MANIFEST_COLUMNS} FROM manifests WHERE repo = ? AND digest = ?`),
   taggedManifest: sql<ManifestRow>(
     `SELECT ${MANIFEST_COLUMNS.split(', ').map((c) => `m.${c}`).join(', ')}
@@ -174,7 +179,7 @@ export class V2Index extends IndexObject {
       const now = Date.now();
       await s.run(Q.putManifest, { ...rec, annotations: rec.annotations ? JSON.stringify(rec.annotations) : null, now });
       await s.run(Q.linkBlob, rec.repo, rec.digest, now);
-      for (const child of refs) await s.run(Q.addRef, rec.repo, rec.digest, child);
+      if (refs.length > 0) await s.run(Q.addRefs, { repo: rec.repo, digest: rec.digest, children: JSON.stringify(refs) });
       if (tag !== undefined) await s.run(Q.setTag, { repo: rec.repo, tag, digest: rec.digest, now, bridged: bridgedFromV1 ?? null });
     });
   }

@@ -6,8 +6,9 @@ import { sql } from '../../src/index/sql';
 import { newPostgresDatabase, sharedPostgres } from '../helpers/index-db';
 
 // How a PostgreSQL write transaction commits: one round trip opens it (BEGIN, its commit not waiting for the
-// WAL flush, the write lock); after COMMIT, with the lock released, a flush makes it durable before the caller
-// goes on, so concurrent writers share WAL flushes. A transaction that wrote nothing needs no flush.
+// WAL flush, the write lock); one more closes it: COMMIT releases the lock, then a flush in the same round
+// trip makes it durable before the caller goes on, so concurrent writers share WAL flushes. A transaction
+// that wrote nothing needs no flush; a lock-free statement commits on its own.
 
 const create = sql('CREATE TABLE IF NOT EXISTS kv (k text PRIMARY KEY, v integer NOT NULL)');
 const put = sql('INSERT INTO kv (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v');
@@ -42,17 +43,24 @@ t.test('a write commits without waiting for the flush, then flushes after the lo
     return db.sqlOf(tx).get(setting);
   });
   t.equal(inside, 'off', 'the commit itself does not wait for the flush');
-  t.equal(sent.length, 3, 'BEGIN (with the lock), COMMIT, the flush');
+  t.equal(sent.length, 2, 'BEGIN (with the lock); COMMIT and the flush');
   t.match(sent[0], /^BEGIN; SET LOCAL synchronous_commit = off; SELECT pg_advisory_xact_lock\(\d+\)$/, 'one round trip opens it');
-  t.equal(sent[1], 'COMMIT');
-  t.match(sent[2], /^SELECT pg_logical_emit_message\(true, /, 'a synchronous commit that writes WAL of its own flushes it up to there');
+  t.match(sent[1], /^COMMIT; SELECT pg_logical_emit_message\(true, /, 'one closes it: a synchronous commit that writes WAL of its own flushes it up to there');
   t.same(await db.get(read, 'a'), { v: 1 });
   t.equal(await db.get(setting), serverSetting, 'the pooled connection is back to the server\'s setting (SET LOCAL ended with the transaction)');
 
   sent.length = 0;
   await db.run(put, 'b', 2);
-  t.same(sent.slice(1, 2), ['COMMIT'], 'a write outside a transaction is made one');
-  t.match(sent[2], /^SELECT pg_logical_emit_message/, 'and flushed alike');
+  t.match(sent[0], /^BEGIN; /, 'a write outside a transaction is made one');
+  t.match(sent[1], /^COMMIT; SELECT pg_logical_emit_message/, 'and flushed alike');
+
+  sent.length = 0;
+  const putFresh = sql('INSERT INTO kv (k, v) VALUES (?, ?)', { lockFree: true });
+  await db.run(putFresh, 'c', 3);
+  t.same(sent, [], 'a lock-free write commits on its own: no BEGIN, no lock, no flush of ours');
+  t.same(await db.get(read, 'c'), { v: 3 });
+  await db.transaction(async (tx) => void (await db.sqlOf(tx).run(putFresh, 'd', 4)));
+  t.match(sent[1], /^COMMIT; SELECT pg_logical_emit_message/, 'inside a transaction it is one of its statements, flushed with it');
 });
 
 t.test('a transaction that wrote nothing, or rolled back, is not flushed', async (t) => {

@@ -9,7 +9,7 @@ import { bindValues, toPgStatement, type PgStatement } from './sql';
 // under one advisory lock (WRITE_LOCK) held to its commit, as SQLite's writes run under its write lock:
 // the index's checks-then-writes need no retry loop, writers touching the same rows cannot deadlock, and
 // sequence numbers (the refs and notification outboxes) are committed in the order they were taken.
-// A statement that writes outside a transaction is made one. Reads never wait for the lock.
+// A statement that writes outside a transaction is made one (unless it is lockFree). Reads never wait for the lock.
 
 /** Arbitrary, fixed: the advisory lock every write transaction holds ("tsreg" + 2 in ASCII). */
 export const WRITE_LOCK = 0x7473726567_02n;
@@ -26,6 +26,9 @@ const FLUSH = "SELECT pg_logical_emit_message(true, 'tsregistry', '')";
 export class IndexUnavailableError extends Error {
   override name = 'IndexUnavailableError';
 }
+
+/** A write outside a transaction runs in one of its own, under the write lock (see Query.lockFree). */
+const needsLock = (q: Query) => q.writes && !q.lockFree;
 
 // SQLSTATE classes that mean "no usable connection", not a bad statement: 08 connection exception,
 // 57P01-03 the server shutting down or not yet accepting, 53300 too many connections.
@@ -50,17 +53,17 @@ export class PostgresDatabase implements IndexDatabase {
   }
 
   get<Row>(q: Query<Row>, ...params: unknown[]): Promise<Row | undefined> {
-    if (q.writes) return this.transaction((tx) => this.sqlOf(tx).get(q, ...params));
+    if (needsLock(q)) return this.transaction((tx) => this.sqlOf(tx).get(q, ...params));
     return this.unbound.get(q, ...params);
   }
 
   all<Row>(q: Query<Row>, ...params: unknown[]): Promise<Row[]> {
-    if (q.writes) return this.transaction((tx) => this.sqlOf(tx).all(q, ...params));
+    if (needsLock(q)) return this.transaction((tx) => this.sqlOf(tx).all(q, ...params));
     return this.unbound.all(q, ...params);
   }
 
   run(q: Query, ...params: unknown[]): Promise<RunResult> {
-    if (q.writes) return this.transaction((tx) => this.sqlOf(tx).run(q, ...params));
+    if (needsLock(q)) return this.transaction((tx) => this.sqlOf(tx).run(q, ...params));
     return this.unbound.run(q, ...params);
   }
 
@@ -112,23 +115,23 @@ export class PostgresDatabase implements IndexDatabase {
     const onError = (err: Error) => (broken ??= this.translate(err));
     client.on('error', onError);
     try {
-      // A BEGIN that failed (its lock wait cancelled by a statement_timeout, say) may leave the connection in
-      // an aborted transaction: it is dropped, never handed to the next caller.
-      await t.exec(BEGIN).catch((err) => {
-        broken ??= err;
-        throw err;
-      });
+      // BEGIN is not awaited: fn's first statement queues behind it on the connection and goes out the moment
+      // the lock is granted, not a turn of the event loop later. A BEGIN that failed (its lock wait cancelled
+      // by a statement_timeout, say) may leave the connection in an aborted transaction: it is dropped, never
+      // handed to the next caller.
+      t.open(BEGIN, (err) => (broken ??= err));
       let result: T;
       try {
         result = await fn(tx);
-        await t.exec('COMMIT');
       } catch (err) {
         await t.exec('ROLLBACK').catch((e) => (broken = e));
         throw err;
       }
-      // Durable before it is acknowledged, as synchronous_commit on would make it, but flushed after the lock
-      // is released, so concurrent writers share one WAL flush (group commit) instead of one each, in turn.
-      if (t.wrote) await t.exec(FLUSH);
+      // Durable before it is acknowledged, as synchronous_commit on would make it, but flushed after COMMIT
+      // has released the lock, so concurrent writers share one WAL flush (group commit) instead of one each,
+      // in turn. One round trip: the flush runs in a transaction of its own after the COMMIT. A COMMIT that
+      // fails ends the transaction all the same (and skips the flush).
+      await t.exec(t.wrote ? `COMMIT; ${FLUSH}` : 'COMMIT');
       return result;
     } catch (err) {
       broken ??= err instanceof IndexUnavailableError ? err : undefined;
@@ -148,12 +151,11 @@ export class PostgresDatabase implements IndexDatabase {
     const name = `sp${++outer.savepoints}`;
     await outer.exec(`SAVEPOINT ${name}`);
     try {
-      const result = await fn(this.txFor(outer));
-      await outer.exec(`RELEASE SAVEPOINT ${name}`);
-      return result;
+      // Not released: COMMIT releases it, an outer ROLLBACK TO drops it, and a later savepoint of this name
+      // hides it. A round trip less while the write lock is held.
+      return await fn(this.txFor(outer));
     } catch (err) {
-      await outer.exec(`ROLLBACK TO SAVEPOINT ${name}`);
-      await outer.exec(`RELEASE SAVEPOINT ${name}`);
+      await outer.exec(`ROLLBACK TO SAVEPOINT ${name}; RELEASE SAVEPOINT ${name}`);
       throw err;
     } finally {
       outer.savepoints--;
@@ -172,8 +174,7 @@ class PgStatements implements Sql {
   constructor(
     private readonly db: PostgresDatabase,
     private readonly client: pg.Pool | pg.PoolClient,
-    private readonly check: () => void = () => undefined,
-    private readonly onWrite: () => void = () => undefined,
+    private readonly t?: PgTransaction,
   ) {}
 
   async get<Row>(q: Query<Row>, ...params: unknown[]): Promise<Row | undefined> {
@@ -181,17 +182,20 @@ class PgStatements implements Sql {
   }
 
   async all<Row>(q: Query<Row>, ...params: unknown[]): Promise<Row[]> {
-    this.check();
-    if (q.writes) this.onWrite();
-    const result = await this.db.query(this.client, q, params);
+    const result = await this.query(q, params);
     return (q.pluck ? result.rows.map((r: unknown[]) => r[0]) : result.rows) as Row[];
   }
 
   async run(q: Query, ...params: unknown[]): Promise<RunResult> {
-    this.check();
-    if (q.writes) this.onWrite();
-    const result = await this.db.query(this.client, q, params);
+    const result = await this.query(q, params);
     return { changes: result.rowCount ?? 0 };
+  }
+
+  private query(q: Query, params: unknown[]): Promise<pg.QueryResult> {
+    if (!this.t) return this.db.query(this.client, q, params);
+    this.t.check();
+    if (q.writes) this.t.wrote = true;
+    return this.t.after(this.db.query(this.client, q, params));
   }
 }
 
@@ -201,25 +205,48 @@ class PgTransaction {
   savepoints = 0;
   /** A statement that may change rows ran: the commit needs a WAL flush. */
   wrote = false;
+  /** BEGIN, sent and not yet answered. */
+  private opening: Promise<void> | null = null;
   readonly statements: Sql;
 
   constructor(
     private readonly db: PostgresDatabase,
     private readonly client: pg.PoolClient,
   ) {
-    this.statements = new PgStatements(
-      db,
-      client,
-      () => this.check(),
-      () => (this.wrote = true),
+    this.statements = new PgStatements(db, client, this);
+  }
+
+  /** Send `begin` without waiting for it; `onFail` hears if it fails. */
+  open(begin: string, onFail: (err: unknown) => void): void {
+    const opening = this.send(begin).catch((err) => {
+      onFail(err);
+      throw err;
+    });
+    this.opening = opening;
+    opening.then(
+      () => this.opening === opening && (this.opening = null),
+      () => undefined, // rethrown to whoever waits for it next
     );
+  }
+
+  /** The result of `sent`, queued after BEGIN: if BEGIN failed, its error (the statement then failed too). */
+  async after<R>(sent: Promise<R>): Promise<R> {
+    if (this.opening) {
+      sent.catch(() => undefined);
+      await this.opening;
+    }
+    return sent;
   }
 
   check(): void {
     if (!this.active) throw new Error('an index object bound to a transaction was used after the transaction ended');
   }
 
-  async exec(text: string): Promise<void> {
+  exec(text: string): Promise<void> {
+    return this.after(this.send(text));
+  }
+
+  private async send(text: string): Promise<void> {
     try {
       await this.client.query(text);
     } catch (err) {
