@@ -59,13 +59,14 @@ const Q = {
   // Nothing to count (a one-shot ingest's row): nothing checked, no write lock needed.
   createUpload: sql(
     `INSERT INTO uploads (id, repo, owner, size, state, started_at, updated_at) VALUES (@id, @repo, NULL, 0, @state, @now, @now)`,
-    { lockFree: true },
+    { lock: 'none' },
   ),
   getUpload: sql<UploadRow>('SELECT id, repo, owner, digest, size, state, started_at, updated_at FROM uploads WHERE id = ?'),
   // Refused while a garbage collection is deleting the bytes of this digest (they share its location).
   setUploadDigest: sql(
     `UPDATE uploads SET digest = @digest, size = @size, state = @state, updated_at = @now
       WHERE id = @id AND NOT EXISTS (SELECT 1 FROM gc_doomed WHERE digest = @digest)`,
+    { lock: 'collection' },
   ),
   updateUpload: sql('UPDATE uploads SET size = ?, state = ?, updated_at = ? WHERE id = ?'),
   deleteUpload: sql('DELETE FROM uploads WHERE id = ?'),

@@ -12,24 +12,30 @@ export interface Query<Row = unknown> {
   readonly pluck: boolean;
   /** Unique per statement: the name it is prepared under on each PostgreSQL connection. */
   readonly id: string;
-  /** It may change rows (not a plain read): on PostgreSQL it runs under the write lock... */
+  /** It may change rows (not a plain read): on PostgreSQL it runs under a lock (see `lock`). */
   readonly writes: boolean;
   /**
-   * ...unless it checks nothing and writes only a row no other transaction can depend on yet (a new row under
-   * a fresh random key): run outside a transaction, it then commits on its own, without waiting for the lock.
+   * The lock a write run outside a transaction takes on PostgreSQL (SQLite has one writer and ignores it):
+   * - 'write' (the default): the write lock, in a transaction of its own, as every write transaction;
+   * - 'none': none, it commits on its own: it checks nothing and writes only a row no other transaction
+   *   can depend on yet (a new row under a fresh random key);
+   * - 'collection': the collection lock, shared: it records an upload's verified digest, which only garbage
+   *   collection's decisions read (see IndexDatabase.transaction's `collects`).
    */
-  readonly lockFree: boolean;
+  readonly lock: WriteLock;
 }
+
+export type WriteLock = 'write' | 'none' | 'collection';
 
 let nextId = 0;
 
 /**
  * A statement of the index. `postgres`: its PostgreSQL text where it differs. `pluck`: rows are their first
- * column's value. `lockFree`: see Query. Define statements once (module or constructor level), not per call.
+ * column's value. `lock`: see Query. Define statements once (module or constructor level), not per call.
  */
-export function sql<Row = unknown>(text: string, opts: { postgres?: string; pluck?: boolean; lockFree?: boolean } = {}): Query<Row> {
+export function sql<Row = unknown>(text: string, opts: { postgres?: string; pluck?: boolean; lock?: WriteLock } = {}): Query<Row> {
   const postgres = (opts.postgres ?? text).replace(/\bREGEXP\b/g, '~');
-  return { sqlite: text, postgres, pluck: opts.pluck ?? false, id: `q${++nextId}`, writes: !isRead(text), lockFree: opts.lockFree ?? false };
+  return { sqlite: text, postgres, pluck: opts.pluck ?? false, id: `q${++nextId}`, writes: !isRead(text), lock: opts.lock ?? 'write' };
 }
 
 /** A statement that only reads: SELECT, or WITH whose body neither inserts, updates nor deletes. */

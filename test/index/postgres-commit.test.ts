@@ -55,7 +55,7 @@ t.test('a write commits without waiting for the flush, then flushes after the lo
   t.match(sent[1], /^COMMIT; SELECT pg_logical_emit_message/, 'and flushed alike');
 
   sent.length = 0;
-  const putFresh = sql('INSERT INTO kv (k, v) VALUES (?, ?)', { lockFree: true });
+  const putFresh = sql('INSERT INTO kv (k, v) VALUES (?, ?)', { lock: 'none' });
   await db.run(putFresh, 'c', 3);
   t.same(sent, [], 'a lock-free write commits on its own: no BEGIN, no lock, no flush of ours');
   t.same(await db.get(read, 'c'), { v: 3 });
@@ -106,4 +106,42 @@ t.test('once a write transaction returns, its commit is flushed (with the server
     const flushed = await cluster.admin((c) => c.query('SELECT pg_current_wal_flush_lsn() > CAST($1 AS pg_lsn) AS ok', [written]));
     t.equal(flushed.rows[0].ok, true, `write ${i}: the WAL is flushed past it when the transaction returns`);
   }
+});
+
+t.test('an upload digest write shares the collection lock: it waits for a garbage collection decision, not for other writes', async (t) => {
+  const url = await newPostgresDatabase();
+  const db = new PostgresDatabase(createPool(url, { max: 4 }), url);
+  t.teardown(() => db.close());
+  await db.run(create);
+  const digestWrite = sql('INSERT INTO kv (k, v) VALUES (?, ?)', { lock: 'collection' });
+  const settled = (p: Promise<unknown>) => Promise.race([p.then(() => 'done'), new Promise((r) => setTimeout(() => r('waiting'), 300))]);
+
+  // Held open until `release`: a plain write transaction, then a collecting one.
+  const hold = (opts: { collects?: boolean }) => {
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    let started!: () => void;
+    const inside = new Promise<void>((r) => (started = r));
+    const done = db.transaction(async (tx) => {
+      await db.sqlOf(tx).run(put, `held${opts.collects ? 'c' : 'w'}`, 0);
+      started();
+      await held;
+    }, undefined, opts);
+    return { inside, release, done };
+  };
+
+  const write = hold({});
+  await write.inside;
+  t.equal(await settled(db.run(digestWrite, 'a', 1)), 'done', 'not held up by a write transaction');
+  write.release();
+  await write.done;
+
+  const collect = hold({ collects: true });
+  await collect.inside;
+  const waiting = db.run(digestWrite, 'b', 2);
+  t.equal(await settled(waiting), 'waiting', 'held up while garbage collection decides');
+  collect.release();
+  await collect.done;
+  await waiting;
+  t.same(await db.get(read, 'b'), { v: 2 }, 'and written once it has');
 });

@@ -1,7 +1,8 @@
 import t from 'tap';
 import { defaultConfig } from '../../src/config/load';
 import { openIndex } from '../../src/index/open';
-import { IndexUnavailableError, WRITE_LOCK } from '../../src/index/postgres/database';
+import { IndexUnavailableError } from '../../src/index/postgres/database';
+import { WRITE_LOCK } from '../../src/index/postgres/locks';
 import { sql } from '../../src/index/sql';
 import { newPostgresDatabase, openTestIndex, sharedPostgres } from '../helpers/index-db';
 

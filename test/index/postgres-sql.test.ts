@@ -1,4 +1,5 @@
 import t from 'tap';
+import * as locks from '../../src/index/postgres/locks';
 import { bindValues, toPgStatement } from '../../src/index/postgres/sql';
 
 // better-sqlite3's parameters (? and @name) as pg's $n: the index's SQL text serves both backends.
@@ -29,4 +30,10 @@ t.test('quoted text, identifiers, comments and dollar-quoted bodies are left alo
 
 t.test('? and @name in one statement are refused', async (t) => {
   t.throws(() => toPgStatement('SELECT ? WHERE x = @x'), { message: 'a statement takes either ? or @name parameters, not both' });
+});
+
+t.test('no two advisory locks share a key', async (t) => {
+  const keys = Object.values(locks);
+  t.ok(keys.length >= 4);
+  t.equal(new Set(keys).size, keys.length);
 });

@@ -1,7 +1,8 @@
 import type pg from 'pg';
-import { makeTx, type IndexDatabase, type Tx } from '../database';
+import { makeTx, type IndexDatabase, type TransactionOptions, type Tx } from '../database';
 import type { Query, RunResult, Sql } from '../sql';
 import { describe, serverOf } from './connect';
+import { COLLECTION_LOCK, WRITE_LOCK } from './locks';
 import { bindValues, toPgStatement, type PgStatement } from './sql';
 
 // The PostgreSQL index database: a pool shared by the index objects. Reads outside a transaction take any
@@ -9,14 +10,20 @@ import { bindValues, toPgStatement, type PgStatement } from './sql';
 // under one advisory lock (WRITE_LOCK) held to its commit, as SQLite's writes run under its write lock:
 // the index's checks-then-writes need no retry loop, writers touching the same rows cannot deadlock, and
 // sequence numbers (the refs and notification outboxes) are committed in the order they were taken.
-// A statement that writes outside a transaction is made one (unless it is lockFree). Reads never wait for the lock.
+// A statement that writes outside a transaction is made one (see Query.lock for the exceptions). Reads never
+// wait for a lock.
+//
+// One write takes a narrower lock: recording an upload's verified digest before its bytes move (BlobStore
+// .commit) must not interleave with garbage collection deciding what to delete, and with nothing else. Those
+// decisions hold COLLECTION_LOCK exclusively (besides the write lock); the digest writes share it.
 
-/** Arbitrary, fixed: the advisory lock every write transaction holds ("tsreg" + 2 in ASCII). */
-export const WRITE_LOCK = 0x7473726567_02n;
 
 // One round trip opens a write transaction: its commit does not wait for the WAL flush (FLUSH does that,
-// outside the lock), and it takes the write lock.
-const BEGIN = `BEGIN; SET LOCAL synchronous_commit = off; SELECT pg_advisory_xact_lock(${WRITE_LOCK})`;
+// outside the lock), and it takes its lock(s).
+const OPEN = 'BEGIN; SET LOCAL synchronous_commit = off';
+const BEGIN = `${OPEN}; SELECT pg_advisory_xact_lock(${WRITE_LOCK})`;
+const BEGIN_COLLECTING = `${BEGIN}; SELECT pg_advisory_xact_lock(${COLLECTION_LOCK})`;
+const BEGIN_DIGEST = `${OPEN}; SELECT pg_advisory_xact_lock_shared(${COLLECTION_LOCK})`;
 // A commit that waits for its WAL flush, which covers every commit before it. It must write WAL of its own
 // (a transactional message, read by no one), or PostgreSQL commits it without flushing (txid_current() alone
 // does not). The server's synchronous_commit (on by default) then decides, as it would for the write itself.
@@ -27,8 +34,6 @@ export class IndexUnavailableError extends Error {
   override name = 'IndexUnavailableError';
 }
 
-/** A write outside a transaction runs in one of its own, under the write lock (see Query.lockFree). */
-const needsLock = (q: Query) => q.writes && !q.lockFree;
 
 // SQLSTATE classes that mean "no usable connection", not a bad statement: 08 connection exception,
 // 57P01-03 the server shutting down or not yet accepting, 53300 too many connections.
@@ -53,18 +58,21 @@ export class PostgresDatabase implements IndexDatabase {
   }
 
   get<Row>(q: Query<Row>, ...params: unknown[]): Promise<Row | undefined> {
-    if (needsLock(q)) return this.transaction((tx) => this.sqlOf(tx).get(q, ...params));
-    return this.unbound.get(q, ...params);
+    return this.alone(q, (s) => s.get(q, ...params));
   }
 
   all<Row>(q: Query<Row>, ...params: unknown[]): Promise<Row[]> {
-    if (needsLock(q)) return this.transaction((tx) => this.sqlOf(tx).all(q, ...params));
-    return this.unbound.all(q, ...params);
+    return this.alone(q, (s) => s.all(q, ...params));
   }
 
   run(q: Query, ...params: unknown[]): Promise<RunResult> {
-    if (needsLock(q)) return this.transaction((tx) => this.sqlOf(tx).run(q, ...params));
-    return this.unbound.run(q, ...params);
+    return this.alone(q, (s) => s.run(q, ...params));
+  }
+
+  /** A statement outside any transaction: a write in a transaction of its own, under its lock (Query.lock). */
+  private alone<R>(q: Query, run: (s: Sql) => Promise<R>): Promise<R> {
+    if (!q.writes || q.lock === 'none') return run(this.unbound);
+    return this.begin(q.lock === 'collection' ? BEGIN_DIGEST : BEGIN, (tx) => run(this.sqlOf(tx)));
   }
 
   sqlOf(tx: Tx): Sql {
@@ -97,9 +105,14 @@ export class PostgresDatabase implements IndexDatabase {
     return lost ? new IndexUnavailableError(`the PostgreSQL index at ${this.server} is unavailable: ${describe(err, this.url)}`) : err;
   }
 
-  async transaction<T>(fn: (tx: Tx) => Promise<T>, within?: Tx): Promise<T> {
+  transaction<T>(fn: (tx: Tx) => Promise<T>, within?: Tx, opts: TransactionOptions = {}): Promise<T> {
     const outer = within && this.transactions.get(within);
-    if (outer) return this.savepoint(fn, outer);
+    if (outer) return this.savepoint(fn, outer, opts.collects);
+    return this.begin(opts.collects ? BEGIN_COLLECTING : BEGIN, fn);
+  }
+
+  /** An outermost transaction opened by `begin`. */
+  private async begin<T>(begin: string, fn: (tx: Tx) => Promise<T>): Promise<T> {
     const start = this.onTransaction && process.hrtime.bigint();
     let client: pg.PoolClient;
     try {
@@ -119,7 +132,7 @@ export class PostgresDatabase implements IndexDatabase {
       // the lock is granted, not a turn of the event loop later. A BEGIN that failed (its lock wait cancelled
       // by a statement_timeout, say) may leave the connection in an aborted transaction: it is dropped, never
       // handed to the next caller.
-      t.open(BEGIN, (err) => (broken ??= err));
+      t.open(begin, (err) => (broken ??= err));
       let result: T;
       try {
         result = await fn(tx);
@@ -146,10 +159,11 @@ export class PostgresDatabase implements IndexDatabase {
     }
   }
 
-  private async savepoint<T>(fn: (tx: Tx) => Promise<T>, outer: PgTransaction): Promise<T> {
+  private async savepoint<T>(fn: (tx: Tx) => Promise<T>, outer: PgTransaction, collects = false): Promise<T> {
     outer.check();
     const name = `sp${++outer.savepoints}`;
-    await outer.exec(`SAVEPOINT ${name}`);
+    // A transaction-level lock: held to the outer transaction's end, whatever becomes of the savepoint.
+    await outer.exec(collects ? `SAVEPOINT ${name}; SELECT pg_advisory_xact_lock(${COLLECTION_LOCK})` : `SAVEPOINT ${name}`);
     try {
       // Not released: COMMIT releases it, an outer ROLLBACK TO drops it, and a later savepoint of this name
       // hides it. A round trip less while the write lock is held.

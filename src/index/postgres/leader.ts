@@ -1,6 +1,7 @@
 import pg from 'pg';
 import type { Leadership } from '../leader';
 import { describe, serverOf } from './connect';
+import { LEADER_LOCK } from './locks';
 
 // Leadership among replicas: a session-level advisory lock held on a connection of its own. PostgreSQL
 // releases it when that session ends (the process dies, or its connection breaks), and another replica,
@@ -8,8 +9,6 @@ import { describe, serverOf } from './connect';
 // and stops leading; confirm() asks the server before each run, so a leader cut off without noticing
 // (no packet yet) does not run a job against a lock it no longer holds.
 
-/** Arbitrary, fixed: the leadership lock ("tsreg" + 3 in ASCII). */
-export const LEADER_LOCK = 0x7473726567_03n;
 
 export class PostgresLeadership implements Leadership {
   held = false;

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { WRITE_LOCK } from './database';
+import { MIGRATION_LOCK, WRITE_LOCK } from './locks';
 import { SCHEMA_V1 } from './schema-v1';
 import { SCHEMA_V2 } from './schema-v2';
 
@@ -10,8 +10,6 @@ import { SCHEMA_V2 } from './schema-v2';
 
 export const PG_MIGRATIONS: readonly string[] = [SCHEMA_V1, SCHEMA_V2];
 
-/** Arbitrary, fixed: the advisory lock every replica's migration takes ("tsreg" + 1 in ASCII). */
-export const MIGRATION_LOCK = 0x7473726567_01n;
 
 export interface MigrationResult {
   /** The schema version before and after. */

@@ -1,0 +1,11 @@
+// Every PostgreSQL advisory lock the registry takes, in one place so that no two share a key. The keys are
+// arbitrary and fixed: "tsreg" in ASCII, then a number.
+
+/** Every replica's migration. */
+export const MIGRATION_LOCK = 0x7473726567_01n;
+/** Every write transaction (postgres/database.ts). */
+export const WRITE_LOCK = 0x7473726567_02n;
+/** Leadership of the background work, held by one replica's session (postgres/leader.ts). */
+export const LEADER_LOCK = 0x7473726567_03n;
+/** Held exclusively by garbage collection's decisions, shared by the upload digest writes (postgres/database.ts). */
+export const COLLECTION_LOCK = 0x7473726567_04n;
