@@ -18,23 +18,16 @@ export interface IndexDatabase extends Sql {
   readonly dialect: 'sqlite' | 'postgres';
   /**
    * Run `fn` in one transaction that holds the write lock from its start: a check and the write that
-   * depends on it cannot be split by another write, of this process or another. `within`: the transaction
+   * depends on it cannot be split by another write transaction, of this process or another (nor by a write
+   * that sql.ts's Query.lock exempts: such writes check nothing another transaction wrote). `within`: the transaction
    * this one runs in (it becomes a savepoint of it).
    */
-  transaction<T>(fn: (tx: Tx) => Promise<T>, within?: Tx, opts?: TransactionOptions): Promise<T>;
+  transaction<T>(fn: (tx: Tx) => Promise<T>, within?: Tx): Promise<T>;
   /** The statements of transaction `tx` (made by this database). */
   sqlOf(tx: Tx): Sql;
   /** Told how long each outermost transaction took, in seconds, waiting for its turn included (metrics). */
   onTransaction?: (seconds: number) => void;
   close(): Promise<void>;
-}
-
-export interface TransactionOptions {
-  /**
-   * It decides what garbage collection deletes, reading which digests uploads are about to move into place:
-   * it also excludes the writes of those digests (sql.ts, Query.lock 'collection'), which take no write lock.
-   */
-  collects?: boolean;
 }
 
 /** Make the Tx of a transaction: `tx(index)` binds `index` to it. */
@@ -66,7 +59,7 @@ export abstract class IndexObject implements Transactional {
   }
 
   /** Run `fn` in a transaction: a savepoint of the one this object is bound to, if any. */
-  protected transaction<T>(fn: (tx: Tx) => Promise<T>, opts?: TransactionOptions): Promise<T> {
-    return this.database.transaction(fn, this.tx, opts);
+  protected transaction<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
+    return this.database.transaction(fn, this.tx);
   }
 }

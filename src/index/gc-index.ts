@@ -156,7 +156,7 @@ export class GcIndex extends IndexObject {
         await self.sql.run(Q.deleteBlobs, { digests });
       }
       return { doomed, next: upto };
-    }, { collects: true });
+    });
   }
 
   /** Blobs whose bytes are being deleted (left by a run that stopped), at most `limit`. */
@@ -180,7 +180,7 @@ export class GcIndex extends IndexObject {
       if ((await self.sql.get(Q.objectInUse, { key, digest, upload })) === 1) return false;
       await self.sql.run(Q.doom, digest ?? key, key, size, Date.now());
       return true;
-    }, { collects: true });
+    });
   }
 
   async uploadExists(id: string): Promise<boolean> {

@@ -56,7 +56,7 @@ const Q = {
      SELECT @id, @repo, @owner, 0, @state, @now, @now
       WHERE (SELECT count(*) FROM uploads WHERE owner = @owner) < @max`,
   ),
-  // Nothing to count (a one-shot ingest's row): nothing checked, no write lock needed.
+  // No owner, nothing to count (a one-shot ingest's row): nothing checked, no write lock needed.
   createUpload: sql(
     `INSERT INTO uploads (id, repo, owner, size, state, started_at, updated_at) VALUES (@id, @repo, NULL, 0, @state, @now, @now)`,
     { lock: 'none' },
@@ -66,7 +66,7 @@ const Q = {
   setUploadDigest: sql(
     `UPDATE uploads SET digest = @digest, size = @size, state = @state, updated_at = @now
       WHERE id = @id AND NOT EXISTS (SELECT 1 FROM gc_doomed WHERE digest = @digest)`,
-    { lock: 'collection' },
+    { lock: 'shared' },
   ),
   updateUpload: sql('UPDATE uploads SET size = ?, state = ?, updated_at = ? WHERE id = ?'),
   deleteUpload: sql('DELETE FROM uploads WHERE id = ?'),

@@ -19,13 +19,13 @@ export interface Query<Row = unknown> {
    * - 'write' (the default): the write lock, in a transaction of its own, as every write transaction;
    * - 'none': none, it commits on its own: it checks nothing and writes only a row no other transaction
    *   can depend on yet (a new row under a fresh random key);
-   * - 'collection': the collection lock, shared: it records an upload's verified digest, which only garbage
-   *   collection's decisions read (see IndexDatabase.transaction's `collects`).
+   * - 'shared': the write lock, shared: it writes only its own upload's row, which only garbage collection's
+   *   decisions (write transactions) read; such writes do not wait for each other.
    */
   readonly lock: WriteLock;
 }
 
-export type WriteLock = 'write' | 'none' | 'collection';
+export type WriteLock = 'write' | 'none' | 'shared';
 
 let nextId = 0;
 

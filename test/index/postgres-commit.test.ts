@@ -2,6 +2,7 @@ import type pg from 'pg';
 import t, { type Test } from 'tap';
 import { createPool } from '../../src/index/postgres/connect';
 import { PostgresDatabase } from '../../src/index/postgres/database';
+import { WRITE_LOCK } from '../../src/index/postgres/locks';
 import { sql } from '../../src/index/sql';
 import { newPostgresDatabase, sharedPostgres } from '../helpers/index-db';
 
@@ -108,40 +109,60 @@ t.test('once a write transaction returns, its commit is flushed (with the server
   }
 });
 
-t.test('an upload digest write shares the collection lock: it waits for a garbage collection decision, not for other writes', async (t) => {
+t.test('an upload digest write shares the write lock: it waits for write transactions (garbage collection decides in them), not for another digest write', async (t) => {
   const url = await newPostgresDatabase();
   const db = new PostgresDatabase(createPool(url, { max: 4 }), url);
   t.teardown(() => db.close());
   await db.run(create);
-  const digestWrite = sql('INSERT INTO kv (k, v) VALUES (?, ?)', { lock: 'collection' });
+  const digestWrite = sql('INSERT INTO kv (k, v) VALUES (?, ?)', { lock: 'shared' });
   const settled = (p: Promise<unknown>) => Promise.race([p.then(() => 'done'), new Promise((r) => setTimeout(() => r('waiting'), 300))]);
 
-  // Held open until `release`: a plain write transaction, then a collecting one.
-  const hold = (opts: { collects?: boolean }) => {
-    let release!: () => void;
-    const held = new Promise<void>((r) => (release = r));
-    let started!: () => void;
-    const inside = new Promise<void>((r) => (started = r));
-    const done = db.transaction(async (tx) => {
-      await db.sqlOf(tx).run(put, `held${opts.collects ? 'c' : 'w'}`, 0);
-      started();
-      await held;
-    }, undefined, opts);
-    return { inside, release, done };
-  };
+  // A shared holder kept open: a digest write, as a statement of its own would be, on a connection of the test's.
+  const cluster = await sharedPostgres();
+  let release!: () => void;
+  const held = cluster.admin(async (c) => {
+    await c.query('BEGIN');
+    await c.query('SELECT pg_advisory_xact_lock_shared($1)', [WRITE_LOCK.toString()]);
+    await new Promise<void>((r) => (release = r));
+    await c.query('COMMIT');
+  }, new URL(url).pathname.slice(1));
+  while (!release) await new Promise((r) => setTimeout(r, 10));
+  t.equal(await settled(db.run(digestWrite, 'a', 1)), 'done', 'not held up by another digest write');
+  const writer = db.run(put, 'w', 0);
+  t.equal(await settled(writer), 'waiting', 'a write transaction waits for the digest writes in progress');
+  release();
+  await held;
+  await writer;
 
-  const write = hold({});
-  await write.inside;
-  t.equal(await settled(db.run(digestWrite, 'a', 1)), 'done', 'not held up by a write transaction');
-  write.release();
-  await write.done;
-
-  const collect = hold({ collects: true });
-  await collect.inside;
+  // A write transaction kept open: the digest write waits for it.
+  let end!: () => void;
+  let inside!: () => void;
+  const started = new Promise<void>((r) => (inside = r));
+  const transaction = db.transaction(async (tx) => {
+    await db.sqlOf(tx).run(put, 'gc', 0);
+    inside();
+    await new Promise<void>((r) => (end = r));
+  });
+  await started;
   const waiting = db.run(digestWrite, 'b', 2);
-  t.equal(await settled(waiting), 'waiting', 'held up while garbage collection decides');
-  collect.release();
-  await collect.done;
+  t.equal(await settled(waiting), 'waiting', 'held up while a write transaction (a garbage collection deciding) runs');
+  end();
+  await transaction;
   await waiting;
-  t.same(await db.get(read, 'b'), { v: 2 }, 'and written once it has');
+  t.same(await db.get(read, 'b'), { v: 2 }, 'and written once it has ended');
+});
+
+t.test('a transaction whose failed statement was caught is reported as rolled back, not as committed', async (t) => {
+  const { db } = await open(t);
+  const bad = sql('INSERT INTO kv (k, v) VALUES (?, NULL)');
+  await t.rejects(
+    db.transaction(async (tx) => {
+      await db.sqlOf(tx).run(put, 'kept?', 1);
+      await db.sqlOf(tx).run(bad, 'x').catch(() => undefined); // PostgreSQL aborts the transaction here
+    }),
+    /rolled back/,
+  );
+  t.equal(await db.get(read, 'kept?'), undefined, 'nothing of it was committed');
+  await db.run(put, 'after', 2);
+  t.same(await db.get(read, 'after'), { v: 2 }, 'the connection serves the next transaction');
 });

@@ -1,8 +1,8 @@
 import type pg from 'pg';
-import { makeTx, type IndexDatabase, type TransactionOptions, type Tx } from '../database';
+import { makeTx, type IndexDatabase, type Tx } from '../database';
 import type { Query, RunResult, Sql } from '../sql';
 import { describe, serverOf } from './connect';
-import { COLLECTION_LOCK, WRITE_LOCK } from './locks';
+import { WRITE_LOCK } from './locks';
 import { bindValues, toPgStatement, type PgStatement } from './sql';
 
 // The PostgreSQL index database: a pool shared by the index objects. Reads outside a transaction take any
@@ -13,17 +13,16 @@ import { bindValues, toPgStatement, type PgStatement } from './sql';
 // A statement that writes outside a transaction is made one (see Query.lock for the exceptions). Reads never
 // wait for a lock.
 //
-// One write takes a narrower lock: recording an upload's verified digest before its bytes move (BlobStore
-// .commit) must not interleave with garbage collection deciding what to delete, and with nothing else. Those
-// decisions hold COLLECTION_LOCK exclusively (besides the write lock); the digest writes share it.
+// One write shares the lock instead: recording an upload's verified digest before its bytes move (BlobStore
+// .commit) must not interleave with garbage collection deciding what to delete (a write transaction, as of
+// every release), but two such writes, each on its own upload's row, need not wait for each other.
 
 
 // One round trip opens a write transaction: its commit does not wait for the WAL flush (FLUSH does that,
 // outside the lock), and it takes its lock(s).
 const OPEN = 'BEGIN; SET LOCAL synchronous_commit = off';
 const BEGIN = `${OPEN}; SELECT pg_advisory_xact_lock(${WRITE_LOCK})`;
-const BEGIN_COLLECTING = `${BEGIN}; SELECT pg_advisory_xact_lock(${COLLECTION_LOCK})`;
-const BEGIN_DIGEST = `${OPEN}; SELECT pg_advisory_xact_lock_shared(${COLLECTION_LOCK})`;
+const BEGIN_SHARED = `${OPEN}; SELECT pg_advisory_xact_lock_shared(${WRITE_LOCK})`;
 // A commit that waits for its WAL flush, which covers every commit before it. It must write WAL of its own
 // (a transactional message, read by no one), or PostgreSQL commits it without flushing (txid_current() alone
 // does not). The server's synchronous_commit (on by default) then decides, as it would for the write itself.
@@ -72,7 +71,7 @@ export class PostgresDatabase implements IndexDatabase {
   /** A statement outside any transaction: a write in a transaction of its own, under its lock (Query.lock). */
   private alone<R>(q: Query, run: (s: Sql) => Promise<R>): Promise<R> {
     if (!q.writes || q.lock === 'none') return run(this.unbound);
-    return this.begin(q.lock === 'collection' ? BEGIN_DIGEST : BEGIN, (tx) => run(this.sqlOf(tx)));
+    return this.begin(q.lock === 'shared' ? BEGIN_SHARED : BEGIN, (tx) => run(this.sqlOf(tx)));
   }
 
   sqlOf(tx: Tx): Sql {
@@ -105,10 +104,10 @@ export class PostgresDatabase implements IndexDatabase {
     return lost ? new IndexUnavailableError(`the PostgreSQL index at ${this.server} is unavailable: ${describe(err, this.url)}`) : err;
   }
 
-  transaction<T>(fn: (tx: Tx) => Promise<T>, within?: Tx, opts: TransactionOptions = {}): Promise<T> {
+  transaction<T>(fn: (tx: Tx) => Promise<T>, within?: Tx): Promise<T> {
     const outer = within && this.transactions.get(within);
-    if (outer) return this.savepoint(fn, outer, opts.collects);
-    return this.begin(opts.collects ? BEGIN_COLLECTING : BEGIN, fn);
+    if (outer) return this.savepoint(fn, outer);
+    return this.begin(BEGIN, fn);
   }
 
   /** An outermost transaction opened by `begin`. */
@@ -144,7 +143,7 @@ export class PostgresDatabase implements IndexDatabase {
       // has released the lock, so concurrent writers share one WAL flush (group commit) instead of one each,
       // in turn. One round trip: the flush runs in a transaction of its own after the COMMIT. A COMMIT that
       // fails ends the transaction all the same (and skips the flush).
-      await t.exec(t.wrote ? `COMMIT; ${FLUSH}` : 'COMMIT');
+      await t.commit(t.wrote ? `COMMIT; ${FLUSH}` : 'COMMIT');
       return result;
     } catch (err) {
       broken ??= err instanceof IndexUnavailableError ? err : undefined;
@@ -159,11 +158,10 @@ export class PostgresDatabase implements IndexDatabase {
     }
   }
 
-  private async savepoint<T>(fn: (tx: Tx) => Promise<T>, outer: PgTransaction, collects = false): Promise<T> {
+  private async savepoint<T>(fn: (tx: Tx) => Promise<T>, outer: PgTransaction): Promise<T> {
     outer.check();
     const name = `sp${++outer.savepoints}`;
-    // A transaction-level lock: held to the outer transaction's end, whatever becomes of the savepoint.
-    await outer.exec(collects ? `SAVEPOINT ${name}; SELECT pg_advisory_xact_lock(${COLLECTION_LOCK})` : `SAVEPOINT ${name}`);
+    await outer.exec(`SAVEPOINT ${name}`);
     try {
       // Not released: COMMIT releases it, an outer ROLLBACK TO drops it, and a later savepoint of this name
       // hides it. A round trip less while the write lock is held.
@@ -232,10 +230,13 @@ class PgTransaction {
 
   /** Send `begin` without waiting for it; `onFail` hears if it fails. */
   open(begin: string, onFail: (err: unknown) => void): void {
-    const opening = this.send(begin).catch((err) => {
-      onFail(err);
-      throw err;
-    });
+    const opening = this.send(begin).then(
+      () => undefined,
+      (err) => {
+        onFail(err);
+        throw err;
+      },
+    );
     this.opening = opening;
     opening.then(
       () => this.opening === opening && (this.opening = null),
@@ -256,13 +257,24 @@ class PgTransaction {
     if (!this.active) throw new Error('an index object bound to a transaction was used after the transaction ended');
   }
 
-  exec(text: string): Promise<void> {
-    return this.after(this.send(text));
+  async exec(text: string): Promise<void> {
+    await this.after(this.send(text));
   }
 
-  private async send(text: string): Promise<void> {
+  /**
+   * Send `text`, which starts with COMMIT. PostgreSQL answers a COMMIT of a transaction in which a statement
+   * failed (its error caught by the caller) with ROLLBACK, not an error: that is no success.
+   */
+  async commit(text: string): Promise<void> {
+    const results = await this.after(this.send(text));
+    if ((Array.isArray(results) ? results[0] : results)?.command === 'ROLLBACK') {
+      throw new Error('the index transaction was rolled back: one of its statements had failed');
+    }
+  }
+
+  private async send(text: string): Promise<pg.QueryResult | pg.QueryResult[]> {
     try {
-      await this.client.query(text);
+      return (await this.client.query(text)) as pg.QueryResult | pg.QueryResult[];
     } catch (err) {
       throw this.db.translate(err);
     }

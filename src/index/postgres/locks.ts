@@ -7,5 +7,3 @@ export const MIGRATION_LOCK = 0x7473726567_01n;
 export const WRITE_LOCK = 0x7473726567_02n;
 /** Leadership of the background work, held by one replica's session (postgres/leader.ts). */
 export const LEADER_LOCK = 0x7473726567_03n;
-/** Held exclusively by garbage collection's decisions, shared by the upload digest writes (postgres/database.ts). */
-export const COLLECTION_LOCK = 0x7473726567_04n;
