@@ -17,7 +17,6 @@ import { bindValues, toPgStatement, type PgStatement } from './sql';
 // .commit) must not interleave with garbage collection deciding what to delete (a write transaction, as of
 // every release), but two such writes, each on its own upload's row, need not wait for each other.
 
-
 // One round trip opens a write transaction: its commit does not wait for the WAL flush (FLUSH does that,
 // outside the lock), and it takes its lock(s).
 const OPEN = 'BEGIN; SET LOCAL synchronous_commit = off';
@@ -32,7 +31,6 @@ const FLUSH = "SELECT pg_logical_emit_message(true, 'tsregistry', '')";
 export class IndexUnavailableError extends Error {
   override name = 'IndexUnavailableError';
 }
-
 
 // SQLSTATE classes that mean "no usable connection", not a bad statement: 08 connection exception,
 // 57P01-03 the server shutting down or not yet accepting, 53300 too many connections.
