@@ -26,14 +26,19 @@ t.test('tagging while the repository is deleted: never a tag without its image',
   t.comment(`outcomes: ${[...outcomes].join(', ')}`);
 });
 
-t.test('reading the image list while the repository is deleted: the list as it was, never an empty one', async (t) => {
+t.test('reading the image list while the repository is deleted: the list as it was, or none, never an empty one', async (t) => {
   const reg = await startRegistry(t);
   const v1 = reg.app.registry.v1;
+  const outcomes = new Set<string>();
   for (let round = 0; round < 10; round++) {
     const chain = imageChain(1);
     await pushV1(reg.url, 'race/list', 'base', chain);
     const [listed, deleted] = await Promise.allSettled([v1.getImageList('race/list'), v1.deleteRepository('race/list')]);
     t.equal(deleted.status, 'fulfilled');
-    t.same(listed.status === 'fulfilled' && listed.value.map((e) => e.id), [chain[0]!.id], `round ${round}: read before the delete`);
+    // On PostgreSQL the two run on connections of their own, so either may come first.
+    if (listed.status === 'fulfilled') t.same(listed.value.map((e) => e.id), [chain[0]!.id], `round ${round}: read before the delete, the whole list`);
+    else t.match(listed.reason, { code: 'NOT_FOUND' }, `round ${round}: read after the delete, no list`);
+    outcomes.add(listed.status);
   }
+  t.comment(`outcomes: ${[...outcomes].join(', ')}`);
 });
