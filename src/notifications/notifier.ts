@@ -48,6 +48,8 @@ export class Notifier implements EventRecorder {
   private wakeScheduled = new Set<Active>();
   private pruneTimer: NodeJS.Timeout | undefined;
   private state: 'new' | 'running' | 'paused' = 'new';
+  /** The senders' stop by the last pause(): close() waits for it even when leadership's change began it. */
+  private stopping: Promise<void> = Promise.resolve();
   private readonly maxAgeMs: number;
 
   constructor(
@@ -113,11 +115,12 @@ export class Notifier implements EventRecorder {
   }
 
   /** Stop sending: an attempt in flight is aborted, its events stay queued for whoever sends next. */
-  async pause(): Promise<void> {
-    if (this.state !== 'running') return;
+  pause(): Promise<void> {
+    if (this.state !== 'running') return this.stopping;
     this.state = 'paused';
     clearInterval(this.pruneTimer);
-    await Promise.all(this.active.map((a) => a.sender.stop()));
+    this.stopping = Promise.all(this.active.map((a) => a.sender.stop())).then(() => undefined);
+    return this.stopping;
   }
 
   close(): Promise<void> {

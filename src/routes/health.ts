@@ -43,17 +43,17 @@ export async function healthRoutes(app: FastifyInstance): Promise<void> {
     return { status: 'ok' };
   });
 
-  /**
-   * Readiness: the metadata index answers a query and the storage backend answers its ping.
-   * 200 {"status":"ok","checks":{...}} or 503 naming the part that failed. Error details go to the
-   * log only (this endpoint is anonymous; paths and backend messages stay private).
-   */
   // A stopping process still serves the requests that reach it, but asks to be taken out of rotation.
   let stopping = false;
   app.addHook('preClose', async () => {
     stopping = true;
   });
 
+  /**
+   * Readiness: the metadata index answers a query and the storage backend answers its ping.
+   * 200 {"status":"ok","checks":{...}} or 503 naming the part that failed. Error details go to the
+   * log only (this endpoint is anonymous; paths and backend messages stay private).
+   */
   app.get('/readyz', { config }, async (request, reply) => {
     if (stopping) {
       noStore(reply).code(503);

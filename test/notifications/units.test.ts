@@ -143,3 +143,25 @@ t.test('an outbox write that fails: a pull is still served, a change fails with 
   t.same(warned, ['pull event not recorded'], 'and is logged');
   await t.rejects(notifier.record(null, 'push', 'a/b', { digest: 'sha256:x' }), /disk full/, 'a push fails with its event');
 });
+
+t.test('close() waits for a pause already under way (leadership lost as the process stops)', async (t) => {
+  const { Notifier } = await import('../../src/notifications/notifier');
+  const outbox = { expired: async () => [] } as never;
+  const log = { info: () => undefined, warn: () => undefined, error: () => undefined };
+  const [e] = parseEndpoints([{ name: 'a', url: 'http://127.0.0.1:9/' }], 'n');
+  const notifier = new Notifier({ endpoints: [e!], maxAge: 3600, pullEvents: false }, outbox, log, { port: 5000 });
+  // A sender whose attempt in flight takes a while to abort.
+  let release!: () => void;
+  const slowStop = new Promise<void>((r) => (release = r));
+  const active = (notifier as unknown as { active: { sender: object }[] }).active;
+  active[0]!.sender = { start: () => undefined, stop: () => slowStop };
+  notifier.start();
+  void notifier.pause(); // as leadership's change listener does, without waiting
+  let closed = false;
+  const closing = notifier.close().then(() => (closed = true));
+  await new Promise((r) => setTimeout(r, 50));
+  t.equal(closed, false, 'close() has not returned while the sender is still stopping');
+  release();
+  await closing;
+  t.equal(closed, true);
+});
