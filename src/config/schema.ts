@@ -90,6 +90,10 @@ export const schema = {
       password: optional('password, if not in the URL (prefer passwordFile or the REGISTRY_INDEX_POSTGRES_PASSWORD variable)'),
       passwordFile: optional('file whose first line is the password (read at start)'),
       maxConnections: int(10, 'connections per replica (PostgreSQL\'s max_connections bounds replicas x this)', 2),
+      cacheStaleness: int(
+        1000,
+        'milliseconds within which a change made through another replica is seen by this one: manifest reads are answered from memory, which every change committed anywhere empties (LISTEN/NOTIFY, in about a millisecond), and stop being answered from it when that cannot be vouched for within this bound (docs/replicas.md). A change is seen at once on the replica that made it. 0: every read asks PostgreSQL',
+      ),
     },
     compactInterval: int(3600, 'seconds between checks whether the reference journal in storage has outgrown a snapshot of the index, which then replaces it (0: never in the background; `npm run registry -- compact-journal` does it)'),
   },

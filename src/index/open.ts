@@ -1,3 +1,4 @@
+import type pg from 'pg';
 import type { Config } from '../config/schema';
 import { connectionOf } from './connection';
 import type { IndexDatabase } from './database';
@@ -6,6 +7,8 @@ import { connectPool, PostgresStartError, serverOf } from './postgres/connect';
 import { PostgresDatabase } from './postgres/database';
 import { migrate } from './postgres/migrations';
 import { PostgresLeadership } from './postgres/leader';
+import { ChangeFeed } from './postgres/change-feed';
+import { ReadCache } from './postgres/read-cache';
 import { NEVER_LEADER, SOLE_LEADER, type Leadership } from './leader';
 import { checkIndexConfig, postgresUrl } from './settings';
 
@@ -44,9 +47,20 @@ export async function openIndex(index: Config['index'], log?: IndexLog, opts: { 
     await pool.end().catch(() => undefined);
     throw new PostgresStartError(`the PostgreSQL index at ${serverOf(url)}: ${(err as Error).message}`);
   }
-  // Operator commands never lead: the background work is the servers'.
+  // Operator commands never lead, the background work is the servers', and read what PostgreSQL holds.
   if (opts.lead === false) return { database: new PostgresDatabase(pool, url), leadership: NEVER_LEADER };
-  const leadership = new PostgresLeadership(url, log ?? { info: () => undefined, warn: () => undefined });
+  const quiet = log ?? { info: () => undefined, warn: () => undefined };
+  const leadership = new PostgresLeadership(url, quiet);
   await leadership.start();
-  return { database: new PostgresDatabase(pool, url), leadership };
+  return { database: await withReadCache(pool, url, index.postgres.cacheStaleness, quiet), leadership };
+}
+
+/** The database, answering cached reads from memory unless `staleMs` is 0 (read-cache.ts). */
+async function withReadCache(pool: pg.Pool, url: string, staleMs: number, log: IndexLog): Promise<PostgresDatabase> {
+  if (staleMs === 0) return new PostgresDatabase(pool, url);
+  let feed: ChangeFeed | undefined = undefined;
+  const cache = new ReadCache(() => feed!.fresh());
+  feed = new ChangeFeed(url, { staleMs, onChange: (repo) => cache.changed(repo), log });
+  await feed.start();
+  return new PostgresDatabase(pool, url, cache, () => feed.close());
 }

@@ -8,6 +8,10 @@ import type { Config } from '../config/schema';
 export function checkIndexConfig(index: Config['index']): void {
   if (index.driver !== 'postgres') return;
   const pg = index.postgres;
+  // Below this, its change feed would ping PostgreSQL more often than it can answer.
+  if (pg.cacheStaleness > 0 && pg.cacheStaleness < 100) {
+    throw new ConfigError(`index.postgres.cacheStaleness is ${pg.cacheStaleness}: set 0 (no cache) or at least 100 milliseconds`);
+  }
   if (!pg.url) throw new ConfigError('index.postgres.url is empty: set it (or REGISTRY_INDEX_POSTGRES_URL) to use index.driver postgres');
   const sources = [pg.password && 'index.postgres.password', pg.passwordFile && 'index.postgres.passwordFile', urlPassword(pg.url) && 'the password in index.postgres.url'];
   if (sources.filter(Boolean).length > 1) throw new ConfigError(`${sources.filter(Boolean).join(' and ')}: set the password in one place only`);

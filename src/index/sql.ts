@@ -23,6 +23,12 @@ export interface Query<Row = unknown> {
    *   decisions (write transactions) read; such writes do not wait for each other.
    */
   readonly lock: WriteLock;
+  /**
+   * PostgreSQL may answer it from memory (postgres/read-cache.ts) outside a transaction. Only for a read of
+   * one repository's rows (its first parameter, or `@repo`) in tables that announce their changes
+   * (postgres/schema-v3.ts, ANNOUNCED_TABLES).
+   */
+  readonly cached: boolean;
 }
 
 export type WriteLock = 'write' | 'none' | 'shared';
@@ -33,9 +39,14 @@ let nextId = 0;
  * A statement of the index. `postgres`: its PostgreSQL text where it differs. `pluck`: rows are their first
  * column's value. `lock`: see Query. Define statements once (module or constructor level), not per call.
  */
-export function sql<Row = unknown>(text: string, opts: { postgres?: string; pluck?: boolean; lock?: WriteLock } = {}): Query<Row> {
+export function sql<Row = unknown>(
+  text: string,
+  opts: { postgres?: string; pluck?: boolean; lock?: WriteLock; cached?: boolean } = {},
+): Query<Row> {
   const postgres = (opts.postgres ?? text).replace(/\bREGEXP\b/g, '~');
-  return { sqlite: text, postgres, pluck: opts.pluck ?? false, id: `q${++nextId}`, writes: !isRead(text), lock: opts.lock ?? 'write' };
+  const writes = !isRead(text);
+  if (opts.cached && writes) throw new Error('only a read can be cached');
+  return { sqlite: text, postgres, pluck: opts.pluck ?? false, id: `q${++nextId}`, writes, lock: opts.lock ?? 'write', cached: opts.cached ?? false };
 }
 
 /** A statement that only reads: SELECT, or WITH whose body neither inserts, updates nor deletes. */

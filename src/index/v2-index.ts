@@ -81,10 +81,12 @@ const Q = {
     jsonRows('children'),
     (children) => `INSERT INTO manifest_refs (repo, digest, child) SELECT @repo, @digest, j.value FROM ${children} WHERE true ON CONFLICT DO NOTHING`,
   ),
-  getManifest: sql<ManifestRow>(`SELECT ${MANIFEST_COLUMNS} FROM manifests WHERE repo = ? AND digest = ?`),
+  // The reads of a manifest GET: PostgreSQL may answer them from memory (sql.ts, Query.cached).
+  getManifest: sql<ManifestRow>(`SELECT ${MANIFEST_COLUMNS} FROM manifests WHERE repo = ? AND digest = ?`, { cached: true }),
   taggedManifest: sql<ManifestRow>(
     `SELECT ${MANIFEST_COLUMNS.split(', ').map((c) => `m.${c}`).join(', ')}
        FROM tags t JOIN manifests m ON m.repo = t.repo AND m.digest = t.digest WHERE t.repo = ? AND t.tag = ?`,
+    { cached: true },
   ),
   deleteManifest: sql('DELETE FROM manifests WHERE repo = ? AND digest = ?'),
   deleteRefs: sql('DELETE FROM manifest_refs WHERE repo = ? AND digest = ?'),
@@ -109,6 +111,7 @@ const Q = {
        FROM (SELECT 1 AS one) AS one
        LEFT JOIN tags t ON t.repo = @repo AND t.tag = @tag
        LEFT JOIN manifests m ON m.repo = t.repo AND m.digest = t.digest`,
+    { cached: true },
   ),
   deleteBridgedTag: sql('DELETE FROM tags WHERE repo = ? AND tag = ? AND bridged_from_v1 IS NOT NULL'),
   deleteTag: sql('DELETE FROM tags WHERE repo = ? AND tag = ?'),

@@ -64,6 +64,7 @@ t.test('mistakes stop the start and name the key', async (t) => {
     ['index:\n  driver: postgres\nstorage:\n  local:\n    shared: true\n', {}, /index\.postgres\.url is empty/],
     ['index:\n  driver: postgres\n  postgres:\n    url: postgres://u@h/db\n', {}, /^storage\.driver local with index\.driver postgres: replicas would each keep blobs the others cannot read; use storage\.driver s3, or set storage\.local\.shared: true \(REGISTRY_STORAGE_LOCAL_SHARED\)/],
     ['index:\n  driver: postgres\n  postgres:\n    url: postgres://u:pw@h/db\n', { REGISTRY_INDEX_POSTGRES_PASSWORD: 'x', REGISTRY_STORAGE_LOCAL_SHARED: 'true' }, /index\.postgres\.password and the password in index\.postgres\.url: set the password in one place only/],
+    ['index:\n  driver: postgres\n  postgres:\n    url: postgres://u@h/db\n', { REGISTRY_INDEX_POSTGRES_CACHE_STALENESS: '50', REGISTRY_STORAGE_LOCAL_SHARED: 'true' }, /index\.postgres\.cacheStaleness is 50: set 0 \(no cache\) or at least 100 milliseconds/],
   ];
   for (const [yaml, env, re] of cases) {
     t.throws(() => parseConfig(yaml, env), re, re.source);

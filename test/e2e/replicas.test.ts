@@ -21,7 +21,19 @@ import { blobOf, buildImage, pullsWhole, pushChunked, putManifest, sha256, withL
 // what the others serve at once (no replica caches a tag or a manifest by name).
 
 const MiB = 1024 * 1024;
+// index.postgres.cacheStaleness as the replicas run it (the default): a change is seen on the others within it.
+const CACHE_STALENESS_MS = 1000;
 const ACCEPT = 'application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json';
+
+/** Read `url` until `ok` (reads, and ms since the call), or undefined if the bound passes first. */
+async function seenWithin(url: string, ok: (m: Awaited<ReturnType<typeof get>>) => boolean): Promise<{ reads: number; ms: number } | undefined> {
+  const start = performance.now();
+  for (let reads = 1; ; reads++) {
+    if (ok(await get(url, { accept: ACCEPT }))) return { reads, ms: performance.now() - start };
+    if (performance.now() - start > CACHE_STALENESS_MS) return undefined;
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
 
 const said = (r: ToolResult | { code: number | null; stdout: string; stderr: string }) => ({
   code: r.code,
@@ -185,31 +197,36 @@ t.test('three replicas behind nginx: real clients, concurrent pushers, round-rob
     const set = await clientsThrough(t, 'round-robin', { env, dockerd });
     if (!set) return;
 
-    await t.test('a tag moved through one replica is served by the others at once', async (t) => {
+    await t.test('a tag moved through one replica is served by the others within index.postgres.cacheStaleness', async (t) => {
       const repo = 'rr/moving';
       const a = buildImage({ layers: 1, layerBytes: 1000 });
       const b = buildImage({ layers: 1, layerBytes: 1001 });
       const [r0, r1, r2] = set.replicas.map((r) => r.proc!.url);
       for (const img of [a, b]) for (const blob of [img.config, ...img.layers]) await pushChunked(r0!, repo, blob);
-      // Warm every replica with the tag first: a cache, if there were one, would now hold `a`.
+      // Warm every replica with the tag first: their memory (docs/replicas.md) now holds `a`.
       t.equal((await putManifest(r0!, repo, 'live', a.manifest, a.mediaType)).status, 201);
       for (const url of [r1, r2]) t.equal((await get(`${url}/v2/${repo}/manifests/live`, { accept: ACCEPT })).digest, a.manifestDigest);
-      let stale = 0;
+      let atOnce = 0;
+      let longest = 0;
+      let late = 0;
       for (let i = 0; i < 20; i++) {
         const img = i % 2 ? a : b;
         const writer = set.replicas[i % 3]!.proc!.url;
         t.equal((await putManifest(writer, repo, 'live', img.manifest, img.mediaType)).status, 201);
         for (const r of set.replicas) {
           if (r.proc!.url === writer) continue;
-          const m = await get(`${r.proc!.url}/v2/${repo}/manifests/live`, { accept: ACCEPT });
-          if (m.digest !== img.manifestDigest || sha256(m.body) !== img.manifestDigest) stale++;
+          const seen = await seenWithin(`${r.proc!.url}/v2/${repo}/manifests/live`, (m) => m.digest === img.manifestDigest && sha256(m.body) === img.manifestDigest);
+          if (!seen) late++;
+          else if (seen.reads === 1) atOnce++;
+          longest = Math.max(longest, seen?.ms ?? Infinity);
         }
       }
-      t.equal(stale, 0, 'the 40 reads right after 20 tag moves all saw the new manifest');
+      t.equal(late, 0, 'the 40 reads after 20 tag moves all saw the new manifest within the bound');
+      t.comment(`${atOnce} of 40 first reads right after a move already saw it; the longest took ${longest.toFixed(0)} ms (bound ${CACHE_STALENESS_MS} ms)`);
       // Deleted through one, gone through the others.
       const del = await fetch(`${r1}/v2/${repo}/manifests/${a.manifestDigest}`, { method: 'DELETE' });
       t.equal(del.status, 202, 'manifest deleted through replica 1');
-      for (const url of [r0, r2]) t.equal((await get(`${url}/v2/${repo}/manifests/${a.manifestDigest}`, { accept: ACCEPT })).status, 404, 'and unknown to the others');
+      for (const url of [r0, r2]) t.ok(await seenWithin(`${url}/v2/${repo}/manifests/${a.manifestDigest}`, (m) => m.status === 404), 'and unknown to the others within the bound');
     });
   });
   await t.test('split: each upload POSTed to replica 0, PATCHed on 1, PUT on 2', async (t) => {

@@ -1,7 +1,7 @@
-import net from 'node:net';
 import t from 'tap';
 import { PostgresLeadership } from '../../src/index/postgres/leader';
 import { newPostgresDatabase, sharedPostgres } from '../helpers/index-db';
+import { silentRelay } from '../helpers/silent-relay';
 
 // One replica leads the background work at a time; when its session ends, another takes over.
 
@@ -51,37 +51,15 @@ t.test('one leader at a time; when its session ends, leadership passes within th
 });
 
 t.test('a leader whose connection goes silent (no packet, no reset) stops leading by itself within the query timeout', async (t) => {
-  const url = new URL(await newPostgresDatabase());
-  // A TCP relay to PostgreSQL that can go silent, as a broken network path would: nothing is closed or reset,
-  // and TCP keepalives (answered by the relay's kernel) cannot tell.
-  let silent = false;
-  const sockets = new Set<net.Socket>();
-  const relay = net.createServer((down) => {
-    const up = net.connect(Number(url.port), url.hostname);
-    for (const s of [down, up]) {
-      sockets.add(s);
-      s.on('error', () => undefined);
-    }
-    down.on('data', (d) => void (silent || up.write(d)));
-    up.on('data', (d) => void (silent || down.write(d)));
-    down.on('close', () => up.destroy());
-    up.on('close', () => down.destroy());
-  });
-  await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => {
-    for (const s of sockets) s.destroy();
-    relay.close();
-  });
-  const via = new URL(url);
-  via.port = String((relay.address() as net.AddressInfo).port);
-  const leader = new PostgresLeadership(via.toString(), quiet, 200);
+  const relay = await silentRelay(t, await newPostgresDatabase());
+  const leader = new PostgresLeadership(relay.url, quiet, 200);
   t.teardown(() => leader.close());
   await leader.start();
   t.equal(leader.held, true);
 
   const changes: boolean[] = [];
   leader.onChange((held) => changes.push(held));
-  silent = true;
+  relay.silence(true);
   const ms = await until(() => changes.length > 0, 10_000);
   t.same(changes, [false], 'its poll found no answer: it stopped leading, so it no longer runs jobs or sends webhooks');
   t.comment(`stopped leading ${ms} ms after its connection went silent (poll 200 ms, query timeout 5 s)`);

@@ -3,6 +3,7 @@ import { makeTx, type IndexDatabase, type Tx } from '../database';
 import type { Query, RunResult, Sql } from '../sql';
 import { describe, serverOf } from './connect';
 import { WRITE_LOCK } from './locks';
+import type { ReadCache } from './read-cache';
 import { bindValues, toPgStatement, type PgStatement } from './sql';
 
 // The PostgreSQL index database: a pool shared by the index objects. Reads outside a transaction take any
@@ -46,9 +47,15 @@ export class PostgresDatabase implements IndexDatabase {
 
   onTransaction?: (seconds: number) => void;
 
+  /**
+   * `cache`: where reads that may be (Query.cached) are answered from, outside transactions; `onClose`: what
+   * else closing this database ends (the cache's change feed).
+   */
   constructor(
     readonly pool: pg.Pool,
     private readonly url: string,
+    readonly cache?: ReadCache,
+    private readonly onClose?: () => Promise<void>,
   ) {
     this.server = serverOf(url);
     this.unbound = new PgStatements(this, pool);
@@ -79,6 +86,7 @@ export class PostgresDatabase implements IndexDatabase {
   }
 
   async close(): Promise<void> {
+    await this.onClose?.();
     await this.pool.end();
   }
 
@@ -148,6 +156,10 @@ export class PostgresDatabase implements IndexDatabase {
       throw err;
     } finally {
       t.active = false;
+      // This replica's own change is seen at once here: what memory holds goes before the write is
+      // acknowledged (other replicas hear of it through the change feed). A write of an upload's own row
+      // (lock 'shared') changes nothing a cached read reads.
+      if (t.wrote && begin === BEGIN) this.cache?.changed(null);
       // A connection that failed mid-transaction is dropped, never handed to the next caller (and keeps
       // the listener: a dying socket may report more).
       if (!(broken instanceof Error)) client.removeListener('error', onError);
@@ -192,6 +204,12 @@ class PgStatements implements Sql {
   }
 
   async all<Row>(q: Query<Row>, ...params: unknown[]): Promise<Row[]> {
+    const cache = !this.t && q.cached ? this.db.cache : undefined;
+    if (!cache) return this.read(q, params);
+    return (await cache.rows(repositoryOf(q, params), `${q.id}\0${JSON.stringify(params)}`, () => this.read(q, params))) as Row[];
+  }
+
+  private async read<Row>(q: Query<Row>, params: unknown[]): Promise<Row[]> {
     const result = await this.query(q, params);
     return (q.pluck ? result.rows.map((r: unknown[]) => r[0]) : result.rows) as Row[];
   }
@@ -207,6 +225,14 @@ class PgStatements implements Sql {
     if (q.writes) this.t.wrote = true;
     return this.t.after(this.db.query(this.client, q, params));
   }
+}
+
+/** The repository a cached statement reads: its first parameter, or its `@repo`. */
+function repositoryOf(q: Query, params: unknown[]): string {
+  const first = params[0];
+  const repo = typeof first === 'string' ? first : (first as { repo?: unknown } | undefined)?.repo;
+  if (typeof repo !== 'string') throw new Error(`cached statement ${q.id} names no repository in its first parameter`);
+  return repo;
 }
 
 /** One transaction: its connection, its savepoints, and whether it is still open. */

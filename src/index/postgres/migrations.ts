@@ -2,13 +2,14 @@ import type pg from 'pg';
 import { MIGRATION_LOCK, WRITE_LOCK } from './locks';
 import { SCHEMA_V1 } from './schema-v1';
 import { SCHEMA_V2 } from './schema-v2';
+import { SCHEMA_V3 } from './schema-v3';
 
 // Versioned migrations of the PostgreSQL index, as SQLite's (src/index/migrations.ts) but numbered on their
 // own: version 1 is SQLite's version 10. Never edit a released migration: append one (and its SQLite twin).
 // Several replicas may start at once: each takes the same transaction-scoped advisory lock, so one applies
 // what is pending and the others, once it commits, find nothing left to do.
 
-export const PG_MIGRATIONS: readonly string[] = [SCHEMA_V1, SCHEMA_V2];
+export const PG_MIGRATIONS: readonly string[] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3];
 
 
 export interface MigrationResult {
