@@ -9,7 +9,8 @@ import { newPostgresDatabase, sharedPostgres } from '../helpers/index-db';
 // How a PostgreSQL write transaction commits: one round trip opens it (BEGIN, its commit not waiting for the
 // WAL flush, the write lock); one more closes it: COMMIT releases the lock, then a flush in the same round
 // trip makes it durable before the caller goes on, so concurrent writers share WAL flushes. A transaction
-// that wrote nothing needs no flush; a lock-free statement commits on its own.
+// that wrote nothing needs no flush; a lock-free statement commits on its own. The pool's connections
+// pipeline: BEGIN, SAVEPOINT and a lone write's COMMIT go out without waiting for the answer before them.
 
 const create = sql('CREATE TABLE IF NOT EXISTS kv (k text PRIMARY KEY, v integer NOT NULL)');
 const put = sql('INSERT INTO kv (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v');
@@ -23,16 +24,32 @@ async function open(t: Test) {
   const db = new PostgresDatabase(pool, url);
   t.teardown(() => db.close());
   const sent: string[] = [];
+  // What is written to the socket (protocol messages, as text), what is read from it, and each answer, in order.
+  const wire: string[] = [];
   pool.on('connect', (client: pg.PoolClient) => {
-    const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+    const query = client.query.bind(client) as (...args: unknown[]) => Promise<unknown> | undefined;
     (client as unknown as { query: unknown }).query = (...args: unknown[]) => {
-      if (typeof args[0] === 'string') sent.push(args[0]);
-      return query(...args);
+      const text = typeof args[0] === 'string' ? args[0] : (args[0] as { text: string }).text;
+      if (typeof args[0] === 'string') sent.push(text);
+      const answer = query(...args);
+      answer?.then(
+        () => wire.push(`answer ${text}`),
+        () => wire.push(`error ${text}`),
+      );
+      return answer;
     };
+    const stream = (client as unknown as { connection: { stream: { write: (...a: unknown[]) => boolean } } }).connection.stream;
+    const write = stream.write.bind(stream);
+    stream.write = (chunk: unknown, ...rest: unknown[]) => {
+      if (Buffer.isBuffer(chunk)) wire.push(`write ${chunk.toString('latin1')}`);
+      return write(chunk, ...rest);
+    };
+    (stream as unknown as NodeJS.EventEmitter).prependListener('data', () => wire.push('read'));
   });
   await db.run(create);
   sent.length = 0;
-  return { db, sent };
+  wire.length = 0;
+  return { db, sent, wire };
 }
 
 t.test('a write commits without waiting for the flush, then flushes after the lock is released', async (t) => {
@@ -165,4 +182,46 @@ t.test('a transaction whose failed statement was caught is reported as rolled ba
   t.equal(await db.get(read, 'kept?'), undefined, 'nothing of it was committed');
   await db.run(put, 'after', 2);
   t.same(await db.get(read, 'after'), { v: 2 }, 'the connection serves the next transaction');
+});
+
+t.test('pipelined: what needs no answer first does not wait for one', async (t) => {
+  const { db, wire } = await open(t);
+  /** Whether something else was written after `text`, before anything was read back. */
+  const followedAtOnce = (text: RegExp) => {
+    const written = wire.findIndex((w) => w.startsWith('write ') && text.test(w));
+    const read = wire.indexOf('read', written);
+    return written >= 0 && read > written && wire.slice(written + 1, read).some((w) => w.startsWith('write ') && !text.test(w));
+  };
+
+  await db.run(put, 'a', 1);
+  t.ok(wire.slice(0, wire.indexOf('read')).some((w) => w.includes('COMMIT')), 'a lone write: BEGIN, the statement and COMMIT are all written before anything is read back');
+  t.same(await db.get(read, 'a'), { v: 1 });
+
+  wire.length = 0;
+  await db.transaction(async (tx) => {
+    await db.sqlOf(tx).run(put, 'b', 2);
+    await db.transaction(async (inner) => void (await db.sqlOf(inner).run(put, 'c', 3)), tx);
+  });
+  t.ok(followedAtOnce(/BEGIN/), 'a transaction\'s first statement is written behind BEGIN, before its answer');
+  t.ok(followedAtOnce(/SAVEPOINT/), 'a savepoint\'s first statement is written behind it, before its answer');
+  t.same(await db.get(read, 'c'), { v: 3 });
+});
+
+t.test('pipelined: a lone write that fails reports its own error, and its connection serves on', async (t) => {
+  const { db } = await open(t);
+  const insert = sql('INSERT INTO kv (k, v) VALUES (?, ?)');
+  await db.run(insert, 'dup', 1);
+  await t.rejects(db.run(insert, 'dup', 2), { code: '23505' }, 'the unique violation, not "rolled back"');
+  await t.rejects(db.run(sql('INSERT INTO kv (k, v) VALUES (?, NULL)'), 'x'), { code: '23502' });
+  t.same(await db.get(read, 'dup'), { v: 1 });
+  await db.run(put, 'after', 2);
+  t.same(await db.get(read, 'after'), { v: 2 }, 'the one pooled connection is still good');
+
+  // A savepoint whose statement fails rolls back to it, and the transaction goes on.
+  await db.transaction(async (tx) => {
+    await db.sqlOf(tx).run(put, 'outer', 1);
+    await t.rejects(db.transaction(async (inner) => void (await db.sqlOf(inner).run(insert, 'dup', 3)), tx), { code: '23505' });
+    await db.sqlOf(tx).run(put, 'outer2', 2);
+  });
+  t.same(await db.get(read, 'outer2'), { v: 2 }, 'the statements around the failed savepoint committed');
 });

@@ -73,10 +73,13 @@ export class PostgresDatabase implements IndexDatabase {
     return this.alone(q, (s) => s.run(q, ...params));
   }
 
-  /** A statement outside any transaction: a write in a transaction of its own, under its lock (Query.lock). */
+  /**
+   * A statement outside any transaction: a write in a transaction of its own, under its lock (Query.lock),
+   * sent with its BEGIN and COMMIT in one go.
+   */
   private alone<R>(q: Query, run: (s: Sql) => Promise<R>): Promise<R> {
     if (!q.writes || q.lock === 'none') return run(this.unbound);
-    return this.begin(q.lock === 'shared' ? BEGIN_SHARED : BEGIN, (tx) => run(this.sqlOf(tx)));
+    return this.begin(q.lock === 'shared' ? BEGIN_SHARED : BEGIN, (tx) => run(this.sqlOf(tx)), { single: true });
   }
 
   sqlOf(tx: Tx): Sql {
@@ -116,8 +119,11 @@ export class PostgresDatabase implements IndexDatabase {
     return this.begin(BEGIN, fn);
   }
 
-  /** An outermost transaction opened by `begin`. */
-  private async begin<T>(begin: string, fn: (tx: Tx) => Promise<T>): Promise<T> {
+  /**
+   * An outermost transaction opened by `begin`. `single`: fn sends one statement, at once: its COMMIT
+   * follows it on the connection without waiting for its answer.
+   */
+  private async begin<T>(begin: string, fn: (tx: Tx) => Promise<T>, { single = false } = {}): Promise<T> {
     const start = this.onTransaction && process.hrtime.bigint();
     let client: pg.PoolClient;
     try {
@@ -133,11 +139,12 @@ export class PostgresDatabase implements IndexDatabase {
     const onError = (err: Error) => (broken ??= this.translate(err));
     client.on('error', onError);
     try {
-      // BEGIN is not awaited: fn's first statement queues behind it on the connection and goes out the moment
-      // the lock is granted, not a turn of the event loop later. A BEGIN that failed (its lock wait cancelled
-      // by a statement_timeout, say) may leave the connection in an aborted transaction: it is dropped, never
-      // handed to the next caller.
-      t.open(begin, (err) => (broken ??= err));
+      // BEGIN is not awaited: fn's first statement follows it on the connection at once (the pool's
+      // connections pipeline), and PostgreSQL runs it the moment the lock is granted. A BEGIN that failed (its
+      // lock wait cancelled by a statement_timeout, say) may leave the connection in an aborted transaction:
+      // it is dropped, never handed to the next caller.
+      t.sendAhead(begin, (err) => (broken ??= err));
+      if (single) return await this.commitSingle(t, fn(tx));
       let result: T;
       try {
         result = await fn(tx);
@@ -168,10 +175,24 @@ export class PostgresDatabase implements IndexDatabase {
     }
   }
 
+  /**
+   * Commit a transaction of one statement, `sent`, whose answer is still to come: the COMMIT goes right
+   * behind it. If the statement failed, PostgreSQL answers the COMMIT with ROLLBACK: the statement's error
+   * is what the caller gets.
+   */
+  private async commitSingle<T>(t: PgTransaction, sent: Promise<T>): Promise<T> {
+    const committed = t.commit(t.wrote ? `COMMIT; ${FLUSH}` : 'COMMIT');
+    const [statement, commit] = await Promise.allSettled([sent, committed]);
+    if (statement.status === 'rejected') throw statement.reason;
+    if (commit.status === 'rejected') throw commit.reason;
+    return statement.value;
+  }
+
   private async savepoint<T>(fn: (tx: Tx) => Promise<T>, outer: PgTransaction): Promise<T> {
     outer.check();
     const name = `sp${++outer.savepoints}`;
-    await outer.exec(`SAVEPOINT ${name}`);
+    // Not awaited either: fn's first statement follows it.
+    outer.sendAhead(`SAVEPOINT ${name}`);
     try {
       // Not released: COMMIT releases it, an outer ROLLBACK TO drops it, and a later savepoint of this name
       // hides it. A round trip less while the write lock is held.
@@ -241,8 +262,8 @@ class PgTransaction {
   savepoints = 0;
   /** A statement that may change rows ran: the commit needs a WAL flush. */
   wrote = false;
-  /** BEGIN, sent and not yet answered. */
-  private opening: Promise<void> | null = null;
+  /** Statements sent without waiting (BEGIN, SAVEPOINT) and not yet answered. */
+  private ahead: Promise<void> | null = null;
   readonly statements: Sql;
 
   constructor(
@@ -252,27 +273,31 @@ class PgTransaction {
     this.statements = new PgStatements(db, client, this);
   }
 
-  /** Send `begin` without waiting for it; `onFail` hears if it fails. */
-  open(begin: string, onFail: (err: unknown) => void): void {
-    const opening = this.send(begin).then(
+  /**
+   * Send `text` without waiting for its answer: what is sent next follows it on the connection, and waits
+   * for it in after() (its failure fails them). `onFail` hears if it fails.
+   */
+  sendAhead(text: string, onFail?: (err: unknown) => void): void {
+    const sent = this.send(text).then(
       () => undefined,
       (err) => {
-        onFail(err);
+        onFail?.(err);
         throw err;
       },
     );
-    this.opening = opening;
-    opening.then(
-      () => this.opening === opening && (this.opening = null),
+    const ahead = this.ahead ? Promise.all([this.ahead, sent]).then(() => undefined) : sent;
+    this.ahead = ahead;
+    ahead.then(
+      () => this.ahead === ahead && (this.ahead = null),
       () => undefined, // rethrown to whoever waits for it next
     );
   }
 
-  /** The result of `sent`, queued after BEGIN: if BEGIN failed, its error (the statement then failed too). */
+  /** The result of `sent`, sent after what went ahead: if that failed, its error (the statement then failed too). */
   async after<R>(sent: Promise<R>): Promise<R> {
-    if (this.opening) {
+    if (this.ahead) {
       sent.catch(() => undefined);
-      await this.opening;
+      await this.ahead;
     }
     return sent;
   }
