@@ -20,8 +20,7 @@ export interface Query<Row = unknown> {
    * - 'none': none, it commits on its own: it checks nothing and writes only a row no other transaction
    *   can depend on yet (a new row under a fresh random key);
    * - 'shared': the write lock, shared: it writes only its own upload's row, which only garbage collection's
-   *   decisions (write transactions) read; such writes do not wait for each other, nor for a WAL flush (an
-   *   upload in progress needs none: the write transaction that records its blob comes later and is flushed).
+   *   decisions (write transactions) read; such writes do not wait for each other.
    */
   readonly lock: WriteLock;
   /**

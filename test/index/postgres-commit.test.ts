@@ -169,14 +169,6 @@ t.test('an upload digest write shares the write lock: it waits for write transac
   t.same(await db.get(read, 'b'), { v: 2 }, 'and written once it has ended');
 });
 
-t.test('an upload digest write is not flushed: the write transaction recording its blob, later in the WAL, is', async (t) => {
-  const { db, sent } = await open(t);
-  await db.run(sql('INSERT INTO kv (k, v) VALUES (?, ?)', { lock: 'shared' }), 'digest', 1);
-  t.match(sent[0], /pg_advisory_xact_lock_shared/);
-  t.same(sent.slice(1), ['COMMIT'], 'COMMIT alone: no flush to wait for');
-  t.same(await db.get(read, 'digest'), { v: 1 });
-});
-
 t.test('a transaction whose failed statement was caught is reported as rolled back, not as committed', async (t) => {
   const { db } = await open(t);
   const bad = sql('INSERT INTO kv (k, v) VALUES (?, NULL)');
