@@ -1,6 +1,7 @@
 import type { Statement } from 'better-sqlite3';
 import type { Db } from './db';
 import { makeTx, type IndexDatabase, type Tx } from './database';
+import { ReadCache } from './read-cache';
 import type { Query, RunResult, Sql } from './sql';
 
 // The SQLite index database: one better-sqlite3 connection shared by every index object, with transactions
@@ -33,16 +34,20 @@ class SqliteStatements implements Sql {
     private readonly gate: Gate,
   ) {}
 
-  get<Row>(q: Query<Row>, ...params: unknown[]): Promise<Row | undefined> {
-    return this.when(() => this.conn.statement(q).get(...params) as Row | undefined);
+  async get<Row>(q: Query<Row>, ...params: unknown[]): Promise<Row | undefined> {
+    if (q.cached && this.gate === this.conn) return (await this.all(q, ...params))[0];
+    return this.when(() => this.conn.wrote(q, this.conn.statement(q).get(...params) as Row | undefined));
   }
 
   all<Row>(q: Query<Row>, ...params: unknown[]): Promise<Row[]> {
-    return this.when(() => this.conn.statement(q).all(...params) as Row[]);
+    const read = () => this.when(() => this.conn.wrote(q, this.conn.statement(q).all(...params) as Row[]));
+    // Outside a transaction only: one sees its own writes.
+    if (!q.cached || this.gate !== this.conn) return read();
+    return this.conn.cache.statement(q, params, read) as Promise<Row[]>;
   }
 
   run(q: Query, ...params: unknown[]): Promise<RunResult> {
-    return this.when(() => ({ changes: this.conn.statement(q).run(...params).changes }));
+    return this.when(() => this.conn.wrote(q, { changes: this.conn.statement(q).run(...params).changes }));
   }
 
   /** Run `work` at once (no extra tick) unless another transaction is open; a throw becomes a rejection. */
@@ -66,12 +71,35 @@ export class SqliteConnection implements IndexDatabase, Gate {
   private readonly statements = new Map<string, Statement>();
   private readonly gates = new WeakMap<Tx, TxGate>();
   private readonly s;
+  /**
+   * Where cached reads (Query.cached) are answered from, outside transactions. This connection's own writes
+   * empty it as they happen; another connection's commits (an operator command, another process) change
+   * SQLite's data_version, which every cached read looks at first.
+   */
+  readonly cache = new ReadCache(() => this.noWriterElsewhere());
+  private dataVersion: unknown;
 
   onTransaction?: (seconds: number) => void;
 
   constructor(readonly db: Db) {
     const p = (sql: string) => db.prepare(sql);
-    this.s = { begin: p('BEGIN IMMEDIATE'), commit: p('COMMIT'), rollback: p('ROLLBACK') };
+    this.s = { begin: p('BEGIN IMMEDIATE'), commit: p('COMMIT'), rollback: p('ROLLBACK'), dataVersion: p('PRAGMA data_version').pluck() };
+  }
+
+  /** `result`, after forgetting what memory holds if `q` may have changed rows. */
+  wrote<R>(q: Query, result: R): R {
+    if (q.writes) this.cache.changed(null);
+    return result;
+  }
+
+  /** Always true: if another connection committed since the last look, memory starts over first. */
+  private noWriterElsewhere(): boolean {
+    const version = this.s.dataVersion.get();
+    if (version !== this.dataVersion) {
+      this.dataVersion = version;
+      this.cache.changed(null);
+    }
+    return true;
   }
 
   get<Row>(q: Query<Row>, ...params: unknown[]): Promise<Row | undefined> {
@@ -121,6 +149,7 @@ export class SqliteConnection implements IndexDatabase, Gate {
     const wait = this.idle();
     if (wait) return wait.then(() => this.whenIdle(work)); // checked again: another transaction may have begun since
     try {
+      this.cache.changed(null); // it may write anything
       return Promise.resolve(work());
     } catch (err) {
       return Promise.reject(err);
@@ -149,6 +178,7 @@ export class SqliteConnection implements IndexDatabase, Gate {
       try {
         const result = await fn(tx);
         this.s.commit.run();
+        this.cache.changed(null); // before anyone hears of the commit
         return result;
       } catch (err) {
         if (this.db.inTransaction) this.s.rollback.run();

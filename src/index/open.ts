@@ -8,7 +8,7 @@ import { PostgresDatabase } from './postgres/database';
 import { migrate } from './postgres/migrations';
 import { PostgresLeadership } from './postgres/leader';
 import { ChangeFeed } from './postgres/change-feed';
-import { ReadCache } from './postgres/read-cache';
+import { ReadCache } from './read-cache';
 import { NEVER_LEADER, SOLE_LEADER, type Leadership } from './leader';
 import { checkIndexConfig, postgresUrl } from './settings';
 

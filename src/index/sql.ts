@@ -24,8 +24,8 @@ export interface Query<Row = unknown> {
    */
   readonly lock: WriteLock;
   /**
-   * PostgreSQL may answer it from memory (postgres/read-cache.ts) outside a transaction. Only for a read of
-   * one repository's rows (its first parameter, or `@repo`) in tables that announce their changes
+   * It may be answered from memory (read-cache.ts) outside a transaction. Only for a read of one
+   * repository's rows (its first parameter, or `@repo`) in tables whose changes PostgreSQL announces
    * (postgres/schema-v3.ts, ANNOUNCED_TABLES).
    */
   readonly cached: boolean;

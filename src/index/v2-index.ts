@@ -81,7 +81,7 @@ const Q = {
     jsonRows('children'),
     (children) => `INSERT INTO manifest_refs (repo, digest, child) SELECT @repo, @digest, j.value FROM ${children} WHERE true ON CONFLICT DO NOTHING`,
   ),
-  // The reads of a manifest GET: PostgreSQL may answer them from memory (sql.ts, Query.cached).
+  // The reads of a manifest GET may be answered from memory (sql.ts, Query.cached).
   getManifest: sql<ManifestRow>(`SELECT ${MANIFEST_COLUMNS} FROM manifests WHERE repo = ? AND digest = ?`, { cached: true }),
   taggedManifest: sql<ManifestRow>(
     `SELECT ${MANIFEST_COLUMNS.split(', ').map((c) => `m.${c}`).join(', ')}
@@ -115,7 +115,7 @@ const Q = {
   ),
   deleteBridgedTag: sql('DELETE FROM tags WHERE repo = ? AND tag = ? AND bridged_from_v1 IS NOT NULL'),
   deleteTag: sql('DELETE FROM tags WHERE repo = ? AND tag = ?'),
-  listTags: sql<string>('SELECT tag FROM tags WHERE repo = ? AND tag > ? ORDER BY tag LIMIT ?', { pluck: true }),
+  listTags: sql<string>('SELECT tag FROM tags WHERE repo = ? AND tag > ? ORDER BY tag LIMIT ?', { pluck: true, cached: true }),
   // One range of names (name-filter.ts): with and without an end, so that both bounds seek the index.
   catalogRange: sql<string>(catalogSql('AND name < @to'), { pluck: true }),
   catalogFrom: sql<string>(catalogSql(''), { pluck: true }),

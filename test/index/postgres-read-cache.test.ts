@@ -5,7 +5,7 @@ import { openIndex } from '../../src/index/open';
 import { ChangeFeed } from '../../src/index/postgres/change-feed';
 import { createPool } from '../../src/index/postgres/connect';
 import { PostgresDatabase } from '../../src/index/postgres/database';
-import { ReadCache } from '../../src/index/postgres/read-cache';
+import { ReadCache } from '../../src/index/read-cache';
 import { ANNOUNCED_TABLES } from '../../src/index/postgres/schema-v3';
 import type { Query } from '../../src/index/sql';
 import { V2Index, type ManifestRecord } from '../../src/index/v2-index';
@@ -13,7 +13,7 @@ import type { Digest } from '../../src/storage/digest';
 import { newPostgresDatabase, sharedPostgres } from '../helpers/index-db';
 import { silentRelay } from '../helpers/silent-relay';
 
-// Manifest reads answered from a replica's memory (postgres/read-cache.ts): a change made through another
+// Manifest reads answered from a replica's memory (read-cache.ts): a change made through another
 // replica, by an operator command or by hand is seen within index.postgres.cacheStaleness, one made on the
 // replica itself at once, and a read under way during a change is never kept.
 
@@ -80,7 +80,8 @@ t.test('every cached statement reads only tables that announce their changes', a
   await a.v2.taggedManifest('r/app', 'live');
   await a.v2.getManifest('r/app', digestOf(1));
   await a.v2.tagForPull('r/app', 'live');
-  t.equal(seen.size, 3, 'the three reads of a manifest GET are cached');
+  await a.v2.listTags('r/app', '', 10);
+  t.equal(seen.size, 4, 'the three reads of a manifest GET and the tag listing are cached');
   for (const q of seen) {
     const tables = [...q.postgres.matchAll(/\b(?:FROM|JOIN)\s+([a-z_0-9]+)/gi)].map((m) => m[1]!.toLowerCase()).filter((n) => n !== 'json_each');
     for (const table of tables) t.ok((ANNOUNCED_TABLES as readonly string[]).includes(table), `${q.id} reads ${table}, whose changes are announced`);

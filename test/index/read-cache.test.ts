@@ -1,7 +1,15 @@
+import path from 'node:path';
 import t from 'tap';
-import { ReadCache } from '../../src/index/postgres/read-cache';
+import { connectionOf } from '../../src/index/connection';
+import { openDatabase } from '../../src/index/db';
+import { MetadataIndex } from '../../src/index/metadata-index';
+import { ReadCache } from '../../src/index/read-cache';
+import { V2Index } from '../../src/index/v2-index';
+import type { Digest } from '../../src/storage/digest';
+import { tempDir } from '../helpers/server';
 
-// The memory PostgreSQL reads may be answered from (its change feed is tested in postgres-read-cache).
+// The memory index reads may be answered from, and how SQLite keeps it current (PostgreSQL's change feed:
+// postgres-read-cache).
 
 function counting(rows: unknown[]) {
   const read = async () => {
@@ -88,4 +96,42 @@ t.test('memory is bounded: past the budget it starts over', async (t) => {
   await cache.rows('r', 'huge', huge);
   await cache.rows('r', 'huge', huge);
   t.equal(huge.calls, 2, 'an entry larger than the budget is never kept');
+});
+
+t.test('SQLite: tag reads come from memory; this connection\'s writes and other connections\' commits are seen at once', async (t) => {
+  const file = path.join(tempDir(t), 'index.db');
+  const server = connectionOf(openDatabase(file));
+  t.teardown(() => server.close());
+  const core = new MetadataIndex(server);
+  const v2 = new V2Index(server, core);
+  const digest = (n: number) => `sha256:${n.toString(16).padStart(64, '0')}` as Digest;
+  const manifest = (n: number) => ({ repo: 'r/app', digest: digest(n), mediaType: 'application/vnd.oci.image.manifest.v1+json', size: n, artifactType: null, subject: null, annotations: null });
+  for (const n of [1, 2]) await v2.putManifest(manifest(n), []);
+  await v2.putManifest(manifest(1), [], 'live');
+
+  const tagged = async () => (await v2.taggedManifest('r/app', 'live'))?.digest;
+  t.equal(await tagged(), digest(1));
+  const hits = server.cache.hits;
+  t.equal(await tagged(), digest(1));
+  t.same(await v2.listTags('r/app', '', 10), ['live']);
+  t.same(await v2.listTags('r/app', '', 10), ['live']);
+  t.equal(server.cache.hits, hits + 2, 'read again from memory');
+
+  await v2.putManifest(manifest(2), [], 'live');
+  t.equal(await tagged(), digest(2), 'a write of this connection is seen at once');
+  await core.transaction(async (tx) => void (await tx(v2).putManifest(manifest(1), [], 'next')));
+  t.same(await v2.listTags('r/app', '', 10), ['live', 'next'], 'so is a transaction of it');
+  t.equal(await v2.deleteTag('r/app', 'next'), true);
+  t.same(await v2.listTags('r/app', '', 10), ['live'], 'and a lone statement');
+  await v2.putManifest(manifest(1), [], 'next');
+  t.equal(await tagged(), digest(2));
+  t.same(await v2.listTags('r/app', '', 10), ['live', 'next']);
+
+  // An operator command: another connection to the same file.
+  const other = openDatabase(file);
+  other.prepare("UPDATE tags SET digest = ? WHERE repo = 'r/app' AND tag = 'live'").run(digest(1));
+  other.prepare("DELETE FROM tags WHERE tag = 'next'").run();
+  other.close();
+  t.equal(await tagged(), digest(1), 'another connection\'s commit is seen at the next read');
+  t.same(await v2.listTags('r/app', '', 10), ['live']);
 });

@@ -3,7 +3,7 @@ import { makeTx, type IndexDatabase, type Tx } from '../database';
 import type { Query, RunResult, Sql } from '../sql';
 import { describe, serverOf } from './connect';
 import { WRITE_LOCK } from './locks';
-import type { ReadCache } from './read-cache';
+import type { ReadCache } from '../read-cache';
 import { bindValues, toPgStatement, type PgStatement } from './sql';
 
 // The PostgreSQL index database: a pool shared by the index objects. Reads outside a transaction take any
@@ -227,7 +227,7 @@ class PgStatements implements Sql {
   async all<Row>(q: Query<Row>, ...params: unknown[]): Promise<Row[]> {
     const cache = !this.t && q.cached ? this.db.cache : undefined;
     if (!cache) return this.read(q, params);
-    return (await cache.rows(repositoryOf(q, params), `${q.id}\0${JSON.stringify(params)}`, () => this.read(q, params))) as Row[];
+    return (await cache.statement(q, params, () => this.read(q, params))) as Row[];
   }
 
   private async read<Row>(q: Query<Row>, params: unknown[]): Promise<Row[]> {
@@ -246,14 +246,6 @@ class PgStatements implements Sql {
     if (q.writes) this.t.wrote = true;
     return this.t.after(this.db.query(this.client, q, params));
   }
-}
-
-/** The repository a cached statement reads: its first parameter, or its `@repo`. */
-function repositoryOf(q: Query, params: unknown[]): string {
-  const first = params[0];
-  const repo = typeof first === 'string' ? first : (first as { repo?: unknown } | undefined)?.repo;
-  if (typeof repo !== 'string') throw new Error(`cached statement ${q.id} names no repository in its first parameter`);
-  return repo;
 }
 
 /** One transaction: its connection, its savepoints, and whether it is still open. */

@@ -1,11 +1,15 @@
-// Reads of the PostgreSQL index answered from this replica's memory: a manifest GET then needs no round
-// trip (sql.ts, Query.cached). What keeps them right:
-// - another replica's change reaches every replica through the change feed (change-feed.ts), which drops that
-//   repository's entries; the feed proves it is current with a ping of its own, and while it cannot
-//   (disconnected, or PostgreSQL slow to answer), every read goes to PostgreSQL;
-// - this replica's own write transactions empty the cache when they commit, before they are acknowledged, so
-//   a change is seen at once on the replica that made it;
+// Reads of the index answered from memory (sql.ts, Query.cached): a manifest GET or a tag listing then
+// needs no statement. What keeps them right:
+// - a change made elsewhere empties what it may have changed: on PostgreSQL another replica's change reaches
+//   every replica through the change feed (postgres/change-feed.ts), which drops that repository's entries
+//   and proves it is current with a ping of its own (while it cannot, every read goes to PostgreSQL); on
+//   SQLite another connection's commit (an operator command) changes the file's data_version, which every
+//   cached read looks at first (connection.ts);
+// - this process's own writes empty the cache when they commit, before they are acknowledged, so a change
+//   is seen at once by the process that made it;
 // - a read that was under way while anything changed is answered but not kept (it may predate the change).
+
+import type { Query } from './sql';
 
 /** Entries are dropped, all of them, once their estimated size passes this many bytes. */
 const DEFAULT_BUDGET = 32 * 1024 * 1024;
@@ -23,6 +27,11 @@ export class ReadCache {
     private readonly isFresh: () => boolean,
     private readonly budget = DEFAULT_BUDGET,
   ) {}
+
+  /** The rows of cached statement `q` with `params`: kept ones, or `read`'s (kept unless something changed meanwhile). */
+  statement(q: Query, params: unknown[], read: () => Promise<unknown[]>): Promise<readonly unknown[]> {
+    return this.rows(repositoryOf(q, params), `${q.id}\0${JSON.stringify(params)}`, read);
+  }
 
   /** The rows of the statement `key` of repository `repo`: kept ones, or `read`'s (kept unless something changed meanwhile). */
   async rows(repo: string, key: string, read: () => Promise<unknown[]>): Promise<readonly unknown[]> {
@@ -68,4 +77,12 @@ export class ReadCache {
 // Estimated: strings count two bytes a character, as V8 may hold them.
 function sizeOf(repo: string, key: string, rows: readonly unknown[]): number {
   return 2 * (repo.length + key.length + JSON.stringify(rows).length) + 64;
+}
+
+/** The repository a cached statement reads: its first parameter, or its `@repo`. */
+function repositoryOf(q: Query, params: unknown[]): string {
+  const first = params[0];
+  const repo = typeof first === 'string' ? first : (first as { repo?: unknown } | undefined)?.repo;
+  if (typeof repo !== 'string') throw new Error(`cached statement ${q.id} names no repository in its first parameter`);
+  return repo;
 }
