@@ -29,6 +29,7 @@ export const DEBIAN_PACKAGES: Readonly<Record<string, string>> = {
   pg_ctl: 'postgresql',
   postgres: 'postgresql',
   runuser: 'util-linux',
+  iptables: 'iptables',
 };
 
 /** The minimal part of a tap Test used here, so any test object fits. */
