@@ -23,7 +23,7 @@ export class ReadCache {
   misses = 0;
 
   constructor(
-    /** Whether the change feed is current enough to answer from memory at all. */
+    /** Whether memory may be used at all (it may report a change first, through changed()). */
     private readonly isFresh: () => boolean,
     private readonly budget = DEFAULT_BUDGET,
   ) {}
@@ -44,7 +44,8 @@ export class ReadCache {
     this.misses++;
     const generation = this.generation;
     const rows = await read();
-    if (generation === this.generation && this.isFresh()) this.keep(repo, key, rows);
+    // isFresh() first: on SQLite it is what notices another connection's commit (and bumps the generation).
+    if (this.isFresh() && generation === this.generation) this.keep(repo, key, rows);
     return rows;
   }
 
@@ -63,14 +64,14 @@ export class ReadCache {
   }
 
   private keep(repo: string, key: string, rows: unknown[]): void {
-    for (const row of rows) Object.freeze(row); // shared by every later reader
     const size = sizeOf(repo, key, rows);
-    if (this.bytes + size > this.budget) this.changed(null);
     if (size > this.budget) return;
+    if (this.bytes + size > this.budget) this.changed(null);
+    for (const row of rows) Object.freeze(row); // shared by every later reader
     let entries = this.repos.get(repo);
     if (!entries) this.repos.set(repo, (entries = new Map()));
+    this.bytes += size - (entries.get(key)?.size ?? 0); // two misses of one key may both keep it
     entries.set(key, { rows: Object.freeze(rows), size });
-    this.bytes += size;
   }
 }
 

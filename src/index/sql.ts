@@ -35,6 +35,9 @@ export type WriteLock = 'write' | 'none' | 'shared';
 
 let nextId = 0;
 
+/** Every statement defined with `cached` (test/index/postgres-read-cache checks the tables each reads). */
+export const CACHED_QUERIES: Query[] = [];
+
 /**
  * A statement of the index. `postgres`: its PostgreSQL text where it differs. `pluck`: rows are their first
  * column's value. `lock`: see Query. Define statements once (module or constructor level), not per call.
@@ -46,7 +49,19 @@ export function sql<Row = unknown>(
   const postgres = (opts.postgres ?? text).replace(/\bREGEXP\b/g, '~');
   const writes = !isRead(text);
   if (opts.cached && writes) throw new Error('only a read can be cached');
-  return { sqlite: text, postgres, pluck: opts.pluck ?? false, id: `q${++nextId}`, writes, lock: opts.lock ?? 'write', cached: opts.cached ?? false };
+  if (opts.cached && !(namesRepositoryFirst(text) && namesRepositoryFirst(postgres))) {
+    throw new Error(`a cached statement's first parameter (or @repo) must be its repository: ${text}`);
+  }
+  const q = { sqlite: text, postgres, pluck: opts.pluck ?? false, id: `q${++nextId}`, writes, lock: opts.lock ?? 'write', cached: opts.cached ?? false };
+  if (q.cached) CACHED_QUERIES.push(q);
+  return q;
+}
+
+/** `repo = @repo`, or `repo = ?` as its first `?`: what memory is emptied by is the repository (read-cache.ts). */
+function namesRepositoryFirst(text: string): boolean {
+  if (text.includes('@')) return /\brepo\s*=\s*@repo\b/.test(text);
+  const m = /\brepo\s*=\s*\?/.exec(text);
+  return m !== null && m.index + m[0].length - 1 === text.indexOf('?');
 }
 
 /** A statement that only reads: SELECT, or WITH whose body neither inserts, updates nor deletes. */

@@ -248,8 +248,8 @@ export class V2Index extends IndexObject {
     return (await this.sql.run(Q.deleteTag, repo, tag)).changes === 1;
   }
 
-  /** Tags in byte order after `last`, at most `n`. */
-  listTags(repo: string, last: string, n: number): Promise<string[]> {
+  /** Tags in byte order after `last`, at most `n` (may be shared: read-cache.ts). */
+  listTags(repo: string, last: string, n: number): Promise<readonly string[]> {
     return this.sql.all(Q.listTags, repo, last, n);
   }
 

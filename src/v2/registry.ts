@@ -320,7 +320,7 @@ export class V2Registry {
 
   // ---- listings ----
 
-  async tags(repo: string, last: string, n: number): Promise<string[]> {
+  async tags(repo: string, last: string, n: number): Promise<readonly string[]> {
     const tags = await this.index.listTags(repo, last, n);
     // A tag proves the repository: only an empty page needs the second query.
     if (tags.length === 0 && !(await this.core.getRepository(repo))) throw new RegistryError('NAME_UNKNOWN', undefined, { detail: { name: repo } });

@@ -18,7 +18,7 @@ import { blobOf, buildImage, pullsWhole, pushChunked, putManifest, sha256, withL
 // PATCH to another, PUT to a third). Each time skopeo, podman, docker and the v1 flow push and pull byte
 // for byte; 8 concurrent pushers of overlapping images end with every image whole and every blob stored
 // once (one object in the bucket per row of the blobs table). Then: a tag moved through one replica is
-// what the others serve at once (no replica caches a tag or a manifest by name).
+// what the others serve within index.postgres.cacheStaleness (their memory of manifest reads, docs/replicas.md).
 
 const MiB = 1024 * 1024;
 // index.postgres.cacheStaleness as the replicas run it (the default): a change is seen on the others within it.

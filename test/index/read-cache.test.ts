@@ -3,7 +3,9 @@ import t from 'tap';
 import { connectionOf } from '../../src/index/connection';
 import { openDatabase } from '../../src/index/db';
 import { MetadataIndex } from '../../src/index/metadata-index';
+import { ANNOUNCED_TABLES } from '../../src/index/postgres/schema-v3';
 import { ReadCache } from '../../src/index/read-cache';
+import { CACHED_QUERIES, sql } from '../../src/index/sql';
 import { V2Index } from '../../src/index/v2-index';
 import type { Digest } from '../../src/storage/digest';
 import { tempDir } from '../helpers/server';
@@ -86,6 +88,27 @@ t.test('while the change feed cannot vouch for memory, every read goes to the da
   t.equal(after.calls, 1);
 });
 
+t.test('a change noticed only by the freshness check after a read (SQLite\'s data_version) keeps that read out', async (t) => {
+  let version = 1;
+  let seen = 1;
+  const cache: ReadCache = new ReadCache(() => {
+    if (version !== seen) {
+      seen = version;
+      cache.changed(null);
+    }
+    return true;
+  });
+  const read = async () => {
+    const rows = [{ digest: 'old' }];
+    version++; // another process commits after the SELECT, before the reader goes on
+    return rows;
+  };
+  t.same(await cache.rows('r', 'k', read), [{ digest: 'old' }]);
+  const again = counting([{ digest: 'new' }]);
+  t.same(await cache.rows('r', 'k', again), [{ digest: 'new' }], 'the old rows were not kept');
+  t.equal(again.calls, 1);
+});
+
 t.test('memory is bounded: past the budget it starts over', async (t) => {
   const cache = new ReadCache(() => true, 4096);
   const big = counting([{ blob: 'x'.repeat(1000) }]);
@@ -134,4 +157,16 @@ t.test('SQLite: tag reads come from memory; this connection\'s writes and other 
   other.close();
   t.equal(await tagged(), digest(1), 'another connection\'s commit is seen at the next read');
   t.same(await v2.listTags('r/app', '', 10), ['live']);
+});
+
+t.test('every cached statement names its repository first and reads only tables whose changes PostgreSQL announces', async (t) => {
+  t.ok(CACHED_QUERIES.length >= 4, `${CACHED_QUERIES.length} cached statements (the manifest GET's reads, the tag list)`);
+  for (const q of CACHED_QUERIES) {
+    const tables = [...q.postgres.matchAll(/\b(?:FROM|JOIN)\s+([a-z_0-9]+)/gi)].map((m) => m[1]!.toLowerCase());
+    t.ok(tables.length > 0, `${q.id} reads tables`);
+    for (const table of tables) t.ok((ANNOUNCED_TABLES as readonly string[]).includes(table), `${q.id} reads ${table}, whose changes are announced`);
+  }
+  t.throws(() => sql('SELECT 1 FROM manifests WHERE digest = ? AND repo = ?', { cached: true }), /first parameter \(or @repo\) must be its repository/);
+  t.throws(() => sql('SELECT 1 FROM tags WHERE tag = @tag', { cached: true }), /must be its repository/);
+  t.throws(() => sql('DELETE FROM tags WHERE repo = ?', { cached: true }), /only a read can be cached/);
 });

@@ -144,7 +144,7 @@ export class PostgresDatabase implements IndexDatabase {
       // lock wait cancelled by a statement_timeout, say) may leave the connection in an aborted transaction:
       // it is dropped, never handed to the next caller.
       t.sendAhead(begin, (err) => (broken ??= err));
-      if (single) return await this.commitSingle(t, fn(tx));
+      if (single) return await this.commitSingle(t, sendNow(() => fn(tx)));
       let result: T;
       try {
         result = await fn(tx);
@@ -245,6 +245,15 @@ class PgStatements implements Sql {
     this.t.check();
     if (q.writes) this.t.wrote = true;
     return this.t.after(this.db.query(this.client, q, params));
+  }
+}
+
+/** `send()`, a throw included as a rejection: the COMMIT that follows must go out either way. */
+function sendNow<T>(send: () => Promise<T>): Promise<T> {
+  try {
+    return send();
+  } catch (err) {
+    return Promise.reject(err);
   }
 }
 

@@ -9,7 +9,7 @@ import { ALL_REPOSITORIES, CHANGES_CHANNEL } from './change-feed';
 export const ANNOUNCED_TABLES = ['tags', 'manifests', 'v1_tags'] as const;
 
 export const SCHEMA_V3 = [
-  `CREATE FUNCTION announce_change() RETURNS trigger LANGUAGE plpgsql AS $$
+  `CREATE FUNCTION tsregistry_announce_change() RETURNS trigger LANGUAGE plpgsql AS $$
    BEGIN
      PERFORM pg_notify('${CHANGES_CHANNEL}', CASE WHEN TG_OP = 'DELETE' THEN OLD.repo ELSE NEW.repo END);
      IF TG_OP = 'UPDATE' AND OLD.repo IS DISTINCT FROM NEW.repo THEN
@@ -17,13 +17,13 @@ export const SCHEMA_V3 = [
      END IF;
      RETURN NULL;
    END $$;`,
-  `CREATE FUNCTION announce_truncate() RETURNS trigger LANGUAGE plpgsql AS $$
+  `CREATE FUNCTION tsregistry_announce_truncate() RETURNS trigger LANGUAGE plpgsql AS $$
    BEGIN
      PERFORM pg_notify('${CHANGES_CHANNEL}', '${ALL_REPOSITORIES}');
      RETURN NULL;
    END $$;`,
   ...ANNOUNCED_TABLES.flatMap((table) => [
-    `CREATE TRIGGER ${table}_announce AFTER INSERT OR UPDATE OR DELETE ON ${table} FOR EACH ROW EXECUTE FUNCTION announce_change();`,
-    `CREATE TRIGGER ${table}_announce_truncate AFTER TRUNCATE ON ${table} FOR EACH STATEMENT EXECUTE FUNCTION announce_truncate();`,
+    `CREATE TRIGGER ${table}_tsregistry_announce AFTER INSERT OR UPDATE OR DELETE ON ${table} FOR EACH ROW EXECUTE FUNCTION tsregistry_announce_change();`,
+    `CREATE TRIGGER ${table}_tsregistry_announce_truncate AFTER TRUNCATE ON ${table} FOR EACH STATEMENT EXECUTE FUNCTION tsregistry_announce_truncate();`,
   ]),
 ].join('\n');

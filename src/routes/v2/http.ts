@@ -32,7 +32,7 @@ export function pagination(request: FastifyRequest, max: number): { n: number; l
 }
 
 /** RFC 8288 Link header to the next page, or nothing when this page was not full. */
-export function nextLink(reply: FastifyReply, path: string, items: string[], n: number): void {
+export function nextLink(reply: FastifyReply, path: string, items: readonly string[], n: number): void {
   if (n > 0 && items.length === n) {
     const last = items[items.length - 1]!;
     reply.header('link', `<${path}?n=${n}&last=${encodeURIComponent(last)}>; rel="next"`);
