@@ -1,11 +1,24 @@
 import type { IndexDatabase } from '../../src/index/database';
 import { sql } from '../../src/index/sql';
+import type { ManifestRecord } from '../../src/index/v2-index';
 import type { Digest } from '../../src/storage/digest';
 
 // Rows of the index written directly, as the v1/v2 index classes would write them, for tests of the classes
 // that read them (garbage collection, retention) on either backend (forEachIndex).
 
 export const digestOf = (n: number) => `sha256:${n.toString(16).padStart(64, '0')}` as Digest;
+
+/** Manifest `n` of `repo` as V2Index.putManifest takes it (an OCI image manifest of 100 + n bytes). */
+export const manifestRecord = (repo: string, n: number, extra: Partial<ManifestRecord> = {}): ManifestRecord => ({
+  repo,
+  digest: digestOf(n),
+  mediaType: 'application/vnd.oci.image.manifest.v1+json',
+  size: 100 + n,
+  artifactType: null,
+  subject: null,
+  annotations: null,
+  ...extra,
+});
 
 export const W = {
   repo: sql('INSERT INTO repositories (name, created_at) VALUES (?, 0)'),

@@ -6,9 +6,9 @@ import { ChangeFeed } from '../../src/index/postgres/change-feed';
 import { createPool } from '../../src/index/postgres/connect';
 import { PostgresDatabase } from '../../src/index/postgres/database';
 import { ReadCache } from '../../src/index/read-cache';
-import { V2Index, type ManifestRecord } from '../../src/index/v2-index';
-import type { Digest } from '../../src/storage/digest';
+import { V2Index } from '../../src/index/v2-index';
 import { newPostgresDatabase, sharedPostgres } from '../helpers/index-db';
+import { digestOf, manifestRecord } from '../helpers/index-rows';
 import { silentRelay } from '../helpers/silent-relay';
 
 // Manifest reads answered from a replica's memory (read-cache.ts): a change made through another
@@ -17,16 +17,7 @@ import { silentRelay } from '../helpers/silent-relay';
 
 const STALE_MS = 1000;
 const quiet = { info: () => undefined, warn: () => undefined };
-const digestOf = (n: number) => `sha256:${n.toString(16).padStart(64, '0')}` as Digest;
-const manifest = (repo: string, n: number): ManifestRecord => ({
-  repo,
-  digest: digestOf(n),
-  mediaType: 'application/vnd.oci.image.manifest.v1+json',
-  size: 100 + n,
-  artifactType: null,
-  subject: null,
-  annotations: null,
-});
+const manifest = manifestRecord;
 
 type Replica = { db: PostgresDatabase; v2: V2Index; cache: ReadCache };
 

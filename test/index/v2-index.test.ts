@@ -2,27 +2,17 @@ import t from 'tap';
 import type { IndexDatabase } from '../../src/index/database';
 import { MetadataIndex } from '../../src/index/metadata-index';
 import { sql } from '../../src/index/sql';
-import { V2Index, type ManifestRecord } from '../../src/index/v2-index';
-import type { Digest } from '../../src/storage/digest';
+import { V2Index } from '../../src/index/v2-index';
 import { forEachIndex } from '../helpers/index-db';
+import { digestOf, manifestRecord } from '../helpers/index-rows';
 
 // The v2 index object on both implementations (SQLite, PostgreSQL): blob links, manifests with their
 // references and referrers, tags (pushed and bridged), tag listings and the catalog.
 
-const digestOf = (n: number) => `sha256:${n.toString(16).padStart(64, '0')}` as Digest;
 /** A v1 tag, written directly: the v1 index is not what is tested here. */
 const putV1Tag = sql("INSERT INTO v1_tags (repo, tag, image_id, meta) VALUES (?, ?, ?, '{}')");
 
-const manifest = (repo: string, n: number, extra: Partial<ManifestRecord> = {}): ManifestRecord => ({
-  repo,
-  digest: digestOf(n),
-  mediaType: 'application/vnd.oci.image.manifest.v1+json',
-  size: 100 + n,
-  artifactType: null,
-  subject: null,
-  annotations: null,
-  ...extra,
-});
+const manifest = manifestRecord;
 
 function open(db: IndexDatabase) {
   const core = new MetadataIndex(db);

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import pg from 'pg';
-import { describe, serverOf } from './connect';
+import type pg from 'pg';
+import { dedicatedClient, describe, serverOf } from './connect';
 
 // Changes to the rows that reads may be answered from memory (read-cache.ts), as PostgreSQL announces them:
 // triggers on those tables (schema-v3.ts) NOTIFY the repository of every changed row when its transaction
@@ -73,14 +73,7 @@ export class ChangeFeed {
   }
 
   private async connectOnce(): Promise<void> {
-    const client = new pg.Client({
-      connectionString: this.url,
-      keepAlive: true,
-      keepAliveInitialDelayMillis: 10_000,
-      query_timeout: 5000,
-      connectionTimeoutMillis: 5000,
-      application_name: 'tsregistry-changes',
-    });
+    const client = dedicatedClient(this.url, 'tsregistry-changes');
     client.on('error', () => this.drop(client));
     client.on('end', () => this.drop(client));
     client.on('notification', (n) => this.heard(n.channel, n.payload ?? ''));

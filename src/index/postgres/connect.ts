@@ -73,6 +73,22 @@ export function createPool(url: string, opts: PoolOptions = {}): pg.Pool {
 }
 
 /**
+ * A connection of its own, outside the pool (leadership, the change feed), not yet connected. Bounded: a
+ * dead socket fails its queries within 5 s instead of leaving them hanging, and keepalives notice a
+ * vanished server.
+ */
+export function dedicatedClient(url: string, applicationName: string): pg.Client {
+  return new pg.Client({
+    connectionString: url,
+    keepAlive: true,
+    keepAliveInitialDelayMillis: 10_000,
+    query_timeout: 5000,
+    connectionTimeoutMillis: 5000,
+    application_name: applicationName,
+  });
+}
+
+/**
  * A pool on `url` that has connected once: a server that cannot be reached, or refuses the credentials,
  * stops the start with one line naming host and port (no stack trace, no password).
  */

@@ -1,6 +1,6 @@
-import pg from 'pg';
+import type pg from 'pg';
 import type { Leadership } from '../leader';
-import { describe, serverOf } from './connect';
+import { dedicatedClient, describe, serverOf } from './connect';
 import { LEADER_LOCK } from './locks';
 
 // Leadership among replicas: a session-level advisory lock held on a connection of its own. PostgreSQL
@@ -74,14 +74,7 @@ export class PostgresLeadership implements Leadership {
     try {
       if (!this.client) {
         // Bounded: a dead socket must not leave confirm() (and the background work waiting on it) hanging.
-        const client = new pg.Client({
-          connectionString: this.url,
-          keepAlive: true,
-          keepAliveInitialDelayMillis: 10_000,
-          query_timeout: 5000,
-          connectionTimeoutMillis: 5000,
-          application_name: 'tsregistry-leader',
-        });
+        const client = dedicatedClient(this.url, 'tsregistry-leader');
         client.on('error', () => this.drop(client, 'its connection to PostgreSQL broke'));
         client.on('end', () => this.drop(client, 'its connection to PostgreSQL ended'));
         await client.connect();
