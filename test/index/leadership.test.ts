@@ -84,10 +84,12 @@ t.test('a leader whose host vanishes: with the documented tcp_keepalives_* setti
   await b.start();
   t.equal(a.held, true);
 
-  const leaderPort = await cluster.admin(async (c) => {
-    const r = await c.query("SELECT client_port FROM pg_stat_activity WHERE application_name = 'tsregistry-leader' AND pid IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted)");
-    return Number(r.rows[0].client_port);
-  });
+  // This database's leader only: an earlier test's may still be ending (its relay went silent).
+  const leaders = await cluster.admin((c) =>
+    c.query("SELECT client_port FROM pg_stat_activity WHERE datname = $1 AND application_name = 'tsregistry-leader' AND pid IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted)", [dbName]),
+  );
+  t.equal(leaders.rowCount, 1, 'one session holds the lock');
+  const leaderPort = Number(leaders.rows[0].client_port);
   // Both ways: nothing the leader sends arrives (its polls), nothing reaches it (answers, keepalive probes).
   const iptables = findTool('iptables')!;
   const rules = ['--dport', '--sport'].map((dir) => ['OUTPUT', '-o', 'lo', '-p', 'tcp', dir, String(leaderPort), '-j', 'DROP']);
