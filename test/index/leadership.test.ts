@@ -75,8 +75,10 @@ t.test('a leader whose host vanishes: with the documented tcp_keepalives_* setti
   const url = await newPostgresDatabase();
   const cluster = await sharedPostgres();
   const dbName = new URL(url).pathname.slice(1);
-  // docs/replicas.md advises idle 10, interval 5, count 3 (about 25 s); scaled down here to about 3 s.
-  await cluster.admin((c) => c.query(`ALTER DATABASE ${dbName} SET tcp_keepalives_idle = 1; ALTER DATABASE ${dbName} SET tcp_keepalives_interval = 1; ALTER DATABASE ${dbName} SET tcp_keepalives_count = 2`), 'postgres');
+  // docs/replicas.md advises keepalives idle 10, interval 5, count 3 (about 25 s) and tcp_user_timeout 25 s,
+  // scaled down here to about 3 s. Both are needed: the leader polls, so the host may vanish while
+  // PostgreSQL's answer is unacknowledged, which keepalives do not probe.
+  await cluster.admin((c) => c.query(`ALTER DATABASE ${dbName} SET tcp_keepalives_idle = 1; ALTER DATABASE ${dbName} SET tcp_keepalives_interval = 1; ALTER DATABASE ${dbName} SET tcp_keepalives_count = 2; ALTER DATABASE ${dbName} SET tcp_user_timeout = 3000`), 'postgres');
   const a = new PostgresLeadership(url, quiet, 200);
   const b = new PostgresLeadership(url, quiet, 200);
   t.teardown(() => Promise.all([a.close(), b.close()]));
@@ -99,7 +101,7 @@ t.test('a leader whose host vanishes: with the documented tcp_keepalives_* setti
   }
 
   const ms = await until(() => b.held, 20_000);
-  t.comment(`the other replica led ${ms} ms after the leader's host vanished (keepalives: 1 s idle, 2 probes 1 s apart)`);
+  t.comment(`the other replica led ${ms} ms after the leader's host vanished (keepalives: 1 s idle, 2 probes 1 s apart; tcp_user_timeout 3 s)`);
   await until(() => !a.held, 10_000);
   t.pass('and the cut-off leader stopped leading by itself (its confirm got no answer)');
 });
