@@ -58,9 +58,8 @@ export async function openIndex(index: Config['index'], log?: IndexLog, opts: { 
 /** The database, answering cached reads from memory unless `staleMs` is 0 (read-cache.ts). */
 async function withReadCache(pool: pg.Pool, url: string, staleMs: number, log: IndexLog): Promise<PostgresDatabase> {
   if (staleMs === 0) return new PostgresDatabase(pool, url);
-  let feed: ChangeFeed | undefined = undefined;
-  const cache = new ReadCache(() => feed!.fresh());
-  feed = new ChangeFeed(url, { staleMs, onChange: (repo) => cache.changed(repo), log });
+  const cache: ReadCache = new ReadCache(() => feed.fresh());
+  const feed = new ChangeFeed(url, { staleMs, onChange: (repo) => cache.changed(repo), log });
   await feed.start();
   return new PostgresDatabase(pool, url, cache, () => feed.close());
 }

@@ -79,7 +79,7 @@ export class PostgresDatabase implements IndexDatabase {
    */
   private alone<R>(q: Query, run: (s: Sql) => Promise<R>): Promise<R> {
     if (!q.writes || q.lock === 'none') return run(this.unbound);
-    return this.begin(q.lock === 'shared' ? BEGIN_SHARED : BEGIN, (tx) => run(this.sqlOf(tx)), { single: true });
+    return this.begin((tx) => run(this.sqlOf(tx)), { lock: q.lock, single: true });
   }
 
   sqlOf(tx: Tx): Sql {
@@ -116,14 +116,14 @@ export class PostgresDatabase implements IndexDatabase {
   transaction<T>(fn: (tx: Tx) => Promise<T>, within?: Tx): Promise<T> {
     const outer = within && this.transactions.get(within);
     if (outer) return this.savepoint(fn, outer);
-    return this.begin(BEGIN, fn);
+    return this.begin(fn);
   }
 
   /**
-   * An outermost transaction opened by `begin`. `single`: fn sends one statement, at once: its COMMIT
-   * follows it on the connection without waiting for its answer.
+   * An outermost transaction under the write lock, or under it shared (`lock`: see Query.lock). `single`: fn
+   * sends one statement, at once: its COMMIT follows it on the connection without waiting for its answer.
    */
-  private async begin<T>(begin: string, fn: (tx: Tx) => Promise<T>, { single = false } = {}): Promise<T> {
+  private async begin<T>(fn: (tx: Tx) => Promise<T>, { lock = 'write', single = false }: { lock?: 'write' | 'shared'; single?: boolean } = {}): Promise<T> {
     const start = this.onTransaction && process.hrtime.bigint();
     let client: pg.PoolClient;
     try {
@@ -143,7 +143,7 @@ export class PostgresDatabase implements IndexDatabase {
       // connections pipeline), and PostgreSQL runs it the moment the lock is granted. A BEGIN that failed (its
       // lock wait cancelled by a statement_timeout, say) may leave the connection in an aborted transaction:
       // it is dropped, never handed to the next caller.
-      t.sendAhead(begin, (err) => (broken ??= err));
+      t.sendAhead(lock === 'shared' ? BEGIN_SHARED : BEGIN, (err) => (broken ??= err));
       if (single) return await this.commitSingle(t, sendNow(() => fn(tx)));
       let result: T;
       try {
@@ -152,11 +152,7 @@ export class PostgresDatabase implements IndexDatabase {
         await t.exec('ROLLBACK').catch((e) => (broken = e));
         throw err;
       }
-      // Durable before it is acknowledged, as synchronous_commit on would make it, but flushed after COMMIT
-      // has released the lock, so concurrent writers share one WAL flush (group commit) instead of one each,
-      // in turn. One round trip: the flush runs in a transaction of its own after the COMMIT. A COMMIT that
-      // fails ends the transaction all the same (and skips the flush).
-      await t.commit(t.wrote ? `COMMIT; ${FLUSH}` : 'COMMIT');
+      await t.commit();
       return result;
     } catch (err) {
       broken ??= err instanceof IndexUnavailableError ? err : undefined;
@@ -166,7 +162,7 @@ export class PostgresDatabase implements IndexDatabase {
       // This replica's own change is seen at once here: what memory holds goes before the write is
       // acknowledged (other replicas hear of it through the change feed). A write of an upload's own row
       // (lock 'shared') changes nothing a cached read reads.
-      if (t.wrote && begin === BEGIN) this.cache?.changed(null);
+      if (t.wrote && lock === 'write') this.cache?.changed(null);
       // A connection that failed mid-transaction is dropped, never handed to the next caller (and keeps
       // the listener: a dying socket may report more).
       if (!(broken instanceof Error)) client.removeListener('error', onError);
@@ -181,7 +177,7 @@ export class PostgresDatabase implements IndexDatabase {
    * is what the caller gets.
    */
   private async commitSingle<T>(t: PgTransaction, sent: Promise<T>): Promise<T> {
-    const committed = t.commit(t.wrote ? `COMMIT; ${FLUSH}` : 'COMMIT');
+    const committed = t.commit();
     const [statement, commit] = await Promise.allSettled([sent, committed]);
     if (statement.status === 'rejected') throw statement.reason;
     if (commit.status === 'rejected') throw commit.reason;
@@ -312,11 +308,15 @@ class PgTransaction {
   }
 
   /**
-   * Send `text`, which starts with COMMIT. PostgreSQL answers a COMMIT of a transaction in which a statement
-   * failed (its error caught by the caller) with ROLLBACK, not an error: that is no success.
+   * COMMIT. Durable before it is acknowledged, as synchronous_commit on would make it, but flushed after
+   * COMMIT has released the lock, so concurrent writers share one WAL flush (group commit) instead of one
+   * each, in turn. One round trip: the flush runs in a transaction of its own after the COMMIT (only if
+   * something was written). A COMMIT that fails ends the transaction all the same (and skips the flush).
+   * PostgreSQL answers a COMMIT of a transaction in which a statement failed (its error caught by the
+   * caller) with ROLLBACK, not an error: that is no success.
    */
-  async commit(text: string): Promise<void> {
-    const results = await this.after(this.send(text));
+  async commit(): Promise<void> {
+    const results = await this.after(this.send(this.wrote ? `COMMIT; ${FLUSH}` : 'COMMIT'));
     if ((Array.isArray(results) ? results[0] : results)?.command === 'ROLLBACK') {
       throw new Error('the index transaction was rolled back: one of its statements had failed');
     }
