@@ -52,7 +52,7 @@ import { metricsGuard, serveMetrics } from './metrics/endpoint';
 import { declareRouteLabel, instrumentHttp } from './metrics/http';
 import { instrumentDriver } from './metrics/storage-driver';
 import { indexTimings, registrySeries } from './metrics/registry-series';
-import { notificationSeries, proxySeries } from './metrics/subsystem-series';
+import { indexCacheSeries, notificationSeries, proxySeries } from './metrics/subsystem-series';
 import { StatsIndex } from './index/stats-index';
 import { ProxyIndex } from './index/proxy-index';
 import { PullThroughCache } from './proxy/pull-through';
@@ -153,6 +153,7 @@ export async function buildApp(config: Config, opts: BuildOptions = {}): Promise
     registrySeries(metrics, { blobs, access, gc, retention, quotas, stats: new StatsIndex(db) });
     if (notifier) notificationSeries(metrics, notifier);
     if (ctx.proxy) proxySeries(metrics, ctx.proxy);
+    if (db.cache) indexCacheSeries(metrics, db.cache);
   }
   app.addHook('onClose', async () => ctx.proxy?.close());
   // Without authentication every request is anonymous and may upload: then only headers have a deadline.

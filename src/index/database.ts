@@ -25,6 +25,8 @@ export interface IndexDatabase extends Sql {
   transaction<T>(fn: (tx: Tx) => Promise<T>, within?: Tx): Promise<T>;
   /** The statements of transaction `tx` (made by this database). */
   sqlOf(tx: Tx): Sql;
+  /** Where cached reads are answered from (read-cache.ts), if anywhere: its counts are metrics. */
+  readonly cache?: { readonly counts: Readonly<Record<'hit' | 'miss' | 'bypass', number>> };
   /** Told how long each outermost transaction took, in seconds, waiting for its turn included (metrics). */
   onTransaction?: (seconds: number) => void;
   close(): Promise<void>;

@@ -19,8 +19,8 @@ export class ReadCache {
   private generation = 0;
   private readonly repos = new Map<string, Map<string, { rows: readonly unknown[]; size: number }>>();
   private bytes = 0;
-  hits = 0;
-  misses = 0;
+  /** Reads answered from memory, read and kept (or not, if something changed), and sent past it (not fresh). */
+  readonly counts = { hit: 0, miss: 0, bypass: 0 };
 
   constructor(
     /** Whether memory may be used at all (it may report a change first, through changed()). */
@@ -35,13 +35,16 @@ export class ReadCache {
 
   /** The rows of the statement `key` of repository `repo`: kept ones, or `read`'s (kept unless something changed meanwhile). */
   async rows(repo: string, key: string, read: () => Promise<unknown[]>): Promise<readonly unknown[]> {
-    if (!this.isFresh()) return read();
+    if (!this.isFresh()) {
+      this.counts.bypass++;
+      return read();
+    }
     const kept = this.repos.get(repo)?.get(key);
     if (kept) {
-      this.hits++;
+      this.counts.hit++;
       return kept.rows;
     }
-    this.misses++;
+    this.counts.miss++;
     const generation = this.generation;
     const rows = await read();
     // isFresh() first: on SQLite it is what notices another connection's commit (and bumps the generation).

@@ -27,6 +27,18 @@ export function notificationSeries(metrics: Metrics, notifier: { stats(): Promis
   totals('registry_notifications_dropped_total', 'Events dropped for each endpoint: past notifications.maxAge or maxRetries, or refused with a status not worth retrying', 'dropped');
 }
 
+/** The index's reads answered from memory (src/index/read-cache.ts), when it keeps any. */
+export function indexCacheSeries(metrics: Metrics, cache: { readonly counts: Readonly<Record<'hit' | 'miss' | 'bypass', number>> }): void {
+  mirrored(
+    metrics.counter({
+      name: 'registry_index_cache_reads_total',
+      help: 'Manifest and tag-list reads of the index by result: hit (from memory), miss (read and kept), bypass (read: memory could not be vouched for)',
+      labelNames: ['result'],
+    }),
+    () => Object.entries(cache.counts).map(([result, n]) => [{ result }, n]),
+  );
+}
+
 export function proxySeries(metrics: Metrics, proxy: { stats(): ProxyStats }): void {
   let stats: ProxyStats | undefined;
   metrics.beforeScrape(() => void (stats = proxy.stats()));

@@ -50,9 +50,9 @@ async function until(read: () => Promise<unknown>, want: unknown, ms: number): P
 async function untilKept(cache: ReadCache, read: () => Promise<unknown>): Promise<number> {
   const start = performance.now();
   for (;;) {
-    const hits = cache.hits;
+    const hits = cache.counts.hit;
     await read();
-    if (cache.hits > hits) return performance.now() - start;
+    if (cache.counts.hit > hits) return performance.now() - start;
     if (performance.now() - start > STALE_MS) throw new Error(`nothing kept within ${STALE_MS} ms`);
   }
 }
@@ -70,9 +70,9 @@ async function twoReplicas(t: Test) {
 t.test('a read is answered from memory; a tag moved through another replica is seen within the bound', async (t) => {
   const { a, b, tagged } = await twoReplicas(t);
   await untilKept(a.cache, tagged(a));
-  const hits = a.cache.hits;
+  const hits = a.cache.counts.hit;
   t.equal(await tagged(a)(), digestOf(1));
-  t.equal(a.cache.hits, hits + 1, 'read from memory');
+  t.equal(a.cache.counts.hit, hits + 1, 'read from memory');
 
   const waits: number[] = [];
   let atOnce = 0;
@@ -83,7 +83,7 @@ t.test('a read is answered from memory; a tag moved through another replica is s
     waits.push(await until(tagged(a), digestOf(n), STALE_MS));
   }
   t.pass(`40 moves on B: A's first read after each was already the new one ${atOnce} times; the longest wait was ${Math.max(...waits).toFixed(1)} ms (bound ${STALE_MS})`);
-  t.ok(a.cache.hits > hits + 1, 'reads between the moves still came from memory');
+  t.ok(a.cache.counts.hit > hits + 1, 'reads between the moves still came from memory');
 });
 
 t.test('a change is seen at once on the replica that made it', async (t) => {
@@ -165,9 +165,9 @@ t.test('a silent change feed (no packet, no reset): within the bound, reads go t
 
   await until(() => Promise.resolve(feed!.fresh()), true, 2000);
   await tagged();
-  const hits = cache.hits;
+  const hits = cache.counts.hit;
   await tagged();
-  t.equal(cache.hits, hits + 1, 'answered from memory while the feed is current');
+  t.equal(cache.counts.hit, hits + 1, 'answered from memory while the feed is current');
   relay.silence(true);
   await b.v2.putManifest(manifest('r/app', 2), [], 'live');
   const ms = await until(tagged, digestOf(2), STALE_MS + 200);
@@ -184,10 +184,10 @@ t.test('a change feed whose connection ends: reads go to PostgreSQL, and it reco
   await b.v2.putManifest(manifest('r/app', 2), [], 'live');
   t.ok((await until(tagged(a), digestOf(2), STALE_MS)) < STALE_MS, 'a move made while A\'s feed was down is seen');
   const back = await until(async () => {
-    const h = a.cache.hits;
+    const h = a.cache.counts.hit;
     await tagged(a)();
     await tagged(a)();
-    return a.cache.hits > h;
+    return a.cache.counts.hit > h;
   }, true, 5000);
   t.pass(`memory answers again ${back.toFixed(0)} ms later (the feed retries every second)`);
   await b.v2.putManifest(manifest('r/app', 1), [], 'live');

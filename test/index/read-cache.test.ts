@@ -28,7 +28,7 @@ t.test('a kept read is answered from memory until its repository changes', async
   t.same(await cache.rows('r/one', 'k', read), [{ digest: 'a' }]);
   t.same(await cache.rows('r/one', 'k', read), [{ digest: 'a' }]);
   t.equal(read.calls, 1, 'read once');
-  t.equal(cache.hits, 1);
+  t.equal(cache.counts.hit, 1);
   t.throws(() => ((cache as unknown as { repos: Map<string, Map<string, { rows: { digest: string }[] }>> }).repos.get('r/one')!.get('k')!.rows[0]!.digest = 'b'), 'kept rows cannot be changed by a reader');
 
   cache.changed('r/other');
@@ -74,6 +74,7 @@ t.test('while the change feed cannot vouch for memory, every read goes to the da
   fresh = true;
   await cache.rows('r', 'k', read);
   t.equal(read.calls, 3, 'and are used again once it can (it empties memory itself when it reconnects)');
+  t.same(cache.counts, { hit: 1, miss: 1, bypass: 2 }, 'counted for the metrics');
 
   // A read that began while fresh and ended while not is not kept either.
   cache.changed(null);
@@ -134,11 +135,11 @@ t.test('SQLite: tag reads come from memory; this connection\'s writes and other 
 
   const tagged = async () => (await v2.taggedManifest('r/app', 'live'))?.digest;
   t.equal(await tagged(), digest(1));
-  const hits = server.cache.hits;
+  const hits = server.cache.counts.hit;
   t.equal(await tagged(), digest(1));
   t.same(await v2.listTags('r/app', '', 10), ['live']);
   t.same(await v2.listTags('r/app', '', 10), ['live']);
-  t.equal(server.cache.hits, hits + 2, 'read again from memory');
+  t.equal(server.cache.counts.hit, hits + 2, 'read again from memory');
 
   await v2.putManifest(manifest(2), [], 'live');
   t.equal(await tagged(), digest(2), 'a write of this connection is seen at once');

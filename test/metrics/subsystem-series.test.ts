@@ -1,9 +1,10 @@
 import t from 'tap';
 import { Metrics } from '../../src/metrics/metrics';
-import { notificationSeries, proxySeries } from '../../src/metrics/subsystem-series';
+import { indexCacheSeries, notificationSeries, proxySeries } from '../../src/metrics/subsystem-series';
 import { freePort } from '../helpers/process';
 import { parsePrometheusText, valueOf } from '../helpers/prom-text';
 import { startRegistry } from '../helpers/server';
+import { buildImage, pushImage } from '../helpers/v2';
 
 // Notification and pull-through cache series: their stats() read at scrape time, and wired in by the server.
 
@@ -50,4 +51,19 @@ t.test('the server serves them when notifications and the proxy are configured',
   t.equal(valueOf(f, 'registry_notifications_pending', { endpoint: 'hook' }), 0, 'the endpoint is listed');
   t.equal(valueOf(f, 'registry_proxy_upstream_errors_total', { kind: 'connection' }), 1, 'the refused connection is counted');
   t.equal(valueOf(f, 'registry_proxy_requests_total', { type: 'manifest', result: 'hit' }), 0, 'the cache series are there');
+});
+
+t.test('the index\'s reads from memory: counts copied at each scrape, and served by the server', async (t) => {
+  const metrics = Metrics.disabled();
+  const counts = { hit: 5, miss: 2, bypass: 1 };
+  indexCacheSeries(metrics, { counts });
+  const f = parsePrometheusText(await metrics.scrape());
+  for (const [result, n] of Object.entries(counts)) t.equal(valueOf(f, 'registry_index_cache_reads_total', { result }), n, result);
+
+  const reg = await startRegistry(t, { metrics: { enabled: true } });
+  await pushImage(reg.url, 'team/app', 'v1', buildImage({ layers: 1, layerBytes: 512 }));
+  for (let i = 0; i < 3; i++) await (await fetch(`${reg.url}/v2/team/app/tags/list`)).arrayBuffer();
+  const served = parsePrometheusText(await (await fetch(`${reg.url}/metrics`)).text());
+  t.ok(valueOf(served, 'registry_index_cache_reads_total', { result: 'hit' })! >= 2, 'tag lists read again came from memory');
+  t.ok(valueOf(served, 'registry_index_cache_reads_total', { result: 'miss' })! >= 1);
 });
