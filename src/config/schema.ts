@@ -89,7 +89,7 @@ export const schema = {
       url: optional('postgres://user@host:port/database (required with driver postgres); its password, if any, is never logged'),
       password: optional('password, if not in the URL (prefer passwordFile or the REGISTRY_INDEX_POSTGRES_PASSWORD variable)'),
       passwordFile: optional('file whose first line is the password (read at start)'),
-      maxConnections: int(10, 'pooled connections per replica, which also holds two of its own (PostgreSQL\'s max_connections bounds replicas x (this + 2))', 2),
+      maxConnections: int(10, 'pooled connections per replica, which also holds three of its own (PostgreSQL\'s max_connections bounds replicas x (this + 3))', 2),
       cacheStaleness: int(
         1000,
         'milliseconds within which a change made through another replica is seen by this one: manifest reads are answered from memory, which every change committed anywhere empties (LISTEN/NOTIFY, in about a millisecond), and stop being answered from it when that cannot be vouched for within this bound (docs/replicas.md). A change is seen at once on the replica that made it. 0: every read asks PostgreSQL',

@@ -3,6 +3,7 @@ import type { Db } from './db';
 import { makeTx, type IndexDatabase, type Tx } from './database';
 import { ReadCache } from './read-cache';
 import type { Query, RunResult, Sql } from './sql';
+import { SOLE_PROCESS_UPLOADS } from './upload-locks';
 
 // The SQLite index database: one better-sqlite3 connection shared by every index object, with transactions
 // whose work is asynchronous (docs/development.md, "Index interface"). A transaction holds the connection
@@ -77,6 +78,8 @@ export class SqliteConnection implements IndexDatabase, Gate {
    * SQLite's data_version, which every cached read looks at first.
    */
   readonly cache = new ReadCache(() => this.noWriterElsewhere());
+  /** One process serves a SQLite index: the BlobStore's own guard is all there is. */
+  readonly uploadLocks = SOLE_PROCESS_UPLOADS;
   private dataVersion: unknown;
 
   onTransaction?: (seconds: number) => void;

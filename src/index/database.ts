@@ -1,4 +1,5 @@
 import type { Sql } from './sql';
+import type { UploadLocks } from './upload-locks';
 
 // The index database as the index objects see it: statements (sql.ts) and transactions, implemented by
 // SQLite (connection.ts) and PostgreSQL (postgres/database.ts). Design: docs/development.md, "Index interface".
@@ -27,6 +28,8 @@ export interface IndexDatabase extends Sql {
   sqlOf(tx: Tx): Sql;
   /** Where cached reads are answered from (read-cache.ts), if anywhere: its counts are metrics. */
   readonly cache?: { readonly counts: Readonly<Record<'hit' | 'miss' | 'bypass', number>> };
+  /** Who may write to an upload, between processes sharing this index (upload-locks.ts). */
+  readonly uploadLocks: UploadLocks;
   /** Told how long each outermost transaction took, in seconds, waiting for its turn included (metrics). */
   onTransaction?: (seconds: number) => void;
   close(): Promise<void>;

@@ -4,6 +4,7 @@ import { IndexObject, type IndexDatabase, type Tx } from './database';
 import { sql } from './sql';
 import type { Digest } from '../storage/digest';
 import { ALL_NAMES, nameRanges, type NamePattern } from './name-filter';
+import type { UploadHold } from './upload-locks';
 
 // The metadata index: what the bytes mean. Multi-step changes run in one transaction (transaction(),
 // database.ts), their work going through its `tx`.
@@ -156,6 +157,14 @@ export class MetadataIndex extends IndexObject {
   async getUpload(id: string): Promise<UploadRecord | undefined> {
     const row = await this.sql.get(Q.getUpload, id);
     return row && uploadFromRow(row);
+  }
+
+  /**
+   * Take upload `id` for one request against other processes sharing this index (replicas), or null if one
+   * of them holds it. Release the hold when the request ends.
+   */
+  takeUpload(id: string): Promise<UploadHold | null> {
+    return this.database.uploadLocks.tryTake(id);
   }
 
   async updateUpload(id: string, size: number, state: Record<string, unknown>): Promise<void> {

@@ -4,6 +4,7 @@ import { Readable, type Writable } from 'node:stream';
 import { RegistryError } from '../errors';
 import type { Tx } from '../index/database';
 import type { BlobRecord, MetadataIndex, UploadRecord } from '../index/metadata-index';
+import type { UploadHold } from '../index/upload-locks';
 import { digestOf, hexOf, newHash, type Digest } from './digest';
 import { ByteCache } from './byte-cache';
 import { LayerAnalyzer, MAX_BEHIND, type LayerFormat, type LayerInfo } from './layer-analyzer';
@@ -200,7 +201,7 @@ export class BlobStore {
    * current size in the error detail) so out-of-order or overlapping chunks are refused.
    */
   async appendUpload(id: string, body: Readable, opts: IngestOptions & { start?: number } = {}): Promise<UploadRecord> {
-    return this.exclusive(id, async (upload) => {
+    return this.exclusive(id, async (upload, hold) => {
       // A recorded digest describes the bytes a final PUT was committing: more bytes would belie it.
       if (upload.digest) throw new RegistryError('BLOB_UPLOAD_INVALID', 'the upload is being finished: retry its final PUT');
       if (opts.start !== undefined && opts.start !== upload.size) {
@@ -208,25 +209,25 @@ export class BlobStore {
           detail: { size: upload.size },
         });
       }
-      return this.append(upload, body, opts);
+      return this.append(upload, body, opts, hold);
     });
   }
 
   /** Finish an upload: optional last chunk, digest check, atomic commit. The upload is gone afterwards. */
   async commitUpload(id: string, expected: Digest, last?: Readable, opts: IngestOptions = {}): Promise<BlobRecord> {
-    return this.exclusive(id, async (upload) => {
+    return this.exclusive(id, async (upload, hold) => {
       // The last chunk's progress is written to the index only with the verified digest, just before the
       // move (see commit), or if the commit fails: on success the row goes in the commit's transaction.
       // A recorded digest means this is a retried final PUT whose chunk is already staged, or already
       // moved into place before a crash: its body is the same chunk, so it is read and dropped.
       if (last && upload.digest) await drain(last);
-      else if (last) upload = await this.append(upload, last, opts, false);
+      else if (last) upload = await this.append(upload, last, opts, hold, false);
       let done: Committed;
       try {
-        done = await this.commit(upload, expected, opts.onStored);
+        done = await this.commit(upload, expected, opts.onStored, undefined, hold);
       } catch (err) {
         // Best effort: if this write fails too, the commit's error is still the one the client sees.
-        if (last) await this.persistProgress(upload);
+        if (last) await this.persistProgress(upload, hold);
         throw err;
       }
       this.counts.completed++;
@@ -235,8 +236,9 @@ export class BlobStore {
     });
   }
 
-  private async persistProgress(upload: UploadRecord): Promise<void> {
+  private async persistProgress(upload: UploadRecord, hold: UploadHold): Promise<void> {
     try {
+      if (!(await hold.confirm())) return; // another process may have written to it since: what was stays
       await this.index.updateUpload(upload.id, upload.size, upload.state);
     } catch (err) {
       this.onBackgroundError(err);
@@ -259,16 +261,19 @@ export class BlobStore {
     let purged = 0;
     for (const { id } of await this.index.staleUploads(cutoff)) {
       if (this.busy.has(id) || this.leaving.has(id)) continue;
-      const upload = await this.index.getUpload(id); // written to since the listing?
-      if (!upload || upload.updatedAt >= cutoff) continue;
-      if (this.busy.has(id) || this.leaving.has(id)) continue; // taken while we read
       this.busy.add(id);
+      let hold: UploadHold | null = null;
       try {
+        hold = await this.index.takeUpload(id);
+        if (!hold) continue; // another replica is writing to it
+        const upload = await this.index.getUpload(id); // written to since the listing?
+        if (!upload || upload.updatedAt >= cutoff) continue;
         await this.discard(upload);
+        purged++;
       } finally {
+        await hold?.release();
         this.busy.delete(id);
       }
-      purged++;
     }
     return purged;
   }
@@ -316,21 +321,41 @@ export class BlobStore {
     return { id, repo, owner, digest: null, size: 0, state, startedAt: now, updatedAt: now };
   }
 
-  private async exclusive(id: string, fn: (u: UploadRecord) => Promise<UploadRecord | BlobRecord>): Promise<any> {
-    const upload = await this.getUpload(id);
-    if (!upload || upload.repo === null) throw new RegistryError('BLOB_UPLOAD_UNKNOWN', undefined, { detail: { id } });
-    // From here to busy.add, no await: two requests cannot both take the upload.
-    if (this.busy.has(id)) {
-      throw new RegistryError('RANGE_INVALID', 'another request is writing to this upload', {
-        detail: { size: upload.size },
-      });
-    }
+  /**
+   * Run `fn` on upload `id` as its only writer: of this process (busy), and of every process sharing the
+   * index (a hold from takeUpload). The row is read once both are taken, so it is the latest.
+   */
+  private async exclusive(id: string, fn: (u: UploadRecord, hold: UploadHold) => Promise<UploadRecord | BlobRecord>): Promise<any> {
+    // From the check to busy.add, no await: two requests of this process cannot both take the upload.
+    if (this.busy.has(id)) throw await this.refusal(id);
     this.busy.add(id);
+    let hold: UploadHold | null = null;
     try {
-      return await fn(upload);
+      hold = await this.index.takeUpload(id);
+      if (!hold) throw await this.refusal(id);
+      const upload = await this.getUpload(id);
+      if (!upload || upload.repo === null) throw new RegistryError('BLOB_UPLOAD_UNKNOWN', undefined, { detail: { id } });
+      return await fn(upload, hold);
     } finally {
+      await hold?.release();
       this.busy.delete(id);
     }
+  }
+
+  /** Why a request cannot write to upload `id` that another one is writing to (or that does not exist). */
+  private async refusal(id: string): Promise<RegistryError> {
+    const upload = await this.getUpload(id);
+    if (!upload || upload.repo === null) return new RegistryError('BLOB_UPLOAD_UNKNOWN', undefined, { detail: { id } });
+    return new RegistryError('RANGE_INVALID', 'another request is writing to this upload', { detail: { size: upload.size } });
+  }
+
+  /**
+   * Before staged bytes written under `hold` are recorded: the hold was never broken, so no other process
+   * wrote to the upload meanwhile. Else nothing is recorded, and the client retries from what was.
+   */
+  private async stillHeld(hold: UploadHold | undefined): Promise<void> {
+    if (!hold || (await hold.confirm())) return;
+    throw holdLost();
   }
 
   /**
@@ -347,7 +372,7 @@ export class BlobStore {
     return fresh;
   }
 
-  private async append(upload: UploadRecord, body: Readable, opts: IngestOptions, persist = true): Promise<Appended> {
+  private async append(upload: UploadRecord, body: Readable, opts: IngestOptions, hold?: UploadHold, persist = true): Promise<Appended> {
     // Hash a copy: if the driver fails half-way, the staged bytes roll back and so must the hash.
     // No hash here when the driver hashes as it writes (stagedDigest), or when the staged bytes cannot
     // be re-read (see commitUnhashed).
@@ -355,7 +380,7 @@ export class BlobStore {
     const hash = live ? live.hash.copy() : null;
     const { hashPrefix } = opts;
     const prefixedHere = hashPrefix && !this.driver.appendUploadPrefixed ? newHash().update(hashPrefix) : null;
-    const meter = new HashMeter([hash, prefixedHere], opts.limit === undefined ? Infinity : opts.limit - upload.size);
+    const meter = new HashMeter([hash, prefixedHere], opts.limit === undefined ? Infinity : opts.limit - upload.size, hold?.lost);
     let state: Record<string, unknown>;
     let prefixedHex: string | undefined;
     let layer: LayerInfo | undefined;
@@ -384,10 +409,13 @@ export class BlobStore {
     }
     this.counts.appendedBytes += meter.bytes;
     const size = upload.size + meter.bytes;
-    if (hash) this.hashes.set(upload.id, { hash, size });
     // A one-shot ingest is never resumed: its progress stays in memory (the row only lets a purge
     // find the staging area after a crash). Client uploads persist it, so they survive a restart.
-    if (persist && upload.repo !== null) await this.index.updateUpload(upload.id, size, state);
+    if (persist && upload.repo !== null) {
+      await this.stillHeld(hold);
+      await this.index.updateUpload(upload.id, size, state);
+    }
+    if (hash) this.hashes.set(upload.id, { hash, size });
     return { ...upload, size, state, prefixedHex, layer };
   }
 
@@ -396,6 +424,7 @@ export class BlobStore {
     expected: Digest | undefined,
     onStored: IngestOptions['onStored'],
     onVerified?: IngestOptions['onVerified'],
+    hold?: UploadHold,
   ): Promise<Committed> {
     const id = upload.id;
     let digest: Digest;
@@ -416,7 +445,7 @@ export class BlobStore {
       }
     } else {
       const live = this.liveHash(upload);
-      if (!live) return this.commitUnhashed(upload, expected, onStored);
+      if (!live) return this.commitUnhashed(upload, expected, onStored, hold);
       digest = digestOf(live.hash.copy());
     }
     if (expected && expected !== digest) {
@@ -437,7 +466,10 @@ export class BlobStore {
     try {
       // Moved by rename (drivers with stagedDigest): say first what was verified, for a client's retried PUT
       // and for garbage collection, which leaves this digest alone from then on.
-      if (this.driver.stagedDigest && !moved) await this.recordDigest(upload, digest);
+      if (this.driver.stagedDigest && !moved) {
+        await this.stillHeld(hold);
+        await this.recordDigest(upload, digest);
+      }
       location = await this.driver.commitUpload(id, upload.state, upload.size, hexOf(digest));
     } catch (err) {
       if (!moved || !(err instanceof StorageNotFoundError)) throw err;
@@ -445,7 +477,7 @@ export class BlobStore {
       await this.discard(upload);
       throw new RegistryError('DIGEST_INVALID', "the upload's bytes are not stored under this digest", { detail: { expected } });
     }
-    return { blob: await this.record(upload, digest, location, onStored), leftOver: false };
+    return { blob: await this.record(upload, digest, location, onStored, hold), leftOver: false };
   }
 
   /**
@@ -469,7 +501,14 @@ export class BlobStore {
   }
 
   /** Record a committed object, with what onStored adds, in one transaction that also ends the upload. */
-  private async record(upload: UploadRecord, digest: Digest, location: string, onStored: IngestOptions['onStored']): Promise<BlobRecord> {
+  private async record(
+    upload: UploadRecord,
+    digest: Digest,
+    location: string,
+    onStored: IngestOptions['onStored'],
+    hold: UploadHold | undefined,
+  ): Promise<BlobRecord> {
+    await this.stillHeld(hold);
     const stored = await this.index.transaction(async (tx) => {
       const index = tx(this.index);
       await index.deleteUpload(upload.id);
@@ -488,7 +527,12 @@ export class BlobStore {
    * then hash the committed object, verify digest and size, and only then record it. On a mismatch the
    * object is deleted and the upload is gone with it (its bytes became that object): DIGEST_INVALID.
    */
-  private async commitUnhashed(upload: UploadRecord, expected: Digest | undefined, onStored: IngestOptions['onStored']): Promise<Committed> {
+  private async commitUnhashed(
+    upload: UploadRecord,
+    expected: Digest | undefined,
+    onStored: IngestOptions['onStored'],
+    hold: UploadHold | undefined,
+  ): Promise<Committed> {
     const location = await this.driver.commitUpload(upload.id, upload.state, upload.size, expected ? hexOf(expected) : '');
     let digest: Digest;
     try {
@@ -508,7 +552,7 @@ export class BlobStore {
       await this.discard(upload).catch(() => undefined);
       throw err;
     }
-    return { blob: await this.record(upload, digest, location, onStored), leftOver: false };
+    return { blob: await this.record(upload, digest, location, onStored, hold), leftOver: false };
   }
 
   /** After a commit: the upload is gone with it, or its staged copy is left over and discarded soon. */
@@ -572,6 +616,13 @@ export class BlobStore {
   }
 }
 
+/** A request's upload hold broke: nothing it wrote is recorded, and a retry starts from what was. */
+function holdLost(): RegistryError {
+  return new RegistryError('UNAVAILABLE', "this upload's hold in the index was lost (its connection broke): retry the request", {
+    headers: { 'retry-after': '1' },
+  });
+}
+
 /** Read a body to its end and drop it. */
 async function drain(body: Readable): Promise<void> {
   for await (const _chunk of body) {
@@ -610,12 +661,18 @@ class HashMeter {
   error?: RegistryError;
   private readonly hashes: Hash[];
 
-  constructor(hashes: (Hash | null)[], private readonly remaining: number) {
+  constructor(
+    hashes: (Hash | null)[],
+    private readonly remaining: number,
+    /** Aborted when the upload's hold breaks: another process may take it, so stop writing. */
+    private readonly lost?: AbortSignal,
+  ) {
     this.hashes = hashes.filter((h) => h !== null);
   }
 
   async *through(body: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
     for await (const chunk of body) {
+      if (this.lost?.aborted) throw (this.error = holdLost());
       this.bytes += chunk.length;
       if (this.bytes > this.remaining) throw (this.error = new RegistryError('TOO_LARGE', 'blob exceeds the size limit'));
       for (const hash of this.hashes) hash.update(chunk);

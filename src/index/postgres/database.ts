@@ -5,6 +5,8 @@ import { describe, serverOf } from './connect';
 import { WRITE_LOCK } from './locks';
 import type { ReadCache } from '../read-cache';
 import { bindValues, toPgStatement, type PgStatement } from './sql';
+import { IndexUnavailableError } from './unavailable';
+import { PostgresUploadLocks } from './upload-locks';
 
 // The PostgreSQL index database: a pool shared by the index objects. Reads outside a transaction take any
 // pooled connection; a transaction holds one from BEGIN to COMMIT. Every write, of every replica, runs
@@ -28,10 +30,7 @@ const BEGIN_SHARED = `${OPEN}; SELECT pg_advisory_xact_lock_shared(${WRITE_LOCK}
 // does not). The server's synchronous_commit (on by default) then decides, as it would for the write itself.
 const FLUSH = "SELECT pg_logical_emit_message(true, 'tsregistry', '')";
 
-/** The index database cannot be reached (connection refused, lost, or the server shutting down). */
-export class IndexUnavailableError extends Error {
-  override name = 'IndexUnavailableError';
-}
+export { IndexUnavailableError };
 
 // SQLSTATE classes that mean "no usable connection", not a bad statement: 08 connection exception,
 // 57P01-03 the server shutting down or not yet accepting, 53300 too many connections.
@@ -44,6 +43,7 @@ export class PostgresDatabase implements IndexDatabase {
   private readonly statements = new Map<string, PgStatement>();
   private readonly transactions = new WeakMap<Tx, PgTransaction>();
   private readonly unbound: Sql;
+  readonly uploadLocks: PostgresUploadLocks;
 
   onTransaction?: (seconds: number) => void;
 
@@ -59,6 +59,7 @@ export class PostgresDatabase implements IndexDatabase {
   ) {
     this.server = serverOf(url);
     this.unbound = new PgStatements(this, pool);
+    this.uploadLocks = new PostgresUploadLocks(url);
   }
 
   get<Row>(q: Query<Row>, ...params: unknown[]): Promise<Row | undefined> {
@@ -90,6 +91,7 @@ export class PostgresDatabase implements IndexDatabase {
 
   async close(): Promise<void> {
     await this.onClose?.();
+    await this.uploadLocks.close();
     await this.pool.end();
   }
 

@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+
 // Every PostgreSQL advisory lock the registry takes, in one place so that no two share a key. The keys are
 // arbitrary and fixed: "tsreg" in ASCII, then a number.
 
@@ -7,3 +9,12 @@ export const MIGRATION_LOCK = 0x7473726567_01n;
 export const WRITE_LOCK = 0x7473726567_02n;
 /** Leadership of the background work, held by one replica's session (postgres/leader.ts). */
 export const LEADER_LOCK = 0x7473726567_03n;
+
+/**
+ * The upload `id`'s, held while a request writes to it (postgres/upload-locks.ts): 62 bits of the id's
+ * sha256 with bit 62 set, so that it never equals a fixed key above.
+ */
+export function uploadLockKey(id: string): bigint {
+  const hash = createHash('sha256').update(id).digest().readBigUInt64BE(0);
+  return (1n << 62n) | BigInt.asUintN(62, hash);
+}
