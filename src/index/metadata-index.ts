@@ -62,6 +62,14 @@ const Q = {
     `INSERT INTO uploads (id, repo, owner, size, state, started_at, updated_at) VALUES (@id, @repo, NULL, 0, @state, @now, @now)`,
     { lock: 'none' },
   ),
+  // A one-shot ingest whose bytes are announced to have @digest: recorded at once (see setUploadDigest), unless
+  // a garbage collection is deleting that digest. Returns the digest recorded, or NULL.
+  createAnnouncedUpload: sql<{ digest: Digest | null }>(
+    `INSERT INTO uploads (id, repo, owner, digest, size, state, started_at, updated_at)
+     SELECT @id, NULL, NULL, CASE WHEN NOT EXISTS (SELECT 1 FROM gc_doomed WHERE digest = @digest) THEN CAST(@digest AS TEXT) END, 0, @state, @now, @now
+     RETURNING digest`,
+    { lock: 'shared' },
+  ),
   getUpload: sql<UploadRow>('SELECT id, repo, owner, digest, size, state, started_at, updated_at FROM uploads WHERE id = ?'),
   // Refused while a garbage collection is deleting the bytes of this digest (they share its location).
   setUploadDigest: sql(
@@ -144,6 +152,17 @@ export class MetadataIndex extends IndexObject {
     if (owner === null) return (await this.sql.run(Q.createUpload, row)).changes === 1;
     const max = Number.isFinite(maxOpen) ? maxOpen : Number.MAX_SAFE_INTEGER;
     return (await this.sql.run(Q.createOwnedUpload, { ...row, owner, max })).changes === 1;
+  }
+
+  /**
+   * Record a one-shot ingest (no repository, no owner) whose bytes are announced to have `digest`, with that
+   * digest recorded as setUploadDigest would (so garbage collection leaves it alone from now on): the
+   * commit need not record it again if the bytes prove it. Returns whether it was recorded (not while a
+   * garbage collection is deleting a blob of that digest).
+   */
+  async createAnnouncedUpload(id: string, state: Record<string, unknown>, digest: Digest): Promise<boolean> {
+    const row = await this.sql.get(Q.createAnnouncedUpload, { id, digest, state: JSON.stringify(state), now: Date.now() });
+    return row?.digest === digest;
   }
 
   /**

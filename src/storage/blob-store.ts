@@ -66,8 +66,14 @@ export function storedLayerInfo(info: LayerInfo, digest: Digest): StoredLayerInf
   return { format: info.format, diffId };
 }
 
+/**
+ * An upload in this process. `recordedDigest`: a one-shot ingest's announced digest, recorded in its row from
+ * the start (createAnnouncedUpload); never trusted as what the bytes are (`digest` is null until verified).
+ */
+type Staged = UploadRecord & { recordedDigest?: Digest };
+
 /** An upload after an append: with `hashPrefix`, the hex of sha256(prefix + the appended bytes). */
-type Appended = UploadRecord & { prefixedHex?: string; layer?: LayerInfo };
+type Appended = Staged & { prefixedHex?: string; layer?: LayerInfo };
 
 interface LiveHash {
   hash: Hash;
@@ -151,7 +157,7 @@ export class BlobStore {
 
   /** Store a stream as one blob, in one pass. */
   async ingest(body: Readable, opts: IngestOptions = {}): Promise<BlobRecord & { prefixedDigest?: Digest; layer?: StoredLayerInfo }> {
-    let upload: Appended = await this.createUpload(null);
+    let upload: Appended = await this.createUpload(null, null, Infinity, opts.expected);
     let blob: BlobRecord;
     let leftOver: boolean;
     let layer: StoredLayerInfo | undefined;
@@ -307,10 +313,15 @@ export class BlobStore {
 
   // ---- internals ----
 
-  private async createUpload(repo: string | null, owner: string | null = null, maxOpen = Infinity): Promise<UploadRecord> {
+  private async createUpload(repo: string | null, owner: string | null = null, maxOpen = Infinity, announced?: Digest): Promise<Staged> {
     const id = randomUUID();
     // The row goes first: if we crash after the driver created the staging area, the purge still finds it.
-    if (!(await this.index.createUpload(id, repo, {}, owner, maxOpen))) {
+    // A one-shot ingest's announced digest goes in it at once, where the driver moves verified bytes to
+    // their digest's place: it saves the commit a write of its own (recordDigest) when they match.
+    let recordedDigest: Digest | undefined;
+    if (repo === null && announced && this.driver.stagedDigest) {
+      if (await this.index.createAnnouncedUpload(id, {}, announced)) recordedDigest = announced;
+    } else if (!(await this.index.createUpload(id, repo, {}, owner, maxOpen))) {
       this.counts.refusedOpen++;
       throw new RegistryError('TOOMANYREQUESTS', `too many open uploads (at most ${maxOpen}): finish or cancel some first`);
     }
@@ -318,7 +329,7 @@ export class BlobStore {
     if (Object.keys(state).length > 0) await this.index.updateUpload(id, 0, state); // each write is an fsync
     if (!this.driver.stagedDigest) this.hashes.set(id, { hash: newHash(), size: 0 });
     const now = Date.now();
-    return { id, repo, owner, digest: null, size: 0, state, startedAt: now, updatedAt: now };
+    return { id, repo, owner, digest: null, size: 0, state, startedAt: now, updatedAt: now, ...(recordedDigest ? { recordedDigest } : {}) };
   }
 
   /**
@@ -420,7 +431,7 @@ export class BlobStore {
   }
 
   private async commit(
-    upload: UploadRecord,
+    upload: Staged,
     expected: Digest | undefined,
     onStored: IngestOptions['onStored'],
     onVerified?: IngestOptions['onVerified'],
@@ -466,7 +477,7 @@ export class BlobStore {
     try {
       // Moved by rename (drivers with stagedDigest): say first what was verified, for a client's retried PUT
       // and for garbage collection, which leaves this digest alone from then on.
-      if (this.driver.stagedDigest && !moved) {
+      if (this.driver.stagedDigest && !moved && upload.recordedDigest !== digest) {
         await this.stillHeld(hold);
         await this.recordDigest(upload, digest);
       }

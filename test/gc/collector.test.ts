@@ -1,10 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync } from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import t from 'tap';
 import { databaseBehind, indexRows } from '../helpers/index-db';
 import { GcIndex } from '../../src/index/gc-index';
+import { MetadataIndex } from '../../src/index/metadata-index';
 import { startRegistry, type TestRegistry } from '../helpers/server';
 import { blobOf, buildImage, pullsWhole, pushBlob, pushImage, sha256, withLayers, type BuiltImage } from '../helpers/v2';
 
@@ -223,6 +225,72 @@ t.test('a push of a digest whose older copy is being deleted never loses its byt
   const got = await fetch(`${reg.url}/v2/team/w/blobs/${blob.digest}`);
   t.equal(got.status, 200);
   t.ok(Buffer.from(await got.arrayBuffer()).equals(blob.data), 'the new copy is whole: the deletion did not take it');
+});
+
+/** A monolithic POST ?digest= whose body the caller writes: the request stays open until end(). */
+function slowMonolithicPost(reg: TestRegistry, repo: string, digest: string) {
+  const req = http.request(`${reg.url}/v2/${repo}/blobs/uploads/?digest=${digest}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/octet-stream' },
+  });
+  const answer = new Promise<number>((resolve, reject) => {
+    req.on('response', (res) => res.resume().on('end', () => resolve(res.statusCode!)));
+    req.on('error', reject);
+  });
+  return { write: (b: Buffer) => req.write(b), end: (b?: Buffer) => (req.end(b), answer) };
+}
+
+t.test('a one-shot push (POST ?digest=) of a digest whose older copy is being deleted waits as a two-request push does', async (t) => {
+  const reg = await startRegistry(t, now);
+  const blob = blobOf(randomBytes(4096));
+  await pushBlob(reg.url, 'team/w', blob);
+  t.equal(await status(`${reg.url}/v2/team/w/blobs/${blob.digest}`, 'DELETE'), 202);
+  const gcIndex = new GcIndex(internals(reg).db);
+  const { doomed } = await gcIndex.doomUnreferenced('', Date.now());
+  t.same(doomed.map((b) => b.digest), [blob.digest]);
+  let done: number | undefined;
+  const push = slowMonolithicPost(reg, 'team/w', blob.digest).end(blob.data).then((s) => (done = s));
+  await new Promise((r) => setTimeout(r, 300));
+  const sharedLocation = reg.app.registry.blobs.driver.stagedDigest !== undefined;
+  t.equal(done === undefined, sharedLocation, sharedLocation ? 'the commit waits while the digest is doomed' : 'the commit goes on');
+  await reg.app.registry.blobs.driver.delete(doomed[0]!.location);
+  await gcIndex.forgetDoomed([doomed[0]!.digest]);
+  t.equal(await push, 201);
+  const got = await fetch(`${reg.url}/v2/team/w/blobs/${blob.digest}`);
+  t.ok(Buffer.from(await got.arrayBuffer()).equals(blob.data), 'the new copy is whole');
+});
+
+t.test('a one-shot push records its announced digest with its row: a collection meanwhile leaves that digest alone, and the commit records no more', async (t) => {
+  const reg = await startRegistry(t, now);
+  if (!reg.app.registry.blobs.driver.stagedDigest) {
+    t.pass('S3 commits each upload to a key of its own: no digest to record before a move');
+    return;
+  }
+  const blob = blobOf(randomBytes(64 * 1024));
+  await pushBlob(reg.url, 'team/o', blob);
+  t.equal(await status(`${reg.url}/v2/team/o/blobs/${blob.digest}`, 'DELETE'), 202, 'the stored copy is referenced by nothing');
+  const { db, rows } = internals(reg);
+  const slow = slowMonolithicPost(reg, 'team/p', blob.digest);
+  slow.write(blob.data.subarray(0, 1024));
+  let row: unknown;
+  for (let i = 0; i < 200 && !row; i++) {
+    row = (await rows.all('SELECT digest FROM uploads WHERE repo IS NULL')).find((r) => (r as { digest: string | null }).digest === blob.digest);
+    if (!row) await new Promise((r) => setTimeout(r, 10));
+  }
+  t.ok(row, 'the one-shot row names the announced digest while the bytes stream');
+  const { doomed } = await new GcIndex(db).doomUnreferenced('', Date.now());
+  t.same(doomed, [], 'a collection now leaves the unreferenced copy of that digest alone');
+  const recorded = MetadataIndex.prototype.setUploadDigest;
+  let digestWrites = 0;
+  MetadataIndex.prototype.setUploadDigest = function (...a) {
+    digestWrites++;
+    return recorded.apply(this, a);
+  };
+  t.teardown(() => void (MetadataIndex.prototype.setUploadDigest = recorded));
+  t.equal(await slow.end(blob.data.subarray(1024)), 201);
+  t.equal(digestWrites, 0, 'the commit did not record the digest a second time');
+  const got = await fetch(`${reg.url}/v2/team/p/blobs/${blob.digest}`);
+  t.ok(Buffer.from(await got.arrayBuffer()).equals(blob.data), 'the blob is served whole');
 });
 
 t.test('a HEAD of a blob renews its link, so a push that found it there can still name it after gc.delay', async (t) => {
