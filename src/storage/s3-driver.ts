@@ -290,8 +290,9 @@ export class S3Driver implements StorageDriver {
   async startUpload(id: string): Promise<UploadState> {
     S3Driver.checkId(id);
     // Nothing to create yet: the multipart upload starts with the first full part, small blobs never need one.
-    const state: S3UploadState = { parts: [], tail: 0, gen: 0 };
-    return state;
+    // Nothing to record either: parseState reads an empty state as no parts and no tail (the BlobStore then
+    // writes no state to the index).
+    return {};
   }
 
   async appendUpload(id: string, state: UploadState, size: number, body: AsyncIterable<Buffer>): Promise<UploadState> {

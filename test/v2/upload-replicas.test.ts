@@ -19,7 +19,7 @@ const REPO = 'team/app';
 async function twoReplicas(t: Test, storage: 'local' | 's3'): Promise<[TestRegistry, TestRegistry]> {
   const url = await newPostgresDatabase();
   const store: DeepPartial<Config>['storage'] =
-    storage === 's3' ? (await startS3rver(t)).overrides.storage : { local: { root: path.join(tempDir(t), 'blobs'), shared: true } };
+    storage === 's3' ? (await startS3rver(t)).overrides.storage : { driver: 'local', local: { root: path.join(tempDir(t), 'blobs'), shared: true } };
   const overrides = { index: { driver: 'postgres', postgres: { url, maxConnections: 4 } }, storage: store } as DeepPartial<Config>;
   return [await startRegistry(t, overrides), await startRegistry(t, overrides)];
 }
