@@ -67,4 +67,12 @@ export abstract class IndexObject implements Transactional {
   protected transaction<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
     return this.database.transaction(fn, this.tx);
   }
+
+  /**
+   * Run `fn` in the transaction this object is bound to, without a savepoint (for work no caller recovers
+   * from: its failure fails that transaction), or else in a new one. A statement less per call.
+   */
+  protected atomically<T>(fn: (tx: Tx) => Promise<T>): Promise<T> {
+    return this.tx ? fn(this.tx) : this.database.transaction(fn);
+  }
 }

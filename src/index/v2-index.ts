@@ -132,7 +132,7 @@ export class V2Index extends IndexObject {
   // ---- blob membership: a repository serves only blobs pushed or mounted into it ----
 
   linkBlob(repo: string, digest: Digest): Promise<void> {
-    return this.transaction(async (tx) => {
+    return this.atomically(async (tx) => {
       await tx(this.core).ensureRepository(repo);
       await tx(this).sql.run(Q.linkBlob, repo, digest, Date.now());
     });
