@@ -186,8 +186,9 @@ export class MetadataIndex extends IndexObject {
     return this.database.uploadLocks.tryTake(id);
   }
 
-  async updateUpload(id: string, size: number, state: Record<string, unknown>): Promise<void> {
-    await this.sql.run(Q.updateUpload, size, JSON.stringify(state), Date.now(), id);
+  /** Record an upload's progress; false if its row is gone (finished, cancelled or purged meanwhile). */
+  async updateUpload(id: string, size: number, state: Record<string, unknown>): Promise<boolean> {
+    return (await this.sql.run(Q.updateUpload, size, JSON.stringify(state), Date.now(), id)).changes === 1;
   }
 
   async deleteUpload(id: string): Promise<void> {

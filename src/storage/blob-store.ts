@@ -338,26 +338,19 @@ export class BlobStore {
    */
   private async exclusive(id: string, fn: (u: UploadRecord, hold: UploadHold) => Promise<UploadRecord | BlobRecord>): Promise<any> {
     // From the check to busy.add, no await: two requests of this process cannot both take the upload.
-    if (this.busy.has(id)) throw await this.refusal(id);
-    this.busy.add(id);
+    const ours = !this.busy.has(id);
+    if (ours) this.busy.add(id);
     let hold: UploadHold | null = null;
     try {
-      hold = await this.index.takeUpload(id);
-      if (!hold) throw await this.refusal(id);
-      const upload = await this.getUpload(id);
+      if (ours) hold = await this.index.takeUpload(id);
+      const upload = await this.getUpload(id); // read once taken, so it is the latest (or to say why not)
       if (!upload || upload.repo === null) throw new RegistryError('BLOB_UPLOAD_UNKNOWN', undefined, { detail: { id } });
+      if (!hold) throw new RegistryError('RANGE_INVALID', 'another request is writing to this upload', { detail: { size: upload.size } });
       return await fn(upload, hold);
     } finally {
       await hold?.release();
-      this.busy.delete(id);
+      if (ours) this.busy.delete(id);
     }
-  }
-
-  /** Why a request cannot write to upload `id` that another one is writing to (or that does not exist). */
-  private async refusal(id: string): Promise<RegistryError> {
-    const upload = await this.getUpload(id);
-    if (!upload || upload.repo === null) return new RegistryError('BLOB_UPLOAD_UNKNOWN', undefined, { detail: { id } });
-    return new RegistryError('RANGE_INVALID', 'another request is writing to this upload', { detail: { size: upload.size } });
   }
 
   /**
@@ -424,7 +417,9 @@ export class BlobStore {
     // find the staging area after a crash). Client uploads persist it, so they survive a restart.
     if (persist && upload.repo !== null) {
       await this.stillHeld(hold);
-      await this.index.updateUpload(upload.id, size, state);
+      if (!(await this.index.updateUpload(upload.id, size, state))) {
+        throw new RegistryError('BLOB_UPLOAD_UNKNOWN', 'the upload was removed while this chunk was written', { detail: { id: upload.id } });
+      }
     }
     if (hash) this.hashes.set(upload.id, { hash, size });
     return { ...upload, size, state, prefixedHex, layer };

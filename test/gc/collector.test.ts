@@ -280,6 +280,11 @@ t.test('a one-shot push records its announced digest with its row: a collection 
   t.ok(row, 'the one-shot row names the announced digest while the bytes stream');
   const { doomed } = await new GcIndex(db).doomUnreferenced('', Date.now());
   t.same(doomed, [], 'a collection now leaves the unreferenced copy of that digest alone');
+  t.equal(await slow.end(blob.data.subarray(1024)), 201);
+  const got = await fetch(`${reg.url}/v2/team/p/blobs/${blob.digest}`);
+  t.ok(Buffer.from(await got.arrayBuffer()).equals(blob.data), 'the blob is served whole');
+
+  // A digest not stored yet: its bytes are moved into place, with no second write of the digest.
   const recorded = MetadataIndex.prototype.setUploadDigest;
   let digestWrites = 0;
   MetadataIndex.prototype.setUploadDigest = function (...a) {
@@ -287,10 +292,12 @@ t.test('a one-shot push records its announced digest with its row: a collection 
     return recorded.apply(this, a);
   };
   t.teardown(() => void (MetadataIndex.prototype.setUploadDigest = recorded));
-  t.equal(await slow.end(blob.data.subarray(1024)), 201);
-  t.equal(digestWrites, 0, 'the commit did not record the digest a second time');
-  const got = await fetch(`${reg.url}/v2/team/p/blobs/${blob.digest}`);
-  t.ok(Buffer.from(await got.arrayBuffer()).equals(blob.data), 'the blob is served whole');
+  const fresh = blobOf(randomBytes(8192));
+  t.equal(await slowMonolithicPost(reg, 'team/p', fresh.digest).end(fresh.data), 201);
+  MetadataIndex.prototype.setUploadDigest = recorded;
+  t.equal(digestWrites, 0, 'the commit of a new blob did not record its digest a second time');
+  const fetched = await fetch(`${reg.url}/v2/team/p/blobs/${fresh.digest}`);
+  t.ok(Buffer.from(await fetched.arrayBuffer()).equals(fresh.data), 'and it is served whole');
 });
 
 t.test('a HEAD of a blob renews its link, so a push that found it there can still name it after gc.delay', async (t) => {

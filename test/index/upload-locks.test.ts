@@ -48,6 +48,18 @@ t.test('a session that ends breaks its holds at once and frees them; the next ta
   await held.release(); // a no-op on a lost hold
 });
 
+t.test('a lock lost while its session lives on (released behind the hold\'s back) is not confirmed', async (t) => {
+  const { a, b } = await twoReplicas(t);
+  const held = (await a.tryTake('u1'))!;
+  const session = (a as unknown as { current: { client: { query(q: string): Promise<unknown> } } }).current;
+  await session.client.query('SELECT pg_advisory_unlock_all()');
+  t.equal(await held.confirm(), false, 'the server says the lock is not held: not confirmed');
+  t.notOk(held.lost.aborted, 'though the session itself is fine');
+  const taken = await b.tryTake('u1');
+  t.ok(taken, 'and the other replica may take it');
+  await taken!.release();
+});
+
 t.test('closing releases every hold', async (t) => {
   const { a, b } = await twoReplicas(t);
   await a.tryTake('u1');
