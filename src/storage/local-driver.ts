@@ -155,7 +155,10 @@ export class LocalDriver implements StorageDriver {
       if ((await this.stat(key))?.size === size) return key;
       throw new StorageNotFoundError(`uploads/${id}`);
     }
-    if (st.size !== size) throw new Error(`upload ${id}: staged ${st.size} bytes, expected ${size}`);
+    if (st.size < size) throw new Error(`upload ${id}: staged ${st.size} bytes, expected ${size}`);
+    // Bytes past `size` are an append never counted (refused after writing, or its rollback failed): not
+    // the blob's, whose digest covers the first `size` bytes. Durably cut before the file gets its name.
+    if (st.size > size) await truncateDurably(staged, size, this.opts.fsync);
     const dir = path.dirname(target);
     const created = await fs.mkdir(dir, { recursive: true });
     if (created && this.opts.fsync) await fsyncDir(path.dirname(dir));
@@ -301,6 +304,16 @@ async function fsyncDir(dir: string): Promise<void> {
   const h = await fs.open(dir, 'r');
   try {
     await h.sync();
+  } finally {
+    await h.close();
+  }
+}
+
+async function truncateDurably(file: string, size: number, fsync: boolean): Promise<void> {
+  const h = await fs.open(file, 'r+');
+  try {
+    await h.truncate(size);
+    if (fsync) await h.sync();
   } finally {
     await h.close();
   }

@@ -7,6 +7,7 @@ import { RegistryError } from '../../src/errors';
 import type { Tx } from '../../src/index/database';
 import { openDatabase } from '../../src/index/db';
 import { MetadataIndex } from '../../src/index/metadata-index';
+import type { UploadLocks } from '../../src/index/upload-locks';
 import { BlobStore } from '../../src/storage/blob-store';
 import type { Digest } from '../../src/storage/digest';
 import { LocalDriver } from '../../src/storage/local-driver';
@@ -363,6 +364,38 @@ t.test('a second writer on a busy upload is refused', async (t) => {
   await t.rejects(store.appendUpload(up.id, Readable.from([Buffer.from('x')])), { code: 'RANGE_INVALID' });
   slow.end(randomBytes(10));
   t.equal((await first).size, 20);
+});
+
+t.test('a hold the index no longer confirms (another process may have taken the upload): nothing is recorded, 503', async (t) => {
+  const { store, index } = await setup(t);
+  let confirmed = true;
+  const ended = new AbortController();
+  const locks: UploadLocks = {
+    tryTake: async () => ({ lost: ended.signal, confirm: async () => confirmed, release: async () => undefined }),
+    close: async () => undefined,
+  };
+  Object.defineProperty((index as unknown as { database: object }).database, 'uploadLocks', { value: locks });
+  const head = randomBytes(1000);
+  const up = await store.startUpload('r/held');
+  await store.appendUpload(up.id, Readable.from([head]));
+  confirmed = false;
+  await t.rejects(store.appendUpload(up.id, Readable.from([randomBytes(500)])), { code: 'UNAVAILABLE' }, 'a chunk is refused');
+  t.equal((await store.getUpload(up.id))!.size, 1000, 'and its size not recorded');
+  await t.rejects(store.commitUpload(up.id, digest(head)), { code: 'UNAVAILABLE' }, 'a commit too');
+  t.equal(await store.stat(digest(head)), undefined, 'nothing recorded');
+  confirmed = true;
+  const blob = await store.commitUpload(up.id, digest(head));
+  t.ok((await bytesOf(await store.open(blob.digest))).equals(head), 'once the hold is confirmed, the upload finishes from what was recorded');
+
+  const next = await store.startUpload('r/held');
+  const slow = new PassThrough();
+  const writing = store.appendUpload(next.id, slow);
+  slow.write(randomBytes(100));
+  await new Promise((r) => setTimeout(r, 20));
+  ended.abort(); // the hold's connection broke
+  slow.end(randomBytes(100));
+  await t.rejects(writing, { code: 'UNAVAILABLE' }, 'an append under way stops at its next chunk');
+  t.equal((await store.getUpload(next.id))!.size, 0, 'recording nothing');
 });
 
 t.test('finished uploads leave no running hash behind in the driver', async (t) => {
