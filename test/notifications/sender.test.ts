@@ -142,7 +142,7 @@ t.test('stop() returns at once while the receiver hangs; the event stays for the
   await rx.waitFor(() => rx.deliveries.length >= 1);
   const started = Date.now();
   await sender.stop();
-  t.ok(Date.now() - started < 1000, 'not held by the hanging POST');
+  t.ok(Date.now() - started < 5000, 'not held by the hanging POST (its timeout is 30 s)');
   t.equal((await outbox.next('hook', 10)).length, 1);
 });
 

@@ -72,17 +72,19 @@ t.test('an image pulls through the cache byte-identical; the second pull asks th
 });
 
 t.test('a tag moved upstream is seen after tagTtl, not before; an unchanged tag is revalidated with a HEAD only', async (t) => {
-  const { upstream, fw, cache } = await setup(t, { tagTtl: 1 });
+  // The TTL leaves room for a loaded machine: only one manifest PUT falls between the first two GETs.
+  const { upstream, fw, cache } = await setup(t, { tagTtl: 3 });
   const one = buildImage({ layers: 1 });
   const two = buildImage({ layers: 1 });
   await pushImage(upstream.url, 'lib/app', 'latest', one);
+  await pushImage(upstream.url, 'lib/app', two.manifestDigest, two);
   t.equal((await get(`${cache.url}/v2/up/lib/app/manifests/latest`)).headers.get('docker-content-digest'), one.manifestDigest);
-  await pushImage(upstream.url, 'lib/app', 'latest', two);
+  t.equal((await putManifest(upstream.url, 'lib/app', 'latest', two.manifest, two.mediaType)).status, 201, 'the tag moves upstream');
   t.equal((await get(`${cache.url}/v2/up/lib/app/manifests/latest`)).headers.get('docker-content-digest'), one.manifestDigest, 'before tagTtl: the cached tag');
-  await new Promise((r) => setTimeout(r, 1100));
+  await new Promise((r) => setTimeout(r, 3100));
   t.equal((await get(`${cache.url}/v2/up/lib/app/manifests/latest`)).headers.get('docker-content-digest'), two.manifestDigest, 'after tagTtl: the moved tag');
   const gets = manifestGets(fw);
-  await new Promise((r) => setTimeout(r, 1100));
+  await new Promise((r) => setTimeout(r, 3100));
   const heads = fw.count('HEAD', /\/manifests\//);
   t.equal((await get(`${cache.url}/v2/up/lib/app/manifests/latest`)).headers.get('docker-content-digest'), two.manifestDigest);
   t.equal(manifestGets(fw), gets, 'unchanged upstream: no manifest GET');
