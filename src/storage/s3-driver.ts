@@ -1,3 +1,4 @@
+import { randomInt } from 'node:crypto';
 import { Readable } from 'node:stream';
 import {
   AbortMultipartUploadCommand,
@@ -36,8 +37,10 @@ process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 //  - The UploadId, the parts (number, ETag, size) and the tail live in the JSON upload state the caller
 //    keeps in the index: nothing needs ListParts or ListMultipartUploads, and any process can continue.
 //  - A failed append returns nothing, so the state from before stays valid: parts written meanwhile are
-//    not recorded (the next append reuses their numbers), and a new tail goes to a new key (tail.<n+1>),
-//    never over the one the previous state names.
+//    not recorded (the next append reuses their numbers), and a new tail goes to a new key, never over
+//    the one the previous state names. The new key's generation is the old one plus a random step, so two
+//    appends from one state (a writer whose upload hold broke, and the one that took the upload next)
+//    never write the same tail: a part they both wrote is caught by its ETag at the commit.
 //  - Staged parts cannot be read back (so no stagedDigest): after a restart the BlobStore hashes the
 //    committed object instead, which is safe because the object key is unique to the upload.
 
@@ -45,6 +48,8 @@ process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 export const MIN_PART = 5 * 1024 * 1024;
 const MAX_PART = 5 * 1024 * 1024 * 1024;
 const MAX_PARTS = 10_000;
+/** A new tail's generation is the old one plus 1 to this (exclusive): see the notes on failed appends. */
+const TAIL_GEN_STEP = 2 ** 20;
 /** Initial size of an append's first part buffer. */
 const FIRST_BUFFER = 256 * 1024;
 
@@ -302,6 +307,7 @@ export class S3Driver implements StorageDriver {
     const parts = [...st.parts];
     let mpu = st.mpu;
     let createdHere = false;
+    let newTail: string | undefined;
     let nextPart = parts.length + 1;
     const inflight = new Set<Promise<void>>();
     let failure: unknown;
@@ -369,8 +375,9 @@ export class S3Driver implements StorageDriver {
       if (fill >= MIN_PART) {
         await submit(buf, fill);
       } else if (fill > 0) {
-        gen = st.gen + 1;
-        await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: this.tailKey(id, gen), Body: buf.subarray(0, fill) }));
+        gen = st.gen + randomInt(1, TAIL_GEN_STEP);
+        newTail = this.tailKey(id, gen);
+        await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: newTail, Body: buf.subarray(0, fill) }));
         tail = fill;
       }
       await Promise.all(inflight);
@@ -385,6 +392,8 @@ export class S3Driver implements StorageDriver {
       await Promise.allSettled(inflight);
       // A multipart upload created by this append is recorded nowhere: nobody else could finish or abort it.
       if (createdHere && mpu) await this.abortMultipart(Key, mpu).catch(() => undefined);
+      // Nor is its new tail: delete it (best effort: garbage collection removes staging nobody names).
+      if (newTail) await this.deleteQuietly(newTail);
       throw err;
     }
   }
@@ -463,7 +472,7 @@ export class S3Driver implements StorageDriver {
     }
   }
 
-  /** The current tail and the one a failed append may have left under the next generation. */
+  /** The current tail, and the one a failed append of a build before random generations left under gen + 1. */
   private async deleteTails(id: string, gen: number): Promise<void> {
     await Promise.all([gen, gen + 1].map((g) => this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.tailKey(id, g) }))));
   }

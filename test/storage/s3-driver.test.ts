@@ -190,6 +190,28 @@ t.test('S3 specifics', async (t) => {
     t.ok((await collect(await d.read(key))).equals(all), 'no trace of the failed appends');
   });
 
+  t.test('two appends from one state (a writer whose hold broke, and the next) never write the same tail', async (t) => {
+    const d = driver(t, s3);
+    const head = randomBytes(1000);
+    const s0 = await d.appendUpload('twice', await d.startUpload('twice'), 0, chunked(head));
+    const mine = randomBytes(3000);
+    const stale = randomBytes(3000); // as long, so that both states count the same bytes
+    // The stale append has read the old tail and waits for its body while the next one runs whole.
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    const staleAppend = d.appendUpload('twice', s0, head.length, (async function* () {
+      await held;
+      yield stale;
+    })());
+    await new Promise((r) => setTimeout(r, 100));
+    const recorded = await d.appendUpload('twice', s0, head.length, chunked(mine));
+    release();
+    await staleAppend; // lands after, from the same state
+    const all = Buffer.concat([head, mine]);
+    const key = await d.commitUpload('twice', recorded, all.length, sha(all));
+    t.ok((await collect(await d.read(key))).equals(all), "the recorded state's bytes, none of the stale writer's");
+  });
+
   t.test('a failed Complete is reported as itself, also when the check for a finished object fails too', async (t) => {
     const d = driver(t, s3);
     const data = randomBytes(5 * MiB); // one part, no tail: the commit is the Complete alone
@@ -352,7 +374,8 @@ t.test('BlobStore on S3', async (t) => {
     const up = await first.store.startUpload('r/stale');
     await first.store.appendUpload(up.id, chunked(randomBytes(13 * MiB)));
     t.equal(view((await first.store.getUpload(up.id))!.state).parts.length, 2, 'two parts uploaded');
-    t.same(await look.keys(`uploads/${up.id}/`), [`uploads/${up.id}/tail.1`], 'a tail staged');
+    const gen = view((await first.store.getUpload(up.id))!.state).gen;
+    t.same(await look.keys(`uploads/${up.id}/`), [`uploads/${up.id}/tail.${gen}`], 'a tail staged');
     t.equal(await first.store.purgeStaleUploads(60_000), 0, 'fresh uploads stay');
     t.equal(await first.store.purgeStaleUploads(-1), 1, 'the old one goes (AbortMultipartUpload refused by s3rver: ignored)');
     t.equal(await first.store.getUpload(up.id), undefined, 'row gone');
