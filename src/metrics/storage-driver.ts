@@ -8,7 +8,7 @@ import { LATENCY_BUCKETS, secondsSince, type Metrics } from './metrics';
 /** Operations that return a promise: timed from the call until it settles. */
 const ASYNC_OPERATIONS = [
   'ping', 'stat', 'read', 'openWriter', 'delete', 'startUpload', 'appendUpload', 'appendUploadPrefixed', 'stagedDigest',
-  'commitUpload', 'abortUpload', 'listStaged', 'putRecord', 'getRecord', 'deleteRecord', 'appendRecord', 'syncRecord',
+  'commitUpload', 'abortUpload', 'recorded', 'listStaged', 'putRecord', 'getRecord', 'deleteRecord', 'appendRecord', 'syncRecord',
   'renameRecord', 'quarantine', 'redirectUrl',
 ] as const satisfies readonly (keyof StorageDriver)[];
 

@@ -420,6 +420,7 @@ export class BlobStore {
       if (!(await this.index.updateUpload(upload.id, size, state))) {
         throw new RegistryError('BLOB_UPLOAD_UNKNOWN', 'the upload was removed while this chunk was written', { detail: { id: upload.id } });
       }
+      await this.driver.recorded?.(upload.id, upload.state, state).catch(this.onBackgroundError);
     }
     if (hash) this.hashes.set(upload.id, { hash, size });
     return { ...upload, size, state, prefixedHex, layer };

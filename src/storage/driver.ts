@@ -83,6 +83,12 @@ export interface StorageDriver {
   /** Discard an upload's staging area (idempotent). */
   abortUpload(id: string, state: UploadState): Promise<void>;
   /**
+   * Optional: told after the index recorded `current`, the state an append returned, in place of
+   * `previous`. Staging only `previous` named can go now, and not before: until then `previous` is what
+   * a retried append starts from.
+   */
+  recorded?(id: string, previous: UploadState, current: UploadState): Promise<void>;
+  /**
    * Optional: every staging area there is, with its size in bytes, so that staged bytes no upload row
    * names can be removed at start (S3 cannot list multipart uploads everywhere: a bucket lifecycle rule
    * aborts those).

@@ -1,4 +1,4 @@
-import { randomInt } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import {
   AbortMultipartUploadCommand,
@@ -38,9 +38,10 @@ process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 //    keeps in the index: nothing needs ListParts or ListMultipartUploads, and any process can continue.
 //  - A failed append returns nothing, so the state from before stays valid: parts written meanwhile are
 //    not recorded (the next append reuses their numbers), and a new tail goes to a new key, never over
-//    the one the previous state names. The new key's generation is the old one plus a random step, so two
-//    appends from one state (a writer whose upload hold broke, and the one that took the upload next)
-//    never write the same tail: a part they both wrote is caught by its ETag at the commit.
+//    the one the previous state names. Each tail key holds a random token, so two appends from one state
+//    (a writer whose upload hold broke, and the one that took the upload next) never write the same tail.
+//    A tail goes once the index has recorded the state after it (recorded()), or with its upload (commit,
+//    abort: everything under uploads/<id>/).
 //  - Staged parts cannot be read back (so no stagedDigest): after a restart the BlobStore hashes the
 //    committed object instead, which is safe because the object key is unique to the upload.
 
@@ -48,8 +49,6 @@ process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 export const MIN_PART = 5 * 1024 * 1024;
 const MAX_PART = 5 * 1024 * 1024 * 1024;
 const MAX_PARTS = 10_000;
-/** A new tail's generation is the old one plus 1 to this (exclusive): see the notes on failed appends. */
-const TAIL_GEN_STEP = 2 ** 20;
 /** Initial size of an append's first part buffer. */
 const FIRST_BUFFER = 256 * 1024;
 
@@ -92,10 +91,11 @@ type S3UploadState = {
   mpu?: string;
   /** Uploaded parts, by ascending number; all but the last are >= 5 MiB. */
   parts: Part[];
-  /** Bytes parked in uploads/<id>/tail.<gen> (under 5 MiB), which follow the parts; 0: no tail. */
+  /** Bytes parked in the tail object (under 5 MiB), which follow the parts; 0: no tail. */
   tail: number;
-  /** Generation of the tail key; the next tail goes to gen + 1. */
+  /** The tail object is uploads/<id>/tail.<gen>.<tok> (tail.<gen> for states of builds before tok). */
   gen: number;
+  tok?: string;
 };
 
 export class S3Driver implements StorageDriver {
@@ -177,8 +177,8 @@ export class S3Driver implements StorageDriver {
     if (!UPLOAD_ID.test(id)) throw new Error(`refusing upload id ${JSON.stringify(id)}`);
   }
 
-  private tailKey(id: string, gen: number): string {
-    return this.objectKey(`uploads/${id}/tail.${gen}`);
+  private tailKey(id: string, st: { gen: number; tok?: string }): string {
+    return this.objectKey(`uploads/${id}/tail.${st.gen}${st.tok ? `.${st.tok}` : ''}`);
   }
 
   // ---- committed objects ----
@@ -347,7 +347,7 @@ export class S3Driver implements StorageDriver {
       // The first buffer starts small and grows to partSize, so a small blob never costs a whole part.
       let buf: Buffer = Buffer.allocUnsafe(Math.min(this.partSize, st.tail + FIRST_BUFFER));
       let fill = 0;
-      if (st.tail > 0) fill = await this.readInto(this.tailKey(id, st.gen), buf, st.tail);
+      if (st.tail > 0) fill = await this.readInto(this.tailKey(id, st), buf, st.tail);
       let received = 0;
       for await (const chunk of body) {
         if (failure !== undefined) throw failure;
@@ -372,27 +372,28 @@ export class S3Driver implements StorageDriver {
 
       let tail = 0;
       let gen = st.gen;
+      let tok: string | undefined;
       if (fill >= MIN_PART) {
         await submit(buf, fill);
       } else if (fill > 0) {
-        gen = st.gen + randomInt(1, TAIL_GEN_STEP);
-        newTail = this.tailKey(id, gen);
+        gen = st.gen + 1;
+        tok = randomBytes(16).toString('hex');
+        newTail = this.tailKey(id, { gen, tok });
         await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: newTail, Body: buf.subarray(0, fill) }));
         tail = fill;
       }
       await Promise.all(inflight);
       if (failure !== undefined) throw failure;
       parts.sort((a, b) => a.n - b.n);
-      // The old tail now lives in a part or in the new tail.
-      if (st.tail > 0) await this.deleteQuietly(this.tailKey(id, st.gen));
-      const next: S3UploadState = { ...(mpu ? { mpu } : {}), parts, tail, gen };
+      // The old tail now lives in a part or in the new tail; it goes once the new state is recorded.
+      const next: S3UploadState = { ...(mpu ? { mpu } : {}), parts, tail, gen, ...(tok ? { tok } : {}) };
       return next;
     } catch (err) {
       failure ??= err;
       await Promise.allSettled(inflight);
       // A multipart upload created by this append is recorded nowhere: nobody else could finish or abort it.
       if (createdHere && mpu) await this.abortMultipart(Key, mpu).catch(() => undefined);
-      // Nor is its new tail: delete it (best effort: garbage collection removes staging nobody names).
+      // Nor is its new tail (best effort: the upload's commit or abort removes what is left).
       if (newTail) await this.deleteQuietly(newTail);
       throw err;
     }
@@ -405,7 +406,7 @@ export class S3Driver implements StorageDriver {
     const Key = this.objectKey(rel);
     let tail: Buffer | undefined;
     try {
-      tail = st.tail > 0 ? await this.readSmall(this.tailKey(id, st.gen), st.tail) : undefined;
+      tail = st.tail > 0 ? await this.readSmall(this.tailKey(id, st), st.tail) : undefined;
     } catch (err) {
       // A repeated commit (the first went through, the index write after it failed) finds its tail
       // deleted: fine if the object is whole.
@@ -442,7 +443,7 @@ export class S3Driver implements StorageDriver {
       }
     }
     // Best effort: the blob is complete; a stray tail object is garbage, not a reason to fail the commit.
-    await this.deleteTails(id, st.gen).catch(() => undefined);
+    await this.deleteStaging(id).catch(() => undefined);
     return rel;
   }
 
@@ -450,7 +451,16 @@ export class S3Driver implements StorageDriver {
     S3Driver.checkId(id);
     const st = parseState(id, state);
     if (st.mpu) await this.abortMultipart(this.objectKey(`blobs/${id}`), st.mpu);
-    await this.deleteTails(id, st.gen);
+    await this.deleteStaging(id);
+  }
+
+  /** The index now holds `current` instead of `previous`: a tail only `previous` named can go. */
+  async recorded(id: string, previous: UploadState, current: UploadState): Promise<void> {
+    S3Driver.checkId(id);
+    const [before, now] = [parseState(id, previous), parseState(id, current)];
+    if (before.tail > 0 && this.tailKey(id, before) !== (now.tail > 0 ? this.tailKey(id, now) : null)) {
+      await this.deleteQuietly(this.tailKey(id, before));
+    }
   }
 
   // ---- internals ----
@@ -472,9 +482,15 @@ export class S3Driver implements StorageDriver {
     }
   }
 
-  /** The current tail, and the one a failed append of a build before random generations left under gen + 1. */
-  private async deleteTails(id: string, gen: number): Promise<void> {
-    await Promise.all([gen, gen + 1].map((g) => this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.tailKey(id, g) }))));
+  /** Every object under uploads/<id>/: the tail, and any a failed or refused append left. */
+  private async deleteStaging(id: string): Promise<void> {
+    const Prefix = this.objectKey(`uploads/${id}/`);
+    let ContinuationToken: string | undefined;
+    do {
+      const page = await this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix, ContinuationToken }));
+      await Promise.all((page.Contents ?? []).map(({ Key }) => this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key }))));
+      ContinuationToken = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (ContinuationToken);
   }
 
   private async deleteQuietly(Key: string): Promise<void> {
@@ -542,10 +558,12 @@ function parseState(id: string, raw: UploadState, size?: number): S3UploadState 
   const gen = raw.gen ?? 0;
   if (!Number.isSafeInteger(tail) || (tail as number) < 0 || (tail as number) >= MIN_PART) throw bad('tail');
   if (!Number.isSafeInteger(gen) || (gen as number) < 0) throw bad('gen');
+  if (raw.tok !== undefined && (typeof raw.tok !== 'string' || !/^[0-9a-f]{32}$/.test(raw.tok))) throw bad('tok');
   if (raw.mpu !== undefined && typeof raw.mpu !== 'string') throw bad('mpu');
   if (parts.length > 0 && raw.mpu === undefined) throw bad('parts without a multipart upload');
   const st: S3UploadState = { parts: parts as Part[], tail: tail as number, gen: gen as number };
   if (raw.mpu !== undefined) st.mpu = raw.mpu as string;
+  if (raw.tok !== undefined) st.tok = raw.tok as string;
   if (size !== undefined) {
     const held = st.parts.reduce((n, p) => n + p.size, 0) + st.tail;
     if (held !== size) throw new Error(`upload ${id}: the S3 upload state holds ${held} bytes, ${size} expected`);

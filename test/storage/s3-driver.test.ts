@@ -90,8 +90,10 @@ function inspector(t: Test, s3: S3rver) {
   };
 }
 
-type S3State = { mpu?: string; parts: { n: number; size: number }[]; tail: number; gen: number };
+type S3State = { mpu?: string; parts: { n: number; size: number }[]; tail: number; gen: number; tok?: string };
 const view = (s: UploadState) => s as unknown as S3State;
+/** The key of the tail object `state` names, under `dir` (uploads/<id>/). */
+const tailIn = (dir: string, state: UploadState) => `${dir}tail.${view(state).gen}${view(state).tok ? `.${view(state).tok}` : ''}`;
 
 async function checkRanges(t: Test, d: S3Driver, key: string, all: Buffer) {
   const ranges: [number, number][] = [
@@ -123,7 +125,7 @@ t.test('S3 specifics', async (t) => {
     t.equal(view(state).parts.length, 4, 'four full 5 MiB parts');
     t.ok(view(state).parts.every((p) => p.size === 5 * MiB), 'of partSize each');
     t.equal(view(state).tail, 3 * MiB + 12_345, 'the remainder is a staged tail, not a part');
-    t.ok(await look.exists(`uploads/one/tail.${view(state).gen}`), 'tail object staged');
+    t.ok(await look.exists(tailIn('uploads/one/', state)), 'tail object staged');
     t.notOk(await look.exists('blobs/one'), 'nothing visible before commit');
     const key = await d.commitUpload('one', state, all.length, sha(all));
     t.equal(key, 'blobs/one', 'the key is the upload\'s own object');
@@ -142,7 +144,9 @@ t.test('S3 specifics', async (t) => {
     let size = 0;
     const shapes: string[] = [];
     for (const p of pieces) {
+      const previous = state;
       state = await d.appendUpload('odd', state, size, chunked(p, 100_003));
+      await d.recorded('odd', previous, state); // as the BlobStore says once the index holds it
       size += p.length;
       const s = view(state);
       t.equal(s.parts.reduce((n, x) => n + x.size, 0) + s.tail, size, `state accounts for ${size} bytes`);
@@ -152,7 +156,7 @@ t.test('S3 specifics', async (t) => {
       shapes.push(`${s.parts.length}p+${s.tail}`);
     }
     t.same(shapes, ['0p+1048576', '1p+3145728', '1p+3145731', '2p+4194307', '4p+3145731'], 'parts fill up; remainders are staged');
-    t.same(await look.keys('uploads/odd/'), [`uploads/odd/tail.${view(state).gen}`], 'only the current tail is kept');
+    t.same(await look.keys('uploads/odd/'), [tailIn('uploads/odd/', state)], 'only the current tail is kept');
     const key = await d.commitUpload('odd', state, size, sha(all));
     t.ok((await collect(await d.read(key))).equals(all), 'byte-identical read back');
     await checkRanges(t, d, key, all);
@@ -183,7 +187,7 @@ t.test('S3 specifics', async (t) => {
     let state = await d.appendUpload('failmp', s0, 0, chunked(first));
     t.equal(view(state).parts.length, 1);
     await t.rejects(d.appendUpload('failmp', state, first.length, failingAfter(randomBytes(12 * MiB))), /went away/);
-    t.same(await look.keys('uploads/failmp/'), [`uploads/failmp/tail.${view(state).gen}`], 'the previous tail is intact');
+    t.same(await look.keys('uploads/failmp/'), [tailIn('uploads/failmp/', state)], 'the previous tail is intact');
     state = await d.appendUpload('failmp', state, first.length, chunked(second));
     const all = Buffer.concat([first, second]);
     const key = await d.commitUpload('failmp', state, all.length, sha(all));
@@ -196,20 +200,39 @@ t.test('S3 specifics', async (t) => {
     const s0 = await d.appendUpload('twice', await d.startUpload('twice'), 0, chunked(head));
     const mine = randomBytes(3000);
     const stale = randomBytes(3000); // as long, so that both states count the same bytes
-    // The stale append has read the old tail and waits for its body while the next one runs whole.
+    // The stale append has read the old tail (its body is pulled only after) and waits while the next runs whole.
+    let pulled!: () => void;
+    const reading = new Promise<void>((r) => (pulled = r));
     let release!: () => void;
     const held = new Promise<void>((r) => (release = r));
     const staleAppend = d.appendUpload('twice', s0, head.length, (async function* () {
+      pulled();
       await held;
       yield stale;
     })());
-    await new Promise((r) => setTimeout(r, 100));
+    await reading;
     const recorded = await d.appendUpload('twice', s0, head.length, chunked(mine));
     release();
     await staleAppend; // lands after, from the same state
+    t.not(tailIn('', recorded), tailIn('', s0), 'a new tail key');
     const all = Buffer.concat([head, mine]);
     const key = await d.commitUpload('twice', recorded, all.length, sha(all));
     t.ok((await collect(await d.read(key))).equals(all), "the recorded state's bytes, none of the stale writer's");
+    t.same(await look.keys('uploads/twice/'), [], "no staging left, the stale writer's tail included");
+  });
+
+  t.test('an append refused after it staged its tail (its state never recorded) leaves the upload whole', async (t) => {
+    const d = driver(t, s3);
+    const head = randomBytes(2000);
+    const s0 = await d.appendUpload('refused', await d.startUpload('refused'), 0, chunked(head));
+    await d.appendUpload('refused', s0, head.length, chunked(randomBytes(500))); // not recorded: s0 stays
+    const more = randomBytes(700);
+    const s1 = await d.appendUpload('refused', s0, head.length, chunked(more));
+    await d.recorded('refused', s0, s1);
+    const all = Buffer.concat([head, more]);
+    const key = await d.commitUpload('refused', s1, all.length, sha(all));
+    t.ok((await collect(await d.read(key))).equals(all), 'the recorded bytes, from the tail the recorded state named');
+    t.same(await look.keys('uploads/refused/'), [], 'no staging left');
   });
 
   t.test('a failed Complete is reported as itself, also when the check for a finished object fails too', async (t) => {
@@ -259,7 +282,7 @@ t.test('S3 specifics', async (t) => {
     const data = randomBytes(6 * MiB + 3);
     let state = await d.startUpload('pfx');
     state = await d.appendUpload('pfx', state, 0, chunked(data));
-    t.same(await look.keys('reg/v1/uploads/'), [`reg/v1/uploads/pfx/tail.${view(state).gen}`]);
+    t.same(await look.keys('reg/v1/uploads/'), [tailIn('reg/v1/uploads/pfx/', state)]);
     const key = await d.commitUpload('pfx', state, data.length, sha(data));
     t.equal(key, 'blobs/pfx', 'the index key does not include the prefix');
     t.same(await look.keys('reg/v1/blobs/'), ['reg/v1/blobs/pfx']);
@@ -374,8 +397,7 @@ t.test('BlobStore on S3', async (t) => {
     const up = await first.store.startUpload('r/stale');
     await first.store.appendUpload(up.id, chunked(randomBytes(13 * MiB)));
     t.equal(view((await first.store.getUpload(up.id))!.state).parts.length, 2, 'two parts uploaded');
-    const gen = view((await first.store.getUpload(up.id))!.state).gen;
-    t.same(await look.keys(`uploads/${up.id}/`), [`uploads/${up.id}/tail.${gen}`], 'a tail staged');
+    t.same(await look.keys(`uploads/${up.id}/`), [tailIn(`uploads/${up.id}/`, (await first.store.getUpload(up.id))!.state)], 'a tail staged');
     t.equal(await first.store.purgeStaleUploads(60_000), 0, 'fresh uploads stay');
     t.equal(await first.store.purgeStaleUploads(-1), 1, 'the old one goes (AbortMultipartUpload refused by s3rver: ignored)');
     t.equal(await first.store.getUpload(up.id), undefined, 'row gone');
