@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import type { Leadership } from '../leader';
 import { dedicatedClient, describe, serverOf } from './connect';
-import { LEADER_LOCK } from './locks';
+import { LEADER_LOCK, sessionHolds } from './locks';
 
 // Leadership among replicas: a session-level advisory lock held on a connection of its own. PostgreSQL
 // releases it when that session ends (the process dies, or its connection breaks), and another replica,
@@ -42,11 +42,7 @@ export class PostgresLeadership implements Leadership {
     const client = this.client;
     if (!this.held || !client) return false;
     try {
-      const r = await client.query(
-        "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1 AND pid = pg_backend_pid() AND ((classid::bigint << 32) | objid::bigint) = $1",
-        [LEADER_LOCK.toString()],
-      );
-      if (r.rowCount === 1) return true;
+      if (await sessionHolds(client, LEADER_LOCK)) return true;
       this.lose('its session no longer holds the lock');
     } catch {
       this.drop(client, 'its connection to PostgreSQL broke');

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import type { UploadHold, UploadLocks } from '../upload-locks';
 import { dedicatedClient, describe, serverOf } from './connect';
-import { uploadLockKey } from './locks';
+import { sessionHolds, uploadLockKey } from './locks';
 import { IndexUnavailableError } from './unavailable';
 
 // Uploads taken by this replica: a session-level advisory lock per upload, all on one connection of its
@@ -25,10 +25,10 @@ export class PostgresUploadLocks implements UploadLocks {
 
   async tryTake(id: string): Promise<UploadHold | null> {
     const session = await this.open();
-    const key = uploadLockKey(id).toString();
+    const key = uploadLockKey(id);
     let got: boolean;
     try {
-      got = (await session.client.query('SELECT pg_try_advisory_lock($1) AS got', [key])).rows[0]?.got === true;
+      got = (await session.client.query('SELECT pg_try_advisory_lock($1) AS got', [key.toString()])).rows[0]?.got === true;
     } catch (err) {
       throw this.unavailable(session, err);
     }
@@ -67,24 +67,20 @@ export class PostgresUploadLocks implements UploadLocks {
     return session;
   }
 
-  private async confirm(session: Session, key: string): Promise<boolean> {
+  private async confirm(session: Session, key: bigint): Promise<boolean> {
     if (session.ended.signal.aborted) return false;
     try {
-      const r = await session.client.query(
-        "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1 AND pid = pg_backend_pid() AND ((classid::bigint << 32) | objid::bigint) = $1",
-        [key],
-      );
-      return r.rowCount === 1;
+      return await sessionHolds(session.client, key);
     } catch (err) {
       this.unavailable(session, err);
       return false;
     }
   }
 
-  private async release(session: Session, key: string): Promise<void> {
+  private async release(session: Session, key: bigint): Promise<void> {
     if (session.ended.signal.aborted) return;
     try {
-      await session.client.query('SELECT pg_advisory_unlock($1)', [key]);
+      await session.client.query('SELECT pg_advisory_unlock($1)', [key.toString()]);
     } catch (err) {
       this.unavailable(session, err); // ending the session releases the lock
     }
