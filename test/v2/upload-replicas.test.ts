@@ -37,12 +37,11 @@ interface Answer {
 
 /** A PATCH whose body is written by the caller: the request stays open until end(). */
 function openPatch(reg: TestRegistry, upload: string, contentRange?: string) {
-  let answer!: Promise<Answer>;
   const req = http.request(`${reg.url}${upload}`, {
     method: 'PATCH',
     headers: { 'content-type': 'application/octet-stream', ...(contentRange ? { 'content-range': contentRange } : {}) },
   });
-  answer = new Promise<Answer>((resolve, reject) => {
+  const answer = new Promise<Answer>((resolve, reject) => {
     req.on('response', (res) => {
       let body = '';
       res.on('data', (c) => (body += c));
